@@ -1,0 +1,28 @@
+//! `fastparse`: fast, exact MIDI parsing and tokenization for composer.
+//!
+//! A pure-Rust core (no Python in it) over borrowed bytes with errors as values, and a thin PyO3
+//! binding (`python` feature, [`python`] module) that only converts types.
+//!
+//! - [`notes::parse`]: MIDI bytes -> [`notes::Notes`] (struct of arrays), equal to pretty_midi's
+//!   notes, with its tick -> seconds map ([`tempo`]).
+//! - [`scheme::Scheme`]: tokenization schemes; "notes-chords" ([`notes_chords`]) is the paper's,
+//!   with music21's pitch names and chord normal order ([`pitch`]).
+//! - [`corpus::tokenize_files`]: many files on a rayon pool, deterministic vocabulary.
+//! - [`corpus::detokenize_ids`]: ids -> MIDI bytes ([`midi_writer`]).
+
+pub mod corpus;
+pub mod error;
+pub mod midi_writer;
+pub mod notes;
+pub mod notes_chords;
+pub mod pitch;
+pub mod scheme;
+pub mod tempo;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use corpus::{detokenize_ids, tokenize_files, Options, Tokenized};
+pub use error::{Error, Result};
+pub use notes::{parse, read_file, Notes, Pedal};
+pub use scheme::{Scheme, SCHEMES};

@@ -1,0 +1,222 @@
+//! The "notes-chords" scheme of the paper (Skuldur/Classical-Piano-Composer, via music21).
+//!
+//! Tokenize: take every non-drum note; group notes whose onsets fall on the same step of a grid
+//! of 1/12 quarter note (`round(onset_tick * 12 / ticks_per_quarter)`, halves rounded up; 1/12
+//! is the common refinement of music21's default `quarterLengthDivisors` (4, 3)); in onset
+//! order, a group with one distinct pitch becomes its name ("C4", "E-4", "F#4", music21's
+//! `nameWithOctave`), a group with several distinct pitches becomes music21's `normalOrder`
+//! of the chord joined by "." ("4.9", "0.4.7"; C3 + C4 gives "0").
+//!
+//! Detokenize (as the paper did): token i starts at i * 0.5 quarter note and lasts 0.5 quarter,
+//! velocity 80; a note token is that pitch, a chord token's pitch classes are put in octave 4
+//! (MIDI 60 + pc). Written as a format 0 file, 480 ticks per quarter, 120 bpm, program 0.
+
+use crate::error::{Error, Result};
+use crate::midi_writer::{write_single_track, WriteNote};
+use crate::notes::Notes;
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use crate::pitch::{name_with_octave, normal_order_mask, parse_name_with_octave};
+use crate::scheme::Token;
+
+/// The scheme's name.
+pub const NAME: &str = "notes-chords";
+
+/// Grid steps per quarter note used to group onsets.
+pub const STEPS_PER_QUARTER: u64 = 12;
+
+/// Ticks per quarter note of detokenized files.
+pub const TICKS_PER_QUARTER: u16 = 480;
+/// Tempo of detokenized files, microseconds per quarter (120 bpm).
+pub const TEMPO: u32 = 500_000;
+/// Spacing and length of each detokenized token, in ticks (half a quarter note).
+pub const STEP_TICKS: u64 = TICKS_PER_QUARTER as u64 / 2;
+/// Velocity of detokenized notes.
+pub const VELOCITY: u8 = 80;
+
+/// The token for a set of simultaneous MIDI pitches (any order, repeats allowed); `None` if
+/// there are none.
+pub fn chord_token(pitches: &[u8]) -> Option<String> {
+    group_token(pitches).map(str::to_string)
+}
+
+/// [`chord_token`] from tables built once: 128 note names and the 4095 chords by pitch-class set.
+pub fn group_token(pitches: &[u8]) -> Option<&'static str> {
+    static NOTES: OnceLock<Vec<String>> = OnceLock::new();
+    static CHORDS: OnceLock<Vec<String>> = OnceLock::new();
+    let first = *pitches.first()?;
+    if pitches.iter().all(|&p| p == first) {
+        let notes = NOTES.get_or_init(|| (0..=127u8).map(name_with_octave).collect());
+        return Some(notes[(first & 0x7f) as usize].as_str());
+    }
+    let chords = CHORDS.get_or_init(|| {
+        (0..4096u16)
+            .map(|mask| {
+                let order = normal_order_mask(mask);
+                order
+                    .iter()
+                    .map(|pc| pc.to_string())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .collect()
+    });
+    let mask = pitches.iter().fold(0u16, |m, &p| m | 1 << (p % 12));
+    Some(chords[mask as usize].as_str())
+}
+
+/// The MIDI pitches a token stands for when written back: a note name gives its pitch, a chord
+/// gives 60 + each pitch class. `None` for anything else (including repeated pitch classes).
+pub fn token_pitches(token: &str) -> Option<Vec<u8>> {
+    if let Some(p) = parse_name_with_octave(token) {
+        return Some(vec![p]);
+    }
+    let mut seen = 0u16;
+    let mut out = Vec::new();
+    for part in token.split('.') {
+        if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if part.len() == 2 && part.starts_with('0') {
+            return None;
+        }
+        let pc: u8 = part.parse().ok()?;
+        if pc >= 12 || seen & (1 << pc) != 0 {
+            return None;
+        }
+        seen |= 1 << pc;
+        out.push(60 + pc);
+    }
+    Some(out)
+}
+
+/// Grid step of an onset tick (round half up).
+fn step(tick: u64, ticks_per_quarter: u16) -> u64 {
+    let tpq = ticks_per_quarter as u64;
+    (tick * STEPS_PER_QUARTER * 2 + tpq) / (2 * tpq)
+}
+
+/// The tokens of one file.
+pub fn tokenize(notes: &Notes) -> Result<Vec<Token>> {
+    let tpq = notes.ticks_per_quarter;
+    // Notes are sorted by start time, hence by start tick, hence by grid step.
+    let mut tokens = Vec::new();
+    let mut group: Vec<u8> = Vec::new();
+    let mut current: Option<u64> = None;
+    for i in 0..notes.len() {
+        if notes.is_drum[i] {
+            continue;
+        }
+        let s = step(notes.start_tick[i], tpq);
+        if current != Some(s) {
+            if let Some(tok) = group_token(&group) {
+                tokens.push(Cow::Borrowed(tok));
+            }
+            group.clear();
+            current = Some(s);
+        }
+        group.push(notes.pitch[i]);
+    }
+    if let Some(tok) = group_token(&group) {
+        tokens.push(Cow::Borrowed(tok));
+    }
+    if tokens.is_empty() {
+        return Err(Error::NoNotes);
+    }
+    Ok(tokens)
+}
+
+/// MIDI file bytes for a token sequence.
+pub fn detokenize<S: AsRef<str>>(tokens: &[S]) -> Result<Vec<u8>> {
+    let mut notes = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let token = token.as_ref();
+        let pitches = token_pitches(token).ok_or_else(|| Error::InvalidToken {
+            index: i,
+            token: token.to_string(),
+            scheme: NAME,
+        })?;
+        let start = i as u64 * STEP_TICKS;
+        for pitch in pitches {
+            notes.push(WriteNote {
+                start,
+                end: start + STEP_TICKS,
+                pitch,
+                velocity: VELOCITY,
+            });
+        }
+    }
+    write_single_track(&notes, TICKS_PER_QUARTER, TEMPO, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notes::parse;
+
+    #[test]
+    fn chord_tokens() {
+        assert_eq!(chord_token(&[60]).unwrap(), "C4");
+        assert_eq!(chord_token(&[60, 60]).unwrap(), "C4");
+        assert_eq!(chord_token(&[48, 60]).unwrap(), "0");
+        assert_eq!(chord_token(&[64, 69]).unwrap(), "4.9");
+        assert_eq!(chord_token(&[67, 60, 64]).unwrap(), "0.4.7");
+        assert_eq!(chord_token(&[]), None);
+    }
+
+    #[test]
+    fn token_pitches_accepts_scheme_tokens_only() {
+        assert_eq!(token_pitches("E4"), Some(vec![64]));
+        assert_eq!(token_pitches("4.9"), Some(vec![64, 69]));
+        assert_eq!(token_pitches("11.2"), Some(vec![71, 62]));
+        assert_eq!(token_pitches("0"), Some(vec![60]));
+        for bad in ["", ".", "4.", "4..9", "12", "4.4", "04", "x", "E4.9", "D-4"] {
+            assert_eq!(token_pitches(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn grid_rounds_to_nearest_twelfth() {
+        assert_eq!(step(0, 480), 0);
+        assert_eq!(step(19, 480), 0); // 0.475 of a step
+        assert_eq!(step(20, 480), 1); // exactly half a step rounds up
+        assert_eq!(step(40, 480), 1);
+        assert_eq!(step(480, 480), 12);
+    }
+
+    #[test]
+    fn detokenize_round_trip() {
+        let tokens = ["C4", "4.9", "B-3", "C4"];
+        let bytes = detokenize(&tokens).unwrap();
+        let notes = parse(&bytes).unwrap();
+        assert_eq!(notes.ticks_per_quarter, 480);
+        assert_eq!(notes.pitch, vec![60, 64, 69, 58, 60]);
+        assert_eq!(notes.start, vec![0.0, 0.25, 0.25, 0.5, 0.75]);
+        assert_eq!(notes.end, vec![0.25, 0.5, 0.5, 0.75, 1.0]);
+        assert!(notes.velocity.iter().all(|&v| v == 80));
+        assert!(notes.program.iter().all(|&p| p == 0));
+        assert_eq!(tokenize(&notes).unwrap(), tokens);
+    }
+
+    #[test]
+    fn detokenize_rejects_bad_tokens() {
+        let err = detokenize(&["C4", "nope"]).unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidToken {
+                index: 1,
+                token: "nope".into(),
+                scheme: NAME
+            }
+        );
+        assert!(err.to_string().contains("\"nope\""));
+    }
+
+    #[test]
+    fn drums_only_is_no_notes() {
+        let mut notes = parse(&detokenize(&["C4"]).unwrap()).unwrap();
+        notes.is_drum[0] = true;
+        assert_eq!(tokenize(&notes), Err(Error::NoNotes));
+    }
+}

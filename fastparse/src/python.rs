@@ -1,0 +1,484 @@
+//! The PyO3 binding: type conversion only. Every core call runs with the GIL released and inside
+//! `catch_unwind`, so a bug becomes a Python exception, never a panic across the boundary.
+
+use std::path::PathBuf;
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyIsADirectoryError, PyKeyError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
+use pyo3::PyTypeInfo;
+
+use crate::corpus::{detokenize_ids, tokenize_files, Options};
+use crate::error::{catch, Error};
+use crate::notes::{parse, read_file, Notes};
+use crate::notes_chords::chord_token as core_chord_token;
+use crate::scheme::{Scheme, SCHEMES};
+
+/// The names of the per-note arrays, in `keys()` order.
+const KEYS: [&str; 10] = [
+    "pitch",
+    "velocity",
+    "start",
+    "end",
+    "track",
+    "channel",
+    "program",
+    "is_drum",
+    "start_tick",
+    "end_tick",
+];
+
+/// `source: message` as the matching Python exception; I/O failures as the OSError subclass
+/// for their kind with `errno`, `strerror` and `filename` set.
+fn to_pyerr(source: &str, err: Error) -> PyErr {
+    fn os<T: PyTypeInfo>(errno: Option<i32>, message: &str, source: &str, line: String) -> PyErr {
+        match errno {
+            Some(n) => PyErr::new::<T, _>((n, message.to_string(), source.to_string())),
+            None => PyErr::new::<T, _>(line),
+        }
+    }
+    let line = format!("{source}: {err}");
+    match &err {
+        Error::Io {
+            kind,
+            errno,
+            message,
+        } => match kind {
+            std::io::ErrorKind::NotFound => {
+                os::<PyFileNotFoundError>(*errno, message, source, line)
+            }
+            std::io::ErrorKind::IsADirectory => {
+                os::<PyIsADirectoryError>(*errno, message, source, line)
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                os::<PyPermissionError>(*errno, message, source, line)
+            }
+            _ => os::<PyOSError>(*errno, message, source, line),
+        },
+        Error::Internal(_) => PyRuntimeError::new_err(line),
+        _ => PyValueError::new_err(line),
+    }
+}
+
+fn array<'py, T: numpy::Element>(py: Python<'py>, v: Vec<T>) -> Py<PyAny> {
+    PyArray1::from_vec(py, v).into_any().unbind()
+}
+
+fn ints<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
+    v.iter().map(|&x| x.into()).collect()
+}
+
+fn ticks(v: &[u64]) -> Vec<i64> {
+    v.iter().map(|&x| x as i64).collect()
+}
+
+/// The notes of a MIDI file as numpy arrays, one entry per note, sorted by (start, pitch).
+///
+/// Arrays by attribute or key (`n.pitch`, `n["pitch"]`); `keys()` lists them, `len(n)` is the
+/// number of notes and iterating gives the keys (like a pandas DataFrame). `pitch`, `velocity`,
+/// `track`, `channel`, `program`, `start_tick`, `end_tick` are int64, `start` and `end` float64
+/// seconds, `is_drum` bool. `ticks_per_quarter` is the header's resolution; the sustain pedal
+/// (controller 64) events are in `pedal_tick`, `pedal_time`, `pedal_value`, `pedal_channel`,
+/// `pedal_track` (not in `keys()`: one entry per pedal event, not per note).
+#[pyclass(name = "Notes", module = "fastparse", frozen)]
+pub struct PyNotes {
+    arrays: Vec<Py<PyAny>>,
+    pedal: Vec<Py<PyAny>>,
+    len: usize,
+    #[pyo3(get)]
+    ticks_per_quarter: u16,
+}
+
+impl PyNotes {
+    fn new(py: Python<'_>, n: Notes) -> PyNotes {
+        let len = n.len();
+        let arrays = vec![
+            array(py, ints(&n.pitch)),
+            array(py, ints(&n.velocity)),
+            array(py, n.start),
+            array(py, n.end),
+            array(py, ints(&n.track)),
+            array(py, ints(&n.channel)),
+            array(py, ints(&n.program)),
+            array(py, n.is_drum),
+            array(py, ticks(&n.start_tick)),
+            array(py, ticks(&n.end_tick)),
+        ];
+        let pedal = vec![
+            array(py, ticks(&n.pedal.tick)),
+            array(py, n.pedal.time),
+            array(py, ints(&n.pedal.value)),
+            array(py, ints(&n.pedal.channel)),
+            array(py, ints(&n.pedal.track)),
+        ];
+        PyNotes {
+            arrays,
+            pedal,
+            len,
+            ticks_per_quarter: n.ticks_per_quarter,
+        }
+    }
+
+    fn get(&self, py: Python<'_>, i: usize) -> Py<PyAny> {
+        self.arrays[i].clone_ref(py)
+    }
+}
+
+#[pymethods]
+impl PyNotes {
+    #[getter]
+    fn pitch(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 0)
+    }
+    #[getter]
+    fn velocity(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 1)
+    }
+    #[getter]
+    fn start(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 2)
+    }
+    #[getter]
+    fn end(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 3)
+    }
+    #[getter]
+    fn track(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 4)
+    }
+    #[getter]
+    fn channel(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 5)
+    }
+    #[getter]
+    fn program(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 6)
+    }
+    #[getter]
+    fn is_drum(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 7)
+    }
+    #[getter]
+    fn start_tick(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 8)
+    }
+    #[getter]
+    fn end_tick(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get(py, 9)
+    }
+    #[getter]
+    fn pedal_tick(&self, py: Python<'_>) -> Py<PyAny> {
+        self.pedal[0].clone_ref(py)
+    }
+    #[getter]
+    fn pedal_time(&self, py: Python<'_>) -> Py<PyAny> {
+        self.pedal[1].clone_ref(py)
+    }
+    #[getter]
+    fn pedal_value(&self, py: Python<'_>) -> Py<PyAny> {
+        self.pedal[2].clone_ref(py)
+    }
+    #[getter]
+    fn pedal_channel(&self, py: Python<'_>) -> Py<PyAny> {
+        self.pedal[3].clone_ref(py)
+    }
+    #[getter]
+    fn pedal_track(&self, py: Python<'_>) -> Py<PyAny> {
+        self.pedal[4].clone_ref(py)
+    }
+
+    /// The names of the per-note arrays.
+    fn keys(&self) -> Vec<&'static str> {
+        KEYS.to_vec()
+    }
+
+    /// The per-note arrays, in `keys()` order.
+    fn values(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        self.arrays.iter().map(|a| a.clone_ref(py)).collect()
+    }
+
+    /// `(name, array)` pairs, in `keys()` order.
+    fn items(&self, py: Python<'_>) -> Vec<(&'static str, Py<PyAny>)> {
+        KEYS.iter().copied().zip(self.values(py)).collect()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<Py<PyAny>> {
+        KEYS.iter()
+            .position(|&k| k == key)
+            .map(|i| self.get(py, i))
+            .ok_or_else(|| PyKeyError::new_err(key.to_string()))
+    }
+
+    fn __contains__(&self, key: &str) -> bool {
+        KEYS.contains(&key)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
+        PyList::new(slf.py(), KEYS)?
+            .try_iter()
+            .map(|it| it.into_any())
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Notes({} notes, ticks_per_quarter={})",
+            self.len, self.ticks_per_quarter
+        )
+    }
+}
+
+/// Where the MIDI data comes from: in-memory bytes or a path.
+enum Source {
+    Bytes(Vec<u8>),
+    Path(PathBuf, String),
+}
+
+fn source_of(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Source::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Source::Bytes(b.to_vec()));
+    }
+    let (path, name) = path_of(obj).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "expected str, os.PathLike or bytes, got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    Ok(Source::Path(path, name))
+}
+
+/// A path-like object as a `PathBuf` and its `os.fspath` (decoded) string for messages.
+fn path_of(obj: &Bound<'_, PyAny>) -> PyResult<(PathBuf, String)> {
+    let path: PathBuf = if obj.is_instance_of::<PyBytes>() {
+        let os = PyModule::import(obj.py(), "os")?;
+        os.call_method1("fsdecode", (obj,))?.extract()?
+    } else {
+        obj.extract()?
+    };
+    let name = path.to_string_lossy().into_owned();
+    Ok((path, name))
+}
+
+/// read_notes(path_or_bytes) -> Notes
+///
+/// Reads the notes of a MIDI file (format 0, 1 or 2) given as a path (str or os.PathLike) or as
+/// bytes. The notes equal pretty_midi's. Raises ValueError for data that is not a readable MIDI
+/// file, FileNotFoundError / IsADirectoryError / PermissionError for path problems.
+#[pyfunction]
+fn read_notes(py: Python<'_>, path_or_bytes: &Bound<'_, PyAny>) -> PyResult<PyNotes> {
+    let source = source_of(path_or_bytes)?;
+    let (label, result) = match source {
+        Source::Bytes(bytes) => ("<bytes>".to_string(), py.detach(|| catch(|| parse(&bytes)))),
+        Source::Path(path, name) => (name, py.detach(|| catch(|| read_file(&path)))),
+    };
+    let notes = result.map_err(|e| to_pyerr(&label, e))?;
+    Ok(PyNotes::new(py, notes))
+}
+
+/// The result of `tokenize`: piece i (from `files[i]`) is `tokens[offsets[i]:offsets[i+1]]`.
+#[pyclass(name = "Tokenized", module = "fastparse", frozen)]
+pub struct PyTokenized {
+    /// Vocabulary ids of all pieces concatenated (numpy int32).
+    #[pyo3(get)]
+    tokens: Py<PyAny>,
+    /// Piece boundaries (numpy int64), len = pieces + 1.
+    #[pyo3(get)]
+    offsets: Py<PyAny>,
+    /// Id -> token string.
+    #[pyo3(get)]
+    vocab: Py<PyList>,
+    /// The paths tokenized, aligned with `offsets`.
+    #[pyo3(get)]
+    files: Py<PyList>,
+    /// `(path, message)` for each file that failed, in input order.
+    #[pyo3(get)]
+    errors: Py<PyList>,
+    /// Tokens skipped because they were not in the given vocabulary (0 without one).
+    #[pyo3(get)]
+    unknown: u64,
+    /// The scheme used.
+    #[pyo3(get)]
+    scheme: &'static str,
+    pieces: usize,
+}
+
+#[pymethods]
+impl PyTokenized {
+    fn __len__(&self) -> usize {
+        self.pieces
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Tokenized({} pieces, {} tokens, vocab {}, {} errors, scheme={:?})",
+            self.pieces,
+            self.tokens.bind(py).len().unwrap_or(0),
+            self.vocab.bind(py).len(),
+            self.errors.bind(py).len(),
+            self.scheme
+        )
+    }
+}
+
+fn scheme_of(name: &str) -> PyResult<Scheme> {
+    name.parse()
+        .map_err(|e: Error| PyValueError::new_err(e.to_string()))
+}
+
+/// tokenize(paths, scheme="notes-chords", workers=None, vocab=None) -> Tokenized
+///
+/// Tokenizes MIDI files in parallel on `workers` threads (None: all cores) with the GIL released.
+/// A file that fails is listed in `errors` as `(path, message)` and the others go on; the result
+/// is in input order and the same for any number of workers. Without `vocab` the vocabulary is
+/// the sorted set of tokens found; with `vocab` (a list of str) ids index it as given and tokens
+/// not in it are skipped, counted in `unknown`.
+#[pyfunction]
+#[pyo3(signature = (paths, scheme = "notes-chords", workers = None, vocab = None))]
+fn tokenize(
+    py: Python<'_>,
+    paths: &Bound<'_, PyAny>,
+    scheme: &str,
+    workers: Option<i64>,
+    vocab: Option<Vec<String>>,
+) -> PyResult<PyTokenized> {
+    let scheme = scheme_of(scheme)?;
+    if paths.is_instance_of::<PyString>()
+        || paths.is_instance_of::<PyBytes>()
+        || paths.hasattr("__fspath__")?
+    {
+        return Err(PyTypeError::new_err(
+            "paths must be a list of paths, not a single path",
+        ));
+    }
+    let workers = match workers {
+        Some(n) if n < 1 => {
+            return Err(PyValueError::new_err(format!(
+                "workers must be at least 1, got {n}"
+            )))
+        }
+        Some(n) => Some(n as usize),
+        None => None,
+    };
+    let mut path_bufs = Vec::new();
+    let mut names = Vec::new();
+    for item in paths.try_iter()? {
+        let item = item?;
+        let (p, name) = path_of(&item).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "paths must hold str, bytes or os.PathLike, got {}",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        path_bufs.push(p);
+        names.push(name);
+    }
+    let options = Options {
+        scheme,
+        workers,
+        vocab: vocab.as_deref(),
+    };
+    let result = py
+        .detach(|| catch(|| tokenize_files(&path_bufs, &options)))
+        .map_err(|e| to_pyerr("tokenize", e))?;
+    let pieces = result.files.len();
+    let files = PyList::new(py, result.files.iter().map(|&i| names[i].as_str()))?;
+    let errors = PyList::empty(py);
+    for (i, e) in &result.errors {
+        errors.append(PyTuple::new(py, [names[*i].clone(), e.to_string()])?)?;
+    }
+    Ok(PyTokenized {
+        tokens: array(py, result.tokens),
+        offsets: array(py, result.offsets),
+        vocab: PyList::new(py, &result.vocab)?.unbind(),
+        files: files.unbind(),
+        errors: errors.unbind(),
+        unknown: result.unknown,
+        scheme: scheme.name(),
+        pieces,
+    })
+}
+
+fn ids_of(tokens: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
+    if let Ok(a) = tokens.extract::<PyReadonlyArray1<'_, i64>>() {
+        return Ok(a.as_slice()?.to_vec());
+    }
+    if let Ok(a) = tokens.extract::<PyReadonlyArray1<'_, i32>>() {
+        return Ok(a.as_array().iter().map(|&x| x as i64).collect());
+    }
+    if tokens.is_instance_of::<PyString>() || tokens.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "tokens must be a sequence of int ids, not a string",
+        ));
+    }
+    tokens.extract::<Vec<i64>>().map_err(|_| {
+        PyTypeError::new_err("tokens must be a sequence of int ids (list or 1-d numpy int array)")
+    })
+}
+
+/// detokenize(tokens, vocab, scheme="notes-chords") -> bytes
+///
+/// MIDI file bytes for a sequence of vocabulary ids. Raises ValueError for an id outside `vocab`
+/// or a token string that is not valid for the scheme.
+#[pyfunction]
+#[pyo3(signature = (tokens, vocab, scheme = "notes-chords"))]
+fn detokenize<'py>(
+    py: Python<'py>,
+    tokens: &Bound<'py, PyAny>,
+    vocab: Vec<String>,
+    scheme: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let scheme = scheme_of(scheme)?;
+    let ids = ids_of(tokens)?;
+    let bytes = py
+        .detach(|| catch(|| detokenize_ids(&ids, &vocab, scheme)))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// chord_token(pitches) -> str
+///
+/// The notes-chords token for simultaneous MIDI pitches: the pitch name (music21's
+/// `nameWithOctave`) if there is one distinct pitch, else music21's `normalOrder` joined by ".".
+#[pyfunction]
+fn chord_token(pitches: Vec<i64>) -> PyResult<String> {
+    let mut ps = Vec::with_capacity(pitches.len());
+    for p in pitches {
+        if !(0..=127).contains(&p) {
+            return Err(PyValueError::new_err(format!(
+                "pitch {p} is not a MIDI pitch (0..127)"
+            )));
+        }
+        ps.push(p as u8);
+    }
+    core_chord_token(&ps)
+        .ok_or_else(|| PyValueError::new_err("chord_token needs at least one pitch"))
+}
+
+#[pymodule]
+fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyNotes>()?;
+    m.add_class::<PyTokenized>()?;
+    m.add_function(wrap_pyfunction!(read_notes, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(detokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(chord_token, m)?)?;
+    m.add("SCHEMES", SCHEMES.to_vec())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Tick -> seconds, built exactly like pretty_midi 0.2 (`_load_tempo_changes` and
+//! `_update_tick_to_time`), so that times agree bit for bit.
+//!
+//! pretty_midi's conventions, reproduced here:
+//! - Tempo events are read from the first track only (for every format, 0, 1 and 2).
+//! - The map starts at 120 bpm. A tempo event at tick 0 *replaces* the whole map.
+//! - A later tempo event is appended only if its tick scale differs from the last one.
+//! - Seconds per tick is `60.0 / ((6e7 / tempo) * resolution)`, in that float order.
+//! - Within a segment starting at `s` with time `t_s`: `time(tick) = t_s + scale * (tick - s)`,
+//!   and the next segment's `t_s` is this formula at its start tick.
+
+use crate::error::{Error, Result};
+
+/// One constant-tempo stretch: from `tick` on, `seconds = start + scale * (t - tick)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    /// First tick of the segment.
+    pub tick: u64,
+    /// Seconds per tick.
+    pub scale: f64,
+    /// Seconds at `tick`.
+    pub start: f64,
+}
+
+/// A piecewise-linear tick -> seconds map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TempoMap {
+    segments: Vec<Segment>,
+}
+
+fn tick_scale(tempo_us: u32, resolution: u16) -> f64 {
+    60.0 / ((6e7 / tempo_us as f64) * resolution as f64)
+}
+
+impl TempoMap {
+    /// Builds the map from `(absolute tick, microseconds per quarter)` tempo events of the first
+    /// track, in track order, and the file's ticks per quarter note.
+    pub fn new(tempos: &[(u64, u32)], resolution: u16) -> Result<TempoMap> {
+        if resolution == 0 {
+            return Err(Error::Unsupported("ticks per quarter note is 0".into()));
+        }
+        let mut scales: Vec<(u64, f64)> = vec![(0, 60.0 / (120.0 * resolution as f64))];
+        for &(tick, tempo) in tempos {
+            if tempo == 0 {
+                return Err(Error::Unsupported(format!("tempo of 0 at tick {tick}")));
+            }
+            let scale = tick_scale(tempo, resolution);
+            if tick == 0 {
+                scales = vec![(0, scale)];
+            } else if scale != scales[scales.len() - 1].1 {
+                scales.push((tick, scale));
+            }
+        }
+        let mut segments = Vec::with_capacity(scales.len());
+        let mut last_end = 0.0f64;
+        for (i, &(tick, scale)) in scales.iter().enumerate() {
+            segments.push(Segment {
+                tick,
+                scale,
+                start: last_end,
+            });
+            if let Some(&(next_tick, _)) = scales.get(i + 1) {
+                last_end += scale * (next_tick - tick) as f64;
+            }
+        }
+        Ok(TempoMap { segments })
+    }
+
+    /// A constant tempo map (used by tests and the writer).
+    pub fn constant(tempo_us: u32, resolution: u16) -> Result<TempoMap> {
+        TempoMap::new(&[(0, tempo_us)], resolution)
+    }
+
+    /// The segments, first at tick 0.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Seconds at `tick`.
+    pub fn seconds(&self, tick: u64) -> f64 {
+        // Last segment starting at or before `tick` (segments are sorted; equal ticks give
+        // zero-length segments whose start equals the next one's, as in pretty_midi).
+        let i = self.segments.partition_point(|s| s.tick <= tick) - 1;
+        let s = &self.segments[i];
+        s.start + s.scale * (tick - s.tick) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_120_bpm() {
+        let m = TempoMap::new(&[], 480).unwrap();
+        assert_eq!(m.seconds(480), 0.5);
+        assert_eq!(m.seconds(0), 0.0);
+    }
+
+    #[test]
+    fn tempo_at_zero_replaces() {
+        let m = TempoMap::new(&[(0, 1_000_000), (0, 250_000)], 100).unwrap();
+        assert_eq!(m.segments().len(), 1);
+        assert!((m.seconds(100) - 0.25).abs() < 1e-15);
+    }
+
+    #[test]
+    fn repeated_tempo_is_ignored_and_changes_accumulate() {
+        let m = TempoMap::new(&[(0, 500_000), (96, 500_000), (96, 1_000_000)], 96).unwrap();
+        assert_eq!(m.segments().len(), 2);
+        assert_eq!(m.seconds(96), 0.5);
+        assert_eq!(m.seconds(192), 1.5);
+        // pretty_midi: 120 bpm default, a change to the same value later is dropped.
+        let m = TempoMap::new(&[(10, 500_000)], 96).unwrap();
+        assert_eq!(m.segments().len(), 1);
+    }
+
+    #[test]
+    fn same_float_order_as_pretty_midi() {
+        let res = 384u16;
+        let m = TempoMap::new(&[(0, 652_174), (1000, 545_455), (1777, 600_000)], res).unwrap();
+        let s0 = 60.0 / ((6e7 / 652_174.0) * 384.0);
+        let s1 = 60.0 / ((6e7 / 545_455.0) * 384.0);
+        let t1 = 0.0 + s0 * 1000.0;
+        assert_eq!(m.seconds(1000), t1);
+        assert_eq!(m.seconds(1500), t1 + s1 * 500.0);
+    }
+
+    #[test]
+    fn zero_resolution_and_zero_tempo_are_errors() {
+        assert!(TempoMap::new(&[], 0).is_err());
+        assert!(TempoMap::new(&[(5, 0)], 96).is_err());
+    }
+}

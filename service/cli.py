@@ -1,0 +1,272 @@
+"""The `composer` command: one verb per command, human output by default, --json for scripts.
+
+Exit codes: 0 ok, 1 failed job or runtime error, 2 bad usage or bad input. Errors are one line on
+stderr; --debug (before the verb) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from service.errors import ComposerError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train an LSTM on a MIDI corpus on Ray and fetch the music it writes.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets in the store: list, show, import.")
+app.add_typer(datasets_app, name="datasets")
+out = Console()
+err = Console(stderr=True)
+_debug = {"on": False}
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="s3://BUCKET/PREFIX or a directory "
+                                                 "(default: $COMPOSER_STORE or ~/.composer/store)")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray dashboard URL (default: $RAY_ADDRESS, "
+                                                   "else a local Ray head started on demand)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+
+
+def _store(option: str | None):
+    from service.store import open_store, resolve_store_uri
+
+    return open_store(resolve_store_uri(option))
+
+
+@app.callback()
+def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _debug["on"] = debug
+
+
+@app.command()
+def submit(
+    dataset: Annotated[str, typer.Option("--dataset", help="bach, a dataset in the store, or a folder/zip of MIDI")],
+    composers: Annotated[str | None, typer.Option(help="Only these composers, e.g. chopin,debussy,liszt")] = None,
+    preset: Annotated[str, typer.Option(help="Model size: tiny (CPU demo, tests) or fast")] = "fast",
+    epochs: Annotated[int | None, typer.Option(help="Most epochs to train")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping patience in epochs (default 5)")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: one pass)")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per training window")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Windows per batch per worker")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray Train workers (default 2)")] = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per worker (default 0)")] = None,
+    samples: Annotated[int | None, typer.Option(help="Pieces to generate (default 4)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
+    address: AddressOpt = None,
+    store: StoreOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job; exit 0 only if it succeeded")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a training job to the Ray cluster."""
+    from service import datasets, jobs
+    from service.spec import build_spec, new_job_id
+
+    the_store = _store(store)
+    names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
+    job_id = new_job_id()
+    spec = build_spec(job_id, "pending", the_store.uri, preset, composers=names, epochs=epochs,
+                      patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
+                      batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
+                      samples=samples, seed=seed)
+    spec.dataset = datasets.resolve(the_store, dataset)
+    jobs.submit(spec, the_store, address)
+    if not wait:
+        if as_json:
+            print(json.dumps({"job_id": job_id, "state": "PENDING", "store": the_store.uri, "dataset": spec.dataset}))
+        else:
+            out.print(f"submitted [bold]{job_id}[/] (dataset {spec.dataset}); follow it with "
+                      f"`composer status {job_id}`")
+        return
+    final = _follow(the_store, job_id, address, quiet=as_json)
+    if as_json:
+        print(json.dumps(final.as_dict()))
+    elif final.state == "SUCCEEDED":
+        out.print(f"[green]{job_id} succeeded[/]; fetch the model and music with "
+                  f"`composer pull {job_id} --to ./{job_id}`")
+    if final.state != "SUCCEEDED":
+        err.print(f"error: job {job_id} {final.state.lower()}: {final.error or 'see composer logs ' + job_id}",
+                  highlight=False)
+        raise typer.Exit(1)
+
+
+def _follow(store, job_id: str, address: str | None, quiet: bool):
+    from rich.status import Status
+
+    from service import jobs
+
+    status = None if quiet else Status(f"{job_id}: submitted", console=err)
+    if status:
+        status.start()
+    try:
+        while True:
+            state = jobs.state(store, job_id, address)
+            if status:
+                epoch = f" epoch {state.epoch}/{state.epochs}" if state.phase == "train" and state.epoch else ""
+                status.update(f"{job_id}: {state.state.lower()} [{state.phase}{epoch}] {state.message}")
+            if state.state in jobs.TERMINAL:
+                return state
+            time.sleep(1.0)
+    finally:
+        if status:
+            status.stop()
+
+
+@app.command()
+def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a job's state, phase and progress."""
+    from service import jobs
+
+    state = jobs.state(_store(store), job, address)
+    if as_json:
+        print(json.dumps(state.as_dict()))
+        return
+    out.print(f"{state.job_id}: [bold]{state.state}[/] phase={state.phase} epoch={state.epoch}/{state.epochs} "
+              f"best_val_loss={state.best_val_loss if state.best_val_loss is None else round(state.best_val_loss, 4)}"
+              f" restarts={state.restarts}")
+    if state.error:
+        out.print(f"error: {state.error}", highlight=False)
+
+
+@app.command()
+def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+         address: AddressOpt = None) -> None:
+    """Print a job's log (the driver's output)."""
+    from service import jobs
+
+    jobs.logs(job, address, follow)
+
+
+@app.command("list")
+def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """List the jobs recorded in the store."""
+    from service import jobs
+
+    rows = jobs.list_jobs(_store(store))
+    if as_json:
+        print(json.dumps([{"job_id": p.job_id, "phase": p.phase, "epoch": p.epoch, "error": p.error} for p in rows]))
+        return
+    for p in rows:
+        out.print(f"{p.job_id}  {p.phase:9} epoch {p.epoch}/{p.epochs}  {p.error or p.message}", highlight=False)
+
+
+@app.command()
+def cancel(job: str, address: AddressOpt = None) -> None:
+    """Stop a running job."""
+    from service import jobs
+
+    stopped = jobs.cancel(job, address)
+    out.print(f"{job}: {'stopping' if stopped else 'already finished'}")
+
+
+@app.command()
+def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to write model/, samples/, ...")],
+         store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Download a finished job's model and music, verifying every checksum."""
+    from service.manifest import MANIFEST
+    from service.manifest import pull as pull_files
+    from service.status import Progress, job_key
+
+    the_store = _store(store)
+    if not the_store.exists(job_key(job, MANIFEST)):
+        progress = Progress.load(the_store, job)
+        if progress is None:
+            raise UserError(f"no job {job!r} in the store {the_store.uri}: see `composer list`")
+        raise ComposerError(f"job {job} has no published results (phase {progress.phase}"
+                            f"{': ' + progress.error if progress.error else ''})")
+    if to.exists() and not to.is_dir():
+        raise UserError(f"--to {to} is a file, not a folder")
+    files = pull_files(the_store, job, to)
+    if as_json:
+        print(json.dumps({"job_id": job, "to": str(to), "files": files}))
+    else:
+        out.print(f"pulled {len(files)} files of {job} into {to}/ (samples in {to / 'samples'}/)")
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Option("--model", help="The model/ folder of a pulled job")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the generated MIDI files")],
+    samples: Annotated[int, typer.Option(min=1)] = 4,
+    length: Annotated[int, typer.Option(min=1, help="Tokens per sample")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0)")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Sample new pieces locally from a pulled model."""
+    if temperature <= 0:
+        raise UserError(f"--temperature must be above 0, got {temperature}")
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import numpy as np
+
+    from service.generate import load_model_dir, sample, write_samples
+
+    trained, primers = load_model_dir(model)
+    rng = np.random.default_rng(seed)
+    chosen = primers[rng.choice(len(primers), size=samples)]
+    tokens = sample(trained, chosen, length, temperature, rng)
+    paths = write_samples(trained, tokens, out_dir)
+    out.print(f"wrote {len(paths)} MIDI files to {out_dir}/")
+
+
+@datasets_app.command("list")
+def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Built-in datasets and those in the store."""
+    from service import datasets
+
+    stored = datasets.list_datasets(_store(store))
+    if as_json:
+        print(json.dumps({"builtin": list(datasets.BUILTINS), "stored": [d.__dict__ for d in stored]}))
+        return
+    for name, what in datasets.BUILTINS.items():
+        out.print(f"{name:24} built-in: {what}", highlight=False)
+    for d in stored:
+        out.print(f"{d.name:24} {d.files} files from {d.source}", highlight=False)
+
+
+@datasets_app.command("show")
+def datasets_show(name: str, store: StoreOpt = None) -> None:
+    """One stored dataset's details."""
+    from service import datasets
+
+    info = datasets.info(_store(store), name)
+    if info is None:
+        raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
+    print(json.dumps(info.__dict__, indent=2))
+
+
+@datasets_app.command("import")
+def datasets_import(name: str, path: Path, store: StoreOpt = None) -> None:
+    """Upload a folder or zip of MIDI files to the store as dataset NAME."""
+    from service import datasets
+
+    info = datasets.import_dataset(_store(store), name, path)
+    out.print(f"imported {info.files} files as dataset {info.name}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ComposerError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        if _debug["on"]:
+            traceback.print_exc()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # an unexpected failure: still one line unless --debug
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        err.print(f"error: {type(e).__name__}: {first} (rerun with --debug for details)", highlight=False, markup=False)
+        if _debug["on"]:
+            traceback.print_exc()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Which Ray cluster a command talks to, and the local head that composer starts on demand.
+
+Order: --address, then RAY_ADDRESS, then composer's own local head (started when a job is submitted
+and none runs). The local head keeps token authentication on (Ray 2.59+ default, DESIGN.md): composer
+generates the token, starts the head with RAY_AUTH_MODE=token and sets the same mode for its clients,
+so users never meet 'Missing authentication token'.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from service.errors import JobFailed, UserError
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def composer_home() -> Path:
+    return Path(os.environ.get("COMPOSER_HOME", "~/.composer")).expanduser()
+
+
+def _head_state_file() -> Path:
+    return composer_home() / "ray-head.json"
+
+
+@dataclass
+class Cluster:
+    address: str  # the dashboard / Job Submission API URL
+    local: bool  # on this machine: the job may read local stores and gets credentials via files
+
+
+def _normalize(address: str) -> str:
+    if address.startswith("ray://"):
+        raise UserError(f"{address} is a Ray Client address: give the dashboard URL (http://HOST:8265)")
+    if "://" not in address:
+        address = f"http://{address}"
+    return address.rstrip("/")
+
+
+def _is_loopback(address: str) -> bool:
+    return (urlparse(address).hostname or "") in LOOPBACK
+
+
+def _use_token_auth_if_available() -> None:
+    """Ray clients send the cluster token only when RAY_AUTH_MODE=token; set it when we have one."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _dashboard_alive(address: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{address}/api/version", timeout=timeout) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError:
+        return True  # it answers: a 401 here only means token auth is on
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _local_head_address() -> str | None:
+    try:
+        state = json.loads(_head_state_file().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    address = state.get("address")
+    return address if address and _dashboard_alive(address) else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray_cli() -> list[str]:
+    return [sys.executable, "-m", "ray.scripts.scripts"]
+
+
+def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
+    """Start a Ray head on this machine with token auth; returns its dashboard URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # keys reach jobs via files only
+    env["RAY_AUTH_MODE"] = "token"
+    env.pop("RAY_ADDRESS", None)
+    subprocess.run([*_ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    gcs_port, dash_port = _free_port(), _free_port()
+    address = f"http://127.0.0.1:{dash_port}"
+    cmd = [*_ray_cli(), "start", "--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={dash_port}", "--disable-usage-stats"]
+    if num_cpus:
+        cmd.append(f"--num-cpus={num_cpus}")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise JobFailed(f"could not start a local Ray head: {last[0]}")
+    deadline = time.monotonic() + timeout
+    while not _dashboard_alive(address):
+        if time.monotonic() > deadline:
+            raise JobFailed(f"the local Ray head did not open its dashboard at {address} within {timeout:.0f} s")
+        time.sleep(0.5)
+    home = composer_home()
+    home.mkdir(parents=True, exist_ok=True)
+    _head_state_file().write_text(json.dumps({"address": address, "gcs_port": gcs_port, "started": time.time()}))
+    return address
+
+
+def stop_local_head() -> None:
+    """Stop the head composer started (ray stop ends every Ray process of this user on this machine)."""
+    subprocess.run([*_ray_cli(), "stop", "--force"], capture_output=True)
+    _head_state_file().unlink(missing_ok=True)
+
+
+def resolve(address: str | None, start: bool) -> Cluster | None:
+    """The cluster to talk to; None when only the local head would do and it is not running (start=False)."""
+    explicit = address or os.environ.get("RAY_ADDRESS")
+    if explicit and explicit != "auto":
+        url = _normalize(explicit)
+        _use_token_auth_if_available()
+        return Cluster(url, local=_is_loopback(url))
+    url = _local_head_address()
+    if url is None:
+        if not start:
+            return None
+        url = start_local_head()
+    _use_token_auth_if_available()
+    return Cluster(url, local=True)
+
+
+def job_client(cluster: Cluster):
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(cluster.address)
+    except ConnectionError as e:
+        raise JobFailed(f"cannot reach the Ray cluster at {cluster.address}: {str(e).splitlines()[0]}") from None
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise JobFailed(f"the Ray cluster at {cluster.address} refused the connection: {first}") from None

@@ -1,0 +1,64 @@
+"""Training windows built lazily from the flat token array (never pieces x seq_len in memory).
+
+A window is a start index s inside one piece; the model sees tokens[s:s+L] and learns
+tokens[s+1:s+L+1]. Validation is split by piece, so no piece feeds both sides.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.errors import UserError
+
+
+def split_pieces(n_pieces: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Piece ids for training and validation; at least one of each when there are two or more pieces."""
+    order = np.random.default_rng(seed).permutation(n_pieces)
+    n_val = min(max(1, round(n_pieces * fraction)), n_pieces - 1) if n_pieces > 1 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def window_starts(offsets: np.ndarray, pieces: np.ndarray, seq_len: int) -> np.ndarray:
+    """Every valid window start of the given pieces (a window needs seq_len + 1 tokens)."""
+    spans = [np.arange(offsets[p], offsets[p + 1] - seq_len, dtype=np.int64) for p in pieces]
+    spans = [s for s in spans if len(s)]
+    return np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+
+
+def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n_pieces = len(offsets) - 1
+    train_ids, val_ids = split_pieces(n_pieces, fraction, seed)
+    train, val = window_starts(offsets, train_ids, seq_len), window_starts(offsets, val_ids, seq_len)
+    if len(train) == 0:
+        longest = int(np.max(np.diff(offsets))) if n_pieces else 0
+        raise UserError(
+            f"the corpus is too small for --seq-len {seq_len}: the longest piece has {longest} tokens; "
+            "lower --seq-len or add files"
+        )
+    if len(val) == 0:
+        # One piece only (or tiny validation pieces): hold out the tail of the training windows instead.
+        cut = max(1, int(len(train) * (1 - fraction)))
+        train, val = train[:cut], train[cut + seq_len:] if len(train) > cut + seq_len else train[cut:]
+        if len(val) == 0:
+            val = train[-1:]
+    return train, val
+
+
+def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int):
+    """An endless, shuffled tf.data pipeline of (x, y) batches; windows are gathered per batch."""
+    import tensorflow as tf
+
+    token_tensor = tf.constant(tokens, dtype=tf.int32)
+    offsets = tf.range(seq_len + 1, dtype=tf.int64)
+
+    def gather(batch_starts):
+        window = tf.gather(token_tensor, batch_starts[:, None] + offsets[None, :])
+        return window[:, :-1], window[:, 1:]
+
+    ds = tf.data.Dataset.from_tensor_slices(starts)
+    ds = ds.shuffle(min(len(starts), 1 << 16), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch, drop_remainder=True).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Each worker already holds its own shard (see train.py); Keras must not shard it again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

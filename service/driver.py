@@ -1,0 +1,156 @@
+"""The job driver: runs on the Ray head as a Ray job (`python -m service.driver --store URI --job ID`).
+
+dataset -> tokenize (fastparse) -> train (Ray Train workers) -> generate -> publish (MANIFEST last).
+Every phase is recorded in jobs/<id>/status.json; a failure is recorded there with one line, and the
+full traceback goes to the job's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from service import corpus as corpora
+from service import datasets
+from service.errors import ComposerError
+from service.jobs import spec_of
+from service.manifest import publish_dir
+from service.spec import JobSpec
+from service.status import Progress, job_key
+from service.store import Store, open_store
+
+
+def log(message: str) -> None:
+    print(f"[composer] {message}", flush=True)
+
+
+def set_phase(store: Store, job_id: str, phase: str, message: str) -> None:
+    progress = Progress.load(store, job_id) or Progress(job_id)
+    progress.phase, progress.message = phase, message
+    progress.save(store)
+    log(message)
+
+
+def stage_dataset(spec: JobSpec, store: Store, work: Path) -> list[Path]:
+    set_phase(store, spec.job_id, "dataset", f"fetching dataset {spec.dataset}")
+    if spec.dataset in datasets.BUILTINS:
+        datasets.ensure_builtin(store, spec.dataset, workers=max(1, os.cpu_count() or 1))
+    files = datasets.fetch(store, spec.dataset, work / "midi", spec.composers or None)
+    if not files:
+        who = f" by {', '.join(spec.composers)}" if spec.composers else ""
+        raise ComposerError(f"dataset {spec.dataset} has no MIDI files{who}")
+    log(f"{len(files)} MIDI files")
+    return files
+
+
+def stage_tokenize(spec: JobSpec, store: Store, files: list[Path], work: Path) -> corpora.Corpus:
+    import fastparse
+
+    set_phase(store, spec.job_id, "tokenize", f"tokenizing {len(files)} files ({spec.scheme})")
+    started = time.monotonic()
+    result = fastparse.tokenize([str(f) for f in files], scheme=spec.scheme)
+    seconds = time.monotonic() - started
+    midi_root = str(work / "midi") + "/"
+    rel = [f.removeprefix(midi_root) for f in result.files]
+    errors = [(p.removeprefix(midi_root), m) for p, m in result.errors]
+    for path, message in errors:
+        log(f"skipped {path}: {message}")
+    if not result.files:
+        raise ComposerError(f"no file of dataset {spec.dataset} could be tokenized ({len(errors)} errors)")
+    corpus = corpora.Corpus(np.asarray(result.tokens), np.asarray(result.offsets), list(result.vocab), spec.scheme)
+    corpora.save(store, spec.job_id, corpus, rel, errors)
+    log(f"{len(corpus.tokens)} tokens, {corpus.pieces} pieces, vocabulary {len(corpus.vocab)} in {seconds:.2f} s")
+    return corpus
+
+
+def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Path) -> dict:
+    from service.data import train_val_starts
+    from service.generate import TrainedModel, pick_primers, sample, save_model_dir, write_samples
+    from service.model import build_decoder, build_model, copy_weights
+    from service.train import best_weights
+
+    set_phase(store, spec.job_id, "generate", f"generating {spec.samples} samples")
+    model = build_model(spec, len(corpus.vocab))
+    model.set_weights(best_weights(store, spec.job_id))
+    rng = np.random.default_rng(spec.seed)
+    train_starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    primer_bank = pick_primers(corpus.tokens, train_starts, 64, spec.seq_len, rng)
+    save_model_dir(model, spec, corpus.vocab, spec.scheme, primer_bank, out / "model")
+    decoder = build_decoder(spec, len(corpus.vocab))
+    copy_weights(model, decoder)
+    trained = TrainedModel(spec, corpus.vocab, spec.scheme, decoder)
+    primers = primer_bank[rng.choice(len(primer_bank), size=spec.samples)]
+    started = time.monotonic()
+    tokens = sample(trained, primers, spec.sample_length, spec.temperature, rng)
+    seconds = time.monotonic() - started
+    paths = write_samples(trained, tokens, out / "samples")
+    log(f"wrote {len(paths)} samples of {spec.sample_length} tokens in {seconds:.2f} s")
+    return {
+        "samples": [p.name for p in paths],
+        "sampling": {"method": "temperature", "temperature": spec.temperature, "length": spec.sample_length,
+                     "seed": spec.seed, "primer": "random training window", "ms_per_token":
+                     round(1000 * seconds / spec.sample_length, 3)},
+    }
+
+
+def run(store: Store, job_id: str) -> None:
+    from service import train
+    from service.report import loss_plot, write_report
+
+    spec = spec_of(store, job_id)
+    with tempfile.TemporaryDirectory(prefix="composer-") as tmp:
+        work = Path(tmp)
+        files = stage_dataset(spec, store, work)
+        corpus = stage_tokenize(spec, store, files, work)
+        set_phase(store, job_id, "train", f"training on {spec.workers} workers")
+        train.run(spec)
+        out = work / "out"
+        generated = stage_generate(spec, store, corpus, out)
+
+        set_phase(store, job_id, "publish", "publishing results")
+        rows = [json.loads(line) for line in store.get_bytes(job_key(job_id, "metrics.jsonl")).decode().splitlines()]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        loss_plot(rows, out / "loss.png")
+        best = min(rows, key=lambda r: r["val_loss"])
+        write_report(out / "report.json", {
+            "job_id": job_id, "dataset": spec.dataset, "scheme": spec.scheme, "preset": spec.preset,
+            "files": len(files), "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
+            "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
+            "best_val_loss": best["val_loss"], "workers": spec.workers, **generated,
+        })
+        publish_dir(store, job_id, out)
+    progress = Progress.load(store, job_id) or Progress(job_id)
+    progress.phase, progress.message, progress.error = "done", "finished", None
+    progress.save(store)
+    log(f"done: results in {store.uri}/jobs/{job_id}/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="composer job driver (started by `composer submit`)")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--job", required=True)
+    args = parser.parse_args(argv)
+    store = open_store(args.store)
+    try:
+        run(store, args.job)
+        return 0
+    except BaseException as e:  # record every failure, then let Ray mark the job FAILED
+        traceback.print_exc()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = first if isinstance(e, ComposerError) else f"{type(e).__name__}: {first}"
+        progress = Progress.load(store, args.job) or Progress(args.job)
+        progress.phase, progress.error = "failed", message[:500]
+        progress.save(store)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""What a job hands back besides the model: the loss curve and report.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def loss_plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r["loss"] for r in rows], marker="o", label="train")
+    ax.plot(epochs, [r["val_loss"] for r in rows], marker="o", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(path: Path, body: dict[str, Any]) -> None:
+    path.write_text(json.dumps(body, indent=2, sort_keys=True))

@@ -1,0 +1,93 @@
+"""A job's configuration as plain data (nanoGPT style): written to the store as jobs/<id>/job.json.
+
+Nothing secret ever goes in here: the store URI and settings only, never endpoints or keys.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+from service.errors import UserError
+
+# Model sizes. `tiny` is for tests and the CPU demo; `fast` is the default cloud network
+# (cuDNN-eligible: no recurrent dropout). Flags override any field.
+PRESETS: dict[str, dict[str, object]] = {
+    "tiny": {"embedding": 32, "units": 64, "layers": 1, "dropout": 0.0, "seq_len": 32, "batch_size": 32,
+             "learning_rate": 3e-3},
+    "fast": {"embedding": 128, "units": 512, "layers": 2, "dropout": 0.2, "seq_len": 128, "batch_size": 64,
+             "learning_rate": 1e-3},
+}
+
+
+@dataclass
+class JobSpec:
+    job_id: str
+    dataset: str
+    store: str
+    scheme: str = "notes-chords"
+    composers: list[str] = field(default_factory=list)
+    preset: str = "fast"
+    embedding: int = 128
+    units: int = 512
+    layers: int = 2
+    dropout: float = 0.2
+    seq_len: int = 128
+    batch_size: int = 64  # per worker: the global batch is batch_size * workers
+    learning_rate: float = 1e-3
+    epochs: int = 50
+    patience: int = 5
+    steps_per_epoch: int | None = None
+    validation_fraction: float = 0.1
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    samples: int = 4
+    sample_length: int = 256
+    temperature: float = 1.0
+    seed: int = 0
+    created: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def new_job_id() -> str:
+    """Sortable, unique and safe as a Ray submission id and an S3 key part."""
+    return time.strftime("composer-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: object) -> JobSpec:
+    """Preset values first, then every override the user actually gave (None means not given)."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(sorted(PRESETS))}")
+    values: dict[str, object] = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    spec = JobSpec(job_id=job_id, dataset=dataset, store=store, preset=preset, **values)  # type: ignore[arg-type]
+    validate(spec)
+    return spec
+
+
+def validate(spec: JobSpec) -> None:
+    positive = ["embedding", "units", "layers", "seq_len", "batch_size", "epochs", "workers", "samples",
+                "sample_length"]
+    for name in positive:
+        if getattr(spec, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(spec, name)}")
+    if spec.patience < 0:
+        raise UserError(f"--patience must be 0 or more, got {spec.patience}")
+    if spec.steps_per_epoch is not None and spec.steps_per_epoch < 1:
+        raise UserError(f"--steps-per-epoch must be at least 1, got {spec.steps_per_epoch}")
+    if spec.gpus_per_worker < 0:
+        raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
+    if not 0.0 <= spec.dropout < 1.0:
+        raise UserError(f"dropout must be in [0, 1), got {spec.dropout}")
+    if spec.temperature <= 0:
+        raise UserError(f"--temperature must be above 0, got {spec.temperature}")

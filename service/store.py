@@ -1,0 +1,201 @@
+"""Object storage for everything a job reads or writes: a local directory or an S3 bucket.
+
+Keys are '/'-separated and relative to the store root (``jobs/<id>/status.json``). S3 endpoint and
+credentials come only from boto3's standard chain (AWS_* variables, shared config files, instance
+role); nothing here ever prints or stores them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from service.errors import JobFailed, UserError
+
+DEFAULT_STORE = "~/.composer/store"
+
+
+class Store(Protocol):
+    uri: str
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def put_file(self, key: str, path: Path) -> None: ...
+    def get_file(self, key: str, path: Path) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def is_local(self) -> bool: ...
+
+
+class NotFound(JobFailed):
+    """A key that is not in the store."""
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid store key {key!r}")
+    return key
+
+
+@dataclass
+class LocalStore:
+    """A directory on this machine; writes are atomic (temp file + rename)."""
+
+    root: Path
+
+    @property
+    def uri(self) -> str:
+        return str(self.root)
+
+    def is_local(self) -> bool:
+        return True
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{key} is not in the store {self.uri}") from None
+
+    def put_file(self, key: str, path: Path) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+
+    def get_file(self, key: str, path: Path) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise NotFound(f"{key} is not in the store {self.uri}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, path)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix.rstrip("/") if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+
+class S3Store:
+    """``s3://bucket/prefix`` through boto3's default credential and endpoint chain."""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._client = boto3.client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+    def is_local(self) -> bool:
+        return False
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        """Run one boto3 call and turn its failures into one clear line (never echoing credentials)."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return fn(*args, **kwargs)
+        except NoCredentialsError:
+            raise UserError(
+                f"no S3 credentials for {self.uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(and AWS_ENDPOINT_URL for a non-AWS server)"
+            ) from None
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(f"{what} is not in the store {self.uri}") from None
+            if code == "NoSuchBucket":
+                raise UserError(f"bucket {self.bucket!r} does not exist: create it or fix --store") from None
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+                raise UserError(
+                    f"S3 refused access to {self.uri} ({code}): check AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY"
+                ) from None
+            raise JobFailed(f"S3 error on {what} in {self.uri}: {code or e}") from None
+        except BotoCoreError as e:
+            # EndpointConnectionError and friends: their text names the endpoint, never keys.
+            raise JobFailed(f"cannot reach the S3 store {self.uri}: {e}") from None
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call(key, self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        resp = self._call(key, self._client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return resp["Body"].read()
+
+    def put_file(self, key: str, path: Path) -> None:
+        # upload_file does multipart uploads for large files.
+        self._call(key, self._client.upload_file, str(path), self.bucket, self._key(key))
+
+    def get_file(self, key: str, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{path.name}")
+        self._call(key, self._client.download_file, self.bucket, self._key(key), str(tmp))
+        os.replace(tmp, path)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(key, self._client.head_object, Bucket=self.bucket, Key=self._key(key))
+            return True
+        except NotFound:
+            return False
+
+    def list(self, prefix: str) -> list[str]:
+        full = self._key(prefix.rstrip("/")) + "/" if prefix else (self.prefix + "/" if self.prefix else "")
+        paginator = self._client.get_paginator("list_objects_v2")
+        keys: list[str] = []
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for page in self._call(prefix or "/", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full))):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+
+def resolve_store_uri(option: str | None) -> str:
+    """--store, else COMPOSER_STORE, else the embedded default directory."""
+    return option or os.environ.get("COMPOSER_STORE") or DEFAULT_STORE
+
+
+def open_store(uri: str) -> Store:
+    if uri.startswith("s3://"):
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise UserError(f"store {uri!r} has no bucket: use s3://BUCKET/PREFIX")
+        return S3Store(parsed.netloc, parsed.path)
+    if "://" in uri:
+        raise UserError(f"unsupported store {uri!r}: use s3://BUCKET/PREFIX or a local directory")
+    root = Path(uri).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"store {uri!r} is a file, not a directory")
+    return LocalStore(root)

@@ -1,0 +1,174 @@
+"""Data-parallel training on Ray Train workers: TensorflowTrainer + MultiWorkerMirroredStrategy.
+
+Each worker loads the tokens from the store, takes its shard of the window starts, and runs
+model.fit; gradients are all-reduced by the strategy. Rank 0 writes a checkpoint to the store each
+epoch (jobs/<id>/checkpoints/), the metrics (metrics.jsonl) and status.json. A restarted worker
+group resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from service import corpus as corpora
+from service.spec import JobSpec
+from service.status import Progress, job_key
+from service.store import NotFound, Store, open_store
+
+CHECKPOINT_LATEST = "checkpoints/latest.json"
+BEST_WEIGHTS = "checkpoints/best.npz"
+
+
+def weights_to_bytes(weights: list[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, *weights)
+    return buf.getvalue()
+
+
+def weights_from_bytes(data: bytes) -> list[np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+def _latest_checkpoint(store: Store, job_id: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(store.get_bytes(job_key(job_id, CHECKPOINT_LATEST)))
+    except NotFound:
+        return None
+
+
+def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None):
+    """A Keras callback: metrics to Ray and (rank 0) checkpoint, metrics.jsonl and status.json to the store."""
+    import ray.train
+    import tf_keras as keras
+
+    class EpochReporter(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[dict[str, Any]] = resumed["rows"] if resumed else []
+            self.best = resumed["best_val_loss"] if resumed else math.inf
+            self.started = time.monotonic()
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            logs = dict(logs or {})
+            seconds = time.monotonic() - self.started
+            row = {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"]),
+                "val_loss": float(logs["val_loss"]),
+                "accuracy": float(logs.get("accuracy", float("nan"))),
+                "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
+                "perplexity": float(math.exp(min(logs["val_loss"], 50.0))),
+                "seconds": round(seconds, 3),
+                "tokens_per_s": round(global_batch * spec.seq_len * steps / max(seconds, 1e-9), 1),
+            }
+            if rank == 0:
+                self._save(epoch, row)
+            ray.train.report(row)
+
+        def _save(self, epoch: int, row: dict[str, Any]) -> None:
+            weights = self.model.get_weights()
+            key = f"checkpoints/epoch-{epoch + 1:04d}.npz"
+            store.put_bytes(job_key(spec.job_id, key), weights_to_bytes(weights))
+            if row["val_loss"] < self.best:
+                self.best = row["val_loss"]
+                store.put_bytes(job_key(spec.job_id, BEST_WEIGHTS), weights_to_bytes(weights))
+            self.rows.append(row)
+            store.put_bytes(job_key(spec.job_id, "metrics.jsonl"),
+                            "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+            latest = {"epoch": epoch + 1, "weights": key, "best_val_loss": self.best, "rows": self.rows}
+            store.put_bytes(job_key(spec.job_id, CHECKPOINT_LATEST), json.dumps(latest).encode())
+            progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
+            progress.phase, progress.epoch, progress.epochs = "train", epoch + 1, spec.epochs
+            progress.best_val_loss = self.best
+            progress.message = f"epoch {epoch + 1}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}"
+            progress.save(store)
+            print(f"[composer] {progress.message} ({row['tokens_per_s']:.0f} tokens/s)", flush=True)
+
+    return EpochReporter()
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker (TF_CONFIG is set by TensorflowTrainer)."""
+    import ray.train
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from service.data import make_dataset, train_val_starts
+    from service.model import build_model
+
+    spec = JobSpec.from_json(config["spec"])
+    cpus = int(config.get("cpus_per_worker", 1))
+    tf.config.threading.set_intra_op_parallelism_threads(cpus)
+    tf.config.threading.set_inter_op_parallelism_threads(cpus)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    store = open_store(spec.store)
+    corpus = corpora.load(store, spec.job_id)
+
+    train_starts, val_starts = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    # Shard by worker; a shard never ends up empty (an empty repeating dataset would hang the collective).
+    train_shard = train_starts[rank::world] if len(train_starts) >= world else train_starts
+    val_shard = val_starts[rank::world] if len(val_starts) >= world else val_starts
+    global_batch = spec.batch_size * world
+    steps = spec.steps_per_epoch or max(1, len(train_starts) // global_batch)
+    val_steps = max(1, min(len(val_starts) // global_batch, 50))
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        model = build_model(spec, len(corpus.vocab))
+    resumed = _latest_checkpoint(store, spec.job_id)
+    initial_epoch = 0
+    if resumed:
+        model.set_weights(weights_from_bytes(store.get_bytes(job_key(spec.job_id, resumed["weights"]))))
+        initial_epoch = resumed["epoch"]
+        if rank == 0:
+            progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
+            progress.restarts += 1
+            progress.save(store)
+            print(f"[composer] resuming from the checkpoint of epoch {initial_epoch}", flush=True)
+
+    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank)
+    val_ds = make_dataset(corpus.tokens, val_shard, spec.seq_len, global_batch, spec.seed + 1000 + rank)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience, restore_best_weights=True),
+        _epoch_callback(spec, store, rank, global_batch, steps, resumed),
+    ]
+    if initial_epoch >= spec.epochs:
+        return
+    model.fit(train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+              validation_data=val_ds, validation_steps=val_steps, callbacks=callbacks, verbose=0)
+
+
+def run(spec: JobSpec, cpus_per_worker: int = 1) -> None:
+    """Train on the cluster with spec.workers workers; raises if training failed."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    resources: dict[str, float] = {"CPU": cpus_per_worker}
+    if spec.gpus_per_worker > 0:
+        resources["GPU"] = spec.gpus_per_worker
+    storage = os.path.join(tempfile.gettempdir(), "composer-ray-train")
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config={"spec": spec.to_json(), "cpus_per_worker": cpus_per_worker},
+        scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2)),
+    )
+    trainer.fit()
+
+
+def best_weights(store: Store, job_id: str) -> list[np.ndarray]:
+    return weights_from_bytes(store.get_bytes(job_key(job_id, BEST_WEIGHTS)))
