@@ -112,7 +112,9 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self._client = boto3.client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+        # A fresh session: the default one caches credentials from the first time it was used.
+        session = boto3.session.Session()
+        self._client = session.client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
 
     def is_local(self) -> bool:
         return False

@@ -1,0 +1,77 @@
+"""The store on a local directory and on a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from service.errors import UserError
+from service.manifest import publish_dir, pull
+from service.store import LocalStore, NotFound, S3Store, open_store
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    server = request.getfixturevalue("s3_server")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    return open_store(f"s3://{server.bucket}/unit-{os.urandom(4).hex()}")
+
+
+def test_round_trip_list_and_missing_keys(store, tmp_path):
+    store.put_bytes("jobs/a/x.json", b'{"a": 1}')
+    store.put_bytes("jobs/a/deep/y.bin", bytes(range(256)))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(9 * 1024 * 1024))  # above boto3's multipart threshold
+    store.put_file("jobs/b/big.bin", big)
+    assert store.get_bytes("jobs/a/x.json") == b'{"a": 1}'
+    assert store.get_bytes("jobs/a/deep/y.bin") == bytes(range(256))
+    store.get_file("jobs/b/big.bin", tmp_path / "copy.bin")
+    assert (tmp_path / "copy.bin").read_bytes() == big.read_bytes()
+    assert store.list("jobs/a") == ["jobs/a/deep/y.bin", "jobs/a/x.json"]
+    assert store.list("jobs") == ["jobs/a/deep/y.bin", "jobs/a/x.json", "jobs/b/big.bin"]
+    assert store.exists("jobs/a/x.json") and not store.exists("jobs/a/nope")
+    with pytest.raises(NotFound):
+        store.get_bytes("jobs/a/nope")
+    with pytest.raises(ValueError):
+        store.put_bytes("../escape", b"")
+
+
+def test_manifest_pull_verifies_checksums(store, tmp_path):
+    src = tmp_path / "out"
+    (src / "samples").mkdir(parents=True)
+    (src / "samples" / "s.mid").write_bytes(b"MThd-not-really")
+    (src / "report.json").write_text("{}")
+    publish_dir(store, "job1", src)
+    dest = tmp_path / "pulled"
+    assert pull(store, "job1", dest) == ["report.json", "samples/s.mid"]
+    assert (dest / "samples" / "s.mid").read_bytes() == b"MThd-not-really"
+    store.put_bytes("jobs/job1/samples/s.mid", b"tampered")
+    with pytest.raises(Exception, match="checksum mismatch"):
+        pull(store, "job1", tmp_path / "again")
+    assert not (tmp_path / "again" / "samples" / "s.mid").exists()
+
+
+def test_open_store_kinds(tmp_path):
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    assert isinstance(open_store("s3://bucket/some/prefix"), S3Store)
+    assert open_store("s3://bucket/some/prefix/").uri == "s3://bucket/some/prefix"
+    with pytest.raises(UserError):
+        open_store("gs://bucket")
+    with pytest.raises(UserError):
+        open_store("s3://")
+
+
+def test_s3_wrong_keys_and_missing_bucket_are_user_errors(s3_server, monkeypatch):
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+    with pytest.raises(UserError, match="refused access") as info:
+        open_store(f"s3://{s3_server.bucket}/x").put_bytes("a", b"1")
+    assert "wrong-secret-value" not in str(info.value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    with pytest.raises(UserError, match="does not exist"):
+        open_store("s3://no-such-bucket-here/x").get_bytes("a")
