@@ -23,8 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train an LSTM on a MIDI corpus on Ray and fetch the music it writes.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets in the store: list, show, import.")
 app.add_typer(datasets_app, name="datasets")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 _debug = {"on": False}
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="s3://BUCKET/PREFIX or a directory "
@@ -62,6 +62,7 @@ def submit(
     address: AddressOpt = None,
     store: StoreOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job; exit 0 only if it succeeded")] = False,
+    to: Annotated[Path | None, typer.Option("--to", help="With --wait: pull the results into this folder")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a training job to the Ray cluster."""
@@ -75,6 +76,9 @@ def submit(
                       patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
                       batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
                       samples=samples, seed=seed)
+    if to is not None and not wait:
+        raise UserError("--to needs --wait: the results exist only once the job has finished")
+    jobs.preflight(the_store, address)
     spec.dataset = datasets.resolve(the_store, dataset)
     jobs.submit(spec, the_store, address)
     if not wait:
@@ -85,8 +89,16 @@ def submit(
                       f"`composer status {job_id}`")
         return
     final = _follow(the_store, job_id, address, quiet=as_json)
+    pulled = None
+    if final.state == "SUCCEEDED" and to is not None:
+        from service.manifest import pull as pull_files
+
+        pulled = pull_files(the_store, job_id, to)
     if as_json:
-        print(json.dumps(final.as_dict()))
+        print(json.dumps({**final.as_dict(), **({"to": str(to), "files": pulled} if pulled else {})}))
+    elif final.state == "SUCCEEDED" and pulled:
+        out.print(f"[green]{job_id} succeeded[/]: the music is in {to / 'samples'}/ "
+                  f"(MIDI), the model in {to / 'model'}/, the report in {to / 'report.json'}")
     elif final.state == "SUCCEEDED":
         out.print(f"[green]{job_id} succeeded[/]; fetch the model and music with "
                   f"`composer pull {job_id} --to ./{job_id}`")

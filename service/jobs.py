@@ -19,15 +19,25 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 JOB_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def submit(spec: JobSpec, store: Store, address: str | None) -> str:
-    """Write the job spec to the store and hand the driver to Ray; returns the job id."""
-    cluster = clusters.resolve(address, start=True)
-    assert cluster is not None
-    if store.is_local() and not cluster.local:
+def check_reachable(store: Store, cluster: clusters.Cluster | None) -> None:
+    """A store in a local directory only works for a cluster on this machine."""
+    if cluster is not None and store.is_local() and not cluster.local:
         raise UserError(
             f"the local store {store.uri} cannot be read by the remote cluster at {cluster.address}: "
             "use --store s3://BUCKET/PREFIX"
         )
+
+
+def preflight(store: Store, address: str | None) -> None:
+    """Checks that need no cluster, run before anything is uploaded."""
+    check_reachable(store, clusters.resolve(address, start=False))
+
+
+def submit(spec: JobSpec, store: Store, address: str | None) -> str:
+    """Write the job spec to the store and hand the driver to Ray; returns the job id."""
+    cluster = clusters.resolve(address, start=True)
+    assert cluster is not None
+    check_reachable(store, cluster)
     env = dict(JOB_ENV)
     if cluster.local and not store.is_local():
         env.update(local_job_env(spec.job_id))

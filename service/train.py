@@ -108,6 +108,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from service.data import make_dataset, train_val_starts
     from service.model import build_model
 
+    tf.get_logger().setLevel("ERROR")  # keep the job log for composer's own lines
     spec = JobSpec.from_json(config["spec"])
     cpus = int(config.get("cpus_per_worker", 1))
     tf.config.threading.set_intra_op_parallelism_threads(cpus)

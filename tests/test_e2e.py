@@ -138,14 +138,14 @@ def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
     """The README demo: built-in `bach` dataset, embedded local store, composer's own local Ray head."""
     store = tmp_path / "store"
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
-    proc = run_cli("submit", "--dataset", "bach", *TINY, "--json", "--wait", env=env)
+    out = tmp_path / "out"
+    proc = run_cli("submit", "--dataset", "bach", *TINY, "--wait", "--to", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    job = json.loads(proc.stdout.strip().splitlines()[-1])["job_id"]
+    assert f"the music is in {out / 'samples'}/" in proc.stdout
     meta = json.loads((store / "datasets" / "bach" / "dataset.json").read_text())
     assert meta["files"] > 300  # the chorales bundled with music21, exported once
     exported = sorted((store / "datasets" / "bach" / "files").glob("*.mid"))
     assert len(exported) == meta["files"]
     assert len(fastparse.read_notes(exported[0])) > 20
-    out = tmp_path / "out"
-    assert run_cli("pull", job, "--to", str(out), env=env).returncode == 0
     assert len(list((out / "samples").glob("*.mid"))) == 2
+    assert json.loads((out / "report.json").read_text())["dataset"] == "bach"

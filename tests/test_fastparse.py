@@ -56,7 +56,7 @@ def fastparse_rows(n) -> list[tuple]:
             n.end.tolist(),
             n.velocity.tolist(),
             n.program.tolist(),
-            n.is_drum.tolist(),
+            n.is_drum.tolist(), strict=True,
         )
     )
 
@@ -276,7 +276,7 @@ def test_pedal_matches_pretty_midi_control_changes():
             pm = pretty_midi.PrettyMIDI(str(path))
         n = fastparse.read_notes(path)
         ref = sorted((c.time, c.value) for i in pm.instruments for c in i.control_changes if c.number == 64)
-        got = sorted(zip(n.pedal_time.tolist(), n.pedal_value.tolist()))
+        got = sorted(zip(n.pedal_time.tolist(), n.pedal_value.tolist(), strict=True))
         # pretty_midi drops control changes of channels that never get a note; we keep them all.
         assert set(ref) <= set(got)
 
@@ -542,7 +542,7 @@ def test_detokenize_round_trip_through_all_readers(tmp_path: Path):
 
     n = fastparse.read_notes(data)
     assert n.ticks_per_quarter == 480
-    assert list(zip((n.start / 0.25).round().astype(int).tolist(), n.pitch.tolist())) == expected
+    assert list(zip((n.start / 0.25).round().astype(int).tolist(), n.pitch.tolist(), strict=True)) == expected
     np.testing.assert_allclose(n.end - n.start, 0.25)
     np.testing.assert_allclose(n.start, np.array([i for i, _ in expected]) * 0.25)
     assert (n.velocity == 80).all() and (n.program == 0).all() and (n.channel == 0).all()

@@ -1,0 +1,111 @@
+"""Bad input gets one clear line on stderr, the right exit code, no traceback, no secret, no damage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+
+def assert_one_line_error(proc, code: int, *fragments: str) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path):
+    """An empty local store and a composer home with no Ray head: nothing here may start one."""
+    return {"COMPOSER_STORE": str(tmp_path / "store"), "COMPOSER_HOME": str(tmp_path / "home")}
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["submit", "--dataset", "/no/such/folder"], ["unknown dataset", "/no/such/folder"]),
+        (["submit", "--dataset", "giantmidi"], ["not imported yet", "composer datasets import giantmidi"]),
+        (["submit", "--dataset", "bach", "--epochs", "0"], ["--epochs must be at least 1"]),
+        (["submit", "--dataset", "bach", "--preset", "huge"], ["unknown preset 'huge'"]),
+        (["submit", "--dataset", "bach", "--store", "ftp://host/x"], ["unsupported store"]),
+        (["submit", "--dataset", "bach", "--address", "ray://10.1.2.3:10001"], ["Ray Client address"]),
+        (["submit", "--dataset", "bach", "--address", "http://cluster.invalid:8265"],
+         ["cannot be read by the remote cluster", "--store s3://"]),
+        (["status", "composer-nope"], ["no job 'composer-nope'"]),
+        (["pull", "composer-nope", "--to", "out"], ["no job 'composer-nope'"]),
+        (["generate", "--model", "/no/such/model", "--out", "x"], ["not a composer model directory"]),
+        (["generate", "--model", "/tmp", "--out", "x", "--temperature", "0"], ["--temperature must be above 0"]),
+        (["datasets", "show", "nope"], ["no dataset 'nope'"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(env, args, fragments):
+    assert_one_line_error(run_cli(*args, env=env), 2, "error:", *fragments)
+
+
+def test_usage_errors_exit_2(env):
+    proc = run_cli("submit", env=env)
+    assert proc.returncode == 2
+    assert "--dataset" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_folder_without_midi_is_rejected(env, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not midi")
+    assert_one_line_error(run_cli("submit", "--dataset", str(empty), env=env), 2, "no .mid or .midi files")
+
+
+def test_no_cluster_for_logs_is_a_runtime_error(env):
+    assert_one_line_error(run_cli("logs", "composer-x", env=env), 1, "no Ray cluster is running")
+
+
+def test_wrong_s3_secret_is_refused_without_echoing_it(s3_server, five_files, env):
+    bad = {**env, **s3_server.env(), "AWS_SECRET_ACCESS_KEY": "definitely-wrong-secret"}
+    proc = run_cli("submit", "--dataset", str(five_files), "--store", f"s3://{s3_server.bucket}/bad", env=bad)
+    line = assert_one_line_error(proc, 2, "refused access", "AWS_SECRET_ACCESS_KEY")
+    assert "definitely-wrong-secret" not in proc.stderr + proc.stdout
+    assert s3_server.secret_key not in line
+    missing = run_cli("submit", "--dataset", str(five_files), "--store", "s3://no-such-bucket-x/p",
+                      env={**env, **s3_server.env()})
+    assert_one_line_error(missing, 2, "bucket 'no-such-bucket-x' does not exist")
+
+
+def test_import_never_overwrites_a_stored_dataset(env, five_files, shared_midi):
+    first = run_cli("datasets", "import", "mine", str(five_files), env=env)
+    assert first.returncode == 0, first.stderr
+    shown = json.loads(run_cli("datasets", "show", "mine", env=env).stdout)
+    assert shown["files"] == 5
+    other = shared_midi / "piano-scores"
+    assert_one_line_error(run_cli("datasets", "import", "mine", str(other), env=env), 2, "already exists")
+    assert json.loads(run_cli("datasets", "show", "mine", env=env).stdout) == shown
+    listed = json.loads(run_cli("datasets", "list", "--json", env=env).stdout)
+    assert [d["name"] for d in listed["stored"]] == ["mine"] and "bach" in listed["builtin"]
+
+
+def test_pull_of_a_damaged_file_fails_and_says_so(env, tmp_path):
+    from service.manifest import publish_dir
+    from service.status import Progress
+    from service.store import open_store
+
+    store = open_store(env["COMPOSER_STORE"])
+    src = tmp_path / "results"
+    (src / "samples").mkdir(parents=True)
+    (src / "samples" / "sample-01.mid").write_bytes(b"real bytes")
+    Progress("composer-done", phase="done").save(store)
+    publish_dir(store, "composer-done", src)
+    store.put_bytes("jobs/composer-done/samples/sample-01.mid", b"bit rot")
+    proc = run_cli("pull", "composer-done", "--to", str(tmp_path / "dest"), env=env)
+    assert_one_line_error(proc, 1, "checksum mismatch", "samples/sample-01.mid")
+
+
+def test_pull_before_results_exist_is_a_runtime_error(env):
+    from service.status import Progress
+    from service.store import open_store
+
+    Progress("composer-running", phase="train", epoch=2).save(open_store(env["COMPOSER_STORE"]))
+    proc = run_cli("pull", "composer-running", "--to", "x", env=env)
+    assert_one_line_error(proc, 1, "has no published results", "phase train")
