@@ -101,7 +101,11 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
            f"--dashboard-port={dash_port}", "--disable-usage-stats"]
     if num_cpus:
         cmd.append(f"--num-cpus={num_cpus}")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    home = composer_home()
+    home.mkdir(parents=True, exist_ok=True)
+    # A neutral working directory: jobs and workers inherit it, and a source checkout there (with an
+    # uncompiled fastparse/) would shadow the installed package.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=home)
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise JobFailed(f"could not start a local Ray head: {last[0]}")
@@ -110,8 +114,6 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
         if time.monotonic() > deadline:
             raise JobFailed(f"the local Ray head did not open its dashboard at {address} within {timeout:.0f} s")
         time.sleep(0.5)
-    home = composer_home()
-    home.mkdir(parents=True, exist_ok=True)
     _head_state_file().write_text(json.dumps({"address": address, "gcs_port": gcs_port, "started": time.time()}))
     return address
 

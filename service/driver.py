@@ -20,6 +20,7 @@ import numpy as np
 
 from service import corpus as corpora
 from service import datasets
+from service.data import train_val_starts
 from service.errors import ComposerError
 from service.jobs import spec_of
 from service.manifest import publish_dir
@@ -66,13 +67,13 @@ def stage_tokenize(spec: JobSpec, store: Store, files: list[Path], work: Path) -
     if not result.files:
         raise ComposerError(f"no file of dataset {spec.dataset} could be tokenized ({len(errors)} errors)")
     corpus = corpora.Corpus(np.asarray(result.tokens), np.asarray(result.offsets), list(result.vocab), spec.scheme)
+    train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)  # fail here, not in workers
     corpora.save(store, spec.job_id, corpus, rel, errors)
     log(f"{len(corpus.tokens)} tokens, {corpus.pieces} pieces, vocabulary {len(corpus.vocab)} in {seconds:.2f} s")
     return corpus
 
 
 def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Path) -> dict:
-    from service.data import train_val_starts
     from service.generate import TrainedModel, pick_primers, sample, save_model_dir, write_samples
     from service.model import build_decoder, build_model, copy_weights
     from service.train import best_weights

@@ -44,7 +44,8 @@ def submit(spec: JobSpec, store: Store, address: str | None) -> str:
     store.put_bytes(job_key(spec.job_id, "job.json"), spec.to_json().encode())
     Progress(spec.job_id, epochs=spec.epochs, message="submitted").save(store)
     python = shlex.quote(sys.executable) if cluster.local else "python"
-    entrypoint = f"{python} -m service.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
+    # -P: never import from the working directory, only the installed package.
+    entrypoint = f"{python} -P -m service.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
     client = clusters.job_client(cluster)
     client.submit_job(
         entrypoint=entrypoint,

@@ -149,3 +149,35 @@ def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
     assert len(fastparse.read_notes(exported[0])) > 20
     assert len(list((out / "samples").glob("*.mid"))) == 2
     assert json.loads((out / "report.json").read_text())["dataset"] == "bach"
+
+
+def test_failed_job_exits_1_with_the_reason(ray_head, composer_home, five_files, tmp_path):
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--seq-len", "50000", "--wait", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "too small for --seq-len 50000" in lines[0], proc.stderr
+    job = lines[0].split()[2]
+    status = json.loads(run_cli("status", job, "--json", env=env).stdout)
+    assert status["state"] == "FAILED" and status["phase"] == "failed"
+    assert "too small for --seq-len 50000" in status["error"]
+
+
+def test_cancel_stops_a_running_job(ray_head, composer_home, five_files, tmp_path):
+    import time
+
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "500", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["job_id"]
+    deadline = time.monotonic() + 120
+    while json.loads(run_cli("status", job, "--json", env=env).stdout)["state"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    cancelled = run_cli("cancel", job, env=env)
+    assert cancelled.returncode == 0 and "stopping" in cancelled.stdout
+    while (state := json.loads(run_cli("status", job, "--json", env=env).stdout))["state"] == "RUNNING":
+        assert time.monotonic() < deadline + 60
+        time.sleep(1)
+    assert state["state"] == "STOPPED"
+    assert not (tmp_path / "store" / "jobs" / job / "MANIFEST.json").exists()
