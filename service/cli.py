@@ -49,7 +49,11 @@ def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on
 def submit(
     dataset: Annotated[str, typer.Option("--dataset", help="bach, a dataset in the store, or a folder/zip of MIDI")],
     composers: Annotated[str | None, typer.Option(help="Only these composers, e.g. chopin,debussy,liszt")] = None,
-    preset: Annotated[str, typer.Option(help="Model size: tiny (CPU demo, tests) or fast")] = "fast",
+    preset: Annotated[str, typer.Option(help="tiny (CPU demo, tests), fast (default) or paper")] = "fast",
+    layers: Annotated[int | None, typer.Option(help="LSTM layers (overrides the preset)")] = None,
+    units: Annotated[int | None, typer.Option(help="LSTM units per layer")] = None,
+    embedding: Annotated[int | None, typer.Option(help="Token embedding size")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Optimizer learning rate")] = None,
     epochs: Annotated[int | None, typer.Option(help="Most epochs to train")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping patience in epochs (default 5)")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: one pass)")] = None,
@@ -58,6 +62,9 @@ def submit(
     workers: Annotated[int | None, typer.Option(help="Ray Train workers (default 2)")] = None,
     gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per worker (default 0)")] = None,
     samples: Annotated[int | None, typer.Option(help="Pieces to generate (default 4)")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the job's samples")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (1: off)")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
     address: AddressOpt = None,
     store: StoreOpt = None,
@@ -75,7 +82,8 @@ def submit(
     spec = build_spec(job_id, "pending", the_store.uri, preset, composers=names, epochs=epochs,
                       patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
                       batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
-                      samples=samples, seed=seed)
+                      samples=samples, seed=seed, layers=layers, units=units, embedding=embedding,
+                      learning_rate=learning_rate, temperature=temperature, top_k=top_k, top_p=top_p)
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
     jobs.preflight(the_store, address)
@@ -204,26 +212,45 @@ def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to writ
 @app.command()
 def generate(
     model: Annotated[Path, typer.Option("--model", help="The model/ folder of a pulled job")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the generated MIDI files")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the generated files")],
     samples: Annotated[int, typer.Option(min=1)] = 4,
     length: Annotated[int, typer.Option(min=1, help="Tokens per sample")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0)")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1: off)")] = 1.0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the likeliest token (the paper's argmax)")]
+    = False,
+    primer: Annotated[Path | None, typer.Option(help="Continue this MIDI file (default: a random training window)")]
+    = None,
     seed: Annotated[int, typer.Option()] = 0,
+    sheet_music: Annotated[bool, typer.Option("--sheet-music/--no-sheet-music",
+                                              help="Also write .musicxml, .svg and .png")] = True,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
-    if temperature <= 0:
-        raise UserError(f"--temperature must be above 0, got {temperature}")
+    from service.sampling import Sampling
+
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    if primer is not None and not primer.is_file():
+        raise UserError(f"--primer {primer} is not a file")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import numpy as np
 
-    from service.generate import load_model_dir, sample, write_samples
+    from service.generate import load_model_dir, primer_from_midi, sample, write_midi
 
     trained, primers = load_model_dir(model)
     rng = np.random.default_rng(seed)
-    chosen = primers[rng.choice(len(primers), size=samples)]
-    tokens = sample(trained, chosen, length, temperature, rng)
-    paths = write_samples(trained, tokens, out_dir)
-    out.print(f"wrote {len(paths)} MIDI files to {out_dir}/")
+    if primer is not None:
+        chosen = primer_from_midi(trained, primer, samples)
+    else:
+        chosen = primers[rng.choice(len(primers), size=samples)]
+    tokens = sample(trained, chosen, length, sampling, rng)
+    paths = write_midi(trained, tokens, out_dir)
+    if sheet_music:
+        from service.render import render_sample
+
+        for path in paths:
+            render_sample(path)
+    out.print(f"wrote {len(paths)} samples to {out_dir}/")
 
 
 @datasets_app.command("list")

@@ -44,8 +44,14 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
     return train, val
 
 
-def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int):
-    """An endless, shuffled tf.data pipeline of (x, y) batches; windows are gathered per batch."""
+def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
+                 paper_vocab: int | None = None):
+    """An endless, shuffled tf.data pipeline of (x, y) batches; windows are gathered per batch.
+
+    By default y is x shifted by one (every position learns its next token). With paper_vocab set,
+    it is the paper's setup: x = ids / vocab as floats of shape (batch, seq_len, 1), y = the one
+    token after the window.
+    """
     import tensorflow as tf
 
     token_tensor = tf.constant(tokens, dtype=tf.int32)
@@ -53,6 +59,9 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
 
     def gather(batch_starts):
         window = tf.gather(token_tensor, batch_starts[:, None] + offsets[None, :])
+        if paper_vocab is not None:
+            x = tf.cast(window[:, :-1, None], tf.float32) / float(paper_vocab)
+            return x, window[:, -1]
         return window[:, :-1], window[:, 1:]
 
     ds = tf.data.Dataset.from_tensor_slices(starts)

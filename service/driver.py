@@ -74,8 +74,12 @@ def stage_tokenize(spec: JobSpec, store: Store, files: list[Path], work: Path) -
 
 
 def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Path) -> dict:
-    from service.generate import TrainedModel, pick_primers, sample, save_model_dir, write_samples
-    from service.model import build_decoder, build_model, copy_weights
+    """Samples with the job's sampling and with greedy argmax from the same primers, rendered and scored."""
+    from service import quality
+    from service.generate import decoder_for, pick_primers, sample, save_model_dir, write_midi
+    from service.model import build_model
+    from service.render import render_sample
+    from service.sampling import Sampling
     from service.train import best_weights
 
     set_phase(store, spec.job_id, "generate", f"generating {spec.samples} samples")
@@ -85,20 +89,32 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
     train_starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
     primer_bank = pick_primers(corpus.tokens, train_starts, 64, spec.seq_len, rng)
     save_model_dir(model, spec, corpus.vocab, spec.scheme, primer_bank, out / "model")
-    decoder = build_decoder(spec, len(corpus.vocab))
-    copy_weights(model, decoder)
-    trained = TrainedModel(spec, corpus.vocab, spec.scheme, decoder)
+    trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
     primers = primer_bank[rng.choice(len(primer_bank), size=spec.samples)]
     started = time.monotonic()
-    tokens = sample(trained, primers, spec.sample_length, spec.temperature, rng)
+    sampled = sample(trained, primers, spec.sample_length, spec.sampling(), rng)
     seconds = time.monotonic() - started
-    paths = write_samples(trained, tokens, out / "samples")
-    log(f"wrote {len(paths)} samples of {spec.sample_length} tokens in {seconds:.2f} s")
+    greedy = sample(trained, primers, spec.sample_length, Sampling(greedy=True), rng)
+    paths = write_midi(trained, sampled, out / "samples")
+    write_midi(trained, greedy, out / "samples", prefix="greedy")
+    log(f"wrote {len(paths)} samples of {spec.sample_length} tokens in {seconds:.2f} s "
+        f"({1000 * seconds / spec.sample_length:.2f} ms per step for the batch)")
+    for path in paths:
+        render_sample(path)
+    log("engraved the samples as MusicXML, SVG and PNG")
+    reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, spec.scheme,
+                                               spec.sample_length, 32, np.random.default_rng(spec.seed))
     return {
         "samples": [p.name for p in paths],
-        "sampling": {"method": "temperature", "temperature": spec.temperature, "length": spec.sample_length,
-                     "seed": spec.seed, "primer": "random training window", "ms_per_token":
-                     round(1000 * seconds / spec.sample_length, 3)},
+        "greedy_samples": [f"greedy-{i:02d}.mid" for i in range(1, len(greedy) + 1)],
+        "sampling": {**spec.sampling().describe(), "length": spec.sample_length, "seed": spec.seed,
+                     "primer": "random training window", "decoder": "stateful, batched",
+                     "ms_per_step": round(1000 * seconds / spec.sample_length, 3)},
+        "quality": {
+            "corpus": quality.describe(reference, corpus.vocab, spec.scheme, hist),
+            "sampled": quality.describe(list(sampled), corpus.vocab, spec.scheme, hist),
+            "greedy": quality.describe(list(greedy), corpus.vocab, spec.scheme, hist),
+        },
     }
 
 

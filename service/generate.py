@@ -1,7 +1,7 @@
-"""Sampling new pieces from a trained model: stateful decoding, temperature sampling, MIDI out.
+"""Sampling new pieces from a trained model: stateful decoding, many samples in one batch.
 
 The decoder runs one step at a time and carries the LSTM state, so each new token costs one step
-(the paper re-ran the network on a 100-token window for every note). All samples share one batch.
+(the paper re-ran the whole network on a 100-token window for every note).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from service.errors import UserError
+from service.sampling import Sampling, choose
 from service.spec import JobSpec
 
 MODEL_FILE = "model.keras"
@@ -37,8 +38,16 @@ def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers:
     np.save(out / PRIMERS_FILE, primers.astype(np.int32), allow_pickle=False)
 
 
+def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str) -> TrainedModel:
+    from service.model import build_decoder, copy_weights
+
+    decoder = build_decoder(spec, len(vocab))
+    copy_weights(model, decoder)
+    return TrainedModel(spec, vocab, scheme, decoder)
+
+
 def load_model_dir(path: Path) -> tuple[TrainedModel, np.ndarray]:
-    from service.model import build_decoder, copy_weights, keras
+    from service.model import keras
 
     if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
         raise UserError(f"{path} is not a composer model directory (no {META_FILE} / {MODEL_FILE}): "
@@ -46,10 +55,8 @@ def load_model_dir(path: Path) -> tuple[TrainedModel, np.ndarray]:
     meta = json.loads((path / META_FILE).read_text())
     spec = JobSpec.from_json(json.dumps(meta["spec"]))
     trained = keras().models.load_model(path / MODEL_FILE, compile=False)
-    decoder = build_decoder(spec, len(meta["vocab"]))
-    copy_weights(trained, decoder)
     primers = np.load(path / PRIMERS_FILE, allow_pickle=False)
-    return TrainedModel(spec, meta["vocab"], meta["scheme"], decoder), primers
+    return decoder_for(trained, spec, meta["vocab"], meta["scheme"]), primers
 
 
 def pick_primers(
@@ -60,28 +67,39 @@ def pick_primers(
     return np.stack([tokens[s:s + length] for s in chosen]).astype(np.int32)
 
 
-def sample(model: TrainedModel, primers: np.ndarray, length: int, temperature: float,
+def primer_from_midi(model: TrainedModel, path: Path, count: int) -> np.ndarray:
+    """The last seq_len tokens of a MIDI file, in the model's vocabulary, once per sample."""
+    import fastparse
+
+    result = fastparse.tokenize([str(path)], scheme=model.scheme, vocab=model.vocab)
+    if result.errors:
+        raise UserError(f"--primer {path}: {result.errors[0][1]}")
+    tokens = np.asarray(result.tokens, dtype=np.int32)[-model.spec.seq_len:]
+    if len(tokens) == 0:
+        raise UserError(f"--primer {path} has no notes this model knows ({result.unknown} unknown tokens)")
+    return np.tile(tokens, (count, 1))
+
+
+def sample(model: TrainedModel, primers: np.ndarray, length: int, sampling: Sampling,
            rng: np.random.Generator) -> np.ndarray:
     """Continue each primer row by `length` tokens; returns (rows, length) new token ids."""
     import tensorflow as tf
 
+    from service.model import model_input
+
     rows = primers.shape[0]
-    units = model.spec.units
-    states = [tf.zeros((rows, units)) for _ in range(2 * model.spec.layers)]
+    vocab_size = len(model.vocab)
+    states = [tf.zeros((rows, model.spec.units)) for _ in range(2 * model.spec.layers)]
     step = tf.function(lambda x, s: model.decoder([x, *s], training=False), reduce_retracing=True)
-    logits, *states = step(tf.constant(primers, tf.int32), states)
+    logits, *states = step(tf.constant(model_input(model.spec, primers, vocab_size)), states)
     out = np.zeros((rows, length), dtype=np.int32)
     for t in range(length):
-        scaled = logits.numpy().astype(np.float64) / temperature
-        scaled -= scaled.max(axis=1, keepdims=True)
-        probs = np.exp(scaled)
-        probs /= probs.sum(axis=1, keepdims=True)
-        out[:, t] = [rng.choice(len(p), p=p) for p in probs]
-        logits, *states = step(tf.constant(out[:, t:t + 1]), states)
+        out[:, t] = choose(logits.numpy(), sampling, rng)
+        logits, *states = step(tf.constant(model_input(model.spec, out[:, t:t + 1], vocab_size)), states)
     return out
 
 
-def write_samples(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str = "sample") -> list[Path]:
+def write_midi(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str = "sample") -> list[Path]:
     import fastparse
 
     out.mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,21 @@ from dataclasses import asdict, dataclass, field, fields
 
 from service.errors import UserError
 
-# Model sizes. `tiny` is for tests and the CPU demo; `fast` is the default cloud network
-# (cuDNN-eligible: no recurrent dropout). Flags override any field.
+# Networks. `tiny` is for tests and the CPU demo; `fast` is the default cloud network (token
+# embedding, cuDNN-eligible: no recurrent dropout, logits + sparse cross-entropy); `paper` is the
+# paper's network exactly (normalized token ids in, 3 x LSTM 512 with recurrent dropout 0.3,
+# BatchNorm/Dropout/Dense 256 head, softmax, RMSprop, batch 128, next-token target), for comparison
+# runs. Flags override any field.
 PRESETS: dict[str, dict[str, object]] = {
-    "tiny": {"embedding": 32, "units": 64, "layers": 1, "dropout": 0.0, "seq_len": 32, "batch_size": 32,
-             "learning_rate": 3e-3},
-    "fast": {"embedding": 128, "units": 512, "layers": 2, "dropout": 0.2, "seq_len": 128, "batch_size": 64,
-             "learning_rate": 1e-3},
+    "tiny": {"architecture": "embedding", "embedding": 32, "units": 64, "layers": 1, "dropout": 0.0,
+             "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3},
+    "fast": {"architecture": "embedding", "embedding": 128, "units": 512, "layers": 2, "dropout": 0.2,
+             "seq_len": 128, "batch_size": 64, "learning_rate": 1e-3},
+    "paper": {"architecture": "paper", "units": 512, "layers": 3, "dropout": 0.3, "recurrent_dropout": 0.3,
+              "dense": 256, "seq_len": 100, "batch_size": 128, "learning_rate": 1e-3, "optimizer": "rmsprop",
+              "scheme": "notes-chords"},
 }
+ARCHITECTURES = ("embedding", "paper")
 
 
 @dataclass
@@ -30,10 +37,14 @@ class JobSpec:
     scheme: str = "notes-chords"
     composers: list[str] = field(default_factory=list)
     preset: str = "fast"
+    architecture: str = "embedding"
     embedding: int = 128
     units: int = 512
     layers: int = 2
     dropout: float = 0.2
+    recurrent_dropout: float = 0.0  # > 0 disables cuDNN: only the paper preset uses it
+    dense: int = 256  # the paper's head; unused by the embedding network
+    optimizer: str = "adam"
     seq_len: int = 128
     batch_size: int = 64  # per worker: the global batch is batch_size * workers
     learning_rate: float = 1e-3
@@ -46,8 +57,15 @@ class JobSpec:
     samples: int = 4
     sample_length: int = 256
     temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
     seed: int = 0
     created: float = field(default_factory=time.time)
+
+    def sampling(self):
+        from service.sampling import Sampling
+
+        return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -89,5 +107,10 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
     if not 0.0 <= spec.dropout < 1.0:
         raise UserError(f"dropout must be in [0, 1), got {spec.dropout}")
-    if spec.temperature <= 0:
-        raise UserError(f"--temperature must be above 0, got {spec.temperature}")
+    if spec.architecture not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {spec.architecture!r}")
+    if spec.optimizer not in ("adam", "rmsprop"):
+        raise UserError(f"unknown optimizer {spec.optimizer!r}: adam or rmsprop")
+    if spec.learning_rate <= 0:
+        raise UserError(f"--learning-rate must be above 0, got {spec.learning_rate}")
+    spec.sampling()  # validates temperature, top-k, top-p

@@ -72,6 +72,7 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
                 "perplexity": float(math.exp(min(logs["val_loss"], 50.0))),
                 "seconds": round(seconds, 3),
                 "tokens_per_s": round(global_batch * spec.seq_len * steps / max(seconds, 1e-9), 1),
+                "windows_per_s": round(global_batch * steps / max(seconds, 1e-9), 1),
             }
             if rank == 0:
                 self._save(epoch, row)
@@ -140,8 +141,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             progress.save(store)
             print(f"[composer] resuming from the checkpoint of epoch {initial_epoch}", flush=True)
 
-    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank)
-    val_ds = make_dataset(corpus.tokens, val_shard, spec.seq_len, global_batch, spec.seed + 1000 + rank)
+    paper_vocab = len(corpus.vocab) if spec.architecture == "paper" else None
+    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, paper_vocab)
+    val_ds = make_dataset(corpus.tokens, val_shard, spec.seq_len, global_batch, spec.seed + 1000 + rank,
+                          paper_vocab)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience, restore_best_weights=True),
         _epoch_callback(spec, store, rank, global_batch, steps, resumed),

@@ -1,0 +1,146 @@
+"""How generated music compares with its training corpus (report.json's "quality" section).
+
+Token-level: the distinct 4-gram ratio and the longest exactly repeated loop (the paper's failure:
+argmax sampling stuck repeating one pattern). Note-level, from the MIDI that fastparse writes for
+the tokens (so corpus and samples go through the same detokenizer): pitch-class histogram entropy
+and Jensen-Shannon distance to the corpus, notes per 4/4 bar, polyphony (notes per onset), and the
+share of notes in the key estimated with Krumhansl-Schmuckler profiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Krumhansl & Kessler (1982) key profiles, tonic first.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
+NAMES = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")
+
+
+@dataclass(frozen=True)
+class Key:
+    tonic: int
+    minor: bool
+
+    def __str__(self) -> str:
+        return f"{NAMES[self.tonic]} {'minor' if self.minor else 'major'}"
+
+    def scale(self) -> set[int]:
+        return {(self.tonic + d) % 12 for d in (MINOR_SCALE if self.minor else MAJOR_SCALE)}
+
+
+def estimate_key(pc_histogram: np.ndarray) -> Key:
+    """The key whose rotated profile correlates best with the pitch-class histogram."""
+    best, best_r = Key(0, False), -np.inf
+    for tonic in range(12):
+        for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
+            r = np.corrcoef(pc_histogram, np.roll(profile, tonic))[0, 1]
+            if np.isfinite(r) and r > best_r:
+                best, best_r = Key(tonic, minor), r
+    return best
+
+
+def longest_loop(tokens: np.ndarray) -> tuple[int, int]:
+    """(span, period): the longest stretch that is one pattern repeated back to back at least twice."""
+    t = np.asarray(tokens)
+    best = (0, 0)
+    for period in range(1, len(t) // 2 + 1):
+        same = np.concatenate([[False], t[period:] == t[:-period], [False]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(same))
+        for start, end in zip(edges[::2], edges[1::2], strict=True):
+            run = end - start
+            if run >= period and run + period > best[0]:
+                best = (int(run + period), period)
+    return best
+
+
+def distinct_ngram_ratio(tokens: np.ndarray, n: int = 4) -> float:
+    t = np.asarray(tokens)
+    if len(t) < n:
+        return 0.0
+    grams = np.lib.stride_tricks.sliding_window_view(t, n)
+    return len({tuple(g) for g in grams.tolist()}) / len(grams)
+
+
+def _pc_hist(pitches: np.ndarray) -> np.ndarray:
+    hist = np.bincount(np.asarray(pitches) % 12, minlength=12).astype(np.float64)
+    return hist / hist.sum() if hist.sum() else hist
+
+
+def _entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(abs((p * np.log2(p)).sum()))
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2): 0 identical, 1 disjoint."""
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray, b: np.ndarray) -> float:
+        mask = a > 0
+        return float((a[mask] * np.log2(a[mask] / b[mask])).sum())
+
+    return float(np.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2)))
+
+
+def piece_notes(midi: bytes) -> dict[str, np.ndarray | int]:
+    import fastparse
+
+    n = fastparse.read_notes(midi)
+    keep = ~n.is_drum
+    return {"pitch": n.pitch[keep], "start_tick": n.start_tick[keep], "tpq": n.ticks_per_quarter}
+
+
+def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
+             reference_hist: np.ndarray | None = None) -> dict[str, float]:
+    """Quality metrics over a set of token sequences (means over pieces; loops: the worst piece)."""
+    import fastparse
+
+    loops = [longest_loop(p) for p in pieces]
+    notes = [piece_notes(fastparse.detokenize(p, vocab, scheme=scheme)) for p in pieces]
+    pitches = np.concatenate([n["pitch"] for n in notes]) if notes else np.zeros(0, np.int64)
+    hist = _pc_hist(pitches)
+    per_bar, polyphony, in_key = [], [], []
+    for n in notes:
+        if len(n["pitch"]) == 0:
+            continue
+        quarters = (int(n["start_tick"].max()) - int(n["start_tick"].min())) / n["tpq"] + 1
+        per_bar.append(len(n["pitch"]) / max(quarters / 4, 1e-9))
+        polyphony.append(len(n["pitch"]) / len(np.unique(n["start_tick"])))
+        scale = estimate_key(_pc_hist(n["pitch"])).scale()
+        in_key.append(float(np.isin(n["pitch"] % 12, list(scale)).mean()))
+    result = {
+        "pieces": len(pieces),
+        "tokens_per_piece": float(np.mean([len(p) for p in pieces])) if pieces else 0.0,
+        "distinct_4gram_ratio": float(np.mean([distinct_ngram_ratio(p) for p in pieces])) if pieces else 0.0,
+        "longest_loop_tokens": max((span for span, _ in loops), default=0),
+        "longest_loop_period": max(loops, default=(0, 0))[1],
+        "mean_longest_loop_tokens": float(np.mean([span for span, _ in loops])) if loops else 0.0,
+        "pitch_class_entropy_bits": _entropy(hist),
+        "notes_per_bar": float(np.mean(per_bar)) if per_bar else 0.0,
+        "polyphony": float(np.mean(polyphony)) if polyphony else 0.0,
+        "in_key_share": float(np.mean(in_key)) if in_key else 0.0,
+        "key_of_all": str(estimate_key(hist)) if hist.sum() else "none",
+    }
+    if reference_hist is not None:
+        result["pitch_class_js_distance_to_corpus"] = js_distance(hist, reference_hist)
+    return result
+
+
+def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], scheme: str, length: int,
+                     count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """Up to `count` corpus excerpts of `length` tokens and the corpus's pitch-class histogram."""
+    import fastparse
+
+    pieces = []
+    order = rng.permutation(len(offsets) - 1)[:count]
+    for p in order:
+        a, b = int(offsets[p]), int(offsets[p + 1])
+        start = int(rng.integers(a, max(a + 1, b - length)))
+        pieces.append(tokens[start:min(b, start + length)])
+    pitches = np.concatenate([piece_notes(fastparse.detokenize(x, vocab, scheme=scheme))["pitch"] for x in pieces])
+    return pieces, _pc_hist(pitches)
