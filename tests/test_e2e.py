@@ -43,13 +43,33 @@ def test_pulled_layout_matches_the_contract(s3_job):
     out: Path = s3_job["out"]
     files = set(s3_job["pulled"]["files"])
     assert {"model/model.keras", "model/composer.json", "report.json", "loss.png", "metrics.jsonl"} <= files
-    assert sorted(p.name for p in (out / "samples").glob("*.mid")) == ["sample-01.mid", "sample-02.mid"]
+    assert sorted(p.name for p in (out / "samples").glob("sample-*.mid")) == ["sample-01.mid", "sample-02.mid"]
+    assert sorted(p.name for p in (out / "samples").glob("greedy-*.mid")) == ["greedy-01.mid", "greedy-02.mid"]
+    for stem in ("sample-01", "sample-02"):
+        assert {f"samples/{stem}.{ext}" for ext in ("musicxml", "svg", "png")} <= files
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
     report = json.loads((out / "report.json").read_text())
     assert report["files"] == 5 and report["pieces"] == 5 and report["workers"] == 2
     assert report["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows))
+    quality = report["quality"]
+    assert set(quality) == {"corpus", "sampled", "greedy"}
+    for stats in quality.values():
+        assert {"distinct_4gram_ratio", "longest_loop_tokens", "pitch_class_entropy_bits", "notes_per_bar",
+                "polyphony", "in_key_share"} <= set(stats)
+    assert quality["sampled"]["pitch_class_js_distance_to_corpus"] < 1.0
+    assert report["sampling"]["method"] == "sample" and report["sampling"]["temperature"] == 1.0
+
+
+def test_sheet_music_is_real_notation(s3_job):
+    from music21 import converter
+
+    samples = s3_job["out"] / "samples"
+    score = converter.parse(samples / "sample-01.musicxml")
+    assert len(score.parts) == 2 and len(score.recurse().notes) > 20
+    assert (samples / "sample-01.svg").read_text().count('class="note"') > 20
+    assert (samples / "sample-01.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_generated_midi_has_notes_with_the_paper_timing(s3_job):
@@ -93,6 +113,28 @@ def test_generate_locally_is_reproducible(s3_job, tmp_path):
     assert len(runs[0]) == 2
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def test_generate_greedy_top_k_and_primer(s3_job, five_files, tmp_path):
+    model = str(s3_job["out"] / "model")
+    vocab = json.loads((s3_job["out"] / "model" / "composer.json").read_text())["vocab"]
+    primer = sorted(five_files.glob("*.mid"))[0]
+    greedy = []
+    for name in ("g1", "g2"):  # argmax from a fixed primer: the seed cannot matter
+        proc = run_cli("generate", "--model", model, "--out", str(tmp_path / name), "--samples", "2",
+                       "--length", "30", "--greedy", "--primer", str(primer), "--seed", name[-1],
+                       "--no-sheet-music")
+        assert proc.returncode == 0, proc.stderr
+        greedy.append([p.read_bytes() for p in sorted((tmp_path / name).glob("*.mid"))])
+    assert greedy[0] == greedy[1] and greedy[0][0] == greedy[0][1]
+    proc = run_cli("generate", "--model", model, "--out", str(tmp_path / "p"), "--samples", "2", "--length", "30",
+                   "--top-k", "3", "--primer", str(primer))
+    assert proc.returncode == 0, proc.stderr
+    for path in sorted((tmp_path / "p").glob("*.mid")):
+        assert len(fastparse.tokenize([str(path)], vocab=vocab).tokens) > 0
+        assert path.with_suffix(".png").is_file() and path.with_suffix(".musicxml").is_file()
+    bad = run_cli("generate", "--model", model, "--out", str(tmp_path / "x"), "--top-p", "2")
+    assert bad.returncode == 2 and "--top-p" in bad.stderr
 
 
 def test_status_and_list_report_the_job(s3_job):

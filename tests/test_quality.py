@@ -1,0 +1,49 @@
+"""The quality report's metrics on inputs whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fastparse
+from service.quality import describe, distinct_ngram_ratio, estimate_key, js_distance, longest_loop
+
+
+def test_longest_loop_finds_back_to_back_repeats():
+    assert longest_loop(np.arange(10)) == (0, 0)
+    assert longest_loop(np.array([9, 1, 2, 1, 2, 1, 2, 7])) == (6, 2)
+    assert longest_loop(np.array([5] * 50)) == (50, 1)
+    assert longest_loop(np.array([0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 9])) == (9, 3)
+
+
+def test_distinct_ngrams_and_js_distance():
+    assert distinct_ngram_ratio(np.arange(20)) == 1.0
+    assert distinct_ngram_ratio(np.array([1, 2] * 10)) == 2 / 17
+    p = np.array([0.5, 0.5, 0, 0])
+    assert js_distance(p, p) == 0.0
+    assert abs(js_distance(p, np.array([0, 0, 0.5, 0.5])) - 1.0) < 1e-12
+
+
+def test_key_estimation_on_scales():
+    def hist(pcs, tonic_triad):
+        h = np.zeros(12)
+        h[list(pcs)] += 1
+        h[list(tonic_triad)] += 2
+        return h
+
+    assert str(estimate_key(hist([0, 2, 4, 5, 7, 9, 11], [0, 4, 7]))) == "C major"
+    assert str(estimate_key(hist([9, 11, 0, 2, 4, 5, 7], [9, 0, 4]))) == "A minor"
+    assert str(estimate_key(hist([7, 9, 11, 0, 2, 4, 6], [7, 11, 2]))) == "G major"
+
+
+def test_describe_tells_a_loop_from_varied_music():
+    vocab = sorted(fastparse.chord_token([p]) for p in range(60, 72))
+    looped = [np.array([0] * 64), np.array([0, 1] * 32)]
+    varied = [np.random.default_rng(i).integers(0, 12, 64) for i in range(2)]
+    loop_stats = describe(looped, vocab, "notes-chords")
+    varied_stats = describe(varied, vocab, "notes-chords")
+    assert loop_stats["longest_loop_tokens"] == 64 and loop_stats["distinct_4gram_ratio"] < 0.1
+    assert varied_stats["longest_loop_tokens"] < 16 and varied_stats["distinct_4gram_ratio"] > 0.9
+    assert varied_stats["pitch_class_entropy_bits"] > 3.0 > loop_stats["pitch_class_entropy_bits"]
+    # notes-chords spaces tokens half a quarter apart: 8 notes per 4/4 bar, one note per onset.
+    assert abs(varied_stats["notes_per_bar"] - 8 * 64 / 64.5) < 0.2
+    assert varied_stats["polyphony"] == 1.0
