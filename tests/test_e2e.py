@@ -189,7 +189,7 @@ def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
     exported = sorted((store / "datasets" / "bach" / "files").glob("*.mid"))
     assert len(exported) == meta["files"]
     assert len(fastparse.read_notes(exported[0])) > 20
-    assert len(list((out / "samples").glob("*.mid"))) == 2
+    assert len(list((out / "samples").glob("sample-*.mid"))) == 2
     assert json.loads((out / "report.json").read_text())["dataset"] == "bach"
 
 
