@@ -90,7 +90,13 @@ def sample(model: TrainedModel, primers: np.ndarray, length: int, sampling: Samp
     rows = primers.shape[0]
     vocab_size = len(model.vocab)
     states = [tf.zeros((rows, model.spec.units)) for _ in range(2 * model.spec.layers)]
-    step = tf.function(lambda x, s: model.decoder([x, *s], training=False), reduce_retracing=True)
+    # One trace for every batch size and length: a fixed signature, no retracing per step.
+    paper = model.spec.architecture == "paper"
+    signature = [
+        tf.TensorSpec((None, None, 1) if paper else (None, None), tf.float32 if paper else tf.int32),
+        [tf.TensorSpec((None, model.spec.units), tf.float32)] * len(states),
+    ]
+    step = tf.function(lambda x, s: model.decoder([x, *s], training=False), input_signature=signature)
     logits, *states = step(tf.constant(model_input(model.spec, primers, vocab_size)), states)
     out = np.zeros((rows, length), dtype=np.int32)
     for t in range(length):
