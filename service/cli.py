@@ -50,6 +50,8 @@ def submit(
     dataset: Annotated[str, typer.Option("--dataset", help="bach, a dataset in the store, or a folder/zip of MIDI")],
     composers: Annotated[str | None, typer.Option(help="Only these composers, e.g. chopin,debussy,liszt")] = None,
     preset: Annotated[str, typer.Option(help="tiny (CPU demo, tests), fast (default) or paper")] = "fast",
+    scheme: Annotated[str | None, typer.Option(help="Tokens: notes-chords (the paper's), remi (rhythm), "
+                                               "remi+key, remi+key-estimated")] = None,
     layers: Annotated[int | None, typer.Option(help="LSTM layers (overrides the preset)")] = None,
     units: Annotated[int | None, typer.Option(help="LSTM units per layer")] = None,
     embedding: Annotated[int | None, typer.Option(help="Token embedding size")] = None,
@@ -83,7 +85,8 @@ def submit(
                       patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
                       batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
                       samples=samples, seed=seed, layers=layers, units=units, embedding=embedding,
-                      learning_rate=learning_rate, temperature=temperature, top_k=top_k, top_p=top_p)
+                      learning_rate=learning_rate, temperature=temperature, top_k=top_k, top_p=top_p,
+                      scheme=scheme)
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
     jobs.preflight(the_store, address)

@@ -101,7 +101,7 @@ def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
     import fastparse
 
     loops = [longest_loop(p) for p in pieces]
-    notes = [piece_notes(fastparse.detokenize(p, vocab, scheme=scheme)) for p in pieces]
+    notes = [piece_notes(fastparse.detokenize(p, vocab, scheme=scheme, strict=False)) for p in pieces]
     pitches = np.concatenate([n["pitch"] for n in notes]) if notes else np.zeros(0, np.int64)
     hist = _pc_hist(pitches)
     per_bar, polyphony, in_key = [], [], []
@@ -142,5 +142,7 @@ def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], 
         a, b = int(offsets[p]), int(offsets[p + 1])
         start = int(rng.integers(a, max(a + 1, b - length)))
         pieces.append(tokens[start:min(b, start + length)])
-    pitches = np.concatenate([piece_notes(fastparse.detokenize(x, vocab, scheme=scheme))["pitch"] for x in pieces])
+    # Excerpts cut mid-bar are not valid streams on their own: decode them leniently too.
+    pitches = np.concatenate([piece_notes(fastparse.detokenize(x, vocab, scheme=scheme, strict=False))["pitch"]
+                              for x in pieces])
     return pieces, _pc_hist(pitches)

@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "tiny": {"architecture": "embedding", "embedding": 32, "units": 64, "layers": 1, "dropout": 0.0,
              "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3},
     "fast": {"architecture": "embedding", "embedding": 128, "units": 512, "layers": 2, "dropout": 0.2,
-             "seq_len": 128, "batch_size": 64, "learning_rate": 1e-3},
+             "seq_len": 128, "batch_size": 64, "learning_rate": 1e-3, "scheme": "remi"},
     "paper": {"architecture": "paper", "units": 512, "layers": 3, "dropout": 0.3, "recurrent_dropout": 0.3,
               "dense": 256, "seq_len": 100, "batch_size": 128, "learning_rate": 1e-3, "optimizer": "rmsprop",
               "scheme": "notes-chords"},
@@ -114,3 +114,7 @@ def validate(spec: JobSpec) -> None:
     if spec.learning_rate <= 0:
         raise UserError(f"--learning-rate must be above 0, got {spec.learning_rate}")
     spec.sampling()  # validates temperature, top-k, top-p
+    import fastparse
+
+    if spec.scheme not in fastparse.SCHEMES:
+        raise UserError(f"unknown --scheme {spec.scheme!r}: choose one of {', '.join(fastparse.SCHEMES)}")

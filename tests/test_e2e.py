@@ -223,3 +223,19 @@ def test_cancel_stops_a_running_job(ray_head, composer_home, five_files, tmp_pat
         time.sleep(1)
     assert state["state"] == "STOPPED"
     assert not (tmp_path / "store" / "jobs" / job / "MANIFEST.json").exists()
+
+
+def test_rhythm_aware_job_keeps_durations(ray_head, composer_home, five_files, tmp_path):
+    """--scheme remi: the generated MIDI has real rhythm, not the paper's even half-quarter spacing."""
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    out = tmp_path / "out"
+    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--scheme", "remi", "--seq-len", "64",
+                   "--wait", "--to", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "model" / "composer.json").read_text())
+    assert meta["scheme"] == "remi" and "Bar" in meta["vocab"]
+    notes = [fastparse.read_notes(p) for p in sorted((out / "samples").glob("sample-*.mid"))]
+    assert sum(len(n) for n in notes) > 0
+    durations = np.concatenate([n.end - n.start for n in notes])
+    assert len(np.unique(np.round(durations, 3))) > 1
+    assert (out / "samples" / "sample-01.png").is_file()
