@@ -6,7 +6,10 @@
 - ``tokenize(paths, scheme="notes-chords", workers=None, vocab=None)`` -> :class:`Tokenized`
   (``tokens``, ``offsets``, ``vocab``, ``files``, ``errors``, ``unknown``), in parallel with the
   GIL released; one bad file never stops the others.
-- ``detokenize(tokens, vocab, scheme="notes-chords")`` -> MIDI file bytes.
+- ``detokenize(tokens, vocab, scheme="notes-chords", strict=True)`` -> MIDI file bytes; ``strict=False``
+  skips what cannot be used (model output) instead of raising ValueError.
+- Schemes (``SCHEMES``): "notes-chords" (the paper's), "remi" (bars, positions, pitch, velocity,
+  duration), "remi+key" and "remi+key-estimated" (remi with a key token first); see fastparse/README.md.
 - ``chord_token(pitches)`` -> the notes-chords token for simultaneous MIDI pitches.
 """
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-SCHEMES: list[str]
+SCHEMES: list[str]  # ["notes-chords", "remi", "remi+key", "remi+key-estimated"]
 __version__: str
 
 class Notes:
@@ -79,6 +79,9 @@ def tokenize(
     vocab: Sequence[str] | None = None,
 ) -> Tokenized: ...
 def detokenize(
-    tokens: Sequence[int] | npt.NDArray[np.integer], vocab: Sequence[str], scheme: str = "notes-chords"
+    tokens: Sequence[int] | npt.NDArray[np.integer],
+    vocab: Sequence[str],
+    scheme: str = "notes-chords",
+    strict: bool = True,
 ) -> bytes: ...
 def chord_token(pitches: Sequence[int]) -> str: ...

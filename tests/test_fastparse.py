@@ -516,7 +516,7 @@ def test_tokenize_bad_files_are_listed_and_others_go_on(tmp_path: Path):
 def test_tokenize_argument_errors(tmp_path: Path):
     p = chords_file(tmp_path / "a.mid", [(0, [60])])
     with pytest.raises(ValueError, match="unknown scheme"):
-        fastparse.tokenize([p], scheme="remi")
+        fastparse.tokenize([p], scheme="no-such-scheme")
     with pytest.raises(ValueError, match="workers"):
         fastparse.tokenize([p], workers=0)
     with pytest.raises(TypeError, match="list of paths"):
@@ -578,7 +578,7 @@ def test_detokenize_inputs_and_errors():
     with pytest.raises(ValueError, match="not a valid"):
         fastparse.detokenize([0], ["4.4"])
     with pytest.raises(ValueError, match="unknown scheme"):
-        fastparse.detokenize([0], vocab, scheme="remi")
+        fastparse.detokenize([0], vocab, scheme="no-such-scheme")
     with pytest.raises(TypeError):
         fastparse.detokenize("01", vocab)
 

@@ -1,13 +1,15 @@
 //! Tokenizing many files in parallel with a deterministic vocabulary.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{catch, Error, Result};
-use crate::notes::read_file;
-use crate::scheme::{Scheme, Token};
+use crate::notes::read_into;
+use crate::scheme::Scheme;
 
 /// The tokens of a corpus. Piece `i` (from input file `files[i]`) is
 /// `tokens[offsets[i]..offsets[i + 1]]`.
@@ -48,97 +50,282 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
     options: &Options<'_>,
 ) -> Result<Tokenized> {
     let scheme = options.scheme;
-    let work = || -> Vec<Result<Vec<Token>>> {
-        paths
-            .par_iter()
-            .map(|p| catch(|| scheme.tokenize(&read_file(p.as_ref())?)))
-            .collect()
+    // Each worker reads its file once, tokenizes it and turns the token strings into ids (into a
+    // small per-file vocabulary, or into the given one), so the only sequential step left is
+    // merging the per-file vocabularies.
+    let tokens_of = |p: &P| {
+        // One read buffer per worker thread, reused from file to file.
+        thread_local! {
+            static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        BUFFER.with(|cell| {
+            let mut bytes = cell.take();
+            let result =
+                read_into(p.as_ref(), &mut bytes).and_then(|()| scheme.tokenize_bytes(&bytes));
+            // Keep a buffer for the next file, but not one grown for a huge file.
+            if bytes.capacity() <= 16 << 20 {
+                *cell.borrow_mut() = bytes;
+            }
+            result
+        })
     };
-    let per_file = match options.workers {
-        Some(0) => return Err(Error::InvalidArgument("workers must be at least 1".into())),
-        Some(n) => rayon::ThreadPoolBuilder::new()
+    let work = || -> Tokenized {
+        match options.vocab {
+            None => merge_local(
+                paths
+                    .par_iter()
+                    .map(|p| catch(|| tokens_of(p).map(intern)))
+                    .collect(),
+            ),
+            Some(vocab) => {
+                let ids = vocab_ids(vocab);
+                merge_fixed(
+                    paths
+                        .par_iter()
+                        .map(|p| catch(|| tokens_of(p).map(|t| lookup(&t, &ids))))
+                        .collect(),
+                    vocab,
+                )
+            }
+        }
+    };
+    match options.workers {
+        Some(0) => Err(Error::InvalidArgument("workers must be at least 1".into())),
+        Some(n) => Ok(pool(n)?.install(work)),
+        None => Ok(work()),
+    }
+}
+
+/// A pool of `n` threads, kept for the next call with the same `n` (a few sizes are kept): the
+/// threads, and their allocator caches and read buffers, live across calls.
+fn pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
+    static POOLS: Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(size, _)| *size == n) {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
             .num_threads(n)
+            .thread_name(|i| format!("fastparse-{i}"))
             .build()
-            .map_err(|e| Error::Internal(format!("cannot start {n} threads: {e}")))?
-            .install(work),
-        None => work(),
-    };
-    Ok(assemble(per_file, options.vocab))
+            .map_err(|e| Error::Internal(format!("cannot start {n} threads: {e}")))?,
+    );
+    if pools.len() >= 4 {
+        pools.remove(0);
+    }
+    pools.push((n, p.clone()));
+    Ok(p)
 }
 
 /// Turns per-file token lists (or errors) into ids, with the vocabulary rules of
 /// [`tokenize_files`].
-pub fn assemble<T: AsRef<str>>(
+pub fn assemble<T: AsRef<str> + Send + Sync>(
     per_file: Vec<Result<Vec<T>>>,
     vocab: Option<&[String]>,
 ) -> Tokenized {
-    let (vocab, ids): (Vec<String>, HashMap<&str, i32>) = match vocab {
-        Some(v) => {
-            let mut ids = HashMap::with_capacity(v.len());
-            for (i, t) in v.iter().enumerate() {
-                ids.entry(t.as_str()).or_insert(i as i32);
-            }
-            (v.to_vec(), ids)
-        }
-        None => {
-            let set: HashSet<&str> = per_file
-                .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .flatten()
-                .map(AsRef::as_ref)
-                .collect();
-            let mut sorted: Vec<&str> = set.into_iter().collect();
-            // Byte order of UTF-8 is code-point order: Python's sorted() on str.
-            sorted.sort_unstable();
-            let ids = sorted
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| (t, i as i32))
-                .collect();
-            (sorted.into_iter().map(str::to_string).collect(), ids)
-        }
-    };
-    let mut out = Tokenized {
-        offsets: vec![0],
-        vocab,
-        ..Tokenized::default()
-    };
-    for (i, result) in per_file.iter().enumerate() {
-        match result {
-            Ok(tokens) => {
-                for t in tokens {
-                    match ids.get(t.as_ref()) {
-                        Some(&id) => out.tokens.push(id),
-                        None => out.unknown += 1,
-                    }
-                }
-                out.offsets.push(out.tokens.len() as i64);
-                out.files.push(i);
-            }
-            Err(e) => out.errors.push((i, e.clone())),
+    match vocab {
+        None => merge_local(per_file.into_par_iter().map(|r| r.map(intern)).collect()),
+        Some(vocab) => {
+            let ids = vocab_ids(vocab);
+            merge_fixed(
+                per_file
+                    .into_par_iter()
+                    .map(|r| r.map(|t| lookup(&t, &ids)))
+                    .collect(),
+                vocab,
+            )
         }
     }
+}
+
+/// One file's tokens as ids into its own vocabulary: the distinct tokens in first-seen order.
+struct Local<T> {
+    distinct: Vec<T>,
+    ids: Vec<u32>,
+}
+
+/// Ids into a per-file vocabulary. Tokens are told apart by address and length, not by hashing
+/// their text: the schemes hand out shared static strings, so equal tokens share an address.
+/// Equal strings at different addresses get separate local ids and meet again in
+/// [`merge_local`], which merges by text; the result is the same either way.
+fn intern<T: AsRef<str>>(tokens: Vec<T>) -> Local<T> {
+    // One map per thread, reused from file to file (it holds addresses, no borrows).
+    thread_local! {
+        static SEEN: RefCell<FxHashMap<(usize, usize), u32>> = RefCell::new(FxHashMap::default());
+    }
+    SEEN.with(|cell| {
+        let mut seen = cell.take();
+        seen.clear();
+        let local = intern_with(tokens, &mut seen);
+        seen.clear();
+        *cell.borrow_mut() = seen;
+        local
+    })
+}
+
+fn intern_with<T: AsRef<str>>(
+    tokens: Vec<T>,
+    seen: &mut FxHashMap<(usize, usize), u32>,
+) -> Local<T> {
+    let mut firsts = Vec::new();
+    let ids = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = t.as_ref();
+            let next = seen.len() as u32;
+            *seen
+                .entry((t.as_ptr() as usize, t.len()))
+                .or_insert_with(|| {
+                    firsts.push(i);
+                    next
+                })
+        })
+        .collect();
+    // `firsts` is increasing: keep those tokens, without copying any string.
+    let mut firsts = firsts.into_iter().peekable();
+    let mut distinct: Vec<T> = tokens
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| firsts.next_if_eq(&i).map(|_| t))
+        .collect();
+    // The collect reuses the token vector's allocation in place: give back all but the distinct
+    // tokens, or every file would keep its whole token list until the merge.
+    distinct.shrink_to_fit();
+    Local { distinct, ids }
+}
+
+/// Token string -> id of a given vocabulary; a string listed twice keeps its first id.
+fn vocab_ids(vocab: &[String]) -> FxHashMap<&str, i32> {
+    let mut ids = FxHashMap::with_capacity_and_hasher(vocab.len(), Default::default());
+    for (i, t) in vocab.iter().enumerate() {
+        ids.entry(t.as_str()).or_insert(i as i32);
+    }
+    ids
+}
+
+/// The ids of `tokens` in a given vocabulary, and how many were not in it.
+fn lookup<T: AsRef<str>>(tokens: &[T], ids: &FxHashMap<&str, i32>) -> (Vec<i32>, u64) {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut unknown = 0u64;
+    for t in tokens {
+        match ids.get(t.as_ref()) {
+            Some(&id) => out.push(id),
+            None => unknown += 1,
+        }
+    }
+    (out, unknown)
+}
+
+/// Offsets, files and errors of per-file results, and one slice of the token array per piece.
+fn layout<R>(per_file: Vec<Result<R>>, len: impl Fn(&R) -> usize) -> (Tokenized, Vec<R>) {
+    let mut out = Tokenized {
+        offsets: vec![0],
+        ..Tokenized::default()
+    };
+    let mut pieces = Vec::with_capacity(per_file.len());
+    let mut total = 0usize;
+    for (i, result) in per_file.into_iter().enumerate() {
+        match result {
+            Ok(piece) => {
+                total += len(&piece);
+                out.offsets.push(total as i64);
+                out.files.push(i);
+                pieces.push(piece);
+            }
+            Err(e) => out.errors.push((i, e)),
+        }
+    }
+    out.tokens = vec![0; total];
+    (out, pieces)
+}
+
+/// Splits `tokens` into consecutive slices of the given lengths.
+fn split_by(mut tokens: &mut [i32], lens: impl Iterator<Item = usize>) -> Vec<&mut [i32]> {
+    lens.map(|n| {
+        let (head, tail) = std::mem::take(&mut tokens).split_at_mut(n);
+        tokens = tail;
+        head
+    })
+    .collect()
+}
+
+/// Merges per-file vocabularies into the sorted global one and writes the global ids.
+fn merge_local<T: AsRef<str> + Send + Sync>(per_file: Vec<Result<Local<T>>>) -> Tokenized {
+    let (mut out, pieces) = layout(per_file, |l| l.ids.len());
+    let mut all: Vec<&str> = {
+        let mut set: FxHashSet<&str> = FxHashSet::default();
+        for l in &pieces {
+            set.extend(l.distinct.iter().map(AsRef::as_ref));
+        }
+        set.into_iter().collect()
+    };
+    // Byte order of UTF-8 is code-point order: Python's sorted() on str.
+    all.sort_unstable();
+    let global: FxHashMap<&str, i32> = all
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i as i32))
+        .collect();
+    let slices = split_by(&mut out.tokens, pieces.iter().map(|l| l.ids.len()));
+    slices
+        .into_par_iter()
+        .zip(pieces.par_iter())
+        .for_each(|(dst, l)| {
+            let remap: Vec<i32> = l.distinct.iter().map(|t| global[t.as_ref()]).collect();
+            for (d, &id) in dst.iter_mut().zip(&l.ids) {
+                *d = remap[id as usize];
+            }
+        });
+    out.vocab = all.into_iter().map(str::to_string).collect();
+    out
+}
+
+/// Concatenates per-file ids of a given vocabulary.
+fn merge_fixed(per_file: Vec<Result<(Vec<i32>, u64)>>, vocab: &[String]) -> Tokenized {
+    let (mut out, pieces) = layout(per_file, |(ids, _)| ids.len());
+    let slices = split_by(&mut out.tokens, pieces.iter().map(|(ids, _)| ids.len()));
+    slices
+        .into_par_iter()
+        .zip(pieces.par_iter())
+        .for_each(|(dst, (ids, _))| dst.copy_from_slice(ids));
+    out.unknown = pieces.iter().map(|(_, u)| u).sum();
+    out.vocab = vocab.to_vec();
     out
 }
 
 /// MIDI bytes for a sequence of vocabulary ids.
 pub fn detokenize_ids(ids: &[i64], vocab: &[String], scheme: Scheme) -> Result<Vec<u8>> {
-    let tokens = ids
-        .iter()
-        .enumerate()
-        .map(|(index, &id)| {
-            usize::try_from(id)
-                .ok()
-                .and_then(|i| vocab.get(i))
-                .map(String::as_str)
-                .ok_or(Error::IdOutOfRange {
+    detokenize_ids_with(ids, vocab, scheme, true)
+}
+
+/// MIDI bytes for a sequence of vocabulary ids; with `strict` false, ids outside the vocabulary
+/// are skipped and the scheme detokenizes leniently ([`Scheme::detokenize_with`]).
+pub fn detokenize_ids_with(
+    ids: &[i64],
+    vocab: &[String],
+    scheme: Scheme,
+    strict: bool,
+) -> Result<Vec<u8>> {
+    let token = |id: i64| usize::try_from(id).ok().and_then(|i| vocab.get(i));
+    let tokens = if strict {
+        ids.iter()
+            .enumerate()
+            .map(|(index, &id)| {
+                token(id).map(String::as_str).ok_or(Error::IdOutOfRange {
                     index,
                     id,
                     vocab_len: vocab.len(),
                 })
-        })
-        .collect::<Result<Vec<&str>>>()?;
-    scheme.detokenize(&tokens)
+            })
+            .collect::<Result<Vec<&str>>>()?
+    } else {
+        ids.iter()
+            .filter_map(|&id| token(id).map(String::as_str))
+            .collect()
+    };
+    scheme.detokenize_with(&tokens, strict)
 }
 
 #[cfg(test)]

@@ -24,6 +24,13 @@ pub enum Error {
     Malformed(String),
     /// Valid MIDI this crate does not handle (SMPTE time division, zero tempo, ...).
     Unsupported(String),
+    /// The file is larger than the reader's limit ([`crate::notes::MAX_FILE_BYTES`]).
+    TooLarge {
+        /// The file's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The file has no notes the scheme can use.
     NoNotes,
     /// The scheme name is not known.
@@ -36,6 +43,17 @@ pub enum Error {
         token: String,
         /// The scheme it was checked against.
         scheme: &'static str,
+    },
+    /// A token that is valid alone but not at its place in the stream (scheme grammar).
+    InvalidSequence {
+        /// Position of the token in the input sequence (the length for the end of the stream).
+        index: usize,
+        /// The offending token string (empty for the end of the stream).
+        token: String,
+        /// The scheme it was checked against.
+        scheme: &'static str,
+        /// Why, e.g. `cannot follow "Bar" (expected Position, TimeSig or Bar)`.
+        why: String,
     },
     /// A token id is outside the vocabulary.
     IdOutOfRange {
@@ -63,6 +81,10 @@ impl fmt::Display for Error {
             Error::Truncated(why) => write!(f, "truncated MIDI file: {why}"),
             Error::Malformed(why) => write!(f, "malformed MIDI file: {why}"),
             Error::Unsupported(why) => write!(f, "unsupported MIDI file: {why}"),
+            Error::TooLarge { size, limit } => write!(
+                f,
+                "file too large: {size} bytes (the limit is {limit} bytes)"
+            ),
             Error::NoNotes => write!(f, "no notes to tokenize"),
             Error::UnknownScheme(name) => {
                 write!(
@@ -78,6 +100,12 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "token {index}: {token:?} is not a valid {scheme} token")
             }
+            Error::InvalidSequence {
+                index, token, why, ..
+            } if token.is_empty() => write!(f, "token {index}: {why}"),
+            Error::InvalidSequence {
+                index, token, why, ..
+            } => write!(f, "token {index}: {token:?} {why}"),
             Error::IdOutOfRange {
                 index,
                 id,

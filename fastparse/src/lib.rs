@@ -7,22 +7,26 @@
 //!   notes, with its tick -> seconds map ([`tempo`]).
 //! - [`scheme::Scheme`]: tokenization schemes; "notes-chords" ([`notes_chords`]) is the paper's,
 //!   with music21's pitch names and chord normal order ([`pitch`]).
+//!   "remi" / "remi+key" ([`remi`]) keep onsets, durations and velocities on a grid, with
+//!   time-signature and key ([`key`]) tokens.
 //! - [`corpus::tokenize_files`]: many files on a rayon pool, deterministic vocabulary.
 //! - [`corpus::detokenize_ids`]: ids -> MIDI bytes ([`midi_writer`]).
 
 pub mod corpus;
 pub mod error;
+pub mod key;
 pub mod midi_writer;
 pub mod notes;
 pub mod notes_chords;
 pub mod pitch;
+pub mod remi;
 pub mod scheme;
 pub mod tempo;
 
 #[cfg(feature = "python")]
 mod python;
 
-pub use corpus::{detokenize_ids, tokenize_files, Options, Tokenized};
+pub use corpus::{detokenize_ids, detokenize_ids_with, tokenize_files, Options, Tokenized};
 pub use error::{Error, Result};
 pub use notes::{parse, read_file, Notes, Pedal};
 pub use scheme::{Scheme, SCHEMES};

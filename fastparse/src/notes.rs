@@ -11,17 +11,28 @@
 //!   *arrives*; `is_drum` is channel 9 (0-based).
 //! - A meta event does not cancel running status (mido keeps it; plain midly resets it).
 //!
-//! Parsing itself is midly's, lenient for what real files get wrong (data bytes with the top bit
-//! set, missing end-of-track, unknown chunks), but a chunk running past the end of the file, fewer
-//! tracks than the header declares, or an undecodable event before the track's end-of-track is an
-//! error, as it is for mido (and so for pretty_midi).
+//! The header and the chunk layout are read with midly; the events of each track are decoded by a
+//! hand-written loop over the borrowed track bytes that follows midly's lenient reading rules
+//! exactly (missing end-of-track, unknown chunks, a short variable-length number at the end of a
+//! track, a meta or sysex length running past the track's end), but a chunk running past the end
+//! of the file, fewer tracks than the header declares, or an undecodable event before the
+//! track's end-of-track is an error, as it is for mido (and so for pretty_midi). The earlier
+//! implementation over midly's event iterator is kept as `reference::parse` (feature
+//! `reference`, and in tests): it is the oracle of the differential tests and fuzz targets.
+//!
+//! Robustness: no allocation is sized by a length read from the file; every declared length is
+//! checked against the bytes actually there. [`read_file`] reads a file once, after checking that
+//! it is a regular file of at most [`MAX_FILE_BYTES`] (FIFOs and devices are refused before any
+//! read, so nothing blocks).
 //!
 //! Deliberate difference: pretty_midi refuses files whose largest tick exceeds 10^7 (a memory
 //! guard for its dense tick table); this parser has no such table and reads them.
 
+use std::cell::RefCell;
+use std::io::Read;
 use std::path::Path;
 
-use midly::{MetaMessage, MidiMessage, Timing, TrackEventKind};
+use midly::Timing;
 
 use crate::error::{Error, Result};
 use crate::tempo::TempoMap;
@@ -83,21 +94,89 @@ impl Notes {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct RawNote {
-    start_tick: u64,
-    end_tick: u64,
-    pitch: u8,
-    velocity: u8,
-    track: u32,
-    channel: u8,
-    program: u8,
+/// The largest file [`read_file`] reads (bytes). A larger file is [`Error::TooLarge`]: parsing
+/// needs up to about 20 bytes of memory per byte of input, and no real MIDI file comes close.
+pub const MAX_FILE_BYTES: u64 = 128 << 20;
+
+/// `end_tick` of a note slot that no note-off closed: dropped, as pretty_midi drops it.
+const OPEN: u64 = u64::MAX;
+
+/// A note while parsing (a slot given at its note-on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RawNote {
+    pub(crate) start_tick: u64,
+    pub(crate) end_tick: u64,
+    pub(crate) pitch: u8,
+    pub(crate) velocity: u8,
+    pub(crate) track: u32,
+    pub(crate) channel: u8,
+    pub(crate) program: u8,
 }
 
 /// Reads and parses a file.
 pub fn read_file(path: impl AsRef<Path>) -> Result<Notes> {
-    let bytes = std::fs::read(path.as_ref())?;
+    let bytes = read_bytes(path.as_ref())?;
     parse(&bytes)
+}
+
+/// Reads a whole file into memory, once. Only regular files are read: a directory is
+/// `IsADirectory`, a FIFO, socket or device is refused before reading (it could block forever or
+/// never end), and a file larger than [`MAX_FILE_BYTES`] is [`Error::TooLarge`].
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    read_into(path, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_bytes`] into `bytes` (cleared first), reusing its allocation: a worker reading many
+/// files allocates for the largest one only.
+pub fn read_into(path: &Path, bytes: &mut Vec<u8>) -> Result<()> {
+    bytes.clear();
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening a FIFO without a writer would block; non-blocking open returns at once and the
+        // file type check below refuses it.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        #[cfg(unix)]
+        return Err(std::io::Error::from_raw_os_error(libc::EISDIR).into());
+        #[cfg(not(unix))]
+        return Err(Error::Io {
+            kind: std::io::ErrorKind::IsADirectory,
+            errno: None,
+            message: "Is a directory".into(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(Error::Io {
+            kind: std::io::ErrorKind::InvalidInput,
+            errno: None,
+            message: "not a regular file (a FIFO, socket or device)".into(),
+        });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            size: meta.len(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    // The size from fstat is real (the file exists and is at most the limit), so it can size the
+    // buffer; `take` still bounds a file that grows (or a /proc file that reports 0).
+    bytes.reserve(meta.len() as usize + 1);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            size: bytes.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -121,6 +200,13 @@ fn check_chunks(bytes: &[u8]) -> Result<u16> {
         return Err(Error::Malformed(format!(
             "header chunk of {header_len} bytes"
         )));
+    }
+    if bytes[12] == 0x80 {
+        // SMPTE division of -128 frames per second: midly's `-(fps as i8)` would overflow
+        // (a panic with overflow checks). Found by the read_notes fuzz target.
+        return Err(Error::Malformed(
+            "invalid SMPTE frame rate (-128) in the header".into(),
+        ));
     }
     let declared = u16::from_be_bytes([bytes[10], bytes[11]]);
     let mut pos = 8usize.saturating_add(header_len);
@@ -155,8 +241,317 @@ fn first_line(s: impl std::fmt::Display) -> String {
     s.to_string().lines().next().unwrap_or("").to_string()
 }
 
+/// The first open note of a key.
+#[derive(Debug, Clone, Copy, Default)]
+struct Open {
+    /// Its start tick.
+    tick: u64,
+    /// Its slot in [`Scratch::raw`] + 1; 0 if no note is open.
+    slot: u32,
+    /// Whether more notes of the key are open ([`Scratch::rest`]).
+    more: bool,
+}
+
+/// Reusable per-thread buffers, so that parsing many files allocates only the results.
+#[derive(Default)]
+struct Scratch {
+    /// The first open note per (channel, pitch).
+    first: Vec<Open>,
+    /// Further open notes of a key (a key struck again before its note-off), in arrival order.
+    rest: Vec<Vec<u32>>,
+    /// The keys whose `rest` was used in the current track.
+    touched: Vec<u16>,
+    /// How many slots of `raw` a note-off closed (the others are dropped).
+    closed: usize,
+    raw: Vec<RawNote>,
+    tempos: Vec<(u64, u32)>,
+    /// (tick, value, channel, track)
+    pedal: Vec<(u64, u8, u8, u32)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// A midly-compatible variable-length number: at most 4 bytes, and at the end of the data the
+/// bytes read so far ("stay with what was read", midly's lenient rule).
+#[inline(always)]
+fn varlen(raw: &[u8], p: &mut usize) -> u32 {
+    if let Some(&b) = raw.get(*p) {
+        if b < 0x80 {
+            *p += 1;
+            return b as u32;
+        }
+    }
+    let mut value = 0u32;
+    for _ in 0..4 {
+        let Some(&b) = raw.get(*p) else { break };
+        *p += 1;
+        value = value << 7 | (b & 0x7F) as u32;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    value
+}
+
+/// Whether a 5-byte SMPTE offset meta event is one midly accepts (`SmpteTime::new`).
+fn valid_smpte(d: &[u8]) -> bool {
+    let fps = [24u8, 25, 29, 30][((d[0] >> 5) & 3) as usize];
+    (d[0] & 0x1F) < 24 && d[1] < 60 && d[2] < 60 && d[3] < fps && d[4] < 100
+}
+
+/// Decodes one track's events into `s` (notes, tempos, pedal). `base` is the offset of the track
+/// data in the file, for messages.
+fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()> {
+    let Scratch {
+        first,
+        rest,
+        touched,
+        closed: closed_total,
+        raw: notes,
+        tempos,
+        pedal,
+    } = s;
+    let n = raw.len();
+    let mut p = 0usize;
+    let mut tick = 0u64;
+    let mut program = [0u8; 16];
+    // Running status: set by channel messages, cleared by sysex, untouched by meta events (mido).
+    let mut running: Option<u8> = None;
+    let mut seen_end = false;
+    let mut result = Ok(());
+    while p < n {
+        let start = p;
+        // A `break` out of this block with `false` is an undecodable event.
+        let ok = 'event: {
+            tick += varlen(raw, &mut p) as u64;
+            let Some(&b) = raw.get(p) else {
+                break 'event false;
+            };
+            let status = if b < 0x80 {
+                match running {
+                    Some(s) => s,
+                    None => break 'event false,
+                }
+            } else {
+                p += 1;
+                b
+            };
+            match status {
+                0x80..=0xEF => {
+                    running = Some(status);
+                    let kind = status >> 4;
+                    let ch = status & 0x0F;
+                    let len = if kind == 0xC || kind == 0xD { 1 } else { 2 };
+                    if n - p < len {
+                        break 'event false;
+                    }
+                    let d0 = raw[p];
+                    let d1 = if len == 2 { raw[p + 1] } else { 0 };
+                    if (d0 | d1) & 0x80 != 0 {
+                        break 'event false;
+                    }
+                    p += len;
+                    match kind {
+                        0x9 if d1 > 0 => {
+                            // The note gets its slot now, in note-on order (sorted by start
+                            // within the track); the note-off fills in its end.
+                            let k = (ch as usize) << 7 | d0 as usize;
+                            let slot = notes.len() as u32;
+                            let head = &mut first[k];
+                            if head.slot == 0 {
+                                *head = Open {
+                                    tick,
+                                    slot: slot + 1,
+                                    more: false,
+                                };
+                            } else {
+                                if !head.more {
+                                    head.more = true;
+                                    touched.push(k as u16);
+                                }
+                                rest[k].push(slot);
+                            }
+                            notes.push(RawNote {
+                                start_tick: tick,
+                                end_tick: OPEN,
+                                pitch: d0,
+                                velocity: d1,
+                                track,
+                                channel: ch,
+                                program: 0,
+                            });
+                        }
+                        0x8 | 0x9 => {
+                            let k = (ch as usize) << 7 | d0 as usize;
+                            let head = first[k];
+                            if head.slot == 0 {
+                                // nothing open: a spurious note-off
+                            } else if !head.more {
+                                // One open note (the common case): closed unless it started
+                                // on this tick, and then dropped either way.
+                                if head.tick != tick {
+                                    let note = &mut notes[head.slot as usize - 1];
+                                    note.end_tick = tick;
+                                    note.program = program[ch as usize];
+                                    *closed_total += 1;
+                                }
+                                first[k].slot = 0;
+                            } else {
+                                // Close every open note that started before this tick. Those
+                                // that started on it stay open only if an earlier one was
+                                // closed; otherwise they are dropped (their slots stay OPEN).
+                                let others = std::mem::take(&mut rest[k]);
+                                let mut kept: Vec<u32> = Vec::new();
+                                let mut closed = 0usize;
+                                for slot in
+                                    std::iter::once(head.slot - 1).chain(others.iter().copied())
+                                {
+                                    let note = &mut notes[slot as usize];
+                                    if note.start_tick != tick {
+                                        closed += 1;
+                                        *closed_total += 1;
+                                        note.end_tick = tick;
+                                        note.program = program[ch as usize];
+                                    } else {
+                                        kept.push(slot);
+                                    }
+                                }
+                                first[k] = Open::default();
+                                if closed > 0 && !kept.is_empty() {
+                                    first[k] = Open {
+                                        tick,
+                                        slot: kept[0] + 1,
+                                        more: kept.len() > 1,
+                                    };
+                                    kept.remove(0);
+                                    rest[k] = kept;
+                                } else {
+                                    // Keep the allocation for the next use of the key.
+                                    let mut others = others;
+                                    others.clear();
+                                    rest[k] = others;
+                                }
+                            }
+                        }
+                        0xB if d0 == 64 => pedal.push((tick, d1, ch, track)),
+                        0xC => program[ch as usize] = d0,
+                        _ => {}
+                    }
+                }
+                0xFF => {
+                    let Some(&kind) = raw.get(p) else {
+                        break 'event false;
+                    };
+                    p += 1;
+                    let len = varlen(raw, &mut p) as usize;
+                    let data = &raw[p..p + len.min(n - p)];
+                    p += data.len();
+                    match kind {
+                        0x2F => seen_end = true,
+                        0x51 if data.len() >= 3 && track == 0 => {
+                            let t = u32::from_be_bytes([0, data[0], data[1], data[2]]);
+                            tempos.push((tick, t));
+                        }
+                        0x54 if data.len() >= 5 && !valid_smpte(data) => break 'event false,
+                        0x59 if data.len() < 2 => break 'event false,
+                        _ => {}
+                    }
+                }
+                0xF0 | 0xF7 => {
+                    running = None;
+                    let len = varlen(raw, &mut p) as usize;
+                    p += len.min(n - p);
+                }
+                // System common and realtime messages cannot appear in a file.
+                _ => break 'event false,
+            }
+            true
+        };
+        if !ok {
+            if !seen_end {
+                result = Err(Error::Malformed(format!(
+                    "undecodable event in track {track} at byte {}",
+                    base + start
+                )));
+            }
+            break; // junk after end-of-track: ignored
+        }
+    }
+    // Notes still open at the end of the track are dropped.
+    first.fill(Open::default());
+    for &k in touched.iter() {
+        rest[k as usize].clear();
+    }
+    touched.clear();
+    result
+}
+
+/// The order of [`Notes`] when start times are equal: (pitch, end, track, channel, program,
+/// velocity), then start tick.
+fn cmp_after_start(a: &RawNote, b: &RawNote) -> std::cmp::Ordering {
+    a.pitch
+        .cmp(&b.pitch)
+        .then(a.end_tick.cmp(&b.end_tick))
+        .then(a.track.cmp(&b.track))
+        .then(a.channel.cmp(&b.channel))
+        .then(a.program.cmp(&b.program))
+        .then(a.velocity.cmp(&b.velocity))
+        .then(a.start_tick.cmp(&b.start_tick))
+}
+
 /// Parses MIDI file bytes (format 0, 1 or 2).
 pub fn parse(bytes: &[u8]) -> Result<Notes> {
+    scan_file(bytes, build_notes)
+}
+
+/// The onsets of a file's notes, for tokenizers that need only when each note starts and which
+/// pitch it is: the notes of [`parse`] (same pairing, same errors) in order of start tick, without
+/// building the per-note arrays or sorting chords. `Ok(None)` when order by start tick is not order
+/// by start time (different ticks rounding to the same float time, at huge ticks): use [`parse`].
+pub fn parse_onsets(bytes: &[u8]) -> Result<Option<Onsets>> {
+    with_onsets(bytes, |tpq, notes| Onsets {
+        ticks_per_quarter: tpq,
+        start_tick: notes.iter().map(|r| r.start_tick).collect(),
+        pitch: notes.iter().map(|r| r.pitch).collect(),
+        is_drum: notes.iter().map(|r| r.channel == 9).collect(),
+    })
+}
+
+/// [`parse_onsets`] without building its arrays: `f` gets the ticks per quarter note and the
+/// notes in order of start tick (while they sit in the thread's scratch buffer).
+pub(crate) fn with_onsets<R>(
+    bytes: &[u8],
+    f: impl FnOnce(u16, &[RawNote]) -> R,
+) -> Result<Option<R>> {
+    scan_file(bytes, |s, resolution, tempo| {
+        time_order_is_tick_order(&s.raw, tempo).then(|| f(resolution, &s.raw))
+    })
+}
+
+/// See [`parse_onsets`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Onsets {
+    /// Ticks per quarter note from the header.
+    pub ticks_per_quarter: u16,
+    /// Onset in ticks, non-decreasing.
+    pub start_tick: Vec<u64>,
+    /// MIDI pitch, 0..=127.
+    pub pitch: Vec<u8>,
+    /// Channel 9 (percussion).
+    pub is_drum: Vec<bool>,
+}
+
+/// Checks the header, decodes every track into the thread's scratch buffers, and builds the
+/// result from them with `build`.
+fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -> T) -> Result<T> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            size: bytes.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
+    }
     let declared = check_chunks(bytes)?;
     let (header, tracks) = midly::parse(bytes).map_err(|e| Error::Malformed(first_line(e)))?;
     let resolution = match header.timing {
@@ -174,152 +569,325 @@ pub fn parse(bytes: &[u8]) -> Result<Notes> {
     if declared == 0 {
         return Err(Error::Malformed("the file has no tracks".into()));
     }
+    SCRATCH.with(|cell| {
+        // A panic while the scratch was borrowed (caught by the caller) must not poison it.
+        let mut taken = cell.take();
+        let result = scan_tracks(bytes, tracks, declared, &mut taken).and_then(|()| {
+            let tempo = TempoMap::new(&taken.tempos, resolution)?;
+            // Notes that no note-off closed are dropped (pretty_midi).
+            if taken.closed != taken.raw.len() {
+                taken.raw.retain(|r| r.end_tick != OPEN);
+            }
+            // Each track's notes are in note-on order, so sorted by start tick: a stable sort by
+            // start tick merges the tracks (a single track is already sorted).
+            if !taken.raw.is_sorted_by_key(|r| r.start_tick) {
+                taken.raw.sort_by_key(|r| r.start_tick);
+            }
+            Ok(build(&mut taken, resolution, &tempo))
+        });
+        taken.raw.clear();
+        taken.tempos.clear();
+        taken.pedal.clear();
+        *cell.borrow_mut() = taken;
+        result
+    })
+}
 
-    let mut tempos: Vec<(u64, u32)> = Vec::new();
-    let mut raw: Vec<RawNote> = Vec::new();
-    // (tick, value, channel, track)
-    let mut pedal: Vec<(u64, u8, u8, u32)> = Vec::new();
-    // Open notes per (channel, pitch): (start tick, velocity), in arrival order.
-    let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
-
-    for (track_idx, track) in tracks.take(declared as usize).enumerate() {
-        let track_idx = track_idx as u32;
-        let mut events = track.map_err(|e| Error::Malformed(first_line(e)))?;
-        for list in open.iter_mut() {
-            list.clear();
+/// Whether no two different start ticks (sorted) map to the same time.
+fn time_order_is_tick_order(raw: &[RawNote], tempo: &TempoMap) -> bool {
+    let mut cursor = 0usize;
+    let mut last: Option<(u64, f64)> = None;
+    for r in raw {
+        if last.is_some_and(|(tick, _)| tick == r.start_tick) {
+            continue;
         }
-        let mut program = [0u8; 16];
-        let mut tick = 0u64;
-        let mut channel_status: Option<u8> = None;
-        let mut seen_end = false;
-        loop {
-            let before = events.unread();
-            if before.is_empty() {
-                break;
-            }
-            let Some(event) = events.next() else {
-                if seen_end {
-                    break; // junk after end-of-track: ignore
-                }
-                let offset = before.as_ptr() as usize - bytes.as_ptr() as usize;
-                return Err(Error::Malformed(format!(
-                    "undecodable event in track {track_idx} at byte {offset}"
-                )));
-            };
-            let event = event.map_err(|e| Error::Malformed(first_line(e)))?;
-            tick += event.delta.as_int() as u64;
-            match event.kind {
-                TrackEventKind::Midi { channel, message } => {
-                    let ch = channel.as_int();
-                    channel_status = events.running_status();
-                    match message {
-                        MidiMessage::ProgramChange { program: p } => {
-                            program[ch as usize] = p.as_int()
-                        }
-                        MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                            open[ch as usize * 128 + key.as_int() as usize]
-                                .push((tick, vel.as_int()));
-                        }
-                        MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                            let list = &mut open[ch as usize * 128 + key.as_int() as usize];
-                            if list.is_empty() {
-                                continue;
-                            }
-                            let mut closed = 0usize;
-                            for &(start, velocity) in list.iter() {
-                                if start != tick {
-                                    closed += 1;
-                                    raw.push(RawNote {
-                                        start_tick: start,
-                                        end_tick: tick,
-                                        pitch: key.as_int(),
-                                        velocity,
-                                        track: track_idx,
-                                        channel: ch,
-                                        program: program[ch as usize],
-                                    });
-                                }
-                            }
-                            let kept = list.len() - closed;
-                            if closed > 0 && kept > 0 {
-                                list.retain(|&(start, _)| start == tick);
-                            } else {
-                                list.clear();
-                            }
-                        }
-                        MidiMessage::Controller { controller, value }
-                            if controller.as_int() == 64 =>
-                        {
-                            pedal.push((tick, value.as_int(), ch, track_idx));
-                        }
-                        _ => {}
-                    }
-                }
-                TrackEventKind::Meta(meta) => {
-                    // mido: meta events leave running status alone.
-                    *events.running_status_mut() = channel_status;
-                    match meta {
-                        MetaMessage::Tempo(t) if track_idx == 0 => tempos.push((tick, t.as_int())),
-                        MetaMessage::EndOfTrack => seen_end = true,
-                        _ => {}
-                    }
-                }
-                TrackEventKind::SysEx(_) | TrackEventKind::Escape(_) => channel_status = None,
-            }
+        let t = tempo.seconds_from(r.start_tick, &mut cursor);
+        if last.is_some_and(|(_, time)| time == t) {
+            return false;
+        }
+        last = Some((r.start_tick, t));
+    }
+    true
+}
+
+fn scan_tracks<'a>(
+    bytes: &'a [u8],
+    tracks: midly::TrackIter<'a>,
+    declared: u16,
+    s: &mut Scratch,
+) -> Result<()> {
+    if s.first.len() != 16 * 128 {
+        s.first = vec![Open::default(); 16 * 128];
+        s.rest = vec![Vec::new(); 16 * 128];
+    }
+    s.first.fill(Open::default());
+    for list in s.rest.iter_mut() {
+        list.clear();
+    }
+    s.touched.clear();
+    s.closed = 0;
+    s.raw.clear();
+    s.tempos.clear();
+    s.pedal.clear();
+    for (track_idx, track) in tracks.take(declared as usize).enumerate() {
+        let events = track.map_err(|e| Error::Malformed(first_line(e)))?;
+        let raw = events.unread();
+        let base = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+        scan_track(raw, base, track_idx as u32, s)?;
+    }
+    Ok(())
+}
+
+/// The notes of the scanned tracks ([`scan_file`] has sorted them by start tick).
+fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
+    let raw = &mut s.raw;
+    // Each group of notes starting on the same tick (a chord: a few notes) is put in full order.
+    let mut i = 0;
+    while i + 1 < raw.len() {
+        if raw[i + 1].start_tick != raw[i].start_tick {
+            i += 1;
+            continue;
+        }
+        let tick = raw[i].start_tick;
+        let mut j = i + 2;
+        while j < raw.len() && raw[j].start_tick == tick {
+            j += 1;
+        }
+        raw[i..j].sort_unstable_by(cmp_after_start);
+        i = j;
+    }
+    // Start times are a non-decreasing function of start ticks, so the order by start tick is the
+    // order by start time, except where different ticks give equal times (float rounding at huge
+    // ticks): then the notes are sorted again with the full order.
+    let mut cursor = 0usize;
+    let mut start: Vec<f64> = raw
+        .iter()
+        .map(|r| tempo.seconds_from(r.start_tick, &mut cursor))
+        .collect();
+    let ties = raw
+        .windows(2)
+        .zip(start.windows(2))
+        .any(|(r, t)| t[0] == t[1] && r[0].start_tick != r[1].start_tick);
+    if ties {
+        let mut rows: Vec<(f64, RawNote)> =
+            start.iter().copied().zip(raw.iter().copied()).collect();
+        rows.sort_by(|(sa, a), (sb, b)| sa.total_cmp(sb).then(cmp_after_start(a, b)));
+        for (i, (t, r)) in rows.into_iter().enumerate() {
+            start[i] = t;
+            raw[i] = r;
         }
     }
 
-    let tempo = TempoMap::new(&tempos, resolution)?;
-    let time = |tick: u64| tempo.seconds(tick);
-
-    let mut rows: Vec<(f64, RawNote)> = raw.into_iter().map(|n| (time(n.start_tick), n)).collect();
-    rows.sort_by(|(sa, a), (sb, b)| {
-        sa.total_cmp(sb)
-            .then(a.pitch.cmp(&b.pitch))
-            .then(a.end_tick.cmp(&b.end_tick))
-            .then(a.track.cmp(&b.track))
-            .then(a.channel.cmp(&b.channel))
-            .then(a.program.cmp(&b.program))
-            .then(a.velocity.cmp(&b.velocity))
-            .then(a.start_tick.cmp(&b.start_tick))
-    });
-
-    let n = rows.len();
+    // One tight pass per array (vectorizable; the notes are in cache).
     let mut notes = Notes {
         ticks_per_quarter: resolution,
-        pitch: Vec::with_capacity(n),
-        velocity: Vec::with_capacity(n),
-        start: Vec::with_capacity(n),
-        end: Vec::with_capacity(n),
-        track: Vec::with_capacity(n),
-        channel: Vec::with_capacity(n),
-        program: Vec::with_capacity(n),
-        is_drum: Vec::with_capacity(n),
-        start_tick: Vec::with_capacity(n),
-        end_tick: Vec::with_capacity(n),
+        pitch: raw.iter().map(|r| r.pitch).collect(),
+        velocity: raw.iter().map(|r| r.velocity).collect(),
+        start,
+        end: raw.iter().map(|r| tempo.seconds(r.end_tick)).collect(),
+        track: raw.iter().map(|r| r.track).collect(),
+        channel: raw.iter().map(|r| r.channel).collect(),
+        program: raw.iter().map(|r| r.program).collect(),
+        is_drum: raw.iter().map(|r| r.channel == 9).collect(),
+        start_tick: raw.iter().map(|r| r.start_tick).collect(),
+        end_tick: raw.iter().map(|r| r.end_tick).collect(),
         pedal: Pedal::default(),
     };
-    for (start, r) in rows {
-        notes.pitch.push(r.pitch);
-        notes.velocity.push(r.velocity);
-        notes.start.push(start);
-        notes.end.push(time(r.end_tick));
-        notes.track.push(r.track);
-        notes.channel.push(r.channel);
-        notes.program.push(r.program);
-        notes.is_drum.push(r.channel == 9);
-        notes.start_tick.push(r.start_tick);
-        notes.end_tick.push(r.end_tick);
-    }
+    let pedal = &mut s.pedal;
     pedal.sort_by_key(|p| p.0);
-    for (tick, value, channel, track) in pedal {
-        notes.pedal.tick.push(tick);
-        notes.pedal.time.push(time(tick));
-        notes.pedal.value.push(value);
-        notes.pedal.channel.push(channel);
-        notes.pedal.track.push(track);
+    let p = &mut notes.pedal;
+    p.tick.reserve_exact(pedal.len());
+    for &(tick, value, channel, track) in pedal.iter() {
+        p.tick.push(tick);
+        p.time.push(tempo.seconds(tick));
+        p.value.push(value);
+        p.channel.push(channel);
+        p.track.push(track);
     }
-    Ok(notes)
+    notes
+}
+
+/// The previous implementation, over midly's event iterator: the oracle that [`parse`] must equal
+/// (differential tests, fuzz targets).
+#[cfg(any(test, feature = "reference"))]
+#[doc(hidden)]
+pub mod reference {
+    use midly::{MetaMessage, MidiMessage, Timing, TrackEventKind};
+
+    use super::{check_chunks, first_line, Notes, Pedal, RawNote};
+    use crate::error::{Error, Result};
+    use crate::tempo::TempoMap;
+
+    /// Parses MIDI file bytes with midly's event iterator (the implementation before the
+    /// hand-written event loop).
+    pub fn parse(bytes: &[u8]) -> Result<Notes> {
+        let declared = check_chunks(bytes)?;
+        let (header, tracks) = midly::parse(bytes).map_err(|e| Error::Malformed(first_line(e)))?;
+        let resolution = match header.timing {
+            Timing::Metrical(tpq) => tpq.as_int(),
+            Timing::Timecode(fps, sub) => {
+                return Err(Error::Unsupported(format!(
+                    "SMPTE time division ({} fps, {sub} ticks per frame)",
+                    fps.as_int()
+                )))
+            }
+        };
+        if resolution == 0 {
+            return Err(Error::Unsupported("ticks per quarter note is 0".into()));
+        }
+        if declared == 0 {
+            return Err(Error::Malformed("the file has no tracks".into()));
+        }
+
+        let mut tempos: Vec<(u64, u32)> = Vec::new();
+        let mut raw: Vec<RawNote> = Vec::new();
+        // (tick, value, channel, track)
+        let mut pedal: Vec<(u64, u8, u8, u32)> = Vec::new();
+        // Open notes per (channel, pitch): (start tick, velocity), in arrival order.
+        let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
+
+        for (track_idx, track) in tracks.take(declared as usize).enumerate() {
+            let track_idx = track_idx as u32;
+            let mut events = track.map_err(|e| Error::Malformed(first_line(e)))?;
+            for list in open.iter_mut() {
+                list.clear();
+            }
+            let mut program = [0u8; 16];
+            let mut tick = 0u64;
+            let mut channel_status: Option<u8> = None;
+            let mut seen_end = false;
+            loop {
+                let before = events.unread();
+                if before.is_empty() {
+                    break;
+                }
+                let Some(event) = events.next() else {
+                    if seen_end {
+                        break; // junk after end-of-track: ignore
+                    }
+                    let offset = before.as_ptr() as usize - bytes.as_ptr() as usize;
+                    return Err(Error::Malformed(format!(
+                        "undecodable event in track {track_idx} at byte {offset}"
+                    )));
+                };
+                let event = event.map_err(|e| Error::Malformed(first_line(e)))?;
+                tick += event.delta.as_int() as u64;
+                match event.kind {
+                    TrackEventKind::Midi { channel, message } => {
+                        let ch = channel.as_int();
+                        channel_status = events.running_status();
+                        match message {
+                            MidiMessage::ProgramChange { program: p } => {
+                                program[ch as usize] = p.as_int()
+                            }
+                            MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
+                                open[ch as usize * 128 + key.as_int() as usize]
+                                    .push((tick, vel.as_int()));
+                            }
+                            MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
+                                let list = &mut open[ch as usize * 128 + key.as_int() as usize];
+                                if list.is_empty() {
+                                    continue;
+                                }
+                                let mut closed = 0usize;
+                                for &(start, velocity) in list.iter() {
+                                    if start != tick {
+                                        closed += 1;
+                                        raw.push(RawNote {
+                                            start_tick: start,
+                                            end_tick: tick,
+                                            pitch: key.as_int(),
+                                            velocity,
+                                            track: track_idx,
+                                            channel: ch,
+                                            program: program[ch as usize],
+                                        });
+                                    }
+                                }
+                                let kept = list.len() - closed;
+                                if closed > 0 && kept > 0 {
+                                    list.retain(|&(start, _)| start == tick);
+                                } else {
+                                    list.clear();
+                                }
+                            }
+                            MidiMessage::Controller { controller, value }
+                                if controller.as_int() == 64 =>
+                            {
+                                pedal.push((tick, value.as_int(), ch, track_idx));
+                            }
+                            _ => {}
+                        }
+                    }
+                    TrackEventKind::Meta(meta) => {
+                        // mido: meta events leave running status alone.
+                        *events.running_status_mut() = channel_status;
+                        match meta {
+                            MetaMessage::Tempo(t) if track_idx == 0 => {
+                                tempos.push((tick, t.as_int()))
+                            }
+                            MetaMessage::EndOfTrack => seen_end = true,
+                            _ => {}
+                        }
+                    }
+                    TrackEventKind::SysEx(_) | TrackEventKind::Escape(_) => channel_status = None,
+                }
+            }
+        }
+
+        let tempo = TempoMap::new(&tempos, resolution)?;
+        let time = |tick: u64| tempo.seconds(tick);
+
+        let mut rows: Vec<(f64, RawNote)> =
+            raw.into_iter().map(|n| (time(n.start_tick), n)).collect();
+        rows.sort_by(|(sa, a), (sb, b)| {
+            sa.total_cmp(sb)
+                .then(a.pitch.cmp(&b.pitch))
+                .then(a.end_tick.cmp(&b.end_tick))
+                .then(a.track.cmp(&b.track))
+                .then(a.channel.cmp(&b.channel))
+                .then(a.program.cmp(&b.program))
+                .then(a.velocity.cmp(&b.velocity))
+                .then(a.start_tick.cmp(&b.start_tick))
+        });
+
+        let n = rows.len();
+        let mut notes = Notes {
+            ticks_per_quarter: resolution,
+            pitch: Vec::with_capacity(n),
+            velocity: Vec::with_capacity(n),
+            start: Vec::with_capacity(n),
+            end: Vec::with_capacity(n),
+            track: Vec::with_capacity(n),
+            channel: Vec::with_capacity(n),
+            program: Vec::with_capacity(n),
+            is_drum: Vec::with_capacity(n),
+            start_tick: Vec::with_capacity(n),
+            end_tick: Vec::with_capacity(n),
+            pedal: Pedal::default(),
+        };
+        for (start, r) in rows {
+            notes.pitch.push(r.pitch);
+            notes.velocity.push(r.velocity);
+            notes.start.push(start);
+            notes.end.push(time(r.end_tick));
+            notes.track.push(r.track);
+            notes.channel.push(r.channel);
+            notes.program.push(r.program);
+            notes.is_drum.push(r.channel == 9);
+            notes.start_tick.push(r.start_tick);
+            notes.end_tick.push(r.end_tick);
+        }
+        pedal.sort_by_key(|p| p.0);
+        for (tick, value, channel, track) in pedal {
+            notes.pedal.tick.push(tick);
+            notes.pedal.time.push(time(tick));
+            notes.pedal.value.push(value);
+            notes.pedal.channel.push(channel);
+            notes.pedal.track.push(track);
+        }
+        Ok(notes)
+    }
 }
 
 #[cfg(test)]
@@ -511,5 +1079,207 @@ mod tests {
         file.extend((body.len() as u32).to_be_bytes());
         file.extend(&body);
         assert_eq!(parse(&file).unwrap().len(), 1);
+    }
+
+    /// The shared corpus (../shared/midi beside the repository), if it is there.
+    fn corpus() -> Vec<Vec<u8>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/midi");
+        let mut out = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(&root) else {
+            return out;
+        };
+        let mut paths: Vec<_> = dirs
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            out.push(std::fs::read(p).unwrap());
+        }
+        out
+    }
+
+    /// xorshift64*: a small deterministic generator for mutations.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
+        let mut out = file.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            if out.is_empty() {
+                break;
+            }
+            let at = rng.below(out.len());
+            match rng.below(6) {
+                0 => out[at] = rng.next() as u8,
+                1 => out[at] ^= 1 << rng.below(8),
+                2 => out.truncate(at),
+                3 => {
+                    out.remove(at);
+                }
+                4 => out.insert(at, [0x00, 0x7F, 0x80, 0xFF, 0x90, 0x2F][rng.below(6)]),
+                _ => {
+                    let end = (at + 1 + rng.below(64)).min(out.len());
+                    let chunk = out[at..end].to_vec();
+                    let to = rng.below(out.len());
+                    out.splice(to..to, chunk);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn equals_the_midly_reference_on_the_corpus_and_mutations() {
+        let files = corpus();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for (i, file) in files.iter().enumerate() {
+            assert_eq!(parse(file), reference::parse(file), "file {i}");
+            for _ in 0..20 {
+                let m = mutate(&mut rng, file);
+                assert_eq!(parse(&m), reference::parse(&m), "mutation of file {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn notes_chords_from_onsets_equals_from_notes() {
+        let tokens = |b: &[u8]| crate::notes_chords::tokenize(&parse(b)?);
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        for (i, file) in corpus().iter().enumerate() {
+            assert!(parse_onsets(file).unwrap().is_some());
+            assert_eq!(
+                crate::notes_chords::tokenize_bytes(file),
+                tokens(file),
+                "file {i}"
+            );
+            for _ in 0..10 {
+                let m = mutate(&mut rng, file);
+                assert_eq!(
+                    crate::notes_chords::tokenize_bytes(&m),
+                    tokens(&m),
+                    "mutation of {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn equals_the_reference_on_edge_cases() {
+        let cases: Vec<Vec<u8>> = vec![
+            // running status after a meta event, after sysex (an error), varlen at the end
+            [
+                on(0, 0, 60, 10).to_vec(),
+                vec![0, 0xFF, 0x01, 0x00, 5, 60, 0],
+            ]
+            .concat(),
+            [
+                on(0, 0, 60, 10).to_vec(),
+                vec![0, 0xF0, 0x01, 0xF7, 5, 60, 0],
+            ]
+            .concat(),
+            [on(0, 0, 60, 10).to_vec(), vec![0x81, 0x80]].concat(),
+            // meta length past the end, bad key signature, bad SMPTE offset, valid SMPTE offset
+            [on(0, 0, 60, 10).to_vec(), vec![0, 0xFF, 0x01, 0x7F, 1]].concat(),
+            vec![0, 0xFF, 0x59, 0x01, 0x00],
+            vec![0, 0xFF, 0x54, 0x05, 0x18, 0, 0, 0, 0],
+            vec![0, 0xFF, 0x54, 0x05, 0x17, 59, 59, 23, 99],
+            // system common and realtime messages, a data byte with the top bit set
+            vec![0, 0xF2, 0, 0],
+            vec![0, 0xFE],
+            vec![0, 0x90, 0x80, 0x10],
+            // a 4-byte delta followed by a fifth continuation byte, a short tempo
+            [vec![0xFF, 0xFF, 0xFF, 0xFF], on(0, 0, 60, 10).to_vec()].concat(),
+            vec![0, 0xFF, 0x51, 0x02, 0x07, 0xA1],
+        ];
+        for (i, body) in cases.iter().enumerate() {
+            let file = smf(0, 96, std::slice::from_ref(body));
+            assert_eq!(parse(&file), reference::parse(&file), "case {i}");
+            // And with the end-of-track missing.
+            let mut cut = file.clone();
+            let cut_len = cut.len() - 4;
+            cut.truncate(cut_len);
+            let body_len = be_u32(&cut[18..22]) - 4;
+            cut[18..22].copy_from_slice(&body_len.to_be_bytes());
+            assert_eq!(parse(&cut), reference::parse(&cut), "case {i} without end");
+        }
+    }
+
+    #[test]
+    fn equal_times_from_different_ticks_keep_pretty_midi_order() {
+        // A slow first tempo over many ticks, then a tempo so fast that one tick is below the
+        // float resolution of the time reached: notes one tick apart get the same start time
+        // and must be ordered by pitch, as pretty_midi orders them.
+        let mut t0 = vec![0x00, 0xFF, 0x51, 0x03, 0xFF, 0xFF, 0xFF];
+        for _ in 0..16 {
+            t0.extend([0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0x01, 0x00]); // max delta, empty text
+        }
+        t0.extend([0x00, 0xFF, 0x51, 0x03, 0x00, 0x00, 0x01]);
+        t0.extend(on(1, 0, 62, 10));
+        t0.extend(on(1, 0, 60, 10));
+        t0.extend(off(1, 0, 62));
+        t0.extend(off(0, 0, 60));
+        let file = smf(0, 32767, &[t0]);
+        assert_eq!(parse_onsets(&file), Ok(None)); // the onsets' fast path declines
+        let n = parse(&file).unwrap();
+        assert_eq!(n.len(), 2);
+        assert_eq!(n.start[0], n.start[1]);
+        assert_eq!(n.pitch, vec![60, 62]);
+        assert_eq!(Ok(n), reference::parse(&file));
+    }
+
+    #[test]
+    fn files_that_are_not_regular_are_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("fastparse-notes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        match read_file(&dir) {
+            Err(Error::Io { kind, .. }) => assert_eq!(kind, std::io::ErrorKind::IsADirectory),
+            other => panic!("{other:?}"),
+        }
+        #[cfg(unix)]
+        {
+            let fifo = dir.join("fifo.mid");
+            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+            assert!(matches!(read_file(&fifo), Err(Error::Io { .. })));
+            assert!(matches!(read_file("/dev/zero"), Err(Error::Io { .. })));
+        }
+        let big = dir.join("big.mid");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap(); // sparse: no disk used
+        assert!(matches!(read_file(&big), Err(Error::TooLarge { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fuzz_regressions_are_errors_not_panics() {
+        // Inputs that once made a fuzz target fail (fastparse/fuzz/regressions).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        // (Missing from a source distribution without the fuzz directory.)
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let data = std::fs::read(entry.path()).unwrap();
+            let got = crate::error::catch(|| parse(&data));
+            assert!(
+                !matches!(got, Err(Error::Internal(_))),
+                "{:?}",
+                entry.path()
+            );
+            assert_eq!(got, crate::error::catch(|| reference::parse(&data)));
+        }
+        let mut smpte = smf(0, 96, &[on(0, 0, 60, 10).to_vec()]);
+        smpte[12] = 0x80;
+        assert!(matches!(parse(&smpte), Err(Error::Malformed(_))));
     }
 }

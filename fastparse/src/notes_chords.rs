@@ -97,18 +97,78 @@ fn step(tick: u64, ticks_per_quarter: u16) -> u64 {
     (tick * STEPS_PER_QUARTER * 2 + tpq) / (2 * tpq)
 }
 
+/// [`step`] for one file, without a hardware division for ticks below about 10^8: for a 32-bit
+/// numerator `n` and divisor `d`, `n / d == (n * ceil(2^64 / d)) >> 64` (Lemire, Kaser and Kurz,
+/// "Faster remainder by direct computation", 2019).
+struct Steps {
+    tpq: u64,
+    magic: u128,
+}
+
+impl Steps {
+    fn new(ticks_per_quarter: u16) -> Steps {
+        let tpq = ticks_per_quarter as u64;
+        Steps {
+            tpq,
+            magic: (u64::MAX / (2 * tpq)) as u128 + 1,
+        }
+    }
+
+    #[inline]
+    fn of(&self, tick: u64) -> u64 {
+        let n = tick * STEPS_PER_QUARTER * 2 + self.tpq;
+        if n < 1 << 32 {
+            ((n as u128 * self.magic) >> 64) as u64
+        } else {
+            step(tick, self.tpq as u16)
+        }
+    }
+}
+
 /// The tokens of one file.
 pub fn tokenize(notes: &Notes) -> Result<Vec<Token>> {
-    let tpq = notes.ticks_per_quarter;
-    // Notes are sorted by start time, hence by start tick, hence by grid step.
-    let mut tokens = Vec::new();
+    let onsets = (0..notes.len()).map(|i| (notes.is_drum[i], notes.start_tick[i], notes.pitch[i]));
+    tokens_of(notes.ticks_per_quarter, onsets)
+}
+
+/// The tokens of a file's bytes: [`tokenize`] of [`crate::notes::parse`], computed from the
+/// onsets alone ([`crate::notes::parse_onsets`]) when their tick order is their time order, which
+/// skips building the notes' arrays.
+pub fn tokenize_bytes(bytes: &[u8]) -> Result<Vec<Token>> {
+    let tokens = crate::notes::with_onsets(bytes, |tpq, notes| {
+        tokens_of(
+            tpq,
+            notes
+                .iter()
+                .map(|n| (n.channel == 9, n.start_tick, n.pitch)),
+        )
+    })?;
+    match tokens {
+        Some(tokens) => tokens,
+        None => tokenize(&crate::notes::parse(bytes)?),
+    }
+}
+
+/// Tokens from (is drum, start tick, pitch) in order of start time. Within a grid step the order
+/// does not matter: a group's token depends only on its set of pitches.
+fn tokens_of(
+    tpq: u16,
+    onsets: impl ExactSizeIterator<Item = (bool, u64, u8)>,
+) -> Result<Vec<Token>> {
+    let steps = Steps::new(tpq);
+    let mut tokens = Vec::with_capacity(onsets.len());
     let mut group: Vec<u8> = Vec::new();
     let mut current: Option<u64> = None;
-    for i in 0..notes.len() {
-        if notes.is_drum[i] {
+    // The notes of a chord share their tick: one division per distinct tick.
+    let (mut last_tick, mut s) = (None, 0);
+    for (is_drum, tick, pitch) in onsets {
+        if is_drum {
             continue;
         }
-        let s = step(notes.start_tick[i], tpq);
+        if last_tick != Some(tick) {
+            s = steps.of(tick);
+            last_tick = Some(tick);
+        }
         if current != Some(s) {
             if let Some(tok) = group_token(&group) {
                 tokens.push(Cow::Borrowed(tok));
@@ -116,7 +176,7 @@ pub fn tokenize(notes: &Notes) -> Result<Vec<Token>> {
             group.clear();
             current = Some(s);
         }
-        group.push(notes.pitch[i]);
+        group.push(pitch);
     }
     if let Some(tok) = group_token(&group) {
         tokens.push(Cow::Borrowed(tok));
@@ -173,6 +233,25 @@ mod tests {
         assert_eq!(token_pitches("0"), Some(vec![60]));
         for bad in ["", ".", "4.", "4..9", "12", "4.4", "04", "x", "E4.9", "D-4"] {
             assert_eq!(token_pitches(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn steps_without_division_are_exact() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for tpq in (1..=40u16).chain([96, 120, 192, 220, 384, 480, 960, 1024, 32767, 65535]) {
+            let steps = Steps::new(tpq);
+            let limit = (1u64 << 32) / 24 + 10;
+            for tick in (0..2000).chain([limit - 20, limit, limit + 5, 1 << 40]) {
+                assert_eq!(steps.of(tick), step(tick, tpq), "tick {tick} tpq {tpq}");
+            }
+            for _ in 0..2000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let tick = x % limit;
+                assert_eq!(steps.of(tick), step(tick, tpq), "tick {tick} tpq {tpq}");
+            }
         }
     }
 

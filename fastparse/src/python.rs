@@ -12,11 +12,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 use pyo3::PyTypeInfo;
 
-use crate::corpus::{detokenize_ids, tokenize_files, Options};
+use crate::corpus::{detokenize_ids_with, tokenize_files, Options};
 use crate::error::{catch, Error};
 use crate::notes::{parse, read_file, Notes};
 use crate::notes_chords::chord_token as core_chord_token;
 use crate::scheme::{Scheme, SCHEMES};
+
+/// Rust allocations of the extension (not Python's) go through mimalloc: tokenizing many files
+/// allocates and frees per file, which glibc's malloc answers with fresh page faults.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The names of the per-note arrays, in `keys()` order.
 const KEYS: [&str; 10] = [
@@ -236,14 +241,17 @@ impl PyNotes {
 }
 
 /// Where the MIDI data comes from: in-memory bytes or a path.
-enum Source {
+enum Source<'a> {
+    /// A `bytes` object's buffer: immutable and kept alive by the caller's reference, so it is
+    /// parsed in place (no copy), with the GIL released.
+    Borrowed(&'a [u8]),
     Bytes(Vec<u8>),
     Path(PathBuf, String),
 }
 
-fn source_of(obj: &Bound<'_, PyAny>) -> PyResult<Source> {
+fn source_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Source<'a>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Source::Bytes(b.as_bytes().to_vec()));
+        return Ok(Source::Borrowed(b.as_bytes()));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
         return Ok(Source::Bytes(b.to_vec()));
@@ -281,6 +289,7 @@ fn path_of(obj: &Bound<'_, PyAny>) -> PyResult<(PathBuf, String)> {
 fn read_notes(py: Python<'_>, path_or_bytes: &Bound<'_, PyAny>) -> PyResult<PyNotes> {
     let source = source_of(path_or_bytes)?;
     let (label, result) = match source {
+        Source::Borrowed(bytes) => ("<bytes>".to_string(), py.detach(|| catch(|| parse(bytes)))),
         Source::Bytes(bytes) => ("<bytes>".to_string(), py.detach(|| catch(|| parse(&bytes)))),
         Source::Path(path, name) => (name, py.detach(|| catch(|| read_file(&path)))),
     };
@@ -344,7 +353,9 @@ fn scheme_of(name: &str) -> PyResult<Scheme> {
 /// A file that fails is listed in `errors` as `(path, message)` and the others go on; the result
 /// is in input order and the same for any number of workers. Without `vocab` the vocabulary is
 /// the sorted set of tokens found; with `vocab` (a list of str) ids index it as given and tokens
-/// not in it are skipped, counted in `unknown`.
+/// not in it are skipped, counted in `unknown`. `scheme` is one of `SCHEMES`: "notes-chords"
+/// (the paper's), "remi" (bars, positions, pitch, velocity, duration), "remi+key" (remi with a
+/// key token first).
 #[pyfunction]
 #[pyo3(signature = (paths, scheme = "notes-chords", workers = None, vocab = None))]
 fn tokenize(
@@ -431,22 +442,25 @@ fn ids_of(tokens: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
     })
 }
 
-/// detokenize(tokens, vocab, scheme="notes-chords") -> bytes
+/// detokenize(tokens, vocab, scheme="notes-chords", strict=True) -> bytes
 ///
-/// MIDI file bytes for a sequence of vocabulary ids. Raises ValueError for an id outside `vocab`
-/// or a token string that is not valid for the scheme.
+/// MIDI file bytes for a sequence of vocabulary ids. With `strict` (the default) raises
+/// ValueError for an id outside `vocab`, a token string that is not valid for the scheme, or (remi)
+/// a token out of place. With `strict=False` (for model output) what cannot be used is skipped
+/// instead: ids outside `vocab`, invalid tokens, and for remi the malformed parts of the stream.
 #[pyfunction]
-#[pyo3(signature = (tokens, vocab, scheme = "notes-chords"))]
+#[pyo3(signature = (tokens, vocab, scheme = "notes-chords", strict = true))]
 fn detokenize<'py>(
     py: Python<'py>,
     tokens: &Bound<'py, PyAny>,
     vocab: Vec<String>,
     scheme: &str,
+    strict: bool,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let scheme = scheme_of(scheme)?;
     let ids = ids_of(tokens)?;
     let bytes = py
-        .detach(|| catch(|| detokenize_ids(&ids, &vocab, scheme)))
+        .detach(|| catch(|| detokenize_ids_with(&ids, &vocab, scheme, strict)))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(PyBytes::new(py, &bytes))
 }

@@ -1,18 +1,23 @@
-//! Tokenization schemes. A scheme turns a file's [`Notes`] into token strings and token strings
-//! back into MIDI bytes.
+//! Tokenization schemes. A scheme turns a file into token strings and token strings back into
+//! MIDI bytes.
 
 use std::borrow::Cow;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::notes::Notes;
-use crate::notes_chords;
+use crate::notes::{parse, Notes};
+use crate::{notes_chords, remi};
 
 /// A token string; schemes with a fixed alphabet hand out borrowed statics (no allocation).
 pub type Token = Cow<'static, str>;
 
 /// Names of the available schemes.
-pub const SCHEMES: &[&str] = &[notes_chords::NAME];
+pub const SCHEMES: &[&str] = &[
+    notes_chords::NAME,
+    remi::NAME,
+    remi::NAME_KEY,
+    remi::NAME_KEY_ESTIMATED,
+];
 
 /// A tokenization scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -21,6 +26,12 @@ pub enum Scheme {
     /// or a chord's normal order; see [`crate::notes_chords`].
     #[default]
     NotesChords,
+    /// "remi": bars, positions, pitch, velocity and duration; see [`crate::remi`].
+    Remi,
+    /// "remi+key": "remi" with a `Key_` token first (the key signature, else estimated).
+    RemiKey,
+    /// "remi+key-estimated": "remi" with a `Key_` token first, always estimated.
+    RemiKeyEstimated,
 }
 
 impl FromStr for Scheme {
@@ -29,6 +40,9 @@ impl FromStr for Scheme {
     fn from_str(s: &str) -> Result<Scheme> {
         match s {
             notes_chords::NAME => Ok(Scheme::NotesChords),
+            remi::NAME => Ok(Scheme::Remi),
+            remi::NAME_KEY => Ok(Scheme::RemiKey),
+            remi::NAME_KEY_ESTIMATED => Ok(Scheme::RemiKeyEstimated),
             other => Err(Error::UnknownScheme(other.to_string())),
         }
     }
@@ -39,21 +53,117 @@ impl Scheme {
     pub fn name(self) -> &'static str {
         match self {
             Scheme::NotesChords => notes_chords::NAME,
+            Scheme::Remi => remi::NAME,
+            Scheme::RemiKey => remi::NAME_KEY,
+            Scheme::RemiKeyEstimated => remi::NAME_KEY_ESTIMATED,
         }
     }
 
-    /// The tokens of one file, in time order. A file with nothing to tokenize is
+    /// The key token of a remi scheme.
+    fn key_token(self) -> remi::KeyToken {
+        match self {
+            Scheme::NotesChords | Scheme::Remi => remi::KeyToken::None,
+            Scheme::RemiKey => remi::KeyToken::Signature,
+            Scheme::RemiKeyEstimated => remi::KeyToken::Estimated,
+        }
+    }
+
+    /// The tokens of one file's notes, in time order. Without the file's meta events the remi
+    /// schemes see no time signature (4/4 bars) and no key signature (the key is estimated); use
+    /// [`Scheme::tokenize_bytes`] for files. A file with nothing to tokenize is
     /// [`Error::NoNotes`].
     pub fn tokenize(self, notes: &Notes) -> Result<Vec<Token>> {
         match self {
             Scheme::NotesChords => notes_chords::tokenize(notes),
+            _ => remi::tokenize(notes, &remi::Meta::default(), self.key_token()),
         }
     }
 
-    /// MIDI file bytes for a token sequence; an invalid token is [`Error::InvalidToken`].
-    pub fn detokenize<S: AsRef<str>>(self, tokens: &[S]) -> Result<Vec<u8>> {
-        match self {
-            Scheme::NotesChords => notes_chords::detokenize(tokens),
+    /// The tokens of a MIDI file's bytes (notes, and for remi the first track's time and key
+    /// signatures).
+    pub fn tokenize_bytes(self, bytes: &[u8]) -> Result<Vec<Token>> {
+        if self == Scheme::NotesChords {
+            // From the onsets alone, without the notes' arrays (same tokens and errors).
+            return notes_chords::tokenize_bytes(bytes);
         }
+        let notes = parse(bytes)?;
+        match self {
+            Scheme::NotesChords => notes_chords::tokenize(&notes),
+            _ => remi::tokenize(&notes, &remi::scan_meta(bytes), self.key_token()),
+        }
+    }
+
+    /// MIDI file bytes for a token sequence, strictly: an invalid token is
+    /// [`Error::InvalidToken`], a token out of place [`Error::InvalidSequence`].
+    pub fn detokenize<S: AsRef<str>>(self, tokens: &[S]) -> Result<Vec<u8>> {
+        self.detokenize_with(tokens, true)
+    }
+
+    /// MIDI file bytes for a token sequence. `strict` fails on the first invalid token (see
+    /// [`Scheme::detokenize`]); otherwise what cannot be used is skipped: for "notes-chords" each
+    /// token that is not one of the scheme (the rest keep their order, 0.5 quarter apart), for
+    /// the remi schemes as [`crate::remi`] documents.
+    pub fn detokenize_with<S: AsRef<str>>(self, tokens: &[S], strict: bool) -> Result<Vec<u8>> {
+        match self {
+            Scheme::NotesChords if strict => notes_chords::detokenize(tokens),
+            Scheme::NotesChords => {
+                let valid: Vec<&str> = tokens
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .filter(|t| notes_chords::token_pitches(t).is_some())
+                    .collect();
+                notes_chords::detokenize(&valid)
+            }
+            _ => remi::detokenize(tokens, self.key_token(), strict),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for name in SCHEMES {
+            assert_eq!(name.parse::<Scheme>().unwrap().name(), *name);
+        }
+        assert!(matches!(
+            "nope".parse::<Scheme>(),
+            Err(Error::UnknownScheme(_))
+        ));
+    }
+
+    #[test]
+    fn lenient_notes_chords_skips_bad_tokens() {
+        let s = Scheme::NotesChords;
+        assert!(s.detokenize(&["C4", "nope"]).is_err());
+        assert_eq!(
+            s.detokenize_with(&["C4", "nope", "E4"], false).unwrap(),
+            s.detokenize(&["C4", "E4"]).unwrap()
+        );
+    }
+
+    #[test]
+    fn bytes_carry_the_meta_events() {
+        let tokens = [
+            "Key_D_minor",
+            "TimeSig_3/4",
+            "Bar",
+            "Position_3",
+            "Pitch_62",
+        ];
+        let tokens = [&tokens[..], &["Velocity_64", "Duration_6"]].concat();
+        let bytes = Scheme::RemiKey.detokenize(&tokens).unwrap();
+        assert_eq!(Scheme::RemiKey.tokenize_bytes(&bytes).unwrap(), tokens);
+        let plain = Scheme::Remi.tokenize_bytes(&bytes).unwrap();
+        assert_eq!(plain, tokens[1..]);
+        // The estimated variant ignores the signature (D minor) and estimates from one D: D major.
+        let est = Scheme::RemiKeyEstimated.tokenize_bytes(&bytes).unwrap();
+        assert_eq!(est[0], "Key_D_major");
+        assert_eq!(est[1..], tokens[1..]);
+        // From the notes alone: 4/4 and an estimated key.
+        let notes = parse(&bytes).unwrap();
+        assert_eq!(Scheme::Remi.tokenize(&notes).unwrap()[0], "TimeSig_4/4");
     }
 }

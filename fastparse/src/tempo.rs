@@ -22,6 +22,23 @@ pub struct Segment {
     pub start: f64,
 }
 
+impl Segment {
+    /// Seconds at `tick` (at or after the segment's start): pretty_midi's
+    /// `start + scale * (tick - start_tick)`.
+    #[inline(always)]
+    fn at(&self, tick: u64) -> f64 {
+        let delta = tick - self.tick;
+        // Ticks are sums of 28-bit deltas, far below 2^63, where i64 -> f64 (one instruction)
+        // rounds exactly as u64 -> f64 does.
+        let delta = if delta < 1 << 63 {
+            delta as i64 as f64
+        } else {
+            delta as f64
+        };
+        self.start + self.scale * delta
+    }
+}
+
 /// A piecewise-linear tick -> seconds map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TempoMap {
@@ -77,12 +94,33 @@ impl TempoMap {
     }
 
     /// Seconds at `tick`.
+    #[inline]
     pub fn seconds(&self, tick: u64) -> f64 {
         // Last segment starting at or before `tick` (segments are sorted; equal ticks give
         // zero-length segments whose start equals the next one's, as in pretty_midi).
-        let i = self.segments.partition_point(|s| s.tick <= tick) - 1;
-        let s = &self.segments[i];
-        s.start + s.scale * (tick - s.tick) as f64
+        let i = match self.segments.len() {
+            1 => 0,
+            _ => self.segments.partition_point(|s| s.tick <= tick) - 1,
+        };
+        self.segments[i].at(tick)
+    }
+
+    /// [`TempoMap::seconds`] for ticks visited in non-decreasing order: `cursor` (start at 0)
+    /// remembers the segment, so a sorted pass costs O(ticks + segments). Any tick is still
+    /// answered exactly (a tick before the cursor's segment searches again).
+    #[inline]
+    pub fn seconds_from(&self, tick: u64, cursor: &mut usize) -> f64 {
+        let segments = &self.segments;
+        let mut i = (*cursor).min(segments.len() - 1);
+        if segments[i].tick > tick {
+            i = segments.partition_point(|s| s.tick <= tick) - 1;
+        } else {
+            while i + 1 < segments.len() && segments[i + 1].tick <= tick {
+                i += 1;
+            }
+        }
+        *cursor = i;
+        segments[i].at(tick)
     }
 }
 
@@ -124,6 +162,19 @@ mod tests {
         let t1 = 0.0 + s0 * 1000.0;
         assert_eq!(m.seconds(1000), t1);
         assert_eq!(m.seconds(1500), t1 + s1 * 500.0);
+    }
+
+    #[test]
+    fn cursor_agrees_with_search() {
+        let m = TempoMap::new(&[(0, 652_174), (10, 545_455), (10, 1), (500, 600_000)], 7).unwrap();
+        let mut cursor = 0;
+        for tick in (0..700).chain([3, 10, 9, 600, u64::MAX >> 8]) {
+            assert_eq!(
+                m.seconds_from(tick, &mut cursor),
+                m.seconds(tick),
+                "tick {tick}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,1030 @@
+//! "remi": a rhythm-aware scheme in the style of REMI (Huang & Yang, 2020) that keeps when each
+//! note starts, how long it lasts and how loud it is; "remi+key" adds a key token up front.
+//!
+//! # Grid, bins, caps
+//! - Time is quantized to a grid of [`STEPS_PER_QUARTER`] = 12 steps per quarter note (16ths
+//!   are 3 steps, eighth triplets 4, 16th triplets 2): `step = round(tick * 12 / tpq)`, halves
+//!   rounded up (the grid of "notes-chords").
+//! - A bar lasts `numerator * 48 / denominator` steps (4/4: 48, 3/4: 36, 6/8: 36). Time
+//!   signatures come from the first track (pretty_midi's rule); one takes effect at the first
+//!   bar line at or after its quantized tick (the last one wins when several do); before the first
+//!   one, bars are 4/4. Only signatures with a numerator in 1..=64, a denominator in
+//!   1, 2, 4, ..., 64 and a whole number of steps per bar are used; others are ignored.
+//! - Velocity: 32 bins of 4 values, bin `(v - 1) / 4`; the token carries the bin's top value,
+//!   `min(4 * (bin + 1), 127)`: 4, 8, ..., 124, 127.
+//! - Duration: `round((end_tick - start_tick) * 12 / tpq)` steps (halves up), at least 1 and at
+//!   most [`MAX_DURATION`] = 192 steps (4 bars of 4/4).
+//! - Notes are made canonical so that they can be written and read back unchanged: one note per
+//!   (onset, pitch), the longest (then the loudest); a note that lasts past the next onset of the
+//!   same pitch is cut there. Drums (channel 10) are left out.
+//! - A piece spans at most [`MAX_BARS`] bars (longer ones are an error, not a huge token list).
+//!
+//! # Tokens
+//! `Key_<tonic>_<major|minor>` (see [`crate::key`]), `TimeSig_<n>/<d>`, `Bar`, `Position_<k>`
+//! (k in 0..bar length), `Pitch_<0..127>`, `Velocity_<4|8|...|124|127>`, `Duration_<1..192>`.
+//!
+//! # Valid streams (what the tokenizer produces; `strict` detokenizing accepts exactly these)
+//! ```text
+//! piece := Key? bar+            Key exactly in "remi+key", never in "remi"
+//! bar   := TimeSig? Bar onset*  TimeSig in the first bar, later only where the meter changes
+//! onset := Position note+       positions strictly increase in a bar and are < the bar length
+//! note  := Pitch Velocity Duration   pitches strictly increase within an onset
+//! ```
+//! and: the last bar has a note (the stream ends with a Duration), and no note lasts past the
+//! next onset of the same pitch. For every such stream, tokens -> MIDI -> tokens is the identity.
+//!
+//! # Lenient detokenizing (for model output)
+//! Tokens that are not scheme tokens are skipped. A Key anywhere sets the key signature (the
+//! first one wins). A TimeSig applies from the next Bar. A Position before any Bar opens bar 0. A
+//! Position outside the bar is skipped with its notes; positions may go back. An incomplete or
+//! out-of-order note (Pitch, Velocity, Duration) is dropped. Notes are then made canonical as in
+//! tokenizing (one per onset and pitch, overlaps cut). A stream with no note gives a file with no
+//! notes.
+//!
+//! # Written files
+//! Format 0, 480 ticks per quarter (40 per step), 120 bpm, program 0, channel 0; a time
+//! signature at tick 0 and at each bar where the meter changes, the key signature at tick 0
+//! (fewest accidentals).
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use midly::{MetaMessage, TrackEventKind};
+
+use crate::error::{Error, Result};
+use crate::key::{self, Key};
+use crate::midi_writer::{write_track, TimeSignature, WriteNote};
+use crate::notes::Notes;
+use crate::scheme::Token;
+
+/// The scheme's name.
+pub const NAME: &str = "remi";
+/// The scheme with a `Key_` token first: the file's key signature, else estimated.
+pub const NAME_KEY: &str = "remi+key";
+/// The scheme with a `Key_` token first, always estimated from the notes.
+pub const NAME_KEY_ESTIMATED: &str = "remi+key-estimated";
+
+/// Whether a piece starts with a `Key_` token and where the key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyToken {
+    /// No key token ("remi").
+    #[default]
+    None,
+    /// The first track's first key signature, else the estimate ("remi+key").
+    Signature,
+    /// Always the Krumhansl-Schmuckler estimate ("remi+key-estimated"): many files carry a
+    /// placeholder C major signature (GiantMIDI-Piano's transcriptions do).
+    Estimated,
+}
+
+impl KeyToken {
+    /// The scheme's name.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            KeyToken::None => NAME,
+            KeyToken::Signature => NAME_KEY,
+            KeyToken::Estimated => NAME_KEY_ESTIMATED,
+        }
+    }
+}
+/// Grid steps per quarter note.
+pub const STEPS_PER_QUARTER: u64 = 12;
+/// Longest duration, in steps (4 bars of 4/4).
+pub const MAX_DURATION: u64 = 192;
+/// Number of velocity bins.
+pub const VELOCITY_BINS: u8 = 32;
+/// Most bars a piece may span.
+pub const MAX_BARS: u64 = 100_000;
+/// Largest numerator of a time signature that is used.
+pub const MAX_NUMERATOR: u8 = 64;
+/// Largest denominator of a time signature that is used.
+pub const MAX_DENOMINATOR: u8 = 64;
+/// Ticks per quarter note of written files.
+pub const TICKS_PER_QUARTER: u16 = 480;
+/// Ticks per grid step in written files.
+pub const TICKS_PER_STEP: u64 = TICKS_PER_QUARTER as u64 / STEPS_PER_QUARTER;
+/// Tempo of written files, microseconds per quarter (120 bpm).
+pub const TEMPO: u32 = 500_000;
+
+const MAX_BAR_STEPS: usize = MAX_NUMERATOR as usize * 4 * STEPS_PER_QUARTER as usize;
+
+/// The bin of a velocity (1..=127 -> 0..32).
+pub fn velocity_bin(v: u8) -> u8 {
+    (v.clamp(1, 127) - 1) / 4
+}
+
+/// The velocity a bin is written with (its top value).
+pub fn bin_velocity(bin: u8) -> u8 {
+    (4 * (bin as u16 + 1)).min(127) as u8
+}
+
+/// Steps in a bar of `n/d`, when it is a time signature this scheme uses.
+pub fn bar_steps(n: u8, d: u8) -> Option<u64> {
+    if n == 0 || n > MAX_NUMERATOR || d == 0 || d > MAX_DENOMINATOR || !d.is_power_of_two() {
+        return None;
+    }
+    let whole = n as u64 * 4 * STEPS_PER_QUARTER;
+    whole.is_multiple_of(d as u64).then(|| whole / d as u64)
+}
+
+/// `round(ticks * 12 / tpq)`, halves up, saturating.
+pub fn quantize(ticks: u64, ticks_per_quarter: u16) -> u64 {
+    let tpq = ticks_per_quarter.max(1) as u128;
+    let q = (ticks as u128 * 2 * STEPS_PER_QUARTER as u128 + tpq) / (2 * tpq);
+    q.min(u64::MAX as u128) as u64
+}
+
+/// Meta information the scheme needs besides the notes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Meta {
+    /// Time signatures of the first track: (tick, numerator, denominator), in file order.
+    pub time_signatures: Vec<(u64, u8, u8)>,
+    /// The first key signature of the first track with 0..=7 sharps or flats.
+    pub key: Option<Key>,
+}
+
+/// Reads the time and key signatures of the first track (pretty_midi reads them there). It is
+/// lenient: it stops at anything it cannot decode and keeps what it found until then.
+pub fn scan_meta(bytes: &[u8]) -> Meta {
+    let mut meta = Meta::default();
+    let Ok((_, mut tracks)) = midly::parse(bytes) else {
+        return meta;
+    };
+    let Some(Ok(mut events)) = tracks.next() else {
+        return meta;
+    };
+    let mut tick = 0u64;
+    let mut channel_status: Option<u8> = None;
+    while let Some(Ok(event)) = events.next() {
+        tick = tick.saturating_add(event.delta.as_int() as u64);
+        match event.kind {
+            TrackEventKind::Midi { .. } => channel_status = events.running_status(),
+            TrackEventKind::Meta(m) => {
+                // mido: meta events leave running status alone (as in crate::notes).
+                *events.running_status_mut() = channel_status;
+                match m {
+                    MetaMessage::TimeSignature(n, dd, _, _) => {
+                        let d = if dd < 8 { 1u16 << dd } else { 0 };
+                        let d = u8::try_from(d).unwrap_or(0);
+                        meta.time_signatures.push((tick, n, d));
+                    }
+                    MetaMessage::KeySignature(sf, minor) if meta.key.is_none() => {
+                        meta.key = Key::from_signature(sf, minor);
+                    }
+                    MetaMessage::EndOfTrack => break,
+                    _ => {}
+                }
+            }
+            TrackEventKind::SysEx(_) | TrackEventKind::Escape(_) => channel_status = None,
+        }
+    }
+    meta
+}
+
+/// One note on the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GridNote {
+    /// Onset step from the start of the piece.
+    pub start: u64,
+    /// MIDI pitch.
+    pub pitch: u8,
+    /// Duration in steps, 1..=MAX_DURATION.
+    pub duration: u64,
+    /// Velocity bin, 0..32.
+    pub velocity_bin: u8,
+}
+
+/// Makes notes canonical: sorted by (onset, pitch), one per (onset, pitch) (the longest, then the
+/// loudest), and each cut at the next onset of its pitch.
+pub fn canonicalize(notes: &mut Vec<GridNote>) {
+    notes.sort_unstable_by(|a, b| {
+        (a.start, a.pitch, b.duration, b.velocity_bin).cmp(&(
+            b.start,
+            b.pitch,
+            a.duration,
+            a.velocity_bin,
+        ))
+    });
+    notes.dedup_by(|later, first| later.start == first.start && later.pitch == first.pitch);
+    let mut last: [Option<usize>; 128] = [None; 128];
+    for i in 0..notes.len() {
+        let p = (notes[i].pitch & 0x7f) as usize;
+        if let Some(j) = last[p] {
+            let gap = notes[i].start - notes[j].start;
+            if notes[j].duration > gap {
+                notes[j].duration = gap;
+            }
+        }
+        last[p] = Some(i);
+    }
+}
+
+/// The non-drum notes of a file on the grid, canonical.
+pub fn grid_notes(notes: &Notes) -> Vec<GridNote> {
+    let tpq = notes.ticks_per_quarter;
+    let mut out = Vec::with_capacity(notes.len());
+    for i in 0..notes.len() {
+        if notes.is_drum[i] {
+            continue;
+        }
+        let ticks = notes.end_tick[i].saturating_sub(notes.start_tick[i]);
+        out.push(GridNote {
+            start: quantize(notes.start_tick[i], tpq),
+            pitch: notes.pitch[i] & 0x7f,
+            duration: quantize(ticks, tpq).clamp(1, MAX_DURATION),
+            velocity_bin: velocity_bin(notes.velocity[i]),
+        });
+    }
+    canonicalize(&mut out);
+    out
+}
+
+struct Tables {
+    position: Vec<String>,
+    pitch: Vec<String>,
+    velocity: Vec<String>,
+    duration: Vec<String>,
+    /// By (numerator - 1) * 7 + log2(denominator); None for unused signatures.
+    time_sig: Vec<Option<String>>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| Tables {
+        position: (0..MAX_BAR_STEPS)
+            .map(|k| format!("Position_{k}"))
+            .collect(),
+        pitch: (0..128).map(|p| format!("Pitch_{p}")).collect(),
+        velocity: (0..VELOCITY_BINS)
+            .map(|b| format!("Velocity_{}", bin_velocity(b)))
+            .collect(),
+        duration: (0..=MAX_DURATION)
+            .map(|d| format!("Duration_{d}"))
+            .collect(),
+        time_sig: (1..=MAX_NUMERATOR)
+            .flat_map(|n| {
+                (0..7).map(move |dd| {
+                    let d = 1u8 << dd;
+                    bar_steps(n, d).map(|_| format!("TimeSig_{n}/{d}"))
+                })
+            })
+            .collect(),
+    })
+}
+
+fn time_sig_token(n: u8, d: u8) -> &'static str {
+    let idx = (n as usize - 1) * 7 + d.trailing_zeros() as usize;
+    tables().time_sig[idx]
+        .as_deref()
+        .expect("time signature checked by bar_steps")
+}
+
+/// The time signatures in force, quantized and filtered: (step, n, d), sorted by step (stable).
+fn time_signature_steps(meta: &Meta, ticks_per_quarter: u16) -> Vec<(u64, u8, u8)> {
+    let mut out: Vec<(u64, u8, u8)> = meta
+        .time_signatures
+        .iter()
+        .filter(|&&(_, n, d)| bar_steps(n, d).is_some())
+        .map(|&(tick, n, d)| (quantize(tick, ticks_per_quarter), n, d))
+        .collect();
+    out.sort_by_key(|t| t.0);
+    out
+}
+
+/// The tokens of one file. With a [`KeyToken`] other than `None` the key comes first: the file's
+/// key signature ([`Meta::key`]) for `Signature` when it has one, else the Krumhansl-Schmuckler
+/// estimate ([`key::estimate_notes`]).
+pub fn tokenize(notes: &Notes, meta: &Meta, key_token: KeyToken) -> Result<Vec<Token>> {
+    let grid = grid_notes(notes);
+    if grid.is_empty() {
+        return Err(Error::NoNotes);
+    }
+    let t = tables();
+    let signatures = time_signature_steps(meta, notes.ticks_per_quarter);
+    let mut tokens: Vec<Token> = Vec::with_capacity(grid.len() * 4 + grid.len() / 4 + 8);
+    let signature = meta.key.filter(|_| key_token == KeyToken::Signature);
+    if key_token != KeyToken::None {
+        let key = signature.unwrap_or_else(|| key::estimate_notes(notes));
+        tokens.push(Cow::Borrowed(key.token()));
+    }
+    let (mut n, mut d) = (4u8, 4u8);
+    let mut previous: Option<(u8, u8)> = None;
+    let mut next_sig = 0;
+    let mut bar_start = 0u64;
+    let mut bars = 0u64;
+    let mut i = 0;
+    loop {
+        while next_sig < signatures.len() && signatures[next_sig].0 <= bar_start {
+            (n, d) = (signatures[next_sig].1, signatures[next_sig].2);
+            next_sig += 1;
+        }
+        if previous != Some((n, d)) {
+            tokens.push(Cow::Borrowed(time_sig_token(n, d)));
+            previous = Some((n, d));
+        }
+        bars += 1;
+        if bars > MAX_BARS {
+            return Err(Error::Unsupported(format!(
+                "the notes span more than {MAX_BARS} bars"
+            )));
+        }
+        tokens.push(Cow::Borrowed("Bar"));
+        let bar_end = bar_start + bar_steps(n, d).expect("filtered");
+        while i < grid.len() && grid[i].start < bar_end {
+            let onset = grid[i].start;
+            tokens.push(Cow::Borrowed(&t.position[(onset - bar_start) as usize]));
+            while i < grid.len() && grid[i].start == onset {
+                let g = grid[i];
+                tokens.push(Cow::Borrowed(&t.pitch[g.pitch as usize]));
+                tokens.push(Cow::Borrowed(&t.velocity[g.velocity_bin as usize]));
+                tokens.push(Cow::Borrowed(&t.duration[g.duration as usize]));
+                i += 1;
+            }
+        }
+        if i == grid.len() {
+            break;
+        }
+        bar_start = bar_end;
+    }
+    Ok(tokens)
+}
+
+/// A token of the scheme, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `Key_<tonic>_<mode>`.
+    Key(Key),
+    /// `TimeSig_<n>/<d>`.
+    TimeSig(u8, u8),
+    /// `Bar`.
+    Bar,
+    /// `Position_<k>`.
+    Position(u64),
+    /// `Pitch_<p>`.
+    Pitch(u8),
+    /// `Velocity_<v>` as its bin.
+    Velocity(u8),
+    /// `Duration_<d>`.
+    Duration(u64),
+}
+
+/// A decimal number written as the tokenizer writes it (no sign, no leading zeros).
+fn number(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses a token; `None` for anything the tokenizer never writes.
+pub fn parse_token(token: &str) -> Option<Event> {
+    if token == "Bar" {
+        return Some(Event::Bar);
+    }
+    let (kind, value) = token.split_once('_')?;
+    match kind {
+        "Position" => number(value)
+            .filter(|&k| k < MAX_BAR_STEPS as u64)
+            .map(Event::Position),
+        "Pitch" => number(value)
+            .filter(|&p| p < 128)
+            .map(|p| Event::Pitch(p as u8)),
+        "Velocity" => {
+            let v = number(value).filter(|&v| (1..=127).contains(&v))? as u8;
+            let bin = velocity_bin(v);
+            (bin_velocity(bin) == v).then_some(Event::Velocity(bin))
+        }
+        "Duration" => number(value)
+            .filter(|&d| (1..=MAX_DURATION).contains(&d))
+            .map(Event::Duration),
+        "TimeSig" => {
+            let (n, d) = value.split_once('/')?;
+            let n = u8::try_from(number(n)?).ok()?;
+            let d = u8::try_from(number(d)?).ok()?;
+            bar_steps(n, d).map(|_| Event::TimeSig(n, d))
+        }
+        "Key" => Key::from_token(token).map(Event::Key),
+        _ => None,
+    }
+}
+
+/// What a strict parse may see next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// At the start: a Key ("remi+key") or a TimeSig.
+    Start,
+    /// After the Key: the first TimeSig.
+    FirstTimeSig,
+    /// After a TimeSig: a Bar.
+    Bar,
+    /// After a Bar: Position, TimeSig or Bar.
+    Onset,
+    /// After a Position: Pitch.
+    Pitch,
+    /// After a Pitch: Velocity.
+    Velocity,
+    /// After a Velocity: Duration.
+    Duration,
+    /// After a Duration: Pitch (same onset), Position, TimeSig, Bar or the end.
+    Next,
+}
+
+impl Expect {
+    fn describe(self) -> &'static str {
+        match self {
+            Expect::Start => "Key or TimeSig",
+            Expect::FirstTimeSig => "TimeSig",
+            Expect::Bar => "Bar",
+            Expect::Onset => "Position, TimeSig or Bar",
+            Expect::Pitch => "Pitch",
+            Expect::Velocity => "Velocity",
+            Expect::Duration => "Duration",
+            Expect::Next => "Pitch, Position, TimeSig or Bar",
+        }
+    }
+}
+
+/// A decoded stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// The notes, canonical.
+    pub notes: Vec<GridNote>,
+    /// Time signatures at the bars where the meter changes: (step, n, d), the first at step 0.
+    pub time_signatures: Vec<(u64, u8, u8)>,
+    /// The key.
+    pub key: Option<Key>,
+}
+
+fn invalid(scheme: &'static str, index: usize, token: &str, why: String) -> Error {
+    Error::InvalidSequence {
+        index,
+        token: token.to_string(),
+        scheme,
+        why,
+    }
+}
+
+/// Decodes a token stream. `strict` accepts exactly the valid streams (module docs) and fails on
+/// the first problem with [`Error::InvalidToken`] or [`Error::InvalidSequence`]; otherwise the
+/// lenient rules apply.
+pub fn decode<S: AsRef<str>>(tokens: &[S], key_token: KeyToken, strict: bool) -> Result<Decoded> {
+    let scheme = key_token.scheme();
+    let with_key = key_token != KeyToken::None;
+    let mut out = Decoded::default();
+    let mut expect = Expect::Start;
+    let mut meter = (4u8, 4u8);
+    let mut pending_meter: Option<(u8, u8)> = None;
+    let mut written_meter: Option<(u8, u8)> = None;
+    // The current bar: (start step, length); None before the first Bar.
+    let mut bar: Option<(u64, u64)> = None;
+    let mut bars = 0u64;
+    let mut position: Option<u64> = None; // absolute onset step
+    let mut last_position: Option<u64> = None; // in the bar
+    let mut last_pitch: Option<u8> = None; // in the onset
+    let mut pitch: Option<(u8, usize)> = None; // (pitch, token index)
+    let mut velocity: Option<u8> = None;
+    // Per pitch: (index in out.notes, token index of its Pitch).
+    let mut sounding: Vec<Option<(usize, usize)>> = vec![None; 128];
+
+    for (index, token) in tokens.iter().enumerate() {
+        let token = token.as_ref();
+        let Some(event) = parse_token(token) else {
+            if strict {
+                return Err(Error::InvalidToken {
+                    index,
+                    token: token.to_string(),
+                    scheme,
+                });
+            }
+            continue;
+        };
+        if strict {
+            let ok = matches!(
+                (expect, &event),
+                (Expect::Start, Event::Key(_) | Event::TimeSig(..))
+                    | (Expect::FirstTimeSig, Event::TimeSig(..))
+                    | (Expect::Bar, Event::Bar)
+                    | (
+                        Expect::Onset,
+                        Event::Position(_) | Event::TimeSig(..) | Event::Bar
+                    )
+                    | (Expect::Pitch, Event::Pitch(_))
+                    | (Expect::Velocity, Event::Velocity(_))
+                    | (Expect::Duration, Event::Duration(_))
+                    | (
+                        Expect::Next,
+                        Event::Pitch(_) | Event::Position(_) | Event::TimeSig(..) | Event::Bar
+                    )
+            );
+            if !ok {
+                let why = if index == 0 {
+                    format!(
+                        "cannot start a {scheme} stream (expected {})",
+                        expect.describe()
+                    )
+                } else {
+                    format!(
+                        "cannot follow {:?} (expected {})",
+                        tokens[index - 1].as_ref(),
+                        expect.describe()
+                    )
+                };
+                return Err(invalid(scheme, index, token, why));
+            }
+        }
+        match event {
+            Event::Key(k) => {
+                if strict && !with_key {
+                    return Err(invalid(
+                        scheme,
+                        index,
+                        token,
+                        "is a remi+key token, not a remi one".into(),
+                    ));
+                }
+                if out.key.is_none() {
+                    out.key = Some(k);
+                }
+                expect = Expect::FirstTimeSig;
+            }
+            Event::TimeSig(n, d) => {
+                if strict {
+                    if with_key && out.key.is_none() {
+                        return Err(invalid(
+                            scheme,
+                            index,
+                            token,
+                            "comes before the Key (a remi+key stream starts with its Key)".into(),
+                        ));
+                    }
+                    if bar.is_some() && meter == (n, d) {
+                        return Err(invalid(
+                            scheme,
+                            index,
+                            token,
+                            format!("repeats the time signature in force ({n}/{d})"),
+                        ));
+                    }
+                }
+                pending_meter = Some((n, d));
+                expect = Expect::Bar;
+            }
+            Event::Bar => {
+                if strict && bar.is_none() && pending_meter.is_none() {
+                    return Err(invalid(
+                        scheme,
+                        index,
+                        token,
+                        "opens the first bar without a TimeSig".into(),
+                    ));
+                }
+                bars += 1;
+                if strict && bars > MAX_BARS {
+                    return Err(invalid(
+                        scheme,
+                        index,
+                        token,
+                        format!("opens bar {bars}, more than the {MAX_BARS} a piece may span"),
+                    ));
+                }
+                let start = bar.map_or(0, |(s, len)| s + len);
+                if let Some(m) = pending_meter.take() {
+                    meter = m;
+                }
+                if written_meter != Some(meter) {
+                    out.time_signatures.push((start, meter.0, meter.1));
+                    written_meter = Some(meter);
+                }
+                bar = Some((start, bar_steps(meter.0, meter.1).expect("parsed")));
+                position = None;
+                last_position = None;
+                pitch = None;
+                expect = Expect::Onset;
+            }
+            Event::Position(k) => {
+                pitch = None;
+                if bar.is_none() {
+                    // Lenient only (strict has failed above): open bar 0.
+                    if let Some(m) = pending_meter.take() {
+                        meter = m;
+                    }
+                    bar = Some((0, bar_steps(meter.0, meter.1).expect("parsed")));
+                    out.time_signatures.push((0, meter.0, meter.1));
+                    written_meter = Some(meter);
+                }
+                let (start, len) = bar.expect("set above");
+                let problem = if k >= len {
+                    Some(format!(
+                        "is outside a bar of {len} steps ({}/{})",
+                        meter.0, meter.1
+                    ))
+                } else if last_position.is_some_and(|p| k <= p) {
+                    Some(format!(
+                        "does not come after Position_{} in its bar",
+                        last_position.unwrap_or(0)
+                    ))
+                } else {
+                    None
+                };
+                match problem {
+                    Some(why) if strict => return Err(invalid(scheme, index, token, why)),
+                    Some(_) if k >= len => position = None,
+                    _ => {
+                        position = Some(start + k);
+                        last_position = Some(k);
+                    }
+                }
+                last_pitch = None;
+                expect = Expect::Pitch;
+            }
+            Event::Pitch(p) => {
+                if strict && last_pitch.is_some_and(|q| p <= q) {
+                    return Err(invalid(
+                        scheme,
+                        index,
+                        token,
+                        format!(
+                            "does not come after Pitch_{} at its onset",
+                            last_pitch.unwrap_or(0)
+                        ),
+                    ));
+                }
+                pitch = position.map(|_| (p, index));
+                velocity = None;
+                expect = Expect::Velocity;
+            }
+            Event::Velocity(bin) => {
+                velocity = pitch.map(|_| bin);
+                expect = Expect::Duration;
+            }
+            Event::Duration(duration) => {
+                if let (Some(start), Some((p, pitch_index)), Some(velocity_bin)) =
+                    (position, pitch, velocity)
+                {
+                    if let Some((j, j_index)) = sounding[p as usize] {
+                        let earlier: GridNote = out.notes[j];
+                        if strict && earlier.start + earlier.duration > start {
+                            return Err(invalid(
+                                scheme,
+                                pitch_index,
+                                tokens[pitch_index].as_ref(),
+                                format!(
+                                    "starts while the Pitch_{p} of token {j_index} still sounds \
+                                     (a note must end by the next onset of its pitch)"
+                                ),
+                            ));
+                        }
+                    }
+                    sounding[p as usize] = Some((out.notes.len(), pitch_index));
+                    out.notes.push(GridNote {
+                        start,
+                        pitch: p,
+                        duration,
+                        velocity_bin,
+                    });
+                    last_pitch = Some(p);
+                }
+                pitch = None;
+                velocity = None;
+                expect = Expect::Next;
+            }
+        }
+    }
+    if strict {
+        if expect != Expect::Next {
+            let why = match tokens.last() {
+                None => "the stream is empty".to_string(),
+                Some(t) => format!(
+                    "the stream ends after {:?} (expected {}; a stream ends with a note's Duration)",
+                    t.as_ref(),
+                    expect.describe()
+                ),
+            };
+            return Err(Error::InvalidSequence {
+                index: tokens.len(),
+                token: String::new(),
+                scheme,
+                why,
+            });
+        }
+        if with_key && out.key.is_none() {
+            return Err(invalid(
+                scheme,
+                0,
+                tokens[0].as_ref(),
+                "a remi+key stream starts with its Key".into(),
+            ));
+        }
+    }
+    canonicalize(&mut out.notes);
+    if out.time_signatures.is_empty() {
+        out.time_signatures.push((0, 4, 4));
+    }
+    Ok(out)
+}
+
+/// MIDI file bytes for a decoded stream (format 0, 480 tpq, 120 bpm).
+pub fn write(decoded: &Decoded) -> Result<Vec<u8>> {
+    let notes: Vec<WriteNote> = decoded
+        .notes
+        .iter()
+        .map(|g| {
+            let start = g.start.saturating_mul(TICKS_PER_STEP);
+            WriteNote {
+                start,
+                end: start.saturating_add(g.duration * TICKS_PER_STEP),
+                pitch: g.pitch,
+                velocity: bin_velocity(g.velocity_bin),
+            }
+        })
+        .collect();
+    let signatures: Vec<TimeSignature> = decoded
+        .time_signatures
+        .iter()
+        .map(|&(step, numerator, denominator)| TimeSignature {
+            tick: step.saturating_mul(TICKS_PER_STEP),
+            numerator,
+            denominator,
+        })
+        .collect();
+    let key = decoded.key.map(Key::signature);
+    write_track(&notes, TICKS_PER_QUARTER, TEMPO, 0, &signatures, key)
+}
+
+/// MIDI file bytes for a token stream ([`decode`] then [`write`]).
+pub fn detokenize<S: AsRef<str>>(
+    tokens: &[S],
+    key_token: KeyToken,
+    strict: bool,
+) -> Result<Vec<u8>> {
+    write(&decode(tokens, key_token, strict)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notes::parse;
+
+    fn toks(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    fn round_trip(stream: &str, key_token: KeyToken) -> Vec<String> {
+        let bytes = detokenize(&toks(stream), key_token, true).unwrap();
+        let notes = parse(&bytes).unwrap();
+        tokenize(&notes, &scan_meta(&bytes), key_token)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn bins_and_grid() {
+        assert_eq!(velocity_bin(1), 0);
+        assert_eq!(velocity_bin(4), 0);
+        assert_eq!(velocity_bin(5), 1);
+        assert_eq!(velocity_bin(127), 31);
+        assert_eq!(bin_velocity(0), 4);
+        assert_eq!(bin_velocity(31), 127);
+        for v in 1..=127u8 {
+            let b = velocity_bin(v);
+            assert!(b < VELOCITY_BINS);
+            assert_eq!(velocity_bin(bin_velocity(b)), b);
+        }
+        assert_eq!(quantize(19, 480), 0);
+        assert_eq!(quantize(20, 480), 1);
+        assert_eq!(quantize(480, 480), 12);
+        assert_eq!(quantize(u64::MAX, 1), u64::MAX);
+        assert_eq!(bar_steps(4, 4), Some(48));
+        assert_eq!(bar_steps(3, 4), Some(36));
+        assert_eq!(bar_steps(6, 8), Some(36));
+        assert_eq!(bar_steps(3, 32), None); // 4.5 steps
+        assert_eq!(bar_steps(0, 4), None);
+        assert_eq!(bar_steps(4, 3), None);
+        assert_eq!(bar_steps(65, 4), None);
+    }
+
+    #[test]
+    fn token_parsing_is_canonical() {
+        assert_eq!(parse_token("Bar"), Some(Event::Bar));
+        assert_eq!(parse_token("Position_0"), Some(Event::Position(0)));
+        assert_eq!(parse_token("Pitch_127"), Some(Event::Pitch(127)));
+        assert_eq!(parse_token("Velocity_127"), Some(Event::Velocity(31)));
+        assert_eq!(parse_token("Velocity_4"), Some(Event::Velocity(0)));
+        assert_eq!(parse_token("Duration_192"), Some(Event::Duration(192)));
+        assert_eq!(parse_token("TimeSig_6/8"), Some(Event::TimeSig(6, 8)));
+        assert!(matches!(parse_token("Key_A_minor"), Some(Event::Key(_))));
+        for bad in [
+            "",
+            "bar",
+            "Position_07",
+            "Position_-1",
+            "Position_+1",
+            "Position_",
+            "Position_3072",
+            "Pitch_128",
+            "Velocity_5",
+            "Velocity_0",
+            "Velocity_128",
+            "Duration_0",
+            "Duration_193",
+            "TimeSig_4/3",
+            "TimeSig_0/4",
+            "TimeSig_4",
+            "Key_H_major",
+            "C4",
+        ] {
+            assert_eq!(parse_token(bad), None, "{bad}");
+        }
+        // Every table token parses back.
+        let t = tables();
+        for s in t.position.iter().chain(&t.pitch).chain(&t.velocity) {
+            assert!(parse_token(s).is_some(), "{s}");
+        }
+        for s in t.duration.iter().skip(1).chain(t.time_sig.iter().flatten()) {
+            assert!(parse_token(s).is_some(), "{s}");
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let s =
+            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_12 Pitch_64 Velocity_100 \
+                 Duration_24 Position_12 Pitch_60 Velocity_4 Duration_36 Bar Bar Position_47 \
+                 Pitch_21 Velocity_127 Duration_192";
+        assert_eq!(round_trip(s, KeyToken::None), toks(s));
+        let s = "Key_F#_minor TimeSig_3/4 Bar Position_35 Pitch_0 Velocity_60 Duration_1 \
+                 TimeSig_6/8 Bar TimeSig_3/4 Bar Position_0 Pitch_127 Velocity_60 Duration_2";
+        assert_eq!(round_trip(s, KeyToken::Signature), toks(s));
+        // A note that ends exactly where the same pitch starts again.
+        let s = "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_3 Position_3 Pitch_60 \
+                 Velocity_80 Duration_3";
+        assert_eq!(round_trip(s, KeyToken::None), toks(s));
+    }
+
+    #[test]
+    fn strict_rejects_with_clear_messages() {
+        let err = |s: &str, key: KeyToken| decode(&toks(s), key, true).unwrap_err().to_string();
+        let e = err(
+            "TimeSig_4/4 Bar Pitch_60 Velocity_80 Duration_3",
+            KeyToken::None,
+        );
+        assert!(
+            e.contains("token 2") && e.contains("cannot follow \"Bar\""),
+            "{e}"
+        );
+        let e = err(
+            "TimeSig_4/4 Bar Position_48 Pitch_60 Velocity_80 Duration_3",
+            KeyToken::None,
+        );
+        assert!(e.contains("outside a bar of 48 steps"), "{e}");
+        let e = err(
+            "Bar Position_0 Pitch_60 Velocity_80 Duration_3",
+            KeyToken::None,
+        );
+        assert!(e.contains("cannot start"), "{e}");
+        let e = err(
+            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80",
+            KeyToken::None,
+        );
+        assert!(e.contains("ends after"), "{e}");
+        let e = err("TimeSig_4/4 Bar Position_3 Pitch_60 Velocity_80 Duration_3 Position_3 Pitch_62 Velocity_80 Duration_3", KeyToken::None);
+        assert!(e.contains("does not come after Position_3"), "{e}");
+        let e = err("TimeSig_4/4 Bar Position_3 Pitch_62 Velocity_80 Duration_3 Pitch_60 Velocity_80 Duration_3", KeyToken::None);
+        assert!(e.contains("does not come after Pitch_62"), "{e}");
+        let e = err("TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4 Position_3 Pitch_60 Velocity_80 Duration_3", KeyToken::None);
+        assert!(e.contains("token 7") && e.contains("still sounds"), "{e}");
+        let e = err(
+            "TimeSig_4/4 Bar TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4",
+            KeyToken::None,
+        );
+        assert!(e.contains("repeats"), "{e}");
+        let e = err(
+            "Key_C_major TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4",
+            KeyToken::None,
+        );
+        assert!(e.contains("remi+key token"), "{e}");
+        let e = err(
+            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4",
+            KeyToken::Signature,
+        );
+        assert!(e.contains("Key"), "{e}");
+        let e = err(
+            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_81 Duration_4",
+            KeyToken::None,
+        );
+        assert!(
+            e.contains("\"Velocity_81\" is not a valid remi token"),
+            "{e}"
+        );
+        assert!(err("", KeyToken::None).contains("empty"));
+        assert!(err(
+            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4 Bar",
+            KeyToken::None
+        )
+        .contains("ends after \"Bar\""));
+    }
+
+    #[test]
+    fn lenient_skips_what_it_cannot_use() {
+        let s = "junk Pitch_50 Velocity_80 Duration_3 Position_2 Pitch_60 Pitch_61 Velocity_80 \
+                 Duration_4 Velocity_8 Bar Position_99 Pitch_70 Velocity_80 Duration_3 Position_1 \
+                 Pitch_64 Velocity_80 Duration_200 Position_0 Pitch_62 Velocity_80 Duration_3 \
+                 Key_D_major TimeSig_3/4";
+        let d = decode(&toks(s), KeyToken::None, false).unwrap();
+        let got: Vec<(u64, u8, u64)> = d
+            .notes
+            .iter()
+            .map(|n| (n.start, n.pitch, n.duration))
+            .collect();
+        assert_eq!(got, vec![(2, 61, 4), (48, 62, 3)]);
+        assert_eq!(d.key.unwrap().token(), "Key_D_major");
+        assert_eq!(d.time_signatures, vec![(0, 4, 4)]);
+        // Overlaps are cut, duplicates merged.
+        let s = "Bar Position_0 Pitch_60 Velocity_80 Duration_12 Position_0 Pitch_60 Velocity_8 \
+                 Duration_2 Position_6 Pitch_60 Velocity_80 Duration_1";
+        let d = decode(&toks(s), KeyToken::None, false).unwrap();
+        let got: Vec<(u64, u8, u64)> = d
+            .notes
+            .iter()
+            .map(|n| (n.start, n.pitch, n.duration))
+            .collect();
+        assert_eq!(got, vec![(0, 60, 6), (6, 60, 1)]);
+        let bytes = write(&d).unwrap();
+        assert_eq!(parse(&bytes).unwrap().len(), 2);
+        // Nothing usable: a file with no notes.
+        let d = decode(&toks("Bar Bar nope"), KeyToken::None, false).unwrap();
+        assert!(d.notes.is_empty());
+        assert!(parse(&write(&d).unwrap()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tokenizes_meter_changes_at_bar_lines() {
+        // 3/4 at tick 0, 2/4 in the middle of bar 1 (takes effect at bar 2), 4 bars of notes.
+        let tpq = 480u16;
+        let mut notes = Notes {
+            ticks_per_quarter: tpq,
+            ..Notes::default()
+        };
+        for (q, p) in [(0u64, 60u8), (3, 62), (6, 64), (8, 65)] {
+            notes.pitch.push(p);
+            notes.velocity.push(100);
+            notes.start.push(q as f64 * 0.5);
+            notes.end.push(q as f64 * 0.5 + 0.5);
+            notes.start_tick.push(q * 480);
+            notes.end_tick.push(q * 480 + 479);
+            notes.track.push(0);
+            notes.channel.push(0);
+            notes.program.push(0);
+            notes.is_drum.push(false);
+        }
+        let meta = Meta {
+            time_signatures: vec![(0, 3, 4), (4 * 480, 2, 4), (0, 5, 3)],
+            key: None,
+        };
+        let got = tokenize(&notes, &meta, KeyToken::None).unwrap();
+        let want = "TimeSig_3/4 Bar Position_0 Pitch_60 Velocity_100 Duration_12 Bar Position_0 \
+                    Pitch_62 Velocity_100 Duration_12 TimeSig_2/4 Bar Position_0 Pitch_64 \
+                    Velocity_100 Duration_12 Bar Position_0 Pitch_65 Velocity_100 Duration_12";
+        assert_eq!(got, toks(want));
+        let with_key = tokenize(&notes, &meta, KeyToken::Signature).unwrap();
+        assert!(with_key[0].starts_with("Key_"));
+        notes.is_drum = vec![true; 4];
+        assert_eq!(tokenize(&notes, &meta, KeyToken::None), Err(Error::NoNotes));
+    }
+
+    #[test]
+    fn too_many_bars_is_an_error() {
+        let notes = Notes {
+            ticks_per_quarter: 1,
+            pitch: vec![60],
+            velocity: vec![64],
+            start: vec![0.0],
+            end: vec![1.0],
+            track: vec![0],
+            channel: vec![0],
+            program: vec![0],
+            is_drum: vec![false],
+            start_tick: vec![1 << 40],
+            end_tick: vec![(1 << 40) + 1],
+            ..Notes::default()
+        };
+        let err = tokenize(&notes, &Meta::default(), KeyToken::None).unwrap_err();
+        assert!(err.to_string().contains("bars"));
+    }
+
+    #[test]
+    fn scans_meta_of_written_files() {
+        let s = "Key_A#_major TimeSig_6/8 Bar Position_0 Pitch_60 Velocity_80 Duration_3 \
+                 TimeSig_2/2 Bar Position_0 Pitch_60 Velocity_80 Duration_3";
+        let bytes = detokenize(&toks(s), KeyToken::Signature, true).unwrap();
+        let meta = scan_meta(&bytes);
+        assert_eq!(meta.time_signatures, vec![(0, 6, 8), (36 * 40, 2, 2)]);
+        assert_eq!(meta.key.unwrap().token(), "Key_A#_major");
+        assert_eq!(scan_meta(b"junk"), Meta::default());
+    }
+}
