@@ -264,7 +264,9 @@ except PermissionError as e:
     print("ok")
 """
     out = subprocess.run(
-        [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c", code],
+        # -P and a neutral cwd: import the installed fastparse, never the source folder.
+        [setpriv, "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-P", "-c", code],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
