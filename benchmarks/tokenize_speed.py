@@ -10,9 +10,9 @@ Peak memory of fastparse.tokenize is measured in fresh subprocesses on 1/4, 1/2 
 (the RSS high-water mark, reset through /proc/self/clear_refs just before the call, against the RSS
 before it).
 
-    python benchmarks/tokenize.py                 # the full run (a few minutes on 2 cores)
-    python benchmarks/tokenize.py --quick         # a smoke run: 5 MB, 1 repeat
-    python benchmarks/tokenize.py --markdown      # also print the table as Markdown
+    python benchmarks/tokenize_speed.py                 # the full run (a few minutes on 2 cores)
+    python benchmarks/tokenize_speed.py --quick         # a smoke run: 5 MB, 1 repeat
+    python benchmarks/tokenize_speed.py --markdown      # also print the table as Markdown
 
 Needs the benchmark extras (see benchmarks/README.md): symusic, miditok. A tool that is not
 installed is reported as missing and skipped.
@@ -20,23 +20,17 @@ installed is reported as missing and skipped.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
-
-# This file is named tokenize.py: run as a script, its directory comes first on sys.path and would
-# shadow the standard library's tokenize module (imported by linecache, inspect, dataclasses...).
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 # No BLAS is used here; keep OpenBLAS from parking spinning threads on a 2-core machine.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
