@@ -56,6 +56,13 @@ def submit(
     units: Annotated[int | None, typer.Option(help="LSTM units per layer")] = None,
     embedding: Annotated[int | None, typer.Option(help="Token embedding size")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Optimizer learning rate")] = None,
+    key_conditioning: Annotated[bool | None, typer.Option(
+        "--key-conditioning/--no-key-conditioning",
+        help="Feed each piece's key as a vector beside every token (default scheme then remi+key-estimated); "
+             "lets `composer generate --key` choose the key")] = None,
+    accelerate: Annotated[bool | None, typer.Option(
+        "--accelerate/--no-accelerate",
+        help="Mixed precision and XLA on GPUs that support them (default: on for tiny and fast)")] = None,
     epochs: Annotated[int | None, typer.Option(help="Most epochs to train")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping patience in epochs (default 5)")] = None,
     steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: one pass)")] = None,
@@ -86,7 +93,7 @@ def submit(
                       batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
                       samples=samples, seed=seed, layers=layers, units=units, embedding=embedding,
                       learning_rate=learning_rate, temperature=temperature, top_k=top_k, top_p=top_p,
-                      scheme=scheme)
+                      scheme=scheme, key_conditioning=key_conditioning, accelerate=accelerate)
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
     jobs.preflight(the_store, address)
@@ -226,34 +233,40 @@ def generate(
     primer: Annotated[Path | None, typer.Option(help="Continue this MIDI file (default: a random training window)")]
     = None,
     seed: Annotated[int, typer.Option()] = 0,
+    key: Annotated[str | None, typer.Option(help="Write in this key, e.g. 'D minor', 'F# major', 'Bb' "
+                                                  "(a model trained with --key-conditioning)")] = None,
     sheet_music: Annotated[bool, typer.Option("--sheet-music/--no-sheet-music",
                                               help="Also write .musicxml, .svg and .png")] = True,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
+    from service.keys import parse_key
     from service.sampling import Sampling
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     if primer is not None and not primer.is_file():
         raise UserError(f"--primer {primer} is not a file")
+    key_index = None if key is None else parse_key(key)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import numpy as np
 
-    from service.generate import load_model_dir, primer_from_midi, sample, write_midi
+    from service.generate import banned_for_key, generate_into, load_model_dir, primer_from_midi, read_model_info
 
-    trained, primers = load_model_dir(model)
+    # Check the request against composer.json before TensorFlow loads (and logs to stderr).
+    info = read_model_info(model)
+    banned = None if key_index is None else banned_for_key(info, key_index)
+    chosen = primer_from_midi(info, primer, samples) if primer is not None else None
+    trained, bank = load_model_dir(model)
     rng = np.random.default_rng(seed)
-    if primer is not None:
-        chosen = primer_from_midi(trained, primer, samples)
-    else:
-        chosen = primers[rng.choice(len(primers), size=samples)]
-    tokens = sample(trained, chosen, length, sampling, rng)
-    paths = write_midi(trained, tokens, out_dir)
-    if sheet_music:
-        from service.render import render_sample
-
-        for path in paths:
-            render_sample(path)
-    out.print(f"wrote {len(paths)} samples to {out_dir}/")
+    if chosen is None:
+        if key_index is not None and np.any(bank.keys == key_index):
+            bank = bank.take(np.flatnonzero(bank.keys == key_index))  # primers from pieces in that key
+        chosen = bank.take(rng.choice(len(bank.tokens), size=samples))
+    if key_index is not None:
+        chosen = chosen.in_key(key_index)
+    settings = {**sampling.describe(), "length": length, "seed": seed, "model": str(model),
+                "primer": str(primer) if primer else "random training window", "key": key}
+    paths = generate_into(trained, chosen, length, sampling, rng, out_dir, settings, banned, sheet_music)
+    out.print(f"wrote {len(paths)} samples to {out_dir}/ (report.json has the settings and quality)")
 
 
 @datasets_app.command("list")

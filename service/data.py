@@ -53,24 +53,33 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
 
 
 def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
-                 paper_vocab: int | None = None):
+                 paper_vocab: int | None = None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None):
     """An endless, shuffled tf.data pipeline of (x, y) batches; windows are gathered per batch.
 
     By default y is x shifted by one (every position learns its next token). With paper_vocab set,
     it is the paper's setup: x = ids / vocab as floats of shape (batch, seq_len, 1), y = the one
-    token after the window.
+    token after the window. With piece_keys = (offsets, key of each piece), x is (x, keys): the
+    window's piece key at every step, looked up per batch (no per-token key array).
     """
     import tensorflow as tf
 
     token_tensor = tf.constant(tokens, dtype=tf.int32)
     offsets = tf.range(seq_len + 1, dtype=tf.as_dtype(starts.dtype))
+    if piece_keys is not None:
+        piece_ends = tf.constant(piece_keys[0][1:], dtype=tf.int64)
+        key_of_piece = tf.constant(piece_keys[1], dtype=tf.int32)
 
     def gather(batch_starts):
         window = tf.gather(token_tensor, batch_starts[:, None] + offsets[None, :])
         if paper_vocab is not None:
-            x = tf.cast(window[:, :-1, None], tf.float32) / float(paper_vocab)
-            return x, window[:, -1]
-        return window[:, :-1], window[:, 1:]
+            x, y = tf.cast(window[:, :-1, None], tf.float32) / float(paper_vocab), window[:, -1]
+        else:
+            x, y = window[:, :-1], window[:, 1:]
+        if piece_keys is None:
+            return x, y
+        piece = tf.searchsorted(piece_ends, tf.cast(batch_starts, tf.int64), side="right")
+        keys = tf.broadcast_to(tf.gather(key_of_piece, piece)[:, None], tf.shape(window[:, :-1]))
+        return (x, keys), y
 
     ds = tf.data.Dataset.from_tensor_slices(starts)
     ds = ds.shuffle(min(len(starts), 1 << 16), seed=seed, reshuffle_each_iteration=True).repeat()

@@ -77,6 +77,7 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
     """Samples with the job's sampling and with greedy argmax from the same primers, rendered and scored."""
     from service import quality
     from service.generate import decoder_for, pick_primers, sample, save_model_dir, write_midi
+    from service.keys import key_name
     from service.model import build_model
     from service.render import render_sample
     from service.sampling import Sampling
@@ -87,16 +88,17 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
     model.set_weights(best_weights(store, spec.job_id))
     rng = np.random.default_rng(spec.seed)
     train_starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
-    primer_bank = pick_primers(corpus.tokens, train_starts, 64, spec.seq_len, rng)
+    primer_bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, train_starts, 64, spec.seq_len, rng)
     save_model_dir(model, spec, corpus.vocab, spec.scheme, primer_bank, out / "model")
     trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
-    primers = primer_bank[rng.choice(len(primer_bank), size=spec.samples)]
+    primers = primer_bank.take(rng.choice(len(primer_bank.tokens), size=spec.samples))
     started = time.monotonic()
     sampled = sample(trained, primers, spec.sample_length, spec.sampling(), rng)
     seconds = time.monotonic() - started
     greedy = sample(trained, primers, spec.sample_length, Sampling(greedy=True), rng)
-    paths = write_midi(trained, sampled, out / "samples")
-    write_midi(trained, greedy, out / "samples", prefix="greedy")
+    keys = primers.keys if spec.key_conditioning else None
+    paths = write_midi(trained, sampled, out / "samples", keys=keys)
+    write_midi(trained, greedy, out / "samples", prefix="greedy", keys=keys)
     log(f"wrote {len(paths)} samples of {spec.sample_length} tokens in {seconds:.2f} s "
         f"({1000 * seconds / spec.sample_length:.2f} ms per step for the batch)")
     for path in paths:
@@ -107,6 +109,7 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
     return {
         "samples": [p.name for p in paths],
         "greedy_samples": [f"greedy-{i:02d}.mid" for i in range(1, len(greedy) + 1)],
+        "keys": None if keys is None else [key_name(int(k)) for k in keys],
         "sampling": {**spec.sampling().describe(), "length": spec.sample_length, "seed": spec.seed,
                      "primer": "random training window", "decoder": "stateful, batched",
                      "ms_per_step": round(1000 * seconds / spec.sample_length, 3)},
@@ -114,6 +117,8 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
             "corpus": quality.describe(reference, corpus.vocab, spec.scheme, hist),
             "sampled": quality.describe(list(sampled), corpus.vocab, spec.scheme, hist),
             "greedy": quality.describe(list(greedy), corpus.vocab, spec.scheme, hist),
+            **({} if keys is None else {"sampled_in_conditioned_key_share": quality.share_in_keys(
+                list(sampled), corpus.vocab, spec.scheme, keys)}),
         },
     }
 
@@ -141,7 +146,8 @@ def run(store: Store, job_id: str) -> None:
             "job_id": job_id, "dataset": spec.dataset, "scheme": spec.scheme, "preset": spec.preset,
             "files": len(files), "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
             "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
-            "best_val_loss": best["val_loss"], "workers": spec.workers, **generated,
+            "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
+            "training_device": json.loads(store.get_bytes(job_key(job_id, train.TRAINING_DEVICE))), **generated,
         })
         publish_dir(store, job_id, out)
     progress = Progress.load(store, job_id) or Progress(job_id)

@@ -1,7 +1,9 @@
 """Sampling new pieces from a trained model: stateful decoding, many samples in one batch.
 
-The decoder runs one step at a time and carries the LSTM state, so each new token costs one step
-(the paper re-ran the whole network on a 100-token window for every note).
+The decoder (service/decoder.py) runs one step at a time and carries the LSTM state, so each new
+token costs one step (the paper re-ran the whole network on a 100-token window for every note).
+A key-conditioned model gets each row's key at every step: the key of the primer's piece, or the
+one asked for with --key (then no other key token may be sampled, and the piece starts with it).
 """
 
 from __future__ import annotations
@@ -12,107 +14,172 @@ from pathlib import Path
 
 import numpy as np
 
+from service.decoder import Decoder
 from service.errors import UserError
+from service.keys import key_name, key_token, piece_keys, token_keys
 from service.sampling import Sampling, choose
 from service.spec import JobSpec
 
 MODEL_FILE = "model.keras"
 META_FILE = "composer.json"
 PRIMERS_FILE = "primers.npy"
+PRIMER_KEYS_FILE = "primer-keys.npy"
 
 
 @dataclass
-class TrainedModel:
+class ModelInfo:
+    """What model/composer.json says: enough to check a request before TensorFlow is loaded."""
+
     spec: JobSpec
     vocab: list[str]
     scheme: str
-    decoder: object  # a Keras model, see model.build_decoder
 
 
-def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers: np.ndarray, out: Path) -> None:
+@dataclass
+class TrainedModel(ModelInfo):
+    decoder: Decoder
+
+
+@dataclass
+class Primers:
+    tokens: np.ndarray  # (rows, time) token ids
+    keys: np.ndarray  # (rows,) key index of each row's piece (see service/keys.py)
+
+    def take(self, rows: np.ndarray) -> Primers:
+        return Primers(self.tokens[rows], self.keys[rows])
+
+    def in_key(self, key: int) -> Primers:
+        return Primers(self.tokens, np.full(len(self.tokens), key, dtype=np.int8))
+
+
+def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers: Primers, out: Path) -> None:
     """model/: the Keras model, what is needed to rebuild the decoder, and primer windows."""
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
     meta = {"spec": json.loads(spec.to_json()), "vocab": vocab, "scheme": scheme, "format": 1}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
-    np.save(out / PRIMERS_FILE, primers.astype(np.int32), allow_pickle=False)
+    np.save(out / PRIMERS_FILE, primers.tokens.astype(np.int32), allow_pickle=False)
+    np.save(out / PRIMER_KEYS_FILE, primers.keys.astype(np.int8), allow_pickle=False)
 
 
 def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str) -> TrainedModel:
-    from service.model import build_decoder, copy_weights
-
-    decoder = build_decoder(spec, len(vocab))
-    copy_weights(model, decoder)
-    return TrainedModel(spec, vocab, scheme, decoder)
+    return TrainedModel(spec, vocab, scheme, Decoder(model, spec, len(vocab)))
 
 
-def load_model_dir(path: Path) -> tuple[TrainedModel, np.ndarray]:
-    from service.model import keras
-
+def read_model_info(path: Path) -> ModelInfo:
     if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
         raise UserError(f"{path} is not a composer model directory (no {META_FILE} / {MODEL_FILE}): "
                         "give the model/ folder of `composer pull`")
     meta = json.loads((path / META_FILE).read_text())
-    spec = JobSpec.from_json(json.dumps(meta["spec"]))
+    return ModelInfo(JobSpec.from_json(json.dumps(meta["spec"])), meta["vocab"], meta["scheme"])
+
+
+def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:
+    from service.model import keras
+
+    info = read_model_info(path)
     trained = keras().models.load_model(path / MODEL_FILE, compile=False)
-    primers = np.load(path / PRIMERS_FILE, allow_pickle=False)
-    return decoder_for(trained, spec, meta["vocab"], meta["scheme"]), primers
+    tokens = np.load(path / PRIMERS_FILE, allow_pickle=False)
+    keys_file = path / PRIMER_KEYS_FILE  # absent in model folders from before key conditioning
+    keys = np.load(keys_file, allow_pickle=False) if keys_file.is_file() else np.zeros(len(tokens), np.int8)
+    return decoder_for(trained, info.spec, info.vocab, info.scheme), Primers(tokens, keys)
 
 
-def pick_primers(
-    tokens: np.ndarray, starts: np.ndarray, count: int, length: int, rng: np.random.Generator
-) -> np.ndarray:
-    """`count` random windows of `length` tokens from the given window starts."""
+def pick_primers(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], starts: np.ndarray, count: int,
+                 length: int, rng: np.random.Generator) -> Primers:
+    """`count` random windows of `length` tokens from the given window starts, with their pieces' keys."""
     chosen = rng.choice(starts, size=count, replace=len(starts) < count)
-    return np.stack([tokens[s:s + length] for s in chosen]).astype(np.int32)
+    windows = np.stack([tokens[s:s + length] for s in chosen]).astype(np.int32)
+    pieces = np.searchsorted(offsets[1:], chosen, side="right")
+    return Primers(windows, piece_keys(tokens, offsets, vocab)[pieces])
 
 
-def primer_from_midi(model: TrainedModel, path: Path, count: int) -> np.ndarray:
+def primer_from_midi(model: ModelInfo, path: Path, count: int) -> Primers:
     """The last seq_len tokens of a MIDI file, in the model's vocabulary, once per sample."""
     import fastparse
 
     result = fastparse.tokenize([str(path)], scheme=model.scheme, vocab=model.vocab)
     if result.errors:
         raise UserError(f"--primer {path}: {result.errors[0][1]}")
-    tokens = np.asarray(result.tokens, dtype=np.int32)[-model.spec.seq_len:]
+    all_tokens = np.asarray(result.tokens, dtype=np.int32)
+    tokens = all_tokens[-model.spec.seq_len:]
     if len(tokens) == 0:
         raise UserError(f"--primer {path} has no notes this model knows ({result.unknown} unknown tokens)")
-    return np.tile(tokens, (count, 1))
+    key = piece_keys(all_tokens, np.asarray(result.offsets), model.vocab)[0]
+    return Primers(np.tile(tokens, (count, 1)), np.full(count, key, dtype=np.int8))
 
 
-def sample(model: TrainedModel, primers: np.ndarray, length: int, sampling: Sampling,
-           rng: np.random.Generator) -> np.ndarray:
+def banned_for_key(model: ModelInfo, key: int) -> np.ndarray:
+    """Checks that the model can write in this key; the key tokens it may then not sample (every other key)."""
+    if not model.spec.key_conditioning:
+        raise UserError(f"--key needs a model trained with key conditioning; this one ({model.spec.job_id}) was "
+                        "not: submit with --key-conditioning")
+    if key_token(key) not in model.vocab:
+        raise UserError(f"--key {key_name(key)}: this model never saw that key in training; its keys are "
+                        + ", ".join(t.removeprefix("Key_").replace("_", " ") for t in model.vocab
+                                    if t.startswith("Key_")))
+    of_token = token_keys(model.vocab)
+    return np.flatnonzero((of_token >= 0) & (of_token != key))
+
+
+def sample(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
+           banned: np.ndarray | None = None) -> np.ndarray:
     """Continue each primer row by `length` tokens; returns (rows, length) new token ids."""
-    import tensorflow as tf
-
-    from service.model import model_input
-
-    rows = primers.shape[0]
-    vocab_size = len(model.vocab)
-    states = [tf.zeros((rows, model.spec.units)) for _ in range(2 * model.spec.layers)]
-    # One trace for every batch size and length: a fixed signature, no retracing per step.
-    paper = model.spec.architecture == "paper"
-    signature = [
-        tf.TensorSpec((None, None, 1) if paper else (None, None), tf.float32 if paper else tf.int32),
-        [tf.TensorSpec((None, model.spec.units), tf.float32)] * len(states),
-    ]
-    step = tf.function(lambda x, s: model.decoder([x, *s], training=False), input_signature=signature)
-    logits, *states = step(tf.constant(model_input(model.spec, primers, vocab_size)), states)
-    out = np.zeros((rows, length), dtype=np.int32)
+    keys = primers.keys if model.spec.key_conditioning else None
+    logits = model.decoder.run(primers.tokens, keys)
+    out = np.zeros((len(primers.tokens), length), dtype=np.int32)
     for t in range(length):
-        out[:, t] = choose(logits.numpy(), sampling, rng)
-        logits, *states = step(tf.constant(model_input(model.spec, out[:, t:t + 1], vocab_size)), states)
+        if banned is not None and len(banned):
+            logits[:, banned] = -np.inf
+        out[:, t] = choose(logits, sampling, rng)
+        logits = model.decoder.step(out[:, t], keys)
     return out
 
 
-def write_midi(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str = "sample") -> list[Path]:
+def write_midi(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str = "sample",
+               keys: np.ndarray | None = None) -> list[Path]:
+    """One MIDI file per row; with keys (a key-conditioned model), each row's key token goes first, so
+    the file carries that key signature."""
     import fastparse
 
     out.mkdir(parents=True, exist_ok=True)
+    ids = {token: i for i, token in enumerate(model.vocab)}
     paths = []
     for i, row in enumerate(tokens, start=1):
         path = out / f"{prefix}-{i:02d}.mid"
+        if keys is not None and key_token(int(keys[i - 1])) in ids:
+            row = np.concatenate([[ids[key_token(int(keys[i - 1]))]], row]).astype(np.int32)
         # Lenient: a sampled stream may break the scheme's grammar here and there; skip those bits.
         path.write_bytes(fastparse.detokenize(row, model.vocab, scheme=model.scheme, strict=False))
         paths.append(path)
+    return paths
+
+
+def generate_into(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
+                  out: Path, settings: dict, banned: np.ndarray | None = None, sheet_music: bool = True) -> list[Path]:
+    """`composer generate`: sample, write MIDI (and sheet music), and report.json with settings and quality."""
+    import time
+
+    from service import quality
+    from service.report import write_report
+
+    started = time.monotonic()
+    tokens = sample(model, primers, length, sampling, rng, banned)
+    seconds = time.monotonic() - started
+    keys = primers.keys if model.spec.key_conditioning else None
+    paths = write_midi(model, tokens, out, keys=keys)
+    if sheet_music:
+        from service.render import render_sample
+
+        for path in paths:
+            render_sample(path)
+    described = quality.describe(list(tokens), model.vocab, model.scheme)
+    if keys is not None:
+        described["in_conditioned_key_share"] = quality.share_in_keys(list(tokens), model.vocab, model.scheme, keys)
+    write_report(out / "report.json", {
+        "samples": [p.name for p in paths],
+        "keys": None if keys is None else [key_name(int(k)) for k in keys],
+        "settings": {**settings, "decoder": "stateful, batched", "ms_per_step": round(1000 * seconds / length, 3)},
+        "quality": {"sampled": described},
+    })
     return paths

@@ -6,13 +6,16 @@ Two architectures (see spec.PRESETS):
 - `paper`: the paper's network: normalized token ids (id / vocab) -> LSTM 512 (recurrent dropout
   0.3) x 3 -> BatchNorm, Dropout, Dense 256, ReLU, BatchNorm, Dropout, Dense vocab, softmax;
   trained on the token after each window, with RMSprop.
-A decoder carries (h, c) of every LSTM between calls, so each new token costs one step.
+With key conditioning (spec.key_conditioning) a second input gives each step's key index, and its
+one-hot vector is concatenated to the token's features before the first LSTM (the paper's 8.3).
+Sampling does not run these Keras models step by step: service/decoder.py does the same math.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from service.keys import KEY_COUNT
 from service.spec import JobSpec
 
 
@@ -23,20 +26,34 @@ def keras():
     return tf_keras
 
 
-def model_input(spec: JobSpec, tokens: np.ndarray, vocab_size: int) -> np.ndarray:
-    """What the network takes for a (batch, time) array of token ids."""
+def model_input(spec: JobSpec, tokens: np.ndarray, vocab_size: int, keys: np.ndarray | None = None):
+    """What the network takes for a (batch, time) array of token ids (and, when conditioned, keys)."""
     if spec.architecture == "paper":
-        return (tokens.astype(np.float32) / float(vocab_size))[..., None]
-    return tokens.astype(np.int32)
+        x = (tokens.astype(np.float32) / float(vocab_size))[..., None]
+    else:
+        x = tokens.astype(np.int32)
+    if spec.key_conditioning:
+        keys = np.asarray(keys, dtype=np.int32)
+        return [x, np.broadcast_to(keys[:, None] if keys.ndim == 1 else keys, tokens.shape)]  # a key per row
+    return x
 
 
-def _input_layer(spec: JobSpec, vocab_size: int):
+def _inputs(spec: JobSpec, vocab_size: int):
+    """The model's inputs and the features the first LSTM reads."""
     k = keras()
     if spec.architecture == "paper":
-        inputs = k.Input(shape=(None, 1), dtype="float32", name="notes")
-        return inputs, inputs
-    inputs = k.Input(shape=(None,), dtype="int32", name="tokens")
-    return inputs, k.layers.Embedding(vocab_size, spec.embedding, name="embedding")(inputs)
+        tokens = k.Input(shape=(None, 1), dtype="float32", name="notes")
+        x = tokens
+    else:
+        tokens = k.Input(shape=(None,), dtype="int32", name="tokens")
+        x = k.layers.Embedding(vocab_size, spec.embedding, name="embedding")(tokens)
+    if not spec.key_conditioning:
+        return tokens, x
+    keys = k.Input(shape=(None,), dtype="int32", name="keys")
+    # One-hot as a frozen identity table: unlike CategoryEncoding it takes (batch, time) ids.
+    key_vector = k.layers.Embedding(KEY_COUNT, KEY_COUNT, embeddings_initializer="identity", trainable=False,
+                                    name="key_vector")(keys)
+    return [tokens, keys], k.layers.Concatenate(name="with_key")([x, key_vector])
 
 
 def _paper_head(x, spec: JobSpec, vocab_size: int):
@@ -53,7 +70,7 @@ def _paper_head(x, spec: JobSpec, vocab_size: int):
 def build_model(spec: JobSpec, vocab_size: int):
     """The training network, compiled. Outputs logits: (batch, time, vocab) or (batch, vocab) for paper."""
     k = keras()
-    inputs, x = _input_layer(spec, vocab_size)
+    inputs, x = _inputs(spec, vocab_size)
     paper = spec.architecture == "paper"
     for i in range(spec.layers):
         last = i == spec.layers - 1
@@ -72,31 +89,3 @@ def build_model(spec: JobSpec, vocab_size: int):
         metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
-
-
-def build_decoder(spec: JobSpec, vocab_size: int):
-    """(inputs, h0, c0, h1, c1, ...) -> (last-step logits, h0, c0, ...)."""
-    k = keras()
-    inputs, x = _input_layer(spec, vocab_size)
-    states_in, states_out = [], []
-    for i in range(spec.layers):
-        h = k.Input(shape=(spec.units,), name=f"h_{i}")
-        c = k.Input(shape=(spec.units,), name=f"c_{i}")
-        states_in += [h, c]
-        x, h_out, c_out = k.layers.LSTM(spec.units, return_sequences=True, return_state=True, name=f"lstm_{i}")(
-            x, initial_state=[h, c]
-        )
-        states_out += [h_out, c_out]
-    last = x[:, -1, :]
-    if spec.architecture == "paper":
-        logits = _paper_head(last, spec, vocab_size)
-    else:
-        logits = k.layers.Dense(vocab_size, name="logits", dtype="float32")(last)
-    return k.Model([inputs, *states_in], [logits, *states_out], name="composer_decoder")
-
-
-def copy_weights(source, target) -> None:
-    """Copy weights between the training model and the decoder, layer by layer, by name."""
-    for layer in target.layers:
-        if layer.weights:
-            layer.set_weights(source.get_layer(layer.name).get_weights())

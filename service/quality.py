@@ -131,6 +131,20 @@ def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
     return result
 
 
+def share_in_keys(pieces: list[np.ndarray], vocab: list[str], scheme: str, keys: np.ndarray) -> float:
+    """Share of all notes whose pitch class is in the scale of its piece's conditioning key
+    (key index = 2 * tonic + minor, service/keys.py)."""
+    import fastparse
+
+    inside = total = 0
+    for tokens, key in zip(pieces, keys, strict=True):
+        pitches = piece_notes(fastparse.detokenize(tokens, vocab, scheme=scheme, strict=False))["pitch"]
+        scale = Key(int(key) // 2, bool(key % 2)).scale()
+        inside += int(np.isin(pitches % 12, list(scale)).sum())
+        total += len(pitches)
+    return inside / total if total else 0.0
+
+
 def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], scheme: str, length: int,
                      count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
     """Up to `count` corpus excerpts of `length` tokens and the corpus's pitch-class histogram."""

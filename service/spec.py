@@ -16,12 +16,13 @@ from service.errors import UserError
 # embedding, cuDNN-eligible: no recurrent dropout, logits + sparse cross-entropy); `paper` is the
 # paper's network exactly (normalized token ids in, 3 x LSTM 512 with recurrent dropout 0.3,
 # BatchNorm/Dropout/Dense 256 head, softmax, RMSprop, batch 128, next-token target), for comparison
-# runs. Flags override any field.
+# runs. Flags override any field. `accelerate`: mixed precision and XLA on a GPU that supports them
+# (train.py); the paper preset stays in float32 as the paper trained it.
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {"architecture": "embedding", "embedding": 32, "units": 64, "layers": 1, "dropout": 0.0,
-             "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3},
+             "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3, "accelerate": True},
     "fast": {"architecture": "embedding", "embedding": 128, "units": 512, "layers": 2, "dropout": 0.2,
-             "seq_len": 128, "batch_size": 64, "learning_rate": 1e-3, "scheme": "remi"},
+             "seq_len": 128, "batch_size": 64, "learning_rate": 1e-3, "scheme": "remi", "accelerate": True},
     "paper": {"architecture": "paper", "units": 512, "layers": 3, "dropout": 0.3, "recurrent_dropout": 0.3,
               "dense": 256, "seq_len": 100, "batch_size": 128, "learning_rate": 1e-3, "optimizer": "rmsprop",
               "scheme": "notes-chords"},
@@ -45,6 +46,8 @@ class JobSpec:
     recurrent_dropout: float = 0.0  # > 0 disables cuDNN: only the paper preset uses it
     dense: int = 256  # the paper's head; unused by the embedding network
     optimizer: str = "adam"
+    key_conditioning: bool = False  # a one-hot key vector beside every input token (needs a remi+key scheme)
+    accelerate: bool = False  # mixed precision + XLA auto-clustering when a capable GPU is present
     seq_len: int = 128
     batch_size: int = 64  # per worker: the global batch is batch_size * workers
     learning_rate: float = 1e-3
@@ -88,6 +91,11 @@ def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: 
         raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(sorted(PRESETS))}")
     values: dict[str, object] = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("key_conditioning") and overrides.get("scheme") is None:
+        from service.keys import KEY_SCHEMES
+
+        if values.get("scheme") not in KEY_SCHEMES:
+            values["scheme"] = "remi+key-estimated"  # the key of every piece, estimated from its notes
     spec = JobSpec(job_id=job_id, dataset=dataset, store=store, preset=preset, **values)  # type: ignore[arg-type]
     validate(spec)
     return spec
@@ -118,3 +126,8 @@ def validate(spec: JobSpec) -> None:
 
     if spec.scheme not in fastparse.SCHEMES:
         raise UserError(f"unknown --scheme {spec.scheme!r}: choose one of {', '.join(fastparse.SCHEMES)}")
+    from service.keys import KEY_SCHEMES
+
+    if spec.key_conditioning and spec.scheme not in KEY_SCHEMES:
+        raise UserError(f"--key-conditioning needs a scheme with key tokens ({' or '.join(KEY_SCHEMES)}), "
+                        f"not --scheme {spec.scheme}")

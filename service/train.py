@@ -25,6 +25,7 @@ from service.store import NotFound, Store, open_store
 
 CHECKPOINT_LATEST = "checkpoints/latest.json"
 BEST_WEIGHTS = "checkpoints/best.npz"
+TRAINING_DEVICE = "training-device.json"
 
 
 def weights_to_bytes(weights: list[np.ndarray]) -> bytes:
@@ -106,7 +107,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import tensorflow as tf
     import tf_keras as keras
 
+    from service import accelerate
     from service.data import make_dataset, train_val_starts
+    from service.keys import piece_keys
     from service.model import build_model
 
     tf.get_logger().setLevel("ERROR")  # keep the job log for composer's own lines
@@ -127,6 +130,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     steps = spec.steps_per_epoch or max(1, len(train_starts) // global_batch)
     val_steps = max(1, min(len(val_starts) // global_batch, 50))
 
+    plan = accelerate.plan_for(spec, accelerate.visible_gpus())
+    accelerate.apply(plan)
+    if rank == 0:
+        store.put_bytes(job_key(spec.job_id, TRAINING_DEVICE), json.dumps(plan.describe()).encode())
+        print(f"[composer] {plan.line()}", flush=True)
+
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = build_model(spec, len(corpus.vocab))
@@ -142,9 +151,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             print(f"[composer] resuming from the checkpoint of epoch {initial_epoch}", flush=True)
 
     paper_vocab = len(corpus.vocab) if spec.architecture == "paper" else None
-    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, paper_vocab)
+    keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
+    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, paper_vocab,
+                            keys)
     val_ds = make_dataset(corpus.tokens, val_shard, spec.seq_len, global_batch, spec.seed + 1000 + rank,
-                          paper_vocab)
+                          paper_vocab, keys)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience, restore_best_weights=True),
         _epoch_callback(spec, store, rank, global_batch, steps, resumed),

@@ -60,6 +60,9 @@ def test_pulled_layout_matches_the_contract(s3_job):
                 "polyphony", "in_key_share"} <= set(stats)
     assert quality["sampled"]["pitch_class_js_distance_to_corpus"] < 1.0
     assert report["sampling"]["method"] == "sample" and report["sampling"]["temperature"] == 1.0
+    # CPU workers: no float16, no XLA (accelerate.py switches them on for GPUs only).
+    assert report["training_device"] == {"device": "CPU", "mixed_precision": False, "xla": False}
+    assert report["key_conditioning"] is False and report["keys"] is None
 
 
 def test_sheet_music_is_real_notation(s3_job):
@@ -133,8 +136,15 @@ def test_generate_greedy_top_k_and_primer(s3_job, five_files, tmp_path):
     for path in sorted((tmp_path / "p").glob("*.mid")):
         assert len(fastparse.tokenize([str(path)], vocab=vocab).tokens) > 0
         assert path.with_suffix(".png").is_file() and path.with_suffix(".musicxml").is_file()
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert report["settings"]["top_k"] == 3 and report["settings"]["primer"] == str(primer)
+    assert report["samples"] == ["sample-01.mid", "sample-02.mid"]
+    assert report["quality"]["sampled"]["pieces"] == 2 and report["settings"]["ms_per_step"] > 0
     bad = run_cli("generate", "--model", model, "--out", str(tmp_path / "x"), "--top-p", "2")
     assert bad.returncode == 2 and "--top-p" in bad.stderr
+    unkeyed = run_cli("generate", "--model", model, "--out", str(tmp_path / "x"), "--key", "D minor")
+    assert unkeyed.returncode == 2 and "--key-conditioning" in unkeyed.stderr
+    assert len(unkeyed.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
 def test_status_and_list_report_the_job(s3_job):
@@ -225,17 +235,43 @@ def test_cancel_stops_a_running_job(ray_head, composer_home, five_files, tmp_pat
     assert not (tmp_path / "store" / "jobs" / job / "MANIFEST.json").exists()
 
 
-def test_rhythm_aware_job_keeps_durations(ray_head, composer_home, five_files, tmp_path):
-    """--scheme remi: the generated MIDI has real rhythm, not the paper's even half-quarter spacing."""
+def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, tmp_path):
+    """--key-conditioning: remi+key-estimated tokens with real rhythm (not the paper's even half-quarter
+    spacing), samples in their primers' keys, and `generate --key` writes in the key asked for."""
+    import mido
+
+    from service.keys import key_name, parse_key
+
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
     out = tmp_path / "out"
-    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--scheme", "remi", "--seq-len", "64",
+    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--key-conditioning", "--seq-len", "64",
                    "--wait", "--to", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((out / "model" / "composer.json").read_text())
-    assert meta["scheme"] == "remi" and "Bar" in meta["vocab"]
+    assert meta["scheme"] == "remi+key-estimated" and "Bar" in meta["vocab"] and meta["spec"]["key_conditioning"]
     notes = [fastparse.read_notes(p) for p in sorted((out / "samples").glob("sample-*.mid"))]
     assert sum(len(n) for n in notes) > 0
     durations = np.concatenate([n.end - n.start for n in notes])
     assert len(np.unique(np.round(durations, 3))) > 1
     assert (out / "samples" / "sample-01.png").is_file()
+
+    def signatures(folder: Path) -> list[int]:
+        return [next(parse_key(m.key) for m in mido.MidiFile(p).tracks[0] if m.type == "key_signature")
+                for p in sorted(folder.glob("sample-*.mid"))]
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["key_conditioning"] is True
+    assert [key_name(k) for k in signatures(out / "samples")] == report["keys"]
+    assert 0.0 <= report["quality"]["sampled_in_conditioned_key_share"] <= 1.0
+
+    known = next(t for t in meta["vocab"] if t.startswith("Key_"))  # a key the model saw
+    wanted = known.removeprefix("Key_").replace("_", " ")
+    gen = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "k"), "--samples", "2",
+                  "--length", "60", "--key", wanted, "--no-sheet-music")
+    assert gen.returncode == 0, gen.stderr
+    assert signatures(tmp_path / "k") == [parse_key(wanted)] * 2
+    generated = json.loads((tmp_path / "k" / "report.json").read_text())
+    assert generated["keys"] == [wanted] * 2 and generated["settings"]["key"] == wanted
+    for bad_key, message in (("H major", "is not a key"), ("C lydian", "is not a key")):
+        bad = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "b"), "--key", bad_key)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr

@@ -1,11 +1,12 @@
-"""The networks: the paper preset is the paper's network; the stateful decoder equals the model."""
+"""The networks: the paper preset is the paper's network; the numpy stateful decoder equals the model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.model import build_decoder, build_model, copy_weights, model_input
+from service.decoder import Decoder
+from service.model import build_model, keras, model_input
 from service.spec import build_spec
 
 VOCAB = 37
@@ -48,27 +49,80 @@ def test_flags_override_the_preset():
     assert len([x for x in build_model(spec, VOCAB).layers if type(x).__name__ == "LSTM"]) == 3
 
 
-@pytest.mark.parametrize("preset", ["tiny", "paper"])
-def test_stateful_decoder_matches_the_model(preset):
+@pytest.mark.parametrize(("preset", "keyed"), [("tiny", False), ("paper", False), ("tiny", True), ("paper", True)])
+def test_stateful_decoder_matches_the_model(preset, keyed):
     """Feeding a window step by step through the decoder gives the model's own next-token logits."""
-    import tensorflow as tf
-
-    overrides = {"units": 32, "layers": 2} if preset == "paper" else {}
-    spec = spec_for(preset, **overrides)
+    overrides = {"units": 32, "layers": 2} if preset == "paper" else {"layers": 2}
+    spec = spec_for(preset, key_conditioning=keyed or None, **overrides)
     model = build_model(spec, VOCAB)
-    # Give BatchNorm non-trivial statistics so that a missing copy would show.
+    rng = np.random.default_rng(0)
+    # Non-trivial weights everywhere a missing or misordered copy would show: BatchNorm statistics,
+    # LSTM biases (zero but for the forget gate at init), the key rows of the first kernel.
     for layer in model.layers:
-        if type(layer).__name__ == "BatchNormalization":
-            layer.set_weights([w + np.random.default_rng(0).normal(0, 0.3, w.shape).astype(w.dtype) ** 2
-                               for w in layer.get_weights()])
-    decoder = build_decoder(spec, VOCAB)
-    copy_weights(model, decoder)
-    window = np.random.default_rng(1).integers(0, VOCAB, size=(3, 20))
-    expected = model(model_input(spec, window, VOCAB), training=False).numpy()
+        positive = type(layer).__name__ == "BatchNormalization"  # a variance stays positive
+        layer.set_weights([w + (rng.normal(0, 0.3, w.shape) ** 2 if positive else rng.normal(0, 0.1, w.shape))
+                           .astype(w.dtype) for w in layer.get_weights()])
+    window = rng.integers(0, VOCAB, size=(3, 20))
+    keys = np.array([3, 17, 3]) if keyed else None
+    expected = model(model_input(spec, window, VOCAB, keys), training=False).numpy()
     if expected.ndim == 3:
         expected = expected[:, -1, :]
-    states = [tf.zeros((3, spec.units)) for _ in range(2 * spec.layers)]
-    logits, *states = decoder([model_input(spec, window[:, :5], VOCAB), *states])
+    decoder = Decoder(model, spec, VOCAB)
+    logits = decoder.run(window[:, :5], keys)
     for t in range(5, 20):
-        logits, *states = decoder([model_input(spec, window[:, t:t + 1], VOCAB), *states])
-    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-4, atol=1e-4)
+        logits = decoder.step(window[:, t], keys)
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    if keyed:  # the key changes what comes next
+        other = Decoder(model, spec, VOCAB).run(window, np.array([4, 4, 4]))
+        assert np.abs(other - expected).max() > 1e-3
+
+
+def test_key_conditioning_needs_key_tokens():
+    from service.errors import UserError
+
+    assert spec_for("fast", key_conditioning=True).scheme == "remi+key-estimated"
+    assert spec_for("fast", key_conditioning=True, scheme="remi+key").scheme == "remi+key"
+    with pytest.raises(UserError, match="needs a scheme with key tokens"):
+        spec_for("fast", key_conditioning=True, scheme="remi")
+
+
+def test_mixed_precision_trains_and_decodes_in_float32():
+    """The GPU path's policy: float16 compute, float32 weights and logits; the decoder still matches."""
+    import tensorflow as tf
+
+    from service import accelerate
+
+    spec = spec_for("tiny", key_conditioning=True)
+    accelerate.apply(accelerate.Plan("test", mixed_precision=True, xla=False))
+    try:
+        model = build_model(spec, VOCAB)
+        assert model.get_layer("lstm_0").compute_dtype == "float16"
+        assert all(w.dtype == tf.float32 for w in model.weights)
+        assert type(model.optimizer).__name__.startswith("LossScaleOptimizer")  # Keras scales the loss
+        rng = np.random.default_rng(2)
+        tokens, keys = rng.integers(0, VOCAB, (8, 12)), rng.integers(0, 24, (8, 1))
+        before = model.get_weights()
+        history = model.fit(model_input(spec, tokens[:, :-1], VOCAB, keys), tokens[:, 1:], epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+        expected = model(model_input(spec, tokens[:, :-1], VOCAB, keys), training=False).numpy()[:, -1, :]
+        assert expected.dtype == np.float32
+        got = Decoder(model, spec, VOCAB).run(tokens[:, :-1], keys[:, 0])
+        np.testing.assert_allclose(got, expected, atol=2e-2)  # float16 compute against float32 math
+    finally:
+        accelerate.apply(accelerate.Plan("CPU", mixed_precision=False, xla=False))
+    assert keras().mixed_precision.global_policy().name == "float32"
+
+
+def test_acceleration_only_where_the_device_supports_it():
+    from service.accelerate import plan_for
+
+    fast, paper = spec_for("fast"), spec_for("paper")
+    assert plan_for(fast, []) == plan_for(fast, []) and not plan_for(fast, []).mixed_precision
+    assert not plan_for(fast, []).xla
+    h100 = plan_for(fast, [("NVIDIA H100 80GB HBM3", (9, 0))] * 2)
+    assert (h100.mixed_precision, h100.xla, h100.device) == (True, True, "NVIDIA H100 80GB HBM3")
+    pascal = plan_for(fast, [("Tesla P100-PCIE-16GB", (6, 0))])  # no tensor cores: float32, XLA only
+    assert (pascal.mixed_precision, pascal.xla) == (False, True)
+    assert not plan_for(paper, [("NVIDIA A100", (8, 0))]).mixed_precision  # the paper trained in float32
+    assert not plan_for(spec_for("fast", accelerate=False), [("NVIDIA A100", (8, 0))]).xla

@@ -1,0 +1,63 @@
+"""Musical keys for key conditioning: the 24 keys, their tokens, and a piece's key from its tokens.
+
+A key-conditioned model sees a one-hot key vector beside every input token (the paper's section
+8.3, X_augmented = [X; M]). The key of a piece is its `Key_<tonic>_<mode>` token, which the
+`remi+key` schemes put first in every piece (fastparse's key.rs: the file's key signature or a
+Krumhansl-Schmuckler estimate). Index = 2 * pitch class + (1 if minor), fastparse's order.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from service.errors import UserError
+
+TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+KEY_COUNT = 24
+KEY_SCHEMES = ("remi+key", "remi+key-estimated")
+_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_SPELLING = re.compile(r"^\s*([A-Ga-g])\s*(#|♯|b|♭|-|sharp|flat)?\s*(major|minor|maj|min|m)?\s*$", re.IGNORECASE)
+
+
+def key_token(index: int) -> str:
+    return f"Key_{TONICS[index // 2]}_{'minor' if index % 2 else 'major'}"
+
+
+def key_name(index: int) -> str:
+    return f"{TONICS[index // 2]} {'minor' if index % 2 else 'major'}"
+
+
+def parse_key(text: str) -> int:
+    """'D minor', 'Dm', 'F# major', 'Bb', 'e-flat minor' ... -> key index; a bare tonic is major."""
+    match = _SPELLING.match(text.replace("-flat", "b").replace(" flat", "b").replace(" sharp", "#"))
+    if not match:
+        raise UserError(f"--key {text!r} is not a key: write a tonic and a mode, e.g. 'D minor', 'F# major', 'Bb'")
+    letter, accidental, mode = match.groups()
+    shift = {"#": 1, "♯": 1, "sharp": 1, "b": -1, "♭": -1, "-": -1, "flat": -1}.get((accidental or "").lower(), 0)
+    pitch_class = (_LETTERS[letter.upper()] + shift) % 12
+    minor = (mode or "").lower() in ("minor", "min", "m")
+    return 2 * pitch_class + int(minor)
+
+
+def token_keys(vocab: list[str]) -> np.ndarray:
+    """For each vocabulary id, the key index of that token, or -1 when it is not a key token."""
+    index = {key_token(i): i for i in range(KEY_COUNT)}
+    return np.array([index.get(token, -1) for token in vocab], dtype=np.int8)
+
+
+def piece_keys(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str]) -> np.ndarray:
+    """The key index of every piece: its first key token (a piece without one gets 0, C major)."""
+    of_token = token_keys(vocab)
+    keys = np.zeros(len(offsets) - 1, dtype=np.int8)
+    for p in range(len(keys)):
+        head = of_token[tokens[offsets[p]:min(offsets[p + 1], offsets[p] + 4)]]
+        found = head[head >= 0]
+        keys[p] = found[0] if len(found) else 0
+    return keys
+
+
+def keys_per_token(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str]) -> np.ndarray:
+    """One int8 per token: the key of its piece (1 byte per token beside the 4-byte token ids)."""
+    return np.repeat(piece_keys(tokens, offsets, vocab), np.diff(offsets))
