@@ -65,7 +65,8 @@ def submit(
         help="Mixed precision and XLA on GPUs that support them (default: on for tiny and fast)")] = None,
     epochs: Annotated[int | None, typer.Option(help="Most epochs to train")] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping patience in epochs (default 5)")] = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: one pass)")] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Batches per epoch (default: every token a target once)")]
+    = None,
     seq_len: Annotated[int | None, typer.Option(help="Tokens per training window")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per batch per worker")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers (default 2)")] = None,

@@ -101,6 +101,19 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
     return EpochReporter()
 
 
+def epoch_steps(spec: JobSpec, train_windows: int, val_windows: int, global_batch: int) -> tuple[int, int]:
+    """(training steps, validation steps) per epoch. An epoch: every training token a target once.
+
+    The paper's network learns one target per window, the others every position of the window, so
+    they need seq_len times fewer windows (stride-1 windows overlap: counting them all would make
+    one `fast` epoch 128 passes over the data). Validation: the same share, at most 50 batches.
+    """
+    targets_per_window = 1 if spec.architecture == "paper" else spec.seq_len
+    per_step = global_batch * targets_per_window
+    steps = spec.steps_per_epoch or max(1, train_windows // per_step)
+    return steps, max(1, min(val_windows // per_step, 50))
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (TF_CONFIG is set by TensorflowTrainer)."""
     import ray.train
@@ -127,8 +140,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_shard = train_starts[rank::world] if len(train_starts) >= world else train_starts
     val_shard = val_starts[rank::world] if len(val_starts) >= world else val_starts
     global_batch = spec.batch_size * world
-    steps = spec.steps_per_epoch or max(1, len(train_starts) // global_batch)
-    val_steps = max(1, min(len(val_starts) // global_batch, 50))
+    steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 
     plan = accelerate.plan_for(spec, accelerate.visible_gpus())
     accelerate.apply(plan)

@@ -126,3 +126,14 @@ def test_acceleration_only_where_the_device_supports_it():
     assert (pascal.mixed_precision, pascal.xla) == (False, True)
     assert not plan_for(paper, [("NVIDIA A100", (8, 0))]).mixed_precision  # the paper trained in float32
     assert not plan_for(spec_for("fast", accelerate=False), [("NVIDIA A100", (8, 0))]).xla
+
+
+def test_an_epoch_makes_every_token_a_target_once():
+    from service.train import epoch_steps
+
+    fast, paper = spec_for("fast"), spec_for("paper")
+    # 2.4 M windows (a 2.4 M-token corpus) on 2 workers: fast learns 128 targets per window.
+    assert epoch_steps(fast, 2_400_000, 240_000, 128) == (2_400_000 // (128 * 128), 14)
+    assert epoch_steps(paper, 392_000, 39_000, 256) == (392_000 // 256, 50)
+    assert epoch_steps(spec_for("fast", steps_per_epoch=7), 2_400_000, 10, 128) == (7, 1)
+    assert epoch_steps(fast, 100, 10, 128) == (1, 1)  # a tiny corpus still trains a step
