@@ -52,9 +52,20 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
     return train, val
 
 
+def spread(starts: np.ndarray, count: int) -> np.ndarray:
+    """`count` window starts spread evenly over `starts` (repeating some when there are fewer).
+
+    The validation set: the same windows every epoch, from every validation piece, so that
+    val_loss moves only when the model does (early stopping reads it).
+    """
+    return starts[np.linspace(0, len(starts) - 1, count).round().astype(np.int64)]
+
+
 def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
-                 paper_vocab: int | None = None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None):
-    """An endless, shuffled tf.data pipeline of (x, y) batches; windows are gathered per batch.
+                 paper_vocab: int | None = None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None,
+                 shuffle: bool = True):
+    """An endless (shuffled unless told not to) tf.data pipeline of (x, y) batches; windows are
+    gathered per batch.
 
     By default y is x shifted by one (every position learns its next token). With paper_vocab set,
     it is the paper's setup: x = ids / vocab as floats of shape (batch, seq_len, 1), y = the one
@@ -82,7 +93,9 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
         return (x, keys), y
 
     ds = tf.data.Dataset.from_tensor_slices(starts)
-    ds = ds.shuffle(min(len(starts), 1 << 16), seed=seed, reshuffle_each_iteration=True).repeat()
+    if shuffle:
+        ds = ds.shuffle(min(len(starts), 1 << 16), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat()
     ds = ds.batch(batch, drop_remainder=True).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     # Each worker already holds its own shard (see train.py); Keras must not shard it again.

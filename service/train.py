@@ -121,7 +121,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import tf_keras as keras
 
     from service import accelerate
-    from service.data import make_dataset, train_val_starts
+    from service.data import make_dataset, spread, train_val_starts
     from service.keys import piece_keys
     from service.model import build_model
 
@@ -166,8 +166,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
     train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, paper_vocab,
                             keys)
-    val_ds = make_dataset(corpus.tokens, val_shard, spec.seq_len, global_batch, spec.seed + 1000 + rank,
-                          paper_vocab, keys)
+    # A fixed validation set: val_steps batches of windows spread over the shard, in order. The
+    # dataset repeats exactly that set, so every epoch sees the same windows.
+    val_ds = make_dataset(corpus.tokens, spread(val_shard, val_steps * global_batch), spec.seq_len, global_batch,
+                          spec.seed, paper_vocab, keys, shuffle=False)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience, restore_best_weights=True),
         _epoch_callback(spec, store, rank, global_batch, steps, resumed),

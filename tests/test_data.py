@@ -1,0 +1,74 @@
+"""Training windows: lazy, split by piece, seeded, and a validation set that stays the same."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.data import make_dataset, split_pieces, spread, train_val_starts, window_starts
+
+# Ten pieces of different lengths; token i of the corpus has the value i, so a window says where it came from.
+LENGTHS = [50, 80, 45, 120, 60, 70, 90, 40, 100, 55]
+OFFSETS = np.concatenate([[0], np.cumsum(LENGTHS)]).astype(np.int64)
+TOKENS = np.arange(OFFSETS[-1], dtype=np.int32)
+SEQ = 16
+
+
+def piece_of(position: int) -> int:
+    return int(np.searchsorted(OFFSETS[1:], position, side="right"))
+
+
+def test_validation_is_split_by_piece():
+    train, val = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
+    train_pieces = {piece_of(s) for s in train}
+    val_pieces = {piece_of(s) for s in val}
+    assert train_pieces and val_pieces and not train_pieces & val_pieces
+    assert len(val_pieces) == 2  # 20 % of 10 pieces
+    # Every window (and its target) lies inside one piece.
+    for s in np.concatenate([train, val]):
+        assert piece_of(s) == piece_of(s + SEQ)
+    # Every valid start of a training piece is there: 45 - 16 = 29 windows in piece 2, etc.
+    assert len(train) == sum(LENGTHS[p] - SEQ for p in train_pieces)
+
+
+def test_split_is_seeded():
+    assert [a.tolist() for a in split_pieces(10, 0.2, 1)] == [a.tolist() for a in split_pieces(10, 0.2, 1)]
+    assert split_pieces(10, 0.2, 1)[1].tolist() != split_pieces(10, 0.2, 2)[1].tolist()
+
+
+def test_window_starts_are_int32_and_lazy():
+    starts = window_starts(OFFSETS, np.arange(10), SEQ)
+    assert starts.dtype == np.int32 and len(starts) == sum(n - SEQ for n in LENGTHS)
+
+
+def test_batches_are_windows_and_their_next_tokens():
+    train, _ = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
+    x, y = next(iter(make_dataset(TOKENS, train, SEQ, 8, seed=0)))
+    x, y = x.numpy(), y.numpy()
+    assert x.shape == (8, SEQ) and y.shape == (8, SEQ)
+    assert (np.diff(x, axis=1) == 1).all() and (y == x + 1).all()  # contiguous windows, shifted by one
+    assert set(x[:, 0].tolist()) <= set(train.tolist())
+    xp, yp = next(iter(make_dataset(TOKENS, train, SEQ, 8, seed=0, paper_vocab=1000)))
+    assert xp.shape == (8, SEQ, 1) and yp.shape == (8,)  # the paper: one target after the window
+    np.testing.assert_allclose(xp.numpy()[:, -1, 0] * 1000 + 1, yp.numpy(), atol=1e-3)
+
+
+def test_shuffling_follows_the_seed():
+    train, _ = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
+
+    def first_batches(seed: int) -> list[list[int]]:
+        it = iter(make_dataset(TOKENS, train, SEQ, 8, seed=seed))
+        return [next(it)[0].numpy()[:, 0].tolist() for _ in range(3)]
+
+    assert first_batches(5) == first_batches(5)
+    assert first_batches(5) != first_batches(6)
+
+
+def test_validation_set_is_fixed_and_covers_every_piece():
+    _, val = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
+    chosen = spread(val, 16)
+    assert len(chosen) == 16 and chosen[0] == val[0] and chosen[-1] == val[-1]
+    assert {piece_of(s) for s in chosen} == {piece_of(s) for s in val}
+    it = iter(make_dataset(TOKENS, chosen, SEQ, 8, seed=0, shuffle=False))
+    epochs = [[next(it)[0].numpy()[:, 0].tolist() for _ in range(2)] for _ in range(3)]
+    assert epochs[0] == epochs[1] == epochs[2]  # the same 16 windows, every "epoch"
+    assert sorted(sum(epochs[0], [])) == sorted(chosen.tolist())
