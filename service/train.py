@@ -24,7 +24,7 @@ from service.status import Progress, job_key
 from service.store import NotFound, Store, open_store
 
 CHECKPOINT_LATEST = "checkpoints/latest.json"
-BEST_WEIGHTS = "checkpoints/best.npz"
+ATTEMPTS = "checkpoints/attempts.json"
 TRAINING_DEVICE = "training-device.json"
 
 
@@ -46,16 +46,28 @@ def _latest_checkpoint(store: Store, job_id: str) -> dict[str, Any] | None:
         return None
 
 
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch with the lowest val_loss (the first of equals; a NaN never wins)."""
+    return min(rows, key=lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else math.inf)
+
+
+def should_stop(rows: list[dict[str, Any]], patience: int) -> bool:
+    """Early stopping as Keras does it (`patience` epochs without a lower val_loss), but computed from
+    the whole record, so that a resumed job keeps counting where the lost one was."""
+    last = rows[-1]["epoch"]
+    return best_row(rows)["epoch"] != last and last - best_row(rows)["epoch"] >= patience
+
+
 def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None):
-    """A Keras callback: metrics to Ray and (rank 0) checkpoint, metrics.jsonl and status.json to the store."""
+    """A Keras callback: early stopping, metrics to Ray and (rank 0) the checkpoint, metrics.jsonl and
+    status.json to the store. Every rank keeps the record, so every rank stops at the same epoch."""
     import ray.train
     import tf_keras as keras
 
     class EpochReporter(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.rows: list[dict[str, Any]] = resumed["rows"] if resumed else []
-            self.best = resumed["best_val_loss"] if resumed else math.inf
+            self.rows: list[dict[str, Any]] = list(resumed["rows"]) if resumed else []
             self.started = time.monotonic()
 
         def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -75,30 +87,47 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
                 "tokens_per_s": round(global_batch * spec.seq_len * steps / max(seconds, 1e-9), 1),
                 "windows_per_s": round(global_batch * steps / max(seconds, 1e-9), 1),
             }
+            self.rows.append(row)
+            stop = should_stop(self.rows, spec.patience)
             if rank == 0:
-                self._save(epoch, row)
+                self._save(epoch, row, stop)
+            if stop:
+                self.model.stop_training = True
             ray.train.report(row)
 
-        def _save(self, epoch: int, row: dict[str, Any]) -> None:
-            weights = self.model.get_weights()
+        def _save(self, epoch: int, row: dict[str, Any], stopped: bool) -> None:
+            # latest.json is the commit point, written last: a kill before it leaves the previous
+            # epoch's record whole (its weights, its best, its rows), and resume starts from there.
             key = f"checkpoints/epoch-{epoch + 1:04d}.npz"
-            store.put_bytes(job_key(spec.job_id, key), weights_to_bytes(weights))
-            if row["val_loss"] < self.best:
-                self.best = row["val_loss"]
-                store.put_bytes(job_key(spec.job_id, BEST_WEIGHTS), weights_to_bytes(weights))
-            self.rows.append(row)
+            store.put_bytes(job_key(spec.job_id, key), weights_to_bytes(self.model.get_weights()))
+            best = best_row(self.rows)
             store.put_bytes(job_key(spec.job_id, "metrics.jsonl"),
                             "".join(json.dumps(r) + "\n" for r in self.rows).encode())
-            latest = {"epoch": epoch + 1, "weights": key, "best_val_loss": self.best, "rows": self.rows}
+            latest = {"epoch": epoch + 1, "weights": key, "best_weights": f"checkpoints/epoch-{best['epoch']:04d}.npz",
+                      "best_val_loss": best["val_loss"], "stopped": stopped, "rows": self.rows}
             store.put_bytes(job_key(spec.job_id, CHECKPOINT_LATEST), json.dumps(latest).encode())
             progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
             progress.phase, progress.epoch, progress.epochs = "train", epoch + 1, spec.epochs
-            progress.best_val_loss = self.best
+            progress.best_val_loss = best["val_loss"]
             progress.message = f"epoch {epoch + 1}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}"
+            if stopped:
+                progress.message += f" (early stop: no better val_loss for {spec.patience} epochs)"
             progress.save(store)
             print(f"[composer] {progress.message} ({row['tokens_per_s']:.0f} tokens/s)", flush=True)
 
     return EpochReporter()
+
+
+def _count_attempt(store: Store, spec: JobSpec) -> None:
+    """Rank 0, at every start of the worker group: restarts = starts - 1, also before any checkpoint."""
+    try:
+        starts = json.loads(store.get_bytes(job_key(spec.job_id, ATTEMPTS)))["starts"] + 1
+    except NotFound:
+        starts = 1
+    store.put_bytes(job_key(spec.job_id, ATTEMPTS), json.dumps({"starts": starts}).encode())
+    progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
+    progress.restarts = starts - 1
+    progress.save(store)
 
 
 def epoch_steps(spec: JobSpec, train_windows: int, val_windows: int, global_batch: int) -> tuple[int, int]:
@@ -118,7 +147,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (TF_CONFIG is set by TensorflowTrainer)."""
     import ray.train
     import tensorflow as tf
-    import tf_keras as keras
 
     from service import accelerate
     from service.data import make_dataset, spread, train_val_starts
@@ -151,15 +179,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = build_model(spec, len(corpus.vocab))
+    if rank == 0:
+        _count_attempt(store, spec)
     resumed = _latest_checkpoint(store, spec.job_id)
     initial_epoch = 0
     if resumed:
         model.set_weights(weights_from_bytes(store.get_bytes(job_key(spec.job_id, resumed["weights"]))))
         initial_epoch = resumed["epoch"]
         if rank == 0:
-            progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
-            progress.restarts += 1
-            progress.save(store)
             print(f"[composer] resuming from the checkpoint of epoch {initial_epoch}", flush=True)
 
     paper_vocab = len(corpus.vocab) if spec.architecture == "paper" else None
@@ -170,14 +197,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # dataset repeats exactly that set, so every epoch sees the same windows.
     val_ds = make_dataset(corpus.tokens, spread(val_shard, val_steps * global_batch), spec.seq_len, global_batch,
                           spec.seed, paper_vocab, keys, shuffle=False)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=spec.patience, restore_best_weights=True),
-        _epoch_callback(spec, store, rank, global_batch, steps, resumed),
-    ]
-    if initial_epoch >= spec.epochs:
-        return
+    if initial_epoch >= spec.epochs or (resumed and resumed.get("stopped")):
+        return  # the lost group had finished: nothing to redo
+    # The best weights are read back from the store (best_weights), so no Keras EarlyStopping with
+    # restore_best_weights: its patience counter would start over on every resume.
     model.fit(train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-              validation_data=val_ds, validation_steps=val_steps, callbacks=callbacks, verbose=0)
+              validation_data=val_ds, validation_steps=val_steps, verbose=0,
+              callbacks=[_epoch_callback(spec, store, rank, global_batch, steps, resumed)])
 
 
 def run(spec: JobSpec, cpus_per_worker: int = 1) -> None:
@@ -200,4 +226,8 @@ def run(spec: JobSpec, cpus_per_worker: int = 1) -> None:
 
 
 def best_weights(store: Store, job_id: str) -> list[np.ndarray]:
-    return weights_from_bytes(store.get_bytes(job_key(job_id, BEST_WEIGHTS)))
+    """The weights of the epoch with the lowest val_loss, as the last committed checkpoint names them."""
+    latest = _latest_checkpoint(store, job_id)
+    if latest is None:
+        raise NotFound(f"job {job_id} has no checkpoint")
+    return weights_from_bytes(store.get_bytes(job_key(job_id, latest["best_weights"])))

@@ -137,3 +137,17 @@ def test_an_epoch_makes_every_token_a_target_once():
     assert epoch_steps(paper, 392_000, 39_000, 256) == (392_000 // 256, 50)
     assert epoch_steps(spec_for("fast", steps_per_epoch=7), 2_400_000, 10, 128) == (7, 1)
     assert epoch_steps(fast, 100, 10, 128) == (1, 1)  # a tiny corpus still trains a step
+
+
+def test_early_stopping_counts_over_the_whole_record():
+    """Keras's rule (patience epochs without a lower val_loss), from the stored rows, so a resume keeps count."""
+    from service.train import best_row, should_stop
+
+    def rows(*losses: float) -> list[dict]:
+        return [{"epoch": i, "val_loss": v} for i, v in enumerate(losses, start=1)]
+
+    assert not should_stop(rows(5.0, 4.0, 4.5), 2)
+    assert should_stop(rows(5.0, 4.0, 4.5, 4.6), 2)
+    assert not should_stop(rows(5.0, 4.0, 4.5, 3.9), 2)  # a new best resets the count
+    assert should_stop(rows(5.0, 4.0, 4.0), 0) and not should_stop(rows(5.0, 4.0), 0)  # equal is no better
+    assert best_row(rows(5.0, float("nan"), 4.0))["epoch"] == 3
