@@ -20,7 +20,8 @@ from service.errors import UserError
 # (train.py); the paper preset stays in float32 as the paper trained it.
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {"architecture": "embedding", "embedding": 32, "units": 64, "layers": 1, "dropout": 0.0,
-             "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3, "accelerate": True},
+             "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3, "accelerate": True,
+             "steps_per_epoch": 100},  # a demo corpus is one pass in ~20 steps: too short to judge an epoch
     "fast": {"architecture": "embedding", "embedding": 128, "units": 512, "layers": 2, "dropout": 0.2,
              "seq_len": 128, "batch_size": 64, "learning_rate": 1e-3, "scheme": "remi", "accelerate": True},
     "paper": {"architecture": "paper", "units": 512, "layers": 3, "dropout": 0.3, "recurrent_dropout": 0.3,
