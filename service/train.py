@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import socket
 import tempfile
 import time
 from typing import Any
@@ -119,12 +120,14 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
 
 
 def _count_attempt(store: Store, spec: JobSpec) -> None:
-    """Rank 0, at every start of the worker group: restarts = starts - 1, also before any checkpoint."""
+    """Rank 0, at every start of the worker group: restarts = starts - 1, also before any checkpoint.
+    The record names the rank-0 process too (host, pid): the one that writes the checkpoints."""
     try:
         starts = json.loads(store.get_bytes(job_key(spec.job_id, ATTEMPTS)))["starts"] + 1
     except NotFound:
         starts = 1
-    store.put_bytes(job_key(spec.job_id, ATTEMPTS), json.dumps({"starts": starts}).encode())
+    record = {"starts": starts, "rank0": {"host": socket.gethostname(), "pid": os.getpid()}}
+    store.put_bytes(job_key(spec.job_id, ATTEMPTS), json.dumps(record).encode())
     progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
     progress.restarts = starts - 1
     progress.save(store)
