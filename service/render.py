@@ -4,10 +4,14 @@ The score is built from fastparse's notes (not music21's slow MIDI reader): onse
 in quarter notes from the ticks, quantized to sixteenths; notes from middle C up go to the treble
 staff, the rest to the bass staff; notes starting together on one staff become a chord that lasts
 until that staff's next onset at most, so every staff reads as one voice.
+
+The PNG is rasterized by resvg (a self-contained wheel: no system Cairo library to install), with
+matplotlib's bundled DejaVu fonts for the text, so a page looks the same on every machine.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -61,7 +65,6 @@ def midi_to_score(path: Path, title: str):
 
 def engrave(musicxml: Path, svg: Path, png: Path, page: int = 1) -> int:
     """Render one page of a MusicXML file to SVG and PNG; returns the score's page count."""
-    import cairosvg
     import verovio
 
     toolkit = verovio.toolkit()
@@ -71,8 +74,20 @@ def engrave(musicxml: Path, svg: Path, png: Path, page: int = 1) -> int:
         raise RuntimeError(f"verovio could not read {musicxml}")
     text = toolkit.renderToSVG(page)
     svg.write_text(text)
-    cairosvg.svg2png(bytestring=text.encode(), write_to=str(png), output_width=1400, background_color="white")
+    png.write_bytes(svg_to_png(text, width=1400))
     return toolkit.getPageCount()
+
+
+def svg_to_png(svg: str, width: int) -> bytes:
+    import matplotlib
+    import resvg_py
+
+    fonts = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf")
+    # verovio puts <title> tooltips inside text spans; resvg then drops the span's x (the page title
+    # lands half off the page). They are not drawn anyway: leave them out of the raster.
+    drawable = re.sub(r"<title\b[^>]*>.*?</title>", "", svg, flags=re.DOTALL)
+    return bytes(resvg_py.svg_to_bytes(svg_string=drawable, width=width, background="white", skip_system_fonts=True,
+                                       font_dirs=[fonts], font_family="DejaVu Serif", serif_family="DejaVu Serif"))
 
 
 def render_sample(midi: Path) -> list[Path]:
