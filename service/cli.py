@@ -259,8 +259,9 @@ def generate(
     trained, bank = load_model_dir(model)
     rng = np.random.default_rng(seed)
     if chosen is None:
-        if key_index is not None and np.any(bank.keys == key_index):
-            bank = bank.take(np.flatnonzero(bank.keys == key_index))  # primers from pieces in that key
+        in_that_key = np.flatnonzero(bank.keys == key_index) if key_index is not None else []
+        if len(in_that_key):
+            bank = bank.take(in_that_key)  # primers from pieces in that key
         chosen = bank.take(rng.choice(len(bank.tokens), size=samples))
     if key_index is not None:
         chosen = chosen.in_key(key_index)

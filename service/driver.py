@@ -76,7 +76,7 @@ def stage_tokenize(spec: JobSpec, store: Store, files: list[Path], work: Path) -
 def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Path) -> dict:
     """Samples with the job's sampling and with greedy argmax from the same primers, rendered and scored."""
     from service import quality
-    from service.generate import decoder_for, pick_primers, sample, save_model_dir, write_midi
+    from service.generate import decoder_for, describe_samples, pick_primers, sample, save_model_dir, write_midi
     from service.keys import key_name
     from service.model import build_model
     from service.render import render_sample
@@ -96,7 +96,7 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
     sampled = sample(trained, primers, spec.sample_length, spec.sampling(), rng)
     seconds = time.monotonic() - started
     greedy = sample(trained, primers, spec.sample_length, Sampling(greedy=True), rng)
-    keys = primers.keys if spec.key_conditioning else None
+    keys = trained.keys_for(primers)
     paths = write_midi(trained, sampled, out / "samples", keys=keys)
     write_midi(trained, greedy, out / "samples", prefix="greedy", keys=keys)
     log(f"wrote {len(paths)} samples of {spec.sample_length} tokens in {seconds:.2f} s "
@@ -115,10 +115,8 @@ def stage_generate(spec: JobSpec, store: Store, corpus: corpora.Corpus, out: Pat
                      "ms_per_step": round(1000 * seconds / spec.sample_length, 3)},
         "quality": {
             "corpus": quality.describe(reference, corpus.vocab, spec.scheme, hist),
-            "sampled": quality.describe(list(sampled), corpus.vocab, spec.scheme, hist),
-            "greedy": quality.describe(list(greedy), corpus.vocab, spec.scheme, hist),
-            **({} if keys is None else {"sampled_in_conditioned_key_share": quality.share_in_keys(
-                list(sampled), corpus.vocab, spec.scheme, keys)}),
+            "sampled": describe_samples(trained, sampled, keys, hist),
+            "greedy": describe_samples(trained, greedy, keys, hist),
         },
     }
 

@@ -9,6 +9,7 @@ one asked for with --key (then no other key token may be sampled, and the piece 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,10 @@ class ModelInfo:
     spec: JobSpec
     vocab: list[str]
     scheme: str
+
+    def keys_for(self, primers: Primers) -> np.ndarray | None:
+        """The key of every row when the model is key-conditioned; None when it takes no key."""
+        return primers.keys if self.spec.key_conditioning else None
 
 
 @dataclass
@@ -114,18 +119,17 @@ def banned_for_key(model: ModelInfo, key: int) -> np.ndarray:
     if not model.spec.key_conditioning:
         raise UserError(f"--key needs a model trained with key conditioning; this one ({model.spec.job_id}) was "
                         "not: submit with --key-conditioning")
-    if key_token(key) not in model.vocab:
-        raise UserError(f"--key {key_name(key)}: this model never saw that key in training; its keys are "
-                        + ", ".join(t.removeprefix("Key_").replace("_", " ") for t in model.vocab
-                                    if t.startswith("Key_")))
     of_token = token_keys(model.vocab)
+    if key not in of_token:
+        seen = ", ".join(key_name(k) for k in sorted(set(of_token[of_token >= 0].tolist())))
+        raise UserError(f"--key {key_name(key)}: this model never saw that key in training; its keys are {seen}")
     return np.flatnonzero((of_token >= 0) & (of_token != key))
 
 
 def sample(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
            banned: np.ndarray | None = None) -> np.ndarray:
     """Continue each primer row by `length` tokens; returns (rows, length) new token ids."""
-    keys = primers.keys if model.spec.key_conditioning else None
+    keys = model.keys_for(primers)
     logits = model.decoder.run(primers.tokens, keys)
     out = np.zeros((len(primers.tokens), length), dtype=np.int32)
     for t in range(length):
@@ -155,31 +159,37 @@ def write_midi(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str =
     return paths
 
 
+def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | None,
+                     reference_hist: np.ndarray | None = None) -> dict:
+    """report.json's quality of generated rows; for a key-conditioned model also the share of notes
+    in each row's conditioning key."""
+    from service import quality
+
+    described = quality.describe(list(tokens), model.vocab, model.scheme, reference_hist)
+    if keys is not None:
+        described["in_conditioned_key_share"] = quality.share_in_keys(list(tokens), model.vocab, model.scheme, keys)
+    return described
+
+
 def generate_into(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
                   out: Path, settings: dict, banned: np.ndarray | None = None, sheet_music: bool = True) -> list[Path]:
     """`composer generate`: sample, write MIDI (and sheet music), and report.json with settings and quality."""
-    import time
-
-    from service import quality
     from service.report import write_report
 
     started = time.monotonic()
     tokens = sample(model, primers, length, sampling, rng, banned)
     seconds = time.monotonic() - started
-    keys = primers.keys if model.spec.key_conditioning else None
+    keys = model.keys_for(primers)
     paths = write_midi(model, tokens, out, keys=keys)
     if sheet_music:
         from service.render import render_sample
 
         for path in paths:
             render_sample(path)
-    described = quality.describe(list(tokens), model.vocab, model.scheme)
-    if keys is not None:
-        described["in_conditioned_key_share"] = quality.share_in_keys(list(tokens), model.vocab, model.scheme, keys)
     write_report(out / "report.json", {
         "samples": [p.name for p in paths],
         "keys": None if keys is None else [key_name(int(k)) for k in keys],
         "settings": {**settings, "decoder": "stateful, batched", "ms_per_step": round(1000 * seconds / length, 3)},
-        "quality": {"sampled": described},
+        "quality": {"sampled": describe_samples(model, tokens, keys)},
     })
     return paths

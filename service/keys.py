@@ -48,16 +48,10 @@ def token_keys(vocab: list[str]) -> np.ndarray:
 
 
 def piece_keys(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str]) -> np.ndarray:
-    """The key index of every piece: its first key token (a piece without one gets 0, C major)."""
-    of_token = token_keys(vocab)
-    keys = np.zeros(len(offsets) - 1, dtype=np.int8)
-    for p in range(len(keys)):
-        head = of_token[tokens[offsets[p]:min(offsets[p + 1], offsets[p] + 4)]]
-        found = head[head >= 0]
-        keys[p] = found[0] if len(found) else 0
+    """The key index of every piece: its first token, the key token of the remi+key schemes (a piece
+    without one gets 0, C major)."""
+    starts, ends = np.asarray(offsets[:-1]), np.asarray(offsets[1:])
+    keys = np.zeros(len(starts), dtype=np.int8)
+    filled = np.flatnonzero(starts < ends)
+    keys[filled] = np.maximum(token_keys(vocab)[np.asarray(tokens)[starts[filled]]], 0)
     return keys
-
-
-def keys_per_token(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str]) -> np.ndarray:
-    """One int8 per token: the key of its piece (1 byte per token beside the 4-byte token ids)."""
-    return np.repeat(piece_keys(tokens, offsets, vocab), np.diff(offsets))

@@ -55,8 +55,8 @@ def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def should_stop(rows: list[dict[str, Any]], patience: int) -> bool:
     """Early stopping as Keras does it (`patience` epochs without a lower val_loss), but computed from
     the whole record, so that a resumed job keeps counting where the lost one was."""
-    last = rows[-1]["epoch"]
-    return best_row(rows)["epoch"] != last and last - best_row(rows)["epoch"] >= patience
+    last, best = rows[-1]["epoch"], best_row(rows)["epoch"]
+    return best != last and last - best >= patience
 
 
 def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None):

@@ -262,7 +262,8 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     report = json.loads((out / "report.json").read_text())
     assert report["key_conditioning"] is True
     assert [key_name(k) for k in signatures(out / "samples")] == report["keys"]
-    assert 0.0 <= report["quality"]["sampled_in_conditioned_key_share"] <= 1.0
+    assert 0.0 <= report["quality"]["sampled"]["in_conditioned_key_share"] <= 1.0
+    assert 0.0 <= report["quality"]["greedy"]["in_conditioned_key_share"] <= 1.0
 
     known = next(t for t in meta["vocab"] if t.startswith("Key_"))  # a key the model saw
     wanted = known.removeprefix("Key_").replace("_", " ")

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import fastparse
+from service.corpus import Corpus
 from service.errors import UserError
-from service.keys import key_name, key_token, keys_per_token, parse_key, piece_keys
+from service.keys import key_name, key_token, parse_key, piece_keys
 
 C_MAJOR, F_SHARP_MAJOR = parse_key("C major"), parse_key("F# major")
 SCALES = {C_MAJOR: (0, 2, 4, 5, 7, 9, 11), F_SHARP_MAJOR: (6, 8, 10, 11, 1, 3, 5)}
@@ -38,8 +39,9 @@ def test_parse_key_rejects_non_keys(text):
 
 def test_every_key_token_is_fastparses(two_key_corpus, tmp_path):
     """The 24 key tokens are fastparse's: each one decodes to a MIDI key signature of that key."""
-    vocab = [*two_key_corpus.vocab, *(key_token(i) for i in range(24))]
-    piece = list(np.asarray(two_key_corpus.tokens)[two_key_corpus.offsets[0]:two_key_corpus.offsets[1]])
+    corpus, _ = two_key_corpus
+    vocab = [*corpus.vocab, *(key_token(i) for i in range(24))]
+    piece = list(corpus.tokens[corpus.offsets[0]:corpus.offsets[1]])
     for i in range(24):
         stream = [vocab.index(key_token(i)), *piece[1:]]
         (tmp_path / "k.mid").write_bytes(fastparse.detokenize(stream, vocab, scheme="remi+key"))
@@ -74,25 +76,28 @@ def two_key_corpus(tmp_path_factory):
         key = (C_MAJOR, F_SHARP_MAJOR)[i % 2]
         paths.append(folder / f"{i:02d}-{key}.mid")
         write_melody(paths[-1], key, rng)
-    return fastparse.tokenize([str(p) for p in paths], scheme="remi+key")
+    result = fastparse.tokenize([str(p) for p in paths], scheme="remi+key")
+    assert result.files == [str(p) for p in paths]
+    return Corpus(np.asarray(result.tokens), np.asarray(result.offsets), result.vocab, "remi+key"), paths
 
 
 def test_piece_keys_come_from_the_key_tokens(two_key_corpus):
-    tokens, offsets, vocab = np.asarray(two_key_corpus.tokens), np.asarray(two_key_corpus.offsets), \
-        two_key_corpus.vocab
+    corpus, _ = two_key_corpus
+    tokens, offsets, vocab = corpus.tokens, corpus.offsets, corpus.vocab
     keys = piece_keys(tokens, offsets, vocab)
-    expected = [int(Path(f).stem.split("-")[1]) for f in two_key_corpus.files]
+    expected = [int(Path(f).stem.split("-")[1]) for f in two_key_corpus[1]]
     assert keys.tolist() == expected and set(expected) == {C_MAJOR, F_SHARP_MAJOR}
-    per_token = keys_per_token(tokens, offsets, vocab)
-    assert per_token.dtype == np.int8 and len(per_token) == len(tokens)
-    assert per_token[offsets[5]:offsets[6]].tolist() == [expected[5]] * int(offsets[6] - offsets[5])
+    assert keys.dtype == np.int8 and len(keys) == corpus.pieces
+    # A piece without tokens, or without a key token first, is C major (0).
+    assert piece_keys(tokens, np.array([0, 0, *offsets[1:3]]), vocab).tolist() == [0, *expected[:2]]
+    assert piece_keys(tokens[1:], offsets[:2] - [0, 1], vocab).tolist() == [0]
 
 
 def test_windows_carry_their_pieces_key(two_key_corpus):
     from service.data import make_dataset, train_val_starts
 
-    tokens, offsets, vocab = np.asarray(two_key_corpus.tokens), np.asarray(two_key_corpus.offsets), \
-        two_key_corpus.vocab
+    corpus, _ = two_key_corpus
+    tokens, offsets, vocab = corpus.tokens, corpus.offsets, corpus.vocab
     starts, _ = train_val_starts(offsets, 16, 0.1, 0)
     keys = piece_keys(tokens, offsets, vocab)
     (x, k), y = next(iter(make_dataset(tokens, starts, 16, 64, 0, piece_keys=(offsets, keys))))
@@ -112,8 +117,8 @@ def test_a_trained_model_follows_the_key_vector(two_key_corpus):
     from service.sampling import Sampling
     from service.spec import build_spec
 
-    tokens, offsets, vocab = np.asarray(two_key_corpus.tokens), np.asarray(two_key_corpus.offsets), \
-        two_key_corpus.vocab
+    corpus, _ = two_key_corpus
+    tokens, offsets, vocab = corpus.tokens, corpus.offsets, corpus.vocab
     spec = build_spec("composer-keys", "d", "/tmp/s", "tiny", key_conditioning=True, scheme="remi+key", seq_len=24,
                       layers=1, units=64)
     starts, _ = train_val_starts(offsets, spec.seq_len, 0.1, 0)
@@ -144,7 +149,7 @@ def test_key_needs_a_conditioned_model(two_key_corpus):
     from service.generate import ModelInfo, banned_for_key
     from service.spec import build_spec
 
-    vocab = two_key_corpus.vocab
+    vocab = two_key_corpus[0].vocab
     plain = build_spec("composer-plain", "d", "/tmp/s", "tiny", scheme="remi+key")
     with pytest.raises(UserError, match="--key-conditioning"):
         banned_for_key(ModelInfo(plain, vocab, "remi+key"), C_MAJOR)
