@@ -868,65 +868,45 @@ mod tests {
 
     #[test]
     fn strict_rejects_with_clear_messages() {
-        let err = |s: &str, key: KeyToken| decode(&toks(s), key, true).unwrap_err().to_string();
-        let e = err(
-            "TimeSig_4/4 Bar Pitch_60 Velocity_80 Duration_3",
-            KeyToken::None,
-        );
-        assert!(
-            e.contains("token 2") && e.contains("cannot follow \"Bar\""),
-            "{e}"
-        );
-        let e = err(
-            "TimeSig_4/4 Bar Position_48 Pitch_60 Velocity_80 Duration_3",
-            KeyToken::None,
-        );
-        assert!(e.contains("outside a bar of 48 steps"), "{e}");
-        let e = err(
-            "Bar Position_0 Pitch_60 Velocity_80 Duration_3",
-            KeyToken::None,
-        );
-        assert!(e.contains("cannot start"), "{e}");
-        let e = err(
-            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80",
-            KeyToken::None,
-        );
-        assert!(e.contains("ends after"), "{e}");
-        let e = err("TimeSig_4/4 Bar Position_3 Pitch_60 Velocity_80 Duration_3 Position_3 Pitch_62 Velocity_80 Duration_3", KeyToken::None);
-        assert!(e.contains("does not come after Position_3"), "{e}");
-        let e = err("TimeSig_4/4 Bar Position_3 Pitch_62 Velocity_80 Duration_3 Pitch_60 Velocity_80 Duration_3", KeyToken::None);
-        assert!(e.contains("does not come after Pitch_62"), "{e}");
-        let e = err("TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4 Position_3 Pitch_60 Velocity_80 Duration_3", KeyToken::None);
-        assert!(e.contains("token 7") && e.contains("still sounds"), "{e}");
-        let e = err(
-            "TimeSig_4/4 Bar TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4",
-            KeyToken::None,
-        );
-        assert!(e.contains("repeats"), "{e}");
-        let e = err(
-            "Key_C_major TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4",
-            KeyToken::None,
-        );
-        assert!(e.contains("remi+key token"), "{e}");
-        let e = err(
-            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4",
-            KeyToken::Signature,
-        );
-        assert!(e.contains("Key"), "{e}");
-        let e = err(
-            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_81 Duration_4",
-            KeyToken::None,
-        );
-        assert!(
-            e.contains("\"Velocity_81\" is not a valid remi token"),
-            "{e}"
-        );
-        assert!(err("", KeyToken::None).contains("empty"));
-        assert!(err(
-            "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4 Bar",
-            KeyToken::None
-        )
-        .contains("ends after \"Bar\""));
+        use KeyToken::{None as Plain, Signature};
+        // (stream, scheme, what the message must say)
+        let cases: &[(&str, KeyToken, &[&str])] = &[
+            ("TimeSig_4/4 Bar Pitch_60 Velocity_80 Duration_3", Plain, &["token 2", "cannot follow \"Bar\""]),
+            ("TimeSig_4/4 Bar Position_48 Pitch_60 Velocity_80 Duration_3", Plain, &["outside a bar of 48 steps"]),
+            ("Bar Position_0 Pitch_60 Velocity_80 Duration_3", Plain, &["cannot start"]),
+            ("TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80", Plain, &["ends after"]),
+            (
+                "TimeSig_4/4 Bar Position_3 Pitch_60 Velocity_80 Duration_3 Position_3 Pitch_62 Velocity_80 Duration_3",
+                Plain,
+                &["does not come after Position_3"],
+            ),
+            (
+                "TimeSig_4/4 Bar Position_3 Pitch_62 Velocity_80 Duration_3 Pitch_60 Velocity_80 Duration_3",
+                Plain,
+                &["does not come after Pitch_62"],
+            ),
+            (
+                "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4 Position_3 Pitch_60 Velocity_80 Duration_3",
+                Plain,
+                &["token 7", "still sounds"],
+            ),
+            ("TimeSig_4/4 Bar TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4", Plain, &["repeats"]),
+            ("Key_C_major TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4", Plain, &["remi+key token"]),
+            ("TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4", Signature, &["Key"]),
+            (
+                "TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_81 Duration_4",
+                Plain,
+                &["\"Velocity_81\" is not a valid remi token"],
+            ),
+            ("", Plain, &["empty"]),
+            ("TimeSig_4/4 Bar Position_0 Pitch_60 Velocity_80 Duration_4 Bar", Plain, &["ends after \"Bar\""]),
+        ];
+        for (stream, key, needles) in cases {
+            let e = decode(&toks(stream), *key, true).unwrap_err().to_string();
+            for needle in *needles {
+                assert!(e.contains(needle), "{stream:?}: {e:?} lacks {needle:?}");
+            }
+        }
     }
 
     #[test]
