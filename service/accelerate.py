@@ -6,11 +6,19 @@
   and jit_compile=True would fail or drop cuDNN. So XLA runs as auto-clustering: it fuses the ops
   around the LSTMs (embedding, logits, loss, optimizer update) and leaves the LSTMs to cuDNN.
 On a CPU both stay off: float16 is slower there and the tests must run the float32 path.
+
+The plan also records what the GPU software really is (report.json -> training_device): the NVIDIA
+driver, the newest CUDA it supports, and the CUDA and cuDNN TensorFlow was built with, so that a
+run on the wrong driver or on the CPU is visible, not silent.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import ctypes
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
 
 from service.spec import JobSpec
 
@@ -22,25 +30,85 @@ class Plan:
     device: str  # "CPU" or the GPU names
     mixed_precision: bool
     xla: bool
+    # On GPUs: driver, driver_cuda (the newest CUDA the driver runs), cuda and cudnn (TensorFlow's
+    # build), compute_capability. Absent on a CPU.
+    software: dict[str, str | None] = field(default_factory=dict)
 
     def describe(self) -> dict:
-        return asdict(self)
+        described = asdict(self)
+        described.update(described.pop("software"))
+        return described
 
     def line(self) -> str:
         on = [name for name, used in (("mixed precision", self.mixed_precision), ("XLA auto-clustering", self.xla))
               if used]
-        return f"training on {self.device}: " + (", ".join(on) if on else "float32, no XLA")
+        versions = ", ".join(f"{k} {v}" for k, v in self.software.items() if v)
+        return f"training on {self.device}: " + (", ".join(on) if on else "float32, no XLA") + (
+            f" ({versions})" if versions else "")
 
 
-def plan_for(spec: JobSpec, gpus: list[tuple[str, tuple[int, int]]]) -> Plan:
+def plan_for(spec: JobSpec, gpus: list[tuple[str, tuple[int, int]]],
+             software: dict[str, str | None] | None = None) -> Plan:
     """What to switch on for these GPUs, as (name, compute capability); an empty list is a CPU."""
     if not gpus:
         return Plan("CPU", False, False)
     names = ", ".join(sorted({name for name, _ in gpus}))
+    capabilities = ", ".join(sorted({f"{major}.{minor}" for _, (major, minor) in gpus}))
+    software = {"compute_capability": capabilities, **(software or {})}
     if not spec.accelerate:
-        return Plan(names, False, False)
+        return Plan(names, False, False, software)
     tensor_cores = all(capability >= TENSOR_CORES for _, capability in gpus)
-    return Plan(names, tensor_cores, True)
+    return Plan(names, tensor_cores, True, software)
+
+
+def driver_version() -> str | None:
+    """The NVIDIA kernel driver's version, as the kernel reports it (also inside a container)."""
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]+)", f.read())
+    except OSError:
+        return None
+    return found[1] if found else None
+
+
+def driver_cuda() -> str | None:
+    """The newest CUDA version the installed driver supports (cuDriverGetVersion), e.g. '12.4'."""
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+
+
+def _cuda_libraries() -> str | None:
+    """The cuDNN wheel TensorFlow loads in the GPU image (tensorflow[and-cuda]); None in the CPU image."""
+    try:
+        return metadata.version("nvidia-cudnn-cu12")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_software() -> dict[str, str | None]:
+    import tensorflow as tf
+
+    build = tf.sysconfig.get_build_info()
+    return {"driver": driver_version(), "driver_cuda": driver_cuda(), "cuda": build.get("cuda_version"),
+            "cudnn": _cuda_libraries() or build.get("cudnn_version")}
+
+
+def why_no_gpu() -> str:
+    """One clause on why TensorFlow sees no GPU here, from what can be checked without one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = [f"CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "CUDA_VISIBLE_DEVICES unset"]
+    driver, cuda = driver_version(), driver_cuda()
+    seen.append(f"NVIDIA driver {driver}" if driver else "no NVIDIA driver visible")
+    if cuda:
+        seen.append(f"which supports CUDA {cuda}")
+    seen.append("CUDA libraries installed" if _cuda_libraries() else "no CUDA libraries (the CPU image)")
+    return ", ".join(seen)
 
 
 def visible_gpus() -> list[tuple[str, tuple[int, int]]]:

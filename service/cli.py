@@ -166,12 +166,12 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
 
 
 @app.command()
-def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
-         address: AddressOpt = None) -> None:
-    """Print a job's log (the driver's output)."""
+def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends")]
+         = False, address: AddressOpt = None, store: StoreOpt = None) -> None:
+    """Print a job's log: from the cluster while it has the job, else from the store."""
     from service import jobs
 
-    jobs.logs(job, address, follow)
+    jobs.logs(_store(store), job, address, follow)
 
 
 @app.command("list")

@@ -1,9 +1,15 @@
 """Which Ray cluster a command talks to, and the local head that composer starts on demand.
 
 Order: --address, then RAY_ADDRESS, then composer's own local head (started when a job is submitted
-and none runs). The local head keeps token authentication on (Ray 2.59+ default, DESIGN.md): composer
-generates the token, starts the head with RAY_AUTH_MODE=token and sets the same mode for its clients,
-so users never meet 'Missing authentication token'.
+and none runs). The local head keeps token authentication on (Ray 2.59+ default): composer generates
+the token, starts the head with RAY_AUTH_MODE=token and sets the same mode for its clients, so users
+never meet 'Missing authentication token'.
+
+Local or remote is decided by identity, not by address: a cluster is local only when it is the head
+composer itself started here, recognised by the Ray session name recorded in its state file. Anything
+else is remote, loopback addresses included (an SSH tunnel or `kubectl port-forward` to a cloud head
+is 127.0.0.1 too): its jobs run with the cluster's own Python and credentials, and it cannot read a
+store in a local folder.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ def _head_state_file() -> Path:
 @dataclass
 class Cluster:
     address: str  # the dashboard / Job Submission API URL
-    local: bool  # on this machine: the job may read local stores and gets credentials via files
+    local: bool  # composer's own head on this machine: the job may read local stores, gets credentials via files
 
 
 def _normalize(address: str) -> str:
@@ -47,8 +53,11 @@ def _normalize(address: str) -> str:
     return address.rstrip("/")
 
 
-def _is_loopback(address: str) -> bool:
-    return (urlparse(address).hostname or "") in LOOPBACK
+def _endpoint(address: str) -> tuple[str, int | None]:
+    """(host, port) with every loopback name folded into one, for comparing addresses."""
+    parsed = urlparse(address)
+    host = parsed.hostname or ""
+    return ("loopback" if host in LOOPBACK else host, parsed.port)
 
 
 def _use_token_auth_if_available() -> None:
@@ -70,13 +79,50 @@ def _dashboard_alive(address: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _local_head_address() -> str | None:
+def _local_token() -> str | None:
+    """The token of composer's own head: Ray's token file, which `ray get-auth-token --generate` wrote."""
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _session_name(address: str, timeout: float = 2.0) -> str | None:
+    """The Ray session the dashboard at `address` belongs to (unique per `ray start --head`), or None
+    when nothing answers there or it refuses the local head's token (then it is not our head)."""
+    request = urllib.request.Request(f"{address}/api/version")
+    token = _local_token()
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return json.loads(resp.read()).get("session_name") or None
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _read_state() -> dict:
     try:
         state = json.loads(_head_state_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _is_own_head(address: str, state: dict) -> bool:
+    """True only when `address` reaches the very head composer started: same endpoint as its state file
+    and the same Ray session (a port reused by another cluster, or a stale file, does not match)."""
+    recorded, session = state.get("address"), state.get("session_name")
+    if not recorded or not session or _endpoint(recorded) != _endpoint(address):
+        return False
+    return _session_name(address) == session
+
+
+def _local_head_address() -> str | None:
+    state = _read_state()
     address = state.get("address")
-    return address if address and _dashboard_alive(address) else None
+    return address if address and _is_own_head(address, state) else None
 
 
 def _free_port() -> int:
@@ -94,6 +140,7 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # keys reach jobs via files only
     env["RAY_AUTH_MODE"] = "token"
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN", None)  # a remote cluster's token, if the user exported one: ours is the file's
     subprocess.run([*_ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
     gcs_port, dash_port = _free_port(), _free_port()
     address = f"http://127.0.0.1:{dash_port}"
@@ -114,7 +161,11 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
         if time.monotonic() > deadline:
             raise JobFailed(f"the local Ray head did not open its dashboard at {address} within {timeout:.0f} s")
         time.sleep(0.5)
-    _head_state_file().write_text(json.dumps({"address": address, "gcs_port": gcs_port, "started": time.time()}))
+    session = _session_name(address)
+    if session is None:
+        raise JobFailed(f"the local Ray head at {address} did not say which session it runs")
+    state = {"address": address, "gcs_port": gcs_port, "session_name": session, "started": time.time()}
+    _head_state_file().write_text(json.dumps(state))
     return address
 
 
@@ -130,7 +181,7 @@ def resolve(address: str | None, start: bool) -> Cluster | None:
     if explicit and explicit != "auto":
         url = _normalize(explicit)
         _use_token_auth_if_available()
-        return Cluster(url, local=_is_loopback(url))
+        return Cluster(url, local=_is_own_head(url, _read_state()))
     url = _local_head_address()
     if url is None:
         if not start:

@@ -1,8 +1,9 @@
 """The job driver: runs on the Ray head as a Ray job (`python -m service.driver --store URI --job ID`).
 
 dataset -> tokenize (fastparse) -> train (Ray Train workers) -> generate -> publish (MANIFEST last).
-Every phase is recorded in jobs/<id>/status.json; a failure is recorded there with one line, and the
-full traceback goes to the job's log.
+Every phase is recorded in jobs/<id>/status.json; a failure is recorded there with one line, and an
+unexpected one's traceback goes to the job's log. The log is kept in the store as the job runs
+(jobs/<id>/logs/driver.log, service/joblog.py), so it outlives the cluster.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ from service import corpus as corpora
 from service import datasets
 from service.data import train_val_starts
 from service.errors import ComposerError
+from service.joblog import JobLog
 from service.jobs import spec_of
 from service.manifest import publish_dir
 from service.spec import JobSpec
 from service.status import Progress, job_key
 from service.store import Store, open_store
 
+_log: JobLog | None = None  # the driver's log in the store, opened by main()
+
 
 def log(message: str) -> None:
-    print(f"[composer] {message}", flush=True)
+    if _log is None:
+        print(message, flush=True)
+    else:
+        _log.line(message)
 
 
 def set_phase(store: Store, job_id: str, phase: str, message: str) -> None:
@@ -154,23 +161,54 @@ def run(store: Store, job_id: str) -> None:
     log(f"done: results in {store.uri}/jobs/{job_id}/")
 
 
+def _composer_error(e: BaseException, seen: set[int] | None = None) -> ComposerError | None:
+    """The ComposerError behind a failure, also when Ray wraps it: a Ray Train worker's exception
+    arrives inside WorkerGroupError.worker_failures, a task's as RayTaskError.cause."""
+    seen = seen if seen is not None else set()
+    if id(e) in seen:
+        return None
+    seen.add(id(e))
+    inner: list[object] = [getattr(e, "cause", None), getattr(e, "controller_failure", None)]
+    inner += list((getattr(e, "worker_failures", None) or {}).values())
+    inner += [e.__cause__, e.__context__]
+    for candidate in inner:
+        if isinstance(candidate, BaseException) and (found := _composer_error(candidate, seen)) is not None:
+            return found
+    return e if isinstance(e, ComposerError) else None
+
+
+def failure_reason(e: BaseException) -> tuple[str, bool]:
+    """(one line for status.json, whether it was expected): a ComposerError's own message wherever it
+    was raised, else the exception's type and first line."""
+    known = _composer_error(e)
+    if known is not None:
+        return str(known).strip().splitlines()[0] if str(known).strip() else type(known).__name__, True
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}".rstrip(": "), False
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _log
     parser = argparse.ArgumentParser(description="composer job driver (started by `composer submit`)")
     parser.add_argument("--store", required=True)
     parser.add_argument("--job", required=True)
     args = parser.parse_args(argv)
     store = open_store(args.store)
+    _log = JobLog(store, args.job, "driver")
     try:
         run(store, args.job)
         return 0
     except BaseException as e:  # record every failure, then let Ray mark the job FAILED
-        traceback.print_exc()
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        message = first if isinstance(e, ComposerError) else f"{type(e).__name__}: {first}"
+        message, expected = failure_reason(e)
+        if not expected:
+            log(traceback.format_exc().rstrip())
+        log(f"failed: {message}")
         progress = Progress.load(store, args.job) or Progress(args.job)
         progress.phase, progress.error = "failed", message[:500]
         progress.save(store)
         return 1
+    finally:
+        _log.close()
 
 
 if __name__ == "__main__":

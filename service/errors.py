@@ -1,4 +1,4 @@
-"""The two kinds of failure the CLI tells apart (DESIGN.md: exit 2 bad input, exit 1 runtime error)."""
+"""The two kinds of failure the CLI tells apart (README.md: exit 2 bad input, exit 1 runtime error)."""
 
 
 class ComposerError(Exception):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from service import cluster as clusters
+from service import joblog
 from service.credentials import local_job_env
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec
@@ -15,16 +17,19 @@ from service.status import Progress, job_key
 from service.store import NotFound, Store
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-# Set in every process of the job before TensorFlow is imported (DESIGN.md: the Keras 3 trap).
-JOB_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+# Set in every process of the job. TF_USE_LEGACY_KERAS before TensorFlow is imported: Keras 3 fails
+# inside model.fit under MultiWorkerMirroredStrategy, tf_keras works. RAY_DEDUP_LOGS=0: Ray folds
+# worker lines that differ only in numbers ("worker-1: epoch 2" and "worker-0: epoch 2") into one
+# "[repeated 2x across cluster]" line, which would hide all but one worker's progress.
+JOB_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0"}
 
 
 def check_reachable(store: Store, cluster: clusters.Cluster | None) -> None:
-    """A store in a local directory only works for a cluster on this machine."""
+    """A store in a local directory only works for composer's own head on this machine."""
     if cluster is not None and store.is_local() and not cluster.local:
         raise UserError(
-            f"the local store {store.uri} cannot be read by the remote cluster at {cluster.address}: "
-            "use --store s3://BUCKET/PREFIX"
+            f"the cluster at {cluster.address} is not the Ray head composer started here, so it cannot read "
+            f"the local store {store.uri}: use --store s3://BUCKET/PREFIX"
         )
 
 
@@ -43,6 +48,7 @@ def submit(spec: JobSpec, store: Store, address: str | None) -> str:
         env.update(local_job_env(spec.job_id))
     store.put_bytes(job_key(spec.job_id, "job.json"), spec.to_json().encode())
     Progress(spec.job_id, epochs=spec.epochs, message="submitted").save(store)
+    # Composer's own head runs this very Python; any other cluster runs its own (the image's venv).
     python = shlex.quote(sys.executable) if cluster.local else "python"
     # -P: never import from the working directory, only the installed package.
     entrypoint = f"{python} -P -m service.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
@@ -73,13 +79,11 @@ class JobState:
 
 
 def _ray_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | None, str | None]:
-    if cluster is None:
+    """Ray's view of the job; (None, None) when no cluster answers or it does not know the job."""
+    found = _ray_job(cluster, job_id)
+    if found is None:
         return None, None
-    client = clusters.job_client(cluster)
-    try:
-        info = client.get_job_info(job_id)
-    except RuntimeError:
-        return None, None
+    info = found[1]
     return str(info.status.value if hasattr(info.status, "value") else info.status), info.message
 
 
@@ -118,11 +122,25 @@ def cancel(job_id: str, address: str | None) -> bool:
         raise UserError(f"cannot cancel {job_id}: {str(e).splitlines()[0]}") from None
 
 
-def logs(job_id: str, address: str | None, follow: bool) -> None:
-    cluster = clusters.resolve(address, start=False)
+def _ray_job(cluster: clusters.Cluster | None, job_id: str):
+    """(the cluster's Job API client, Ray's info on the job) when the cluster answers and knows the job."""
     if cluster is None:
-        raise JobFailed("no Ray cluster is running: the job's logs went with it")
-    client = clusters.job_client(cluster)
+        return None
+    try:
+        client = clusters.job_client(cluster)
+        return client, client.get_job_info(job_id)
+    except (JobFailed, RuntimeError):
+        return None
+
+
+def logs(store: Store, job_id: str, address: str | None, follow: bool, poll: float = 2.0) -> None:
+    """The job's log: Ray's (the driver's output, workers' lines forwarded) while the cluster knows the
+    job; otherwise the log the job kept in the store (driver and workers, merged in time order)."""
+    found = _ray_job(clusters.resolve(address, start=False), job_id)
+    if found is None:
+        _store_logs(store, job_id, follow, poll)
+        return
+    client = found[0]
     try:
         if not follow:
             sys.stdout.write(client.get_job_logs(job_id))
@@ -137,6 +155,30 @@ def logs(job_id: str, address: str | None, follow: bool) -> None:
         asyncio.run(tail())
     except RuntimeError as e:
         raise UserError(f"no logs for {job_id}: {str(e).splitlines()[0]}") from None
+
+
+def _store_logs(store: Store, job_id: str, follow: bool, poll: float) -> None:
+    """Print the job's log from the store; with follow, keep printing new lines until the job ends."""
+    printed: dict[str, int] = {}
+    finished = False
+    while True:
+        found = joblog.read_lines(store, job_id)
+        if not printed and not found:
+            if Progress.load(store, job_id) is None:
+                raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
+            if not follow:
+                raise JobFailed(f"no log of {job_id} in the store {store.uri}, and no reachable cluster has one")
+        new = {key: lines[printed.get(key, 0):] for key, lines in found.items()}
+        for line in joblog.merged(new):
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        printed.update({key: len(lines) for key, lines in found.items()})
+        if not follow or finished:
+            return
+        progress = Progress.load(store, job_id)
+        # One more read after the end: the driver uploads its last lines after the final status.
+        finished = progress is not None and progress.phase in ("done", "failed")
+        time.sleep(poll)
 
 
 def spec_of(store: Store, job_id: str) -> JobSpec:

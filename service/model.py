@@ -20,7 +20,7 @@ from service.spec import JobSpec
 
 
 def keras():
-    """tf_keras (Keras 2): Keras 3 breaks MultiWorkerMirroredStrategy in model.fit (DESIGN.md)."""
+    """tf_keras (Keras 2): Keras 3 breaks MultiWorkerMirroredStrategy in model.fit (keras-team/keras#20585)."""
     import tf_keras
 
     return tf_keras

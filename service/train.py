@@ -3,7 +3,8 @@
 Each worker loads the tokens from the store, takes its shard of the window starts, and runs
 model.fit; gradients are all-reduced by the strategy. Rank 0 writes a checkpoint to the store each
 epoch (jobs/<id>/checkpoints/), the metrics (metrics.jsonl) and status.json. A restarted worker
-group resumes from the last checkpoint.
+group resumes from the last checkpoint. Every worker keeps its own log in the store
+(jobs/<id>/logs/worker-<rank>.log): which node it ran on, its device, each epoch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from service import corpus as corpora
+from service.errors import JobFailed
+from service.joblog import JobLog
 from service.spec import JobSpec
 from service.status import Progress, job_key
 from service.store import NotFound, Store, open_store
@@ -59,7 +62,8 @@ def should_stop(rows: list[dict[str, Any]], patience: int) -> bool:
     return best != last and last - best >= patience
 
 
-def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None):
+def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None,
+                    log: JobLog):
     """A Keras callback: early stopping, metrics to Ray and (rank 0) the checkpoint, metrics.jsonl and
     status.json to the store. Every rank keeps the record, so every rank stops at the same epoch."""
     import ray.train
@@ -90,6 +94,8 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
             }
             self.rows.append(row)
             stop = should_stop(self.rows, spec.patience)
+            log.line(f"epoch {epoch + 1}/{spec.epochs}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}, "
+                     f"{row['tokens_per_s']:.0f} tokens/s" + (" (early stop)" if stop else ""))
             if rank == 0:
                 self._save(epoch, row, stop)
             if stop:
@@ -114,7 +120,6 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
             if stopped:
                 progress.message += f" (early stop: no better val_loss for {spec.patience} epochs)"
             progress.save(store)
-            print(f"[composer] {progress.message} ({row['tokens_per_s']:.0f} tokens/s)", flush=True)
 
     return EpochReporter()
 
@@ -146,9 +151,35 @@ def epoch_steps(spec: JobSpec, train_windows: int, val_windows: int, global_batc
     return steps, max(1, min(val_windows // per_step, 50))
 
 
+class NoGPU(JobFailed):
+    """A worker that Ray gave GPUs but TensorFlow cannot use them: training must not fall back to the CPU."""
+
+
+def _node() -> str:
+    """The Ray node this process runs on: its name (the IP unless `ray start --node-name` set one) and id."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return f"{node.get('NodeName') or node.get('NodeManagerAddress')} ({node_id[:8]})"
+    return node_id[:8]
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (TF_CONFIG is set by TensorflowTrainer)."""
     import ray.train
+
+    spec = JobSpec.from_json(config["spec"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    store = open_store(spec.store)
+    with JobLog(store, spec.job_id, f"worker-{rank}") as log:
+        log.line(f"worker {rank + 1}/{world} on node {_node()}")
+        _train_worker(spec, store, rank, world, int(config.get("cpus_per_worker", 1)), log)
+
+
+def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int, log: JobLog) -> None:
     import tensorflow as tf
 
     from service import accelerate
@@ -157,13 +188,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from service.model import build_model
 
     tf.get_logger().setLevel("ERROR")  # keep the job log for composer's own lines
-    spec = JobSpec.from_json(config["spec"])
-    cpus = int(config.get("cpus_per_worker", 1))
     tf.config.threading.set_intra_op_parallelism_threads(cpus)
     tf.config.threading.set_inter_op_parallelism_threads(cpus)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    store = open_store(spec.store)
     corpus = corpora.load(store, spec.job_id)
 
     train_starts, val_starts = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
@@ -173,11 +199,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     global_batch = spec.batch_size * world
     steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 
-    plan = accelerate.plan_for(spec, accelerate.visible_gpus())
+    gpus = accelerate.visible_gpus()
+    if spec.gpus_per_worker > 0 and not gpus:
+        raise NoGPU(f"worker {rank + 1}/{world} on node {_node()} was given {spec.gpus_per_worker:g} GPU by Ray but "
+                    f"TensorFlow sees none ({accelerate.why_no_gpu()}): run the GPU image (TF_EXTRA=and-cuda) on "
+                    "nodes whose NVIDIA driver supports CUDA 12.5")
+    plan = accelerate.plan_for(spec, gpus, accelerate.gpu_software() if gpus else None)
     accelerate.apply(plan)
+    log.line(f"{len(train_shard)} training windows in this worker's shard; {plan.line()}")
     if rank == 0:
         store.put_bytes(job_key(spec.job_id, TRAINING_DEVICE), json.dumps(plan.describe()).encode())
-        print(f"[composer] {plan.line()}", flush=True)
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
@@ -189,8 +220,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if resumed:
         model.set_weights(weights_from_bytes(store.get_bytes(job_key(spec.job_id, resumed["weights"]))))
         initial_epoch = resumed["epoch"]
-        if rank == 0:
-            print(f"[composer] resuming from the checkpoint of epoch {initial_epoch}", flush=True)
+        log.line(f"resuming from the checkpoint of epoch {initial_epoch}")
 
     paper_vocab = len(corpus.vocab) if spec.architecture == "paper" else None
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
@@ -206,7 +236,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # restore_best_weights: its patience counter would start over on every resume.
     model.fit(train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
               validation_data=val_ds, validation_steps=val_steps, verbose=0,
-              callbacks=[_epoch_callback(spec, store, rank, global_batch, steps, resumed)])
+              callbacks=[_epoch_callback(spec, store, rank, global_batch, steps, resumed, log)])
 
 
 def run(spec: JobSpec, cpus_per_worker: int = 1) -> None:

@@ -104,7 +104,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                 time.sleep(0.5)
         yield server
     finally:
-        # Stop it before its data directory goes away (DESIGN.md: it then ignores SIGTERM).
+        # Stop it before its data directory goes away (with it gone, weed ignored SIGTERM).
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
@@ -144,3 +144,38 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     base.update(env or {})
     composer = shutil.which("composer") or f"{sys.executable} -m service.cli"
     return subprocess.run([*composer.split(), *args], env=base, capture_output=True, text=True, timeout=timeout)
+
+
+@dataclass
+class ComposerImage:
+    engine: object  # docker_engine.Engine
+    tag: str
+    base: str | None  # the base image it was built on; None: the Dockerfile's default
+    build_seconds: float
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Docker engine: the one that answers, else Debian's dockerd started here (and stopped after)."""
+    import docker_engine
+
+    try:
+        engine = docker_engine.start_engine(tmp_path_factory.mktemp("dockerd"))
+    except docker_engine.DockerUnavailable as e:
+        pytest.skip(f"Docker cannot run on this machine: {e}")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def composer_image(docker_engine, tmp_path_factory: pytest.TempPathFactory) -> ComposerImage:
+    """The CPU image built from the repository's Dockerfile (the engine's layer cache makes reruns fast)."""
+    import docker_engine as engines
+
+    base = engines.base_image(docker_engine)
+    log = tmp_path_factory.mktemp("docker-build") / "build.log"
+    seconds = engines.build_image(docker_engine, REPO, base, log)
+    print(f"\ncomposer image built in {seconds:.0f} s on {base or engines.OFFICIAL_BASE} (log: {log})")
+    return ComposerImage(docker_engine, engines.IMAGE, base, seconds)

@@ -34,7 +34,7 @@ def env(tmp_path):
         (["submit", "--dataset", "bach", "--store", "ftp://host/x"], ["unsupported store"]),
         (["submit", "--dataset", "bach", "--address", "ray://10.1.2.3:10001"], ["Ray Client address"]),
         (["submit", "--dataset", "bach", "--address", "http://cluster.invalid:8265"],
-         ["cannot be read by the remote cluster", "--store s3://"]),
+         ["is not the Ray head composer started here", "cannot read the local store", "--store s3://"]),
         (["status", "composer-nope"], ["no job 'composer-nope'"]),
         (["pull", "composer-nope", "--to", "out"], ["no job 'composer-nope'"]),
         (["generate", "--model", "/no/such/model", "--out", "x"], ["not a composer model directory"]),
@@ -59,8 +59,9 @@ def test_folder_without_midi_is_rejected(env, tmp_path):
     assert_one_line_error(run_cli("submit", "--dataset", str(empty), env=env), 2, "no .mid or .midi files")
 
 
-def test_no_cluster_for_logs_is_a_runtime_error(env):
-    assert_one_line_error(run_cli("logs", "composer-x", env=env), 1, "no Ray cluster is running")
+def test_logs_of_an_unknown_job_without_a_cluster(env):
+    """No cluster answers, so the log would come from the store, which has no such job."""
+    assert_one_line_error(run_cli("logs", "composer-x", env=env), 2, "no job 'composer-x' in the store")
 
 
 def test_wrong_s3_secret_is_refused_without_echoing_it(s3_server, five_files, env):

@@ -24,10 +24,11 @@ INFRA = REPO / "infra"
 RAYCLUSTER = INFRA / "kuberay" / "raycluster.yaml"
 RAYJOB = INFRA / "kuberay" / "rayjob.yaml"
 SECRETS = INFRA / "kuberay" / "secrets.example.yaml"
+SERVICE_ACCOUNT = INFRA / "kuberay" / "serviceaccount.yaml"
 LAUNCHER = INFRA / "cluster-launcher" / "aws-gpu.yaml"
 INFRA_README = INFRA / "README.md"
 
-ALL_YAML = [RAYCLUSTER, RAYJOB, SECRETS, LAUNCHER]
+ALL_YAML = [RAYCLUSTER, RAYJOB, SECRETS, SERVICE_ACCOUNT, LAUNCHER]
 
 # Strings that look like credentials: AWS access key ids, and long base64/hex secrets assigned to a
 # secret-sounding name.
@@ -340,6 +341,27 @@ def test_secret_references_match_the_example() -> None:
         assert key in examples[name].get("stringData", {}), f"Secret {name} has no key {key} in the example"
 
 
+def test_store_keys_are_optional_and_pods_use_the_service_account(cluster: dict, rayjob: dict) -> None:
+    """IRSA / Pod Identity need no keys: the same manifests must start without them."""
+    (account,) = load_all(SERVICE_ACCOUNT)
+    assert account["kind"] == "ServiceAccount"
+    for spec in (cluster["spec"], rayjob["spec"]["rayClusterSpec"]):
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            pod = group["template"]["spec"]
+            assert pod["serviceAccountName"] == account["metadata"]["name"]
+            for c in pod["containers"]:
+                for name, entry in env_map(c["env"]).items():
+                    if name.startswith("AWS_"):
+                        assert entry["valueFrom"]["secretKeyRef"].get("optional") is True, f"{c['name']}: {name}"
+
+
+def test_images_have_immutable_tags(launcher: dict[str, Any]) -> None:
+    for where, c in k8s_containers():
+        assert not c["image"].endswith(":latest"), f"{where}: a version tag, not latest"
+        assert c.get("imagePullPolicy", "IfNotPresent") == "IfNotPresent", where
+    assert not launcher["docker"]["image"].endswith(":latest")
+
+
 def test_gpu_worker_group(cluster: dict[str, Any], rayjob: dict[str, Any]) -> None:
     for spec in (cluster["spec"], rayjob["spec"]["rayClusterSpec"]):
         head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
@@ -411,6 +433,10 @@ def test_cluster_launcher_config(launcher: dict[str, Any]) -> None:
     )
     for node_type in types.values():
         assert "IamInstanceProfile" in node_type["node_config"], "S3 access through an instance profile"
+        # Ray's default AMI (DLAMI Ubuntu 18.04 V71, CUDA 11.2) is too old for TensorFlow 2.21's CUDA 12.
+        image = node_type["node_config"]["ImageId"]
+        assert image.startswith("ami-") or image == (
+            "resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id")
     assert launcher.get("setup_commands") == []
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         starts = [c for c in launcher[key] if "ray start" in c]
