@@ -71,6 +71,11 @@ def _apt_install(*packages: str) -> None:
             raise DockerUnavailable(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-300:]}")
 
 
+def _program(name: str) -> str | None:
+    """A program on PATH, or in /usr/sbin where Debian puts dockerd and debootstrap (not always on PATH)."""
+    return shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").is_file() else None)
+
+
 def _debian_client() -> str | None:
     """Debian's docker.io client: it drives the daemon's built-in BuildKit (the docker in /usr/local/bin
     on these machines has no buildx, and a newer client may not speak to dockerd 20.10)."""
@@ -79,7 +84,7 @@ def _debian_client() -> str | None:
 
 def start_engine(log_dir: Path) -> Engine:
     client = _debian_client()
-    if client is None or shutil.which("dockerd") is None:
+    if client is None or _program("dockerd") is None:
         if os.geteuid() != 0:
             raise DockerUnavailable("Docker is not installed and installing it needs root")
         _apt_install("docker.io", "debootstrap")
@@ -93,7 +98,7 @@ def start_engine(log_dir: Path) -> Engine:
         raise DockerUnavailable("no Docker engine answers and starting dockerd needs root")
     log = open(log_dir / "dockerd.log", "wb")
     engine.started = subprocess.Popen(
-        ["dockerd", "--storage-driver=overlay2", "--iptables=false", "--ip-masq=false", "--bridge=none"],
+        [_program("dockerd"), "--storage-driver=overlay2", "--iptables=false", "--ip-masq=false", "--bridge=none"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
@@ -116,12 +121,12 @@ def base_image(engine: Engine) -> str | None:
         return None
     if _has_image(engine, DEBOOTSTRAP_BASE):
         return DEBOOTSTRAP_BASE
-    if shutil.which("debootstrap") is None:
+    if _program("debootstrap") is None:
         _apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="composer-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
+            [_program("debootstrap"), "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
              str(rootfs)], capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(f"debootstrap failed: {(proc.stdout + proc.stderr)[-2000:]}")
