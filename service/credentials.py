@@ -1,10 +1,11 @@
 """How a job on a local cluster reaches an S3 store without keys in its job spec.
 
-Ray prints runtime_env env_vars in `ray job list`, so keys never travel that way. For a cluster on
-this machine, the CLI resolves the caller's credentials through boto3's chain and writes them as the
-standard AWS shared credentials/config files (mode 0600) under COMPOSER_HOME; the job receives only
-the two file paths (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), which boto3 reads natively.
-A cloud cluster gets its keys from its own environment (instance role, Kubernetes Secret) instead.
+Ray prints runtime_env env_vars in `ray job list`, so keys never travel that way. For the head
+composer itself started on this machine (service/cluster.py decides by identity), the CLI resolves
+the caller's credentials through boto3's chain and writes them as the standard AWS shared
+credentials/config files (mode 0600) under COMPOSER_HOME; the job receives only the two file paths
+(AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), which boto3 reads natively. Any other cluster gets
+its keys from its own environment (instance role, service account, Kubernetes Secret) instead.
 """
 
 from __future__ import annotations

@@ -114,6 +114,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         log.close()
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The same tests on both kinds of store: a local directory and a prefix of the real S3 server."""
+    from service.store import open_store
+
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    server = request.getfixturevalue("s3_server")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    return open_store(f"s3://{server.bucket}/unit-{os.urandom(4).hex()}")
+
+
 @pytest.fixture(scope="session")
 def composer_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("composer-home")

@@ -15,16 +15,6 @@ from service.status import Progress
 from service.store import open_store
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return open_store(str(tmp_path / "store"))
-    server = request.getfixturevalue("s3_server")
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    return open_store(f"s3://{server.bucket}/joblog-{time.monotonic_ns()}")
-
-
 def test_sources_merge_in_time_order_and_a_restart_appends(store, capsys):
     driver = JobLog(store, "job-1", "driver", flush_every=0.05)
     worker = JobLog(store, "job-1", "worker-0", flush_every=0.05)

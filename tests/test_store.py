@@ -11,16 +11,6 @@ from service.manifest import publish_dir, pull
 from service.store import LocalStore, NotFound, S3Store, open_store
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path, monkeypatch):
-    if request.param == "local":
-        return open_store(str(tmp_path / "store"))
-    server = request.getfixturevalue("s3_server")
-    for key, value in server.env().items():
-        monkeypatch.setenv(key, value)
-    return open_store(f"s3://{server.bucket}/unit-{os.urandom(4).hex()}")
-
-
 def test_round_trip_list_and_missing_keys(store, tmp_path):
     store.put_bytes("jobs/a/x.json", b'{"a": 1}')
     store.put_bytes("jobs/a/deep/y.bin", bytes(range(256)))
