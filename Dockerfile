@@ -134,7 +134,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     set -eux; \
     pip install --no-cache-dir --no-deps /wheels/*.whl; \
     pip check; \
-    python -P -c "import fastparse, service.cli"; \
+    python -P -c "import fastparse, service.client.cli"; \
     composer --help > /dev/null
 
 USER 1000:1000

@@ -27,9 +27,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from service.generate import Primers, decoder_for, sample
-    from service.model import build_model
-    from service.sampling import Sampling
+    from service.model.architecture import build_model
+    from service.model.generate import Primers, decoder_for, sample
+    from service.music.sampling import Sampling
     from service.spec import build_spec
 
     spec = build_spec("bench", "d", "/tmp", "paper")

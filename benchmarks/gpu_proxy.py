@@ -11,7 +11,7 @@ TensorFlow calls, to estimate what an epoch of the paper's 172-piece GiantMIDI s
   one target per window, batch 128, seq-len 100. Recurrent dropout rules cuDNN out (in Keras as
   here), so the LSTMs run step by step (LSTMCell with a dropout mask on h), float32.
 
-An epoch is every training token a target once (service/train.py): fast needs tokens / (batch x 128)
+An epoch is every training token a target once (service/job/train.py): fast needs tokens / (batch x 128)
 steps, paper tokens / 128. Token counts per piece come from the 56 GiantMIDI files of
 ../shared/midi (remi: 13,996 tokens per piece, notes-chords: 2,280), times 172 pieces.
 

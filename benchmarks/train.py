@@ -29,8 +29,8 @@ def main() -> None:
     import tensorflow as tf
 
     import fastparse
-    from service.data import make_dataset, train_val_starts
-    from service.model import build_model
+    from service.model.architecture import architecture_for, build_model
+    from service.model.windows import make_dataset, train_val_starts
     from service.spec import build_spec
 
     files = args.files or sorted(SHARED.glob("*.mid"))
@@ -45,8 +45,8 @@ def main() -> None:
         spec = build_spec("bench", "d", "/tmp", preset)
         model = build_model(spec, vocab)
         train, _ = train_val_starts(offsets, spec.seq_len, 0.1, 0)
-        paper_vocab = vocab if spec.architecture == "paper" else None
-        batches = iter(make_dataset(tokens, train, spec.seq_len, spec.batch_size, 0, paper_vocab))
+        arch = architecture_for(spec)
+        batches = iter(make_dataset(tokens, train, spec.seq_len, spec.batch_size, 0, arch.training_pair(vocab)))
         model.train_on_batch(*next(batches))  # build and trace
         seconds = []
         for _ in range(args.steps):
@@ -56,7 +56,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - started)
         per_batch = statistics.median(seconds)
         windows = spec.batch_size / per_batch
-        targets = windows if spec.architecture == "paper" else windows * spec.seq_len
+        targets = windows * arch.targets_per_window(spec)
         print(f"{preset:8} {spec.batch_size:6d} {spec.seq_len:5d} {per_batch:9.3f} {windows:10.1f} {targets:10.0f}")
 
 

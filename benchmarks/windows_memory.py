@@ -32,7 +32,7 @@ def main() -> None:
 
     import tensorflow as tf  # noqa: F401  (imported first so its own memory is not counted)
 
-    from service.data import make_dataset, train_val_starts
+    from service.model.windows import make_dataset, train_val_starts
 
     before_tokens = rss_mb()
     tokens = np.random.default_rng(0).integers(0, 500, args.tokens, dtype=np.int32)

@@ -28,7 +28,6 @@ PRESETS: dict[str, dict[str, object]] = {
               "dense": 256, "seq_len": 100, "batch_size": 128, "learning_rate": 1e-3, "optimizer": "rmsprop",
               "scheme": "notes-chords"},
 }
-ARCHITECTURES = ("embedding", "paper")
 
 
 @dataclass
@@ -67,7 +66,7 @@ class JobSpec:
     created: float = field(default_factory=time.time)
 
     def sampling(self):
-        from service.sampling import Sampling
+        from service.music.sampling import Sampling
 
         return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
@@ -93,7 +92,7 @@ def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: 
     values: dict[str, object] = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("key_conditioning") and overrides.get("scheme") is None:
-        from service.keys import KEY_SCHEMES
+        from service.music.keys import KEY_SCHEMES
 
         if values.get("scheme") not in KEY_SCHEMES:
             values["scheme"] = "remi+key-estimated"  # the key of every piece, estimated from its notes
@@ -116,8 +115,10 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
     if not 0.0 <= spec.dropout < 1.0:
         raise UserError(f"dropout must be in [0, 1), got {spec.dropout}")
+    from service.model.architecture import ARCHITECTURES
+
     if spec.architecture not in ARCHITECTURES:
-        raise UserError(f"unknown architecture {spec.architecture!r}")
+        raise UserError(f"unknown architecture {spec.architecture!r}: one of {', '.join(ARCHITECTURES)}")
     if spec.optimizer not in ("adam", "rmsprop"):
         raise UserError(f"unknown optimizer {spec.optimizer!r}: adam or rmsprop")
     if spec.learning_rate <= 0:
@@ -127,7 +128,7 @@ def validate(spec: JobSpec) -> None:
 
     if spec.scheme not in fastparse.SCHEMES:
         raise UserError(f"unknown --scheme {spec.scheme!r}: choose one of {', '.join(fastparse.SCHEMES)}")
-    from service.keys import KEY_SCHEMES
+    from service.music.keys import KEY_SCHEMES
 
     if spec.key_conditioning and spec.scheme not in KEY_SCHEMES:
         raise UserError(f"--key-conditioning needs a scheme with key tokens ({' or '.join(KEY_SCHEMES)}), "

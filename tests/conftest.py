@@ -117,7 +117,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The same tests on both kinds of store: a local directory and a prefix of the real S3 server."""
-    from service.store import open_store
+    from service.storage.store import open_store
 
     if request.param == "local":
         return open_store(str(tmp_path / "store"))
@@ -135,7 +135,7 @@ def composer_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ray_head(composer_home: Path) -> Iterator[str]:
     """A real local Ray head started the way `composer submit` starts one (token auth on)."""
-    from service import cluster
+    from service.client import cluster
 
     old = os.environ.get("COMPOSER_HOME")
     os.environ["COMPOSER_HOME"] = str(composer_home)
@@ -155,7 +155,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     """Run the installed `composer` command as a user would, in a clean environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
     base.update(env or {})
-    composer = shutil.which("composer") or f"{sys.executable} -m service.cli"
+    composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
     return subprocess.run([*composer.split(), *args], env=base, capture_output=True, text=True, timeout=timeout)
 
 

@@ -88,9 +88,9 @@ def test_import_never_overwrites_a_stored_dataset(env, five_files, shared_midi):
 
 
 def test_pull_of_a_damaged_file_fails_and_says_so(env, tmp_path):
-    from service.manifest import publish_dir
-    from service.status import Progress
-    from service.store import open_store
+    from service.storage.jobstate import Progress
+    from service.storage.manifest import publish_dir
+    from service.storage.store import open_store
 
     store = open_store(env["COMPOSER_STORE"])
     src = tmp_path / "results"
@@ -104,8 +104,8 @@ def test_pull_of_a_damaged_file_fails_and_says_so(env, tmp_path):
 
 
 def test_pull_before_results_exist_is_a_runtime_error(env):
-    from service.status import Progress
-    from service.store import open_store
+    from service.storage.jobstate import Progress
+    from service.storage.store import open_store
 
     Progress("composer-running", phase="train", epoch=2).save(open_store(env["COMPOSER_STORE"]))
     proc = run_cli("pull", "composer-running", "--to", "x", env=env)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from service import cluster as clusters
+from service.client import cluster as clusters
 
 
 @pytest.fixture

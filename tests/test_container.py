@@ -179,7 +179,7 @@ def test_job_from_outside_trains_on_both_nodes(cloud_job, cluster):
     assert result["state"] == "SUCCEEDED" and result["phase"] == "done" and result["epoch"] == 2
     info = _job_info(cluster, result["job_id"])
     # The cluster's own Python (the image's venv on PATH), not this machine's; no keys in the job.
-    assert info["entrypoint"].startswith("python -P -m service.driver ")
+    assert info["entrypoint"].startswith("python -P -m service.job.driver ")
     env_vars = (info.get("runtime_env") or {}).get("env_vars", {})
     assert not [k for k in env_vars if k.startswith("AWS_")]
     assert not (cluster.composer_home / "credentials").exists(), "no credential files for a remote cluster"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.data import make_dataset, split_pieces, spread, train_val_starts, window_starts
+from service.model.windows import make_dataset, split_pieces, spread, train_val_starts, window_starts
 
 # Ten pieces of different lengths; token i of the corpus has the value i, so a window says where it came from.
 LENGTHS = [50, 80, 45, 120, 60, 70, 90, 40, 100, 55]
@@ -47,7 +47,9 @@ def test_batches_are_windows_and_their_next_tokens():
     assert x.shape == (8, SEQ) and y.shape == (8, SEQ)
     assert (np.diff(x, axis=1) == 1).all() and (y == x + 1).all()  # contiguous windows, shifted by one
     assert set(x[:, 0].tolist()) <= set(train.tolist())
-    xp, yp = next(iter(make_dataset(TOKENS, train, SEQ, 8, seed=0, paper_vocab=1000)))
+    from service.model.paper import Paper
+
+    xp, yp = next(iter(make_dataset(TOKENS, train, SEQ, 8, seed=0, pair=Paper().training_pair(1000))))
     assert xp.shape == (8, SEQ, 1) and yp.shape == (8,)  # the paper: one target after the window
     np.testing.assert_allclose(xp.numpy()[:, -1, 0] * 1000 + 1, yp.numpy(), atol=1e-3)
 

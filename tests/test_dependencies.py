@@ -37,8 +37,8 @@ def declared(extra: str | None) -> set[str]:
 def imported(folder: Path) -> dict[str, str]:
     """Top-level module -> the first file importing it, for every non-stdlib, non-project import."""
     found: dict[str, str] = {}
-    local = {p.stem for p in folder.glob("*.py")}
-    for path in sorted(folder.glob("*.py")):
+    local = {p.stem for p in folder.rglob("*.py")}
+    for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
@@ -49,7 +49,7 @@ def imported(folder: Path) -> dict[str, str]:
             for module in modules:
                 top = module.split(".")[0]
                 if top not in sys.stdlib_module_names and top not in FIRST_PARTY | local:
-                    found.setdefault(top, path.name)
+                    found.setdefault(top, path.relative_to(folder).as_posix())
     return found
 
 

@@ -240,7 +240,7 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     spacing), samples in their primers' keys, and `generate --key` writes in the key asked for."""
     import mido
 
-    from service.keys import key_name, parse_key
+    from service.music.keys import key_name, parse_key
 
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
     out = tmp_path / "out"

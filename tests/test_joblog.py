@@ -1,4 +1,4 @@
-"""A job's log in the store (service/joblog.py) and `composer logs` reading it when no cluster has the job."""
+"""A job's log in the store (service/storage/joblog.py) and `composer logs` reading it when no cluster has the job."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 import pytest
 from conftest import run_cli
 
-from service.joblog import JobLog, merged, read_lines
-from service.status import Progress
-from service.store import open_store
+from service.storage.joblog import JobLog, merged, read_lines
+from service.storage.jobstate import Progress
+from service.storage.store import open_store
 
 
 def test_sources_merge_in_time_order_and_a_restart_appends(store, capsys):
@@ -93,8 +93,8 @@ def test_a_worker_s_composer_error_is_the_job_s_reason():
     """Ray Train wraps a worker's exception in WorkerGroupError; the driver reports the worker's line."""
     from ray.train.v2.api.exceptions import WorkerGroupError
 
-    from service.driver import failure_reason
-    from service.train import NoGPU
+    from service.job.driver import failure_reason
+    from service.job.train import NoGPU
 
     wrapped = WorkerGroupError("Worker 0 failed:\nTraceback ...", {0: NoGPU("worker 1/1 ... sees none")})
     assert failure_reason(wrapped) == ("worker 1/1 ... sees none", True)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import fastparse
-from service.corpus import Corpus
 from service.errors import UserError
-from service.keys import key_name, key_token, parse_key, piece_keys
+from service.music.keys import key_name, key_token, parse_key, piece_keys
+from service.storage.corpus import Corpus
 
 C_MAJOR, F_SHARP_MAJOR = parse_key("C major"), parse_key("F# major")
 SCALES = {C_MAJOR: (0, 2, 4, 5, 7, 9, 11), F_SHARP_MAJOR: (6, 8, 10, 11, 1, 3, 5)}
@@ -94,7 +94,7 @@ def test_piece_keys_come_from_the_key_tokens(two_key_corpus):
 
 
 def test_windows_carry_their_pieces_key(two_key_corpus):
-    from service.data import make_dataset, train_val_starts
+    from service.model.windows import make_dataset, train_val_starts
 
     corpus, _ = two_key_corpus
     tokens, offsets, vocab = corpus.tokens, corpus.offsets, corpus.vocab
@@ -110,11 +110,11 @@ def test_windows_carry_their_pieces_key(two_key_corpus):
 
 
 def test_a_trained_model_follows_the_key_vector(two_key_corpus):
-    from service.data import make_dataset, train_val_starts
-    from service.generate import Primers, banned_for_key, decoder_for, sample
-    from service.model import build_model
-    from service.quality import share_in_keys
-    from service.sampling import Sampling
+    from service.model.architecture import build_model
+    from service.model.generate import Primers, banned_for_key, decoder_for, sample
+    from service.model.windows import make_dataset, train_val_starts
+    from service.music.quality import share_in_keys
+    from service.music.sampling import Sampling
     from service.spec import build_spec
 
     corpus, _ = two_key_corpus
@@ -146,7 +146,7 @@ def test_a_trained_model_follows_the_key_vector(two_key_corpus):
 
 
 def test_key_needs_a_conditioned_model(two_key_corpus):
-    from service.generate import ModelInfo, banned_for_key
+    from service.model.generate import ModelInfo, banned_for_key
     from service.spec import build_spec
 
     vocab = two_key_corpus[0].vocab

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.decoder import Decoder
-from service.model import build_model, keras, model_input
+from service.model.architecture import build_model, decoder_for, model_input
+from service.model.network import keras
 from service.spec import build_spec
 
 VOCAB = 37
@@ -67,13 +67,13 @@ def test_stateful_decoder_matches_the_model(preset, keyed):
     expected = model(model_input(spec, window, VOCAB, keys), training=False).numpy()
     if expected.ndim == 3:
         expected = expected[:, -1, :]
-    decoder = Decoder(model, spec, VOCAB)
+    decoder = decoder_for(model, spec, VOCAB)
     logits = decoder.run(window[:, :5], keys)
     for t in range(5, 20):
         logits = decoder.step(window[:, t], keys)
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
     if keyed:  # the key changes what comes next
-        other = Decoder(model, spec, VOCAB).run(window, np.array([4, 4, 4]))
+        other = decoder_for(model, spec, VOCAB).run(window, np.array([4, 4, 4]))
         assert np.abs(other - expected).max() > 1e-3
 
 
@@ -90,7 +90,7 @@ def test_mixed_precision_trains_and_decodes_in_float32():
     """The GPU path's policy: float16 compute, float32 weights and logits; the decoder still matches."""
     import tensorflow as tf
 
-    from service import accelerate
+    from service.job import accelerate
 
     spec = spec_for("tiny", key_conditioning=True)
     accelerate.apply(accelerate.Plan("test", mixed_precision=True, xla=False))
@@ -107,7 +107,7 @@ def test_mixed_precision_trains_and_decodes_in_float32():
         assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
         expected = model(model_input(spec, tokens[:, :-1], VOCAB, keys), training=False).numpy()[:, -1, :]
         assert expected.dtype == np.float32
-        got = Decoder(model, spec, VOCAB).run(tokens[:, :-1], keys[:, 0])
+        got = decoder_for(model, spec, VOCAB).run(tokens[:, :-1], keys[:, 0])
         np.testing.assert_allclose(got, expected, atol=2e-2)  # float16 compute against float32 math
     finally:
         accelerate.apply(accelerate.Plan("CPU", mixed_precision=False, xla=False))
@@ -115,7 +115,7 @@ def test_mixed_precision_trains_and_decodes_in_float32():
 
 
 def test_acceleration_only_where_the_device_supports_it():
-    from service.accelerate import plan_for
+    from service.job.accelerate import plan_for
 
     fast, paper = spec_for("fast"), spec_for("paper")
     assert plan_for(fast, []) == plan_for(fast, []) and not plan_for(fast, []).mixed_precision
@@ -129,7 +129,7 @@ def test_acceleration_only_where_the_device_supports_it():
 
 
 def test_an_epoch_makes_every_token_a_target_once():
-    from service.train import epoch_steps
+    from service.job.train import epoch_steps
 
     fast, paper = spec_for("fast"), spec_for("paper")
     # 2.4 M windows (a 2.4 M-token corpus) on 2 workers: fast learns 128 targets per window.
@@ -141,7 +141,8 @@ def test_an_epoch_makes_every_token_a_target_once():
 
 def test_early_stopping_counts_over_the_whole_record():
     """Keras's rule (patience epochs without a lower val_loss), from the stored rows, so a resume keeps count."""
-    from service.train import best_row, should_stop
+    from service.job.train import should_stop
+    from service.storage.jobstate import best_row
 
     def rows(*losses: float) -> list[dict]:
         return [{"epoch": i, "val_loss": v} for i, v in enumerate(losses, start=1)]

@@ -504,7 +504,7 @@ def composer_invocations() -> list[tuple[str, list[str]]]:
 def cli_root() -> Any:
     import typer.main
 
-    from service.cli import app
+    from service.client.cli import app
 
     return typer.main.get_command(app)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import fastparse
-from service.quality import describe, distinct_ngram_ratio, estimate_key, js_distance, longest_loop
+from service.music.quality import describe, distinct_ngram_ratio, estimate_key, js_distance, longest_loop
 
 
 def test_longest_loop_finds_back_to_back_repeats():

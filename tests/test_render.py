@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 
 import fastparse
-from service.render import GRID, render_sample
+from service.music.render import GRID, render_sample
 
 
 def test_render_a_real_piece(shared_midi, tmp_path):

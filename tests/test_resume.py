@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from service.jobs import TERMINAL
+from service.client.jobs import TERMINAL
 
 EPOCHS = 4
 # 20 steps is about 1.5 s an epoch after the first one here: epochs 2..4 leave a few seconds to kill in.

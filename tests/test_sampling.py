@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.errors import UserError
-from service.sampling import Sampling, choose, probabilities
+from service.music.sampling import Sampling, choose, probabilities
 
 LOGITS = np.log(np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625]]))
 

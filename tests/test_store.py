@@ -7,8 +7,8 @@ import os
 import pytest
 
 from service.errors import UserError
-from service.manifest import publish_dir, pull
-from service.store import LocalStore, NotFound, S3Store, open_store
+from service.storage.manifest import publish_dir, pull
+from service.storage.store import LocalStore, NotFound, S3Store, open_store
 
 
 def test_round_trip_list_and_missing_keys(store, tmp_path):

@@ -1,6 +1,6 @@
 """Sampling new pieces from a trained model: stateful decoding, many samples in one batch.
 
-The decoder (service/decoder.py) runs one step at a time and carries the LSTM state, so each new
+The decoder (service/model/decoder.py) runs one step at a time and carries the LSTM state, so each new
 token costs one step (the paper re-ran the whole network on a 100-token window for every note).
 A key-conditioned model gets each row's key at every step: the key of the primer's piece, or the
 one asked for with --key (then no other key token may be sampled, and the piece starts with it).
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from service.decoder import Decoder
 from service.errors import UserError
-from service.keys import key_name, key_token, piece_keys, token_keys
-from service.sampling import Sampling, choose
+from service.model.architecture import decoder_for as network_decoder
+from service.model.decoder import LstmDecoder
+from service.music.keys import key_name, key_token, piece_keys, token_keys
+from service.music.sampling import Sampling, choose
 from service.spec import JobSpec
 
 MODEL_FILE = "model.keras"
@@ -42,13 +43,13 @@ class ModelInfo:
 
 @dataclass
 class TrainedModel(ModelInfo):
-    decoder: Decoder
+    decoder: LstmDecoder
 
 
 @dataclass
 class Primers:
     tokens: np.ndarray  # (rows, time) token ids
-    keys: np.ndarray  # (rows,) key index of each row's piece (see service/keys.py)
+    keys: np.ndarray  # (rows,) key index of each row's piece (see service/music/keys.py)
 
     def take(self, rows: np.ndarray) -> Primers:
         return Primers(self.tokens[rows], self.keys[rows])
@@ -68,7 +69,7 @@ def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers:
 
 
 def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str) -> TrainedModel:
-    return TrainedModel(spec, vocab, scheme, Decoder(model, spec, len(vocab)))
+    return TrainedModel(spec, vocab, scheme, network_decoder(model, spec, len(vocab)))
 
 
 def read_model_info(path: Path) -> ModelInfo:
@@ -80,7 +81,7 @@ def read_model_info(path: Path) -> ModelInfo:
 
 
 def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:
-    from service.model import keras
+    from service.model.network import keras
 
     info = read_model_info(path)
     trained = keras().models.load_model(path / MODEL_FILE, compile=False)
@@ -163,7 +164,7 @@ def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | No
                      reference_hist: np.ndarray | None = None) -> dict:
     """report.json's quality of generated rows; for a key-conditioned model also the share of notes
     in each row's conditioning key."""
-    from service import quality
+    from service.music import quality
 
     described = quality.describe(list(tokens), model.vocab, model.scheme, reference_hist)
     if keys is not None:
@@ -171,25 +172,72 @@ def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | No
     return described
 
 
-def generate_into(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
-                  out: Path, settings: dict, banned: np.ndarray | None = None, sheet_music: bool = True) -> list[Path]:
-    """`composer generate`: sample, write MIDI (and sheet music), and report.json with settings and quality."""
-    from service.report import write_report
+@dataclass
+class Generated:
+    paths: list[Path]  # one MIDI file per row
+    tokens: np.ndarray  # (rows, length) sampled token ids
+    keys: np.ndarray | None  # each row's conditioning key, for a key-conditioned model
+    seconds: float  # the sampling alone
 
+    @property
+    def ms_per_step(self) -> float:
+        return round(1000 * self.seconds / max(self.tokens.shape[1], 1), 3)
+
+
+def generate(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
+             out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
+             prefix: str = "sample") -> Generated:
+    """The one generation path, for the job's samples and for `composer generate`: continue each primer
+    row by `length` tokens, write one MIDI file per row (PREFIX-NN.mid) and engrave it when asked."""
     started = time.monotonic()
     tokens = sample(model, primers, length, sampling, rng, banned)
     seconds = time.monotonic() - started
     keys = model.keys_for(primers)
-    paths = write_midi(model, tokens, out, keys=keys)
+    paths = write_midi(model, tokens, out, prefix=prefix, keys=keys)
     if sheet_music:
-        from service.render import render_sample
+        from service.music.render import render_sample
 
         for path in paths:
             render_sample(path)
+    return Generated(paths, tokens, keys, seconds)
+
+
+def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Generator,
+                   key: int | None = None) -> Primers:
+    """`count` rows from the model's primer bank, from pieces in `key` when it has any; with a key,
+    every row is then conditioned on it."""
+    if key is not None and len(in_that_key := np.flatnonzero(bank.keys == key)):
+        bank = bank.take(in_that_key)
+    chosen = bank.take(rng.choice(len(bank.tokens), size=count))
+    return chosen if key is None else chosen.in_key(key)
+
+
+def generate_from_model_dir(model_dir: Path, out: Path, samples: int, length: int, sampling: Sampling, seed: int,
+                            primer: Path | None = None, key: str | None = None, sheet_music: bool = True) -> list[Path]:
+    """`composer generate`: sample from a pulled model into `out`, with report.json (settings and quality)."""
+    from service.model.report import write_report
+    from service.music.keys import parse_key
+
+    if primer is not None and not primer.is_file():
+        raise UserError(f"--primer {primer} is not a file")
+    key_index = None if key is None else parse_key(key)
+    # Check the request against composer.json before TensorFlow loads (and logs to stderr).
+    info = read_model_info(model_dir)
+    banned = None if key_index is None else banned_for_key(info, key_index)
+    from_file = primer_from_midi(info, primer, samples) if primer is not None else None
+    trained, bank = load_model_dir(model_dir)
+    rng = np.random.default_rng(seed)
+    if from_file is None:
+        chosen = choose_primers(info, bank, samples, rng, key_index)
+    else:
+        chosen = from_file if key_index is None else from_file.in_key(key_index)
+    done = generate(trained, chosen, length, sampling, rng, out, banned, sheet_music)
+    settings = {**sampling.describe(), "length": length, "seed": seed, "model": str(model_dir),
+                "primer": str(primer) if primer else "random training window", "key": key}
     write_report(out / "report.json", {
-        "samples": [p.name for p in paths],
-        "keys": None if keys is None else [key_name(int(k)) for k in keys],
-        "settings": {**settings, "decoder": "stateful, batched", "ms_per_step": round(1000 * seconds / length, 3)},
-        "quality": {"sampled": describe_samples(model, tokens, keys)},
+        "samples": [p.name for p in done.paths],
+        "keys": None if done.keys is None else [key_name(int(k)) for k in done.keys],
+        "settings": {**settings, "decoder": "stateful, batched", "ms_per_step": done.ms_per_step},
+        "quality": {"sampled": describe_samples(trained, done.tokens, done.keys)},
     })
-    return paths
+    return done.paths

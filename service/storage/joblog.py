@@ -17,8 +17,8 @@ import sys
 import threading
 from datetime import UTC, datetime
 
-from service.status import job_key
-from service.store import NotFound, Store
+from service.storage.jobstate import job_key
+from service.storage.store import NotFound, Store
 
 LOGS = "logs"
 _SOURCE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

@@ -9,8 +9,6 @@ group resumes from the last checkpoint. Every worker keeps its own log in the st
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
 import socket
@@ -18,54 +16,26 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-
-from service import corpus as corpora
 from service.errors import JobFailed
-from service.joblog import JobLog
+from service.model.architecture import architecture_for
 from service.spec import JobSpec
-from service.status import Progress, job_key
-from service.store import NotFound, Store, open_store
-
-CHECKPOINT_LATEST = "checkpoints/latest.json"
-ATTEMPTS = "checkpoints/attempts.json"
-TRAINING_DEVICE = "training-device.json"
-
-
-def weights_to_bytes(weights: list[np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, *weights)
-    return buf.getvalue()
-
-
-def weights_from_bytes(data: bytes) -> list[np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as f:
-        return [f[f"arr_{i}"] for i in range(len(f.files))]
-
-
-def _latest_checkpoint(store: Store, job_id: str) -> dict[str, Any] | None:
-    try:
-        return json.loads(store.get_bytes(job_key(job_id, CHECKPOINT_LATEST)))
-    except NotFound:
-        return None
-
-
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The epoch with the lowest val_loss (the first of equals; a NaN never wins)."""
-    return min(rows, key=lambda r: r["val_loss"] if math.isfinite(r["val_loss"]) else math.inf)
+from service.storage import corpus as corpora
+from service.storage import jobstate
+from service.storage.joblog import JobLog
+from service.storage.store import Store, open_store
 
 
 def should_stop(rows: list[dict[str, Any]], patience: int) -> bool:
     """Early stopping as Keras does it (`patience` epochs without a lower val_loss), but computed from
     the whole record, so that a resumed job keeps counting where the lost one was."""
-    last, best = rows[-1]["epoch"], best_row(rows)["epoch"]
+    last, best = rows[-1]["epoch"], jobstate.best_row(rows)["epoch"]
     return best != last and last - best >= patience
 
 
 def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None,
                     log: JobLog):
-    """A Keras callback: early stopping, metrics to Ray and (rank 0) the checkpoint, metrics.jsonl and
-    status.json to the store. Every rank keeps the record, so every rank stops at the same epoch."""
+    """A Keras callback: early stopping, metrics to Ray and (rank 0) the epoch's record in the store.
+    Every rank keeps the record, so every rank stops at the same epoch."""
     import ray.train
     import tf_keras as keras
 
@@ -97,45 +67,12 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
             log.line(f"epoch {epoch + 1}/{spec.epochs}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}, "
                      f"{row['tokens_per_s']:.0f} tokens/s" + (" (early stop)" if stop else ""))
             if rank == 0:
-                self._save(epoch, row, stop)
+                jobstate.commit_epoch(store, spec, self.model.get_weights(), self.rows, stop)
             if stop:
                 self.model.stop_training = True
             ray.train.report(row)
 
-        def _save(self, epoch: int, row: dict[str, Any], stopped: bool) -> None:
-            # latest.json is the commit point, written last: a kill before it leaves the previous
-            # epoch's record whole (its weights, its best, its rows), and resume starts from there.
-            key = f"checkpoints/epoch-{epoch + 1:04d}.npz"
-            store.put_bytes(job_key(spec.job_id, key), weights_to_bytes(self.model.get_weights()))
-            best = best_row(self.rows)
-            store.put_bytes(job_key(spec.job_id, "metrics.jsonl"),
-                            "".join(json.dumps(r) + "\n" for r in self.rows).encode())
-            latest = {"epoch": epoch + 1, "weights": key, "best_weights": f"checkpoints/epoch-{best['epoch']:04d}.npz",
-                      "best_val_loss": best["val_loss"], "stopped": stopped, "rows": self.rows}
-            store.put_bytes(job_key(spec.job_id, CHECKPOINT_LATEST), json.dumps(latest).encode())
-            progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
-            progress.phase, progress.epoch, progress.epochs = "train", epoch + 1, spec.epochs
-            progress.best_val_loss = best["val_loss"]
-            progress.message = f"epoch {epoch + 1}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}"
-            if stopped:
-                progress.message += f" (early stop: no better val_loss for {spec.patience} epochs)"
-            progress.save(store)
-
     return EpochReporter()
-
-
-def _count_attempt(store: Store, spec: JobSpec) -> None:
-    """Rank 0, at every start of the worker group: restarts = starts - 1, also before any checkpoint.
-    The record names the rank-0 process too (host, pid): the one that writes the checkpoints."""
-    try:
-        starts = json.loads(store.get_bytes(job_key(spec.job_id, ATTEMPTS)))["starts"] + 1
-    except NotFound:
-        starts = 1
-    record = {"starts": starts, "rank0": {"host": socket.gethostname(), "pid": os.getpid()}}
-    store.put_bytes(job_key(spec.job_id, ATTEMPTS), json.dumps(record).encode())
-    progress = Progress.load(store, spec.job_id) or Progress(spec.job_id)
-    progress.restarts = starts - 1
-    progress.save(store)
 
 
 def epoch_steps(spec: JobSpec, train_windows: int, val_windows: int, global_batch: int) -> tuple[int, int]:
@@ -145,8 +82,7 @@ def epoch_steps(spec: JobSpec, train_windows: int, val_windows: int, global_batc
     they need seq_len times fewer windows (stride-1 windows overlap: counting them all would make
     one `fast` epoch 128 passes over the data). Validation: the same share, at most 50 batches.
     """
-    targets_per_window = 1 if spec.architecture == "paper" else spec.seq_len
-    per_step = global_batch * targets_per_window
+    per_step = global_batch * architecture_for(spec).targets_per_window(spec)
     steps = spec.steps_per_epoch or max(1, train_windows // per_step)
     return steps, max(1, min(val_windows // per_step, 50))
 
@@ -179,13 +115,27 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _train_worker(spec, store, rank, world, int(config.get("cpus_per_worker", 1)), log)
 
 
+def _device_plan(spec: JobSpec, rank: int, world: int):
+    """What this worker trains on, switched on (mixed precision, XLA); a GPU request TensorFlow cannot
+    serve fails here, never falling back to the CPU."""
+    from service.job import accelerate
+
+    gpus = accelerate.visible_gpus()
+    if spec.gpus_per_worker > 0 and not gpus:
+        raise NoGPU(f"worker {rank + 1}/{world} on node {_node()} was given {spec.gpus_per_worker:g} GPU by Ray but "
+                    f"TensorFlow sees none ({accelerate.why_no_gpu()}): run the GPU image (TF_EXTRA=and-cuda) on "
+                    "nodes whose NVIDIA driver supports CUDA 12.5")
+    plan = accelerate.plan_for(spec, gpus, accelerate.gpu_software() if gpus else None)
+    accelerate.apply(plan)
+    return plan
+
+
 def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int, log: JobLog) -> None:
     import tensorflow as tf
 
-    from service import accelerate
-    from service.data import make_dataset, spread, train_val_starts
-    from service.keys import piece_keys
-    from service.model import build_model
+    from service.model.architecture import build_model
+    from service.model.windows import make_dataset, spread, train_val_starts
+    from service.music.keys import piece_keys
 
     tf.get_logger().setLevel("ERROR")  # keep the job log for composer's own lines
     tf.config.threading.set_intra_op_parallelism_threads(cpus)
@@ -199,40 +149,33 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     global_batch = spec.batch_size * world
     steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 
-    gpus = accelerate.visible_gpus()
-    if spec.gpus_per_worker > 0 and not gpus:
-        raise NoGPU(f"worker {rank + 1}/{world} on node {_node()} was given {spec.gpus_per_worker:g} GPU by Ray but "
-                    f"TensorFlow sees none ({accelerate.why_no_gpu()}): run the GPU image (TF_EXTRA=and-cuda) on "
-                    "nodes whose NVIDIA driver supports CUDA 12.5")
-    plan = accelerate.plan_for(spec, gpus, accelerate.gpu_software() if gpus else None)
-    accelerate.apply(plan)
+    plan = _device_plan(spec, rank, world)
     log.line(f"{len(train_shard)} training windows in this worker's shard; {plan.line()}")
     if rank == 0:
-        store.put_bytes(job_key(spec.job_id, TRAINING_DEVICE), json.dumps(plan.describe()).encode())
+        jobstate.save_training_device(store, spec.job_id, plan.describe())
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
         model = build_model(spec, len(corpus.vocab))
     if rank == 0:
-        _count_attempt(store, spec)
-    resumed = _latest_checkpoint(store, spec.job_id)
+        jobstate.count_attempt(store, spec.job_id, {"host": socket.gethostname(), "pid": os.getpid()})
+    resumed = jobstate.latest_checkpoint(store, spec.job_id)
     initial_epoch = 0
     if resumed:
-        model.set_weights(weights_from_bytes(store.get_bytes(job_key(spec.job_id, resumed["weights"]))))
+        model.set_weights(jobstate.latest_weights(store, spec.job_id, resumed))
         initial_epoch = resumed["epoch"]
         log.line(f"resuming from the checkpoint of epoch {initial_epoch}")
 
-    paper_vocab = len(corpus.vocab) if spec.architecture == "paper" else None
+    pair = architecture_for(spec).training_pair(len(corpus.vocab))
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
-    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, paper_vocab,
-                            keys)
+    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, pair, keys)
     # A fixed validation set: val_steps batches of windows spread over the shard, in order. The
     # dataset repeats exactly that set, so every epoch sees the same windows.
     val_ds = make_dataset(corpus.tokens, spread(val_shard, val_steps * global_batch), spec.seq_len, global_batch,
-                          spec.seed, paper_vocab, keys, shuffle=False)
+                          spec.seed, pair, keys, shuffle=False)
     if initial_epoch >= spec.epochs or (resumed and resumed.get("stopped")):
         return  # the lost group had finished: nothing to redo
-    # The best weights are read back from the store (best_weights), so no Keras EarlyStopping with
+    # The best weights are read back from the store (jobstate.best_weights), so no Keras EarlyStopping with
     # restore_best_weights: its patience counter would start over on every resume.
     model.fit(train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
               validation_data=val_ds, validation_steps=val_steps, verbose=0,
@@ -256,11 +199,3 @@ def run(spec: JobSpec, cpus_per_worker: int = 1) -> None:
         run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2)),
     )
     trainer.fit()
-
-
-def best_weights(store: Store, job_id: str) -> list[np.ndarray]:
-    """The weights of the epoch with the lowest val_loss, as the last committed checkpoint names them."""
-    latest = _latest_checkpoint(store, job_id)
-    if latest is None:
-        raise NotFound(f"job {job_id} has no checkpoint")
-    return weights_from_bytes(store.get_bytes(job_key(job_id, latest["best_weights"])))

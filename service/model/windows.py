@@ -62,17 +62,19 @@ def spread(starts: np.ndarray, count: int) -> np.ndarray:
 
 
 def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
-                 paper_vocab: int | None = None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None,
-                 shuffle: bool = True):
+                 pair=None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True):
     """An endless (shuffled unless told not to) tf.data pipeline of (x, y) batches; windows are
     gathered per batch.
 
-    By default y is x shifted by one (every position learns its next token). With paper_vocab set,
-    it is the paper's setup: x = ids / vocab as floats of shape (batch, seq_len, 1), y = the one
-    token after the window. With piece_keys = (offsets, key of each piece), x is (x, keys): the
-    window's piece key at every step, looked up per batch (no per-token key array).
+    `pair` turns a (batch, seq_len + 1) window into the network's (x, y): its architecture's
+    training_pair (model/architecture.py); by default each token learns the next one. With
+    piece_keys = (offsets, key of each piece), x is (x, keys): the window's piece key at every
+    step, looked up per batch (no per-token key array).
     """
     import tensorflow as tf
+
+    if pair is None:
+        from service.model.token_lstm import next_token_pair as pair
 
     token_tensor = tf.constant(tokens, dtype=tf.int32)
     offsets = tf.range(seq_len + 1, dtype=tf.as_dtype(starts.dtype))
@@ -82,10 +84,7 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
 
     def gather(batch_starts):
         window = tf.gather(token_tensor, batch_starts[:, None] + offsets[None, :])
-        if paper_vocab is not None:
-            x, y = tf.cast(window[:, :-1, None], tf.float32) / float(paper_vocab), window[:, -1]
-        else:
-            x, y = window[:, :-1], window[:, 1:]
+        x, y = pair(window)
         if piece_keys is None:
             return x, y
         piece = tf.searchsorted(piece_ends, tf.cast(batch_starts, tf.int64), side="right")

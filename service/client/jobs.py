@@ -6,15 +6,18 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from service import cluster as clusters
-from service import joblog
-from service.credentials import local_job_env
+from service.client import cluster as clusters
+from service.client.credentials import local_job_env
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec
-from service.status import Progress, job_key
-from service.store import NotFound, Store
+from service.storage import joblog, jobstate
+from service.storage.jobstate import Progress, job_key
+from service.storage.manifest import MANIFEST
+from service.storage.manifest import pull as pull_files
+from service.storage.store import Store
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # Set in every process of the job. TF_USE_LEGACY_KERAS before TensorFlow is imported: Keras 3 fails
@@ -38,6 +41,21 @@ def preflight(store: Store, address: str | None) -> None:
     check_reachable(store, clusters.resolve(address, start=False))
 
 
+def submit_new(store: Store, dataset: str, address: str | None, preset: str, composers: str | None,
+               **settings: object) -> JobSpec:
+    """What `composer submit` does before it waits: the spec (preset, then the flags given), the checks
+    that need no cluster, the dataset in the store (a local folder is uploaded), the submission."""
+    from service.spec import build_spec, new_job_id
+    from service.storage import datasets
+
+    names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
+    spec = build_spec(new_job_id(), "pending", store.uri, preset, composers=names, **settings)
+    preflight(store, address)
+    spec.dataset = datasets.resolve(store, dataset)
+    submit(spec, store, address)
+    return spec
+
+
 def submit(spec: JobSpec, store: Store, address: str | None) -> str:
     """Write the job spec to the store and hand the driver to Ray; returns the job id."""
     cluster = clusters.resolve(address, start=True)
@@ -46,12 +64,12 @@ def submit(spec: JobSpec, store: Store, address: str | None) -> str:
     env = dict(JOB_ENV)
     if cluster.local and not store.is_local():
         env.update(local_job_env(spec.job_id))
-    store.put_bytes(job_key(spec.job_id, "job.json"), spec.to_json().encode())
+    jobstate.save_spec(store, spec)
     Progress(spec.job_id, epochs=spec.epochs, message="submitted").save(store)
     # Composer's own head runs this very Python; any other cluster runs its own (the image's venv).
     python = shlex.quote(sys.executable) if cluster.local else "python"
     # -P: never import from the working directory, only the installed package.
-    entrypoint = f"{python} -P -m service.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
+    entrypoint = f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
     client = clusters.job_client(cluster)
     client.submit_job(
         entrypoint=entrypoint,
@@ -181,8 +199,14 @@ def _store_logs(store: Store, job_id: str, follow: bool, poll: float) -> None:
         time.sleep(poll)
 
 
-def spec_of(store: Store, job_id: str) -> JobSpec:
-    try:
-        return JobSpec.from_json(store.get_bytes(job_key(job_id, "job.json")).decode())
-    except NotFound:
-        raise UserError(f"no job {job_id!r} in the store {store.uri}") from None
+def pull(store: Store, job_id: str, to: Path) -> list[str]:
+    """A finished job's published files into `to`, every checksum verified (MANIFEST.json)."""
+    if not store.exists(job_key(job_id, MANIFEST)):
+        progress = Progress.load(store, job_id)
+        if progress is None:
+            raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
+        raise JobFailed(f"job {job_id} has no published results (phase {progress.phase}"
+                        f"{': ' + progress.error if progress.error else ''})")
+    if to.exists() and not to.is_dir():
+        raise UserError(f"--to {to} is a file, not a folder")
+    return pull_files(store, job_id, to)

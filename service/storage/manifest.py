@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from service.errors import JobFailed
-from service.status import job_key
-from service.store import Store
+from service.storage.jobstate import job_key
+from service.storage.store import Store
 
 MANIFEST = "MANIFEST.json"
 
@@ -21,10 +21,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def publish_dir(store: Store, job_id: str, local_dir: Path) -> dict[str, str]:
-    """Upload every file under local_dir to jobs/<id>/, then MANIFEST.json listing them."""
+def publish_dir(store: Store, job_id: str, local_dir: Path, stored: dict[str, bytes] | None = None) -> dict[str, str]:
+    """Upload every file under local_dir to jobs/<id>/, then MANIFEST.json listing them and the
+    `stored` files (relative key -> content) that the job already put at jobs/<id>/ itself."""
     files = sorted(p for p in local_dir.rglob("*") if p.is_file())
-    entries: dict[str, str] = {}
+    entries: dict[str, str] = {rel: hashlib.sha256(data).hexdigest() for rel, data in (stored or {}).items()}
     for path in files:
         rel = path.relative_to(local_dir).as_posix()
         store.put_file(job_key(job_id, rel), path)

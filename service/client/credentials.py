@@ -1,7 +1,7 @@
 """How a job on a local cluster reaches an S3 store without keys in its job spec.
 
 Ray prints runtime_env env_vars in `ray job list`, so keys never travel that way. For the head
-composer itself started on this machine (service/cluster.py decides by identity), the CLI resolves
+composer itself started on this machine (service/client/cluster.py decides by identity), the CLI resolves
 the caller's credentials through boto3's chain and writes them as the standard AWS shared
 credentials/config files (mode 0600) under COMPOSER_HOME; the job receives only the two file paths
 (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), which boto3 reads natively. Any other cluster gets
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service.cluster import composer_home
+from service.client.cluster import composer_home
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -35,7 +35,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for
 
 
 def _store(option: str | None):
-    from service.store import open_store, resolve_store_uri
+    from service.storage.store import open_store, resolve_store_uri
 
     return open_store(resolve_store_uri(option))
 
@@ -83,23 +83,18 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a training job to the Ray cluster."""
-    from service import datasets, jobs
-    from service.spec import build_spec, new_job_id
+    from service.client import jobs
 
-    the_store = _store(store)
-    names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
-    job_id = new_job_id()
-    spec = build_spec(job_id, "pending", the_store.uri, preset, composers=names, epochs=epochs,
-                      patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
-                      batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker,
-                      samples=samples, seed=seed, layers=layers, units=units, embedding=embedding,
-                      learning_rate=learning_rate, temperature=temperature, top_k=top_k, top_p=top_p,
-                      scheme=scheme, key_conditioning=key_conditioning, accelerate=accelerate)
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
-    jobs.preflight(the_store, address)
-    spec.dataset = datasets.resolve(the_store, dataset)
-    jobs.submit(spec, the_store, address)
+    the_store = _store(store)
+    spec = jobs.submit_new(the_store, dataset, address, preset, composers, epochs=epochs, patience=patience,
+                           steps_per_epoch=steps_per_epoch, seq_len=seq_len, batch_size=batch_size,
+                           workers=workers, gpus_per_worker=gpus_per_worker, samples=samples, seed=seed,
+                           layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
+                           temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
+                           key_conditioning=key_conditioning, accelerate=accelerate)
+    job_id = spec.job_id
     if not wait:
         if as_json:
             print(json.dumps({"job_id": job_id, "state": "PENDING", "store": the_store.uri, "dataset": spec.dataset}))
@@ -110,9 +105,7 @@ def submit(
     final = _follow(the_store, job_id, address, quiet=as_json)
     pulled = None
     if final.state == "SUCCEEDED" and to is not None:
-        from service.manifest import pull as pull_files
-
-        pulled = pull_files(the_store, job_id, to)
+        pulled = jobs.pull(the_store, job_id, to)
     if as_json:
         print(json.dumps({**final.as_dict(), **({"to": str(to), "files": pulled} if pulled else {})}))
     elif final.state == "SUCCEEDED" and pulled:
@@ -130,7 +123,7 @@ def submit(
 def _follow(store, job_id: str, address: str | None, quiet: bool):
     from rich.status import Status
 
-    from service import jobs
+    from service.client import jobs
 
     status = None if quiet else Status(f"{job_id}: submitted", console=err)
     if status:
@@ -152,7 +145,7 @@ def _follow(store, job_id: str, address: str | None, quiet: bool):
 @app.command()
 def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show a job's state, phase and progress."""
-    from service import jobs
+    from service.client import jobs
 
     state = jobs.state(_store(store), job, address)
     if as_json:
@@ -169,7 +162,7 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
 def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends")]
          = False, address: AddressOpt = None, store: StoreOpt = None) -> None:
     """Print a job's log: from the cluster while it has the job, else from the store."""
-    from service import jobs
+    from service.client import jobs
 
     jobs.logs(_store(store), job, address, follow)
 
@@ -177,7 +170,7 @@ def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="
 @app.command("list")
 def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the jobs recorded in the store."""
-    from service import jobs
+    from service.client import jobs
 
     rows = jobs.list_jobs(_store(store))
     if as_json:
@@ -190,7 +183,7 @@ def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def cancel(job: str, address: AddressOpt = None) -> None:
     """Stop a running job."""
-    from service import jobs
+    from service.client import jobs
 
     stopped = jobs.cancel(job, address)
     out.print(f"{job}: {'stopping' if stopped else 'already finished'}")
@@ -200,20 +193,9 @@ def cancel(job: str, address: AddressOpt = None) -> None:
 def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to write model/, samples/, ...")],
          store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Download a finished job's model and music, verifying every checksum."""
-    from service.manifest import MANIFEST
-    from service.manifest import pull as pull_files
-    from service.status import Progress, job_key
+    from service.client import jobs
 
-    the_store = _store(store)
-    if not the_store.exists(job_key(job, MANIFEST)):
-        progress = Progress.load(the_store, job)
-        if progress is None:
-            raise UserError(f"no job {job!r} in the store {the_store.uri}: see `composer list`")
-        raise ComposerError(f"job {job} has no published results (phase {progress.phase}"
-                            f"{': ' + progress.error if progress.error else ''})")
-    if to.exists() and not to.is_dir():
-        raise UserError(f"--to {to} is a file, not a folder")
-    files = pull_files(the_store, job, to)
+    files = jobs.pull(_store(store), job, to)
     if as_json:
         print(json.dumps({"job_id": job, "to": str(to), "files": files}))
     else:
@@ -240,41 +222,20 @@ def generate(
                                               help="Also write .musicxml, .svg and .png")] = True,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
-    from service.keys import parse_key
-    from service.sampling import Sampling
+    from service.music.sampling import Sampling
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-    if primer is not None and not primer.is_file():
-        raise UserError(f"--primer {primer} is not a file")
-    key_index = None if key is None else parse_key(key)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import numpy as np
+    from service.model.generate import generate_from_model_dir
 
-    from service.generate import banned_for_key, generate_into, load_model_dir, primer_from_midi, read_model_info
-
-    # Check the request against composer.json before TensorFlow loads (and logs to stderr).
-    info = read_model_info(model)
-    banned = None if key_index is None else banned_for_key(info, key_index)
-    chosen = primer_from_midi(info, primer, samples) if primer is not None else None
-    trained, bank = load_model_dir(model)
-    rng = np.random.default_rng(seed)
-    if chosen is None:
-        in_that_key = np.flatnonzero(bank.keys == key_index) if key_index is not None else []
-        if len(in_that_key):
-            bank = bank.take(in_that_key)  # primers from pieces in that key
-        chosen = bank.take(rng.choice(len(bank.tokens), size=samples))
-    if key_index is not None:
-        chosen = chosen.in_key(key_index)
-    settings = {**sampling.describe(), "length": length, "seed": seed, "model": str(model),
-                "primer": str(primer) if primer else "random training window", "key": key}
-    paths = generate_into(trained, chosen, length, sampling, rng, out_dir, settings, banned, sheet_music)
+    paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music)
     out.print(f"wrote {len(paths)} samples to {out_dir}/ (report.json has the settings and quality)")
 
 
 @datasets_app.command("list")
 def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Built-in datasets and those in the store."""
-    from service import datasets
+    from service.storage import datasets
 
     stored = datasets.list_datasets(_store(store))
     if as_json:
@@ -289,7 +250,7 @@ def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 @datasets_app.command("show")
 def datasets_show(name: str, store: StoreOpt = None) -> None:
     """One stored dataset's details."""
-    from service import datasets
+    from service.storage import datasets
 
     info = datasets.info(_store(store), name)
     if info is None:
@@ -300,7 +261,7 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
 @datasets_app.command("import")
 def datasets_import(name: str, path: Path, store: StoreOpt = None) -> None:
     """Upload a folder or zip of MIDI files to the store as dataset NAME."""
-    from service import datasets
+    from service.storage import datasets
 
     info = datasets.import_dataset(_store(store), name, path)
     out.print(f"imported {info.files} files as dataset {info.name}")

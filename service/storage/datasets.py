@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import UserError
-from service.store import NotFound, Store
+from service.storage.store import NotFound, Store
 
 MIDI_SUFFIXES = (".mid", ".midi")
 BUILTINS = {"bach": "the Bach chorales bundled with music21, exported to MIDI on first use"}

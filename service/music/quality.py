@@ -133,7 +133,7 @@ def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
 
 def share_in_keys(pieces: list[np.ndarray], vocab: list[str], scheme: str, keys: np.ndarray) -> float:
     """Share of all notes whose pitch class is in the scale of its piece's conditioning key
-    (key index = 2 * tonic + minor, service/keys.py)."""
+    (key index = 2 * tonic + minor, service/music/keys.py)."""
     import fastparse
 
     inside = total = 0

@@ -125,7 +125,7 @@ def apply(plan: Plan) -> None:
     """Set the process-wide Keras policy and TensorFlow's JIT; call before building the model."""
     import tensorflow as tf
 
-    from service.model import keras
+    from service.model.network import keras
 
     keras().mixed_precision.set_global_policy("mixed_float16" if plan.mixed_precision else "float32")
     tf.config.optimizer.set_jit("autoclustering" if plan.xla else False)

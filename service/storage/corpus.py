@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.status import job_key
-from service.store import Store
+from service.storage.jobstate import job_key
+from service.storage.store import Store
 
 
 @dataclass

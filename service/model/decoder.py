@@ -1,11 +1,12 @@
-"""The one-step decoder for sampling: the trained network's math in numpy, carrying the LSTM state.
+"""The one-step decoder for sampling: a trained network's math in numpy, carrying the LSTM state.
 
 Sampling runs one token at a time, batch 1 to a few dozen rows. At that size a TensorFlow call
 costs far more than its arithmetic (about 20 ms per call for the paper's 3 x LSTM 512 against
 0.3 ms of matrix products), so generation does the same math itself on the model's weights:
 per layer one matrix product of [input, h] with the stacked kernels, then Keras's gate order
-(input, forget, cell, output), sigmoid and tanh. tests/test_model.py checks that the logits equal
-the Keras model's own.
+(input, forget, cell, output), sigmoid and tanh. Each network (model/architecture.py) subclasses
+LstmDecoder with its token features and its head; tests/test_model.py checks that the logits
+equal the Keras model's own.
 """
 
 from __future__ import annotations
@@ -28,52 +29,39 @@ class _Lstm:
     units: int
 
 
-@dataclass
-class _BatchNorm:
-    scale: np.ndarray  # gamma / sqrt(moving variance + epsilon)
-    shift: np.ndarray  # beta - moving mean * scale
+class LstmDecoder:
+    """step(tokens, keys) -> logits for a batch of rows; reset(rows) clears the state.
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return x * self.scale + self.shift
-
-
-class Decoder:
-    """step(tokens, keys) -> logits for a batch of rows; reset(rows) clears the state."""
+    Subclasses give token_features (what the first LSTM reads for a token) and, when the network has
+    one, a head between the last LSTM and the logits.
+    """
 
     def __init__(self, model, spec: JobSpec, vocab_size: int) -> None:
-        def weights(name: str) -> list[np.ndarray]:
-            return [w.astype(np.float32) for w in model.get_layer(name).get_weights()]
-
         self.spec, self.vocab_size = spec, vocab_size
-        self.paper = spec.architecture == "paper"
-        self.embedding = None if self.paper else weights("embedding")[0]
-        self.key_vectors = weights("key_vector")[0] if spec.key_conditioning else None  # the one-hot table
+        self.key_vectors = self.layer_weights(model, "key_vector")[0] if spec.key_conditioning else None
         self.lstms = []
         for i in range(spec.layers):
-            kernel, recurrent, bias = weights(f"lstm_{i}")
+            kernel, recurrent, bias = self.layer_weights(model, f"lstm_{i}")
             self.lstms.append(_Lstm(np.ascontiguousarray(np.vstack([kernel, recurrent])), bias, spec.units))
-        if self.paper:
-            self.norms = [self._batch_norm(model, "bn_0"), self._batch_norm(model, "bn_1")]
-            self.dense = weights("dense_0")
-        self.logits = weights("logits")
+        self.logits = self.layer_weights(model, "logits")
         self.state: list[tuple[np.ndarray, np.ndarray]] = []
 
     @staticmethod
-    def _batch_norm(model, name: str) -> _BatchNorm:
-        layer = model.get_layer(name)
-        gamma, beta, mean, variance = (w.astype(np.float32) for w in layer.get_weights())
-        scale = gamma / np.sqrt(variance + layer.epsilon)
-        return _BatchNorm(scale, beta - mean * scale)
+    def layer_weights(model, name: str) -> list[np.ndarray]:
+        return [w.astype(np.float32) for w in model.get_layer(name).get_weights()]
+
+    def token_features(self, tokens: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def head(self, x: np.ndarray) -> np.ndarray:
+        return x
 
     def reset(self, rows: int) -> None:
         zeros = np.zeros((rows, self.spec.units), dtype=np.float32)
         self.state = [(zeros, zeros) for _ in self.lstms]
 
     def _features(self, tokens: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
-        if self.paper:
-            x = (tokens.astype(np.float32) / float(self.vocab_size))[:, None]
-        else:
-            x = self.embedding[tokens]
+        x = self.token_features(tokens)
         if self.spec.key_conditioning:
             if keys is None:
                 raise ValueError("a key-conditioned model needs a key for every row")
@@ -92,11 +80,8 @@ class Decoder:
             h = gate_out * np.tanh(c)
             self.state[i] = (h, c)
             x = h
-        if self.paper:  # Dropout is the identity at inference
-            dense_w, dense_b = self.dense
-            x = self.norms[1](np.maximum(self.norms[0](x) @ dense_w + dense_b, 0.0))
         kernel, bias = self.logits
-        return x @ kernel + bias
+        return self.head(x) @ kernel + bias
 
     def run(self, tokens: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
         """Feed (rows, time) tokens from a fresh state; the logits after the last one."""

@@ -1,0 +1,89 @@
+"""The job driver: runs on the Ray head as a Ray job (`python -m service.job.driver --store URI --job ID`).
+
+The stages, each a module of this folder: dataset -> tokenize (fastparse) -> train (Ray Train
+workers) -> generate -> publish (MANIFEST last). Every phase is recorded in jobs/<id>/status.json;
+a failure is recorded there with one line, and an unexpected one's traceback goes to the job's log.
+The log is kept in the store as the job runs (jobs/<id>/logs/driver.log), so it outlives the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from service.errors import ComposerError
+from service.job import dataset, generate, publish, tokenize
+from service.job.context import JobRun
+from service.storage import jobstate
+from service.storage.joblog import JobLog
+from service.storage.store import Store, open_store
+
+
+def run(store: Store, job_id: str, log: JobLog) -> None:
+    from service.job import train
+
+    spec = jobstate.load_spec(store, job_id)
+    with tempfile.TemporaryDirectory(prefix="composer-") as tmp:
+        job = JobRun(spec, store, Path(tmp), log)
+        files = dataset.run(job)
+        corpus, train_starts = tokenize.run(job, files)
+        job.phase("train", f"training on {spec.workers} workers")
+        train.run(spec)
+        generated = generate.run(job, corpus, train_starts)
+        publish.run(job, files, corpus, generated)
+    jobstate.update(store, job_id, phase="done", message="finished", error=None)
+    log.line(f"done: results in {store.uri}/jobs/{job_id}/")
+
+
+def _composer_error(e: BaseException, seen: set[int] | None = None) -> ComposerError | None:
+    """The ComposerError behind a failure, also when Ray wraps it: a Ray Train worker's exception
+    arrives inside WorkerGroupError.worker_failures, a task's as RayTaskError.cause."""
+    seen = seen if seen is not None else set()
+    if id(e) in seen:
+        return None
+    seen.add(id(e))
+    inner: list[object] = [getattr(e, "cause", None), getattr(e, "controller_failure", None)]
+    inner += list((getattr(e, "worker_failures", None) or {}).values())
+    inner += [e.__cause__, e.__context__]
+    for candidate in inner:
+        if isinstance(candidate, BaseException) and (found := _composer_error(candidate, seen)) is not None:
+            return found
+    return e if isinstance(e, ComposerError) else None
+
+
+def failure_reason(e: BaseException) -> tuple[str, bool]:
+    """(one line for status.json, whether it was expected): a ComposerError's own message wherever it
+    was raised, else the exception's type and first line."""
+    known = _composer_error(e)
+    if known is not None:
+        return str(known).strip().splitlines()[0] if str(known).strip() else type(known).__name__, True
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}".rstrip(": "), False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="composer job driver (started by `composer submit`)")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--job", required=True)
+    args = parser.parse_args(argv)
+    store = open_store(args.store)
+    log = JobLog(store, args.job, "driver")
+    try:
+        run(store, args.job, log)
+        return 0
+    except BaseException as e:  # record every failure, then let Ray mark the job FAILED
+        message, expected = failure_reason(e)
+        if not expected:
+            log.line(traceback.format_exc().rstrip())
+        log.line(f"failed: {message}")
+        jobstate.update(store, args.job, phase="failed", error=message[:500])
+        return 1
+    finally:
+        log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

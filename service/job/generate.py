@@ -1,0 +1,49 @@
+"""Stage 4: the best epoch's network writes the job's samples, with the job's sampling and with the
+paper's greedy argmax from the same primers, engraved and scored against the corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.job.context import JobRun
+from service.storage import corpus as corpora
+from service.storage import jobstate
+
+
+def run(job: JobRun, corpus: corpora.Corpus, train_starts: np.ndarray) -> dict:
+    """Writes work/out/model/ and work/out/samples/; returns the report's generation part."""
+    from service.model.architecture import build_model
+    from service.model.generate import decoder_for, describe_samples, generate, pick_primers, save_model_dir
+    from service.music import quality
+    from service.music.keys import key_name
+    from service.music.sampling import Sampling
+
+    spec, out = job.spec, job.work / "out"
+    job.phase("generate", f"generating {spec.samples} samples")
+    model = build_model(spec, len(corpus.vocab))
+    model.set_weights(jobstate.best_weights(job.store, spec.job_id))
+    rng = np.random.default_rng(spec.seed)
+    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, train_starts, 64, spec.seq_len, rng)
+    save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")
+    trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
+    primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
+    sampled = generate(trained, primers, spec.sample_length, spec.sampling(), rng, out / "samples")
+    job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} tokens in {sampled.seconds:.2f} s "
+            f"({sampled.ms_per_step:.2f} ms per step for the batch), engraved as MusicXML, SVG and PNG")
+    greedy = generate(trained, primers, spec.sample_length, Sampling(greedy=True), rng, out / "samples",
+                      sheet_music=False, prefix="greedy")
+    reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, spec.scheme,
+                                               spec.sample_length, 32, np.random.default_rng(spec.seed))
+    return {
+        "samples": [p.name for p in sampled.paths],
+        "greedy_samples": [p.name for p in greedy.paths],
+        "keys": None if sampled.keys is None else [key_name(int(k)) for k in sampled.keys],
+        "sampling": {**spec.sampling().describe(), "length": spec.sample_length, "seed": spec.seed,
+                     "primer": "random training window", "decoder": "stateful, batched",
+                     "ms_per_step": sampled.ms_per_step},
+        "quality": {
+            "corpus": quality.describe(reference, corpus.vocab, spec.scheme, hist),
+            "sampled": describe_samples(trained, sampled.tokens, sampled.keys, hist),
+            "greedy": describe_samples(trained, greedy.tokens, greedy.keys, hist),
+        },
+    }

@@ -1,0 +1,62 @@
+"""What every network shares: tf_keras, the key-conditioning input, the LSTM stack and compiling.
+
+The networks themselves are objects in token_lstm.py and paper.py, chosen through
+model/architecture.py. With key conditioning (spec.key_conditioning) a second input gives each
+step's key index, and its one-hot vector is concatenated to the token's features before the first
+LSTM (the paper's 8.3). Sampling does not run these Keras models step by step: each network's
+numpy decoder (model/decoder.py) does the same math.
+"""
+
+from __future__ import annotations
+
+from service.music.keys import KEY_COUNT
+from service.spec import JobSpec
+
+
+def keras():
+    """tf_keras (Keras 2): Keras 3 breaks MultiWorkerMirroredStrategy in model.fit (keras-team/keras#20585)."""
+    import tf_keras
+
+    return tf_keras
+
+
+def with_key_input(spec: JobSpec, token_input, features):
+    """(the model's inputs, the features the first LSTM reads): the token input alone, or with a key
+    input whose one-hot vector joins the token features at every step."""
+    if not spec.key_conditioning:
+        return token_input, features
+    k = keras()
+    keys = k.Input(shape=(None,), dtype="int32", name="keys")
+    # One-hot as a frozen identity table: unlike CategoryEncoding it takes (batch, time) ids.
+    key_vector = k.layers.Embedding(KEY_COUNT, KEY_COUNT, embeddings_initializer="identity", trainable=False,
+                                    name="key_vector")(keys)
+    return [token_input, keys], k.layers.Concatenate(name="with_key")([features, key_vector])
+
+
+def lstm_stack(x, spec: JobSpec, last_returns_sequences: bool, dropout_between: bool):
+    """spec.layers LSTMs named lstm_0, lstm_1, ... (the decoders read their weights by these names)."""
+    k = keras()
+    for i in range(spec.layers):
+        last = i == spec.layers - 1
+        x = k.layers.LSTM(spec.units, return_sequences=last_returns_sequences or not last,
+                          recurrent_dropout=spec.recurrent_dropout, name=f"lstm_{i}")(x)
+        if dropout_between and spec.dropout > 0:
+            x = k.layers.Dropout(spec.dropout, name=f"dropout_{i}")(x)
+    return x
+
+
+def logits_layer(x, vocab_size: int):
+    """float32 logits also under mixed precision (the softmax is folded into the loss)."""
+    return keras().layers.Dense(vocab_size, name="logits", dtype="float32")(x)
+
+
+def compile_model(model, spec: JobSpec):
+    k = keras()
+    optimizer = (k.optimizers.RMSprop(spec.learning_rate) if spec.optimizer == "rmsprop"
+                 else k.optimizers.Adam(spec.learning_rate, clipnorm=1.0))
+    model.compile(
+        optimizer=optimizer,
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model

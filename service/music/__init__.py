@@ -1,0 +1,1 @@
+"""Music without a network: keys, token choice, quality measures, sheet music. Pure functions."""
