@@ -90,7 +90,7 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "unknown scheme {name:?} (available: {})",
-                    crate::scheme::SCHEMES.join(", ")
+                    crate::token::SCHEMES.join(", ")
                 )
             }
             Error::InvalidToken {

@@ -11,6 +11,8 @@
 //!   time-signature and key ([`key`]) tokens.
 //! - [`corpus::tokenize_files`]: many files on a rayon pool, deterministic vocabulary.
 //! - [`corpus::detokenize_ids`]: ids -> MIDI bytes ([`midi_writer`]).
+//! - [`token`]: the token type and the scheme names, a leaf that the schemes, [`error`] and
+//!   [`scheme`] share, so that no two modules import each other.
 
 pub mod corpus;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod pitch;
 pub mod remi;
 pub mod scheme;
 pub mod tempo;
+pub mod token;
 
 #[cfg(feature = "python")]
 mod python;

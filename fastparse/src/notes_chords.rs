@@ -18,10 +18,10 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use crate::pitch::{name_with_octave, normal_order_mask, parse_name_with_octave};
-use crate::scheme::Token;
+use crate::token::{self, Token};
 
 /// The scheme's name.
-pub const NAME: &str = "notes-chords";
+pub const NAME: &str = token::NOTES_CHORDS;
 
 /// Grid steps per quarter note used to group onsets.
 pub const STEPS_PER_QUARTER: u64 = 12;

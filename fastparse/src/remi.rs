@@ -55,14 +55,14 @@ use crate::error::{Error, Result};
 use crate::key::{self, Key};
 use crate::midi_writer::{write_track, TimeSignature, WriteNote};
 use crate::notes::Notes;
-use crate::scheme::Token;
+use crate::token::{self, Token};
 
 /// The scheme's name.
-pub const NAME: &str = "remi";
+pub const NAME: &str = token::REMI;
 /// The scheme with a `Key_` token first: the file's key signature, else estimated.
-pub const NAME_KEY: &str = "remi+key";
+pub const NAME_KEY: &str = token::REMI_KEY;
 /// The scheme with a `Key_` token first, always estimated from the notes.
-pub const NAME_KEY_ESTIMATED: &str = "remi+key-estimated";
+pub const NAME_KEY_ESTIMATED: &str = token::REMI_KEY_ESTIMATED;
 
 /// Whether a piece starts with a `Key_` token and where the key comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,23 +1,15 @@
 //! Tokenization schemes. A scheme turns a file into token strings and token strings back into
 //! MIDI bytes.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::notes::{parse, Notes};
 use crate::{notes_chords, remi};
 
-/// A token string; schemes with a fixed alphabet hand out borrowed statics (no allocation).
-pub type Token = Cow<'static, str>;
-
-/// Names of the available schemes.
-pub const SCHEMES: &[&str] = &[
-    notes_chords::NAME,
-    remi::NAME,
-    remi::NAME_KEY,
-    remi::NAME_KEY_ESTIMATED,
-];
+// Defined in the leaf module `token` (the schemes and `error` use them too); re-exported here,
+// where they have always been.
+pub use crate::token::{Token, SCHEMES};
 
 /// A tokenization scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
