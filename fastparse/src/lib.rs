@@ -21,6 +21,10 @@ pub mod midi_writer;
 pub mod notes;
 pub mod notes_chords;
 pub mod pitch;
+/// The parser over midly's event iterator: the oracle of `notes::parse` in tests and fuzz targets.
+#[cfg(any(test, feature = "reference"))]
+#[doc(hidden)]
+pub mod reference;
 pub mod remi;
 pub mod scheme;
 pub mod tempo;

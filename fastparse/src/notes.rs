@@ -17,7 +17,7 @@
 //! track, a meta or sysex length running past the track's end), but a chunk running past the end
 //! of the file, fewer tracks than the header declares, or an undecodable event before the
 //! track's end-of-track is an error, as it is for mido (and so for pretty_midi). The earlier
-//! implementation over midly's event iterator is kept as `reference::parse` (feature
+//! implementation over midly's event iterator is kept as `crate::reference::parse` (feature
 //! `reference`, and in tests): it is the oracle of the differential tests and fuzz targets.
 //!
 //! Robustness: no allocation is sized by a length read from the file; every declared length is
@@ -237,7 +237,8 @@ fn check_chunks(bytes: &[u8]) -> Result<u16> {
     Ok(declared)
 }
 
-fn first_line(s: impl std::fmt::Display) -> String {
+/// The first line of a message (midly's errors can span several; ours are one line).
+pub(crate) fn first_line(s: impl std::fmt::Display) -> String {
     s.to_string().lines().next().unwrap_or("").to_string()
 }
 
@@ -490,7 +491,7 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
 
 /// The order of [`Notes`] when start times are equal: (pitch, end, track, channel, program,
 /// velocity), then start tick.
-fn cmp_after_start(a: &RawNote, b: &RawNote) -> std::cmp::Ordering {
+pub(crate) fn cmp_after_start(a: &RawNote, b: &RawNote) -> std::cmp::Ordering {
     a.pitch
         .cmp(&b.pitch)
         .then(a.end_tick.cmp(&b.end_tick))
@@ -543,15 +544,20 @@ pub struct Onsets {
     pub is_drum: Vec<bool>,
 }
 
-/// Checks the header, decodes every track into the thread's scratch buffers, and builds the
-/// result from them with `build`.
-fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -> T) -> Result<T> {
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::TooLarge {
-            size: bytes.len() as u64,
-            limit: MAX_FILE_BYTES,
-        });
-    }
+/// A file's header and chunk layout, checked by [`read_header`].
+pub(crate) struct Header<'a> {
+    /// Ticks per quarter note, at least 1.
+    pub(crate) resolution: u16,
+    /// The number of tracks the header declares (and the file has), at least 1.
+    pub(crate) declared: u16,
+    /// midly's iterator over the track chunks.
+    pub(crate) tracks: midly::TrackIter<'a>,
+}
+
+/// Checks the chunk layout ([`check_chunks`]) and reads the header with midly. Also the first
+/// step of `crate::reference`: both parsers read the header the same way, only the events are
+/// decoded independently.
+pub(crate) fn read_header(bytes: &[u8]) -> Result<Header<'_>> {
     let declared = check_chunks(bytes)?;
     let (header, tracks) = midly::parse(bytes).map_err(|e| Error::Malformed(first_line(e)))?;
     let resolution = match header.timing {
@@ -569,6 +575,27 @@ fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -
     if declared == 0 {
         return Err(Error::Malformed("the file has no tracks".into()));
     }
+    Ok(Header {
+        resolution,
+        declared,
+        tracks,
+    })
+}
+
+/// Checks the header, decodes every track into the thread's scratch buffers, and builds the
+/// result from them with `build`.
+fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -> T) -> Result<T> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::TooLarge {
+            size: bytes.len() as u64,
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let Header {
+        resolution,
+        declared,
+        tracks,
+    } = read_header(bytes)?;
     SCRATCH.with(|cell| {
         // A panic while the scratch was borrowed (caught by the caller) must not poison it.
         let mut taken = cell.take();
@@ -677,7 +704,19 @@ fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
             raw[i] = r;
         }
     }
+    note_arrays(resolution, raw, start, &mut s.pedal, tempo)
+}
 
+/// [`Notes`] from notes in their final order with their start times, and the pedal events
+/// `(tick, value, channel, track)` in track order (sorted here by tick, stably). Shared with
+/// `crate::reference`: it only lays out what both parsers found.
+pub(crate) fn note_arrays(
+    resolution: u16,
+    raw: &[RawNote],
+    start: Vec<f64>,
+    pedal: &mut [(u64, u8, u8, u32)],
+    tempo: &TempoMap,
+) -> Notes {
     // One tight pass per array (vectorizable; the notes are in cache).
     let mut notes = Notes {
         ticks_per_quarter: resolution,
@@ -693,7 +732,6 @@ fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
         end_tick: raw.iter().map(|r| r.end_tick).collect(),
         pedal: Pedal::default(),
     };
-    let pedal = &mut s.pedal;
     pedal.sort_by_key(|p| p.0);
     let p = &mut notes.pedal;
     p.tick.reserve_exact(pedal.len());
@@ -707,192 +745,10 @@ fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
     notes
 }
 
-/// The previous implementation, over midly's event iterator: the oracle that [`parse`] must equal
-/// (differential tests, fuzz targets).
-#[cfg(any(test, feature = "reference"))]
-#[doc(hidden)]
-pub mod reference {
-    use midly::{MetaMessage, MidiMessage, Timing, TrackEventKind};
-
-    use super::{check_chunks, first_line, Notes, Pedal, RawNote};
-    use crate::error::{Error, Result};
-    use crate::tempo::TempoMap;
-
-    /// Parses MIDI file bytes with midly's event iterator (the implementation before the
-    /// hand-written event loop).
-    pub fn parse(bytes: &[u8]) -> Result<Notes> {
-        let declared = check_chunks(bytes)?;
-        let (header, tracks) = midly::parse(bytes).map_err(|e| Error::Malformed(first_line(e)))?;
-        let resolution = match header.timing {
-            Timing::Metrical(tpq) => tpq.as_int(),
-            Timing::Timecode(fps, sub) => {
-                return Err(Error::Unsupported(format!(
-                    "SMPTE time division ({} fps, {sub} ticks per frame)",
-                    fps.as_int()
-                )))
-            }
-        };
-        if resolution == 0 {
-            return Err(Error::Unsupported("ticks per quarter note is 0".into()));
-        }
-        if declared == 0 {
-            return Err(Error::Malformed("the file has no tracks".into()));
-        }
-
-        let mut tempos: Vec<(u64, u32)> = Vec::new();
-        let mut raw: Vec<RawNote> = Vec::new();
-        // (tick, value, channel, track)
-        let mut pedal: Vec<(u64, u8, u8, u32)> = Vec::new();
-        // Open notes per (channel, pitch): (start tick, velocity), in arrival order.
-        let mut open: Vec<Vec<(u64, u8)>> = vec![Vec::new(); 16 * 128];
-
-        for (track_idx, track) in tracks.take(declared as usize).enumerate() {
-            let track_idx = track_idx as u32;
-            let mut events = track.map_err(|e| Error::Malformed(first_line(e)))?;
-            for list in open.iter_mut() {
-                list.clear();
-            }
-            let mut program = [0u8; 16];
-            let mut tick = 0u64;
-            let mut channel_status: Option<u8> = None;
-            let mut seen_end = false;
-            loop {
-                let before = events.unread();
-                if before.is_empty() {
-                    break;
-                }
-                let Some(event) = events.next() else {
-                    if seen_end {
-                        break; // junk after end-of-track: ignore
-                    }
-                    let offset = before.as_ptr() as usize - bytes.as_ptr() as usize;
-                    return Err(Error::Malformed(format!(
-                        "undecodable event in track {track_idx} at byte {offset}"
-                    )));
-                };
-                let event = event.map_err(|e| Error::Malformed(first_line(e)))?;
-                tick += event.delta.as_int() as u64;
-                match event.kind {
-                    TrackEventKind::Midi { channel, message } => {
-                        let ch = channel.as_int();
-                        channel_status = events.running_status();
-                        match message {
-                            MidiMessage::ProgramChange { program: p } => {
-                                program[ch as usize] = p.as_int()
-                            }
-                            MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                                open[ch as usize * 128 + key.as_int() as usize]
-                                    .push((tick, vel.as_int()));
-                            }
-                            MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                                let list = &mut open[ch as usize * 128 + key.as_int() as usize];
-                                if list.is_empty() {
-                                    continue;
-                                }
-                                let mut closed = 0usize;
-                                for &(start, velocity) in list.iter() {
-                                    if start != tick {
-                                        closed += 1;
-                                        raw.push(RawNote {
-                                            start_tick: start,
-                                            end_tick: tick,
-                                            pitch: key.as_int(),
-                                            velocity,
-                                            track: track_idx,
-                                            channel: ch,
-                                            program: program[ch as usize],
-                                        });
-                                    }
-                                }
-                                let kept = list.len() - closed;
-                                if closed > 0 && kept > 0 {
-                                    list.retain(|&(start, _)| start == tick);
-                                } else {
-                                    list.clear();
-                                }
-                            }
-                            MidiMessage::Controller { controller, value }
-                                if controller.as_int() == 64 =>
-                            {
-                                pedal.push((tick, value.as_int(), ch, track_idx));
-                            }
-                            _ => {}
-                        }
-                    }
-                    TrackEventKind::Meta(meta) => {
-                        // mido: meta events leave running status alone.
-                        *events.running_status_mut() = channel_status;
-                        match meta {
-                            MetaMessage::Tempo(t) if track_idx == 0 => {
-                                tempos.push((tick, t.as_int()))
-                            }
-                            MetaMessage::EndOfTrack => seen_end = true,
-                            _ => {}
-                        }
-                    }
-                    TrackEventKind::SysEx(_) | TrackEventKind::Escape(_) => channel_status = None,
-                }
-            }
-        }
-
-        let tempo = TempoMap::new(&tempos, resolution)?;
-        let time = |tick: u64| tempo.seconds(tick);
-
-        let mut rows: Vec<(f64, RawNote)> =
-            raw.into_iter().map(|n| (time(n.start_tick), n)).collect();
-        rows.sort_by(|(sa, a), (sb, b)| {
-            sa.total_cmp(sb)
-                .then(a.pitch.cmp(&b.pitch))
-                .then(a.end_tick.cmp(&b.end_tick))
-                .then(a.track.cmp(&b.track))
-                .then(a.channel.cmp(&b.channel))
-                .then(a.program.cmp(&b.program))
-                .then(a.velocity.cmp(&b.velocity))
-                .then(a.start_tick.cmp(&b.start_tick))
-        });
-
-        let n = rows.len();
-        let mut notes = Notes {
-            ticks_per_quarter: resolution,
-            pitch: Vec::with_capacity(n),
-            velocity: Vec::with_capacity(n),
-            start: Vec::with_capacity(n),
-            end: Vec::with_capacity(n),
-            track: Vec::with_capacity(n),
-            channel: Vec::with_capacity(n),
-            program: Vec::with_capacity(n),
-            is_drum: Vec::with_capacity(n),
-            start_tick: Vec::with_capacity(n),
-            end_tick: Vec::with_capacity(n),
-            pedal: Pedal::default(),
-        };
-        for (start, r) in rows {
-            notes.pitch.push(r.pitch);
-            notes.velocity.push(r.velocity);
-            notes.start.push(start);
-            notes.end.push(time(r.end_tick));
-            notes.track.push(r.track);
-            notes.channel.push(r.channel);
-            notes.program.push(r.program);
-            notes.is_drum.push(r.channel == 9);
-            notes.start_tick.push(r.start_tick);
-            notes.end_tick.push(r.end_tick);
-        }
-        pedal.sort_by_key(|p| p.0);
-        for (tick, value, channel, track) in pedal {
-            notes.pedal.tick.push(tick);
-            notes.pedal.time.push(time(tick));
-            notes.pedal.value.push(value);
-            notes.pedal.channel.push(channel);
-            notes.pedal.track.push(track);
-        }
-        Ok(notes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference;
 
     /// A MIDI file from raw track bodies (events without the end-of-track).
     fn smf(format: u16, tpq: u16, tracks: &[Vec<u8>]) -> Vec<u8> {

@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(
         got,
-        fastparse::notes::reference::parse(data),
+        fastparse::reference::parse(data),
         "differs from the reference"
     );
 });
