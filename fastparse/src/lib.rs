@@ -28,6 +28,8 @@ pub mod reference;
 pub mod remi;
 pub mod scheme;
 pub mod tempo;
+#[cfg(test)]
+mod testdata;
 pub mod token;
 
 #[cfg(feature = "python")]

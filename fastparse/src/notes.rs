@@ -749,6 +749,7 @@ pub(crate) fn note_arrays(
 mod tests {
     use super::*;
     use crate::reference;
+    use crate::testdata::{corpus, mutate, Rng};
 
     /// A MIDI file from raw track bodies (events without the end-of-track).
     fn smf(format: u16, tpq: u16, tracks: &[Vec<u8>]) -> Vec<u8> {
@@ -937,66 +938,6 @@ mod tests {
         assert_eq!(parse(&file).unwrap().len(), 1);
     }
 
-    /// The shared corpus (../shared/midi beside the repository), if it is there.
-    fn corpus() -> Vec<Vec<u8>> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/midi");
-        let mut out = Vec::new();
-        let Ok(dirs) = std::fs::read_dir(&root) else {
-            return out;
-        };
-        let mut paths: Vec<_> = dirs
-            .flatten()
-            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "mid"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            out.push(std::fs::read(p).unwrap());
-        }
-        out
-    }
-
-    /// xorshift64*: a small deterministic generator for mutations.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
-        let mut out = file.to_vec();
-        for _ in 0..1 + rng.below(4) {
-            if out.is_empty() {
-                break;
-            }
-            let at = rng.below(out.len());
-            match rng.below(6) {
-                0 => out[at] = rng.next() as u8,
-                1 => out[at] ^= 1 << rng.below(8),
-                2 => out.truncate(at),
-                3 => {
-                    out.remove(at);
-                }
-                4 => out.insert(at, [0x00, 0x7F, 0x80, 0xFF, 0x90, 0x2F][rng.below(6)]),
-                _ => {
-                    let end = (at + 1 + rng.below(64)).min(out.len());
-                    let chunk = out[at..end].to_vec();
-                    let to = rng.below(out.len());
-                    out.splice(to..to, chunk);
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn equals_the_midly_reference_on_the_corpus_and_mutations() {
         let files = corpus();
@@ -1006,28 +947,6 @@ mod tests {
             for _ in 0..20 {
                 let m = mutate(&mut rng, file);
                 assert_eq!(parse(&m), reference::parse(&m), "mutation of file {i}");
-            }
-        }
-    }
-
-    #[test]
-    fn notes_chords_from_onsets_equals_from_notes() {
-        let tokens = |b: &[u8]| crate::notes_chords::tokenize(&parse(b)?);
-        let mut rng = Rng(0x0123_4567_89AB_CDEF);
-        for (i, file) in corpus().iter().enumerate() {
-            assert!(parse_onsets(file).unwrap().is_some());
-            assert_eq!(
-                crate::notes_chords::tokenize_bytes(file),
-                tokens(file),
-                "file {i}"
-            );
-            for _ in 0..10 {
-                let m = mutate(&mut rng, file);
-                assert_eq!(
-                    crate::notes_chords::tokenize_bytes(&m),
-                    tokens(&m),
-                    "mutation of {i}"
-                );
             }
         }
     }

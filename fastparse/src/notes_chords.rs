@@ -213,7 +213,8 @@ pub fn detokenize<S: AsRef<str>>(tokens: &[S]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notes::parse;
+    use crate::notes::{parse, parse_onsets};
+    use crate::testdata::{corpus, mutate, Rng};
 
     #[test]
     fn chord_tokens() {
@@ -297,5 +298,19 @@ mod tests {
         let mut notes = parse(&detokenize(&["C4"]).unwrap()).unwrap();
         notes.is_drum[0] = true;
         assert_eq!(tokenize(&notes), Err(Error::NoNotes));
+    }
+
+    #[test]
+    fn notes_chords_from_onsets_equals_from_notes() {
+        let tokens = |b: &[u8]| tokenize(&parse(b)?);
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        for (i, file) in corpus().iter().enumerate() {
+            assert!(parse_onsets(file).unwrap().is_some());
+            assert_eq!(tokenize_bytes(file), tokens(file), "file {i}");
+            for _ in 0..10 {
+                let m = mutate(&mut rng, file);
+                assert_eq!(tokenize_bytes(&m), tokens(&m), "mutation of {i}");
+            }
+        }
     }
 }
