@@ -433,6 +433,27 @@ enum Expect {
 }
 
 impl Expect {
+    /// Whether the grammar allows `event` here (strict decoding).
+    fn allows(self, event: &Event) -> bool {
+        matches!(
+            (self, event),
+            (Expect::Start, Event::Key(_) | Event::TimeSig(..))
+                | (Expect::FirstTimeSig, Event::TimeSig(..))
+                | (Expect::Bar, Event::Bar)
+                | (
+                    Expect::Onset,
+                    Event::Position(_) | Event::TimeSig(..) | Event::Bar
+                )
+                | (Expect::Pitch, Event::Pitch(_))
+                | (Expect::Velocity, Event::Velocity(_))
+                | (Expect::Duration, Event::Duration(_))
+                | (
+                    Expect::Next,
+                    Event::Pitch(_) | Event::Position(_) | Event::TimeSig(..) | Event::Bar
+                )
+        )
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Expect::Start => "Key or TimeSig",
@@ -458,272 +479,292 @@ pub struct Decoded {
     pub key: Option<Key>,
 }
 
-fn invalid(scheme: &'static str, index: usize, token: &str, why: String) -> Error {
-    Error::InvalidSequence {
-        index,
-        token: token.to_string(),
-        scheme,
-        why,
-    }
-}
-
 /// Decodes a token stream. `strict` accepts exactly the valid streams (module docs) and fails on
 /// the first problem with [`Error::InvalidToken`] or [`Error::InvalidSequence`]; otherwise the
 /// lenient rules apply.
 pub fn decode<S: AsRef<str>>(tokens: &[S], key_token: KeyToken, strict: bool) -> Result<Decoded> {
-    let scheme = key_token.scheme();
-    let with_key = key_token != KeyToken::None;
-    let mut out = Decoded::default();
-    let mut expect = Expect::Start;
-    let mut meter = (4u8, 4u8);
-    let mut pending_meter: Option<(u8, u8)> = None;
-    let mut written_meter: Option<(u8, u8)> = None;
-    // The current bar: (start step, length); None before the first Bar.
-    let mut bar: Option<(u64, u64)> = None;
-    let mut bars = 0u64;
-    let mut position: Option<u64> = None; // absolute onset step
-    let mut last_position: Option<u64> = None; // in the bar
-    let mut last_pitch: Option<u8> = None; // in the onset
-    let mut pitch: Option<(u8, usize)> = None; // (pitch, token index)
-    let mut velocity: Option<u8> = None;
-    // Per pitch: (index in out.notes, token index of its Pitch).
-    let mut sounding: Vec<Option<(usize, usize)>> = vec![None; 128];
+    let mut decoder = Decoder::new(tokens, key_token, strict);
+    for index in 0..tokens.len() {
+        decoder.token(index)?;
+    }
+    decoder.finish()
+}
 
-    for (index, token) in tokens.iter().enumerate() {
-        let token = token.as_ref();
+/// The state of [`decode`] between tokens. Each event has its method; in strict mode a method
+/// returns the first problem it sees, in lenient mode it skips what it cannot use.
+struct Decoder<'t, S> {
+    tokens: &'t [S],
+    scheme: &'static str,
+    with_key: bool,
+    strict: bool,
+    out: Decoded,
+    expect: Expect,
+    /// The meter in force, and one a TimeSig set for the next bar.
+    meter: (u8, u8),
+    pending_meter: Option<(u8, u8)>,
+    /// The meter of the last time signature written to `out`.
+    written_meter: Option<(u8, u8)>,
+    /// The current bar: (start step, length); None before the first Bar.
+    bar: Option<(u64, u64)>,
+    bars: u64,
+    /// The onset step of the current Position (absolute); None when there is no usable one.
+    position: Option<u64>,
+    /// The last usable Position in the bar, and the last Pitch written at the onset.
+    last_position: Option<u64>,
+    last_pitch: Option<u8>,
+    /// The note being read: (pitch, token index of its Pitch), then its velocity bin.
+    pitch: Option<(u8, usize)>,
+    velocity: Option<u8>,
+    /// Per pitch: (index in out.notes, token index of its Pitch) of its last note.
+    sounding: Vec<Option<(usize, usize)>>,
+}
+
+impl<'t, S: AsRef<str>> Decoder<'t, S> {
+    fn new(tokens: &'t [S], key_token: KeyToken, strict: bool) -> Self {
+        Decoder {
+            tokens,
+            scheme: key_token.scheme(),
+            with_key: key_token != KeyToken::None,
+            strict,
+            out: Decoded::default(),
+            expect: Expect::Start,
+            meter: (4, 4),
+            pending_meter: None,
+            written_meter: None,
+            bar: None,
+            bars: 0,
+            position: None,
+            last_position: None,
+            last_pitch: None,
+            pitch: None,
+            velocity: None,
+            sounding: vec![None; 128],
+        }
+    }
+
+    /// [`Error::InvalidSequence`] for the token at `index`.
+    fn invalid(&self, index: usize, why: String) -> Error {
+        Error::InvalidSequence {
+            index,
+            token: self.tokens[index].as_ref().to_string(),
+            scheme: self.scheme,
+            why,
+        }
+    }
+
+    /// Reads the token at `index`.
+    fn token(&mut self, index: usize) -> Result<()> {
+        let token = self.tokens[index].as_ref();
         let Some(event) = parse_token(token) else {
-            if strict {
+            if self.strict {
                 return Err(Error::InvalidToken {
                     index,
                     token: token.to_string(),
-                    scheme,
+                    scheme: self.scheme,
                 });
             }
-            continue;
+            return Ok(());
         };
-        if strict {
-            let ok = matches!(
-                (expect, &event),
-                (Expect::Start, Event::Key(_) | Event::TimeSig(..))
-                    | (Expect::FirstTimeSig, Event::TimeSig(..))
-                    | (Expect::Bar, Event::Bar)
-                    | (
-                        Expect::Onset,
-                        Event::Position(_) | Event::TimeSig(..) | Event::Bar
-                    )
-                    | (Expect::Pitch, Event::Pitch(_))
-                    | (Expect::Velocity, Event::Velocity(_))
-                    | (Expect::Duration, Event::Duration(_))
-                    | (
-                        Expect::Next,
-                        Event::Pitch(_) | Event::Position(_) | Event::TimeSig(..) | Event::Bar
-                    )
-            );
-            if !ok {
-                let why = if index == 0 {
-                    format!(
-                        "cannot start a {scheme} stream (expected {})",
-                        expect.describe()
-                    )
-                } else {
-                    format!(
-                        "cannot follow {:?} (expected {})",
-                        tokens[index - 1].as_ref(),
-                        expect.describe()
-                    )
-                };
-                return Err(invalid(scheme, index, token, why));
-            }
+        if self.strict && !self.expect.allows(&event) {
+            return Err(self.out_of_place(index));
         }
         match event {
-            Event::Key(k) => {
-                if strict && !with_key {
-                    return Err(invalid(
-                        scheme,
-                        index,
-                        token,
-                        "is a remi+key token, not a remi one".into(),
-                    ));
-                }
-                if out.key.is_none() {
-                    out.key = Some(k);
-                }
-                expect = Expect::FirstTimeSig;
-            }
-            Event::TimeSig(n, d) => {
-                if strict {
-                    if with_key && out.key.is_none() {
-                        return Err(invalid(
-                            scheme,
-                            index,
-                            token,
-                            "comes before the Key (a remi+key stream starts with its Key)".into(),
-                        ));
-                    }
-                    if bar.is_some() && meter == (n, d) {
-                        return Err(invalid(
-                            scheme,
-                            index,
-                            token,
-                            format!("repeats the time signature in force ({n}/{d})"),
-                        ));
-                    }
-                }
-                pending_meter = Some((n, d));
-                expect = Expect::Bar;
-            }
-            Event::Bar => {
-                if strict && bar.is_none() && pending_meter.is_none() {
-                    return Err(invalid(
-                        scheme,
-                        index,
-                        token,
-                        "opens the first bar without a TimeSig".into(),
-                    ));
-                }
-                bars += 1;
-                if strict && bars > MAX_BARS {
-                    return Err(invalid(
-                        scheme,
-                        index,
-                        token,
-                        format!("opens bar {bars}, more than the {MAX_BARS} a piece may span"),
-                    ));
-                }
-                let start = bar.map_or(0, |(s, len)| s + len);
-                if let Some(m) = pending_meter.take() {
-                    meter = m;
-                }
-                if written_meter != Some(meter) {
-                    out.time_signatures.push((start, meter.0, meter.1));
-                    written_meter = Some(meter);
-                }
-                bar = Some((start, bar_steps(meter.0, meter.1).expect("parsed")));
-                position = None;
-                last_position = None;
-                pitch = None;
-                expect = Expect::Onset;
-            }
-            Event::Position(k) => {
-                pitch = None;
-                if bar.is_none() {
-                    // Lenient only (strict has failed above): open bar 0.
-                    if let Some(m) = pending_meter.take() {
-                        meter = m;
-                    }
-                    bar = Some((0, bar_steps(meter.0, meter.1).expect("parsed")));
-                    out.time_signatures.push((0, meter.0, meter.1));
-                    written_meter = Some(meter);
-                }
-                let (start, len) = bar.expect("set above");
-                let problem = if k >= len {
-                    Some(format!(
-                        "is outside a bar of {len} steps ({}/{})",
-                        meter.0, meter.1
-                    ))
-                } else if last_position.is_some_and(|p| k <= p) {
-                    Some(format!(
-                        "does not come after Position_{} in its bar",
-                        last_position.unwrap_or(0)
-                    ))
-                } else {
-                    None
-                };
-                match problem {
-                    Some(why) if strict => return Err(invalid(scheme, index, token, why)),
-                    Some(_) if k >= len => position = None,
-                    _ => {
-                        position = Some(start + k);
-                        last_position = Some(k);
-                    }
-                }
-                last_pitch = None;
-                expect = Expect::Pitch;
-            }
-            Event::Pitch(p) => {
-                if strict && last_pitch.is_some_and(|q| p <= q) {
-                    return Err(invalid(
-                        scheme,
-                        index,
-                        token,
-                        format!(
-                            "does not come after Pitch_{} at its onset",
-                            last_pitch.unwrap_or(0)
-                        ),
-                    ));
-                }
-                pitch = position.map(|_| (p, index));
-                velocity = None;
-                expect = Expect::Velocity;
-            }
+            Event::Key(key) => self.key(index, key),
+            Event::TimeSig(n, d) => self.time_sig(index, n, d),
+            Event::Bar => self.bar(index),
+            Event::Position(k) => self.position(index, k),
+            Event::Pitch(p) => self.pitch(index, p),
             Event::Velocity(bin) => {
-                velocity = pitch.map(|_| bin);
-                expect = Expect::Duration;
+                self.velocity = self.pitch.map(|_| bin);
+                self.expect = Expect::Duration;
+                Ok(())
             }
-            Event::Duration(duration) => {
-                if let (Some(start), Some((p, pitch_index)), Some(velocity_bin)) =
-                    (position, pitch, velocity)
-                {
-                    if let Some((j, j_index)) = sounding[p as usize] {
-                        let earlier: GridNote = out.notes[j];
-                        if strict && earlier.start + earlier.duration > start {
-                            return Err(invalid(
-                                scheme,
-                                pitch_index,
-                                tokens[pitch_index].as_ref(),
-                                format!(
-                                    "starts while the Pitch_{p} of token {j_index} still sounds \
-                                     (a note must end by the next onset of its pitch)"
-                                ),
-                            ));
-                        }
-                    }
-                    sounding[p as usize] = Some((out.notes.len(), pitch_index));
-                    out.notes.push(GridNote {
-                        start,
-                        pitch: p,
-                        duration,
-                        velocity_bin,
-                    });
-                    last_pitch = Some(p);
+            Event::Duration(duration) => self.duration(duration),
+        }
+    }
+
+    /// The error for a token the grammar does not allow where it stands.
+    fn out_of_place(&self, index: usize) -> Error {
+        let expected = self.expect.describe();
+        let why = if index == 0 {
+            format!(
+                "cannot start a {} stream (expected {expected})",
+                self.scheme
+            )
+        } else {
+            let previous = self.tokens[index - 1].as_ref();
+            format!("cannot follow {previous:?} (expected {expected})")
+        };
+        self.invalid(index, why)
+    }
+
+    fn key(&mut self, index: usize, key: Key) -> Result<()> {
+        if self.strict && !self.with_key {
+            return Err(self.invalid(index, "is a remi+key token, not a remi one".into()));
+        }
+        // Lenient: the first Key anywhere wins.
+        self.out.key = self.out.key.or(Some(key));
+        self.expect = Expect::FirstTimeSig;
+        Ok(())
+    }
+
+    fn time_sig(&mut self, index: usize, n: u8, d: u8) -> Result<()> {
+        if self.strict {
+            if self.with_key && self.out.key.is_none() {
+                let why = "comes before the Key (a remi+key stream starts with its Key)";
+                return Err(self.invalid(index, why.into()));
+            }
+            if self.bar.is_some() && self.meter == (n, d) {
+                let why = format!("repeats the time signature in force ({n}/{d})");
+                return Err(self.invalid(index, why));
+            }
+        }
+        // It applies from the next bar.
+        self.pending_meter = Some((n, d));
+        self.expect = Expect::Bar;
+        Ok(())
+    }
+
+    fn bar(&mut self, index: usize) -> Result<()> {
+        if self.strict && self.bar.is_none() && self.pending_meter.is_none() {
+            return Err(self.invalid(index, "opens the first bar without a TimeSig".into()));
+        }
+        self.bars += 1;
+        if self.strict && self.bars > MAX_BARS {
+            let why = format!(
+                "opens bar {}, more than the {MAX_BARS} a piece may span",
+                self.bars
+            );
+            return Err(self.invalid(index, why));
+        }
+        self.open_bar(self.bar.map_or(0, |(start, len)| start + len));
+        self.position = None;
+        self.last_position = None;
+        self.pitch = None;
+        self.expect = Expect::Onset;
+        Ok(())
+    }
+
+    /// Starts a bar at step `start` in the pending meter (else the one in force), writing a time
+    /// signature where the meter changes.
+    fn open_bar(&mut self, start: u64) {
+        if let Some(m) = self.pending_meter.take() {
+            self.meter = m;
+        }
+        let (n, d) = self.meter;
+        if self.written_meter != Some((n, d)) {
+            self.out.time_signatures.push((start, n, d));
+            self.written_meter = Some((n, d));
+        }
+        self.bar = Some((start, bar_steps(n, d).expect("parsed")));
+    }
+
+    fn position(&mut self, index: usize, k: u64) -> Result<()> {
+        self.pitch = None;
+        if self.bar.is_none() {
+            // Lenient only (strict has failed on the order): a Position before any Bar opens bar
+            // 0. No time signature was written yet, so bar 0 gets one.
+            self.open_bar(0);
+        }
+        let (start, len) = self.bar.expect("opened above");
+        let problem = if k >= len {
+            let (n, d) = self.meter;
+            Some(format!("is outside a bar of {len} steps ({n}/{d})"))
+        } else {
+            self.last_position
+                .filter(|&p| k <= p)
+                .map(|p| format!("does not come after Position_{p} in its bar"))
+        };
+        match problem {
+            Some(why) if self.strict => return Err(self.invalid(index, why)),
+            // Lenient: a Position outside the bar is skipped with its notes; one that goes back
+            // is used.
+            Some(_) if k >= len => self.position = None,
+            _ => {
+                self.position = Some(start + k);
+                self.last_position = Some(k);
+            }
+        }
+        self.last_pitch = None;
+        self.expect = Expect::Pitch;
+        Ok(())
+    }
+
+    fn pitch(&mut self, index: usize, p: u8) -> Result<()> {
+        if let Some(q) = self.last_pitch.filter(|&q| p <= q) {
+            if self.strict {
+                let why = format!("does not come after Pitch_{q} at its onset");
+                return Err(self.invalid(index, why));
+            }
+        }
+        // A note without a usable Position is dropped (its Velocity and Duration too).
+        self.pitch = self.position.map(|_| (p, index));
+        self.velocity = None;
+        self.expect = Expect::Velocity;
+        Ok(())
+    }
+
+    /// Completes the note being read, if it has a Position, a Pitch and a Velocity.
+    fn duration(&mut self, duration: u64) -> Result<()> {
+        if let (Some(start), Some((p, pitch_index)), Some(velocity_bin)) =
+            (self.position, self.pitch, self.velocity)
+        {
+            if let Some((j, j_index)) = self.sounding[p as usize] {
+                let earlier: GridNote = self.out.notes[j];
+                if self.strict && earlier.start + earlier.duration > start {
+                    let why = format!(
+                        "starts while the Pitch_{p} of token {j_index} still sounds \
+                         (a note must end by the next onset of its pitch)"
+                    );
+                    return Err(self.invalid(pitch_index, why));
                 }
-                pitch = None;
-                velocity = None;
-                expect = Expect::Next;
+            }
+            self.sounding[p as usize] = Some((self.out.notes.len(), pitch_index));
+            self.out.notes.push(GridNote {
+                start,
+                pitch: p,
+                duration,
+                velocity_bin,
+            });
+            self.last_pitch = Some(p);
+        }
+        self.pitch = None;
+        self.velocity = None;
+        self.expect = Expect::Next;
+        Ok(())
+    }
+
+    /// After the last token: the end-of-stream checks (strict), then the notes made canonical.
+    fn finish(mut self) -> Result<Decoded> {
+        if self.strict {
+            if self.expect != Expect::Next {
+                let why = match self.tokens.last() {
+                    None => "the stream is empty".to_string(),
+                    Some(t) => format!(
+                        "the stream ends after {:?} (expected {}; a stream ends with a note's \
+                         Duration)",
+                        t.as_ref(),
+                        self.expect.describe()
+                    ),
+                };
+                return Err(Error::InvalidSequence {
+                    index: self.tokens.len(),
+                    token: String::new(),
+                    scheme: self.scheme,
+                    why,
+                });
+            }
+            if self.with_key && self.out.key.is_none() {
+                let why = "a remi+key stream starts with its Key";
+                return Err(self.invalid(0, why.into()));
             }
         }
-    }
-    if strict {
-        if expect != Expect::Next {
-            let why = match tokens.last() {
-                None => "the stream is empty".to_string(),
-                Some(t) => format!(
-                    "the stream ends after {:?} (expected {}; a stream ends with a note's Duration)",
-                    t.as_ref(),
-                    expect.describe()
-                ),
-            };
-            return Err(Error::InvalidSequence {
-                index: tokens.len(),
-                token: String::new(),
-                scheme,
-                why,
-            });
+        canonicalize(&mut self.out.notes);
+        if self.out.time_signatures.is_empty() {
+            self.out.time_signatures.push((0, 4, 4));
         }
-        if with_key && out.key.is_none() {
-            return Err(invalid(
-                scheme,
-                0,
-                tokens[0].as_ref(),
-                "a remi+key stream starts with its Key".into(),
-            ));
-        }
+        Ok(self.out)
     }
-    canonicalize(&mut out.notes);
-    if out.time_signatures.is_empty() {
-        out.time_signatures.push((0, 4, 4));
-    }
-    Ok(out)
 }
 
 /// MIDI file bytes for a decoded stream (format 0, 480 tpq, 120 bpm).
