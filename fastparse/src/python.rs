@@ -37,16 +37,29 @@ const KEYS: [&str; 10] = [
     "end_tick",
 ];
 
-/// `source: message` as the matching Python exception; I/O failures as the OSError subclass
-/// for their kind with `errno`, `strerror` and `filename` set.
-fn to_pyerr(source: &str, err: Error) -> PyErr {
-    fn os<T: PyTypeInfo>(errno: Option<i32>, message: &str, source: &str, line: String) -> PyErr {
-        match errno {
-            Some(n) => PyErr::new::<T, _>((n, message.to_string(), source.to_string())),
-            None => PyErr::new::<T, _>(line),
+/// The one way an error of the core reaches Python, as the matching exception: I/O failures as
+/// the OSError subclass for their kind with `errno`, `strerror` and `filename` (the source) set,
+/// a caught panic as RuntimeError, everything else (bad data, bad tokens, bad arguments) as
+/// ValueError. The message is `source: message` with a source (a path, or the call for errors
+/// that are not one file's), the core's one line alone without. (Only an argument of the wrong
+/// Python type is refused where it is converted, with TypeError: the core never sees it.)
+fn to_pyerr(source: Option<&str>, err: Error) -> PyErr {
+    fn os<T: PyTypeInfo>(
+        errno: Option<i32>,
+        message: &str,
+        source: Option<&str>,
+        line: String,
+    ) -> PyErr {
+        match (errno, source) {
+            (Some(n), Some(path)) => PyErr::new::<T, _>((n, message.to_string(), path.to_string())),
+            (Some(n), None) => PyErr::new::<T, _>((n, message.to_string())),
+            (None, _) => PyErr::new::<T, _>(line),
         }
     }
-    let line = format!("{source}: {err}");
+    let line = match source {
+        Some(source) => format!("{source}: {err}"),
+        None => err.to_string(),
+    };
     match &err {
         Error::Io {
             kind,
@@ -293,7 +306,7 @@ fn read_notes(py: Python<'_>, path_or_bytes: &Bound<'_, PyAny>) -> PyResult<PyNo
         Source::Bytes(bytes) => ("<bytes>".to_string(), py.detach(|| catch(|| parse(&bytes)))),
         Source::Path(path, name) => (name, py.detach(|| catch(|| read_file(&path)))),
     };
-    let notes = result.map_err(|e| to_pyerr(&label, e))?;
+    let notes = result.map_err(|e| to_pyerr(Some(&label), e))?;
     Ok(PyNotes::new(py, notes))
 }
 
@@ -343,8 +356,12 @@ impl PyTokenized {
 }
 
 fn scheme_of(name: &str) -> PyResult<Scheme> {
-    name.parse()
-        .map_err(|e: Error| PyValueError::new_err(e.to_string()))
+    name.parse().map_err(|e| to_pyerr(None, e))
+}
+
+/// A bad argument value, as the core reports one (ValueError through [`to_pyerr`]).
+fn invalid_argument(why: String) -> PyErr {
+    to_pyerr(None, Error::InvalidArgument(why))
 }
 
 /// tokenize(paths, scheme="notes-chords", workers=None, vocab=None) -> Tokenized
@@ -376,7 +393,7 @@ fn tokenize(
     }
     let workers = match workers {
         Some(n) if n < 1 => {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid_argument(format!(
                 "workers must be at least 1, got {n}"
             )))
         }
@@ -406,7 +423,7 @@ fn tokenize(
     };
     let result = py
         .detach(|| catch(|| tokenize_files(&path_bufs, &options)))
-        .map_err(|e| to_pyerr("tokenize", e))?;
+        .map_err(|e| to_pyerr(Some("tokenize"), e))?;
     let pieces = result.files.len();
     let files = PyList::new(py, result.files.iter().map(|&i| names[i].as_str()))?;
     let errors = PyList::empty(py);
@@ -461,7 +478,7 @@ fn detokenize<'py>(
     let ids = ids_of(tokens)?;
     let bytes = py
         .detach(|| catch(|| detokenize_ids_with(&ids, &vocab, scheme, strict)))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| to_pyerr(None, e))?;
     Ok(PyBytes::new(py, &bytes))
 }
 
@@ -474,14 +491,14 @@ fn chord_token(pitches: Vec<i64>) -> PyResult<String> {
     let mut ps = Vec::with_capacity(pitches.len());
     for p in pitches {
         if !(0..=127).contains(&p) {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid_argument(format!(
                 "pitch {p} is not a MIDI pitch (0..127)"
             )));
         }
         ps.push(p as u8);
     }
     core_chord_token(&ps)
-        .ok_or_else(|| PyValueError::new_err("chord_token needs at least one pitch"))
+        .ok_or_else(|| invalid_argument("chord_token needs at least one pitch".into()))
 }
 
 #[pymodule]
