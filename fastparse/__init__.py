@@ -11,6 +11,10 @@
 - Schemes (``SCHEMES``): "notes-chords" (the paper's), "remi" (bars, positions, pitch, velocity,
   duration), "remi+key" and "remi+key-estimated" (remi with a key token first); see fastparse/README.md.
 - ``chord_token(pitches)`` -> the notes-chords token for simultaneous MIDI pitches.
+- Keys, as the remi+key schemes use them: ``estimate_key(histogram)`` -> key index
+  (``2 * tonic + (1 if minor)``, Krumhansl-Schmuckler over 12 pitch-class weights, C first),
+  ``key_names()`` -> the 24 names by index ("C major", "C minor", "C# major", ...),
+  ``key_scale(index)`` -> the 7 pitch classes of its major or natural minor scale.
 """
 
 from fastparse._fastparse import (
@@ -20,6 +24,9 @@ from fastparse._fastparse import (
     __version__,
     chord_token,
     detokenize,
+    estimate_key,
+    key_names,
+    key_scale,
     read_notes,
     tokenize,
 )
@@ -31,6 +38,9 @@ __all__ = [
     "__version__",
     "chord_token",
     "detokenize",
+    "estimate_key",
+    "key_names",
+    "key_scale",
     "read_notes",
     "tokenize",
 ]

@@ -366,6 +366,98 @@ def test_chord_token_errors():
         fastparse.chord_token([128])
 
 
+# ---------------------------------------------------------------- keys
+
+TONICS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+
+
+def key_token(index: int) -> str:
+    return "Key_" + fastparse.key_names()[index].replace(" ", "_")
+
+
+def duration_histogram(n) -> np.ndarray:
+    """The pitch-class histogram the remi+key schemes estimate from: seconds of non-drum notes."""
+    durations = n.end - n.start
+    used = ~n.is_drum & np.isfinite(durations) & (durations > 0)
+    return np.bincount(n.pitch[used] % 12, weights=durations[used], minlength=12)
+
+
+def test_key_names_and_scales():
+    names = fastparse.key_names()
+    assert len(names) == 24 and len(set(names)) == 24
+    assert names[:4] == ["C major", "C minor", "C# major", "C# minor"]
+    assert names == [f"{t} {m}" for t in TONICS for m in ("major", "minor")]
+    assert fastparse.key_scale(0) == [0, 2, 4, 5, 7, 9, 11]  # C major
+    assert fastparse.key_scale(1) == [0, 2, 3, 5, 7, 8, 10]  # C minor (natural)
+    assert fastparse.key_scale(names.index("A minor")) == [9, 11, 0, 2, 4, 5, 7]
+    assert fastparse.key_scale(names.index("F# major")) == [6, 8, 10, 11, 1, 3, 5]
+    for index in range(24):
+        scale = fastparse.key_scale(index)
+        assert len(scale) == 7 and scale[0] == index // 2
+    for bad in (-1, 24):
+        with pytest.raises(ValueError, match=f"key index {bad} is outside 0..24"):
+            fastparse.key_scale(bad)
+
+
+def test_key_names_are_the_remi_key_tokens(tmp_path: Path):
+    # Every name, as a token, is a Key that remi+key writes (as a key signature) and reads back.
+    paths = []
+    for index in range(24):
+        stream = [key_token(index), "TimeSig_4/4", "Bar", "Position_0", "Pitch_60", "Velocity_80", "Duration_3"]
+        paths.append(tmp_path / f"key{index}.mid")
+        paths[-1].write_bytes(fastparse.detokenize(list(range(len(stream))), stream, scheme="remi+key"))
+    result = fastparse.tokenize(paths, scheme="remi+key")
+    assert [decode(result, i)[0] for i in range(24)] == [key_token(i) for i in range(24)]
+
+
+def test_estimate_key_of_known_histograms():
+    names = fastparse.key_names()
+    c_major = [0.0] * 12
+    for pc, w in [(0, 3), (2, 1), (4, 2), (5, 1), (7, 2), (9, 1), (11, 1)]:
+        c_major[pc] = float(w)
+    assert names[fastparse.estimate_key(c_major)] == "C major"
+    a_minor = [0.0] * 12
+    for pc, w in [(9, 3), (11, 1), (0, 2), (2, 1), (4, 2), (5, 1), (8, 1)]:
+        a_minor[pc] = float(w)
+    assert names[fastparse.estimate_key(a_minor)] == "A minor"
+    # Any sequence of numbers: tuple, float and int arrays, ints; transposing moves the tonic.
+    assert fastparse.estimate_key(tuple(c_major)) == fastparse.estimate_key(np.array(c_major)) == 0
+    assert fastparse.estimate_key(np.array(c_major, dtype=np.int64)) == 0
+    assert fastparse.estimate_key([int(w) for w in c_major]) == 0
+    assert names[fastparse.estimate_key(np.roll(c_major, 2))] == "D major"
+    # A flat or empty histogram is C major (the estimator's tie rule).
+    assert fastparse.estimate_key([0] * 12) == fastparse.estimate_key([1.0] * 12) == 0
+
+
+def test_estimate_key_errors():
+    with pytest.raises(ValueError, match=r"12 weights \(C first\), got 11"):
+        fastparse.estimate_key([1.0] * 11)
+    with pytest.raises(ValueError, match="got 13"):
+        fastparse.estimate_key(np.ones(13))
+    with pytest.raises(ValueError, match="got 0"):
+        fastparse.estimate_key([])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        h = [1.0] * 12
+        h[4] = bad
+        with pytest.raises(ValueError, match="weight 4 is .*; the weights must be finite"):
+            fastparse.estimate_key(h)
+    for bad in ("C major scale", b"0123456789ab", 12, [1.0] * 11 + ["x"], np.ones((2, 12))):
+        with pytest.raises(TypeError, match="histogram must be a sequence of 12 numbers"):
+            fastparse.estimate_key(bad)
+
+
+@needs_corpus
+def test_estimate_key_equals_the_remi_key_estimated_token():
+    files = corpus_sample(8)
+    result = fastparse.tokenize(files, scheme="remi+key-estimated")
+    assert result.files == [str(p) for p in files]
+    key_tokens = {t for t in result.vocab if t.startswith("Key_")}
+    assert key_tokens and key_tokens <= {key_token(i) for i in range(24)}
+    for i, path in enumerate(files):
+        histogram = duration_histogram(fastparse.read_notes(path))
+        assert decode(result, i)[0] == key_token(fastparse.estimate_key(histogram)), path
+
+
 # ---------------------------------------------------------------- tokenize
 
 

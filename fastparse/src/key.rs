@@ -10,7 +10,10 @@
 //!   (Pearson) with the Krumhansl-Kessler major and minor profiles rotated to each of the 12
 //!   tonics; the best of the 24 wins, ties going to the first in the order C major, C minor,
 //!   C# major, C# minor, ... A piece whose histogram is flat (or empty) is C major.
+//! - Names and scales, for callers that show or use a key: "C major", "F# minor" (the tonic
+//!   spelled as in the token), and the 7 pitch classes of the major or natural minor scale.
 
+use crate::error::{Error, Result};
 use crate::notes::Notes;
 
 /// Tonic names by pitch class.
@@ -26,6 +29,10 @@ pub const MAJOR_PROFILE: [f64; 12] = [
 pub const MINOR_PROFILE: [f64; 12] = [
     6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
 ];
+
+/// Scale steps from the tonic: major, and natural minor.
+const MAJOR_STEPS: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
+const MINOR_STEPS: [u8; 7] = [0, 2, 3, 5, 7, 8, 10];
 
 /// A key: tonic pitch class and mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +55,38 @@ impl Key {
             tonic: (i / 2 % 12) as u8,
             minor: i % 2 == 1,
         }
+    }
+
+    /// The key with index `index` from outside the crate, checked: [`Error::InvalidArgument`]
+    /// outside 0..24.
+    pub fn try_from_index(index: i64) -> Result<Key> {
+        match usize::try_from(index) {
+            Ok(i) if i < 24 => Ok(Key::from_index(i)),
+            _ => Err(Error::InvalidArgument(format!(
+                "key index {index} is outside 0..24 (2 * tonic pitch class + 1 if minor)"
+            ))),
+        }
+    }
+
+    /// "major" or "minor".
+    pub fn mode(self) -> &'static str {
+        if self.minor {
+            "minor"
+        } else {
+            "major"
+        }
+    }
+
+    /// The name, e.g. "C major", "F# minor": the token's tonic and mode (the token is
+    /// `Key_<tonic>_<mode>`).
+    pub fn name(self) -> String {
+        format!("{} {}", TONICS[self.tonic as usize], self.mode())
+    }
+
+    /// The 7 pitch classes of the scale, from the tonic up: major, or natural minor.
+    pub fn scale(self) -> [u8; 7] {
+        let steps = if self.minor { MINOR_STEPS } else { MAJOR_STEPS };
+        steps.map(|step| (self.tonic + step) % 12)
     }
 
     /// The token, e.g. `Key_C_major`, `Key_F#_minor`.
@@ -158,6 +197,25 @@ pub fn estimate(histogram: &[f64; 12]) -> Key {
     best.0
 }
 
+/// [`estimate`] of a histogram from outside the crate, checked: exactly 12 weights, all finite,
+/// else [`Error::InvalidArgument`]. Negative weights are allowed (the correlation does not need
+/// a distribution).
+pub fn estimate_checked(histogram: &[f64]) -> Result<Key> {
+    let Ok(weights) = <&[f64; 12]>::try_from(histogram) else {
+        return Err(Error::InvalidArgument(format!(
+            "a pitch-class histogram has 12 weights (C first), got {}",
+            histogram.len()
+        )));
+    };
+    if let Some(pc) = weights.iter().position(|w| !w.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "histogram weight {pc} is {}; the weights must be finite",
+            weights[pc]
+        )));
+    }
+    Ok(estimate(weights))
+}
+
 /// The duration-weighted (seconds) pitch-class histogram of the non-drum notes.
 pub fn histogram(notes: &Notes) -> [f64; 12] {
     let mut h = [0.0; 12];
@@ -223,6 +281,73 @@ mod tests {
             Key::from_token("Key_D#_minor").unwrap().signature(),
             (6, true)
         );
+    }
+
+    #[test]
+    fn names_match_the_tokens() {
+        let names: Vec<String> = (0..24).map(|i| Key::from_index(i).name()).collect();
+        assert_eq!(names[..4], ["C major", "C minor", "C# major", "C# minor"]);
+        assert_eq!(names[23], "B minor");
+        for (i, name) in names.iter().enumerate() {
+            let key = Key::from_index(i);
+            assert_eq!(key.index(), i);
+            assert_eq!(key.token(), format!("Key_{}", name.replace(' ', "_")));
+        }
+    }
+
+    #[test]
+    fn scales() {
+        let scale = |token| Key::from_token(token).unwrap().scale();
+        assert_eq!(scale("Key_C_major"), [0, 2, 4, 5, 7, 9, 11]);
+        assert_eq!(scale("Key_C_minor"), [0, 2, 3, 5, 7, 8, 10]);
+        assert_eq!(scale("Key_A_minor"), [9, 11, 0, 2, 4, 5, 7]);
+        assert_eq!(scale("Key_F#_major"), [6, 8, 10, 11, 1, 3, 5]);
+        // A relative major and minor share their pitch classes.
+        for tonic in 0..12u8 {
+            let mut major = Key {
+                tonic,
+                minor: false,
+            }
+            .scale();
+            let mut minor = Key {
+                tonic: (tonic + 9) % 12,
+                minor: true,
+            }
+            .scale();
+            major.sort();
+            minor.sort();
+            assert_eq!(major, minor);
+        }
+    }
+
+    #[test]
+    fn checked_index_and_histogram() {
+        assert_eq!(Key::try_from_index(0), Ok(Key::from_index(0)));
+        assert_eq!(Key::try_from_index(23), Ok(Key::from_index(23)));
+        for bad in [-1, 24, i64::MAX, i64::MIN] {
+            let err = Key::try_from_index(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad}");
+            assert!(
+                err.to_string().contains(&format!("key index {bad}")),
+                "{err}"
+            );
+        }
+        let c_major = [3.0, 0.0, 1.0, 0.0, 2.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0, 1.0];
+        assert_eq!(estimate_checked(&c_major), Ok(estimate(&c_major)));
+        assert_eq!(estimate_checked(&c_major).unwrap().token(), "Key_C_major");
+        let short = estimate_checked(&c_major[..11]).unwrap_err().to_string();
+        assert!(
+            short.contains("12 weights") && short.contains("got 11"),
+            "{short}"
+        );
+        assert!(estimate_checked(&[]).is_err());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut h = c_major;
+            h[4] = bad;
+            let err = estimate_checked(&h).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)));
+            assert!(err.to_string().contains("weight 4"), "{err}");
+        }
     }
 
     #[test]

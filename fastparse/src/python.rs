@@ -14,6 +14,7 @@ use pyo3::PyTypeInfo;
 
 use crate::corpus::{detokenize_ids_with, tokenize_files, Options};
 use crate::error::{catch, Error};
+use crate::key::{self, Key};
 use crate::notes::{parse, read_file, Notes};
 use crate::notes_chords::chord_token as core_chord_token;
 use crate::scheme::{Scheme, SCHEMES};
@@ -501,6 +502,60 @@ fn chord_token(pitches: Vec<i64>) -> PyResult<String> {
         .ok_or_else(|| invalid_argument("chord_token needs at least one pitch".into()))
 }
 
+/// The numbers of a histogram, item by item: PyO3's `Vec<f64>` extraction takes lists and tuples
+/// but not numpy arrays (not a `collections.abc.Sequence`), and `np.bincount` gives int64 or
+/// float64 arrays. Its length and values are the core's to check.
+fn weights_of(histogram: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    let wrong_type = || {
+        PyTypeError::new_err(
+            "histogram must be a sequence of 12 numbers (list, tuple or 1-d numpy array)",
+        )
+    };
+    if histogram.is_instance_of::<PyString>() || histogram.is_instance_of::<PyBytes>() {
+        return Err(wrong_type());
+    }
+    histogram
+        .try_iter()
+        .map_err(|_| wrong_type())?
+        .map(|item| item?.extract::<f64>().map_err(|_| wrong_type()))
+        .collect()
+}
+
+/// estimate_key(histogram) -> int
+///
+/// The Krumhansl-Schmuckler key of a pitch-class histogram (12 weights, C first; e.g. note
+/// durations summed per pitch class), as the key index `2 * tonic_pitch_class + (1 if minor)`:
+/// the estimate the "remi+key" schemes use (names: `key_names()`). Raises ValueError unless there
+/// are exactly 12 finite weights.
+#[pyfunction]
+fn estimate_key(histogram: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let weights = weights_of(histogram)?;
+    key::estimate_checked(&weights)
+        .map(Key::index)
+        .map_err(|e| to_pyerr(None, e))
+}
+
+/// key_names() -> list[str]
+///
+/// The 24 key names by key index: "C major", "C minor", "C# major", ..., "B minor" (tonics with
+/// sharps, as in the `Key_<tonic>_<mode>` tokens).
+#[pyfunction]
+fn key_names() -> Vec<String> {
+    (0..24).map(|i| Key::from_index(i).name()).collect()
+}
+
+/// key_scale(index) -> list[int]
+///
+/// The 7 pitch classes of the scale of key `index` (0..24), from the tonic up: major, or natural
+/// minor. Raises ValueError for an index outside 0..24.
+#[pyfunction]
+fn key_scale(index: i64) -> PyResult<Vec<i64>> {
+    // As ints: a Vec<u8> would reach Python as bytes.
+    Key::try_from_index(index)
+        .map(|key| ints(&key.scale()))
+        .map_err(|e| to_pyerr(None, e))
+}
+
 #[pymodule]
 fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNotes>()?;
@@ -509,6 +564,9 @@ fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(detokenize, m)?)?;
     m.add_function(wrap_pyfunction!(chord_token, m)?)?;
+    m.add_function(wrap_pyfunction!(estimate_key, m)?)?;
+    m.add_function(wrap_pyfunction!(key_names, m)?)?;
+    m.add_function(wrap_pyfunction!(key_scale, m)?)?;
     m.add("SCHEMES", SCHEMES.to_vec())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
