@@ -47,3 +47,18 @@ def test_describe_tells_a_loop_from_varied_music():
     # notes-chords spaces tokens half a quarter apart: 8 notes per 4/4 bar, one note per onset.
     assert abs(varied_stats["notes_per_bar"] - 8 * 64 / 64.5) < 0.2
     assert varied_stats["polyphony"] == 1.0
+
+
+def test_every_key_in_a_report_has_the_token_s_spelling():
+    """One owner (fastparse) for key names: the quality report, the keys field and the Key_ tokens agree."""
+    from service.music.keys import key_name, key_token, parse_key
+    from service.music.quality import Key
+
+    for index in range(24):
+        assert str(Key(index)) == key_name(index)
+        assert key_token(index) == "Key_" + key_name(index).replace(" ", "_")
+        assert parse_key(key_name(index)) == index
+    e_flat = np.zeros(12)
+    e_flat[[3, 5, 7, 8, 10, 0, 2]] += 1
+    e_flat[[3, 7, 10]] += 2
+    assert str(estimate_key(e_flat)) == "D# major"  # as the Key_D#_major token spells it; never "E- major"

@@ -2,8 +2,9 @@
 
 A key-conditioned model sees a one-hot key vector beside every input token (the paper's section
 8.3, X_augmented = [X; M]). The key of a piece is its `Key_<tonic>_<mode>` token, which the
-`remi+key` schemes put first in every piece (fastparse's key.rs: the file's key signature or a
-Krumhansl-Schmuckler estimate). Index = 2 * pitch class + (1 if minor), fastparse's order.
+`remi+key` schemes put first in every piece (the file's key signature or a Krumhansl-Schmuckler
+estimate). fastparse owns the keys: their order (index = 2 * pitch class + (1 if minor)), their
+names, their scales and the estimator; every name here and in the reports is fastparse's.
 """
 
 from __future__ import annotations
@@ -12,21 +13,32 @@ import re
 
 import numpy as np
 
+import fastparse
 from service.errors import UserError
 
-TONICS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-KEY_COUNT = 24
+_NAMES = tuple(fastparse.key_names())  # "C major", "C minor", "C# major", ...
+KEY_COUNT = len(_NAMES)
 KEY_SCHEMES = ("remi+key", "remi+key-estimated")
 _LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _SPELLING = re.compile(r"^\s*([A-Ga-g])\s*(#|♯|b|♭|-|sharp|flat)?\s*(major|minor|maj|min|m)?\s*$", re.IGNORECASE)
 
 
 def key_token(index: int) -> str:
-    return f"Key_{TONICS[index // 2]}_{'minor' if index % 2 else 'major'}"
+    return "Key_" + _NAMES[index].replace(" ", "_")
 
 
 def key_name(index: int) -> str:
-    return f"{TONICS[index // 2]} {'minor' if index % 2 else 'major'}"
+    return _NAMES[index]
+
+
+def estimate_key(pc_histogram: np.ndarray) -> int:
+    """The Krumhansl-Schmuckler key index of 12 pitch-class weights (C first): fastparse's estimate."""
+    return fastparse.estimate_key(np.asarray(pc_histogram, dtype=np.float64))
+
+
+def key_scale(index: int) -> set[int]:
+    """The pitch classes of the key's scale (major, or natural minor)."""
+    return set(fastparse.key_scale(index))
 
 
 def parse_key(text: str) -> int:

@@ -4,7 +4,7 @@ Token-level: the distinct 4-gram ratio and the longest exactly repeated loop (th
 argmax sampling stuck repeating one pattern). Note-level, from the MIDI that fastparse writes for
 the tokens (so corpus and samples go through the same detokenizer): pitch-class histogram entropy
 and Jensen-Shannon distance to the corpus, notes per 4/4 bar, polyphony (notes per onset), and the
-share of notes in the key estimated with Krumhansl-Schmuckler profiles.
+share of notes in the key fastparse estimates (the same estimator and names as the remi+key tokens).
 """
 
 from __future__ import annotations
@@ -13,35 +13,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Krumhansl & Kessler (1982) key profiles, tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)  # natural minor
-NAMES = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "G#", "A", "B-", "B")
+from service.music import keys
+from service.music.keys import key_name, key_scale
 
 
 @dataclass(frozen=True)
 class Key:
-    tonic: int
-    minor: bool
+    """A key by its index (service/music/keys.py): named and scaled by fastparse, like every key in a report."""
+
+    index: int
 
     def __str__(self) -> str:
-        return f"{NAMES[self.tonic]} {'minor' if self.minor else 'major'}"
+        return key_name(self.index)
 
     def scale(self) -> set[int]:
-        return {(self.tonic + d) % 12 for d in (MINOR_SCALE if self.minor else MAJOR_SCALE)}
+        return key_scale(self.index)
 
 
 def estimate_key(pc_histogram: np.ndarray) -> Key:
-    """The key whose rotated profile correlates best with the pitch-class histogram."""
-    best, best_r = Key(0, False), -np.inf
-    for tonic in range(12):
-        for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
-            r = np.corrcoef(pc_histogram, np.roll(profile, tonic))[0, 1]
-            if np.isfinite(r) and r > best_r:
-                best, best_r = Key(tonic, minor), r
-    return best
+    """The key whose Krumhansl-Schmuckler profile fits the pitch-class histogram best (fastparse's estimator)."""
+    return Key(keys.estimate_key(pc_histogram))
 
 
 def longest_loop(tokens: np.ndarray) -> tuple[int, int]:
@@ -139,7 +130,7 @@ def share_in_keys(pieces: list[np.ndarray], vocab: list[str], scheme: str, keys:
     inside = total = 0
     for tokens, key in zip(pieces, keys, strict=True):
         pitches = piece_notes(fastparse.detokenize(tokens, vocab, scheme=scheme, strict=False))["pitch"]
-        scale = Key(int(key) // 2, bool(key % 2)).scale()
+        scale = Key(int(key)).scale()
         inside += int(np.isin(pitches % 12, list(scale)).sum())
         total += len(pitches)
     return inside / total if total else 0.0
