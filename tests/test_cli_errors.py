@@ -110,3 +110,9 @@ def test_pull_before_results_exist_is_a_runtime_error(env):
     Progress("composer-running", phase="train", epoch=2).save(open_store(env["COMPOSER_STORE"]))
     proc = run_cli("pull", "composer-running", "--to", "x", env=env)
     assert_one_line_error(proc, 1, "has no published results", "phase train")
+
+
+@pytest.mark.parametrize("verb", [["status"], ["logs"], ["cancel"], ["pull", "--to", "x"]])
+@pytest.mark.parametrize("job", ["../../x", "a/b", "..", "job id"])
+def test_a_job_id_that_is_no_job_id_is_refused(env, verb, job):
+    assert_one_line_error(run_cli(verb[0], job, *verb[1:], env=env), 2, "is not a job id")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,21 +24,13 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from service.client.cluster import free_ports
+
 # Ray's default worker ports (10002-19999) belong to any Ray head on the host; each container node
 # gets a range of its own, outside it and outside Linux's ephemeral ports (32768-60999).
 WORKER_PORTS = {"head": (21000, 21499), "worker": (21500, 21999)}
+NODE_IPS = {"head": "127.0.0.2", "worker": "127.0.0.3"}
 JOB = ["--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "3", "--workers", "2", "--samples", "1"]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass
@@ -71,7 +62,9 @@ class ContainerCluster:
 def _ray_start(role: str, ports: list[int], gcs_port: int, dashboard_port: int) -> list[str]:
     low, high = WORKER_PORTS[role]
     agent, agent_grpc, metrics, runtime_env, node_manager, object_manager, client = ports
-    cmd = ["ray", "start", "--block", "--node-ip-address=127.0.0.1", f"--node-name=composer-{role}",
+    # Loopback node addresses of their own: `ray start` would replace 127.0.0.1 itself by the machine's
+    # outside IP (service/client/cluster.py), 127.0.0.2 and .3 it keeps.
+    cmd = ["ray", "start", "--block", f"--node-ip-address={NODE_IPS[role]}", f"--node-name=composer-{role}",
            "--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats",
            f"--min-worker-port={low}", f"--max-worker-port={high}",
            f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
@@ -81,7 +74,7 @@ def _ray_start(role: str, ports: list[int], gcs_port: int, dashboard_port: int) 
         return [*cmd, "--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={client}", "--num-gpus=0"]
     # One GPU that is not there: Ray schedules a GPU worker here, TensorFlow finds none.
-    return [*cmd, f"--address=127.0.0.1:{gcs_port}", "--num-gpus=1"]
+    return [*cmd, f"--address={NODE_IPS['head']}:{gcs_port}", "--num-gpus=1"]
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +86,11 @@ def cluster(composer_image, s3_server, tmp_path_factory) -> Iterator[ContainerCl
     env_file = work / "cluster.env"
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
+        gcs_port, dashboard_port, *ports = free_ports(18)
+        # The dashboard's and the autoscaler's metrics ports are fixed by default (44227, 44217).
         f.write("".join(f"{k}={v}\n" for k, v in {**s3_server.env(), "RAY_AUTH_MODE": "token",
-                                                   "RAY_AUTH_TOKEN": token}.items()))
-    gcs_port, dashboard_port, *ports = _free_ports(16)
+                                                   "RAY_AUTH_TOKEN": token, "DASHBOARD_METRIC_PORT": ports[14],
+                                                   "AUTOSCALER_METRIC_PORT": ports[15]}.items()))
     home = work / "composer-home"
     home.mkdir()
     made = ContainerCluster(

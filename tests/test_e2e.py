@@ -27,7 +27,8 @@ def s3_job(s3_server, ray_head, composer_home, five_files, tmp_path_factory) -> 
     out = tmp_path_factory.mktemp("pulled")
     pulled = run_cli("pull", result["job_id"], "--to", str(out), "--store", store, "--json", env=env)
     assert pulled.returncode == 0, pulled.stderr
-    return {"result": result, "out": out, "store": store, "env": env, "pulled": json.loads(pulled.stdout)}
+    return {"result": result, "out": out, "store": store, "env": env, "pulled": json.loads(pulled.stdout),
+            "progress": submitted.stderr}
 
 
 def test_job_succeeds_with_progress(s3_job):
@@ -37,6 +38,33 @@ def test_job_succeeds_with_progress(s3_job):
     assert 1 <= result["epoch"] <= 3 and result["epochs"] == 3
     assert result["best_val_loss"] is not None and np.isfinite(result["best_val_loss"])
     assert result["error"] is None
+
+
+def test_waiting_without_a_terminal_prints_a_line_per_phase_and_epoch(s3_job):
+    """--wait with stderr captured (CI, nohup, a log file): one timestamped line per phase and per epoch."""
+    import re
+
+    job = s3_job["result"]["job_id"]
+    lines = s3_job["progress"].splitlines()
+    assert lines and all(re.match(rf"\d{{4}}-\d\d-\d\dT[\d:.]+Z {job}: ", line) for line in lines), lines
+    for phase in ("dataset", "tokenize", "generate", "publish"):
+        assert any(f", {phase}" in line for line in lines), (phase, lines)
+    for epoch in (1, 2, 3):
+        assert any(f"train: epoch {epoch}/3, loss " in line for line in lines), (epoch, lines)
+    assert len(lines) == len(set(line.split(" ", 1)[1] for line in lines)), "no line twice"
+
+
+def test_status_and_report_give_seconds_per_phase(s3_job):
+    report = json.loads((s3_job["out"] / "report.json").read_text())
+    phases = report["seconds_per_phase"]
+    assert {"queued", "dataset", "tokenize", "train", "generate"} <= set(phases)
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["train"] > 0
+    status = run_cli("status", s3_job["result"]["job_id"], "--store", s3_job["store"], "--json", env=s3_job["env"])
+    assert set(phases) <= set(json.loads(status.stdout)["phase_seconds"])
+
+
+def test_credential_files_are_gone_after_success(s3_job, composer_home):
+    assert not (composer_home / "credentials" / s3_job["result"]["job_id"]).exists()
 
 
 def test_pulled_layout_matches_the_contract(s3_job):

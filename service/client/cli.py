@@ -34,6 +34,12 @@ AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray dashboard
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
+def _job(job_id: str) -> str:
+    from service.storage.jobstate import check_job_id
+
+    return check_job_id(job_id)
+
+
 def _store(option: str | None):
     from service.storage.store import open_store, resolve_store_uri
 
@@ -102,7 +108,7 @@ def submit(
             out.print(f"submitted [bold]{job_id}[/] (dataset {spec.dataset}); follow it with "
                       f"`composer status {job_id}`")
         return
-    final = _follow(the_store, job_id, address, quiet=as_json)
+    final = _follow(the_store, job_id, address)
     pulled = None
     if final.state == "SUCCEEDED" and to is not None:
         pulled = jobs.pull(the_store, job_id, to)
@@ -120,26 +126,30 @@ def submit(
         raise typer.Exit(1)
 
 
-def _follow(store, job_id: str, address: str | None, quiet: bool):
-    from rich.status import Status
-
+def _follow(store, job_id: str, address: str | None):
+    """Wait for the job to end, showing its progress on stderr: a live line on a terminal, else one
+    plain timestamped line per phase and per epoch (logs, CI)."""
     from service.client import jobs
+    from service.client.progress import LiveProgress, PlainProgress
+    from service.storage import jobstate
+    from service.storage.store import NotFound
 
-    status = None if quiet else Status(f"{job_id}: submitted", console=err)
-    if status:
-        status.start()
+    def epoch_rows() -> list[dict]:
+        try:
+            return jobstate.metrics(store, job_id)[0]
+        except NotFound:
+            return []
+
+    shown = LiveProgress(err, job_id) if err.is_terminal else PlainProgress(err, job_id, epoch_rows)
     try:
         while True:
             state = jobs.state(store, job_id, address)
-            if status:
-                epoch = f" epoch {state.epoch}/{state.epochs}" if state.phase == "train" and state.epoch else ""
-                status.update(f"{job_id}: {state.state.lower()} [{state.phase}{epoch}] {state.message}")
+            shown.update(state)
             if state.state in jobs.TERMINAL:
                 return state
             time.sleep(1.0)
     finally:
-        if status:
-            status.stop()
+        shown.close()
 
 
 @app.command()
@@ -147,13 +157,18 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
     """Show a job's state, phase and progress."""
     from service.client import jobs
 
-    state = jobs.state(_store(store), job, address)
+    state = jobs.state(_store(store), _job(job), address)
     if as_json:
         print(json.dumps(state.as_dict()))
         return
     out.print(f"{state.job_id}: [bold]{state.state}[/] phase={state.phase} epoch={state.epoch}/{state.epochs} "
               f"best_val_loss={state.best_val_loss if state.best_val_loss is None else round(state.best_val_loss, 4)}"
               f" restarts={state.restarts}")
+    if state.phase_seconds:
+        from service.client.progress import duration
+
+        spent = ", ".join(f"{phase} {duration(seconds)}" for phase, seconds in state.phase_seconds.items())
+        out.print(f"time: {spent}", highlight=False)
     if state.error:
         out.print(f"error: {state.error}", highlight=False)
 
@@ -164,7 +179,7 @@ def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="
     """Print a job's log: from the cluster while it has the job, else from the store."""
     from service.client import jobs
 
-    jobs.logs(_store(store), job, address, follow)
+    jobs.logs(_store(store), _job(job), address, follow)
 
 
 @app.command("list")
@@ -181,21 +196,29 @@ def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def cancel(job: str, address: AddressOpt = None) -> None:
-    """Stop a running job."""
+def cancel(job: str, address: AddressOpt = None,
+           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once the job has stopped")] = True,
+           timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster to confirm")] = 120.0) -> None:
+    """Stop a running job (and wait until it has stopped)."""
     from service.client import jobs
 
-    stopped = jobs.cancel(job, address)
-    out.print(f"{job}: {'stopping' if stopped else 'already finished'}")
+    if not jobs.cancel(_job(job), address):
+        out.print(f"{job}: already finished")
+        return
+    out.print(f"{job}: stopping")
+    if wait:
+        final = jobs.wait_stopped(job, address, timeout)
+        out.print(f"{job}: {final.lower()}")
 
 
 @app.command()
 def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to write model/, samples/, ...")],
-         store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Download a finished job's model and music, verifying every checksum."""
+         force: Annotated[bool, typer.Option("--force", help="Replace different files already in the folder")]
+         = False, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Download a finished job's model and music, verifying every checksum (all or nothing)."""
     from service.client import jobs
 
-    files = jobs.pull(_store(store), job, to)
+    files = jobs.pull(_store(store), _job(job), to, force)
     if as_json:
         print(json.dumps({"job_id": job, "to": str(to), "files": files}))
     else:
@@ -259,11 +282,15 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
 
 
 @datasets_app.command("import")
-def datasets_import(name: str, path: Path, store: StoreOpt = None) -> None:
-    """Upload a folder or zip of MIDI files to the store as dataset NAME."""
+def datasets_import(name: str, path: Path, store: StoreOpt = None,
+                    max_size: Annotated[str | None, typer.Option(
+                        help="The most MIDI the folder or archive may hold, unpacked, e.g. 4GiB (default 2GiB; "
+                             "each file at most 128 MiB)")] = None) -> None:
+    """Upload a folder or zip of MIDI files to the store as dataset NAME (streamed, all or nothing)."""
     from service.storage import datasets
 
-    info = datasets.import_dataset(_store(store), name, path)
+    limit = datasets.DEFAULT_MAX_BYTES if max_size is None else datasets.parse_size(max_size)
+    info = datasets.import_dataset(_store(store), name, path, limit)
     out.print(f"imported {info.files} files as dataset {info.name}")
 
 

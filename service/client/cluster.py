@@ -35,6 +35,15 @@ def composer_home() -> Path:
     return Path(os.environ.get("COMPOSER_HOME", "~/.composer")).expanduser()
 
 
+def private_dir(path: Path) -> Path:
+    """A folder only this user may enter (0700), with its parents up to COMPOSER_HOME made the same way."""
+    home = composer_home()
+    for folder in [home, *reversed([p for p in path.parents if home in p.parents]), path]:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+    return path
+
+
 def _head_state_file() -> Path:
     return composer_home() / "ray-head.json"
 
@@ -125,10 +134,16 @@ def _local_head_address() -> str | None:
     return address if address and _is_own_head(address, state) else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free on loopback now (held together while choosing, so never the same twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _ray_cli() -> list[str]:
@@ -141,15 +156,25 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
     env["RAY_AUTH_MODE"] = "token"
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_AUTH_TOKEN", None)  # a remote cluster's token, if the user exported one: ours is the file's
+    # Loopback only. Ray binds each server to the node's IP when that IP is a loopback one, else to
+    # every interface; but on Linux `ray start` replaces --node-ip-address=127.0.0.1 by the machine's
+    # outside IP unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which also means: no other node may join,
+    # right for a head of one machine). Every process of the head and its jobs inherits the setting.
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ports = free_ports(9)
+    env["DASHBOARD_METRIC_PORT"], env["AUTOSCALER_METRIC_PORT"] = str(ports[7]), str(ports[8])  # fixed by default
     subprocess.run([*_ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
-    gcs_port, dash_port = _free_port(), _free_port()
+    gcs_port, dash_port = ports[0], ports[1]
     address = f"http://127.0.0.1:{dash_port}"
-    cmd = [*_ray_cli(), "start", "--head", f"--port={gcs_port}", "--dashboard-host=127.0.0.1",
-           f"--dashboard-port={dash_port}", "--disable-usage-stats"]
+    cmd = [*_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--ray-client-server-port={ports[2]}",
+           f"--dashboard-agent-listen-port={ports[3]}", f"--dashboard-agent-grpc-port={ports[4]}",
+           f"--metrics-export-port={ports[5]}", f"--runtime-env-agent-port={ports[6]}", "--disable-usage-stats"]
     if num_cpus:
         cmd.append(f"--num-cpus={num_cpus}")
     home = composer_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     # A neutral working directory: jobs and workers inherit it, and a source checkout there (with an
     # uncompiled fastparse/) would shadow the installed package.
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=home)
@@ -187,6 +212,15 @@ def resolve(address: str | None, start: bool) -> Cluster | None:
         if not start:
             return None
         url = start_local_head()
+    _use_token_auth_if_available()
+    return Cluster(url, local=True)
+
+
+def own_head() -> Cluster | None:
+    """Composer's own local head when it runs, whatever RAY_ADDRESS or --address say."""
+    url = _local_head_address()
+    if url is None:
+        return None
     _use_token_auth_if_available()
     return Cluster(url, local=True)
 

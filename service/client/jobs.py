@@ -5,12 +5,12 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from service.client import cluster as clusters
-from service.client.credentials import local_job_env
+from service.client import credentials
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec
 from service.storage import joblog, jobstate
@@ -61,23 +61,43 @@ def submit(spec: JobSpec, store: Store, address: str | None) -> str:
     cluster = clusters.resolve(address, start=True)
     assert cluster is not None
     check_reachable(store, cluster)
+    if cluster.local:
+        sweep_credentials()
     env = dict(JOB_ENV)
-    if cluster.local and not store.is_local():
-        env.update(local_job_env(spec.job_id))
-    jobstate.save_spec(store, spec)
-    Progress(spec.job_id, epochs=spec.epochs, message="submitted").save(store)
-    # Composer's own head runs this very Python; any other cluster runs its own (the image's venv).
-    python = shlex.quote(sys.executable) if cluster.local else "python"
-    # -P: never import from the working directory, only the installed package.
-    entrypoint = f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
-    client = clusters.job_client(cluster)
-    client.submit_job(
-        entrypoint=entrypoint,
-        submission_id=spec.job_id,
-        runtime_env={"env_vars": env},
-        metadata={"composer": "1", "dataset": spec.dataset},
-    )
+    try:
+        if cluster.local and not store.is_local():
+            env.update(credentials.local_job_env(spec.job_id))
+        jobstate.save_spec(store, spec)
+        Progress(spec.job_id, epochs=spec.epochs, message="submitted", phase_started=time.time()).save(store)
+        # Composer's own head runs this very Python; any other cluster runs its own (the image's venv).
+        python = shlex.quote(sys.executable) if cluster.local else "python"
+        # -P: never import from the working directory, only the installed package.
+        entrypoint = f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
+        client = clusters.job_client(cluster)
+        try:
+            client.submit_job(entrypoint=entrypoint, submission_id=spec.job_id, runtime_env={"env_vars": env},
+                              metadata={"composer": "1", "dataset": spec.dataset})
+        except RuntimeError as e:
+            raise JobFailed(f"the cluster at {cluster.address} refused the job: {str(e).strip().splitlines()[0]}") \
+                from None
+    except BaseException:
+        credentials.remove(spec.job_id)  # a failed submission leaves no keys behind
+        raise
     return spec.job_id
+
+
+def _still_running(cluster: clusters.Cluster | None):
+    def running(job_id: str) -> bool:
+        found = _ray_job(cluster, job_id)
+        return found is not None and str(getattr(found[1].status, "value", found[1].status)) not in TERMINAL
+
+    return running
+
+
+def sweep_credentials() -> list[str]:
+    """Remove the credential files of every job composer's own local head no longer runs (all of them
+    when that head is gone); the driver removes its own, this catches a driver that was killed."""
+    return credentials.sweep(_still_running(clusters.own_head()))
 
 
 @dataclass
@@ -91,6 +111,10 @@ class JobState:
     restarts: int
     error: str | None
     message: str
+    loss: float | None = None
+    val_loss: float | None = None
+    seconds_left: float | None = None  # training: at most this much more (early stopping may end it sooner)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # the current phase up to now
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -120,8 +144,14 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
     error = progress.error
     if ray_state == "FAILED" and not error:
         error = (ray_message or "the job failed").strip().splitlines()[-1]
+    if ray_state in TERMINAL:
+        credentials.remove(job_id)
+    left = None
+    if ray_state not in TERMINAL and progress.phase == "train" and progress.epoch_seconds:
+        left = round(max(progress.epochs - progress.epoch, 0) * progress.epoch_seconds, 1)
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
-                    progress.restarts, error, progress.message)
+                    progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
+                    progress.elapsed())
 
 
 def list_jobs(store: Store) -> list[Progress]:
@@ -138,6 +168,21 @@ def cancel(job_id: str, address: str | None) -> bool:
         return bool(client.stop_job(job_id))
     except RuntimeError as e:
         raise UserError(f"cannot cancel {job_id}: {str(e).splitlines()[0]}") from None
+
+
+def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float = 0.5) -> str:
+    """Ray's final state of a job being stopped; a JobFailed if the cluster does not confirm in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _ray_job(clusters.resolve(address, start=False), job_id)
+        status = None if found is None else str(getattr(found[1].status, "value", found[1].status))
+        if status in TERMINAL:
+            credentials.remove(job_id)
+            return status
+        if time.monotonic() > deadline:
+            raise JobFailed(f"the cluster did not confirm within {timeout:.0f} s that {job_id} stopped "
+                            f"(last state: {status or 'unknown'}): check `composer status {job_id}`")
+        time.sleep(poll)
 
 
 def _ray_job(cluster: clusters.Cluster | None, job_id: str):
@@ -199,7 +244,7 @@ def _store_logs(store: Store, job_id: str, follow: bool, poll: float) -> None:
         time.sleep(poll)
 
 
-def pull(store: Store, job_id: str, to: Path) -> list[str]:
+def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:
     """A finished job's published files into `to`, every checksum verified (MANIFEST.json)."""
     if not store.exists(job_key(job_id, MANIFEST)):
         progress = Progress.load(store, job_id)
@@ -209,4 +254,4 @@ def pull(store: Store, job_id: str, to: Path) -> list[str]:
                         f"{': ' + progress.error if progress.error else ''})")
     if to.exists() and not to.is_dir():
         raise UserError(f"--to {to} is a file, not a folder")
-    return pull_files(store, job_id, to)
+    return pull_files(store, job_id, to, force)

@@ -9,6 +9,9 @@ The log is kept in the store as the job runs (jobs/<id>/logs/driver.log), so it 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import signal
 import sys
 import tempfile
 import traceback
@@ -64,16 +67,39 @@ def failure_reason(e: BaseException) -> tuple[str, bool]:
     return f"{type(e).__name__}: {first}".rstrip(": "), False
 
 
+class Stopped(BaseException):
+    """`composer cancel` (Ray's stop_job) sent SIGTERM: not a failure, but the driver still cleans up."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped()
+
+
+def _forget_credentials(job_id: str) -> None:
+    """Remove the credential files the CLI wrote for this job (composer's own local head only: the two
+    paths in the job's env, inside COMPOSER_HOME/credentials/<job>/). Nothing else is ever removed."""
+    folders = {Path(os.environ[name]).parent for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")
+               if os.environ.get(name)}
+    for folder in folders:
+        if folder.name == job_id and folder.parent.name == "credentials":
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="composer job driver (started by `composer submit`)")
     parser.add_argument("--store", required=True)
     parser.add_argument("--job", required=True)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     store = open_store(args.store)
     log = JobLog(store, args.job, "driver")
     try:
         run(store, args.job, log)
         return 0
+    except (Stopped, SystemExit):  # SystemExit: Ray's own SIGTERM handler, once ray.init replaced ours
+        log.line("stopped (composer cancel)")
+        jobstate.update(store, args.job, message="stopped")
+        return 143
     except BaseException as e:  # record every failure, then let Ray mark the job FAILED
         message, expected = failure_reason(e)
         if not expected:
@@ -82,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         jobstate.update(store, args.job, phase="failed", error=message[:500])
         return 1
     finally:
+        # The last acts: the keys go (the job no longer needs them), the log's last lines are uploaded.
+        _forget_credentials(args.job)
         log.close()
 
 

@@ -24,6 +24,9 @@ def run(job: JobRun, files: list[Path], corpus: corpora.Corpus, generated: dict)
         "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
         "training_device": jobstate.training_device(job.store, spec.job_id), **generated,
+        # Every phase before this one (publish ends after the report is written).
+        "seconds_per_phase": (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id))
+        .phase_seconds,
     })
     # metrics.jsonl is in the store already, at the same key: listed in the manifest, not uploaded again.
     publish_dir(job.store, spec.job_id, out, stored={jobstate.METRICS: metrics})

@@ -8,18 +8,28 @@ the same folder reuses it and a different folder with the same name never overwr
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import shutil
 import time
 import zipfile
+import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
-from service.errors import UserError
+from service.errors import JobFailed, UserError
 from service.storage.store import NotFound, Store
 
 MIDI_SUFFIXES = (".mid", ".midi")
+MAX_FILE_BYTES = 128 << 20  # the most fastparse reads of one file
+# The total a folder or archive may unpack to unless --max-size says otherwise: GiantMIDI-Piano is
+# about 210 MB of MIDI (193 MB zipped), so ten times that leaves room for larger corpora.
+DEFAULT_MAX_BYTES = 2 << 30
 BUILTINS = {"bach": "the Bach chorales bundled with music21, exported to MIDI on first use"}
 # Named here so that users get told how to bring them in, rather than 'unknown dataset'.
 IMPORTABLE = {
@@ -33,6 +43,7 @@ class DatasetInfo:
     source: str
     files: int
     created: float
+    bytes: int = 0  # the MIDI files' total size (0: imported before composer recorded it)
 
 
 def _prefix(name: str) -> str:
@@ -58,62 +69,152 @@ def list_datasets(store: Store) -> list[DatasetInfo]:
     return [d for d in (info(store, n) for n in names) if d is not None]
 
 
-def _read_local_midi(path: Path) -> dict[str, bytes]:
-    """Relative name -> bytes of every MIDI file in a folder or zip archive."""
+@dataclass
+class _Entry:
+    """One MIDI file of a local folder or zip archive, read only when it is streamed."""
+
+    name: str  # its relative name in the dataset, normalized
+    size: int  # as the folder or the archive's directory declares it
+    open: Callable[[], BinaryIO]
+
+
+class _Capped(io.RawIOBase):
+    """A stream that fails once it gives more bytes than the entry declared (a lying archive)."""
+
+    def __init__(self, stream: BinaryIO, entry: _Entry, source: Path) -> None:
+        self.stream, self.entry, self.source, self.read_so_far = stream, entry, source, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.stream.read(len(buffer))
+        self.read_so_far += len(data)
+        if self.read_so_far > self.entry.size:
+            raise UserError(f"{self.entry.name} in {self.source} holds more bytes than its archive declares "
+                            f"({self.entry.size}): the archive is damaged or forged")
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _normalized(raw: str, source: Path) -> str:
+    """'./a.mid' -> 'a.mid', 'b//c.mid' -> 'b/c.mid'; a name that climbs out ('..', '/etc/x') is refused."""
+    text = raw.replace("\\", "/")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if text.startswith("/") or ".." in parts or not parts:
+        raise UserError(f"{source} has an entry named {raw!r}, which points outside the dataset: remove it or "
+                        "rebuild the archive with relative names")
+    return "/".join(parts)
+
+
+def _local_entries(path: Path, max_bytes: int) -> tuple[list[_Entry], int]:
+    """The MIDI files of a folder or zip with their declared sizes, checked against the caps before
+    anything is read: (entries, total bytes)."""
     if path.is_dir():
-        return {
-            p.relative_to(path).as_posix(): p.read_bytes()
-            for p in sorted(path.rglob("*"))
-            if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES
-        }
-    if path.is_file() and zipfile.is_zipfile(path):
-        out: dict[str, bytes] = {}
+        entries = [_Entry(p.relative_to(path).as_posix(), p.stat().st_size, partial(p.open, "rb"))
+                   for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES]
+    elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            for entry in zf.infolist():
-                name = entry.filename
-                if entry.is_dir() or not name.lower().endswith(MIDI_SUFFIXES) or ".." in name.split("/"):
-                    continue
-                out[name.lstrip("/")] = zf.read(entry)
-        return out
-    if path.is_file():
+            infos = [i for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(MIDI_SUFFIXES)]
+
+        def opener(info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
+            def open_entry() -> BinaryIO:
+                archive = zipfile.ZipFile(path)  # one handle per entry: closed with the entry's stream
+                stream = archive.open(info)
+                stream._composer_archive = archive  # keep the archive open as long as the stream
+                return stream
+
+            return open_entry
+
+        entries = [_Entry(_normalized(i.filename, path), i.file_size, opener(i)) for i in infos]
+    elif path.is_file():
         raise UserError(f"dataset {str(path)!r} is a file but not a zip archive: give a folder or a .zip of MIDI files")
-    raise UserError(f"dataset {str(path)!r} does not exist")
+    else:
+        raise UserError(f"dataset {str(path)!r} does not exist")
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.name in seen:
+            raise UserError(f"{path} has two entries that are both {entry.name!r}: keep one")
+        seen[entry.name] = entry.size
+        if entry.size > MAX_FILE_BYTES:
+            raise UserError(f"{entry.name} in {path} is {_mib(entry.size)}, above the {_mib(MAX_FILE_BYTES)} a MIDI "
+                            "file may have: remove it")
+    total = sum(seen.values())
+    if total > max_bytes:
+        raise UserError(f"{path} holds {_mib(total)} of MIDI, above the limit of {_mib(max_bytes)}: "
+                        "raise it with --max-size if that is what you meant")
+    return entries, total
 
 
-def _upload(store: Store, name: str, source: str, files: dict[str, bytes]) -> DatasetInfo:
-    for rel, data in files.items():
-        store.put_bytes(f"{_prefix(name)}/files/{rel}", data)
-    meta = DatasetInfo(name=name, source=source, files=len(files), created=time.time())
-    # dataset.json last: a dataset without it is an interrupted upload and is not listed.
-    store.put_bytes(f"{_prefix(name)}/dataset.json", json.dumps(meta.__dict__, indent=2).encode())
-    return meta
+def parse_size(text: str) -> int:
+    """'250MiB', '2GiB', '500MB', '1G', '1048576' -> bytes."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
+    if not found:
+        raise UserError(f"--max-size {text!r} is not a size: write e.g. 500MiB or 4GiB")
+    number, unit, binary = float(found[1]), found[2].upper(), found[3]
+    base = 1024 if binary or not unit else 1000
+    return int(number * base ** " KMGT".index(unit or " "))
 
 
-def import_dataset(store: Store, name: str, path: Path) -> DatasetInfo:
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _content_hash(entries: list[_Entry], source: Path) -> str:
+    """sha256 over names and contents, streamed: the name of a staged local dataset."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.name):
+        content = hashlib.sha256()
+        with entry.open() as raw:
+            for block in iter(lambda: _Capped(raw, entry, source).read(1 << 20), b""):  # noqa: B023
+                content.update(block)
+        digest.update(entry.name.encode() + b"\0" + content.digest())
+    return digest.hexdigest()
+
+
+def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], total: int) -> DatasetInfo:
+    """Stream every entry to the store, then dataset.json; on any failure remove what was written."""
+    written: list[str] = []
+    try:
+        for entry in entries:
+            key = f"{_prefix(name)}/files/{entry.name}"
+            with entry.open() as raw:
+                store.put_stream(key, io.BufferedReader(_Capped(raw, entry, Path(source)), 1 << 20))
+            written.append(key)
+        meta = DatasetInfo(name=name, source=str(source), files=len(entries), created=time.time(), bytes=total)
+        # dataset.json last: a dataset without it is an interrupted upload and is not listed.
+        store.put_bytes(f"{_prefix(name)}/dataset.json", json.dumps(meta.__dict__, indent=2).encode())
+        return meta
+    except BaseException as e:
+        for key in written:
+            store.delete(key)
+        if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):
+            raise UserError(f"{source} is damaged ({e}): nothing was imported") from None
+        raise
+
+
+def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> DatasetInfo:
     """`composer datasets import NAME PATH`: refuses to replace an existing dataset."""
     _valid_name(name)
     if name in BUILTINS:
         raise UserError(f"{name!r} is a built-in dataset name: choose another name")
     if info(store, name) is not None:
         raise UserError(f"dataset {name!r} already exists in the store: choose another name")
-    files = _read_local_midi(path)
-    if not files:
+    entries, total = _local_entries(path, max_bytes)
+    if not entries:
         raise UserError(f"no .mid or .midi files in {str(path)!r}")
-    return _upload(store, name, str(path), files)
+    return _upload(store, name, path, entries, total)
 
 
-def stage_local(store: Store, path: Path) -> str:
+def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """Upload a local folder or zip for a job (content-addressed) and return its dataset name."""
-    files = _read_local_midi(path)
-    if not files:
+    entries, total = _local_entries(path, max_bytes)
+    if not entries:
         raise UserError(f"no .mid or .midi files in {str(path)!r}")
-    digest = hashlib.sha256()
-    for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.") or "local"
-    name = f"{stem[:60]}-{digest.hexdigest()[:10]}"
+    name = f"{stem[:60]}-{_content_hash(entries, path)[:10]}"
     if info(store, name) is None:
-        _upload(store, name, str(path), files)
+        _upload(store, name, path, entries, total)
     return name
 
 
@@ -156,8 +257,9 @@ def ensure_builtin(store: Store, name: str, workers: int = 2) -> DatasetInfo:
     paths = [str(p) for p in corpus.getComposer("bach")]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         exported = dict(pool.map(_export_chorale, paths, chunksize=8))
-    files = {f"{stem}.mid": data for stem, data in sorted(exported.items()) if data is not None}
-    return _upload(store, name, "music21 corpus: bach", files)
+    entries = [_Entry(f"{stem}.mid", len(data), lambda data=data: io.BytesIO(data))
+               for stem, data in sorted(exported.items()) if data is not None]
+    return _upload(store, name, "music21 corpus: bach", entries, sum(e.size for e in entries))
 
 
 def _matches_composer(rel: str, composers: list[str]) -> bool:
@@ -166,8 +268,21 @@ def _matches_composer(rel: str, composers: list[str]) -> bool:
     return any(re.match(rf"{re.escape(c.lower())}[\s,_-]", lowered) for c in composers)
 
 
+def _check_free_disk(dest: Path, meta: DatasetInfo | None) -> None:
+    """Refuse a download that cannot fit, before it starts (the dataset's recorded size, plus a margin)."""
+    if meta is None or not meta.bytes:
+        return  # imported before sizes were recorded
+    existing = next(p for p in (dest, *dest.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    needed = int(meta.bytes * 1.05) + (16 << 20)
+    if free < needed:
+        raise JobFailed(f"dataset {meta.name} needs {_mib(needed)} on the head but {existing} has {_mib(free)} free: "
+                        "give the head more disk")
+
+
 def fetch(store: Store, name: str, dest: Path, composers: list[str] | None = None) -> list[Path]:
     """Download a dataset's MIDI files (optionally only some composers) into dest."""
+    _check_free_disk(dest, info(store, name))
     keys = [k for k in store.list(f"{_prefix(name)}/files")]
     prefix = f"{_prefix(name)}/files/"
     out: list[Path] = []

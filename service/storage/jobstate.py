@@ -15,8 +15,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,19 @@ METRICS = "metrics.jsonl"
 CHECKPOINT_LATEST = "checkpoints/latest.json"
 ATTEMPTS = "checkpoints/attempts.json"
 TRAINING_DEVICE = "training-device.json"
+
+
+# What `new_job_id` makes (composer-20261126-051439-5fe877), and any name as safe: a store key part
+# and a Ray submission id, never a path.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+
+
+def check_job_id(job_id: str) -> str:
+    """The id as given, or a UserError (exit 2) saying it is not one."""
+    if len(job_id) > 128 or not _JOB_ID.fullmatch(job_id):
+        raise UserError(f"{job_id!r} is not a job id (they look like composer-20261126-051439-5fe877): "
+                        "see `composer list`")
+    return job_id
 
 
 def job_key(job_id: str, name: str) -> str:
@@ -66,6 +80,18 @@ class Progress:
     error: str | None = None
     message: str = ""
     updated: float = 0.0
+    loss: float | None = None  # the last epoch's
+    val_loss: float | None = None
+    epoch_seconds: float | None = None  # mean seconds per epoch so far
+    phase_started: float = 0.0  # wall clock when the current phase began
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # seconds each finished phase took
+
+    def elapsed(self) -> dict[str, float]:
+        """Seconds per phase, the current one up to now (a phase that comes again adds up)."""
+        seconds = dict(self.phase_seconds)
+        if self.phase_started and self.phase not in ("done", "failed"):
+            seconds[self.phase] = round(seconds.get(self.phase, 0.0) + time.time() - self.phase_started, 3)
+        return seconds
 
     def save(self, store: Store) -> None:
         self.updated = time.time()
@@ -81,8 +107,16 @@ class Progress:
 
 
 def update(store: Store, job_id: str, **changes: Any) -> Progress:
-    """The one way to change a job's progress record: load it (or start one), change, save."""
+    """The one way to change a job's progress record: load it (or start one), change, save. A new
+    phase closes the timing of the one before (status and report.json give seconds per phase)."""
     progress = Progress.load(store, job_id) or Progress(job_id)
+    new_phase = changes.get("phase")
+    if new_phase is not None and new_phase != progress.phase:
+        now = time.time()
+        if progress.phase_started:
+            progress.phase_seconds = {**progress.phase_seconds, progress.phase: round(
+                progress.phase_seconds.get(progress.phase, 0.0) + now - progress.phase_started, 3)}
+        progress.phase_started = now
     for name, value in changes.items():
         if name not in Progress.__dataclass_fields__:
             raise TypeError(f"Progress has no field {name!r}")
@@ -135,8 +169,9 @@ def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], rows: l
     message = f"epoch {row['epoch']}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}"
     if stopped:
         message += f" (early stop: no better val_loss for {spec.patience} epochs)"
-    update(store, spec.job_id, phase="train", epoch=row["epoch"], epochs=spec.epochs,
-           best_val_loss=best["val_loss"], message=message)
+    update(store, spec.job_id, phase="train", epoch=row["epoch"], epochs=spec.epochs, best_val_loss=best["val_loss"],
+           loss=row["loss"], val_loss=row["val_loss"], message=message,
+           epoch_seconds=round(sum(r["seconds"] for r in rows) / len(rows), 3))
 
 
 def latest_weights(store: Store, job_id: str, latest: dict[str, Any]) -> list[np.ndarray]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
-from service.errors import JobFailed
+from service.errors import JobFailed, UserError
 from service.storage.jobstate import job_key
 from service.storage.store import Store
 
@@ -35,16 +37,45 @@ def publish_dir(store: Store, job_id: str, local_dir: Path, stored: dict[str, by
     return entries
 
 
-def pull(store: Store, job_id: str, dest: Path) -> list[str]:
-    """Download every file of the manifest into dest and verify each checksum; returns relative paths."""
+def _same(path: Path, expected: str) -> bool:
+    return path.is_file() and sha256_file(path) == expected
+
+
+def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str]:
+    """All of a job's published files into dest, or nothing: returns their relative paths.
+
+    Files are downloaded into a staging folder beside dest (.<dest>.pull-<job>) and each is checked
+    against MANIFEST.json; only when every one matches do they move into dest. A mismatch names every
+    bad file and leaves dest as it was; the verified files stay staged, so running the pull again
+    fetches only what is still missing. A different file already in dest is replaced only with force.
+    """
     entries: dict[str, str] = json.loads(store.get_bytes(job_key(job_id, MANIFEST)))["files"]
-    for rel, expected in entries.items():
-        target = dest / rel
-        if dest.resolve() not in target.resolve().parents:
+    root = dest.resolve()
+    for rel in entries:
+        if root not in (root / rel).resolve().parents:
             raise JobFailed(f"manifest of {job_id} names a path outside the target directory: {rel}")
-        store.get_file(job_key(job_id, rel), target)
-        actual = sha256_file(target)
-        if actual != expected:
-            target.unlink()
-            raise JobFailed(f"checksum mismatch for {rel} of job {job_id}: the stored file is damaged")
+    differing = [rel for rel, sha in entries.items() if (dest / rel).exists() and not _same(dest / rel, sha)]
+    if differing and not force:
+        raise UserError(f"{dest} already has {len(differing)} different file(s) the pull would replace: "
+                        f"{', '.join(sorted(differing)[:5])}{' ...' if len(differing) > 5 else ''}: "
+                        "pull into another folder, or add --force to replace them")
+    staging = dest.parent / f".{dest.name}.pull-{job_id}"
+    bad = []
+    for rel, sha in sorted(entries.items()):
+        staged = staging / rel
+        if _same(dest / rel, sha) or _same(staged, sha):
+            continue  # already in place, or verified by an earlier, interrupted pull
+        store.get_file(job_key(job_id, rel), staged)
+        if not _same(staged, sha):
+            staged.unlink()
+            bad.append(rel)
+    if bad:
+        raise JobFailed(f"checksum mismatch in {len(bad)} file(s) of job {job_id} (the stored copies are damaged): "
+                        f"{', '.join(bad)}; nothing in {dest} changed")
+    for rel in sorted(entries):
+        staged = staging / rel
+        if staged.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, dest / rel)
+    shutil.rmtree(staging, ignore_errors=True)
     return sorted(entries)

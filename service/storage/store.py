@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from service.errors import JobFailed, UserError
@@ -26,7 +26,9 @@ class Store(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def put_file(self, key: str, path: Path) -> None: ...
+    def put_stream(self, key: str, stream: BinaryIO) -> None: ...
     def get_file(self, key: str, path: Path) -> None: ...
+    def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def is_local(self) -> bool: ...
@@ -81,12 +83,30 @@ class LocalStore:
         shutil.copyfile(path, tmp)
         os.replace(tmp, dest)
 
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(stream, f, 1 << 20)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        os.replace(tmp, dest)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def get_file(self, key: str, path: Path) -> None:
         src = self._path(key)
         if not src.is_file():
             raise NotFound(f"{key} is not in the store {self.uri}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # never half a file at `path`
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -160,6 +180,16 @@ class S3Store:
     def put_file(self, key: str, path: Path) -> None:
         # upload_file does multipart uploads for large files.
         self._call(key, self._client.upload_file, str(path), self.bucket, self._key(key))
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        # Multipart in 8 MiB parts, a few at a time: memory stays bounded whatever the stream's size.
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(max_concurrency=4)
+        self._call(key, self._client.upload_fileobj, stream, self.bucket, self._key(key), Config=config)
+
+    def delete(self, key: str) -> None:
+        self._call(key, self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
     def get_file(self, key: str, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,133 @@
+"""Datasets from folders and archives are streamed to the store, capped, with safe names, all or nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from service.storage.store import open_store
+
+MIDI = (Path(__file__).resolve().parents[2] / "shared" / "midi" / "final-fantasy")
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"COMPOSER_STORE": str(tmp_path / "store"), "COMPOSER_HOME": str(tmp_path / "home")}
+
+
+def stored(tmp_path: Path, name: str) -> list[str]:
+    return open_store(str(tmp_path / "store")).list(f"datasets/{name}")
+
+
+def one_line_error(proc, code: int) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def peak_rss_mib(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `composer ARGS` in a fresh wrapper process and return its peak resident memory."""
+    wrapper = ("import resource, subprocess, sys, shutil; "
+               "p = subprocess.run([shutil.which('composer'), *sys.argv[1:]], capture_output=True, text=True); "
+               "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
+    proc = subprocess.run([sys.executable, "-c", wrapper, *args], env={**base, **env}, capture_output=True,
+                          text=True, timeout=600)
+    *lines, rss = proc.stderr.strip().splitlines()
+    proc.stderr = "\n".join(lines)
+    return proc, int(rss) / 1024
+
+
+def test_names_are_normalized(env, tmp_path):
+    archive = tmp_path / "odd.zip"
+    data = (MIDI / "AT.mid").read_bytes()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("./a.mid", data)
+        zf.writestr("b//c.mid", data)
+        zf.writestr("notes.txt", "not midi")
+    proc = run_cli("datasets", "import", "odd", str(archive), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert stored(tmp_path, "odd") == ["datasets/odd/dataset.json", "datasets/odd/files/a.mid",
+                                       "datasets/odd/files/b/c.mid"]
+
+
+@pytest.mark.parametrize("names", [["ok.mid", "../evil.mid"], ["/etc/evil.mid"], ["a.mid", "./a.mid"]])
+def test_names_that_escape_or_collide_are_refused_before_anything_is_written(env, tmp_path, names):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in names:
+            zf.writestr(name, (MIDI / "AT.mid").read_bytes())
+    line = one_line_error(run_cli("datasets", "import", "bad", str(archive), env=env), 2)
+    assert "bad.zip" in line
+    assert stored(tmp_path, "bad") == []
+
+
+def test_a_zip_bomb_is_refused_from_its_directory_with_bounded_memory(env, tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.mid", bytes(200 << 20))  # 200 MiB of zeros: about 200 KB zipped
+    assert archive.stat().st_size < 1 << 20
+    proc, rss = peak_rss_mib("datasets", "import", "bomb", str(archive), env=env)
+    line = one_line_error(proc, 2)
+    assert "big.mid" in line and "200.0 MiB" in line and "128.0 MiB" in line
+    assert rss < 150, f"the refused import peaked at {rss:.0f} MiB"
+    assert stored(tmp_path, "bomb") == []
+
+
+def test_a_large_archive_streams_with_bounded_memory_and_respects_the_total_cap(env, tmp_path):
+    archive = tmp_path / "large.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(3):
+            zf.writestr(f"piece-{i}.mid", bytes([i]) * (100 << 20))  # 300 MiB in all, each under the file cap
+    capped = run_cli("datasets", "import", "large", str(archive), "--max-size", "250MiB", env=env)
+    assert "300.0 MiB" in one_line_error(capped, 2) and stored(tmp_path, "large") == []
+    proc, rss = peak_rss_mib("datasets", "import", "large", str(archive), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert rss < 200, f"importing 300 MiB peaked at {rss:.0f} MiB: it must stream, not hold the files"
+    files = tmp_path / "store" / "datasets" / "large" / "files"
+    assert sorted(p.stat().st_size for p in files.iterdir()) == [100 << 20] * 3
+
+
+def test_a_damaged_archive_leaves_nothing_behind(env, tmp_path):
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in ("AT.mid", "AT2.mid", "AT3.mid"):
+            zf.writestr(name, (MIDI / "AT.mid").read_bytes() * 4)
+    raw = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        last = zf.getinfo("AT3.mid")
+    body = last.header_offset + 30 + len(last.filename) + 10  # inside the last entry's compressed data
+    raw[body:body + 8] = b"\xff" * 8
+    archive.write_bytes(bytes(raw))
+    line = one_line_error(run_cli("datasets", "import", "damaged", str(archive), env=env), 2)
+    assert "damaged" in line
+    assert stored(tmp_path, "damaged") == [], "the two entries uploaded before the damage are removed"
+
+
+def test_the_job_s_fetch_checks_free_disk_first(env, tmp_path):
+    """A head whose disk cannot hold the dataset fails in one line before downloading anything."""
+    from service.errors import JobFailed
+    from service.storage import datasets
+
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("mounting a 1 MiB tmpfs needs root")
+    try:
+        store = open_store(str(tmp_path / "store"))
+        meta = datasets.import_dataset(store, "ff", MIDI)
+        assert meta.bytes > 500_000 and meta.files == len(list(MIDI.glob("*.mid")))
+        with pytest.raises(JobFailed, match=r"dataset ff needs .* MiB on the head but .* has .* MiB free"):
+            datasets.fetch(store, "ff", small / "midi")
+        assert list(small.iterdir()) == []
+        assert len(datasets.fetch(store, "ff", tmp_path / "roomy")) == meta.files
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
