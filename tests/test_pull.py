@@ -4,6 +4,7 @@ silently replacing a user's file."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -95,10 +96,19 @@ def test_a_different_file_in_the_folder_needs_force(published, tmp_path):
 
 
 def test_a_local_store_copy_is_atomic(tmp_path):
-    """get_file writes a temporary file and renames it: the target is never half written."""
-    store = open_store(str(tmp_path / "store"))
-    store.put_bytes("jobs/x/big.bin", os.urandom(1 << 20))
-    target = tmp_path / "out" / "big.bin"
-    store.get_file("jobs/x/big.bin", target)
-    assert target.read_bytes() == store.get_bytes("jobs/x/big.bin")
-    assert [p.name for p in target.parent.iterdir()] == ["big.bin"]
+    """A copy that fails half way (a full disk) leaves the file that was there whole, and no debris."""
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("mounting a 1 MiB tmpfs needs root")
+    try:
+        store = open_store(str(tmp_path / "store"))
+        store.put_bytes("jobs/x/big.bin", os.urandom(2 << 20))  # twice what the disk holds
+        target = small / "big.bin"
+        target.write_bytes(b"the user's earlier copy")
+        with pytest.raises(OSError):
+            store.get_file("jobs/x/big.bin", target)
+        assert target.read_bytes() == b"the user's earlier copy"
+        assert [p.name for p in small.iterdir()] == ["big.bin"]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

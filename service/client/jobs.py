@@ -89,7 +89,7 @@ def submit(spec: JobSpec, store: Store, address: str | None) -> str:
 def _still_running(cluster: clusters.Cluster | None):
     def running(job_id: str) -> bool:
         found = _ray_job(cluster, job_id)
-        return found is not None and str(getattr(found[1].status, "value", found[1].status)) not in TERMINAL
+        return found is not None and _status(found[1]) not in TERMINAL
 
     return running
 
@@ -125,8 +125,7 @@ def _ray_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | Non
     found = _ray_job(cluster, job_id)
     if found is None:
         return None, None
-    info = found[1]
-    return str(info.status.value if hasattr(info.status, "value") else info.status), info.message
+    return _status(found[1]), found[1].message
 
 
 def state(store: Store, job_id: str, address: str | None) -> JobState:
@@ -175,7 +174,7 @@ def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float =
     deadline = time.monotonic() + timeout
     while True:
         found = _ray_job(clusters.resolve(address, start=False), job_id)
-        status = None if found is None else str(getattr(found[1].status, "value", found[1].status))
+        status = None if found is None else _status(found[1])
         if status in TERMINAL:
             credentials.remove(job_id)
             return status
@@ -183,6 +182,11 @@ def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float =
             raise JobFailed(f"the cluster did not confirm within {timeout:.0f} s that {job_id} stopped "
                             f"(last state: {status or 'unknown'}): check `composer status {job_id}`")
         time.sleep(poll)
+
+
+def _status(info) -> str:
+    """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED from Ray's JobDetails (an enum or a plain string)."""
+    return str(getattr(info.status, "value", info.status))
 
 
 def _ray_job(cluster: clusters.Cluster | None, job_id: str):

@@ -15,8 +15,9 @@ import shutil
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -107,30 +108,31 @@ def _normalized(raw: str, source: Path) -> str:
     return "/".join(parts)
 
 
-def _local_entries(path: Path, max_bytes: int) -> tuple[list[_Entry], int]:
+@contextmanager
+def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], int]]:
     """The MIDI files of a folder or zip with their declared sizes, checked against the caps before
-    anything is read: (entries, total bytes)."""
+    anything is read: (entries, total bytes). A zip stays open, once, while the entries are read (its
+    directory is parsed one time, not once per entry)."""
     if path.is_dir():
         entries = [_Entry(p.relative_to(path).as_posix(), p.stat().st_size, partial(p.open, "rb"))
                    for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES]
+        yield _checked(path, entries, max_bytes)
     elif path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir() and i.filename.lower().endswith(MIDI_SUFFIXES)]
-
-        def opener(info: zipfile.ZipInfo) -> Callable[[], BinaryIO]:
-            def open_entry() -> BinaryIO:
-                archive = zipfile.ZipFile(path)  # one handle per entry: closed with the entry's stream
-                stream = archive.open(info)
-                stream._composer_archive = archive  # keep the archive open as long as the stream
-                return stream
-
-            return open_entry
-
-        entries = [_Entry(_normalized(i.filename, path), i.file_size, opener(i)) for i in infos]
+        with zipfile.ZipFile(path) as archive:
+            entries = [_Entry(_normalized(i.filename, path), i.file_size, partial(archive.open, i))
+                       for i in archive.infolist()
+                       if not i.is_dir() and i.filename.lower().endswith(MIDI_SUFFIXES)]
+            yield _checked(path, entries, max_bytes)
     elif path.is_file():
         raise UserError(f"dataset {str(path)!r} is a file but not a zip archive: give a folder or a .zip of MIDI files")
     else:
         raise UserError(f"dataset {str(path)!r} does not exist")
+
+
+def _checked(path: Path, entries: list[_Entry], max_bytes: int) -> tuple[list[_Entry], int]:
+    """Refuse duplicate names, a file above the tokenizer's cap and a total above max_bytes."""
+    if not entries:
+        raise UserError(f"no .mid or .midi files in {str(path)!r}")
     seen: dict[str, int] = {}
     for entry in entries:
         if entry.name in seen:
@@ -166,7 +168,8 @@ def _content_hash(entries: list[_Entry], source: Path) -> str:
     for entry in sorted(entries, key=lambda e: e.name):
         content = hashlib.sha256()
         with entry.open() as raw:
-            for block in iter(lambda: _Capped(raw, entry, source).read(1 << 20), b""):  # noqa: B023
+            capped = io.BufferedReader(_Capped(raw, entry, source), 1 << 20)
+            while block := capped.read(1 << 20):
                 content.update(block)
         digest.update(entry.name.encode() + b"\0" + content.digest())
     return digest.hexdigest()
@@ -200,21 +203,17 @@ def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT
         raise UserError(f"{name!r} is a built-in dataset name: choose another name")
     if info(store, name) is not None:
         raise UserError(f"dataset {name!r} already exists in the store: choose another name")
-    entries, total = _local_entries(path, max_bytes)
-    if not entries:
-        raise UserError(f"no .mid or .midi files in {str(path)!r}")
-    return _upload(store, name, path, entries, total)
+    with _local_source(path, max_bytes) as (entries, total):
+        return _upload(store, name, path, entries, total)
 
 
 def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     """Upload a local folder or zip for a job (content-addressed) and return its dataset name."""
-    entries, total = _local_entries(path, max_bytes)
-    if not entries:
-        raise UserError(f"no .mid or .midi files in {str(path)!r}")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.") or "local"
-    name = f"{stem[:60]}-{_content_hash(entries, path)[:10]}"
-    if info(store, name) is None:
-        _upload(store, name, path, entries, total)
+    with _local_source(path, max_bytes) as (entries, total):
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.") or "local"
+        name = f"{stem[:60]}-{_content_hash(entries, path)[:10]}"
+        if info(store, name) is None:
+            _upload(store, name, path, entries, total)
     return name
 
 

@@ -105,7 +105,11 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # never half a file at `path`
         os.close(fd)
-        shutil.copyfile(src, tmp)
+        try:
+            shutil.copyfile(src, tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
         os.replace(tmp, path)
 
     def exists(self, key: str) -> bool:
