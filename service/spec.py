@@ -57,6 +57,7 @@ class JobSpec:
     validation_fraction: float = 0.1
     workers: int = 2
     gpus_per_worker: float = 0.0
+    autoscale_wait: float = 600.0  # seconds to wait for an autoscaler to add room for the workers
     samples: int = 4
     sample_length: int = 256
     temperature: float = 1.0
@@ -111,6 +112,8 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--patience must be 0 or more, got {spec.patience}")
     if spec.steps_per_epoch is not None and spec.steps_per_epoch < 1:
         raise UserError(f"--steps-per-epoch must be at least 1, got {spec.steps_per_epoch}")
+    if spec.autoscale_wait < 0:
+        raise UserError(f"--autoscale-wait must be 0 or more seconds, got {spec.autoscale_wait}")
     if spec.gpus_per_worker < 0:
         raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
     if not 0.0 <= spec.dropout < 1.0:

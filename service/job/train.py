@@ -9,6 +9,7 @@ group resumes from the last checkpoint. Every worker keeps its own log in the st
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
@@ -32,12 +33,37 @@ def should_stop(rows: list[dict[str, Any]], patience: int) -> bool:
     return best != last and last - best >= patience
 
 
-def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, steps: int, resumed: dict | None,
-                    log: JobLog):
+GO, STOP, DIVERGED = 0, 1, 2
+
+
+def _agree(strategy, verdict: int) -> int:
+    """The gravest of every worker's verdict (GO < STOP < DIVERGED): one all-reduce, so that every
+    worker takes the same decision at the same epoch, whatever rounding each one saw."""
+    import tensorflow as tf
+
+    votes = [float(verdict == v) for v in (STOP, DIVERGED)]
+    local = strategy.run(lambda: tf.constant(votes))
+    stop, diverged = strategy.reduce(tf.distribute.ReduceOp.SUM, local, axis=None).numpy()
+    return DIVERGED if diverged else STOP if stop else GO
+
+
+def weights_digest(weights: list) -> str:
+    """A short sha256 of the weights: each worker logs it every epoch, so the logs show that all
+    workers hold the same model (data parallelism keeps them identical)."""
+    digest = hashlib.sha256()
+    for array in weights:
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _epoch_callback(spec: JobSpec, store: Store, strategy, rank: int, global_batch: int, steps: int,
+                    resumed: dict | None, log: JobLog):
     """A Keras callback: early stopping, metrics to Ray and (rank 0) the epoch's record in the store.
-    Every rank keeps the record, so every rank stops at the same epoch."""
+    The logged losses are already averaged over all workers; the stop decision is then agreed on."""
     import ray.train
     import tf_keras as keras
+
+    from service.model.network import optimizer_state
 
     class EpochReporter(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -62,13 +88,26 @@ def _epoch_callback(spec: JobSpec, store: Store, rank: int, global_batch: int, s
                 "tokens_per_s": round(global_batch * spec.seq_len * steps / max(seconds, 1e-9), 1),
                 "windows_per_s": round(global_batch * steps / max(seconds, 1e-9), 1),
             }
+            finite = math.isfinite(row["loss"]) and math.isfinite(row["val_loss"])
+            verdict = _agree(strategy, DIVERGED if not finite else STOP if should_stop(self.rows + [row],
+                                                                                          spec.patience) else GO)
+            if verdict == DIVERGED:
+                reason = (f"training diverged: the loss became {row['loss']} (val_loss {row['val_loss']}) in epoch "
+                          f"{epoch + 1}; lower --learning-rate (now {spec.learning_rate:g})")
+                log.line(reason)
+                if rank == 0:
+                    jobstate.save_training_failure(store, spec.job_id, reason)
+                self.model.stop_training = True
+                return
             self.rows.append(row)
-            stop = should_stop(self.rows, spec.patience)
+            weights = self.model.get_weights()
             log.line(f"epoch {epoch + 1}/{spec.epochs}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}, "
-                     f"{row['tokens_per_s']:.0f} tokens/s" + (" (early stop)" if stop else ""))
+                     f"{row['tokens_per_s']:.0f} tokens/s, weights {weights_digest(weights)}"
+                     + (" (early stop)" if verdict == STOP else ""))
+            state = optimizer_state(self.model)  # every rank reads it: reads may be collective
             if rank == 0:
-                jobstate.commit_epoch(store, spec, self.model.get_weights(), self.rows, stop)
-            if stop:
+                jobstate.commit_epoch(store, spec, weights, state, (epoch + 1) * steps, self.rows, verdict == STOP)
+            if verdict == STOP:
                 self.model.stop_training = True
             ray.train.report(row)
 
@@ -134,6 +173,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     import tensorflow as tf
 
     from service.model.architecture import build_model
+    from service.model.network import keras, restore_optimizer_state
     from service.model.windows import make_dataset, spread, train_val_starts
     from service.music.keys import piece_keys
 
@@ -143,59 +183,82 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     corpus = corpora.load(store, spec.job_id)
 
     train_starts, val_starts = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
-    # Shard by worker; a shard never ends up empty (an empty repeating dataset would hang the collective).
-    train_shard = train_starts[rank::world] if len(train_starts) >= world else train_starts
-    val_shard = val_starts[rank::world] if len(val_starts) >= world else val_starts
     global_batch = spec.batch_size * world
     steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 
     plan = _device_plan(spec, rank, world)
-    log.line(f"{len(train_shard)} training windows in this worker's shard; {plan.line()}")
+    log.line(f"{len(train_starts)} training windows, this worker's {spec.batch_size} of every batch of "
+             f"{global_batch}; {plan.line()}")
     if rank == 0:
         jobstate.save_training_device(store, spec.job_id, plan.describe())
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    keras().utils.set_random_seed(spec.seed)  # the same initial weights on any number of workers
     with strategy.scope():
         model = build_model(spec, len(corpus.vocab))
     if rank == 0:
         jobstate.count_attempt(store, spec.job_id, {"host": socket.gethostname(), "pid": os.getpid()})
     resumed = jobstate.latest_checkpoint(store, spec.job_id)
-    initial_epoch = 0
+    initial_epoch, first_step = 0, 0
     if resumed:
         model.set_weights(jobstate.latest_weights(store, spec.job_id, resumed))
+        state = jobstate.latest_optimizer_state(store, spec.job_id, resumed)
+        if state is not None:
+            with strategy.scope():
+                restore_optimizer_state(model, state)
         initial_epoch = resumed["epoch"]
-        log.line(f"resuming from the checkpoint of epoch {initial_epoch}")
+        first_step = resumed.get("step", initial_epoch * steps)
+        optimizer = "optimizer state" if state is not None else "a fresh optimizer"
+        log.line(f"resuming from the checkpoint of epoch {initial_epoch} (weights, {optimizer}, "
+                 f"data order at batch {first_step})")
+    if initial_epoch >= spec.epochs or (resumed and resumed.get("stopped")):
+        return  # the lost group had finished: nothing to redo
 
     pair = architecture_for(spec).training_pair(len(corpus.vocab))
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
-    train_ds = make_dataset(corpus.tokens, train_shard, spec.seq_len, global_batch, spec.seed + rank, pair, keys)
-    # A fixed validation set: val_steps batches of windows spread over the shard, in order. The
-    # dataset repeats exactly that set, so every epoch sees the same windows.
-    val_ds = make_dataset(corpus.tokens, spread(val_shard, val_steps * global_batch), spec.seq_len, global_batch,
-                          spec.seed, pair, keys, shuffle=False)
-    if initial_epoch >= spec.epochs or (resumed and resumed.get("stopped")):
-        return  # the lost group had finished: nothing to redo
+    # A fixed validation set: val_steps global batches of windows spread over the validation pieces.
+    val_set = spread(val_starts, val_steps * global_batch)
+
+    def per_worker(starts, shuffle: bool, first: int):
+        """Each worker's slice of the one global order (windows.make_dataset): no rebatching, no sharding."""
+        def dataset(context):
+            replicas = context.num_replicas_in_sync // context.num_input_pipelines
+            return make_dataset(corpus.tokens, starts, spec.seq_len, global_batch, spec.seed, pair, keys,
+                                shuffle=shuffle, first_step=first, part=(context.input_pipeline_id,
+                                                                          context.num_input_pipelines),
+                                replicas=replicas)
+        return strategy.distribute_datasets_from_function(dataset)
+
     # The best weights are read back from the store (jobstate.best_weights), so no Keras EarlyStopping with
     # restore_best_weights: its patience counter would start over on every resume.
-    model.fit(train_ds, epochs=spec.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-              validation_data=val_ds, validation_steps=val_steps, verbose=0,
-              callbacks=[_epoch_callback(spec, store, rank, global_batch, steps, resumed, log)])
+    model.fit(per_worker(train_starts, True, first_step), epochs=spec.epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=steps, validation_data=per_worker(val_set, False, 0), validation_steps=val_steps,
+              verbose=0, callbacks=[_epoch_callback(spec, store, strategy, rank, global_batch, steps, resumed, log)])
 
 
-def run(spec: JobSpec, cpus_per_worker: int = 1) -> None:
-    """Train on the cluster with spec.workers workers; raises if training failed."""
+def run(spec: JobSpec, say, cpus_per_worker: int = 1) -> None:
+    """Train on the cluster with spec.workers workers; raises if training failed, at once if the
+    cluster can never hold the workers (feasibility.py)."""
+    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
-    resources: dict[str, float] = {"CPU": cpus_per_worker}
-    if spec.gpus_per_worker > 0:
-        resources["GPU"] = spec.gpus_per_worker
+    from service.job import feasibility
+
+    if not ray.is_initialized():
+        ray.init(logging_level="ERROR")
+    feasibility.check(spec, cpus_per_worker, say)
+    store = open_store(spec.store)
+    jobstate.clear_training_failure(store, spec.job_id)  # an earlier run's: this one decides anew
     storage = os.path.join(tempfile.gettempdir(), "composer-ray-train")
     trainer = TensorflowTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec.to_json(), "cpus_per_worker": cpus_per_worker},
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=feasibility.worker_resources(spec, cpus_per_worker)),
         run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2)),
     )
     trainer.fit()
+    reason = jobstate.training_failure(store, spec.job_id)
+    if reason is not None:
+        raise JobFailed(reason)

@@ -60,3 +60,37 @@ def compile_model(model, spec: JobSpec):
         metrics=[k.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
+
+
+def _optimizer_variables(optimizer) -> list:
+    """Every variable of an optimizer's state in a fixed order: its step count and slots, and under
+    mixed precision the dynamic loss scale too (current scale, good steps), which tf_keras keeps
+    outside `optimizer.variables`."""
+    variables = list(optimizer.variables)
+    if hasattr(optimizer, "dynamic_counter"):  # a LossScaleOptimizer
+        scale = getattr(getattr(optimizer, "_loss_scale", None), "_weights", None)
+        if not scale:
+            raise RuntimeError("this tf_keras keeps the loss scale where composer does not look: "
+                               "its checkpoints would lose it")
+        variables += [scale[key] for key in sorted(scale, key=lambda key: key[0])]
+    return variables
+
+
+def optimizer_state(model) -> list:
+    """The compiled model's optimizer state as numpy arrays (a checkpoint carries it: a resumed run
+    continues Adam's moments and step count, and the loss scale, instead of starting them over)."""
+    return [v.numpy() for v in _optimizer_variables(model.optimizer)]
+
+
+def restore_optimizer_state(model, state: list) -> None:
+    """Set the optimizer state `optimizer_state` returned (call inside the strategy's scope)."""
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    variables = _optimizer_variables(optimizer)
+    if len(variables) != len(state):
+        raise ValueError(f"the checkpoint holds {len(state)} optimizer arrays, this optimizer has {len(variables)}")
+    for variable, value in zip(variables, state, strict=True):
+        if tuple(variable.shape) != value.shape:
+            raise ValueError(f"optimizer variable {variable.name}: checkpoint shape {value.shape}, "
+                             f"model shape {tuple(variable.shape)}")
+        variable.assign(value)

@@ -61,10 +61,31 @@ def spread(starts: np.ndarray, count: int) -> np.ndarray:
     return starts[np.linspace(0, len(starts) - 1, count).round().astype(np.int64)]
 
 
+def batch_positions(step, batch: int, part, parts: int):
+    """Stream positions of slice `part` (a tensor) of global batch `step` (a tensor): global batch t
+    is positions [t * batch, (t + 1) * batch), cut into `parts` equal slices."""
+    import tensorflow as tf
+
+    share = batch // parts
+    return step * batch + part * share + tf.range(share, dtype=tf.int64)
+
+
 def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
-                 pair=None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True):
-    """An endless (shuffled unless told not to) tf.data pipeline of (x, y) batches; windows are
-    gathered per batch.
+                 pair=None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
+                 first_step: int = 0, part: tuple[int, int] = (0, 1), replicas: int = 1):
+    """An endless tf.data pipeline of (x, y) batches; windows are gathered per batch.
+
+    The order is a pure function of (seed, position), so training can stop and continue anywhere
+    and any number of workers can share it exactly:
+
+    - the windows form one endless stream: pass p over `starts` is the permutation seeded by
+      (seed, p) (a stateless index shuffle: no shuffle buffer, no state to save); unshuffled, the
+      passes are `starts` in order (the validation set: the same windows every pass);
+    - global batch t is stream positions [t * batch, (t + 1) * batch); `first_step` skips the
+      batches a resumed run already trained on (the checkpoint records it);
+    - `part = (rank, workers)`: this worker's equal slice of every global batch, so 2 workers with
+      batch B see exactly the windows 1 worker with batch 2B sees, step by step. A worker with
+      several `replicas` (GPUs) yields one slice per replica in turn, as the strategy feeds them.
 
     `pair` turns a (batch, seq_len + 1) window into the network's (x, y): its architecture's
     training_pair (model/architecture.py); by default each token learns the next one. With
@@ -75,14 +96,33 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
 
     if pair is None:
         from service.model.token_lstm import next_token_pair as pair
+    parts = part[1] * replicas
+    if batch % parts:
+        raise ValueError(f"a global batch of {batch} does not split into {parts} equal parts")
 
+    count = len(starts)
     token_tensor = tf.constant(tokens, dtype=tf.int32)
-    offsets = tf.range(seq_len + 1, dtype=tf.as_dtype(starts.dtype))
+    start_tensor = tf.constant(starts)
+    offsets = tf.range(seq_len + 1, dtype=start_tensor.dtype)
     if piece_keys is not None:
         piece_ends = tf.constant(piece_keys[0][1:], dtype=tf.int64)
         key_of_piece = tf.constant(piece_keys[1], dtype=tf.int32)
 
-    def gather(batch_starts):
+    def window_index(position):
+        within = position % count
+        if not shuffle:
+            return within
+        passes = position // count
+        # One (seed, pass) key per position: a batch may straddle two passes.
+        keys = tf.stack([tf.fill(tf.shape(passes), tf.constant(seed, tf.int64)), passes,
+                         tf.zeros_like(passes)], axis=1)
+        return tf.raw_ops.RandomIndexShuffle(index=within, seed=keys, max_index=tf.fill(tf.shape(within),
+                                             tf.constant(count - 1, tf.int64)))
+
+    def gather(element):
+        step, replica = element // replicas, element % replicas
+        positions = batch_positions(step, batch, part[0] * replicas + replica, parts)
+        batch_starts = tf.gather(start_tensor, window_index(positions))
         window = tf.gather(token_tensor, batch_starts[:, None] + offsets[None, :])
         x, y = pair(window)
         if piece_keys is None:
@@ -91,12 +131,9 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
         keys = tf.broadcast_to(tf.gather(key_of_piece, piece)[:, None], tf.shape(window[:, :-1]))
         return (x, keys), y
 
-    ds = tf.data.Dataset.from_tensor_slices(starts)
-    if shuffle:
-        ds = ds.shuffle(min(len(starts), 1 << 16), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
-    ds = ds.batch(batch, drop_remainder=True).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    elements = tf.data.Dataset.range(first_step * replicas, np.iinfo(np.int64).max)
+    ds = elements.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
-    # Each worker already holds its own shard (see train.py); Keras must not shard it again.
+    # Each worker already takes its own slice (part): nothing may shard or rebatch it again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

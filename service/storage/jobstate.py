@@ -3,7 +3,9 @@
     jobs/<id>/job.json              the spec (no secrets)
     jobs/<id>/status.json           the progress record: phase, epoch, best_val_loss, restarts, error
     jobs/<id>/metrics.jsonl         one row per epoch
-    jobs/<id>/checkpoints/          epoch-NNNN.npz, latest.json (the commit point), attempts.json
+    jobs/<id>/checkpoints/          epoch-NNNN.npz (weights), epoch-NNNN.optimizer.npz (optimizer state),
+                                    latest.json (the commit point: epoch, data position), attempts.json,
+                                    failure.json (training stopped for a reason: a NaN loss)
     jobs/<id>/training-device.json  what the training ran on
 
 The client reads these (status, list, pull), the job writes them (driver, training workers).
@@ -32,6 +34,7 @@ STATUS = "status.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT_LATEST = "checkpoints/latest.json"
 ATTEMPTS = "checkpoints/attempts.json"
+TRAINING_FAILURE = "checkpoints/failure.json"
 TRAINING_DEVICE = "training-device.json"
 
 
@@ -76,7 +79,8 @@ class Progress:
     epoch: int = 0
     epochs: int = 0
     best_val_loss: float | None = None
-    restarts: int = 0
+    restarts: int = 0  # worker group restarts (a worker lost) across all runs of the job
+    resumes: int = 0  # times the driver continued the job (`composer submit --resume`, a retried RayJob)
     error: str | None = None
     message: str = ""
     updated: float = 0.0
@@ -152,18 +156,22 @@ def latest_checkpoint(store: Store, job_id: str) -> dict[str, Any] | None:
         return None
 
 
-def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], rows: list[dict[str, Any]],
-                 stopped: bool) -> None:
-    """Record the epoch that rows[-1] describes: its weights, the metrics so far, the resume point, the progress.
+def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], optimizer: list[np.ndarray], step: int,
+                 rows: list[dict[str, Any]], stopped: bool) -> None:
+    """Record the epoch that rows[-1] describes: its weights, the optimizer's state, the position in the
+    data order (`step`: global batches trained so far), the metrics so far, the progress.
 
     latest.json is the commit point, written after the weights and metrics: a kill before it leaves
     the previous epoch's record whole (its weights, its best, its rows), and resume starts from there.
     """
     row, best = rows[-1], best_row(rows)
     key = f"checkpoints/epoch-{row['epoch']:04d}.npz"
+    optimizer_key = f"checkpoints/epoch-{row['epoch']:04d}.optimizer.npz"
     store.put_bytes(job_key(spec.job_id, key), weights_to_bytes(weights))
+    store.put_bytes(job_key(spec.job_id, optimizer_key), weights_to_bytes(optimizer))
     store.put_bytes(job_key(spec.job_id, METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode())
-    latest = {"epoch": row["epoch"], "weights": key, "best_weights": f"checkpoints/epoch-{best['epoch']:04d}.npz",
+    latest = {"epoch": row["epoch"], "step": step, "weights": key, "optimizer": optimizer_key,
+              "best_weights": f"checkpoints/epoch-{best['epoch']:04d}.npz",
               "best_val_loss": best["val_loss"], "stopped": stopped, "rows": rows}
     store.put_bytes(job_key(spec.job_id, CHECKPOINT_LATEST), json.dumps(latest).encode())
     message = f"epoch {row['epoch']}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}"
@@ -176,6 +184,13 @@ def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], rows: l
 
 def latest_weights(store: Store, job_id: str, latest: dict[str, Any]) -> list[np.ndarray]:
     return weights_from_bytes(store.get_bytes(job_key(job_id, latest["weights"])))
+
+
+def latest_optimizer_state(store: Store, job_id: str, latest: dict[str, Any]) -> list[np.ndarray] | None:
+    """The optimizer state committed with the weights (None for a checkpoint written before it was kept)."""
+    if "optimizer" not in latest:
+        return None
+    return weights_from_bytes(store.get_bytes(job_key(job_id, latest["optimizer"])))
 
 
 def best_weights(store: Store, job_id: str) -> list[np.ndarray]:
@@ -210,3 +225,19 @@ def save_training_device(store: Store, job_id: str, device: dict[str, Any]) -> N
 
 def training_device(store: Store, job_id: str) -> dict[str, Any]:
     return json.loads(store.get_bytes(job_key(job_id, TRAINING_DEVICE)))
+
+
+def save_training_failure(store: Store, job_id: str, reason: str) -> None:
+    """Training ended itself for a reason no retry can fix (a NaN loss): the driver fails the job with it."""
+    store.put_bytes(job_key(job_id, TRAINING_FAILURE), json.dumps({"error": reason}).encode())
+
+
+def training_failure(store: Store, job_id: str) -> str | None:
+    try:
+        return json.loads(store.get_bytes(job_key(job_id, TRAINING_FAILURE)))["error"]
+    except NotFound:
+        return None
+
+
+def clear_training_failure(store: Store, job_id: str) -> None:
+    store.delete(job_key(job_id, TRAINING_FAILURE))

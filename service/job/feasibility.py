@@ -1,0 +1,138 @@
+"""Before training: can this cluster ever run the workers the job asks for?
+
+Ray waits forever for a placement group it cannot place, so `--workers 8 --gpus-per-worker 1` on
+a cluster that will never have 8 GPUs would hang. The driver compares the request with every
+node's resources (a worker needs all of its CPUs and GPUs on one node) and with what the
+autoscaler may add (its node groups and their max counts, where Ray publishes them):
+
+- enough room now: go (other jobs may still hold it for a while: Ray queues, it does not hang);
+- more room possible (an autoscaler with groups that fit, or one whose limits Ray does not
+  publish): ask for it and wait at most `spec.autoscale_wait` seconds for the nodes;
+- no room, ever: fail at once, in one line that says what the cluster has.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.errors import JobFailed
+from service.spec import JobSpec
+
+
+def worker_resources(spec: JobSpec, cpus_per_worker: int) -> dict[str, float]:
+    need: dict[str, float] = {"CPU": float(cpus_per_worker)}
+    if spec.gpus_per_worker > 0:
+        need["GPU"] = float(spec.gpus_per_worker)
+    return need
+
+
+def fits(node: dict[str, float], need: dict[str, float]) -> int:
+    """How many workers needing `need` one node with `node` resources can hold."""
+    return min(int(math.floor(node.get(name, 0.0) / amount + 1e-9)) for name, amount in need.items() if amount > 0)
+
+
+@dataclass
+class Room:
+    now: int  # workers the live nodes can hold
+    most: int | None  # workers the cluster can ever hold (None: an autoscaler whose limits are unknown)
+    nodes: list[dict[str, float]]
+    autoscaler: bool
+
+    def describe(self) -> str:
+        cpus = sum(n.get("CPU", 0.0) for n in self.nodes)
+        gpus = sum(n.get("GPU", 0.0) for n in self.nodes)
+        now = f"{len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}: {cpus:g} CPU, {gpus:g} GPU"
+        if not self.autoscaler:
+            return f"{now}; no autoscaler"
+        if self.most is None:
+            return f"{now}; an autoscaler with no published limits"
+        return f"{now}; an autoscaler that can make room for {self.most} in all"
+
+
+def room(need: dict[str, float], nodes: list[dict[str, float]], groups: list[tuple[dict[str, float], int]] | None,
+         autoscaler: bool) -> Room:
+    """The room for workers now and at most. `groups`: the autoscaler's node groups as (resources of
+    one node, max count; -1 for no limit), None where Ray does not publish them."""
+    now = sum(fits(node, need) for node in nodes)
+    if not autoscaler:
+        return Room(now, now, nodes, False)
+    if groups is None:
+        return Room(now, None, nodes, True)
+    ceiling = 0
+    for resources, max_count in groups:
+        per_node = fits(resources, need)
+        if per_node and max_count < 0:
+            return Room(now, None, nodes, True)
+        ceiling += per_node * max(max_count, 0)
+    return Room(now, max(now, ceiling), nodes, True)
+
+
+def _cluster(need: dict[str, float]) -> Room:
+    """What the Ray cluster this process is connected to has and may grow to."""
+    import ray
+    from ray._private import ray_constants
+    from ray._private.state import state
+    from ray.experimental import internal_kv
+
+    nodes = [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
+    groups = None
+    try:
+        config = state.get_cluster_config()  # autoscaler v2 publishes its node groups here
+    except Exception:  # an older GCS: no published config
+        config = None
+    if config is not None and config.node_group_configs:
+        groups = [({k: float(v) for k, v in g.resources.items()}, int(g.max_count)) for g in config.node_group_configs]
+    try:
+        status = internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
+    except Exception:
+        status = None
+    return room(need, nodes, groups, autoscaler=groups is not None or bool(status))
+
+
+def _request(bundles: list[dict[str, float]]) -> None:
+    """Ask the autoscaler for room (an empty list withdraws the request)."""
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=bundles)
+
+
+def check(spec: JobSpec, cpus_per_worker: int, say: Callable[[str], None] = print,
+          probe: Callable[[dict[str, float]], Room] = _cluster, poll: float = 5.0) -> Room:
+    """Return once the cluster can hold spec.workers workers; raise JobFailed (one line) when it never
+    can, or when the autoscaler has not made room within spec.autoscale_wait seconds."""
+    need = worker_resources(spec, cpus_per_worker)
+    what = f"{spec.workers} worker{'s' if spec.workers != 1 else ''} with " + ", ".join(
+        f"{amount:g} {name}" for name, amount in need.items()) + " each"
+    found = probe(need)
+    if found.now >= spec.workers:
+        return found
+    if found.most is not None and found.most < spec.workers:
+        raise JobFailed(f"the job needs {what}, and this cluster can never hold more than {found.most} "
+                        f"({found.describe()}): lower --workers or --gpus-per-worker, or give the cluster more nodes")
+    say(f"the cluster has room for {found.now} of {what} ({found.describe()}); waiting up to "
+        f"{spec.autoscale_wait:g} s for the autoscaler")
+    deadline = time.monotonic() + spec.autoscale_wait
+    requested = False
+    try:
+        if probe is _cluster:
+            _request([need] * spec.workers)
+            requested = True
+        while True:
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            found = probe(need)
+            if found.now >= spec.workers:
+                say(f"the cluster now has room for {what} ({found.describe()})")
+                return found
+            if time.monotonic() >= deadline:
+                raise JobFailed(f"the job needs {what}; after {spec.autoscale_wait:g} s the cluster has room for "
+                                f"{found.now} ({found.describe()}): raise --autoscale-wait, or lower --workers")
+    finally:
+        if requested:
+            try:
+                _request([])  # Ray Train's own placement group keeps the demand from here
+            except Exception as e:  # never hide the real outcome behind this
+                print(f"could not withdraw the autoscaler request: {e}", file=sys.stderr)
