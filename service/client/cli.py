@@ -53,9 +53,16 @@ def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on
 
 @app.command()
 def submit(
-    dataset: Annotated[str, typer.Option("--dataset", help="bach, a dataset in the store, or a folder/zip of MIDI")],
+    dataset: Annotated[str | None, typer.Option("--dataset", help="bach, a dataset in the store, or a folder/zip "
+                                                "of MIDI")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue this job (its cluster lost, cancelled or "
+                                               "failed) from its last checkpoint in the store, with its settings; "
+                                               "--epochs and --patience may grow")] = None,
+    job_id: Annotated[str | None, typer.Option("--job-id", help="Name the job; if the store has a job of that name, "
+                                               "continue it instead (retried schedulers: see infra/README.md)")]
+    = None,
     composers: Annotated[str | None, typer.Option(help="Only these composers, e.g. chopin,debussy,liszt")] = None,
-    preset: Annotated[str, typer.Option(help="tiny (CPU demo, tests), fast (default) or paper")] = "fast",
+    preset: Annotated[str | None, typer.Option(help="tiny (CPU demo, tests), fast (default) or paper")] = None,
     scheme: Annotated[str | None, typer.Option(help="Tokens: notes-chords (the paper's), remi (rhythm), "
                                                "remi+key, remi+key-estimated")] = None,
     layers: Annotated[int | None, typer.Option(help="LSTM layers (overrides the preset)")] = None,
@@ -77,6 +84,8 @@ def submit(
     batch_size: Annotated[int | None, typer.Option(help="Windows per batch per worker")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray Train workers (default 2)")] = None,
     gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per worker (default 0)")] = None,
+    autoscale_wait: Annotated[float | None, typer.Option(help="Seconds to wait for an autoscaler to add nodes for "
+                                                         "the workers before failing (default 600)")] = None,
     samples: Annotated[int | None, typer.Option(help="Pieces to generate (default 4)")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the job's samples")] = None,
     top_k: Annotated[int | None, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = None,
@@ -94,18 +103,30 @@ def submit(
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
     the_store = _store(store)
-    spec = jobs.submit_new(the_store, dataset, address, preset, composers, epochs=epochs, patience=patience,
-                           steps_per_epoch=steps_per_epoch, seq_len=seq_len, batch_size=batch_size,
-                           workers=workers, gpus_per_worker=gpus_per_worker, samples=samples, seed=seed,
-                           layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
-                           temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
-                           key_conditioning=key_conditioning, accelerate=accelerate)
+    settings = dict(epochs=epochs, patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
+                    batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker, samples=samples,
+                    seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
+                    temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
+                    key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait)
+    if resume is not None:
+        given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers))
+                 if value is not None]
+        if given:
+            raise UserError(f"--resume continues a job with its own dataset and name: drop {given[0]}")
+        spec = jobs.resume(the_store, _job(resume), address, preset=preset, **settings)
+    elif dataset is None:
+        raise UserError("say what to train on: --dataset bach, a dataset in the store or a folder of MIDI "
+                        "(or --resume JOB to continue a job)")
+    else:
+        spec = jobs.submit_new(the_store, dataset, address, preset or "fast", composers,
+                               job_id=None if job_id is None else _job(job_id), **settings)
     job_id = spec.job_id
     if not wait:
         if as_json:
             print(json.dumps({"job_id": job_id, "state": "PENDING", "store": the_store.uri, "dataset": spec.dataset}))
         else:
-            out.print(f"submitted [bold]{job_id}[/] (dataset {spec.dataset}); follow it with "
+            verb = "resumed" if resume else "submitted"
+            out.print(f"{verb} [bold]{job_id}[/] (dataset {spec.dataset}); follow it with "
                       f"`composer status {job_id}`")
         return
     final = _follow(the_store, job_id, address)

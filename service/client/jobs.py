@@ -42,22 +42,89 @@ def preflight(store: Store, address: str | None) -> None:
 
 
 def submit_new(store: Store, dataset: str, address: str | None, preset: str, composers: str | None,
-               **settings: object) -> JobSpec:
+               job_id: str | None = None, **settings: object) -> JobSpec:
     """What `composer submit` does before it waits: the spec (preset, then the flags given), the checks
-    that need no cluster, the dataset in the store (a local folder is uploaded), the submission."""
+    that need no cluster, the dataset in the store (a local folder is uploaded), the submission.
+
+    With a `job_id` that the store holds already, the same submission again (a retried RayJob, a
+    rerun script) continues that job instead of starting another: see `resume`."""
     from service.spec import build_spec, new_job_id
     from service.storage import datasets
 
     names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
-    spec = build_spec(new_job_id(), "pending", store.uri, preset, composers=names, **settings)
+    spec = build_spec(job_id or new_job_id(), "pending", store.uri, preset, composers=names, **settings)
+    if job_id is not None and store.exists(job_key(job_id, jobstate.SPEC)):
+        stored = jobstate.load_spec(store, job_id)
+        _refuse_changes(stored, {name: getattr(spec, name) for name in MODEL_FIELDS}, "was submitted with")
+        return resume(store, job_id, address, epochs=spec.epochs, patience=spec.patience,
+                      autoscale_wait=spec.autoscale_wait, finished_ok=True)
     preflight(store, address)
     spec.dataset = datasets.resolve(store, dataset)
     submit(spec, store, address)
     return spec
 
 
-def submit(spec: JobSpec, store: Store, address: str | None) -> str:
-    """Write the job spec to the store and hand the driver to Ray; returns the job id."""
+# What `--resume` may change: how long training may go on and how long to wait for nodes. Everything
+# else would make the continued run a different one (the model, its data, its data order).
+GROWABLE = ("epochs", "patience", "autoscale_wait")
+MODEL_FIELDS = tuple(f for f in JobSpec.__dataclass_fields__ if f not in (*GROWABLE, "job_id", "dataset", "store",
+                                                                          "created"))
+
+
+def _refuse_changes(stored: JobSpec, given: dict[str, object], how: str) -> None:
+    changed = [name for name, value in given.items() if value is not None and getattr(stored, name) != value]
+    if changed:
+        name = changed[0]
+        raise UserError(f"job {stored.job_id} {how} {name.replace('_', '-')} {getattr(stored, name)!r}, not "
+                        f"{given[name]!r}: a continued job keeps the settings of its model and data (only --epochs, "
+                        "--patience and --autoscale-wait may change); submit a new job to change it")
+
+
+def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = False,
+           **settings: object) -> JobSpec:
+    """Continue a job from its last checkpoint in the store, on whatever cluster `address` names: its
+    stored spec, where only --epochs and --patience may grow (and --autoscale-wait change); any other
+    setting given must equal the stored one. A finished job is an error (or, with finished_ok, left
+    as it is: the idempotent resubmission of submit_new)."""
+    from service.storage.manifest import MANIFEST
+
+    spec = jobstate.load_spec(store, jobstate.check_job_id(job_id))
+    progress = Progress.load(store, job_id)
+    if progress is not None and progress.phase == "done" and store.exists(job_key(job_id, MANIFEST)):
+        if finished_ok:
+            return spec
+        raise UserError(f"job {job_id} has finished already: fetch it with `composer pull {job_id}`, "
+                        "or submit a new job to train more")
+    _refuse_changes(spec, {k: v for k, v in settings.items() if k not in GROWABLE}, "was submitted with")
+    for name in ("epochs", "patience"):
+        value = settings.get(name)
+        if value is not None and value < getattr(spec, name):
+            raise UserError(f"--{name} can only grow when a job continues: {job_id} has {getattr(spec, name)}, "
+                            f"not {value}")
+    for name in GROWABLE:
+        if settings.get(name) is not None:
+            setattr(spec, name, settings[name])
+    from service.spec import validate
+
+    validate(spec)
+    preflight(store, address)
+    cluster = clusters.resolve(address, start=True)
+    found = _ray_job(cluster, job_id)
+    if found is not None:
+        status = _status(found[1])
+        if status not in TERMINAL:
+            raise UserError(f"job {job_id} is still {status.lower()} on the cluster at {cluster.address}: "
+                            f"follow it with `composer status {job_id}`, or `composer cancel {job_id}` first")
+        # The cluster remembers the ended run under this id, which a new submission needs: forget it
+        # there (its log is kept in the store).
+        found[0].delete_job(job_id)
+    submit(spec, store, address, resuming=True)
+    return spec
+
+
+def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = False) -> str:
+    """Write the job spec to the store and hand the driver to Ray; returns the job id. A job that
+    continues keeps its progress record (the driver carries on from it)."""
     cluster = clusters.resolve(address, start=True)
     assert cluster is not None
     check_reachable(store, cluster)
@@ -68,7 +135,10 @@ def submit(spec: JobSpec, store: Store, address: str | None) -> str:
         if cluster.local and not store.is_local():
             env.update(credentials.local_job_env(spec.job_id))
         jobstate.save_spec(store, spec)
-        Progress(spec.job_id, epochs=spec.epochs, message="submitted", phase_started=time.time()).save(store)
+        if resuming:
+            jobstate.update(store, spec.job_id, epochs=spec.epochs, message="resubmitted", error=None)
+        else:
+            Progress(spec.job_id, epochs=spec.epochs, message="submitted", phase_started=time.time()).save(store)
         # Composer's own head runs this very Python; any other cluster runs its own (the image's venv).
         python = shlex.quote(sys.executable) if cluster.local else "python"
         # -P: never import from the working directory, only the installed package.

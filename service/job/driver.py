@@ -20,23 +20,40 @@ from pathlib import Path
 from service.errors import ComposerError
 from service.job import dataset, generate, publish, tokenize
 from service.job.context import JobRun
+from service.storage import corpus as corpora
 from service.storage import jobstate
 from service.storage.joblog import JobLog
+from service.storage.manifest import MANIFEST
 from service.storage.store import Store, open_store
 
 
 def run(store: Store, job_id: str, log: JobLog) -> None:
+    """Run the job, or continue it: started again with the same id (`composer submit --resume`, a
+    RayJob retried on a fresh cluster), the driver skips what the store says is done: a finished
+    job is left as it is, a stored corpus is not fetched and tokenized again, and training goes on
+    from the last checkpoint (train.py). Generation and publishing are redone whole (MANIFEST last)."""
     from service.job import train
 
     spec = jobstate.load_spec(store, job_id)
+    progress = jobstate.Progress.load(store, job_id) or jobstate.Progress(job_id)
+    if progress.phase == "done" and store.exists(jobstate.job_key(job_id, MANIFEST)):
+        log.line("the job has finished already: nothing to do")
+        return
+    if progress.phase != "queued":  # an earlier run started it
+        progress = jobstate.update(store, job_id, resumes=progress.resumes + 1, error=None)
+        log.line(f"continuing the job (run {progress.resumes + 1}; it stood at phase {progress.phase}, "
+                 f"epoch {progress.epoch})")
     with tempfile.TemporaryDirectory(prefix="composer-") as tmp:
         job = JobRun(spec, store, Path(tmp), log)
-        files = dataset.run(job)
-        corpus, train_starts = tokenize.run(job, files)
+        corpus = corpora.load_complete(store, job_id)
+        if corpus is None:
+            corpus = tokenize.run(job, dataset.run(job))
+        else:
+            log.line(f"the corpus is in the store already ({len(corpus.tokens)} tokens, {corpus.pieces} pieces)")
         job.phase("train", f"training on {spec.workers} workers")
-        train.run(spec)
-        generated = generate.run(job, corpus, train_starts)
-        publish.run(job, files, corpus, generated)
+        train.run(spec, job.say)
+        generated = generate.run(job, corpus)
+        publish.run(job, corpus, generated)
     jobstate.update(store, job_id, phase="done", message="finished", error=None)
     log.line(f"done: results in {store.uri}/jobs/{job_id}/")
 

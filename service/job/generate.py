@@ -10,10 +10,11 @@ from service.storage import corpus as corpora
 from service.storage import jobstate
 
 
-def run(job: JobRun, corpus: corpora.Corpus, train_starts: np.ndarray) -> dict:
+def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     """Writes work/out/model/ and work/out/samples/; returns the report's generation part."""
     from service.model.architecture import build_model
     from service.model.generate import decoder_for, describe_samples, generate, pick_primers, save_model_dir
+    from service.model.windows import train_val_starts
     from service.music import quality
     from service.music.keys import key_name
     from service.music.sampling import Sampling
@@ -22,6 +23,7 @@ def run(job: JobRun, corpus: corpora.Corpus, train_starts: np.ndarray) -> dict:
     job.phase("generate", f"generating {spec.samples} samples")
     model = build_model(spec, len(corpus.vocab))
     model.set_weights(jobstate.best_weights(job.store, spec.job_id))
+    train_starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
     rng = np.random.default_rng(spec.seed)
     bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, train_starts, 64, spec.seq_len, rng)
     save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")

@@ -3,8 +3,6 @@ checksums; MANIFEST.json last, so its presence means the results are complete.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from service.job.context import JobRun
 from service.model.report import loss_plot, write_report
 from service.storage import corpus as corpora
@@ -12,7 +10,7 @@ from service.storage import jobstate
 from service.storage.manifest import publish_dir
 
 
-def run(job: JobRun, files: list[Path], corpus: corpora.Corpus, generated: dict) -> None:
+def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
     spec, out = job.spec, job.work / "out"
     job.phase("publish", "publishing results")
     rows, metrics = jobstate.metrics(job.store, spec.job_id)
@@ -20,7 +18,7 @@ def run(job: JobRun, files: list[Path], corpus: corpora.Corpus, generated: dict)
     best = jobstate.best_row(rows)
     write_report(out / "report.json", {
         "job_id": spec.job_id, "dataset": spec.dataset, "scheme": spec.scheme, "preset": spec.preset,
-        "files": len(files), "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
+        "files": corpus.files, "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
         "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
         "training_device": jobstate.training_device(job.store, spec.job_id), **generated,

@@ -14,8 +14,8 @@ from service.model.windows import train_val_starts
 from service.storage import corpus as corpora
 
 
-def run(job: JobRun, files: list[Path]) -> tuple[corpora.Corpus, np.ndarray]:
-    """The corpus, and its training window starts (the generate stage takes primers from them)."""
+def run(job: JobRun, files: list[Path]) -> corpora.Corpus:
+    """The corpus, stored; the training windows are checked before any worker starts."""
     import fastparse
 
     spec = job.spec
@@ -30,8 +30,9 @@ def run(job: JobRun, files: list[Path]) -> tuple[corpora.Corpus, np.ndarray]:
         job.say(f"skipped {path}: {message}")
     if not result.files:
         raise ComposerError(f"no file of dataset {spec.dataset} could be tokenized ({len(errors)} errors)")
-    corpus = corpora.Corpus(np.asarray(result.tokens), np.asarray(result.offsets), list(result.vocab), spec.scheme)
-    train_starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    corpus = corpora.Corpus(np.asarray(result.tokens), np.asarray(result.offsets), list(result.vocab), spec.scheme,
+                            files=len(files))
+    train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
     corpora.save(job.store, spec.job_id, corpus, rel, errors)
     job.say(f"{len(corpus.tokens)} tokens, {corpus.pieces} pieces, vocabulary {len(corpus.vocab)} in {seconds:.2f} s")
-    return corpus, train_starts
+    return corpus

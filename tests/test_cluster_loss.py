@@ -1,0 +1,197 @@
+"""Losing the whole cluster mid-training, on real parts: a local Ray head of its own (so that the
+session's head lives on), real TensorFlow, a local store.
+
+Every process of the head is SIGKILLed at once (GCS, raylet, dashboard, the job's driver and its
+Ray Train workers), as a lost spot node or a deleted RayCluster would leave it; then a fresh head
+starts and the job goes on from its checkpoint in the store, either with `composer submit --resume
+JOB` or by submitting the same `--job-id` again (what a retried KubeRay RayJob does). Both must end
+with the weights of a run that was never interrupted (exact resume: optimizer state and data
+position come back), train no finished epoch again, and keep the record of the epochs before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from conftest import run_cli
+
+from service.storage.jobstate import weights_from_bytes
+
+EPOCHS = 4
+FLAGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--steps-per-epoch", "20", "--patience", "10", "--workers", "2",
+         "--samples", "1", "--seed", "3"]
+TIMEOUT = 240
+
+
+class Head:
+    """A local Ray head in its own COMPOSER_HOME, started the way `composer submit` starts one."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def start(self) -> None:
+        from service.client import cluster
+
+        old = os.environ.get("COMPOSER_HOME")
+        os.environ["COMPOSER_HOME"] = str(self.home)
+        try:
+            cluster.start_local_head(num_cpus=2)
+        finally:
+            if old is None:
+                os.environ.pop("COMPOSER_HOME", None)
+            else:
+                os.environ["COMPOSER_HOME"] = old
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process of this head: its servers (they name its GCS port) and all they started."""
+        port = json.loads((self.home / "ray-head.json").read_text())["gcs_port"]
+        own = re.compile(rf"gcs[-_]server[-_]port={port}\b|gcs[-_]address=\S+:{port}\b")
+        found: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter(["cmdline"]):
+            if own.search(" ".join(proc.info["cmdline"] or [])):
+                for p in [proc, *proc.children(recursive=True)]:
+                    found[p.pid] = p
+        return list(found.values())
+
+    def lose(self) -> int:
+        """SIGKILL the whole cluster at once; returns how many processes it had."""
+        victims = self.processes()
+        for proc in victims:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(victims, timeout=30)
+        (self.home / "ray-head.json").unlink(missing_ok=True)
+        return len(victims)
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory) -> Iterator[Head]:
+    the_head = Head(tmp_path_factory.mktemp("lost-home"))
+    the_head.start()
+    try:
+        yield the_head
+    finally:
+        if (the_head.home / "ray-head.json").exists():
+            the_head.lose()
+
+
+@pytest.fixture(scope="module")
+def env(head, five_files, tmp_path_factory) -> dict[str, str]:
+    return {"COMPOSER_HOME": str(head.home), "COMPOSER_STORE": str(tmp_path_factory.mktemp("lost-store"))}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(env, five_files) -> list[np.ndarray]:
+    """The weights a run with the same settings reaches when nothing goes wrong."""
+    proc = run_cli("submit", "--dataset", str(five_files), *FLAGS, "--wait", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads(proc.stdout.strip().splitlines()[-1])["job_id"]
+    return _weights(Path(env["COMPOSER_STORE"]) / "jobs" / job, EPOCHS)
+
+
+def _weights(jobdir: Path, epoch: int) -> list[np.ndarray]:
+    return weights_from_bytes((jobdir / "checkpoints" / f"epoch-{epoch:04d}.npz").read_bytes())
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _lose_mid_training(head: Head, jobdir: Path) -> tuple[int, list[str]]:
+    """Wait until epoch 1 or later is committed, then lose the cluster; (the committed epoch, metrics rows)."""
+    deadline = time.monotonic() + TIMEOUT
+    while (latest := _read_json(jobdir / "checkpoints" / "latest.json")) is None:
+        status = _read_json(jobdir / "status.json") or {}
+        assert status.get("phase") != "failed", status
+        assert time.monotonic() < deadline, f"no checkpoint within {TIMEOUT} s: {status}"
+        time.sleep(0.1)
+    assert head.lose() > 5
+    latest = _read_json(jobdir / "checkpoints" / "latest.json")
+    assert latest is not None and latest["epoch"] < EPOCHS, (
+        f"training finished ({latest}) before the cluster was lost: raise --steps-per-epoch")
+    assert (_read_json(jobdir / "status.json") or {}).get("phase") == "train"
+    return latest["epoch"], (jobdir / "metrics.jsonl").read_text().splitlines()
+
+
+def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: list[str],
+                     uninterrupted: list[np.ndarray]) -> None:
+    status = json.loads(run_cli("status", job, "--json", env=env).stdout)
+    assert status["state"] == "SUCCEEDED" and status["phase"] == "done" and status["error"] is None, status
+    assert json.loads((jobdir / "status.json").read_text())["resumes"] == 1
+    rows = [json.loads(line) for line in (jobdir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))  # every epoch once
+    assert [json.dumps(r) for r in rows[:lost_at]] == rows_before[:lost_at]  # the record before the loss, kept
+    logs = (jobdir / "logs" / "worker-0.log").read_text()
+    resumed = [int(e) for e in re.findall(r"resuming from the checkpoint of epoch (\d+) \(weights, optimizer state",
+                                          logs)]
+    assert resumed and resumed[-1] >= lost_at, logs[-2000:]
+    # After the resume, only the epochs after the checkpoint were trained (the lost run's last lines
+    # may never have reached the store: a killed process does not flush its log).
+    after = logs.rsplit("resuming from the checkpoint", 1)[1]
+    trained = [int(e) for e in re.findall(r"epoch (\d+)/\d+: loss", after)]
+    assert trained == list(range(resumed[-1] + 1, EPOCHS + 1)), trained
+    driver = (jobdir / "logs" / "driver.log").read_text()
+    assert "continuing the job" in driver and "the corpus is in the store already" in driver
+    assert driver.count("tokenizing") == 1  # the second run did not fetch and tokenize again
+    for a, b in zip(_weights(jobdir, EPOCHS), uninterrupted, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # as if nothing had happened
+    assert (jobdir / "MANIFEST.json").is_file()
+
+
+def test_resume_continues_a_job_whose_cluster_was_lost(head, env, five_files, uninterrupted):
+    proc = run_cli("submit", "--dataset", str(five_files), *FLAGS, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads(proc.stdout)["job_id"]
+    jobdir = Path(env["COMPOSER_STORE"]) / "jobs" / job
+    lost_at, rows_before = _lose_mid_training(head, jobdir)
+
+    status = json.loads(run_cli("status", job, "--json", env=env).stdout)  # no cluster: the store's record
+    assert status["state"] == "STOPPED" and "no longer reachable" in status["error"], status
+    # A model flag is refused in one line, before anything starts.
+    refused = run_cli("submit", "--resume", job, "--units", "128", env=env)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "units" in refused.stderr and "only --epochs, --patience and --autoscale-wait" in refused.stderr
+
+    head.start()
+    resumed = run_cli("submit", "--resume", job, "--wait", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _check_continued(env, job, jobdir, lost_at, rows_before, uninterrupted)
+
+    done = run_cli("submit", "--resume", job, env=env)  # a finished job is not trained again
+    assert done.returncode == 2 and "has finished already" in done.stderr
+
+
+def test_the_same_job_id_submitted_again_continues_the_job(head, env, five_files, uninterrupted):
+    """What a RayJob retried on a fresh cluster does (infra/kuberay/rayjob.yaml): the same command again."""
+    job = f"retried-{os.urandom(3).hex()}"
+    command = ["submit", "--job-id", job, "--dataset", str(five_files), *FLAGS, "--json"]
+    proc = run_cli(*command, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobdir = Path(env["COMPOSER_STORE"]) / "jobs" / job
+    lost_at, rows_before = _lose_mid_training(head, jobdir)
+
+    head.start()
+    again = run_cli(*command, "--wait", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    _check_continued(env, job, jobdir, lost_at, rows_before, uninterrupted)
+
+    starts = json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"]
+    once_more = run_cli(*command, "--wait", env=env)  # after success: nothing to do, still exit 0
+    assert once_more.returncode == 0 and json.loads(once_more.stdout.strip().splitlines()[-1])["state"] == "SUCCEEDED"
+    assert json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"] == starts
+    changed = run_cli("submit", "--job-id", job, "--dataset", str(five_files), *FLAGS, "--seed", "4", env=env)
+    assert changed.returncode == 2 and "seed" in changed.stderr, changed.stderr
