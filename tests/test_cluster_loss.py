@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 from conftest import run_cli
+from ray_heads import Head
 
 from service.storage.jobstate import weights_from_bytes
 
@@ -30,49 +29,6 @@ EPOCHS = 4
 FLAGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--steps-per-epoch", "20", "--patience", "10", "--workers", "2",
          "--samples", "1", "--seed", "3"]
 TIMEOUT = 240
-
-
-class Head:
-    """A local Ray head in its own COMPOSER_HOME, started the way `composer submit` starts one."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-
-    def start(self) -> None:
-        from service.client import cluster
-
-        old = os.environ.get("COMPOSER_HOME")
-        os.environ["COMPOSER_HOME"] = str(self.home)
-        try:
-            cluster.start_local_head(num_cpus=2)
-        finally:
-            if old is None:
-                os.environ.pop("COMPOSER_HOME", None)
-            else:
-                os.environ["COMPOSER_HOME"] = old
-
-    def processes(self) -> list[psutil.Process]:
-        """Every process of this head: its servers (they name its GCS port) and all they started."""
-        port = json.loads((self.home / "ray-head.json").read_text())["gcs_port"]
-        own = re.compile(rf"gcs[-_]server[-_]port={port}\b|gcs[-_]address=\S+:{port}\b")
-        found: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["cmdline"]):
-            if own.search(" ".join(proc.info["cmdline"] or [])):
-                for p in [proc, *proc.children(recursive=True)]:
-                    found[p.pid] = p
-        return list(found.values())
-
-    def lose(self) -> int:
-        """SIGKILL the whole cluster at once; returns how many processes it had."""
-        victims = self.processes()
-        for proc in victims:
-            try:
-                proc.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(victims, timeout=30)
-        (self.home / "ray-head.json").unlink(missing_ok=True)
-        return len(victims)
 
 
 @pytest.fixture(scope="module")

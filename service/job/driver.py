@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from service.errors import ComposerError
@@ -58,28 +60,49 @@ def run(store: Store, job_id: str, log: JobLog) -> None:
     log.line(f"done: results in {store.uri}/jobs/{job_id}/")
 
 
-def _composer_error(e: BaseException, seen: set[int] | None = None) -> ComposerError | None:
-    """The ComposerError behind a failure, also when Ray wraps it: a Ray Train worker's exception
-    arrives inside WorkerGroupError.worker_failures, a task's as RayTaskError.cause."""
+def _causes(e: BaseException, seen: set[int] | None = None) -> Iterator[BaseException]:
+    """The failure and everything behind it, also where Ray wraps it: a Ray Train worker's exception
+    arrives inside WorkerGroupError.worker_failures, a task's as RayTaskError.cause. Innermost first."""
     seen = seen if seen is not None else set()
     if id(e) in seen:
-        return None
+        return
     seen.add(id(e))
     inner: list[object] = [getattr(e, "cause", None), getattr(e, "controller_failure", None)]
     inner += list((getattr(e, "worker_failures", None) or {}).values())
     inner += [e.__cause__, e.__context__]
     for candidate in inner:
-        if isinstance(candidate, BaseException) and (found := _composer_error(candidate, seen)) is not None:
-            return found
-    return e if isinstance(e, ComposerError) else None
+        if isinstance(candidate, BaseException):
+            yield from _causes(candidate, seen)
+    yield e
+
+
+# Ray's memory monitor, when it kills a worker: "... were killed due to the node running low on
+# memory. Memory on the node (IP: 10.0.0.5, ID: ...) was 14.1GB used / 15.0GB limit ...".
+_RAY_OOM = re.compile(r"killed due to the node running low on memory"
+                      r"(?:.*?Memory on the node \(IP: ([^,]+),.*?was ([\d.]+GB) used / ([\d.]+GB) limit)?", re.S)
+
+
+def _out_of_memory(e: BaseException) -> str | None:
+    """One line for a worker killed for lack of memory, found anywhere in the failure."""
+    for cause in _causes(e):
+        found = _RAY_OOM.search(str(cause))
+        if found is None and type(cause).__name__ != "OutOfMemoryError":  # ray.exceptions.OutOfMemoryError
+            continue
+        where = f" on node {found[1]} ({found[2]} of {found[3]} in use)" if found and found[1] else ""
+        return (f"a training worker was killed for lack of memory{where} by Ray's out-of-memory protection: "
+                "lower --batch-size or --seq-len, or give the workers more memory")
+    return None
 
 
 def failure_reason(e: BaseException) -> tuple[str, bool]:
     """(one line for status.json, whether it was expected): a ComposerError's own message wherever it
-    was raised, else the exception's type and first line."""
-    known = _composer_error(e)
+    was raised, a worker killed for lack of memory, else the exception's type and first line."""
+    known = next((c for c in _causes(e) if isinstance(c, ComposerError)), None)
     if known is not None:
         return str(known).strip().splitlines()[0] if str(known).strip() else type(known).__name__, True
+    memory = _out_of_memory(e)
+    if memory is not None:
+        return memory, True
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {first}".rstrip(": "), False
 

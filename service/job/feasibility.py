@@ -13,6 +13,7 @@ autoscaler may add (its node groups and their max counts, where Ray publishes th
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -74,9 +75,7 @@ def room(need: dict[str, float], nodes: list[dict[str, float]], groups: list[tup
 def _cluster(need: dict[str, float]) -> Room:
     """What the Ray cluster this process is connected to has and may grow to."""
     import ray
-    from ray._private import ray_constants
     from ray._private.state import state
-    from ray.experimental import internal_kv
 
     nodes = [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
     groups = None
@@ -86,11 +85,26 @@ def _cluster(need: dict[str, float]) -> Room:
         config = None
     if config is not None and config.node_group_configs:
         groups = [({k: float(v) for k, v in g.resources.items()}, int(g.max_count)) for g in config.node_group_configs]
+    return room(need, nodes, groups, autoscaler=groups is not None or _v1_autoscaler())
+
+
+def _v1_autoscaler() -> bool:
+    """Whether Ray's (v1) autoscaler runs with node types it can launch. Every head runs its monitor,
+    which publishes a status; on a cluster started by hand (a laptop, these tests) it reports each
+    node under a read-only type named after the node itself, and can launch nothing."""
+    from ray._private import ray_constants
+    from ray.autoscaler._private.util import format_readonly_node_type
+    from ray.experimental import internal_kv
+
     try:
         status = internal_kv._internal_kv_get(ray_constants.DEBUG_AUTOSCALING_STATUS)
-    except Exception:
-        status = None
-    return room(need, nodes, groups, autoscaler=groups is not None or bool(status))
+        report = json.loads(status).get("autoscaler_report") if status else None
+    except Exception:  # no status, or one this code cannot read: no autoscaler to count on
+        return False
+    if not report:
+        return False
+    types = report.get("node_type_mapping") or {}
+    return not all(kind == format_readonly_node_type(node) for node, kind in types.items())
 
 
 def _request(bundles: list[dict[str, float]]) -> None:

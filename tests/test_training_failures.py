@@ -1,0 +1,125 @@
+"""Jobs that cannot train end FAILED, soon, with one line saying why (real Ray, real TensorFlow):
+an impossible resource request, a NaN loss, a dataset with no usable file, a worker killed for lack
+of memory. And the feasibility rules themselves, on given cluster shapes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import run_cli
+from ray_heads import Head
+
+from service.errors import JobFailed
+from service.job import feasibility
+from service.spec import build_spec
+
+TINY = ["--preset", "tiny", "--samples", "1"]
+
+
+def _failed(env: dict[str, str], dataset: str, *flags: str, timeout: float = 300) -> tuple[str, dict, float]:
+    """Submit and wait; the job must fail: (its one error line, its status, seconds it took)."""
+    started = time.monotonic()
+    proc = run_cli("submit", "--dataset", dataset, *TINY, *flags, "--wait", env=env, timeout=timeout)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    job = errors[0].split()[2]
+    status = json.loads(run_cli("status", job, "--json", env=env).stdout)
+    assert status["state"] == "FAILED" and status["phase"] == "failed", status
+    assert status["error"] and "\n" not in status["error"] and status["error"] in errors[0]
+    return errors[0], status, seconds
+
+
+@pytest.fixture
+def env(ray_head, composer_home, tmp_path) -> dict[str, str]:
+    return {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--workers", "8"], "8 workers with 1 CPU each, and this cluster can never hold more than 2"),
+    (["--workers", "1", "--gpus-per-worker", "1"], "1 worker with 1 CPU, 1 GPU each, and this cluster can never "
+                                                   "hold more than 0"),
+])
+def test_an_impossible_request_fails_at_once(env, five_files, flags, says):
+    line, status, seconds = _failed(env, str(five_files), "--epochs", "1", *flags)
+    assert says in line and "no autoscaler" in line, line
+    assert status["epoch"] == 0 and seconds < 90, (seconds, status)  # not a wait on Ray's queue
+
+
+def test_a_nan_loss_fails_with_its_reason(env, five_files):
+    line, status, _ = _failed(env, str(five_files), "--epochs", "3", "--steps-per-epoch", "5",
+                              "--learning-rate", "1e38")
+    assert "training diverged: the loss became" in line and "lower --learning-rate" in line, line
+    jobdir = Path(env["COMPOSER_STORE"]) / "jobs" / status["job_id"]
+    assert not (jobdir / "checkpoints" / "latest.json").exists()  # no NaN weights committed
+
+
+def test_a_dataset_with_no_usable_file_fails_with_its_reason(env, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\xff\xff\xff\xff")
+    (folder / "b.mid").write_bytes(b"not a MIDI file at all")
+    line, status, _ = _failed(env, str(folder), "--epochs", "1")
+    assert "could be tokenized (2 errors)" in line, line
+
+
+def test_a_worker_killed_for_lack_of_memory_fails_with_its_reason(five_files, tmp_path):
+    """A head whose memory monitor kills at 4 GB above what the machine uses now; a batch of 100,000
+    windows per worker needs far more, so Ray's out-of-memory protection kills the workers."""
+    memory = psutil.virtual_memory()
+    threshold = (memory.total - memory.available + 4 * 2**30) / memory.total
+    head = Head(tmp_path / "home", {"RAY_memory_usage_threshold": f"{threshold:.3f}",
+                                    "RAY_memory_monitor_refresh_ms": "100"})
+    head.home.mkdir()
+    head.start()
+    try:
+        env = {"COMPOSER_HOME": str(head.home), "COMPOSER_STORE": str(tmp_path / "store")}
+        line, _, _ = _failed(env, str(five_files), "--epochs", "1", "--steps-per-epoch", "1",
+                             "--batch-size", "100000", "--workers", "1")
+    finally:
+        head.lose()
+    assert "a training worker was killed for lack of memory on node 127.0.0.1" in line, line
+    assert "lower --batch-size" in line
+
+
+# ---------------------------------------------------------------------------- the rules, on given shapes
+
+CPU2 = {"CPU": 2.0, "memory": 8e9}
+GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
+
+
+def _spec(workers: int, gpus: float = 0.0, wait: float = 0.0):
+    return build_spec("feasible", "d", "/tmp/s", "tiny", workers=workers, gpus_per_worker=gpus, autoscale_wait=wait)
+
+
+def test_room_counts_whole_workers_per_node():
+    need = {"CPU": 1.0, "GPU": 1.0}
+    assert feasibility.fits(GPU_NODE, need) == 1 and feasibility.fits(CPU2, need) == 0
+    assert feasibility.room(need, [CPU2, GPU_NODE, GPU_NODE], None, autoscaler=False).now == 2
+    # Half a GPU each: two workers per GPU node.
+    assert feasibility.room({"CPU": 1.0, "GPU": 0.5}, [GPU_NODE], None, autoscaler=False).now == 2
+    # The autoscaler's groups: 4 GPU nodes at most, or no limit at all.
+    assert feasibility.room(need, [CPU2], [(CPU2, 1), (GPU_NODE, 4)], autoscaler=True).most == 4
+    assert feasibility.room(need, [CPU2], [(GPU_NODE, -1)], autoscaler=True).most is None
+
+
+def test_check_fails_at_once_when_the_cluster_can_never_hold_the_workers():
+    probe = lambda need: feasibility.room(need, [CPU2], [(CPU2, 1), (GPU_NODE, 2)], autoscaler=True)  # noqa: E731
+    with pytest.raises(JobFailed, match="can never hold more than 2 .*autoscaler that can make room for 2"):
+        feasibility.check(_spec(4, gpus=1, wait=600), 1, say=lambda _: None, probe=probe, poll=0.01)
+
+
+def test_check_waits_for_the_autoscaler_then_goes_or_gives_up():
+    said: list[str] = []
+    shapes = iter([[CPU2], [CPU2], [CPU2, GPU_NODE, GPU_NODE]])  # two GPU nodes join on the third look
+    probe = lambda need: feasibility.room(need, next(shapes), [(GPU_NODE, 4)], autoscaler=True)  # noqa: E731
+    found = feasibility.check(_spec(2, gpus=1, wait=5), 1, say=said.append, probe=probe, poll=0.01)
+    assert found.now == 2 and "waiting up to 5 s for the autoscaler" in said[0]
+    never = lambda need: feasibility.room(need, [CPU2], [(GPU_NODE, 4)], autoscaler=True)  # noqa: E731
+    with pytest.raises(JobFailed, match=r"after 0.2 s the cluster has room for 0 .*--autoscale-wait"):
+        feasibility.check(_spec(2, gpus=1, wait=0.2), 1, say=said.append, probe=never, poll=0.01)
