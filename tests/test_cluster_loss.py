@@ -151,3 +151,26 @@ def test_the_same_job_id_submitted_again_continues_the_job(head, env, five_files
     assert json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"] == starts
     changed = run_cli("submit", "--job-id", job, "--dataset", str(five_files), *FLAGS, "--seed", "4", env=env)
     assert changed.returncode == 2 and "seed" in changed.stderr, changed.stderr
+
+
+def test_a_cancelled_job_resumes_on_the_same_cluster(head, env, five_files, uninterrupted):
+    """The cluster still knows the stopped run under the job's id: --resume makes room for the new one."""
+    if not (head.home / "ray-head.json").exists():
+        head.start()
+    proc = run_cli("submit", "--dataset", str(five_files), *FLAGS, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads(proc.stdout)["job_id"]
+    jobdir = Path(env["COMPOSER_STORE"]) / "jobs" / job
+    deadline = time.monotonic() + TIMEOUT
+    while _read_json(jobdir / "checkpoints" / "latest.json") is None:
+        assert time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.1)
+    cancelled = run_cli("cancel", job, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    stopped_at = json.loads((jobdir / "checkpoints" / "latest.json").read_text())["epoch"]
+    assert stopped_at < EPOCHS, "training finished before the cancel landed: raise --steps-per-epoch"
+    rows_before = (jobdir / "metrics.jsonl").read_text().splitlines()
+
+    resumed = run_cli("submit", "--resume", job, "--wait", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _check_continued(env, job, jobdir, stopped_at, rows_before, uninterrupted)

@@ -407,6 +407,10 @@ def test_rayjob_runs_composer_submit(rayjob: dict[str, Any]) -> None:
         assert flag in words, f"the RayJob's composer submit lacks {flag}"
     assert words[words.index("--store") + 1].startswith("s3://"), "a cloud cluster needs an S3 store"
     assert spec["shutdownAfterJobFinishes"] is True
+    # Retried on a fresh cluster, the same command continues the same job: it must name it.
+    from service.storage.jobstate import check_job_id
+
+    assert spec["backoffLimit"] >= 1 and check_job_id(words[words.index("--job-id") + 1])
     assert "command" not in spec["submitterPodTemplate"]["spec"]["containers"][0], "KubeRay supplies the command"
 
 
