@@ -184,7 +184,7 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
         return
     out.print(f"{state.job_id}: [bold]{state.state}[/] phase={state.phase} epoch={state.epoch}/{state.epochs} "
               f"best_val_loss={state.best_val_loss if state.best_val_loss is None else round(state.best_val_loss, 4)}"
-              f" restarts={state.restarts}")
+              f" restarts={state.restarts} resumes={state.resumes}")
     if state.phase_seconds:
         from service.client.progress import duration
 

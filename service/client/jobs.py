@@ -185,6 +185,7 @@ class JobState:
     val_loss: float | None = None
     seconds_left: float | None = None  # training: at most this much more (early stopping may end it sooner)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # the current phase up to now
+    resumes: int = 0  # runs of the job after its first (--resume, the same --job-id, a retried RayJob)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -220,7 +221,7 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
         left = round(max(progress.epochs - progress.epoch, 0) * progress.epoch_seconds, 1)
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
                     progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
-                    progress.elapsed())
+                    progress.elapsed(), progress.resumes)
 
 
 def list_jobs(store: Store) -> list[Progress]:
