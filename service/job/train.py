@@ -1,10 +1,12 @@
 """Data-parallel training on Ray Train workers: TensorflowTrainer + MultiWorkerMirroredStrategy.
 
-Each worker loads the tokens from the store, takes its shard of the window starts, and runs
-model.fit; gradients are all-reduced by the strategy. Rank 0 writes a checkpoint to the store each
-epoch (jobs/<id>/checkpoints/), the metrics (metrics.jsonl) and status.json. A restarted worker
-group resumes from the last checkpoint. Every worker keeps its own log in the store
-(jobs/<id>/logs/worker-<rank>.log): which node it ran on, its device, each epoch.
+Each worker loads the tokens from the store, takes its slice of every global batch of the one data
+order (model/windows.py), and runs model.fit; gradients are all-reduced by the strategy. Rank 0
+writes a checkpoint to the store each epoch (jobs/<id>/checkpoints/: weights, optimizer state, the
+position in the data order), the metrics (metrics.jsonl) and status.json. A restarted worker group,
+or a resumed job, continues from the last checkpoint exactly as if it had not stopped. Every worker
+keeps its own log in the store (jobs/<id>/logs/worker-<rank>.log): which node it ran on, its
+device, each epoch and a digest of its weights.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from service.errors import JobFailed
@@ -236,7 +239,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
               verbose=0, callbacks=[_epoch_callback(spec, store, strategy, rank, global_batch, steps, resumed, log)])
 
 
-def run(spec: JobSpec, say, cpus_per_worker: int = 1) -> None:
+def run(spec: JobSpec, say: Callable[[str], None], cpus_per_worker: int = 1) -> None:
     """Train on the cluster with spec.workers workers; raises if training failed, at once if the
     cluster can never hold the workers (feasibility.py)."""
     import ray
