@@ -116,6 +116,8 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--autoscale-wait must be 0 or more seconds, got {spec.autoscale_wait}")
     if spec.gpus_per_worker < 0:
         raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
+    if spec.gpus_per_worker > 1 and spec.gpus_per_worker != int(spec.gpus_per_worker):
+        raise UserError(f"--gpus-per-worker above 1 must be whole GPUs, got {spec.gpus_per_worker}")
     if not 0.0 <= spec.dropout < 1.0:
         raise UserError(f"dropout must be in [0, 1), got {spec.dropout}")
     from service.model.architecture import ARCHITECTURES

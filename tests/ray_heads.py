@@ -43,8 +43,11 @@ class Head:
         found: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["cmdline"]):
             if own.search(" ".join(proc.info["cmdline"] or [])):
-                for p in [proc, *proc.children(recursive=True)]:
-                    found[p.pid] = p
+                try:
+                    family = [proc, *proc.children(recursive=True)]
+                except psutil.NoSuchProcess:  # it ended while we looked: nothing left to kill
+                    continue
+                found.update({p.pid: p for p in family})
         return list(found.values())
 
     def lose(self) -> int:

@@ -88,6 +88,7 @@ def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: lis
     status = json.loads(run_cli("status", job, "--json", env=env).stdout)
     assert status["state"] == "SUCCEEDED" and status["phase"] == "done" and status["error"] is None, status
     assert json.loads((jobdir / "status.json").read_text())["resumes"] == status["resumes"] == 1
+    assert status["restarts"] == 0  # a resumed run is no worker-group restart
     rows = [json.loads(line) for line in (jobdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))  # every epoch once
     assert [json.dumps(r) for r in rows[:lost_at]] == rows_before[:lost_at]  # the record before the loss, kept

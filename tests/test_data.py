@@ -74,3 +74,29 @@ def test_validation_set_is_fixed_and_covers_every_piece():
     epochs = [[next(it)[0].numpy()[:, 0].tolist() for _ in range(2)] for _ in range(3)]
     assert epochs[0] == epochs[1] == epochs[2]  # the same 16 windows, every "epoch"
     assert sorted(sum(epochs[0], [])) == sorted(chosen.tolist())
+
+
+def test_the_order_resumes_anywhere_and_splits_exactly_among_workers():
+    """The data order is a pure function of (seed, batch number): each pass is a permutation of the
+    windows, starting at batch k is skipping k batches, and the parts of N workers (and of their
+    GPUs, one slice per replica in turn) together are the global batch."""
+    train, _ = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
+    batch, steps = 8, (2 * len(train)) // 8 + 3  # more than two passes
+
+    def firsts(it, n: int) -> list[list[int]]:
+        return [next(it)[0].numpy()[:, 0].tolist() for _ in range(n)]
+
+    whole = firsts(iter(make_dataset(TOKENS, train, SEQ, batch, seed=4)), steps)
+    stream = sum(whole, [])
+    n = len(train)
+    for p in range(2):
+        assert sorted(stream[p * n:(p + 1) * n]) == sorted(train.tolist())  # each pass: every window once
+    assert stream[:n] != stream[n:2 * n]  # and a new order each pass
+    assert firsts(iter(make_dataset(TOKENS, train, SEQ, batch, seed=4, first_step=5)), steps - 5) == whole[5:]
+    workers = [iter(make_dataset(TOKENS, train, SEQ, batch, seed=4, part=(r, 2))) for r in range(2)]
+    gpus = [iter(make_dataset(TOKENS, train, SEQ, batch, seed=4, part=(r, 2), replicas=2, first_step=1))
+            for r in range(2)]
+    for t in range(steps - 1):
+        assert sum((firsts(w, 1)[0] for w in workers), []) == whole[t]
+        # Two GPUs per worker: each worker yields its two replicas' slices in turn, from batch 1 on.
+        assert sum((sum(firsts(g, 2), []) for g in gpus), []) == whole[t + 1]

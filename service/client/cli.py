@@ -122,8 +122,13 @@ def submit(
                                job_id=None if job_id is None else _job(job_id), **settings)
     job_id = spec.job_id
     if not wait:
+        # The same --job-id again may find the job finished: say what the cluster and store say.
+        now = jobs.state(the_store, job_id, address).state
         if as_json:
-            print(json.dumps({"job_id": job_id, "state": "PENDING", "store": the_store.uri, "dataset": spec.dataset}))
+            print(json.dumps({"job_id": job_id, "state": now, "store": the_store.uri, "dataset": spec.dataset}))
+        elif now == "SUCCEEDED":
+            out.print(f"[green]{job_id} has finished already[/]; fetch it with "
+                      f"`composer pull {job_id} --to ./{job_id}`")
         else:
             verb = "resumed" if resume else "submitted"
             out.print(f"{verb} [bold]{job_id}[/] (dataset {spec.dataset}); follow it with "

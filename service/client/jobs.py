@@ -56,8 +56,13 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     if job_id is not None and store.exists(job_key(job_id, jobstate.SPEC)):
         stored = jobstate.load_spec(store, job_id)
         _refuse_changes(stored, {name: getattr(spec, name) for name in MODEL_FIELDS}, "was submitted with")
-        return resume(store, job_id, address, epochs=spec.epochs, patience=spec.patience,
-                      autoscale_wait=spec.autoscale_wait, finished_ok=True)
+        resolved = datasets.resolve(store, dataset)  # content-addressed: the same folder, the same name
+        if resolved != stored.dataset:
+            raise UserError(f"job {job_id} was submitted with dataset {stored.dataset}, not {resolved}: "
+                            "submit a new job (another --job-id) to train on other data")
+        # Only the flags given: a preset's default is no request to change what --resume set.
+        return resume(store, job_id, address, finished_ok=True,
+                      **{name: settings.get(name) for name in GROWABLE})
     preflight(store, address)
     spec.dataset = datasets.resolve(store, dataset)
     submit(spec, store, address)

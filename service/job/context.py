@@ -17,11 +17,12 @@ class JobRun:
     store: Store
     work: Path  # scratch space on the head, gone when the job ends
     log: JobLog
+    run_id: str | None = None  # this driver run's claim on the job (jobstate.claim)
 
     def say(self, message: str) -> None:
         self.log.line(message)
 
     def phase(self, phase: str, message: str) -> None:
         """Enter a phase: status.json says so, and the log."""
-        jobstate.update(self.store, self.spec.job_id, phase=phase, message=message)
+        jobstate.update(self.store, self.spec.job_id, self.run_id, phase=phase, message=message)
         self.log.line(message)

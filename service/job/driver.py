@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,34 +30,43 @@ from service.storage.manifest import MANIFEST
 from service.storage.store import Store, open_store
 
 
-def run(store: Store, job_id: str, log: JobLog) -> None:
-    """Run the job, or continue it: started again with the same id (`composer submit --resume`, a
-    RayJob retried on a fresh cluster), the driver skips what the store says is done: a finished
-    job is left as it is, a stored corpus is not fetched and tokenized again, and training goes on
-    from the last checkpoint (train.py). Generation and publishing are redone whole (MANIFEST last)."""
-    from service.job import train
-
-    spec = jobstate.load_spec(store, job_id)
+def start(store: Store, job_id: str, log: JobLog) -> str | None:
+    """Claim the job for this run (an older run still going somewhere stops at its next write);
+    returns the run id, or None when the job has finished already and there is nothing to do."""
     progress = jobstate.Progress.load(store, job_id) or jobstate.Progress(job_id)
     if progress.phase == "done" and store.exists(jobstate.job_key(job_id, MANIFEST)):
         log.line("the job has finished already: nothing to do")
-        return
+        return None
+    run_id = jobstate.claim(store, job_id)
     if progress.phase != "queued":  # an earlier run started it
-        progress = jobstate.update(store, job_id, resumes=progress.resumes + 1, error=None)
+        # The clock of the phase it stood at starts again: the time the job lay lost is no phase's.
+        progress = jobstate.update(store, job_id, run_id, resumes=progress.resumes + 1, error=None,
+                                   phase_started=time.time())
         log.line(f"continuing the job (run {progress.resumes + 1}; it stood at phase {progress.phase}, "
                  f"epoch {progress.epoch})")
+    return run_id
+
+
+def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
+    """Run the job, or continue it: started again with the same id (`composer submit --resume`, a
+    RayJob retried on a fresh cluster), the driver skips what the store says is done: a stored
+    corpus is not fetched and tokenized again, and training goes on from the last checkpoint
+    (train.py). Generation and publishing are redone whole (MANIFEST last)."""
+    from service.job import train
+
+    spec = jobstate.load_spec(store, job_id)
     with tempfile.TemporaryDirectory(prefix="composer-") as tmp:
-        job = JobRun(spec, store, Path(tmp), log)
+        job = JobRun(spec, store, Path(tmp), log, run_id)
         corpus = corpora.load_complete(store, job_id)
         if corpus is None:
             corpus = tokenize.run(job, dataset.run(job))
         else:
             log.line(f"the corpus is in the store already ({len(corpus.tokens)} tokens, {corpus.pieces} pieces)")
         job.phase("train", f"training on {spec.workers} workers")
-        train.run(spec, job.say)
+        train.run(spec, job.say, run_id)
         generated = generate.run(job, corpus)
         publish.run(job, corpus, generated)
-    jobstate.update(store, job_id, phase="done", message="finished", error=None)
+    jobstate.update(store, job_id, run_id, phase="done", message="finished", error=None)
     log.line(f"done: results in {store.uri}/jobs/{job_id}/")
 
 
@@ -133,19 +143,35 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     store = open_store(args.store)
     log = JobLog(store, args.job, "driver")
+    run_id: str | None = None
+
+    superseded = "another run of this job took it over (it was continued elsewhere): this run stops, recording nothing"
+
+    def record(**changes: object) -> None:
+        """The run's last word in status.json, unless a newer run owns the job by now."""
+        try:
+            jobstate.update(store, args.job, run_id, **changes)
+        except jobstate.Superseded:
+            log.line(superseded)
+
     try:
-        run(store, args.job, log)
+        run_id = start(store, args.job, log)
+        if run_id is not None:
+            run(store, args.job, log, run_id)
         return 0
     except (Stopped, SystemExit):  # SystemExit: Ray's own SIGTERM handler, once ray.init replaced ours
         log.line("stopped (composer cancel)")
-        jobstate.update(store, args.job, message="stopped")
+        record(message="stopped")
         return 143
     except BaseException as e:  # record every failure, then let Ray mark the job FAILED
+        if any(isinstance(cause, jobstate.Superseded) for cause in _causes(e)):
+            log.line(superseded)
+            return 1
         message, expected = failure_reason(e)
         if not expected:
             log.line(traceback.format_exc().rstrip())
         log.line(f"failed: {message}")
-        jobstate.update(store, args.job, phase="failed", error=message[:500])
+        record(phase="failed", error=message[:500])
         return 1
     finally:
         # The last acts: the keys go (the job no longer needs them), the log's last lines are uploaded.

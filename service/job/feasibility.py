@@ -32,8 +32,16 @@ def worker_resources(spec: JobSpec, cpus_per_worker: int) -> dict[str, float]:
 
 
 def fits(node: dict[str, float], need: dict[str, float]) -> int:
-    """How many workers needing `need` one node with `node` resources can hold."""
-    return min(int(math.floor(node.get(name, 0.0) / amount + 1e-9)) for name, amount in need.items() if amount > 0)
+    """How many workers needing `need` one node with `node` resources can hold. Ray places a
+    fraction of a GPU inside one GPU: 0.6 GPU each is one worker per GPU, not 3 on 2 GPUs."""
+    counts = []
+    for name, amount in need.items():
+        have = node.get(name, 0.0)
+        if name == "GPU" and amount < 1:
+            counts.append(int(math.floor(have + 1e-9)) * int(math.floor(1 / amount + 1e-9)))
+        elif amount > 0:
+            counts.append(int(math.floor(have / amount + 1e-9)))
+    return min(counts)
 
 
 @dataclass
@@ -143,7 +151,8 @@ def check(spec: JobSpec, cpus_per_worker: int, say: Callable[[str], None] = prin
                 return found
             if time.monotonic() >= deadline:
                 raise JobFailed(f"the job needs {what}; after {spec.autoscale_wait:g} s the cluster has room for "
-                                f"{found.now} ({found.describe()}): raise --autoscale-wait, or lower --workers")
+                                f"{found.now} ({found.describe()}): raise --autoscale-wait if nodes are still "
+                                "starting, else lower --workers or --gpus-per-worker")
     finally:
         if requested:
             try:

@@ -36,6 +36,14 @@ def should_stop(rows: list[dict[str, Any]], patience: int) -> bool:
     return best != last and last - best >= patience
 
 
+def finished(spec: JobSpec, latest: dict[str, Any] | None) -> bool:
+    """Whether the committed record leaves nothing to train: every epoch done, or early stopping
+    decided under the job's patience now (a resumed job may have been given more)."""
+    if latest is None:
+        return False
+    return latest["epoch"] >= spec.epochs or should_stop(latest["rows"], spec.patience)
+
+
 GO, STOP, DIVERGED = 0, 1, 2
 
 
@@ -60,7 +68,7 @@ def weights_digest(weights: list) -> str:
 
 
 def _epoch_callback(spec: JobSpec, store: Store, strategy, rank: int, global_batch: int, steps: int,
-                    resumed: dict | None, log: JobLog):
+                    resumed: dict | None, run_id: str | None, log: JobLog):
     """A Keras callback: early stopping, metrics to Ray and (rank 0) the epoch's record in the store.
     The logged losses are already averaged over all workers; the stop decision is then agreed on."""
     import ray.train
@@ -109,7 +117,8 @@ def _epoch_callback(spec: JobSpec, store: Store, strategy, rank: int, global_bat
                      + (" (early stop)" if verdict == STOP else ""))
             state = optimizer_state(self.model)  # every rank reads it: reads may be collective
             if rank == 0:
-                jobstate.commit_epoch(store, spec, weights, state, (epoch + 1) * steps, self.rows, verdict == STOP)
+                jobstate.commit_epoch(store, spec, weights, state, (epoch + 1) * steps, self.rows, verdict == STOP,
+                                      run_id)
             if verdict == STOP:
                 self.model.stop_training = True
             ray.train.report(row)
@@ -154,7 +163,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     store = open_store(spec.store)
     with JobLog(store, spec.job_id, f"worker-{rank}") as log:
         log.line(f"worker {rank + 1}/{world} on node {_node()}")
-        _train_worker(spec, store, rank, world, int(config.get("cpus_per_worker", 1)), log)
+        _train_worker(spec, store, rank, world, int(config.get("cpus_per_worker", 1)), config.get("run_id"), log)
 
 
 def _device_plan(spec: JobSpec, rank: int, world: int):
@@ -172,7 +181,8 @@ def _device_plan(spec: JobSpec, rank: int, world: int):
     return plan
 
 
-def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int, log: JobLog) -> None:
+def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int, run_id: str | None,
+                  log: JobLog) -> None:
     import tensorflow as tf
 
     from service.model.architecture import build_model
@@ -199,6 +209,8 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     keras().utils.set_random_seed(spec.seed)  # the same initial weights on any number of workers
     with strategy.scope():
         model = build_model(spec, len(corpus.vocab))
+    # A run that lost the job to a newer one (continued elsewhere) trains nothing more.
+    jobstate.check_owner(jobstate.Progress.load(store, spec.job_id), spec.job_id, run_id)
     if rank == 0:
         jobstate.count_attempt(store, spec.job_id, {"host": socket.gethostname(), "pid": os.getpid()})
     resumed = jobstate.latest_checkpoint(store, spec.job_id)
@@ -214,7 +226,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
         optimizer = "optimizer state" if state is not None else "a fresh optimizer"
         log.line(f"resuming from the checkpoint of epoch {initial_epoch} (weights, {optimizer}, "
                  f"data order at batch {first_step})")
-    if initial_epoch >= spec.epochs or (resumed and resumed.get("stopped")):
+    if finished(spec, resumed):
         return  # the lost group had finished: nothing to redo
 
     pair = architecture_for(spec).training_pair(len(corpus.vocab))
@@ -236,10 +248,11 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     # restore_best_weights: its patience counter would start over on every resume.
     model.fit(per_worker(train_starts, True, first_step), epochs=spec.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, validation_data=per_worker(val_set, False, 0), validation_steps=val_steps,
-              verbose=0, callbacks=[_epoch_callback(spec, store, strategy, rank, global_batch, steps, resumed, log)])
+              verbose=0, callbacks=[_epoch_callback(spec, store, strategy, rank, global_batch, steps, resumed, run_id,
+                                         log)])
 
 
-def run(spec: JobSpec, say: Callable[[str], None], cpus_per_worker: int = 1) -> None:
+def run(spec: JobSpec, say: Callable[[str], None], run_id: str | None = None, cpus_per_worker: int = 1) -> None:
     """Train on the cluster with spec.workers workers; raises if training failed, at once if the
     cluster can never hold the workers (feasibility.py)."""
     import ray
@@ -248,15 +261,18 @@ def run(spec: JobSpec, say: Callable[[str], None], cpus_per_worker: int = 1) -> 
 
     from service.job import feasibility
 
+    store = open_store(spec.store)
+    if finished(spec, jobstate.latest_checkpoint(store, spec.job_id)):
+        say("training finished in an earlier run: going on with its best weights")
+        return
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
     feasibility.check(spec, cpus_per_worker, say)
-    store = open_store(spec.store)
     jobstate.clear_training_failure(store, spec.job_id)  # an earlier run's: this one decides anew
     storage = os.path.join(tempfile.gettempdir(), "composer-ray-train")
     trainer = TensorflowTrainer(
         train_loop_per_worker,
-        train_loop_config={"spec": spec.to_json(), "cpus_per_worker": cpus_per_worker},
+        train_loop_config={"spec": spec.to_json(), "cpus_per_worker": cpus_per_worker, "run_id": run_id},
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0,
                                      resources_per_worker=feasibility.worker_resources(spec, cpus_per_worker)),
         run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2)),

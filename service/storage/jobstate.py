@@ -18,13 +18,14 @@ import io
 import json
 import math
 import re
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from service.errors import UserError
+from service.errors import JobFailed, UserError
 from service.spec import JobSpec
 from service.storage.store import NotFound, Store
 
@@ -81,6 +82,7 @@ class Progress:
     best_val_loss: float | None = None
     restarts: int = 0  # worker group restarts (a worker lost) across all runs of the job
     resumes: int = 0  # times the driver continued the job (`composer submit --resume`, a retried RayJob)
+    run_id: str = ""  # the driver run that owns the job now (claim): an older run stops writing
     error: str | None = None
     message: str = ""
     updated: float = 0.0
@@ -110,14 +112,33 @@ class Progress:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def update(store: Store, job_id: str, **changes: Any) -> Progress:
+class Superseded(JobFailed):
+    """A newer run of the job owns it (the job was continued elsewhere): this run must write nothing more."""
+
+
+def claim(store: Store, job_id: str) -> str:
+    """Make this driver run the job's owner; returns its run id. A run of the job still going on a
+    cluster thought lost (a zombie) finds itself superseded at its next write and stops."""
+    run_id = secrets.token_hex(6)
+    update(store, job_id, run_id=run_id)
+    return run_id
+
+
+def check_owner(progress: Progress | None, job_id: str, owner: str | None) -> None:
+    if owner is not None and progress is not None and progress.run_id and progress.run_id != owner:
+        raise Superseded(f"another run of job {job_id} took it over: this one stops")
+
+
+def update(store: Store, job_id: str, owner: str | None = None, **changes: Any) -> Progress:
     """The one way to change a job's progress record: load it (or start one), change, save. A new
-    phase closes the timing of the one before (status and report.json give seconds per phase)."""
+    phase closes the timing of the one before (status and report.json give seconds per phase).
+    With `owner` (a run id from claim), raises Superseded instead when another run owns the job."""
     progress = Progress.load(store, job_id) or Progress(job_id)
+    check_owner(progress, job_id, owner)
     new_phase = changes.get("phase")
     if new_phase is not None and new_phase != progress.phase:
         now = time.time()
-        if progress.phase_started:
+        if progress.phase_started and progress.phase not in ("done", "failed"):
             progress.phase_seconds = {**progress.phase_seconds, progress.phase: round(
                 progress.phase_seconds.get(progress.phase, 0.0) + now - progress.phase_started, 3)}
         progress.phase_started = now
@@ -157,13 +178,14 @@ def latest_checkpoint(store: Store, job_id: str) -> dict[str, Any] | None:
 
 
 def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], optimizer: list[np.ndarray], step: int,
-                 rows: list[dict[str, Any]], stopped: bool) -> None:
+                 rows: list[dict[str, Any]], stopped: bool, owner: str | None = None) -> None:
     """Record the epoch that rows[-1] describes: its weights, the optimizer's state, the position in the
     data order (`step`: global batches trained so far), the metrics so far, the progress.
 
     latest.json is the commit point, written after the weights and metrics: a kill before it leaves
     the previous epoch's record whole (its weights, its best, its rows), and resume starts from there.
     """
+    check_owner(Progress.load(store, spec.job_id), spec.job_id, owner)  # a superseded run writes nothing
     row, best = rows[-1], best_row(rows)
     key = f"checkpoints/epoch-{row['epoch']:04d}.npz"
     optimizer_key = f"checkpoints/epoch-{row['epoch']:04d}.optimizer.npz"
@@ -177,7 +199,8 @@ def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], optimiz
     message = f"epoch {row['epoch']}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}"
     if stopped:
         message += f" (early stop: no better val_loss for {spec.patience} epochs)"
-    update(store, spec.job_id, phase="train", epoch=row["epoch"], epochs=spec.epochs, best_val_loss=best["val_loss"],
+    update(store, spec.job_id, owner, phase="train", epoch=row["epoch"], epochs=spec.epochs,
+           best_val_loss=best["val_loss"],
            loss=row["loss"], val_loss=row["val_loss"], message=message,
            epoch_seconds=round(sum(r["seconds"] for r in rows) / len(rows), 3))
 
@@ -208,14 +231,19 @@ def metrics(store: Store, job_id: str) -> tuple[list[dict[str, Any]], bytes]:
 
 
 def count_attempt(store: Store, job_id: str, rank0: dict[str, Any]) -> int:
-    """At every start of the worker group: restarts = starts - 1, also before any checkpoint. The record
-    names the rank-0 process (host, pid): the one that writes the checkpoints."""
+    """At every start of the worker group: counted per run of the job (status.json's `resumes`
+    numbers the runs), so restarts = the starts beyond the first of each run, also before any
+    checkpoint; a resumed job is not a restart. The record names the rank-0 process (host, pid):
+    the one that writes the checkpoints. Returns the starts in all runs."""
+    run = str((Progress.load(store, job_id) or Progress(job_id)).resumes)
     try:
-        starts = json.loads(store.get_bytes(job_key(job_id, ATTEMPTS)))["starts"] + 1
+        runs = json.loads(store.get_bytes(job_key(job_id, ATTEMPTS))).get("runs", {})
     except NotFound:
-        starts = 1
-    store.put_bytes(job_key(job_id, ATTEMPTS), json.dumps({"starts": starts, "rank0": rank0}).encode())
-    update(store, job_id, restarts=starts - 1)
+        runs = {}
+    runs[run] = runs.get(run, 0) + 1
+    starts = sum(runs.values())
+    store.put_bytes(job_key(job_id, ATTEMPTS), json.dumps({"starts": starts, "runs": runs, "rank0": rank0}).encode())
+    update(store, job_id, restarts=sum(n - 1 for n in runs.values()))
     return starts
 
 
