@@ -48,12 +48,17 @@ def env(head, five_files, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(env, five_files) -> list[np.ndarray]:
-    """The weights a run with the same settings reaches when nothing goes wrong."""
+def uninterrupted_job(env, five_files) -> str:
+    """A run with the same settings when nothing goes wrong."""
     proc = run_cli("submit", "--dataset", str(five_files), *FLAGS, "--wait", "--json", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    job = json.loads(proc.stdout.strip().splitlines()[-1])["job_id"]
-    return _weights(Path(env["COMPOSER_STORE"]) / "jobs" / job, EPOCHS)
+    return json.loads(proc.stdout.strip().splitlines()[-1])["job_id"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(env, uninterrupted_job) -> list[np.ndarray]:
+    """The weights the uninterrupted run reached."""
+    return _weights(Path(env["COMPOSER_STORE"]) / "jobs" / uninterrupted_job, EPOCHS)
 
 
 def _weights(jobdir: Path, epoch: int) -> list[np.ndarray]:
@@ -175,3 +180,23 @@ def test_a_cancelled_job_resumes_on_the_same_cluster(head, env, five_files, unin
     resumed = run_cli("submit", "--resume", job, "--wait", "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _check_continued(env, job, jobdir, stopped_at, rows_before, uninterrupted)
+
+
+def test_a_job_lost_after_training_resumes_without_training_again(head, env, uninterrupted_job):
+    """The store as a job lost while it generated leaves it: every epoch committed, no MANIFEST."""
+    if not (head.home / "ray-head.json").exists():
+        head.start()
+    jobdir = Path(env["COMPOSER_STORE"]) / "jobs" / uninterrupted_job
+    weights = (jobdir / "checkpoints" / f"epoch-{EPOCHS:04d}.npz").read_bytes()
+    (jobdir / "MANIFEST.json").unlink()
+    status = json.loads((jobdir / "status.json").read_text())
+    (jobdir / "status.json").write_text(json.dumps({**status, "phase": "generate", "message": "generating"}))
+    starts = json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"]
+
+    resumed = run_cli("submit", "--resume", uninterrupted_job, "--wait", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["state"] == "SUCCEEDED"
+    assert json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"] == starts  # no workers
+    assert "training finished in an earlier run" in (jobdir / "logs" / "driver.log").read_text()
+    assert (jobdir / "checkpoints" / f"epoch-{EPOCHS:04d}.npz").read_bytes() == weights
+    assert (jobdir / "MANIFEST.json").is_file()
