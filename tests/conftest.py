@@ -5,6 +5,7 @@ Both servers are started once per test session and bound to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -149,6 +150,34 @@ def ray_head(composer_home: Path) -> Iterator[str]:
             os.environ.pop("COMPOSER_HOME", None)
         else:
             os.environ["COMPOSER_HOME"] = old
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 1 MiB tmpfs (a full disk on demand); unmounted afterwards. Needs root."""
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("mounting a 1 MiB tmpfs needs root")
+    try:
+        yield small
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def read_json(path: Path) -> dict | None:
+    """A job file the test polls: None while it is not there yet (local store writes are atomic renames)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def checkpoint_weights(jobdir: Path, epoch: int) -> list:
+    """The weights a job (in a local store) committed for `epoch`."""
+    from service.storage.jobstate import weights_from_bytes
+
+    return weights_from_bytes((jobdir / "checkpoints" / f"epoch-{epoch:04d}.npz").read_bytes())
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import checkpoint_weights, read_json, run_cli
 from ray_heads import Head
-
-from service.storage.jobstate import weights_from_bytes
 
 EPOCHS = 4
 FLAGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--steps-per-epoch", "20", "--patience", "10", "--workers", "2",
@@ -58,33 +56,22 @@ def uninterrupted_job(env, five_files) -> str:
 @pytest.fixture(scope="module")
 def uninterrupted(env, uninterrupted_job) -> list[np.ndarray]:
     """The weights the uninterrupted run reached."""
-    return _weights(Path(env["COMPOSER_STORE"]) / "jobs" / uninterrupted_job, EPOCHS)
-
-
-def _weights(jobdir: Path, epoch: int) -> list[np.ndarray]:
-    return weights_from_bytes((jobdir / "checkpoints" / f"epoch-{epoch:04d}.npz").read_bytes())
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return checkpoint_weights(Path(env["COMPOSER_STORE"]) / "jobs" / uninterrupted_job, EPOCHS)
 
 
 def _lose_mid_training(head: Head, jobdir: Path) -> tuple[int, list[str]]:
     """Wait until epoch 1 or later is committed, then lose the cluster; (the committed epoch, metrics rows)."""
     deadline = time.monotonic() + TIMEOUT
-    while (latest := _read_json(jobdir / "checkpoints" / "latest.json")) is None:
-        status = _read_json(jobdir / "status.json") or {}
+    while (latest := read_json(jobdir / "checkpoints" / "latest.json")) is None:
+        status = read_json(jobdir / "status.json") or {}
         assert status.get("phase") != "failed", status
         assert time.monotonic() < deadline, f"no checkpoint within {TIMEOUT} s: {status}"
         time.sleep(0.1)
     assert head.lose() > 5
-    latest = _read_json(jobdir / "checkpoints" / "latest.json")
+    latest = read_json(jobdir / "checkpoints" / "latest.json")
     assert latest is not None and latest["epoch"] < EPOCHS, (
         f"training finished ({latest}) before the cluster was lost: raise --steps-per-epoch")
-    assert (_read_json(jobdir / "status.json") or {}).get("phase") == "train"
+    assert (read_json(jobdir / "status.json") or {}).get("phase") == "train"
     return latest["epoch"], (jobdir / "metrics.jsonl").read_text().splitlines()
 
 
@@ -109,7 +96,7 @@ def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: lis
     driver = (jobdir / "logs" / "driver.log").read_text()
     assert "continuing the job" in driver and "the corpus is in the store already" in driver
     assert driver.count("tokenizing") == 1  # the second run did not fetch and tokenize again
-    for a, b in zip(_weights(jobdir, EPOCHS), uninterrupted, strict=True):
+    for a, b in zip(checkpoint_weights(jobdir, EPOCHS), uninterrupted, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # as if nothing had happened
     assert (jobdir / "MANIFEST.json").is_file()
 
@@ -168,7 +155,7 @@ def test_a_cancelled_job_resumes_on_the_same_cluster(head, env, five_files, unin
     job = json.loads(proc.stdout)["job_id"]
     jobdir = Path(env["COMPOSER_STORE"]) / "jobs" / job
     deadline = time.monotonic() + TIMEOUT
-    while _read_json(jobdir / "checkpoints" / "latest.json") is None:
+    while read_json(jobdir / "checkpoints" / "latest.json") is None:
         assert time.monotonic() < deadline, "no checkpoint"
         time.sleep(0.1)
     cancelled = run_cli("cancel", job, env=env)

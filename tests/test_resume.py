@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import read_json, run_cli
 
 from service.client.jobs import TERMINAL
 
@@ -32,13 +32,6 @@ PUBLISHED = {
     "samples/sample-01.mid",
 }
 TIMEOUT = 240  # seconds for the whole job; it takes about 50 s with the restart on 2 cores
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # not there yet (local store writes are atomic renames)
-        return None
 
 
 def _proc(pid: int) -> tuple[str, int, str] | None:
@@ -90,8 +83,8 @@ def test_killed_worker_resumes_from_the_checkpoint(ray_head, composer_home, five
     finished = False
     try:
         # 1. Wait for the checkpoint of epoch >= 1 while training still runs.
-        while (latest := _read_json(jobdir / "checkpoints" / "latest.json")) is None:
-            status = _read_json(jobdir / "status.json") or {}
+        while (latest := read_json(jobdir / "checkpoints" / "latest.json")) is None:
+            status = read_json(jobdir / "status.json") or {}
             assert status.get("phase") != "failed", f"the job failed before its first checkpoint: {status}"
             assert time.monotonic() < deadline, f"no checkpoint of epoch 1 within {TIMEOUT} s: {status}"
             time.sleep(0.1)
@@ -103,10 +96,10 @@ def test_killed_worker_resumes_from_the_checkpoint(ray_head, composer_home, five
 
         # 2. SIGKILL the rank-0 worker (the checkpoint writer, which names itself in attempts.json).
         workers = _train_workers(gcs_port)
-        rank0 = (_read_json(jobdir / "checkpoints" / "attempts.json") or {}).get("rank0", {}).get("pid")
+        rank0 = (read_json(jobdir / "checkpoints" / "attempts.json") or {}).get("rank0", {}).get("pid")
         assert len(workers) == 2 and rank0 in workers, f"rank 0 is pid {rank0}; this cluster's workers: {workers}"
         victim = rank0
-        before_kill = _read_json(jobdir / "checkpoints" / "latest.json")
+        before_kill = read_json(jobdir / "checkpoints" / "latest.json")
         rows_before = (jobdir / "metrics.jsonl").read_text().splitlines()
         assert before_kill is not None and before_kill["epoch"] < EPOCHS, (
             f"training finished before the worker could be killed ({before_kill}): raise --epochs or --steps-per-epoch"
@@ -114,10 +107,10 @@ def test_killed_worker_resumes_from_the_checkpoint(ray_head, composer_home, five
         os.kill(victim, signal.SIGKILL)
         killed_at, killed_epoch = time.monotonic() - started, before_kill["epoch"]
         _wait_gone(victim, 30)
-        assert (_read_json(jobdir / "status.json") or {}).get("phase") == "train", "the kill did not land in training"
+        assert (read_json(jobdir / "status.json") or {}).get("phase") == "train", "the kill did not land in training"
 
         # 3. Wait for the job to end.
-        while (status := _read_json(jobdir / "status.json") or {}).get("phase") not in ("done", "failed"):
+        while (status := read_json(jobdir / "status.json") or {}).get("phase") not in ("done", "failed"):
             assert time.monotonic() < deadline, f"job {job} did not finish within {TIMEOUT} s after the kill: {status}"
             time.sleep(0.5)
         # The driver records "done" just before it exits: then Ray's job state follows.

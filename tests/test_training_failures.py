@@ -113,16 +113,25 @@ def test_room_counts_whole_workers_per_node():
 
 def test_check_fails_at_once_when_the_cluster_can_never_hold_the_workers():
     probe = lambda need: feasibility.room(need, [CPU2], [(CPU2, 1), (GPU_NODE, 2)], autoscaler=True)  # noqa: E731
+    asked: list[list[dict]] = []
     with pytest.raises(JobFailed, match="can never hold more than 2 .*autoscaler that can make room for 2"):
-        feasibility.check(_spec(4, gpus=1, wait=600), 1, say=lambda _: None, probe=probe, poll=0.01)
+        feasibility.check(_spec(4, gpus=1, wait=600), 1, say=lambda _: None, probe=probe, request=asked.append,
+                          poll=0.01)
+    assert asked == []  # nothing to ask an autoscaler for
 
 
 def test_check_waits_for_the_autoscaler_then_goes_or_gives_up():
     said: list[str] = []
     shapes = iter([[CPU2], [CPU2], [CPU2, GPU_NODE, GPU_NODE]])  # two GPU nodes join on the third look
     probe = lambda need: feasibility.room(need, next(shapes), [(GPU_NODE, 4)], autoscaler=True)  # noqa: E731
-    found = feasibility.check(_spec(2, gpus=1, wait=5), 1, say=said.append, probe=probe, poll=0.01)
+    asked: list[list[dict]] = []
+    found = feasibility.check(_spec(2, gpus=1, wait=5), 1, say=said.append, probe=probe, request=asked.append,
+                              poll=0.01)
     assert found.now == 2 and "waiting up to 5 s for the autoscaler" in said[0]
+    # The autoscaler was asked for two workers' room, and the request withdrawn once they fit.
+    assert asked == [[{"CPU": 1.0, "GPU": 1.0}] * 2, []]
     never = lambda need: feasibility.room(need, [CPU2], [(GPU_NODE, 4)], autoscaler=True)  # noqa: E731
     with pytest.raises(JobFailed, match=r"after 0.2 s the cluster has room for 0 .*--autoscale-wait"):
-        feasibility.check(_spec(2, gpus=1, wait=0.2), 1, say=said.append, probe=never, poll=0.01)
+        feasibility.check(_spec(2, gpus=1, wait=0.2), 1, say=said.append, probe=never, request=asked.append,
+                          poll=0.01)
+    assert asked[-1] == []  # withdrawn after giving up too

@@ -12,7 +12,7 @@ from typing import Any
 from service.client import cluster as clusters
 from service.client import credentials
 from service.errors import JobFailed, UserError
-from service.spec import JobSpec
+from service.spec import JobSpec, validate
 from service.storage import joblog, jobstate
 from service.storage.jobstate import Progress, job_key
 from service.storage.manifest import MANIFEST
@@ -109,8 +109,6 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
     for name in GROWABLE:
         if settings.get(name) is not None:
             setattr(spec, name, settings[name])
-    from service.spec import validate
-
     validate(spec)
     preflight(store, address)
     cluster = clusters.resolve(address, start=True)

@@ -123,9 +123,11 @@ def _request(bundles: list[dict[str, float]]) -> None:
 
 
 def check(spec: JobSpec, cpus_per_worker: int, say: Callable[[str], None] = print,
-          probe: Callable[[dict[str, float]], Room] = _cluster, poll: float = 5.0) -> Room:
+          probe: Callable[[dict[str, float]], Room] = _cluster,
+          request: Callable[[list[dict[str, float]]], None] = _request, poll: float = 5.0) -> Room:
     """Return once the cluster can hold spec.workers workers; raise JobFailed (one line) when it never
-    can, or when the autoscaler has not made room within spec.autoscale_wait seconds."""
+    can, or when the autoscaler has not made room within spec.autoscale_wait seconds. `probe` reads
+    the cluster, `request` asks its autoscaler for room (and withdraws the request at the end)."""
     need = worker_resources(spec, cpus_per_worker)
     what = f"{spec.workers} worker{'s' if spec.workers != 1 else ''} with " + ", ".join(
         f"{amount:g} {name}" for name, amount in need.items()) + " each"
@@ -138,11 +140,8 @@ def check(spec: JobSpec, cpus_per_worker: int, say: Callable[[str], None] = prin
     say(f"the cluster has room for {found.now} of {what} ({found.describe()}); waiting up to "
         f"{spec.autoscale_wait:g} s for the autoscaler")
     deadline = time.monotonic() + spec.autoscale_wait
-    requested = False
+    request([need] * spec.workers)
     try:
-        if probe is _cluster:
-            _request([need] * spec.workers)
-            requested = True
         while True:
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
             found = probe(need)
@@ -154,8 +153,7 @@ def check(spec: JobSpec, cpus_per_worker: int, say: Callable[[str], None] = prin
                                 f"{found.now} ({found.describe()}): raise --autoscale-wait if nodes are still "
                                 "starting, else lower --workers or --gpus-per-worker")
     finally:
-        if requested:
-            try:
-                _request([])  # Ray Train's own placement group keeps the demand from here
-            except Exception as e:  # never hide the real outcome behind this
-                print(f"could not withdraw the autoscaler request: {e}", file=sys.stderr)
+        try:
+            request([])  # Ray Train's own placement group keeps the demand from here
+        except Exception as e:  # never hide the real outcome behind this
+            print(f"could not withdraw the autoscaler request: {e}", file=sys.stderr)
