@@ -6,6 +6,9 @@
 - ``tokenize(paths, scheme="notes-chords", workers=None, vocab=None)`` -> :class:`Tokenized`
   (``tokens``, ``offsets``, ``vocab``, ``files``, ``errors``, ``unknown``), in parallel with the
   GIL released; one bad file never stops the others.
+- ``tokenize_members(data, members, scheme=..., workers=None, vocab=None)`` -> :class:`Tokenized`: the
+  same for files lying side by side in one ``bytes`` (a dataset shard), ``members`` being
+  ``(name, offset, size)``; parsed in place, no copy.
 - ``detokenize(tokens, vocab, scheme="notes-chords", strict=True)`` -> MIDI file bytes; ``strict=False``
   skips what cannot be used (model output) instead of raising ValueError.
 - Schemes (``SCHEMES``): "notes-chords" (the paper's), "remi" (bars, positions, pitch, velocity,
@@ -19,6 +22,7 @@
 
 from fastparse._fastparse import (
     SCHEMES,
+    TOKENS_VERSION,
     Notes,
     Tokenized,
     __version__,
@@ -29,10 +33,12 @@ from fastparse._fastparse import (
     key_scale,
     read_notes,
     tokenize,
+    tokenize_members,
 )
 
 __all__ = [
     "SCHEMES",
+    "TOKENS_VERSION",
     "Notes",
     "Tokenized",
     "__version__",
@@ -43,4 +49,5 @@ __all__ = [
     "key_scale",
     "read_notes",
     "tokenize",
+    "tokenize_members",
 ]

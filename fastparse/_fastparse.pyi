@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 SCHEMES: list[str]  # ["notes-chords", "remi", "remi+key", "remi+key-estimated"]
 __version__: str
+TOKENS_VERSION: int  # raised whenever any scheme's tokens change (keys stored tokens)
 
 class Notes:
     """Notes of a MIDI file as numpy arrays (one entry per note), sorted by (start, pitch)."""
@@ -74,6 +75,13 @@ class Tokenized:
 def read_notes(path_or_bytes: str | os.PathLike[str] | bytes | bytearray) -> Notes: ...
 def tokenize(
     paths: Sequence[str | bytes | os.PathLike[str]],
+    scheme: str = "notes-chords",
+    workers: int | None = None,
+    vocab: Sequence[str] | None = None,
+) -> Tokenized: ...
+def tokenize_members(
+    data: bytes,
+    members: Sequence[tuple[str, int, int]],
     scheme: str = "notes-chords",
     workers: int | None = None,
     vocab: Sequence[str] | None = None,

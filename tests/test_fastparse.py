@@ -605,6 +605,39 @@ def test_tokenize_bad_files_are_listed_and_others_go_on(tmp_path: Path):
     assert result.vocab == alone.vocab
 
 
+@pytest.mark.parametrize("scheme", ["notes-chords", "remi"])
+def test_tokenize_members_of_one_buffer_equals_tokenize_of_the_files(scheme: str):
+    """Files side by side in one bytes object (a dataset shard) tokenize as the files themselves do,
+    with some junk between them and one member that is not MIDI."""
+    paths = MIDI_FILES[::7]
+    data, members = bytearray(), []
+    for i, path in enumerate(paths):
+        data += b"\0" * (i % 5)
+        raw = path.read_bytes()
+        members.append((f"m/{path.name}", len(data), len(raw)))
+        data += raw
+    members.insert(3, ("junk.mid", 0, 3))
+    together = fastparse.tokenize_members(bytes(data), members, scheme=scheme, workers=2)
+    apart = fastparse.tokenize([str(p) for p in paths], scheme=scheme, workers=1)
+    assert together.vocab == apart.vocab
+    assert np.array_equal(together.tokens, apart.tokens) and np.array_equal(together.offsets, apart.offsets)
+    assert together.files == [f"m/{p.name}" for p in paths]
+    assert [name for name, _ in together.errors] == ["junk.mid"]
+    given = fastparse.tokenize_members(bytes(data), members[:2], scheme=scheme, vocab=apart.vocab[:10])
+    assert given.vocab == apart.vocab[:10] and given.unknown > 0
+
+
+def test_tokenize_members_argument_errors():
+    data = MIDI_FILES[0].read_bytes()
+    with pytest.raises(ValueError, match=r"member 1 \(10 bytes at \d+\) lies outside the \d+ bytes given"):
+        fastparse.tokenize_members(data, [("a", 0, len(data)), ("b", len(data) - 5, 10)])
+    with pytest.raises(TypeError):
+        fastparse.tokenize_members(bytearray(data), [("a", 0, len(data))])
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        fastparse.tokenize_members(data, [("a", 0, len(data))], workers=0)
+    assert len(fastparse.tokenize_members(data, [])) == 0
+
+
 def test_tokenize_argument_errors(tmp_path: Path):
     p = chords_file(tmp_path / "a.mid", [(0, [60])])
     with pytest.raises(ValueError, match="unknown scheme"):

@@ -9,7 +9,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{catch, Error, Result};
 use crate::notes::read_into;
-use crate::scheme::Scheme;
+use crate::scheme::{Scheme, Token};
+
+/// The version of what tokenizing gives: raise it with any change to any scheme's tokens or to
+/// which files fail. Stored tokens (composer's token cache) are keyed by it, so a tokenizer that
+/// changed its output never reuses tokens made by an older one.
+pub const TOKENS_VERSION: u32 = 1;
 
 /// The tokens of a corpus. Piece `i` (from input file `files[i]`) is
 /// `tokens[offsets[i]..offsets[i + 1]]`.
@@ -50,10 +55,7 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
     options: &Options<'_>,
 ) -> Result<Tokenized> {
     let scheme = options.scheme;
-    // Each worker reads its file once, tokenizes it and turns the token strings into ids (into a
-    // small per-file vocabulary, or into the given one), so the only sequential step left is
-    // merging the per-file vocabularies.
-    let tokens_of = |p: &P| {
+    tokenize_each(paths, options, |p: &P| {
         // One read buffer per worker thread, reused from file to file.
         thread_local! {
             static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -68,21 +70,55 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
             }
             result
         })
-    };
+    })
+}
+
+/// Tokenizes MIDI files that lie side by side in one buffer (a dataset shard held in memory):
+/// file `i` is `data[spans[i].0..spans[i].0 + spans[i].1]`, parsed in place, with the rules of
+/// [`tokenize_files`]. A span outside `data` is an invalid argument for the whole call.
+pub fn tokenize_spans(
+    data: &[u8],
+    spans: &[(usize, usize)],
+    options: &Options<'_>,
+) -> Result<Tokenized> {
+    if let Some((i, &(start, len))) = spans
+        .iter()
+        .enumerate()
+        .find(|(_, &(start, len))| start.checked_add(len).is_none_or(|end| end > data.len()))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "member {i} ({len} bytes at {start}) lies outside the {} bytes given",
+            data.len()
+        )));
+    }
+    let scheme = options.scheme;
+    tokenize_each(spans, options, |&(start, len)| {
+        scheme.tokenize_bytes(&data[start..start + len])
+    })
+}
+
+/// The shared core of [`tokenize_files`] and [`tokenize_spans`]: each item's tokens, in
+/// parallel, turned into ids (into a small per-file vocabulary, or into the given one) by the
+/// worker that made them, so the only sequential step left is merging the per-file vocabularies.
+fn tokenize_each<I: Sync>(
+    items: &[I],
+    options: &Options<'_>,
+    tokens_of: impl Fn(&I) -> Result<Vec<Token>> + Sync,
+) -> Result<Tokenized> {
     let work = || -> Tokenized {
         match options.vocab {
             None => merge_local(
-                paths
+                items
                     .par_iter()
-                    .map(|p| catch(|| tokens_of(p).map(intern)))
+                    .map(|item| catch(|| tokens_of(item).map(intern)))
                     .collect(),
             ),
             Some(vocab) => {
                 let ids = vocab_ids(vocab);
                 merge_fixed(
-                    paths
+                    items
                         .par_iter()
-                        .map(|p| catch(|| tokens_of(p).map(|t| lookup(&t, &ids))))
+                        .map(|item| catch(|| tokens_of(item).map(|t| lookup(&t, &ids))))
                         .collect(),
                     vocab,
                 )
@@ -407,6 +443,30 @@ mod tests {
             )
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spans_of_one_buffer_equal_files() {
+        let a = Scheme::NotesChords.detokenize(&["C4", "0.4.7"]).unwrap();
+        let b = Scheme::NotesChords.detokenize(&["D4"]).unwrap();
+        let mut data = a.clone();
+        data.extend_from_slice(b"not midi");
+        data.extend_from_slice(&b);
+        let spans = [(0, a.len()), (a.len(), 8), (a.len() + 8, b.len()), (0, a.len())];
+        let options = Options {
+            workers: Some(2),
+            ..Options::default()
+        };
+        let t = tokenize_spans(&data, &spans, &options).unwrap();
+        assert_eq!(t.files, vec![0, 2, 3]);
+        assert_eq!(t.vocab, s(&["0.4.7", "C4", "D4"]));
+        assert_eq!(t.tokens, vec![1, 0, 2, 1, 0]);
+        assert!(matches!(t.errors[..], [(1, Error::NotMidi(_))]));
+        // A span past the end (or one whose end overflows) refuses the whole call.
+        for bad in [(data.len() - 2, 3), (1, usize::MAX)] {
+            let err = tokenize_spans(&data, &[(0, a.len()), bad], &options).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(ref m) if m.starts_with("member 1 ")));
+        }
     }
 
     #[test]

@@ -12,7 +12,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 use pyo3::PyTypeInfo;
 
-use crate::corpus::{detokenize_ids_with, tokenize_files, Options};
+use crate::corpus::{
+    detokenize_ids_with, tokenize_files, tokenize_spans, Options, Tokenized, TOKENS_VERSION,
+};
 use crate::error::{catch, Error};
 use crate::key::{self, Key};
 use crate::notes::{parse, read_file, Notes};
@@ -392,15 +394,7 @@ fn tokenize(
             "paths must be a list of paths, not a single path",
         ));
     }
-    let workers = match workers {
-        Some(n) if n < 1 => {
-            return Err(invalid_argument(format!(
-                "workers must be at least 1, got {n}"
-            )))
-        }
-        Some(n) => Some(n as usize),
-        None => None,
-    };
+    let workers = workers_of(workers)?;
     let mut path_bufs = Vec::new();
     let mut names = Vec::new();
     for item in paths.try_iter()? {
@@ -425,6 +419,57 @@ fn tokenize(
     let result = py
         .detach(|| catch(|| tokenize_files(&path_bufs, &options)))
         .map_err(|e| to_pyerr(Some("tokenize"), e))?;
+    py_tokenized(py, result, &names, scheme)
+}
+
+/// tokenize_members(data, members, scheme="notes-chords", workers=None, vocab=None) -> Tokenized
+///
+/// `tokenize` for MIDI files that lie side by side in one `bytes` object (a dataset shard read
+/// into memory): `members` lists `(name, offset, size)`, and member i is
+/// `data[offset:offset + size]`, parsed in place with the GIL released (no copy). `files` and
+/// `errors` carry the members' names. Raises ValueError for a member outside `data`.
+#[pyfunction]
+#[pyo3(signature = (data, members, scheme = "notes-chords", workers = None, vocab = None))]
+fn tokenize_members(
+    py: Python<'_>,
+    data: &Bound<'_, PyBytes>,
+    members: Vec<(String, usize, usize)>,
+    scheme: &str,
+    workers: Option<i64>,
+    vocab: Option<Vec<String>>,
+) -> PyResult<PyTokenized> {
+    let scheme = scheme_of(scheme)?;
+    let options = Options {
+        scheme,
+        workers: workers_of(workers)?,
+        vocab: vocab.as_deref(),
+    };
+    let spans: Vec<(usize, usize)> = members.iter().map(|&(_, o, n)| (o, n)).collect();
+    let names: Vec<String> = members.into_iter().map(|(name, _, _)| name).collect();
+    let bytes = data.as_bytes();
+    let result = py
+        .detach(|| catch(|| tokenize_spans(bytes, &spans, &options)))
+        .map_err(|e| to_pyerr(Some("tokenize_members"), e))?;
+    py_tokenized(py, result, &names, scheme)
+}
+
+fn workers_of(workers: Option<i64>) -> PyResult<Option<usize>> {
+    match workers {
+        Some(n) if n < 1 => Err(invalid_argument(format!(
+            "workers must be at least 1, got {n}"
+        ))),
+        Some(n) => Ok(Some(n as usize)),
+        None => Ok(None),
+    }
+}
+
+/// The core's result for Python, with the inputs' names in `files` and `errors`.
+fn py_tokenized(
+    py: Python<'_>,
+    result: Tokenized,
+    names: &[String],
+    scheme: Scheme,
+) -> PyResult<PyTokenized> {
     let pieces = result.files.len();
     let files = PyList::new(py, result.files.iter().map(|&i| names[i].as_str()))?;
     let errors = PyList::empty(py);
@@ -562,12 +607,14 @@ fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenized>()?;
     m.add_function(wrap_pyfunction!(read_notes, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenize_members, m)?)?;
     m.add_function(wrap_pyfunction!(detokenize, m)?)?;
     m.add_function(wrap_pyfunction!(chord_token, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_key, m)?)?;
     m.add_function(wrap_pyfunction!(key_names, m)?)?;
     m.add_function(wrap_pyfunction!(key_scale, m)?)?;
     m.add("SCHEMES", SCHEMES.to_vec())?;
+    m.add("TOKENS_VERSION", TOKENS_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
