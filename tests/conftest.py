@@ -180,6 +180,18 @@ def checkpoint_weights(jobdir: Path, epoch: int) -> list:
     return weights_from_bytes((jobdir / "checkpoints" / f"epoch-{epoch:04d}.npz").read_bytes())
 
 
+def legacy_dataset(store, name: str, folder: Path) -> int:
+    """A dataset as composer stored them before shards: one object per MIDI file under files/, and a
+    dataset.json without layout or digest. Returns the file count."""
+    paths = sorted(p for p in folder.rglob("*.mid"))
+    for path in paths:
+        store.put_file(f"datasets/{name}/files/{path.relative_to(folder).as_posix()}", path)
+    meta = {"name": name, "source": str(folder), "files": len(paths), "created": time.time(),
+            "bytes": sum(p.stat().st_size for p in paths)}
+    store.put_bytes(f"datasets/{name}/dataset.json", json.dumps(meta).encode())
+    return len(paths)
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed `composer` command as a user would, in a clean environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import legacy_dataset, run_cli
 
+from service.storage import datasets
 from service.storage.store import open_store
 
 MIDI = (Path(__file__).resolve().parents[2] / "shared" / "midi" / "final-fantasy")
@@ -55,8 +57,10 @@ def test_names_are_normalized(env, tmp_path):
         zf.writestr("notes.txt", "not midi")
     proc = run_cli("datasets", "import", "odd", str(archive), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert stored(tmp_path, "odd") == ["datasets/odd/dataset.json", "datasets/odd/files/a.mid",
-                                       "datasets/odd/files/b/c.mid"]
+    assert stored(tmp_path, "odd") == ["datasets/odd/dataset.json", "datasets/odd/index.json",
+                                       "datasets/odd/shards/00000.tar"]
+    index = datasets.load_index(open_store(str(tmp_path / "store")), "odd")
+    assert [m.name for m in index.files] == ["a.mid", "b/c.mid"]
 
 
 @pytest.mark.parametrize("names", [["ok.mid", "../evil.mid"], ["/etc/evil.mid"], ["a.mid", "./a.mid"]])
@@ -92,8 +96,9 @@ def test_a_large_archive_streams_with_bounded_memory_and_respects_the_total_cap(
     proc, rss = peak_rss_mib("datasets", "import", "large", str(archive), env=env)
     assert proc.returncode == 0, proc.stderr
     assert rss < 200, f"importing 300 MiB peaked at {rss:.0f} MiB: it must stream, not hold the files"
-    files = tmp_path / "store" / "datasets" / "large" / "files"
-    assert sorted(p.stat().st_size for p in files.iterdir()) == [100 << 20] * 3
+    index = datasets.load_index(open_store(str(tmp_path / "store")), "large")
+    assert [(m.name, m.size, m.shard) for m in index.files] == [(f"piece-{i}.mid", 100 << 20, i) for i in range(3)]
+    assert index.files[2].sha256 == hashlib.sha256(bytes([2]) * (100 << 20)).hexdigest()
 
 
 def test_a_damaged_archive_leaves_nothing_behind(env, tmp_path):
@@ -113,12 +118,13 @@ def test_a_damaged_archive_leaves_nothing_behind(env, tmp_path):
 
 
 def test_the_job_s_fetch_checks_free_disk_first(env, tmp_path, small_disk):
-    """A head whose disk cannot hold the dataset fails in one line before downloading anything."""
+    """A head whose disk cannot hold a per-file dataset (the older layout, downloaded file by file)
+    fails in one line before downloading anything."""
     from service.errors import JobFailed
-    from service.storage import datasets
 
     store = open_store(str(tmp_path / "store"))
-    meta = datasets.import_dataset(store, "ff", MIDI)
+    legacy_dataset(store, "ff", MIDI)
+    meta = datasets.info(store, "ff")
     assert meta.bytes > 500_000 and meta.files == len(list(MIDI.glob("*.mid")))
     with pytest.raises(JobFailed, match=r"dataset ff needs .* MiB on the head but .* has .* MiB free"):
         datasets.fetch(store, "ff", small_disk / "midi")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import legacy_dataset, run_cli
 
 import fastparse
 
@@ -224,9 +224,11 @@ def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
     assert f"the music is in {out / 'samples'}/" in proc.stdout
     meta = json.loads((store / "datasets" / "bach" / "dataset.json").read_text())
     assert meta["files"] > 300  # the chorales bundled with music21, exported once
-    exported = sorted((store / "datasets" / "bach" / "files").glob("*.mid"))
-    assert len(exported) == meta["files"]
-    assert len(fastparse.read_notes(exported[0])) > 20
+    index = json.loads((store / "datasets" / "bach" / "index.json").read_text())
+    assert len(index["files"]) == meta["files"]
+    first = index["files"][0]
+    shard = (store / "datasets" / "bach" / index["shards"][first["shard"]]["key"]).read_bytes()
+    assert len(fastparse.read_notes(shard[first["offset"]:first["offset"] + first["size"]])) > 20
     assert len(list((out / "samples").glob("sample-*.mid"))) == 2
     assert json.loads((out / "report.json").read_text())["dataset"] == "bach"
 
@@ -304,3 +306,42 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     for bad_key, message in (("H major", "is not a key"), ("C lydian", "is not a key")):
         bad = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "b"), "--key", bad_key)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+QUICK = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--workers", "1", "--samples", "1"]
+
+
+def test_a_second_job_on_the_same_files_reuses_the_cached_tokens(s3_job, five_files):
+    """The same folder again: the staged dataset is found by content and its tokens come from the cache."""
+    first = json.loads((s3_job["out"] / "report.json").read_text())["token_cache"]
+    assert first["cache"] == "miss" and first["shards_fetched"] == 1 and first["bytes_fetched"] > 0
+    again = run_cli("submit", "--dataset", str(five_files), "--store", s3_job["store"], *QUICK, "--wait", "--json",
+                    env=s3_job["env"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    job = json.loads(again.stdout.strip().splitlines()[-1])
+    assert job["state"] == "SUCCEEDED" and job["token_cache"] == "hit"
+    status = run_cli("status", job["job_id"], "--store", s3_job["store"], env=s3_job["env"])
+    assert "tokens: from the token cache (nothing fetched or tokenized)" in status.stdout
+    pulled = run_cli("pull", job["job_id"], "--to", str(s3_job["out"].parent / "again"), "--store", s3_job["store"],
+                     env=s3_job["env"])
+    assert pulled.returncode == 0, pulled.stderr
+    report = json.loads((s3_job["out"].parent / "again" / "report.json").read_text())
+    assert report["token_cache"]["cache"] == "hit" and report["token_cache"]["key"] == first["key"]
+    assert report["token_cache"]["shards_fetched"] == 0 and report["tokens"] == json.loads(
+        (s3_job["out"] / "report.json").read_text())["tokens"]
+
+
+def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_home, shared_midi, tmp_path):
+    from service.storage.store import open_store
+
+    store = tmp_path / "store"
+    count = legacy_dataset(open_store(str(store)), "old-ff", shared_midi / "final-fantasy")
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
+    proc = run_cli("submit", "--dataset", "old-ff", *QUICK, "--wait", "--json", "--to", str(tmp_path / "out"),
+                   env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert job["state"] == "SUCCEEDED" and job["token_cache"] == "off"
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["files"] == count and report["pieces"] > 0
+    assert len(list((tmp_path / "out" / "samples").glob("sample-*.mid"))) == 1

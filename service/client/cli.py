@@ -21,7 +21,7 @@ from service.errors import ComposerError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train an LSTM on a MIDI corpus on Ray and fetch the music it writes.")
-datasets_app = typer.Typer(no_args_is_help=True, help="Datasets in the store: list, show, import.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Datasets in the store: list, show, import, migrate.")
 app.add_typer(datasets_app, name="datasets")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -31,6 +31,8 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="s3://BUCKET/PREFI
                                                  "(default: $COMPOSER_STORE or ~/.composer/store)")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray dashboard URL (default: $RAY_ADDRESS, "
                                                    "else a local Ray head started on demand)")]
+TOKEN_CACHE = {"hit": "from the token cache (nothing fetched or tokenized)", "miss": "tokenized, and cached",
+               "off": "tokenized (a per-file dataset: `composer datasets migrate` enables the cache)"}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
@@ -195,6 +197,8 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
 
         spent = ", ".join(f"{phase} {duration(seconds)}" for phase, seconds in state.phase_seconds.items())
         out.print(f"time: {spent}", highlight=False)
+    if state.token_cache:
+        out.print(f"tokens: {TOKEN_CACHE[state.token_cache]}", highlight=False)
     if state.error:
         out.print(f"error: {state.error}", highlight=False)
 
@@ -317,7 +321,16 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None,
 
     limit = datasets.DEFAULT_MAX_BYTES if max_size is None else datasets.parse_size(max_size)
     info = datasets.import_dataset(_store(store), name, path, limit)
-    out.print(f"imported {info.files} files as dataset {info.name}")
+    out.print(f"imported {info.files} files as dataset {info.name} ({info.shards} shards)")
+
+
+@datasets_app.command("migrate")
+def datasets_migrate(name: str, store: StoreOpt = None) -> None:
+    """Repack a dataset stored one object per file (before shards) into shards, in place."""
+    from service.storage import datasets
+
+    info = datasets.migrate(_store(store), name)
+    out.print(f"dataset {info.name}: {info.files} files in {info.shards} shards")
 
 
 def main() -> None:

@@ -189,6 +189,7 @@ class JobState:
     seconds_left: float | None = None  # training: at most this much more (early stopping may end it sooner)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # the current phase up to now
     resumes: int = 0  # runs of the job after its first (--resume, the same --job-id, a retried RayJob)
+    token_cache: str = ""  # "hit" (tokens reused from the cache), "miss" (made and cached), "off"
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -224,7 +225,7 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
         left = round(max(progress.epochs - progress.epoch, 0) * progress.epoch_seconds, 1)
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
                     progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
-                    progress.elapsed(), progress.resumes)
+                    progress.elapsed(), progress.resumes, progress.token_cache)
 
 
 def list_jobs(store: Store) -> list[Progress]:

@@ -21,10 +21,17 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
         "files": corpus.files, "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
         "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
-        "training_device": jobstate.training_device(job.store, spec.job_id), **generated,
+        "training_device": jobstate.training_device(job.store, spec.job_id), "token_cache": _tokens(job),
+        **generated,
         # Every phase before this one (publish ends after the report is written).
         "seconds_per_phase": (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id))
         .phase_seconds,
     })
     # metrics.jsonl is in the store already, at the same key: listed in the manifest, not uploaded again.
     publish_dir(job.store, spec.job_id, out, stored={jobstate.METRICS: metrics})
+
+
+def _tokens(job: JobRun) -> dict:
+    """Where the corpus came from: the token cache (hit, miss, off), its key, seconds, shards fetched."""
+    found = corpora.record(job.store, job.spec.job_id)
+    return found.__dict__ if found is not None else {}

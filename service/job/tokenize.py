@@ -1,38 +1,113 @@
-"""Stage 2: the MIDI files into one flat token array (fastparse, on every core of the head), stored
-for the training workers; the training windows are checked here, before any worker starts."""
+"""Stage 2: the chosen MIDI files into one flat token array (fastparse, on every core of the head),
+stored for the training workers; the training windows are checked here, before any worker starts.
+
+For a sharded dataset the tokens are content-addressed in the token cache (storage/corpus.py): a
+job whose dataset, scheme, composer filter and tokenizer version were tokenized before reuses them
+and fetches nothing. Otherwise the shards stream in (a few downloads ahead) and each is tokenized
+in place as it arrives, so the head never holds the dataset, only a shard or two of it.
+"""
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
-
-import numpy as np
 
 from service.errors import ComposerError
 from service.job.context import JobRun
+from service.job.dataset import Selection
 from service.model.windows import train_val_starts
 from service.storage import corpus as corpora
+from service.storage import datasets, jobstate, shards
 
 
-def run(job: JobRun, files: list[Path]) -> corpora.Corpus:
-    """The corpus, stored; the training windows are checked before any worker starts."""
+def run(job: JobRun, selection: Selection) -> corpora.Corpus:
+    """The corpus, stored and recorded in jobs/<id>/tokens.json."""
     import fastparse
 
     spec = job.spec
-    job.phase("tokenize", f"tokenizing {len(files)} files ({spec.scheme})")
+    job.phase("tokenize", f"tokenizing {selection.count} files ({spec.scheme})")
+    if selection.index is not None:
+        key = corpora.cache_key(selection.info.digest, spec.scheme, spec.composers, fastparse.TOKENS_VERSION)
+        location = corpora.cache_location(key)
+        if corpora.is_complete(job.store, location):
+            started = time.monotonic()
+            corpus = corpora.load(job.store, location)
+            record = corpora.TokensRecord(location, "hit", key,
+                                          {"load": round(time.monotonic() - started, 3)})
+            job.say(f"tokens from the cache ({key[:12]}): nothing fetched or tokenized")
+        else:
+            corpus, record = _from_shards(job, selection, location)
+            record.key = key
+    else:
+        corpus, record = _from_paths(job, selection)
+    train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    corpora.save_record(job.store, spec.job_id, record)
+    jobstate.update(job.store, spec.job_id, job.run_id, token_cache=record.cache)
+    seconds = ", ".join(f"{phase} {s:.2f} s" for phase, s in record.seconds.items())
+    job.say(f"{len(corpus.tokens)} tokens, {corpus.pieces} pieces, vocabulary {len(corpus.vocab)} ({seconds})")
+    return corpus
+
+
+def _from_shards(job: JobRun, selection: Selection, location: str) -> tuple[corpora.Corpus, corpora.TokensRecord]:
+    import fastparse
+
+    assert selection.index is not None
+    by_shard: dict[int, list[shards.Member]] = defaultdict(list)
+    for member in selection.members:
+        by_shard[member.shard].append(member)
+    fetch_s = tokenize_s = 0.0
+    fetched = 0
+    with tempfile.TemporaryDirectory(prefix="composer-tokens-") as tmp:
+        writer = corpora.CorpusWriter(Path(tmp), job.spec.scheme)
+        stream = shards.read(job.store, datasets.prefix(job.spec.dataset), job.spec.dataset, selection.index,
+                             sorted(by_shard))
+        while True:
+            started = time.monotonic()
+            item = next(stream, None)
+            fetch_s += time.monotonic() - started
+            if item is None:
+                break
+            number, data = item
+            fetched += len(data)
+            started = time.monotonic()
+            members = by_shard[number]
+            result = fastparse.tokenize_members(data, [(m.name, m.offset, m.size) for m in members],
+                                                scheme=job.spec.scheme)
+            del data, item
+            writer.add(result, len(members))
+            tokenize_s += time.monotonic() - started
+        corpus = _finish(job, writer, location)
+    return corpus, corpora.TokensRecord(location, "miss", seconds={"fetch": round(fetch_s, 3),
+                                                                   "tokenize": round(tokenize_s, 3)},
+                                        shards_fetched=len(by_shard), bytes_fetched=fetched)
+
+
+def _from_paths(job: JobRun, selection: Selection) -> tuple[corpora.Corpus, corpora.TokensRecord]:
+    import fastparse
+
     started = time.monotonic()
-    result = fastparse.tokenize([str(f) for f in files], scheme=spec.scheme)
+    result = fastparse.tokenize([str(p) for p in selection.paths], scheme=job.spec.scheme)
     seconds = time.monotonic() - started
     midi_root = str(job.work / "midi") + "/"
-    rel = [f.removeprefix(midi_root) for f in result.files]
-    errors = [(p.removeprefix(midi_root), m) for p, m in result.errors]
-    for path, message in errors:
+    with tempfile.TemporaryDirectory(prefix="composer-tokens-") as tmp:
+        writer = corpora.CorpusWriter(Path(tmp), job.spec.scheme)
+        writer.add(result, len(selection.paths))
+        writer.files = [f.removeprefix(midi_root) for f in writer.files]
+        writer.errors = [(p.removeprefix(midi_root), m) for p, m in writer.errors]
+        location = corpora.job_location(job.spec.job_id)
+        corpus = _finish(job, writer, location)
+    return corpus, corpora.TokensRecord(location, "off", seconds={"tokenize": round(seconds, 3)})
+
+
+def _finish(job: JobRun, writer: corpora.CorpusWriter, location: str) -> corpora.Corpus:
+    """The corpus written and uploaded to `location`; the files that failed are logged."""
+    for path, message in writer.errors:
         job.say(f"skipped {path}: {message}")
-    if not result.files:
-        raise ComposerError(f"no file of dataset {spec.dataset} could be tokenized ({len(errors)} errors)")
-    corpus = corpora.Corpus(np.asarray(result.tokens), np.asarray(result.offsets), list(result.vocab), spec.scheme,
-                            files=len(files))
-    train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
-    corpora.save(job.store, spec.job_id, corpus, rel, errors)
-    job.say(f"{len(corpus.tokens)} tokens, {corpus.pieces} pieces, vocabulary {len(corpus.vocab)} in {seconds:.2f} s")
+    if not writer.files:
+        raise ComposerError(f"no file of dataset {job.spec.dataset} could be tokenized "
+                            f"({len(writer.errors)} errors)")
+    corpus = writer.finish()
+    corpora.upload(job.store, writer.folder, location)
     return corpus

@@ -193,7 +193,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     tf.get_logger().setLevel("ERROR")  # keep the job log for composer's own lines
     tf.config.threading.set_intra_op_parallelism_threads(cpus)
     tf.config.threading.set_inter_op_parallelism_threads(cpus)
-    corpus = corpora.load(store, spec.job_id)
+    corpus = corpora.load_for_job(store, spec.job_id)
 
     train_starts, val_starts = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
     global_batch = spec.batch_size * world

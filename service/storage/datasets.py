@@ -1,8 +1,11 @@
 """MIDI corpora in the store under datasets/<name>/: built-ins, imported folders and zip archives.
 
-A dataset is `datasets/<name>/dataset.json` (name, source, file count) plus `datasets/<name>/files/...`.
-Local folders given to `submit` are uploaded content-addressed (`<folder>-<hash>`), so resubmitting
-the same folder reuses it and a different folder with the same name never overwrites it.
+A dataset is `datasets/<name>/dataset.json` (name, source, file count, content digest; written last)
+plus its files as a few tar shards and their index (shards.py: `shards/00000.tar`, `index.json`).
+Datasets stored before shards keep one object per file (`files/...`, layout "files"): jobs still read
+them, and `migrate` turns them into shards. Local folders given to `submit` are uploaded
+content-addressed (`<folder>-<hash>`), so resubmitting the same folder reuses it and a different
+folder with the same name never overwrites it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import io
 import json
 import re
 import shutil
+import tempfile
 import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from service.errors import JobFailed, UserError
+from service.storage import shards
 from service.storage.store import NotFound, Store
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -45,9 +50,12 @@ class DatasetInfo:
     files: int
     created: float
     bytes: int = 0  # the MIDI files' total size (0: imported before composer recorded it)
+    layout: str = "files"  # "shards" (index.json + shards/), or "files": one object per MIDI file (older)
+    digest: str = ""  # the content's sha256 (shards.Index.digest), for the token cache; "" for "files"
+    shards: int = 0
 
 
-def _prefix(name: str) -> str:
+def prefix(name: str) -> str:
     return f"datasets/{name}"
 
 
@@ -59,10 +67,10 @@ def _valid_name(name: str) -> str:
 
 def info(store: Store, name: str) -> DatasetInfo | None:
     try:
-        data = json.loads(store.get_bytes(f"{_prefix(name)}/dataset.json"))
+        data = json.loads(store.get_bytes(f"{prefix(name)}/dataset.json"))
     except NotFound:
         return None
-    return DatasetInfo(**data)
+    return DatasetInfo(**{k: v for k, v in data.items() if k in DatasetInfo.__dataclass_fields__})
 
 
 def list_datasets(store: Store) -> list[DatasetInfo]:
@@ -163,32 +171,70 @@ def _mib(n: int) -> str:
 
 
 def _content_hash(entries: list[_Entry], source: Path) -> str:
-    """sha256 over names and contents, streamed: the name of a staged local dataset."""
-    digest = hashlib.sha256()
-    for entry in sorted(entries, key=lambda e: e.name):
-        content = hashlib.sha256()
+    """The dataset's content digest (shards.content_digest), streamed: the name of a staged local dataset."""
+    def sha256(entry: _Entry) -> str:
+        digest = hashlib.sha256()
         with entry.open() as raw:
             capped = io.BufferedReader(_Capped(raw, entry, source), 1 << 20)
             while block := capped.read(1 << 20):
-                content.update(block)
-        digest.update(entry.name.encode() + b"\0" + content.digest())
-    return digest.hexdigest()
+                digest.update(block)
+        return digest.hexdigest()
+
+    return shards.content_digest((e.name, sha256(e)) for e in entries)
+
+
+def _pack(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
+    """One entry into the shards, streamed; refused when it holds more or fewer bytes than declared."""
+    with entry.open() as raw:
+        capped = _Capped(raw, entry, source)
+        try:
+            writer.add(entry.name, entry.size, io.BufferedReader(capped, 1 << 20))
+        except OSError as e:  # tarfile: "unexpected end of data"
+            raise UserError(f"{entry.name} in {source} holds fewer bytes than its archive declares "
+                            f"({entry.size}): the archive is damaged") from e
+        capped.readinto(bytearray(1))  # one byte past the declared size raises
 
 
 def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], total: int) -> DatasetInfo:
-    """Stream every entry to the store, then dataset.json; on any failure remove what was written."""
+    """Pack the entries into tar shards and upload each as soon as it is full (multipart, while the
+    next one fills), then index.json, then dataset.json; on any failure remove what was written."""
     written: list[str] = []
+    uploads: list[Future[None]] = []
+
+    def put(key: str, path: Path) -> None:
+        store.put_file(key, path)
+        path.unlink()
+
     try:
-        for entry in entries:
-            key = f"{_prefix(name)}/files/{entry.name}"
-            with entry.open() as raw:
-                store.put_stream(key, io.BufferedReader(_Capped(raw, entry, Path(source)), 1 << 20))
-            written.append(key)
-        meta = DatasetInfo(name=name, source=str(source), files=len(entries), created=time.time(), bytes=total)
+        with tempfile.TemporaryDirectory(prefix="composer-shards-") as tmp, \
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="shard-upload") as pool:
+            def finished(shard: shards.Shard, path: Path) -> None:
+                key = f"{prefix(name)}/{shard.key}"
+                written.append(key)
+                uploads.append(pool.submit(put, key, path))
+                # At most two shards wait on the disk: the upload keeps pace or the packing waits.
+                while sum(not u.done() for u in uploads) > 2:
+                    wait(uploads, return_when=FIRST_COMPLETED)
+                for done in [u for u in uploads if u.done()]:
+                    done.result()
+
+            writer = shards.ShardWriter(Path(tmp), finished)
+            for entry in sorted(entries, key=lambda e: e.name):
+                _pack(writer, entry, Path(source))
+            index = writer.close()
+            for upload in uploads:
+                upload.result()
+        written.append(f"{prefix(name)}/{shards.INDEX}")
+        store.put_bytes(written[-1], index.to_json())
+        meta = DatasetInfo(name=name, source=str(source), files=len(entries), created=time.time(), bytes=total,
+                           layout="shards", digest=index.digest(), shards=len(index.shards))
         # dataset.json last: a dataset without it is an interrupted upload and is not listed.
-        store.put_bytes(f"{_prefix(name)}/dataset.json", json.dumps(meta.__dict__, indent=2).encode())
+        store.put_bytes(f"{prefix(name)}/dataset.json", json.dumps(meta.__dict__, indent=2).encode())
         return meta
     except BaseException as e:
+        for upload in uploads:
+            upload.cancel()
+        wait(uploads)
         for key in written:
             store.delete(key)
         if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):
@@ -205,6 +251,24 @@ def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT
         raise UserError(f"dataset {name!r} already exists in the store: choose another name")
     with _local_source(path, max_bytes) as (entries, total):
         return _upload(store, name, path, entries, total)
+
+
+def migrate(store: Store, name: str) -> DatasetInfo:
+    """Repack a dataset of the older one-object-per-file layout into shards under the same name. The
+    new shards and index are written beside the old files, dataset.json switches to them in one
+    write, and only then are the old files removed: an interruption leaves the dataset readable."""
+    old = info(store, _valid_name(name))
+    if old is None:
+        raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
+    if old.layout == "shards":
+        return old
+    with tempfile.TemporaryDirectory(prefix="composer-migrate-") as tmp:
+        fetch(store, name, Path(tmp))
+        with _local_source(Path(tmp), max(DEFAULT_MAX_BYTES, old.bytes)) as (entries, total):
+            new = _upload(store, name, old.source, entries, total)
+    for key in store.list(f"{prefix(name)}/files"):
+        store.delete(key)
+    return new
 
 
 def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
@@ -279,14 +343,25 @@ def _check_free_disk(dest: Path, meta: DatasetInfo | None) -> None:
                         "give the head more disk")
 
 
+def load_index(store: Store, name: str) -> shards.Index:
+    return shards.Index.from_json(store.get_bytes(f"{prefix(name)}/{shards.INDEX}"))
+
+
+def select(index: shards.Index, composers: list[str] | None = None) -> list[shards.Member]:
+    """The files of a sharded dataset a job reads: all, or those of the given composers (from the
+    index alone, so only the shards that hold them are fetched)."""
+    return [m for m in index.files if not composers or _matches_composer(m.name, composers)]
+
+
 def fetch(store: Store, name: str, dest: Path, composers: list[str] | None = None) -> list[Path]:
-    """Download a dataset's MIDI files (optionally only some composers) into dest."""
+    """Download the MIDI files of a dataset in the older one-object-per-file layout (optionally
+    only some composers) into dest."""
     _check_free_disk(dest, info(store, name))
-    keys = [k for k in store.list(f"{_prefix(name)}/files")]
-    prefix = f"{_prefix(name)}/files/"
+    folder = f"{prefix(name)}/files/"
+    keys = store.list(folder)
     out: list[Path] = []
     for key in keys:
-        rel = key[len(prefix):]
+        rel = key[len(folder):]
         if composers and not _matches_composer(rel, composers):
             continue
         target = dest / rel

@@ -91,6 +91,7 @@ class Progress:
     epoch_seconds: float | None = None  # mean seconds per epoch so far
     phase_started: float = 0.0  # wall clock when the current phase began
     phase_seconds: dict[str, float] = field(default_factory=dict)  # seconds each finished phase took
+    token_cache: str = ""  # "hit": the tokens were reused, "miss": made and cached, "off": not cacheable
 
     def elapsed(self) -> dict[str, float]:
         """Seconds per phase, the current one up to now (a phase that comes again adds up)."""
