@@ -40,3 +40,42 @@ def test_render_a_real_piece(shared_midi, tmp_path):
     image = np.asarray(Image.open(png).convert("L"))
     ink = (image < 128).mean()
     assert image.shape[1] == 1400 and 0.01 < ink < 0.5
+
+
+def _scale_midi(path, pitches: list[int], bpm: int) -> None:
+    import mido
+
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0)])
+    for p in pitches:
+        track += [mido.Message("note_on", note=p, velocity=80, time=0),
+                  mido.Message("note_off", note=p, velocity=0, time=480)]
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(path)
+
+
+def test_the_score_carries_key_signature_title_and_tempo_with_no_needless_accidentals(tmp_path):
+    """D major and B-flat major scales: the estimated key's signature, every note spelled in it, so
+    no note of the scale shows an accidental; a note outside the key does."""
+    from music21 import converter, tempo
+
+    from service.music.keys import parse_key
+
+    cases = [("d", [62, 64, 66, 67, 69, 71, 73, 74, 62, 66, 69], 2, None),
+             ("bb", [58, 60, 62, 63, 65, 67, 69, 70, 58, 62, 65, 66], -2, None),  # 66: G flat, outside
+             ("given", [60, 62, 64, 65, 67, 69, 71, 72], -1, parse_key("D minor"))]
+    for name, pitches, fifths, key in cases:
+        midi = tmp_path / f"{name}.mid"
+        _scale_midi(midi, pitches, bpm=96)
+        musicxml, _, png = render_sample(midi, title=f"job-1: {name}", key=key)
+        score = converter.parse(musicxml)
+        signatures = {ks.sharps for ks in score.recurse().getElementsByClass("KeySignature")}
+        assert signatures == {fifths}, name
+        assert score.metadata.bestTitle == f"job-1: {name}"
+        marks = list(score.recurse().getElementsByClass(tempo.MetronomeMark))
+        assert [round(m.number) for m in marks] == [96]
+        shown = [n.pitch.name for n in score.recurse().notes
+                 if n.pitch.accidental is not None and n.pitch.accidental.displayStatus]
+        outside = {"d": [], "bb": ["G-"], "given": ["B"]}[name]  # D minor's B flat, naturalized
+        assert shown == outside, (name, shown)
+        assert png.stat().st_size > 1000

@@ -197,8 +197,9 @@ def generate(model: TrainedModel, primers: Primers, length: int, sampling: Sampl
     if sheet_music:
         from service.music.render import render_sample
 
-        for path in paths:
-            render_sample(path)
+        for row, path in enumerate(paths):
+            render_sample(path, title=f"{model.spec.job_id}: {path.stem}",
+                          key=None if keys is None else int(keys[row]))
     return Generated(paths, tokens, keys, seconds)
 
 

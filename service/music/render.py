@@ -5,6 +5,11 @@ in quarter notes from the ticks, quantized to sixteenths; notes from middle C up
 staff, the rest to the bass staff; notes starting together on one staff become a chord that lasts
 until that staff's next onset at most, so every staff reads as one voice.
 
+It carries a title, the tempo of the MIDI file and a key signature: the key the piece was
+conditioned on, else fastparse's estimate from its notes. Every pitch is spelled in that key (its
+scale's own names, other notes with sharps in sharp keys and flats in flat keys), so only notes
+outside the key get an accidental.
+
 The PNG is rasterized by resvg (a self-contained wheel: no system Cairo library to install), with
 matplotlib's bundled DejaVu fonts for the text, so a page looks the same on every machine.
 """
@@ -23,12 +28,70 @@ def _q(ticks: float, tpq: int) -> float:
     return max(0.0, round(ticks / tpq * GRID) / GRID)
 
 
-def midi_to_score(path: Path, title: str):
-    from music21 import chord, clef, instrument, layout, metadata, meter, note, stream
+# The key signature (in fifths: sharps > 0, flats < 0) of each major key by its tonic's pitch
+# class, with the usual choice for the enharmonic pairs (D flat, not C sharp; F sharp, not G flat).
+MAJOR_FIFTHS = (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5)
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+METRONOME_NOTES = {"\ueca3": "𝅗𝅥", "\ueca5": "♩", "\ueca7": "♪"}  # SMuFL half, quarter, eighth (stem up)
+FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+
+
+def key_fifths(key: int) -> int:
+    """The key signature of a key index (2 * tonic pitch class + (1 if minor)): a minor key has its
+    relative major's signature."""
+    tonic, minor = divmod(key, 2)
+    return MAJOR_FIFTHS[(tonic + 3 * minor) % 12]
+
+
+def pitch_names(key: int) -> list[str]:
+    """The name of each pitch class in a key: its scale's letters, the rest by the signature's side."""
+    from music21 import key as m21key
+
+    fifths = key_fifths(key)
+    names = list(SHARP_NAMES if fifths >= 0 else FLAT_NAMES)
+    for p in m21key.KeySignature(fifths).asKey("minor" if key % 2 else "major").getScale().getPitches():
+        names[p.pitchClass] = p.name
+    return names
+
+
+def spelled(midi: int, names: list[str]):
+    from music21 import pitch
+
+    p = pitch.Pitch(names[midi % 12])
+    p.octave = midi // 12 - 1
+    p.octave += (midi - p.midi) // 12  # B#, C-: the letter's octave differs from the sound's
+    return p
+
+
+def estimated_key(notes) -> int:
+    """fastparse's key estimate from the notes' durations per pitch class (C major for no notes)."""
+    import numpy as np
+
+    import fastparse
+
+    weights = np.bincount(notes.pitch % 12, weights=notes.end - notes.start, minlength=12)
+    return fastparse.estimate_key(weights) if weights.sum() > 0 else 0
+
+
+def quarter_bpm(notes) -> float | None:
+    """The tempo at the first note (quarters per minute), from its ticks and seconds."""
+    for s_tick, e_tick, start, end in zip(notes.start_tick.tolist(), notes.end_tick.tolist(), notes.start.tolist(),
+                                          notes.end.tolist(), strict=True):
+        if e_tick > s_tick and end > start:
+            return 60.0 * (e_tick - s_tick) / notes.ticks_per_quarter / (end - start)
+    return None
+
+
+def midi_to_score(path: Path, title: str, key: int | None = None):
+    from music21 import chord, clef, instrument, layout, metadata, meter, note, stream, tempo
+    from music21 import key as m21key
 
     import fastparse
 
     notes = fastparse.read_notes(path)
+    key = estimated_key(notes) if key is None else key
+    names = pitch_names(key)
+    bpm = quarter_bpm(notes)
     tpq = notes.ticks_per_quarter
     staves: dict[bool, dict[float, list[tuple[int, float]]]] = {True: defaultdict(list), False: defaultdict(list)}
     for pitch, s_tick, e_tick, drum in zip(notes.pitch.tolist(), notes.start_tick.tolist(), notes.end_tick.tolist(),
@@ -45,7 +108,10 @@ def midi_to_score(path: Path, title: str):
         part = stream.Part()
         part.insert(0, instrument.Piano())
         part.insert(0, clef.TrebleClef() if treble else clef.BassClef())
+        part.insert(0, m21key.KeySignature(key_fifths(key)))
         part.insert(0, meter.TimeSignature("4/4"))
+        if treble and bpm is not None:
+            part.insert(0, tempo.MetronomeMark(number=round(bpm)))
         onsets = sorted(staves[treble])
         for i, onset in enumerate(onsets):
             group = staves[treble][onset]
@@ -53,7 +119,8 @@ def midi_to_score(path: Path, title: str):
             if i + 1 < len(onsets):
                 length = min(length, onsets[i + 1] - onset)
             pitches = sorted({p for p, _ in group})
-            element = note.Note(pitches[0]) if len(pitches) == 1 else chord.Chord(pitches)
+            spelled_pitches = [spelled(p, names) for p in pitches]
+            element = note.Note(spelled_pitches[0]) if len(pitches) == 1 else chord.Chord(spelled_pitches)
             element.quarterLength = length
             part.insert(onset, element)
         part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=True)
@@ -86,13 +153,19 @@ def svg_to_png(svg: str, width: int) -> bytes:
     # verovio puts <title> tooltips inside text spans; resvg then drops the span's x (the page title
     # lands half off the page). They are not drawn anyway: leave them out of the raster.
     drawable = re.sub(r"<title\b[^>]*>.*?</title>", "", svg, flags=re.DOTALL)
+    # The tempo mark's note is a SMuFL glyph in verovio's embedded music font, which resvg does not
+    # load (a browser does): draw it with DejaVu's own note signs instead.
+    drawable = re.sub(r'<tspan font-family="Leipzig" font-size="(\d+)px">([\ueca3\ueca5\ueca7])',
+                      lambda m: f'<tspan font-family="DejaVu Sans" font-size="{int(m[1]) * 2 // 3}px">'
+                                f'{METRONOME_NOTES[m[2]]}', drawable)
     return bytes(resvg_py.svg_to_bytes(svg_string=drawable, width=width, background="white", skip_system_fonts=True,
                                        font_dirs=[fonts], font_family="DejaVu Serif", serif_family="DejaVu Serif"))
 
 
-def render_sample(midi: Path) -> list[Path]:
-    """midi -> .musicxml, .svg, .png beside it (first page engraved)."""
+def render_sample(midi: Path, title: str | None = None, key: int | None = None) -> list[Path]:
+    """midi -> .musicxml, .svg, .png beside it (first page engraved). `key`: the key index to write
+    (the conditioning key), else the estimate from the notes; `title`: the file's stem by default."""
     musicxml, svg, png = midi.with_suffix(".musicxml"), midi.with_suffix(".svg"), midi.with_suffix(".png")
-    midi_to_score(midi, midi.stem).write("musicxml", fp=str(musicxml))
+    midi_to_score(midi, title or midi.stem, key).write("musicxml", fp=str(musicxml))
     engrave(musicxml, svg, png)
     return [musicxml, svg, png]
