@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{catch, Error, Result};
 use crate::notes::read_into;
-use crate::scheme::{Scheme, Token};
+use crate::scheme::{Scheme, TokenId};
 
 /// The version of what tokenizing gives: raise it with any change to any scheme's tokens or to
 /// which files fail. Stored tokens (composer's token cache) are keyed by it, so a tokenizer that
@@ -63,7 +63,7 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
         BUFFER.with(|cell| {
             let mut bytes = cell.take();
             let result =
-                read_into(p.as_ref(), &mut bytes).and_then(|()| scheme.tokenize_bytes(&bytes));
+                read_into(p.as_ref(), &mut bytes).and_then(|()| scheme.tokenize_bytes_ids(&bytes));
             // Keep a buffer for the next file, but not one grown for a huge file.
             if bytes.capacity() <= 16 << 20 {
                 *cell.borrow_mut() = bytes;
@@ -93,7 +93,7 @@ pub fn tokenize_spans(
     }
     let scheme = options.scheme;
     tokenize_each(spans, options, |&(start, len)| {
-        scheme.tokenize_bytes(&data[start..start + len])
+        scheme.tokenize_bytes_ids(&data[start..start + len])
     })
 }
 
@@ -103,22 +103,26 @@ pub fn tokenize_spans(
 fn tokenize_each<I: Sync>(
     items: &[I],
     options: &Options<'_>,
-    tokens_of: impl Fn(&I) -> Result<Vec<Token>> + Sync,
+    tokens_of: impl Fn(&I) -> Result<Vec<TokenId>> + Sync,
 ) -> Result<Tokenized> {
+    let alphabet = options.scheme.alphabet();
     let work = || -> Tokenized {
         match options.vocab {
             None => merge_local(
                 items
                     .par_iter()
-                    .map(|item| catch(|| tokens_of(item).map(intern)))
+                    .map(|item| catch(|| tokens_of(item).map(|t| intern_ids(&t, alphabet))))
                     .collect(),
             ),
             Some(vocab) => {
                 let ids = vocab_ids(vocab);
+                // Alphabet id -> vocabulary id, once.
+                let table: Vec<Option<i32>> =
+                    alphabet.iter().map(|t| ids.get(t).copied()).collect();
                 merge_fixed(
                     items
                         .par_iter()
-                        .map(|item| catch(|| tokens_of(item).map(|t| lookup(&t, &ids))))
+                        .map(|item| catch(|| tokens_of(item).map(|t| lookup_ids(&t, &table))))
                         .collect(),
                     vocab,
                 )
@@ -230,6 +234,49 @@ fn intern_with<T: AsRef<str>>(
     // tokens, or every file would keep its whole token list until the merge.
     distinct.shrink_to_fit();
     Local { distinct, ids }
+}
+
+/// [`intern`] of a scheme's alphabet ids: a table indexed by id instead of a hash map.
+fn intern_ids(tokens: &[TokenId], alphabet: &'static [&'static str]) -> Local<&'static str> {
+    // One table per thread, reused from file to file; u32::MAX is "not seen in this file".
+    thread_local! {
+        static SEEN: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    }
+    SEEN.with(|cell| {
+        let mut seen = cell.take();
+        seen.resize(alphabet.len(), u32::MAX);
+        let mut firsts: Vec<TokenId> = Vec::new();
+        let ids = tokens
+            .iter()
+            .map(|&t| {
+                let slot = &mut seen[t as usize];
+                if *slot == u32::MAX {
+                    *slot = firsts.len() as u32;
+                    firsts.push(t);
+                }
+                *slot
+            })
+            .collect();
+        for &t in &firsts {
+            seen[t as usize] = u32::MAX;
+        }
+        *cell.borrow_mut() = seen;
+        let distinct = firsts.iter().map(|&t| alphabet[t as usize]).collect();
+        Local { distinct, ids }
+    })
+}
+
+/// [`lookup`] of alphabet ids, with the alphabet's vocabulary ids.
+fn lookup_ids(tokens: &[TokenId], table: &[Option<i32>]) -> (Vec<i32>, u64) {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut unknown = 0u64;
+    for &t in tokens {
+        match table[t as usize] {
+            Some(id) => out.push(id),
+            None => unknown += 1,
+        }
+    }
+    (out, unknown)
 }
 
 /// Token string -> id of a given vocabulary; a string listed twice keeps its first id.

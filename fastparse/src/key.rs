@@ -218,13 +218,21 @@ pub fn estimate_checked(histogram: &[f64]) -> Result<Key> {
 
 /// The duration-weighted (seconds) pitch-class histogram of the non-drum notes.
 pub fn histogram(notes: &Notes) -> [f64; 12] {
+    histogram_of(
+        (0..notes.len())
+            .filter(|&i| !notes.is_drum[i])
+            .map(|i| (notes.pitch[i], notes.start[i], notes.end[i])),
+    )
+}
+
+/// [`histogram`] of non-drum notes given as (pitch, start, end) in seconds, in the order of
+/// [`Notes`] (the sums are of floats: the order is part of the result).
+pub(crate) fn histogram_of(notes: impl Iterator<Item = (u8, f64, f64)>) -> [f64; 12] {
     let mut h = [0.0; 12];
-    for i in 0..notes.len() {
-        if !notes.is_drum[i] {
-            let d = notes.end[i] - notes.start[i];
-            if d.is_finite() && d > 0.0 {
-                h[(notes.pitch[i] % 12) as usize] += d;
-            }
+    for (pitch, start, end) in notes {
+        let d = end - start;
+        if d.is_finite() && d > 0.0 {
+            h[(pitch % 12) as usize] += d;
         }
     }
     h

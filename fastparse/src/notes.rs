@@ -268,6 +268,9 @@ struct Scratch {
     tempos: Vec<(u64, u32)>,
     /// (tick, value, channel, track)
     pedal: Vec<(u64, u8, u8, u32)>,
+    /// The first track's signatures up to its end-of-track (see [`Scan`]).
+    time_signatures: Vec<(u64, u8, u8)>,
+    key_signatures: Vec<(i8, bool)>,
 }
 
 thread_local! {
@@ -313,8 +316,11 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
         raw: notes,
         tempos,
         pedal,
+        time_signatures,
+        key_signatures,
     } = s;
     let n = raw.len();
+    let track_start = notes.len();
     let mut p = 0usize;
     let mut tick = 0u64;
     let mut program = [0u8; 16];
@@ -457,6 +463,15 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
                         }
                         0x54 if data.len() >= 5 && !valid_smpte(data) => break 'event false,
                         0x59 if data.len() < 2 => break 'event false,
+                        // The signatures remi reads (midly's reading: a time signature has at
+                        // least 4 bytes, else it is an unknown meta event), up to the first
+                        // end-of-track, as `crate::remi::scan_meta` reads them.
+                        0x58 if data.len() >= 4 && track == 0 && !seen_end => {
+                            time_signatures.push((tick, data[0], data[1]));
+                        }
+                        0x59 if track == 0 && !seen_end => {
+                            key_signatures.push((data[0] as i8, data[1] != 0));
+                        }
                         _ => {}
                     }
                 }
@@ -480,8 +495,17 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
             break; // junk after end-of-track: ignored
         }
     }
-    // Notes still open at the end of the track are dropped.
-    first.fill(Open::default());
+    // Notes still open at the end of the track are dropped. Only keys of this track's notes can
+    // be open: reset those (most tracks use far fewer than the 2048 keys), so that the next track
+    // and the next file start clean.
+    let track_notes = &notes[track_start..];
+    if track_notes.len() < first.len() / 4 {
+        for r in track_notes {
+            first[(r.channel as usize) << 7 | r.pitch as usize] = Open::default();
+        }
+    } else {
+        first.fill(Open::default());
+    }
     for &k in touched.iter() {
         rest[k as usize].clear();
     }
@@ -542,6 +566,35 @@ pub struct Onsets {
     pub pitch: Vec<u8>,
     /// Channel 9 (percussion).
     pub is_drum: Vec<bool>,
+}
+
+/// What [`with_scan`] hands a tokenizer: the notes of [`parse`] (same pairing, same errors) in
+/// order of start tick, before any per-note array is built, and the first track's signatures.
+pub(crate) struct Scan<'a> {
+    /// Ticks per quarter note from the header.
+    pub(crate) ticks_per_quarter: u16,
+    /// The notes, sorted by start tick only; [`order_notes`] gives the order of [`Notes`].
+    pub(crate) notes: &'a mut [RawNote],
+    /// The file's tick -> seconds map.
+    pub(crate) tempo: &'a TempoMap,
+    /// Time signature events of the first track before its end-of-track: (tick, numerator,
+    /// log2 of the denominator as stored in the file).
+    pub(crate) time_signatures: &'a [(u64, u8, u8)],
+    /// Key signature events of the first track before its end-of-track: (sharps, minor).
+    pub(crate) key_signatures: &'a [(i8, bool)],
+}
+
+/// Scans a file like [`parse`] and lets `f` read the result from the thread's scratch buffers.
+pub(crate) fn with_scan<R>(bytes: &[u8], f: impl FnOnce(Scan<'_>) -> R) -> Result<R> {
+    scan_file(bytes, |s, resolution, tempo| {
+        f(Scan {
+            ticks_per_quarter: resolution,
+            notes: &mut s.raw,
+            tempo,
+            time_signatures: &s.time_signatures,
+            key_signatures: &s.key_signatures,
+        })
+    })
 }
 
 /// A file's header and chunk layout, checked by [`read_header`].
@@ -615,6 +668,8 @@ fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -
         taken.raw.clear();
         taken.tempos.clear();
         taken.pedal.clear();
+        taken.time_signatures.clear();
+        taken.key_signatures.clear();
         *cell.borrow_mut() = taken;
         result
     })
@@ -647,15 +702,16 @@ fn scan_tracks<'a>(
         s.first = vec![Open::default(); 16 * 128];
         s.rest = vec![Vec::new(); 16 * 128];
     }
-    s.first.fill(Open::default());
-    for list in s.rest.iter_mut() {
-        list.clear();
-    }
-    s.touched.clear();
+    // `scan_track` leaves `first`, `rest` and `touched` clean at the end of every track (a panic
+    // drops the scratch instead of putting it back), so they need no reset here.
+    debug_assert!(s.first.iter().all(|o| o.slot == 0) && s.rest.iter().all(Vec::is_empty));
+    debug_assert!(s.touched.is_empty());
     s.closed = 0;
     s.raw.clear();
     s.tempos.clear();
     s.pedal.clear();
+    s.time_signatures.clear();
+    s.key_signatures.clear();
     for (track_idx, track) in tracks.take(declared as usize).enumerate() {
         let events = track.map_err(|e| Error::Malformed(first_line(e)))?;
         let raw = events.unread();
@@ -667,7 +723,12 @@ fn scan_tracks<'a>(
 
 /// The notes of the scanned tracks ([`scan_file`] has sorted them by start tick).
 fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
-    let raw = &mut s.raw;
+    let start = order_notes(&mut s.raw, tempo);
+    note_arrays(resolution, &s.raw, start, &mut s.pedal, tempo)
+}
+
+/// Puts notes sorted by start tick in the order of [`Notes`] and returns their start times.
+pub(crate) fn order_notes(raw: &mut [RawNote], tempo: &TempoMap) -> Vec<f64> {
     // Each group of notes starting on the same tick (a chord: a few notes) is put in full order.
     let mut i = 0;
     while i + 1 < raw.len() {
@@ -704,7 +765,7 @@ fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
             raw[i] = r;
         }
     }
-    note_arrays(resolution, raw, start, &mut s.pedal, tempo)
+    start
 }
 
 /// [`Notes`] from notes in their final order with their start times, and the pedal events

@@ -14,11 +14,10 @@
 use crate::error::{Error, Result};
 use crate::midi_writer::{write_single_track, WriteNote};
 use crate::notes::Notes;
-use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use crate::pitch::{name_with_octave, normal_order_mask, parse_name_with_octave};
-use crate::token::{self, Token};
+use crate::token::{self, Sink, Token, TokenId, Tokens};
 
 /// The scheme's name.
 pub const NAME: &str = token::NOTES_CHORDS;
@@ -43,27 +42,37 @@ pub fn chord_token(pitches: &[u8]) -> Option<String> {
 
 /// [`chord_token`] from tables built once: 128 note names and the 4095 chords by pitch-class set.
 pub fn group_token(pitches: &[u8]) -> Option<&'static str> {
-    static NOTES: OnceLock<Vec<String>> = OnceLock::new();
-    static CHORDS: OnceLock<Vec<String>> = OnceLock::new();
+    group_id(pitches).map(|id| alphabet()[id as usize])
+}
+
+/// Every token of the scheme, by id (the ids of [`tokenize_ids`]): the 128 note names by MIDI
+/// pitch, then the chords by their pitch-class set as a 12-bit mask (1..4096, C = bit 0).
+pub fn alphabet() -> &'static [&'static str] {
+    static ALPHABET: OnceLock<Vec<&'static str>> = OnceLock::new();
+    ALPHABET.get_or_init(|| {
+        // Built once per process: the strings live as long as the program.
+        let notes = (0..=127u8).map(|p| name_with_octave(p).leak() as &str);
+        let chords = (1..4096u16).map(|mask| {
+            let order = normal_order_mask(mask);
+            let name = order
+                .iter()
+                .map(|pc| pc.to_string())
+                .collect::<Vec<_>>()
+                .join(".");
+            name.leak() as &str
+        });
+        notes.chain(chords).collect()
+    })
+}
+
+/// The id of [`group_token`].
+fn group_id(pitches: &[u8]) -> Option<TokenId> {
     let first = *pitches.first()?;
     if pitches.iter().all(|&p| p == first) {
-        let notes = NOTES.get_or_init(|| (0..=127u8).map(name_with_octave).collect());
-        return Some(notes[(first & 0x7f) as usize].as_str());
+        return Some((first & 0x7f) as TokenId);
     }
-    let chords = CHORDS.get_or_init(|| {
-        (0..4096u16)
-            .map(|mask| {
-                let order = normal_order_mask(mask);
-                order
-                    .iter()
-                    .map(|pc| pc.to_string())
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .collect()
-    });
     let mask = pitches.iter().fold(0u16, |m, &p| m | 1 << (p % 12));
-    Some(chords[mask as usize].as_str())
+    Some(127 + mask)
 }
 
 /// The MIDI pitches a token stands for when written back: a note name gives its pitch, a chord
@@ -128,24 +137,51 @@ impl Steps {
 /// The tokens of one file.
 pub fn tokenize(notes: &Notes) -> Result<Vec<Token>> {
     let onsets = (0..notes.len()).map(|i| (notes.is_drum[i], notes.start_tick[i], notes.pitch[i]));
-    tokens_of(notes.ticks_per_quarter, onsets)
+    let mut out = Tokens {
+        alphabet: alphabet(),
+        tokens: Vec::new(),
+    };
+    tokens_of(notes.ticks_per_quarter, onsets, &mut out)?;
+    Ok(out.tokens)
 }
 
 /// The tokens of a file's bytes: [`tokenize`] of [`crate::notes::parse`], computed from the
 /// onsets alone ([`crate::notes::parse_onsets`]) when their tick order is their time order, which
 /// skips building the notes' arrays.
 pub fn tokenize_bytes(bytes: &[u8]) -> Result<Vec<Token>> {
-    let tokens = crate::notes::with_onsets(bytes, |tpq, notes| {
+    let mut out = Tokens {
+        alphabet: alphabet(),
+        tokens: Vec::new(),
+    };
+    tokenize_bytes_into(bytes, &mut out)?;
+    Ok(out.tokens)
+}
+
+/// [`tokenize_bytes`] as ids into [`alphabet`].
+pub fn tokenize_ids(bytes: &[u8]) -> Result<Vec<TokenId>> {
+    let mut out = Vec::new();
+    tokenize_bytes_into(bytes, &mut out)?;
+    Ok(out)
+}
+
+fn tokenize_bytes_into(bytes: &[u8], out: &mut impl Sink) -> Result<()> {
+    let done = crate::notes::with_onsets(bytes, |tpq, notes| {
         tokens_of(
             tpq,
             notes
                 .iter()
                 .map(|n| (n.channel == 9, n.start_tick, n.pitch)),
+            &mut *out,
         )
     })?;
-    match tokens {
-        Some(tokens) => tokens,
-        None => tokenize(&crate::notes::parse(bytes)?),
+    match done {
+        Some(done) => done,
+        None => {
+            let notes = crate::notes::parse(bytes)?;
+            let onsets =
+                (0..notes.len()).map(|i| (notes.is_drum[i], notes.start_tick[i], notes.pitch[i]));
+            tokens_of(notes.ticks_per_quarter, onsets, out)
+        }
     }
 }
 
@@ -154,9 +190,10 @@ pub fn tokenize_bytes(bytes: &[u8]) -> Result<Vec<Token>> {
 fn tokens_of(
     tpq: u16,
     onsets: impl ExactSizeIterator<Item = (bool, u64, u8)>,
-) -> Result<Vec<Token>> {
+    tokens: &mut impl Sink,
+) -> Result<()> {
     let steps = Steps::new(tpq);
-    let mut tokens = Vec::with_capacity(onsets.len());
+    tokens.reserve(onsets.len());
     let mut group: Vec<u8> = Vec::new();
     let mut current: Option<u64> = None;
     // The notes of a chord share their tick: one division per distinct tick.
@@ -170,21 +207,21 @@ fn tokens_of(
             last_tick = Some(tick);
         }
         if current != Some(s) {
-            if let Some(tok) = group_token(&group) {
-                tokens.push(Cow::Borrowed(tok));
+            if let Some(id) = group_id(&group) {
+                tokens.push(id);
             }
             group.clear();
             current = Some(s);
         }
         group.push(pitch);
     }
-    if let Some(tok) = group_token(&group) {
-        tokens.push(Cow::Borrowed(tok));
+    if let Some(id) = group_id(&group) {
+        tokens.push(id);
     }
-    if tokens.is_empty() {
+    if tokens.len() == 0 {
         return Err(Error::NoNotes);
     }
-    Ok(tokens)
+    Ok(())
 }
 
 /// MIDI file bytes for a token sequence.

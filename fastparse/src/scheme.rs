@@ -4,12 +4,12 @@
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::notes::{parse, Notes};
+use crate::notes::Notes;
 use crate::{notes_chords, remi};
 
 // Defined in the leaf module `token` (the schemes and `error` use them too); re-exported here,
 // where they have always been.
-pub use crate::token::{Token, SCHEMES};
+pub use crate::token::{Token, TokenId, SCHEMES};
 
 /// A tokenization scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -78,10 +78,24 @@ impl Scheme {
             // From the onsets alone, without the notes' arrays (same tokens and errors).
             return notes_chords::tokenize_bytes(bytes);
         }
-        let notes = parse(bytes)?;
+        remi::tokenize_bytes(bytes, self.key_token())
+    }
+
+    /// Every token the scheme can write, by id: [`Scheme::tokenize_bytes_ids`] gives indices into
+    /// it. Equal strings are one entry (an id is a token).
+    pub fn alphabet(self) -> &'static [&'static str] {
         match self {
-            Scheme::NotesChords => notes_chords::tokenize(&notes),
-            _ => remi::tokenize(&notes, &remi::scan_meta(bytes), self.key_token()),
+            Scheme::NotesChords => notes_chords::alphabet(),
+            _ => remi::alphabet(),
+        }
+    }
+
+    /// [`Scheme::tokenize_bytes`] as ids into [`Scheme::alphabet`]: the same tokens, without a
+    /// string per token (a caller that numbers tokens can index a table instead of hashing).
+    pub fn tokenize_bytes_ids(self, bytes: &[u8]) -> Result<Vec<TokenId>> {
+        match self {
+            Scheme::NotesChords => notes_chords::tokenize_ids(bytes),
+            _ => remi::tokenize_ids(bytes, self.key_token()),
         }
     }
 
@@ -114,6 +128,7 @@ impl Scheme {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notes::parse;
 
     #[test]
     fn names_round_trip() {
@@ -124,6 +139,22 @@ mod tests {
             "nope".parse::<Scheme>(),
             Err(Error::UnknownScheme(_))
         ));
+    }
+
+    #[test]
+    fn ids_are_the_tokens() {
+        for name in SCHEMES {
+            let scheme: Scheme = name.parse().unwrap();
+            let alphabet = scheme.alphabet();
+            for file in crate::testdata::corpus().iter().take(40) {
+                let ids = scheme.tokenize_bytes_ids(file).unwrap();
+                let tokens = scheme.tokenize_bytes(file).unwrap();
+                assert!(ids
+                    .iter()
+                    .map(|&i| alphabet[i as usize])
+                    .eq(tokens.iter().map(|t| &**t)));
+            }
+        }
     }
 
     #[test]

@@ -19,3 +19,69 @@ pub const REMI_KEY_ESTIMATED: &str = "remi+key-estimated";
 
 /// Names of the available schemes.
 pub const SCHEMES: &[&str] = &[NOTES_CHORDS, REMI, REMI_KEY, REMI_KEY_ESTIMATED];
+
+/// A token as an index into its scheme's alphabet ([`crate::scheme::Scheme::alphabet`]).
+pub type TokenId = u16;
+
+/// Where a tokenizer writes its tokens: as strings ([`Tokens`]) or as alphabet ids
+/// (`Vec<TokenId>`). One tokenizer serves both without a conversion pass.
+pub(crate) trait Sink {
+    /// Appends the token with this id.
+    fn push(&mut self, id: TokenId);
+    /// Replaces the token at `index` (a tokenizer correcting what it wrote).
+    fn set(&mut self, index: usize, id: TokenId);
+    /// Tokens written so far.
+    fn len(&self) -> usize;
+    /// Room for `additional` more tokens.
+    fn reserve(&mut self, additional: usize);
+    /// Keeps the first `len` tokens.
+    fn truncate(&mut self, len: usize);
+}
+
+impl Sink for Vec<TokenId> {
+    #[inline]
+    fn push(&mut self, id: TokenId) {
+        Vec::push(self, id);
+    }
+    #[inline]
+    fn set(&mut self, index: usize, id: TokenId) {
+        self[index] = id;
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional);
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
+
+/// Token strings of an alphabet, written by id.
+pub(crate) struct Tokens {
+    pub(crate) alphabet: &'static [&'static str],
+    pub(crate) tokens: Vec<Token>,
+}
+
+impl Sink for Tokens {
+    #[inline]
+    fn push(&mut self, id: TokenId) {
+        self.tokens.push(Cow::Borrowed(self.alphabet[id as usize]));
+    }
+    #[inline]
+    fn set(&mut self, index: usize, id: TokenId) {
+        self.tokens[index] = Cow::Borrowed(self.alphabet[id as usize]);
+    }
+    #[inline]
+    fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    fn reserve(&mut self, additional: usize) {
+        self.tokens.reserve(additional);
+    }
+    fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+}
