@@ -35,6 +35,9 @@ class JobSpec:
     job_id: str
     dataset: str
     store: str
+    # The content digest of a sharded dataset when the job was submitted: lets the job find tokens
+    # cached for the same inputs without reading anything of the dataset ("" when not known).
+    dataset_digest: str = ""
     scheme: str = "notes-chords"
     composers: list[str] = field(default_factory=list)
     preset: str = "fast"

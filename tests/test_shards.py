@@ -125,19 +125,26 @@ def test_a_second_job_on_the_same_dataset_reuses_the_cached_tokens(store, shared
     assert (made.cache, made.shards_fetched) == ("miss", len(datasets.load_index(store, "all").shards))
     assert made.location == f"cache/tokens/{made.key}" and set(made.seconds) == {"fetch", "tokenize"}
 
-    # Deleting the shards proves the second job fetches none of them.
-    for key in store.list("datasets/all/shards"):
+    # A job submitted with the dataset's digest (as `composer submit` records it) finds the tokens
+    # without reading the dataset: with the whole dataset gone, it still gets them.
+    digest = datasets.info(store, "all").digest
+    for key in store.list("datasets/all"):
         store.delete(key)
-    second = _stages(store, "second", tmp_path, dataset="all", scheme="remi")
+    job = _job(store, "second", tmp_path / "second", dataset="all", scheme="remi", dataset_digest=digest)
+    second = tokenize.from_cache(job, job.spec.dataset_digest)
+    job.log.close()
     reused = corpora.record(store, "second")
     assert (reused.cache, reused.location, reused.shards_fetched) == ("hit", made.location, 0)
     assert jobstate.Progress.load(store, "second").token_cache == "hit"
-    assert np.array_equal(second.tokens, first.tokens) and second.vocab == first.vocab
-    # Another scheme or another composer filter is another cache entry: it has to fetch (and fails here).
+    assert np.array_equal(second.tokens, first.tokens) and second.vocab == first.vocab and second.files == first.files
+    # Another scheme or another composer filter is another cache entry: no hit.
     for job_id, spec in [("scheme", {"scheme": "notes-chords"}), ("who", {"scheme": "remi", "composers": ["bach"]})]:
-        with pytest.raises(JobFailed, match="is not in the store"):
-            _stages(store, job_id, tmp_path, dataset="all", **spec)
-        assert corpora.record(store, job_id) is None
+        other = _job(store, job_id, tmp_path / job_id, dataset="all", dataset_digest=digest, **spec)
+        assert tokenize.from_cache(other, digest) is None and corpora.record(store, job_id) is None
+        other.log.close()
+    unknown = _job(store, "none", tmp_path / "none", dataset="all", scheme="remi")
+    assert tokenize.from_cache(unknown, "") is None
+    unknown.log.close()
 
 
 def test_an_old_per_file_dataset_is_read_and_migrates_to_shards(store, shared_midi, tmp_path):

@@ -65,6 +65,8 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
                       **{name: settings.get(name) for name in GROWABLE})
     preflight(store, address)
     spec.dataset = datasets.resolve(store, dataset)
+    found = datasets.info(store, spec.dataset)
+    spec.dataset_digest = found.digest if found is not None else ""
     submit(spec, store, address)
     return spec
 
@@ -73,7 +75,7 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
 # else would make the continued run a different one (the model, its data, its data order).
 GROWABLE = ("epochs", "patience", "autoscale_wait")
 MODEL_FIELDS = tuple(f for f in JobSpec.__dataclass_fields__ if f not in (*GROWABLE, "job_id", "dataset", "store",
-                                                                          "created"))
+                                                                          "dataset_digest", "created"))
 
 
 def _refuse_changes(stored: JobSpec, given: dict[str, object], how: str) -> None:

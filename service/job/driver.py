@@ -51,7 +51,8 @@ def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
     """Run the job, or continue it: started again with the same id (`composer submit --resume`, a
     RayJob retried on a fresh cluster), the driver skips what the store says is done: a stored
     corpus is not fetched and tokenized again, and training goes on from the last checkpoint
-    (train.py). Generation and publishing are redone whole (MANIFEST last)."""
+    (train.py). Generation and publishing are redone whole (MANIFEST last). Tokens cached by an
+    earlier job with the same inputs are used without reading the dataset (tokenize.from_cache)."""
     from service.job import train
 
     spec = jobstate.load_spec(store, job_id)
@@ -59,7 +60,7 @@ def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
         job = JobRun(spec, store, Path(tmp), log, run_id)
         corpus = corpora.load_complete(store, job_id)
         if corpus is None:
-            corpus = tokenize.run(job, dataset.run(job))
+            corpus = tokenize.from_cache(job, spec.dataset_digest) or tokenize.run(job, dataset.run(job))
         else:
             log.line(f"the corpus is in the store already ({len(corpus.tokens)} tokens, {corpus.pieces} pieces)")
         job.phase("train", f"training on {spec.workers} workers")

@@ -22,26 +22,46 @@ from service.storage import corpus as corpora
 from service.storage import datasets, jobstate, shards
 
 
-def run(job: JobRun, selection: Selection) -> corpora.Corpus:
-    """The corpus, stored and recorded in jobs/<id>/tokens.json."""
-    import fastparse
+def from_cache(job: JobRun, digest: str) -> corpora.Corpus | None:
+    """The tokens an earlier job made from the same dataset content, scheme, composers and tokenizer,
+    recorded as this job's (nothing of the dataset is read); None when there are none."""
+    if not digest:
+        return None
+    key = _cache_key(job, digest)
+    location = corpora.cache_location(key)
+    if not corpora.is_complete(job.store, location):
+        return None
+    job.phase("tokenize", "tokens from the cache: nothing fetched or tokenized")
+    started = time.monotonic()
+    corpus = corpora.load(job.store, location)
+    record = corpora.TokensRecord(location, "hit", key, {"load": round(time.monotonic() - started, 3)})
+    return _commit(job, corpus, record)
 
-    spec = job.spec
-    job.phase("tokenize", f"tokenizing {selection.count} files ({spec.scheme})")
+
+def run(job: JobRun, selection: Selection) -> corpora.Corpus:
+    """The corpus of the chosen files, stored (in the cache for a sharded dataset)."""
+    cached = from_cache(job, selection.info.digest)  # a job submitted without the digest
+    if cached is not None:
+        return cached
+    job.phase("tokenize", f"tokenizing {selection.count} files ({job.spec.scheme})")
     if selection.index is not None:
-        key = corpora.cache_key(selection.info.digest, spec.scheme, spec.composers, fastparse.TOKENS_VERSION)
-        location = corpora.cache_location(key)
-        if corpora.is_complete(job.store, location):
-            started = time.monotonic()
-            corpus = corpora.load(job.store, location)
-            record = corpora.TokensRecord(location, "hit", key,
-                                          {"load": round(time.monotonic() - started, 3)})
-            job.say(f"tokens from the cache ({key[:12]}): nothing fetched or tokenized")
-        else:
-            corpus, record = _from_shards(job, selection, location)
-            record.key = key
+        key = _cache_key(job, selection.info.digest)
+        corpus, record = _from_shards(job, selection, corpora.cache_location(key))
+        record.key = key
     else:
         corpus, record = _from_paths(job, selection)
+    return _commit(job, corpus, record)
+
+
+def _cache_key(job: JobRun, digest: str) -> str:
+    import fastparse
+
+    return corpora.cache_key(digest, job.spec.scheme, job.spec.composers, fastparse.TOKENS_VERSION)
+
+
+def _commit(job: JobRun, corpus: corpora.Corpus, record: corpora.TokensRecord) -> corpora.Corpus:
+    """Check the training windows, then record the corpus as the job's (a continued job reuses it)."""
+    spec = job.spec
     train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
     corpora.save_record(job.store, spec.job_id, record)
     jobstate.update(job.store, spec.job_id, job.run_id, token_cache=record.cache)

@@ -19,6 +19,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -183,8 +184,53 @@ def _content_hash(entries: list[_Entry], source: Path) -> str:
     return shards.content_digest((e.name, sha256(e)) for e in entries)
 
 
-def _pack(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
-    """One entry into the shards, streamed; refused when it holds more or fewer bytes than declared."""
+WHOLE_FILE = 8 << 20  # files up to this size are read whole, ahead, on a helper thread
+READ_AHEAD = 32 << 20  # how much of them may wait in memory for the packer
+
+
+def _read_whole(entry: _Entry, source: Path) -> tuple[bytes, str]:
+    """A small entry's bytes and sha256 (decompressing and hashing release the GIL: this runs beside
+    the packing and the uploads)."""
+    with entry.open() as raw:
+        data = raw.read(entry.size + 1)
+    _check_size(entry, len(data), source)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _check_size(entry: _Entry, size: int, source: Path) -> None:
+    if size != entry.size:
+        how = "more" if size > entry.size else "fewer"
+        raise UserError(f"{entry.name} in {source} holds {how} bytes than its archive declares ({entry.size}): "
+                        "the archive is damaged or forged")
+
+
+def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -> None:
+    """Every entry into the shards, in order: small ones read ahead on a helper thread (a bounded
+    amount), large ones streamed here so that memory never holds one whole."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-read") as pool:
+        ahead: deque[tuple[_Entry, Future[tuple[bytes, str]] | None]] = deque()
+        waiting = 0
+        todo = iter(entries)
+        while True:
+            for entry in todo:
+                small = entry.size <= WHOLE_FILE
+                ahead.append((entry, pool.submit(_read_whole, entry, source) if small else None))
+                waiting += entry.size if small else 0
+                if waiting >= READ_AHEAD or not small:
+                    break
+            if not ahead:
+                return
+            entry, future = ahead.popleft()
+            if future is None:
+                _stream(writer, entry, source)
+                continue
+            data, sha256 = future.result()
+            waiting -= entry.size
+            writer.add_bytes(entry.name, data, sha256)
+
+
+def _stream(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
+    """One large entry into the shards, streamed; refused when it holds more or fewer bytes than declared."""
     with entry.open() as raw:
         capped = _Capped(raw, entry, source)
         try:
@@ -219,8 +265,7 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
                     done.result()
 
             writer = shards.ShardWriter(Path(tmp), finished)
-            for entry in sorted(entries, key=lambda e: e.name):
-                _pack(writer, entry, Path(source))
+            _pack_all(writer, sorted(entries, key=lambda e: e.name), Path(source))
             index = writer.close()
             for upload in uploads:
                 upload.result()
