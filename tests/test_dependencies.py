@@ -68,4 +68,4 @@ def test_every_import_is_a_declared_dependency(folder, extra):
 def test_the_checker_sees_a_missing_dependency(tmp_path):
     (tmp_path / "m.py").write_text("def f():\n    import verovio\n    from os import path\n    import service.x\n")
     assert imported(tmp_path) == {"verovio": "m.py"}
-    assert "verovio" in declared(None) and "pretty-midi" not in declared(None) and "pretty-midi" in declared("test")
+    assert "verovio" in declared(None) and "mido" not in declared(None) and "mido" in declared("test")
