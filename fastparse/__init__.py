@@ -13,6 +13,9 @@
   skips what cannot be used (model output) instead of raising ValueError.
 - Schemes (``SCHEMES``): "notes-chords" (the paper's), "remi" (bars, positions, pitch, velocity,
   duration), "remi+key" and "remi+key-estimated" (remi with a key token first); see fastparse/README.md.
+- ``RemiGrammar(vocab, scheme, rows, key_first=False)``: for sampling remi streams token by token,
+  ``allowed()`` -> (rows, vocab) bools of the ids that keep each stream strictly decodable,
+  ``push(ids)``, ``notes()``, ``can_end()``.
 - ``chord_token(pitches)`` -> the notes-chords token for simultaneous MIDI pitches.
 - Keys, as the remi+key schemes use them: ``estimate_key(histogram)`` -> key index
   (``2 * tonic + (1 if minor)``, Krumhansl-Schmuckler over 12 pitch-class weights, C first),
@@ -24,6 +27,7 @@ from fastparse._fastparse import (
     SCHEMES,
     TOKENS_VERSION,
     Notes,
+    RemiGrammar,
     Tokenized,
     __version__,
     chord_token,
@@ -40,6 +44,7 @@ __all__ = [
     "SCHEMES",
     "TOKENS_VERSION",
     "Notes",
+    "RemiGrammar",
     "Tokenized",
     "__version__",
     "chord_token",

@@ -62,7 +62,7 @@ class JobSpec:
     gpus_per_worker: float = 0.0
     autoscale_wait: float = 600.0  # seconds to wait for an autoscaler to add room for the workers
     samples: int = 4
-    sample_length: int = 256
+    sample_length: int = 256  # notes per generated piece (--length), in every scheme
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
@@ -110,7 +110,8 @@ def validate(spec: JobSpec) -> None:
                 "sample_length"]
     for name in positive:
         if getattr(spec, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(spec, name)}")
+            flag = "length" if name == "sample_length" else name.replace("_", "-")
+            raise UserError(f"--{flag} must be at least 1, got {getattr(spec, name)}")
     if spec.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {spec.patience}")
     if spec.steps_per_epoch is not None and spec.steps_per_epoch < 1:

@@ -93,6 +93,24 @@ def test_pulled_layout_matches_the_contract(s3_job):
     assert report["key_conditioning"] is False and report["keys"] is None
 
 
+def test_every_piece_has_audio_that_decodes_to_the_midi_s_length(s3_job):
+    """sample-NN.ogg and greedy-NN.ogg beside each MIDI file with notes: OGG Vorbis that a decoder reads,
+    as long as the music (within 1 s), neither silent nor clipped; listed in the pulled manifest."""
+    import soundfile
+
+    samples = s3_job["out"] / "samples"
+    midis = sorted(p for p in samples.glob("*.mid") if len(fastparse.read_notes(p)))
+    assert len(midis) >= 2
+    for midi in midis:
+        audio = midi.with_suffix(".ogg")
+        assert f"samples/{audio.name}" in s3_job["pulled"]["files"]
+        info = soundfile.info(str(audio))
+        assert (info.format, info.subtype, info.samplerate) == ("OGG", "VORBIS", 44100)
+        wave, rate = soundfile.read(str(audio))
+        assert abs(len(wave) / rate - float(fastparse.read_notes(midi).end.max())) <= 1.0
+        assert np.sqrt(np.mean(wave ** 2)) > 0.01 and np.abs(wave).max() < 1.0
+
+
 def test_sheet_music_is_real_notation(s3_job):
     from music21 import converter
 

@@ -16,6 +16,7 @@
 
 pub mod corpus;
 pub mod error;
+pub mod grammar;
 pub mod key;
 pub mod midi_writer;
 pub mod notes;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{
     PyFileNotFoundError, PyIsADirectoryError, PyKeyError, PyOSError, PyPermissionError,
     PyRuntimeError, PyTypeError, PyValueError,
@@ -16,6 +16,7 @@ use crate::corpus::{
     detokenize_ids_with, tokenize_files, tokenize_spans, Options, Tokenized, TOKENS_VERSION,
 };
 use crate::error::{catch, Error};
+use crate::grammar::Grammar;
 use crate::key::{self, Key};
 use crate::notes::{parse, read_file, Notes};
 use crate::notes_chords::chord_token as core_chord_token;
@@ -601,10 +602,92 @@ fn key_scale(index: i64) -> PyResult<Vec<i64>> {
         .map_err(|e| to_pyerr(None, e))
 }
 
+/// RemiGrammar(vocab, scheme="remi", rows=1, key_first=False)
+///
+/// The remi grammar for `rows` streams sampled one token at a time: `allowed()` gives, per stream,
+/// which vocabulary ids keep it a stream that `detokenize(..., strict=True)` accepts; `push(ids)`
+/// appends one id to every stream (ValueError for one not allowed; -1 skips a stream); `notes()` counts each stream's
+/// notes; `can_end()` says which streams may stop (after a note). `key_first`: a remi+key stream
+/// whose Key the caller writes itself (the streams start after it).
+#[pyclass(name = "RemiGrammar", module = "fastparse")]
+pub struct PyRemiGrammar {
+    grammar: Grammar,
+}
+
+#[pymethods]
+impl PyRemiGrammar {
+    #[new]
+    #[pyo3(signature = (vocab, scheme = "remi", rows = 1, key_first = false))]
+    fn new(vocab: Vec<String>, scheme: &str, rows: usize, key_first: bool) -> PyResult<Self> {
+        let with_key =
+            match scheme_of(scheme)? {
+                Scheme::NotesChords => return Err(invalid_argument(
+                    "RemiGrammar needs a remi scheme, not notes-chords (whose every token decodes)"
+                        .into(),
+                )),
+                Scheme::Remi => false,
+                _ => true,
+            };
+        Ok(PyRemiGrammar {
+            grammar: Grammar::new(&vocab, with_key, rows, key_first),
+        })
+    }
+
+    /// (rows, len(vocab)) bool array: True where the id may come next.
+    fn allowed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        let (rows, n) = (self.grammar.rows(), self.grammar.vocab_len());
+        let mut flags = vec![false; rows * n];
+        for (row, chunk) in flags.chunks_mut(n.max(1)).enumerate().take(rows) {
+            self.grammar.allowed(row, chunk);
+        }
+        PyArray1::from_vec(py, flags)
+            .reshape([rows, n])
+            .expect("rows * n flags")
+    }
+
+    /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
+    fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
+        if ids.len() != self.grammar.rows() {
+            return Err(invalid_argument(format!(
+                "push takes one id per stream: {} streams, {} ids",
+                self.grammar.rows(),
+                ids.len()
+            )));
+        }
+        for (row, &id) in ids.iter().enumerate() {
+            if let Ok(id) = usize::try_from(id) {
+                self.grammar.push(row, id).map_err(|e| to_pyerr(None, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes written per stream (numpy int64).
+    fn notes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_vec(
+            py,
+            (0..self.grammar.rows())
+                .map(|r| self.grammar.notes(r) as i64)
+                .collect(),
+        )
+    }
+
+    /// Per stream: whether it may end here (its last token completes a note).
+    fn can_end<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        PyArray1::from_vec(
+            py,
+            (0..self.grammar.rows())
+                .map(|r| self.grammar.can_end(r))
+                .collect(),
+        )
+    }
+}
+
 #[pymodule]
 fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNotes>()?;
     m.add_class::<PyTokenized>()?;
+    m.add_class::<PyRemiGrammar>()?;
     m.add_function(wrap_pyfunction!(read_notes, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize_members, m)?)?;

@@ -89,6 +89,7 @@ def submit(
     autoscale_wait: Annotated[float | None, typer.Option(help="Seconds to wait for an autoscaler to add nodes for "
                                                          "the workers before failing (default 600)")] = None,
     samples: Annotated[int | None, typer.Option(help="Pieces to generate (default 4)")] = None,
+    length: Annotated[int | None, typer.Option(help="Notes per generated piece (default 256)")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the job's samples")] = None,
     top_k: Annotated[int | None, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (1: off)")] = None,
@@ -107,6 +108,7 @@ def submit(
     the_store = _store(store)
     settings = dict(epochs=epochs, patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
                     batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker, samples=samples,
+                    sample_length=length,
                     seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
                     key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait)
@@ -260,7 +262,7 @@ def generate(
     model: Annotated[Path, typer.Option("--model", help="The model/ folder of a pulled job")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the generated files")],
     samples: Annotated[int, typer.Option(min=1)] = 4,
-    length: Annotated[int, typer.Option(min=1, help="Tokens per sample")] = 256,
+    length: Annotated[int, typer.Option(min=1, help="Notes per sample (in every scheme)")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0)")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1: off)")] = 1.0,
@@ -273,6 +275,7 @@ def generate(
                                                   "(a model trained with --key-conditioning)")] = None,
     sheet_music: Annotated[bool, typer.Option("--sheet-music/--no-sheet-music",
                                               help="Also write .musicxml, .svg and .png")] = True,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Also write .ogg audio (piano)")] = True,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
     from service.music.sampling import Sampling
@@ -281,7 +284,7 @@ def generate(
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from service.model.generate import generate_from_model_dir
 
-    paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music)
+    paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio)
     out.print(f"wrote {len(paths)} samples to {out_dir}/ (report.json has the settings and quality)")
 
 

@@ -1,5 +1,5 @@
 """Stage 4: the best epoch's network writes the job's samples, with the job's sampling and with the
-paper's greedy argmax from the same primers, engraved and scored against the corpus."""
+paper's greedy argmax from the same primers, as MIDI and audio, engraved and scored against the corpus."""
 
 from __future__ import annotations
 
@@ -30,17 +30,20 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
     primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
     sampled = generate(trained, primers, spec.sample_length, spec.sampling(), rng, out / "samples")
-    job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} tokens in {sampled.seconds:.2f} s "
-            f"({sampled.ms_per_step:.2f} ms per step for the batch), engraved as MusicXML, SVG and PNG")
+    job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} notes in {sampled.seconds:.2f} s "
+            f"({sampled.ms_per_step:.2f} ms per step for the batch), with their audio (OGG), engraved as MusicXML, "
+            "SVG and PNG")
     greedy = generate(trained, primers, spec.sample_length, Sampling(greedy=True), rng, out / "samples",
                       sheet_music=False, prefix="greedy")
+    # Corpus excerpts as long (in tokens) as the samples, to compare like with like.
+    excerpt = max(1, round(float(np.mean([len(t) for t in sampled.tokens]))))
     reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, spec.scheme,
-                                               spec.sample_length, 32, np.random.default_rng(spec.seed))
+                                               excerpt, 32, np.random.default_rng(spec.seed))
     return {
         "samples": [p.name for p in sampled.paths],
         "greedy_samples": [p.name for p in greedy.paths],
         "keys": None if sampled.keys is None else [key_name(int(k)) for k in sampled.keys],
-        "sampling": {**spec.sampling().describe(), "length": spec.sample_length, "seed": spec.seed,
+        "sampling": {**spec.sampling().describe(), "notes": spec.sample_length, "seed": spec.seed,
                      "primer": "random training window", "decoder": "stateful, batched",
                      "ms_per_step": sampled.ms_per_step},
         "quality": {

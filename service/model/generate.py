@@ -127,24 +127,65 @@ def banned_for_key(model: ModelInfo, key: int) -> np.ndarray:
     return np.flatnonzero((of_token >= 0) & (of_token != key))
 
 
-def sample(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
-           banned: np.ndarray | None = None) -> np.ndarray:
-    """Continue each primer row by `length` tokens; returns (rows, length) new token ids."""
+def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling, rng: np.random.Generator,
+           banned: np.ndarray | None = None) -> list[np.ndarray]:
+    """Continue each primer row until it has written `notes` notes; returns each row's new token ids.
+
+    Every row is a stream that decodes strictly on its own: for remi schemes fastparse's grammar
+    masks, at each step, the tokens that would break it (its first token is then a TimeSig, after
+    the Key a key-conditioned row gets written before it); for notes-chords, where every token is a
+    note or a chord, tokens with more notes than a row has left are masked. The masks are numpy
+    (and one native call per step for the grammar): no framework call is added to a step."""
+    import fastparse
+
     keys = model.keys_for(primers)
+    rows = len(primers.tokens)
+    grammar = None
+    if model.scheme != "notes-chords":
+        grammar = fastparse.RemiGrammar(model.vocab, model.scheme, rows, key_first=keys is not None)
+    else:
+        per_token = notes_per_token(model.vocab, model.scheme)
+    written = np.zeros(rows, dtype=np.int64)
+    done = np.zeros(rows, dtype=bool)
+    out: list[list[int]] = [[] for _ in range(rows)]
     logits = model.decoder.run(primers.tokens, keys)
-    out = np.zeros((len(primers.tokens), length), dtype=np.int32)
-    for t in range(length):
+    # A stream writes at least one token per note; a generous cap stops a model that would only
+    # ever open empty bars.
+    for _ in range(notes * 16 + 64):
         if banned is not None and len(banned):
             logits[:, banned] = -np.inf
-        out[:, t] = choose(logits, sampling, rng)
-        logits = model.decoder.step(out[:, t], keys)
-    return out
+        if grammar is not None:
+            logits[~grammar.allowed()] = -np.inf
+        else:
+            left = np.where(done, notes, notes - written)  # a finished row's choice is not used
+            logits[(per_token[None, :] > left[:, None]) | (per_token[None, :] == 0)] = -np.inf
+        chosen = choose(logits, sampling, rng)
+        if grammar is not None:
+            grammar.push(np.where(done, -1, chosen).tolist())
+            written = grammar.notes()
+        else:
+            written = written + np.where(done, 0, per_token[chosen])
+        for row in np.flatnonzero(~done):
+            out[row].append(int(chosen[row]))
+        done |= written >= notes
+        if done.all():
+            break
+        logits = model.decoder.step(chosen, keys)
+    return [np.asarray(row, dtype=np.int32) for row in out]
 
 
-def write_midi(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str = "sample",
+def notes_per_token(vocab: list[str], scheme: str) -> np.ndarray:
+    """For notes-chords: how many notes each vocabulary token writes (a chord token several)."""
+    import fastparse
+
+    return np.array([len(fastparse.read_notes(fastparse.detokenize([i], vocab, scheme=scheme, strict=False)))
+                     for i in range(len(vocab))], dtype=np.int64)
+
+
+def write_midi(model: TrainedModel, tokens: list[np.ndarray], out: Path, prefix: str = "sample",
                keys: np.ndarray | None = None) -> list[Path]:
     """One MIDI file per row; with keys (a key-conditioned model), each row's key token goes first, so
-    the file carries that key signature."""
+    the file carries that key signature. Rows from `sample` decode strictly: that is checked."""
     import fastparse
 
     out.mkdir(parents=True, exist_ok=True)
@@ -154,8 +195,7 @@ def write_midi(model: TrainedModel, tokens: np.ndarray, out: Path, prefix: str =
         path = out / f"{prefix}-{i:02d}.mid"
         if keys is not None and key_token(int(keys[i - 1])) in ids:
             row = np.concatenate([[ids[key_token(int(keys[i - 1]))]], row]).astype(np.int32)
-        # Lenient: a sampled stream may break the scheme's grammar here and there; skip those bits.
-        path.write_bytes(fastparse.detokenize(row, model.vocab, scheme=model.scheme, strict=False))
+        path.write_bytes(fastparse.detokenize(row, model.vocab, scheme=model.scheme, strict=True))
         paths.append(path)
     return paths
 
@@ -175,22 +215,23 @@ def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | No
 @dataclass
 class Generated:
     paths: list[Path]  # one MIDI file per row
-    tokens: np.ndarray  # (rows, length) sampled token ids
+    tokens: list[np.ndarray]  # each row's sampled token ids
     keys: np.ndarray | None  # each row's conditioning key, for a key-conditioned model
     seconds: float  # the sampling alone
 
     @property
     def ms_per_step(self) -> float:
-        return round(1000 * self.seconds / max(self.tokens.shape[1], 1), 3)
+        return round(1000 * self.seconds / max(max((len(t) for t in self.tokens), default=0), 1), 3)
 
 
-def generate(model: TrainedModel, primers: Primers, length: int, sampling: Sampling, rng: np.random.Generator,
+def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling, rng: np.random.Generator,
              out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
-             prefix: str = "sample") -> Generated:
+             prefix: str = "sample", audio: bool = True) -> Generated:
     """The one generation path, for the job's samples and for `composer generate`: continue each primer
-    row by `length` tokens, write one MIDI file per row (PREFIX-NN.mid) and engrave it when asked."""
+    row by `notes` notes, write one MIDI file per row (PREFIX-NN.mid), its audio (PREFIX-NN.ogg)
+    and its engraving when asked."""
     started = time.monotonic()
-    tokens = sample(model, primers, length, sampling, rng, banned)
+    tokens = sample(model, primers, notes, sampling, rng, banned)
     seconds = time.monotonic() - started
     keys = model.keys_for(primers)
     paths = write_midi(model, tokens, out, prefix=prefix, keys=keys)
@@ -200,7 +241,22 @@ def generate(model: TrainedModel, primers: Primers, length: int, sampling: Sampl
         for row, path in enumerate(paths):
             render_sample(path, title=f"{model.spec.job_id}: {path.stem}",
                           key=None if keys is None else int(keys[row]))
+    if audio:
+        write_audio(paths)
     return Generated(paths, tokens, keys, seconds)
+
+
+def write_audio(paths: list[Path]) -> list[Path]:
+    """PREFIX-NN.ogg beside each MIDI file that has notes (a piece without any has nothing to hear)."""
+    import fastparse
+    from service.music.audio import render
+
+    written = []
+    for path in paths:
+        if len(fastparse.read_notes(path)):
+            render(path, path.with_suffix(".ogg"))
+            written.append(path.with_suffix(".ogg"))
+    return written
 
 
 def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Generator,
@@ -213,8 +269,9 @@ def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Ge
     return chosen if key is None else chosen.in_key(key)
 
 
-def generate_from_model_dir(model_dir: Path, out: Path, samples: int, length: int, sampling: Sampling, seed: int,
-                            primer: Path | None = None, key: str | None = None, sheet_music: bool = True) -> list[Path]:
+def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
+                            primer: Path | None = None, key: str | None = None, sheet_music: bool = True,
+                            audio: bool = True) -> list[Path]:
     """`composer generate`: sample from a pulled model into `out`, with report.json (settings and quality)."""
     from service.model.report import write_report
     from service.music.keys import parse_key
@@ -232,8 +289,8 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, length: in
         chosen = choose_primers(info, bank, samples, rng, key_index)
     else:
         chosen = from_file if key_index is None else from_file.in_key(key_index)
-    done = generate(trained, chosen, length, sampling, rng, out, banned, sheet_music)
-    settings = {**sampling.describe(), "length": length, "seed": seed, "model": str(model_dir),
+    done = generate(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio=audio)
+    settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
                 "primer": str(primer) if primer else "random training window", "key": key}
     write_report(out / "report.json", {
         "samples": [p.name for p in done.paths],

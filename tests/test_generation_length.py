@@ -1,0 +1,77 @@
+"""--length counts notes, and every sampled stream decodes strictly: fastparse's remi grammar masks
+what would break a stream (so even an untrained model writes whole music), and notes-chords masks
+chords with more notes than a piece has left."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastparse
+from service.model.architecture import build_model
+from service.model.generate import Primers, decoder_for, notes_per_token, sample
+from service.model.windows import make_dataset, train_val_starts
+from service.music.sampling import Sampling
+from service.spec import build_spec
+
+
+def _untrained(shared_midi, scheme: str, key_conditioning: bool = False):
+    """A tiny network after one training step on a few real files, and primer windows from them."""
+    paths = sorted((shared_midi / "final-fantasy").glob("*.mid"))[:6]
+    result = fastparse.tokenize([str(p) for p in paths], scheme=scheme)
+    tokens, offsets, vocab = np.asarray(result.tokens), np.asarray(result.offsets), list(result.vocab)
+    spec = build_spec("composer-length", "d", "/tmp/s", "tiny", scheme=scheme, seq_len=32,
+                      key_conditioning=key_conditioning)
+    starts, _ = train_val_starts(offsets, spec.seq_len, 0.1, 0)
+    model = build_model(spec, len(vocab))
+    keys = None
+    if key_conditioning:
+        from service.music.keys import piece_keys
+
+        keys = (offsets, piece_keys(tokens, offsets, vocab))
+    model.fit(make_dataset(tokens, starts, spec.seq_len, 8, 0, piece_keys=keys), epochs=1, steps_per_epoch=1,
+              verbose=0)
+    rows = 4
+    primers = Primers(np.stack([tokens[s:s + spec.seq_len] for s in starts[:rows]]).astype(np.int32),
+                      np.full(rows, 14, np.int8))  # G major, for the key-conditioned one
+    return decoder_for(model, spec, vocab, scheme), primers, vocab
+
+
+@pytest.mark.parametrize("scheme,keyed", [("remi", False), ("remi+key", False), ("remi+key-estimated", True),
+                                          ("notes-chords", False)])
+@pytest.mark.parametrize("greedy", [False, True])
+def test_an_untrained_model_writes_exactly_the_notes_asked_for(shared_midi, scheme, keyed, greedy):
+    trained, primers, vocab = _untrained(shared_midi, scheme, keyed)
+    rows = sample(trained, primers, 64, Sampling(greedy=greedy, temperature=1.5), np.random.default_rng(3))
+    assert len(rows) == 4
+    for row in rows:
+        stream = row
+        if keyed:  # the job writes the conditioning key first (write_midi)
+            stream = np.concatenate([[vocab.index("Key_G_major")], row]) if "Key_G_major" in vocab else row
+        midi = fastparse.detokenize(stream, vocab, scheme=scheme, strict=True)  # raises on any broken token
+        assert len(fastparse.read_notes(midi)) == 64
+        lenient = fastparse.detokenize(stream, vocab, scheme=scheme, strict=False)
+        assert lenient == midi  # nothing was dropped
+
+
+def test_the_grammar_refuses_a_token_out_of_place(shared_midi):
+    vocab = ["Bar", "Duration_12", "Pitch_60", "Position_0", "TimeSig_4/4", "Velocity_80"]
+    grammar = fastparse.RemiGrammar(vocab, "remi", rows=2)
+    assert grammar.allowed().tolist() == [[False, False, False, False, True, False]] * 2
+    with pytest.raises(ValueError, match="token id 2 is not allowed next in stream 0"):
+        grammar.push([2, 4])
+    with pytest.raises(ValueError, match="needs a remi scheme"):
+        fastparse.RemiGrammar(vocab, "notes-chords")
+    grammar = fastparse.RemiGrammar(vocab, "remi", rows=1)
+    for token in ["TimeSig_4/4", "Bar", "Position_0", "Pitch_60", "Velocity_80", "Duration_12"]:
+        assert grammar.allowed()[0, vocab.index(token)]
+        grammar.push([vocab.index(token)])
+    assert grammar.notes().tolist() == [1] and grammar.can_end().tolist() == [True]
+
+
+def test_notes_per_token_counts_chords(shared_midi):
+    result = fastparse.tokenize([str(p) for p in sorted((shared_midi / "final-fantasy").glob("*.mid"))[:3]])
+    vocab = list(result.vocab)
+    counts = notes_per_token(vocab, "notes-chords")
+    for token, count in zip(vocab, counts, strict=True):
+        assert count == (len(token.split(".")) if "." in token else 1), token
