@@ -233,3 +233,42 @@ def composer_image(docker_engine, tmp_path_factory: pytest.TempPathFactory) -> C
     seconds = engines.build_image(docker_engine, REPO, base, log)
     print(f"\ncomposer image built in {seconds:.0f} s on {base or engines.OFFICIAL_BASE} (log: {log})")
     return ComposerImage(docker_engine, engines.IMAGE, base, seconds)
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Headless Chromium from Debian's packages (`chromium`, `chromium-driver`), driven by Selenium.
+
+    Missing packages are installed with apt-get (as root; without recommends, which would upgrade
+    systemd and start avahi on the machine); the browser is quit, with its driver, after the session.
+    Its browser log is kept (goog:loggingPrefs), so tests can read the console with get_log("browser")."""
+    browser, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    if not (browser.is_file() and driver_path.is_file()):
+        if os.geteuid() != 0:
+            pytest.skip("chromium and chromium-driver are not installed, and installing them needs root")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
+        started = time.monotonic()
+        proc = subprocess.run(install, env=env, capture_output=True, text=True)
+        if proc.returncode:  # package lists missing or stale (a security update replaced the version they name)
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True, text=True)
+            proc = subprocess.run(install, env=env, capture_output=True, text=True)
+        if proc.returncode:
+            pytest.fail(f"apt-get could not install chromium: {proc.stderr[-2000:]}")
+        print(f"\ninstalled chromium and chromium-driver in {time.monotonic() - started:.0f} s")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(browser)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
+                "--no-first-run", "--window-size=1200,900",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The driver's path is given, so Selenium Manager (which would download a driver) never runs.
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(driver_path)))
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -111,6 +111,30 @@ def test_every_piece_has_audio_that_decodes_to_the_midi_s_length(s3_job):
         assert np.sqrt(np.mean(wave ** 2)) > 0.01 and np.abs(wave).max() < 1.0
 
 
+def test_the_pulled_job_s_page_plays_and_shows_everything_offline(s3_job, chromium, tmp_path):
+    """report.html opened from the pulled folder in headless Chromium: every audio element loads with its
+    file's duration, every image decodes, nothing points off the machine, no console error.
+    COMPOSER_UPDATE_SCREENSHOT=1 writes its screenshot to docs/report.png (README shows it)."""
+    import os
+
+    from browser import check_page, open_page, screenshot
+    from conftest import REPO
+
+    page = s3_job["out"] / "report.html"
+    assert "report.html" in s3_job["pulled"]["files"]
+    open_page(chromium, page)
+    seen = check_page(chromium, page)
+    pieces = sorted(p.stem for p in (s3_job["out"] / "samples").glob("*.mid"))
+    assert sorted(seen["pieces"]) == pieces
+    assert sorted(seen["audio"]) == sorted(p.name for p in (s3_job["out"] / "samples").glob("*.ogg"))
+    assert "loss.png" in seen["images"] and "samples/sample-01.png" in seen["images"]
+    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    assert s3_job["result"]["job_id"] in seen["text"]
+    update = os.environ.get("COMPOSER_UPDATE_SCREENSHOT") == "1"
+    shot = screenshot(chromium, REPO / "docs" / "report.png" if update else tmp_path / "report.png")
+    assert shot.stat().st_size < 400_000
+
+
 def test_sheet_music_is_real_notation(s3_job):
     from music21 import converter
 
@@ -239,7 +263,7 @@ def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
     out = tmp_path / "out"
     proc = run_cli("submit", "--dataset", "bach", *TINY, "--wait", "--to", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"the music is in {out / 'samples'}/" in proc.stdout
+    assert f"open {out / 'report.html'} to hear and see it" in proc.stdout
     meta = json.loads((store / "datasets" / "bach" / "dataset.json").read_text())
     assert meta["files"] > 300  # the chorales bundled with music21, exported once
     index = json.loads((store / "datasets" / "bach" / "index.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import fastparse
 from service.music.quality import describe, distinct_ngram_ratio, estimate_key, js_distance, longest_loop
@@ -62,3 +63,23 @@ def test_every_key_in_a_report_has_the_token_s_spelling():
     e_flat[[3, 5, 7, 8, 10, 0, 2]] += 1
     e_flat[[3, 7, 10]] += 2
     assert str(estimate_key(e_flat)) == "D# major"  # as the Key_D#_major token spells it; never "E- major"
+
+
+def test_rhythm_measures_tell_an_even_pulse_from_real_rhythm(shared_midi):
+    """The paper's failure, measured: an even half-quarter pulse has one duration, every other onset on
+    a beat, and duration/onset-interval distributions far from a real corpus; a real piece is close."""
+    from service.music.quality import RHYTHM_BINS, corpus_reference
+
+    paths = sorted((shared_midi / "piano-scores").glob("*.mid"))[:8]
+    corpus = fastparse.tokenize([str(p) for p in paths[1:]], scheme="remi")
+    _, reference = corpus_reference(np.asarray(corpus.tokens), np.asarray(corpus.offsets), list(corpus.vocab),
+                                    "remi", 4000, 16, np.random.default_rng(0))
+    assert reference.duration.sum() == pytest.approx(1) and len(reference.ioi) == len(RHYTHM_BINS)
+    real = fastparse.tokenize([str(paths[0])], scheme="remi", vocab=list(corpus.vocab))
+    real_stats = describe([np.asarray(real.tokens)], list(corpus.vocab), "remi", reference)
+    vocab = ["C4", "E4", "G4"]  # notes-chords: one note per half quarter, each half a quarter long
+    pulse_stats = describe([np.array([0, 1, 2] * 40)], vocab, "notes-chords", reference)
+    assert pulse_stats["min_distinct_durations"] == 1 and real_stats["min_distinct_durations"] >= 3
+    assert pulse_stats["onsets_on_beat_share"] == pytest.approx(0.5)
+    for measure in ("duration_js_distance_to_corpus", "ioi_js_distance_to_corpus"):
+        assert real_stats[measure] + 0.1 < pulse_stats[measure], measure

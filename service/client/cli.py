@@ -145,8 +145,9 @@ def submit(
     if as_json:
         print(json.dumps({**final.as_dict(), **({"to": str(to), "files": pulled} if pulled else {})}))
     elif final.state == "SUCCEEDED" and pulled:
-        out.print(f"[green]{job_id} succeeded[/]: the music is in {to / 'samples'}/ "
-                  f"(MIDI), the model in {to / 'model'}/, the report in {to / 'report.json'}")
+        out.print(f"[green]{job_id} succeeded[/]: open {to / 'report.html'} to hear and see it; the music is in "
+                  f"{to / 'samples'}/ (MIDI, OGG, sheet music), the model in {to / 'model'}/, the numbers in "
+                  f"{to / 'report.json'}")
     elif final.state == "SUCCEEDED":
         out.print(f"[green]{job_id} succeeded[/]; fetch the model and music with "
                   f"`composer pull {job_id} --to ./{job_id}`")
@@ -285,7 +286,8 @@ def generate(
     from service.model.generate import generate_from_model_dir
 
     paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio)
-    out.print(f"wrote {len(paths)} samples to {out_dir}/ (report.json has the settings and quality)")
+    out.print(f"wrote {len(paths)} samples to {out_dir}/: open {out_dir / 'report.html'} to hear and see them "
+              "(report.json has the settings and quality)")
 
 
 @datasets_app.command("list")

@@ -37,7 +37,7 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
                       sheet_music=False, prefix="greedy")
     # Corpus excerpts as long (in tokens) as the samples, to compare like with like.
     excerpt = max(1, round(float(np.mean([len(t) for t in sampled.tokens]))))
-    reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, spec.scheme,
+    reference, measures = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, spec.scheme,
                                                excerpt, 32, np.random.default_rng(spec.seed))
     return {
         "samples": [p.name for p in sampled.paths],
@@ -47,8 +47,8 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
                      "primer": "random training window", "decoder": "stateful, batched",
                      "ms_per_step": sampled.ms_per_step},
         "quality": {
-            "corpus": quality.describe(reference, corpus.vocab, spec.scheme, hist),
-            "sampled": describe_samples(trained, sampled.tokens, sampled.keys, hist),
-            "greedy": describe_samples(trained, greedy.tokens, greedy.keys, hist),
+            "corpus": quality.describe(reference, corpus.vocab, spec.scheme, measures),
+            "sampled": describe_samples(trained, sampled.tokens, sampled.keys, measures),
+            "greedy": describe_samples(trained, greedy.tokens, greedy.keys, measures),
         },
     }

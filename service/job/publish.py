@@ -1,10 +1,12 @@
-"""Stage 5: report.json and the loss curve beside the model and samples, all uploaded with their
-checksums; MANIFEST.json last, so its presence means the results are complete."""
+"""Stage 5: report.json, the loss curve and report.html (the page to hear and see the job) beside the
+model and samples, all uploaded with their checksums; MANIFEST.json last, so its presence means the
+results are complete."""
 
 from __future__ import annotations
 
 from service.job.context import JobRun
 from service.model.report import loss_plot, write_report
+from service.music.page import write_page
 from service.storage import corpus as corpora
 from service.storage import jobstate
 from service.storage.manifest import publish_dir
@@ -27,6 +29,7 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
         "seconds_per_phase": (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id))
         .phase_seconds,
     })
+    write_page(out)
     # metrics.jsonl is in the store already, at the same key: listed in the manifest, not uploaded again.
     publish_dir(job.store, spec.job_id, out, stored={jobstate.METRICS: metrics})
 

@@ -18,6 +18,7 @@ import numpy as np
 from service.errors import UserError
 from service.model.architecture import decoder_for as network_decoder
 from service.model.decoder import LstmDecoder
+from service.music import quality
 from service.music.keys import key_name, key_token, piece_keys, token_keys
 from service.music.sampling import Sampling, choose
 from service.spec import JobSpec
@@ -201,12 +202,10 @@ def write_midi(model: TrainedModel, tokens: list[np.ndarray], out: Path, prefix:
 
 
 def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | None,
-                     reference_hist: np.ndarray | None = None) -> dict:
+                     reference: quality.Reference | None = None) -> dict:
     """report.json's quality of generated rows; for a key-conditioned model also the share of notes
     in each row's conditioning key."""
-    from service.music import quality
-
-    described = quality.describe(list(tokens), model.vocab, model.scheme, reference_hist)
+    described = quality.describe(list(tokens), model.vocab, model.scheme, reference)
     if keys is not None:
         described["in_conditioned_key_share"] = quality.share_in_keys(list(tokens), model.vocab, model.scheme, keys)
     return described
@@ -272,7 +271,8 @@ def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Ge
 def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
                             primer: Path | None = None, key: str | None = None, sheet_music: bool = True,
                             audio: bool = True) -> list[Path]:
-    """`composer generate`: sample from a pulled model into `out`, with report.json (settings and quality)."""
+    """`composer generate`: sample from a pulled model into `out`, with report.json (settings and quality)
+    and report.html (the page to hear and see them)."""
     from service.model.report import write_report
     from service.music.keys import parse_key
 
@@ -298,4 +298,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
         "settings": {**settings, "decoder": "stateful, batched", "ms_per_step": done.ms_per_step},
         "quality": {"sampled": describe_samples(trained, done.tokens, done.keys)},
     })
+    from service.music.page import write_page
+
+    write_page(out)
     return done.paths

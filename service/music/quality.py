@@ -5,6 +5,10 @@ argmax sampling stuck repeating one pattern). Note-level, from the MIDI that fas
 the tokens (so corpus and samples go through the same detokenizer): pitch-class histogram entropy
 and Jensen-Shannon distance to the corpus, notes per 4/4 bar, polyphony (notes per onset), and the
 share of notes in the key fastparse estimates (the same estimator and names as the remi+key tokens).
+Rhythm (the paper's other failure: every note half a quarter after the last): the distributions of
+note durations and of inter-onset intervals, in musical bins (RHYTHM_BINS quarters), each compared
+with the corpus's by Jensen-Shannon distance; the share of onsets on a beat; the distinct durations
+of the least varied piece.
 """
 
 from __future__ import annotations
@@ -83,18 +87,57 @@ def piece_notes(midi: bytes) -> dict[str, np.ndarray | int]:
 
     n = fastparse.read_notes(midi)
     keep = ~n.is_drum
-    return {"pitch": n.pitch[keep], "start_tick": n.start_tick[keep], "tpq": n.ticks_per_quarter}
+    return {"pitch": n.pitch[keep], "start_tick": n.start_tick[keep], "end_tick": n.end_tick[keep],
+            "tpq": n.ticks_per_quarter}
+
+
+# Note values in quarters (a 32nd note up to a whole note and beyond); a duration or an inter-onset
+# interval counts in the nearest one on a log scale, so a dotted eighth and a sixteenth differ but
+# 0.49 and 0.5 quarters do not.
+RHYTHM_BINS = np.array([1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 4, 1, 4 / 3, 3 / 2, 2, 3, 4, 6, 8])
+_EDGES = np.sqrt(RHYTHM_BINS[1:] * RHYTHM_BINS[:-1])
+
+
+def _rhythm_hist(quarters: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.digitize(quarters, _EDGES), minlength=len(RHYTHM_BINS)).astype(np.float64)
+    return counts / counts.sum() if counts.sum() else counts
+
+
+def _durations(n: dict) -> np.ndarray:
+    return (np.asarray(n["end_tick"]) - np.asarray(n["start_tick"])) / n["tpq"]
+
+
+def _iois(n: dict) -> np.ndarray:
+    onsets = np.unique(np.asarray(n["start_tick"]))
+    return np.diff(onsets) / n["tpq"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The corpus's distributions that samples are measured against."""
+
+    pitch_class: np.ndarray
+    duration: np.ndarray
+    ioi: np.ndarray
+
+
+def _reference(notes: list[dict]) -> Reference:
+    def joined(f) -> np.ndarray:
+        return np.concatenate([f(n) for n in notes]) if notes else np.zeros(0)
+
+    return Reference(_pc_hist(joined(lambda n: n["pitch"]).astype(np.int64)), _rhythm_hist(joined(_durations)),
+                     _rhythm_hist(joined(_iois)))
 
 
 def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
-             reference_hist: np.ndarray | None = None) -> dict[str, float]:
+             reference: Reference | None = None) -> dict[str, float]:
     """Quality metrics over a set of token sequences (means over pieces; loops: the worst piece)."""
     import fastparse
 
     loops = [longest_loop(p) for p in pieces]
     notes = [piece_notes(fastparse.detokenize(p, vocab, scheme=scheme, strict=False)) for p in pieces]
-    pitches = np.concatenate([n["pitch"] for n in notes]) if notes else np.zeros(0, np.int64)
-    hist = _pc_hist(pitches)
+    own = _reference(notes)
+    hist = own.pitch_class
     per_bar, polyphony, in_key = [], [], []
     for n in notes:
         if len(n["pitch"]) == 0:
@@ -116,10 +159,25 @@ def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
         "polyphony": float(np.mean(polyphony)) if polyphony else 0.0,
         "in_key_share": float(np.mean(in_key)) if in_key else 0.0,
         "key_of_all": str(estimate_key(hist)) if hist.sum() else "none",
+        "onsets_on_beat_share": _on_beat(notes),
+        "min_distinct_durations": min((len(np.unique(np.round(_durations(n) * 12))) for n in notes if
+                                       len(n["pitch"])), default=0),
     }
-    if reference_hist is not None:
-        result["pitch_class_js_distance_to_corpus"] = js_distance(hist, reference_hist)
+    if reference is not None:
+        result["pitch_class_js_distance_to_corpus"] = js_distance(hist, reference.pitch_class)
+        result["duration_js_distance_to_corpus"] = js_distance(own.duration, reference.duration)
+        result["ioi_js_distance_to_corpus"] = js_distance(own.ioi, reference.ioi)
     return result
+
+
+def _on_beat(notes: list[dict]) -> float:
+    """Share of distinct onsets that fall on a quarter-note beat (within a 48th of a quarter)."""
+    on = total = 0
+    for n in notes:
+        onsets = np.unique(np.asarray(n["start_tick"])) / n["tpq"]
+        on += int((np.abs(onsets - np.round(onsets)) < 1 / 48).sum())
+        total += len(onsets)
+    return on / total if total else 0.0
 
 
 def share_in_keys(pieces: list[np.ndarray], vocab: list[str], scheme: str, keys: np.ndarray) -> float:
@@ -137,8 +195,8 @@ def share_in_keys(pieces: list[np.ndarray], vocab: list[str], scheme: str, keys:
 
 
 def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], scheme: str, length: int,
-                     count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-    """Up to `count` corpus excerpts of `length` tokens and the corpus's pitch-class histogram."""
+                     count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], Reference]:
+    """Up to `count` corpus excerpts of `length` tokens and the corpus's distributions (of the excerpts)."""
     import fastparse
 
     pieces = []
@@ -148,6 +206,5 @@ def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], 
         start = int(rng.integers(a, max(a + 1, b - length)))
         pieces.append(tokens[start:min(b, start + length)])
     # Excerpts cut mid-bar are not valid streams on their own: decode them leniently too.
-    pitches = np.concatenate([piece_notes(fastparse.detokenize(x, vocab, scheme=scheme, strict=False))["pitch"]
-                              for x in pieces])
-    return pieces, _pc_hist(pitches)
+    notes = [piece_notes(fastparse.detokenize(x, vocab, scheme=scheme, strict=False)) for x in pieces]
+    return pieces, _reference(notes)

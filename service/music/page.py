@@ -1,0 +1,309 @@
+"""One self-contained HTML page per results folder, opened from disk: report.html.
+
+    from service.music.page import write_page
+    page = write_page(Path("results"))   # results/report.html, plus a piano-roll PNG per piece
+
+It reads report.json and the files beside it, in either layout: a pulled job (samples/, loss.png,
+report.json with training settings and three quality sections) or `composer generate`'s output (the
+pieces directly in the folder, report.json with "settings" and only the "sampled" quality). Shown:
+the title, the settings, the loss curve, each piece (samples first, then greedy) with its audio,
+engraved score, piano roll and MIDI link, and the quality table with a paragraph on its meaning.
+
+The page has no JavaScript and no external URL: everything is referenced by a relative path, so it
+works offline, from a copied folder, and from a file:// URL. Every text from report.json is escaped.
+The piano rolls are drawn here (matplotlib's Agg canvas, no pyplot: no global backend switch in
+the caller's process) as PIECE.roll.png beside each MIDI file; the engraving keeps PIECE.png.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["write_page"]
+
+PAGE = "report.html"
+QUALITY_SECTIONS = ("corpus", "sampled", "greedy")
+# report.json sorts its keys; the table reads better grouped: size, repetition, pitch, texture, key.
+METRIC_ORDER = ("pieces", "tokens_per_piece", "distinct_4gram_ratio", "longest_loop_tokens", "longest_loop_period",
+                "mean_longest_loop_tokens", "pitch_class_entropy_bits", "pitch_class_js_distance_to_corpus",
+                "duration_js_distance_to_corpus", "ioi_js_distance_to_corpus", "onsets_on_beat_share",
+                "min_distinct_durations", "notes_per_bar", "polyphony", "in_key_share", "in_conditioned_key_share",
+                "key_of_all")
+# Training settings in reading order, with their labels; absent ones are skipped.
+TRAINING = (("preset", "preset"), ("scheme", "token scheme"), ("files", "MIDI files"), ("pieces", "pieces"),
+            ("tokens", "tokens"), ("vocab_size", "vocabulary"), ("epochs_run", "epochs run"),
+            ("best_epoch", "best epoch"), ("best_val_loss", "best validation loss"), ("workers", "workers"),
+            ("key_conditioning", "key conditioning"), ("training_device", "training device"))
+# Sampling keys shown first (the rest follow in the report's order); "greedy" repeats "method".
+SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "length", "seed", "primer", "key", "model")
+SAMPLING_HIDDEN = {"greedy"}
+
+QUALITY_NOTE = (
+    "Each column describes a set of pieces: <b>corpus</b> is random excerpts of the training corpus, each as "
+    "long as a sample (the reference); <b>sampled</b> the pieces above, drawn with the sampling settings; "
+    "<b>greedy</b> the paper's argmax decoding from the same primers. "
+    "<code>distinct_4gram_ratio</code> is the share of a piece's token 4-grams that are distinct (1: it never "
+    "repeats itself); <code>longest_loop_tokens</code> is the longest stretch of tokens, in the worst piece, "
+    "that is one pattern repeated back to back (<code>longest_loop_period</code>: that pattern's length; "
+    "<code>mean_longest_loop_tokens</code>: the mean over pieces). A low ratio with long loops is the "
+    "paper's failure: music stuck in a loop. <code>pitch_class_entropy_bits</code> is the entropy of the "
+    "pitch classes of all the pieces' notes together (at most 3.58 bits: all twelve equally often), and "
+    "<code>pitch_class_js_distance_to_corpus</code> the Jensen-Shannon distance between that distribution "
+    "and the corpus's (0: the same, 1: disjoint; lower is closer; 0 in the corpus column, which is the "
+    "reference). <code>duration_js_distance_to_corpus</code> and <code>ioi_js_distance_to_corpus</code> are "
+    "the same distance for the rhythm: the distributions of note durations and of the time between "
+    "onsets, in note values from a 32nd to two whole notes; <code>onsets_on_beat_share</code> is the "
+    "share of onsets on a quarter-note beat and <code>min_distinct_durations</code> the number of "
+    "different note lengths in the least varied piece (the paper's model wrote every note the same). "
+    "<code>notes_per_bar</code> counts notes per 4/4 bar, <code>polyphony</code> notes per "
+    "onset, <code>in_key_share</code> the share of notes in the key estimated from the piece's own notes "
+    "(Krumhansl-Schmuckler profiles), <code>in_conditioned_key_share</code> the share in the key the piece "
+    "was asked for (key-conditioned models): means over the pieces. <code>key_of_all</code> is the key "
+    "estimated from all notes together. Read each column against the corpus column: the closer, the more "
+    "the pieces resemble the training music."
+)
+
+CSS = """
+:root { color-scheme: light; --ink: #1d232a; --muted: #5d6b78; --line: #dde3e8; --accent: #2f5f8a; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f6f7f9; color: var(--ink);
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+main { max-width: 1080px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 1.6rem; margin: 0 0 2px; }
+h2 { font-size: 1.2rem; margin: 32px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 1.05rem; margin: 0; }
+.sub, .muted { color: var(--muted); }
+a { color: var(--accent); }
+code { font: 0.85em/1.4 ui-monospace, "DejaVu Sans Mono", monospace; background: #eceff3; padding: 0 3px;
+       border-radius: 3px; }
+.settings { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 16px; }
+table { border-collapse: collapse; background: #fff; border: 1px solid var(--line); }
+th, td { padding: 4px 12px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { font-weight: 600; } caption { text-align: left; font-weight: 600; padding: 0 0 4px; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.piece { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 14px 16px; margin: 14px 0; }
+.piece header { display: flex; gap: 14px; align-items: baseline; flex-wrap: wrap; margin-bottom: 8px; }
+.piece audio { width: 100%; max-width: 520px; display: block; margin: 6px 0; }
+img { max-width: 100%; height: auto; display: block; }
+.roll { margin: 8px 0; }
+.score { margin: 8px 0; border: 1px solid var(--line); background: #fff; max-width: 860px; }
+.quality td:first-child { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.9em; }
+.note { max-width: 80ch; }
+"""
+
+
+def write_page(folder: Path) -> Path:
+    """Writes folder/report.html (and a piano roll per piece beside its MIDI file); returns the page's path."""
+    folder = Path(folder)
+    report = _read_report(folder / "report.json")
+    pieces_dir = folder / "samples" if (folder / "samples").is_dir() else folder
+    prefix = "samples/" if pieces_dir != folder else ""
+    keys = dict(zip(report.get("samples") or [], report.get("keys") or [], strict=False))
+
+    body = [_title(report, folder), _settings(report)]
+    if (folder / "loss.png").is_file():
+        body.append('<h2>Loss</h2>\n<img src="loss.png" alt="training and validation loss per epoch">')
+    midis = sorted(pieces_dir.glob("sample-*.mid")) + sorted(pieces_dir.glob("greedy-*.mid"))
+    if midis:
+        body.append("<h2>Pieces</h2>")
+        body.extend(_piece(midi, prefix, keys.get(midi.name)) for midi in midis)
+    body.append(_quality(report.get("quality")))
+    links = [name for name in ("report.json", "metrics.jsonl") if (folder / name).is_file()]
+    if links:
+        body.append('<p class="muted">Files: ' + ", ".join(f'<a href="{_url(n)}">{_esc(n)}</a>' for n in links)
+                    + "</p>")
+
+    page = folder / PAGE
+    title = _esc(_heading(report, folder))
+    page.write_text(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        # An empty data: icon, so the browser asks for no favicon.ico beside the page.
+        f"<link rel=\"icon\" href=\"data:,\">\n<title>{title}</title>\n<style>{CSS}</style>\n</head>\n"
+        "<body>\n<main>\n" + "\n".join(part for part in body if part) + "\n</main>\n</body>\n</html>\n",
+        encoding="utf-8",
+    )
+    return page
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    # A folder without a (readable) report still gets a page of its pieces.
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _url(relative: str) -> str:
+    """A relative URL for a file name (escaped for an attribute)."""
+    return _esc(quote(relative))
+
+
+def _heading(report: dict[str, Any], folder: Path) -> str:
+    if report.get("job_id"):
+        return f"composer job {report['job_id']}"
+    return f"composer samples: {folder.resolve().name}"
+
+
+def _title(report: dict[str, Any], folder: Path) -> str:
+    sub = []
+    if report.get("dataset"):
+        sub.append(f"dataset <b>{_esc(report['dataset'])}</b>")
+    model = (report.get("settings") or {}).get("model") if isinstance(report.get("settings"), dict) else None
+    if model:
+        sub.append(f"model <code>{_esc(model)}</code>")
+    line = f'<p class="sub">{" · ".join(sub)}</p>' if sub else ""
+    return f"<header>\n<h1>{_esc(_heading(report, folder))}</h1>\n{line}\n</header>"
+
+
+def _fmt(value: Any) -> str | None:
+    """A setting or metric as text; None for what a cell cannot show (nested structures, missing values)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.4g}"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                 for v in value):
+        return f"mean {sum(value) / len(value):.4g} of {len(value)}"  # per-piece lists: their mean
+    return None
+
+
+def _device(value: Any) -> str | None:
+    """training_device ({"device", "mixed_precision", "xla", ...}) as one line."""
+    if not isinstance(value, dict):
+        return _fmt(value)
+    extras = [name for name, key in (("mixed precision", "mixed_precision"), ("XLA", "xla")) if value.get(key)]
+    return ", ".join([str(value.get("device", "?")), *extras])
+
+
+def _table(caption: str, rows: list[tuple[str, str]]) -> str:
+    cells = "\n".join(f"<tr><th>{_esc(label)}</th><td>{_esc(text)}</td></tr>" for label, text in rows)
+    return f"<table>\n<caption>{_esc(caption)}</caption>\n{cells}\n</table>"
+
+
+def _settings(report: dict[str, Any]) -> str:
+    training = []
+    for key, label in TRAINING:
+        text = _device(report.get(key)) if key == "training_device" else _fmt(report.get(key))
+        if text is not None:
+            training.append((label, text))
+    # A job's report has "sampling"; `composer generate`'s has "settings".
+    sampling_raw = report.get("sampling") if isinstance(report.get("sampling"), dict) else report.get("settings")
+    sampling_raw = sampling_raw if isinstance(sampling_raw, dict) else {}
+    order = [k for k in SAMPLING_FIRST if k in sampling_raw] + [k for k in sampling_raw if k not in SAMPLING_FIRST]
+    sampling = [(k.replace("_", " "), text) for k in order
+                if k not in SAMPLING_HIDDEN and (text := _fmt(sampling_raw[k])) is not None]
+    tables = [_table(caption, rows) for caption, rows in (("Training", training), ("Sampling", sampling)) if rows]
+    if not tables:
+        return ""
+    return "<h2>Settings</h2>\n<div class=\"settings\">\n" + "\n".join(tables) + "\n</div>"
+
+
+def _piece(midi: Path, prefix: str, key: Any) -> str:
+    stem = midi.stem
+    parts = [f"<section class=\"piece\" id=\"{_esc(stem)}\">\n<header><h3>{_esc(stem)}</h3>"]
+    if stem.startswith("greedy-"):
+        parts.append('<span class="muted">greedy (argmax)</span>')
+    if key:
+        parts.append(f'<span class="muted">key {_esc(key)}</span>')
+    links = [f'<a href="{_url(prefix + midi.name)}">MIDI</a>']
+    if midi.with_suffix(".musicxml").is_file():
+        links.append(f'<a href="{_url(prefix + stem + ".musicxml")}">MusicXML</a>')
+    parts.append(f"<span>{' · '.join(links)}</span></header>")
+    if midi.with_suffix(".ogg").is_file():
+        parts.append(f'<audio controls preload="metadata"><source src="{_url(prefix + stem + ".ogg")}" '
+                     'type="audio/ogg">Your browser cannot play OGG Vorbis.</audio>')
+    roll = _piano_roll(midi)
+    if roll is not None:
+        parts.append(f'<img class="roll" src="{_url(prefix + roll.name)}" alt="piano roll of {_esc(stem)}">')
+    score = next((p for p in (midi.with_suffix(".png"), midi.with_suffix(".svg")) if p.is_file()), None)
+    if score is not None:
+        parts.append(f'<img class="score" src="{_url(prefix + score.name)}" '
+                     f'alt="score of {_esc(stem)}, first page">')
+    return "\n".join(parts) + "\n</section>"
+
+
+def _quality(quality: Any) -> str:
+    """The quality table: a row per metric, a column per section present (corpus, sampled, greedy)."""
+    if not isinstance(quality, dict):
+        return ""
+    sections = [s for s in QUALITY_SECTIONS if isinstance(quality.get(s), dict)]
+    sections += [s for s, v in quality.items() if s not in sections and isinstance(v, dict)]  # future sections
+    metrics = dict.fromkeys(m for m in METRIC_ORDER if any(m in quality[s] for s in sections))
+    for section in sections:  # metrics this page does not know yet: after the known ones
+        metrics.update(dict.fromkeys(quality[section]))
+    rows = []
+    for metric in metrics:
+        texts = [_fmt(quality[s].get(metric)) for s in sections]
+        if all(t is None for t in texts):
+            continue  # nested structures only: nothing a cell can show
+        cells = "".join(f'<td class="num">{_esc(t) if t is not None else "–"}</td>' for t in texts)
+        rows.append(f"<tr><td>{_esc(metric)}</td>{cells}</tr>")
+    if not rows:
+        return ""
+    head = "".join(f'<th class="num" scope="col">{_esc(s)}</th>' for s in sections)
+    return (f'<h2>Quality</h2>\n<table class="quality">\n<thead><tr><th scope="col">metric</th>{head}</tr></thead>\n'
+            "<tbody>\n" + "\n".join(rows) + f'\n</tbody>\n</table>\n<p class="note">{QUALITY_NOTE}</p>')
+
+
+def _piano_roll(midi: Path) -> Path | None:
+    """PIECE.roll.png beside the MIDI file: a bar per note, time (s) across, pitch up, shade by velocity.
+    None for a file fastparse cannot read (the rest of the page still shows)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
+
+    import fastparse
+
+    try:
+        notes = fastparse.read_notes(midi)
+    except (ValueError, OSError):
+        return None
+    keep = ~np.asarray(notes.is_drum, dtype=bool)  # drums have no pitch to draw
+    pitch, start, end = notes.pitch[keep], notes.start[keep], notes.end[keep]
+    velocity = notes.velocity[keep]
+
+    fig = Figure(figsize=(9, 2.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if len(pitch):
+        # One polygon collection, not a patch per note: quick for the thousands of notes of a long piece.
+        lo, hi = pitch - 0.4, pitch + 0.4
+        boxes = np.stack([np.stack([start, lo], 1), np.stack([end, lo], 1),
+                          np.stack([end, hi], 1), np.stack([start, hi], 1)], 1)
+        ax.add_collection(PolyCollection(boxes, array=velocity.astype(float), cmap="Blues", clim=(-40, 127),
+                                         edgecolors="none"))
+        ax.set_xlim(0, max(float(end.max()), 1e-3))
+        ax.set_ylim(int(pitch.min()) - 2, int(pitch.max()) + 2)
+        cs = range((int(pitch.min()) - 2) // 12 * 12 + 12, int(pitch.max()) + 3, 12)
+        ax.set_yticks(list(cs), [f"C{c // 12 - 1}" for c in cs])
+    else:
+        ax.text(0.5, 0.5, "no notes", ha="center", va="center", transform=ax.transAxes)
+        ax.set_yticks([])
+    ax.set_facecolor("#f4f6f8")
+    ax.grid(axis="y", color="#d0d6dc", linewidth=0.6)
+    ax.set_xlabel("seconds", fontsize=8)
+    ax.tick_params(labelsize=8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout(pad=0.4)
+    out = midi.with_name(midi.stem + ".roll.png")
+    fig.savefig(out)
+    return out

@@ -1,0 +1,178 @@
+"""service.music.page: the results page, opened from disk (file://) in real headless Chromium.
+
+The results folders are made of real outputs: MIDI files from ../shared/midi, their audio
+(service.music.audio), their engravings (service.music.render), a loss curve (service.model.report)
+and quality numbers computed by service.music.quality from the files' real tokens. In the browser:
+no console error, every audio element loads its metadata with the file's duration, every image
+decodes, the quality table has its columns, and nothing points off the machine.
+
+COMPOSER_UPDATE_SCREENSHOT=1 writes the job page's screenshot to docs/report.png (else into tmp_path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser import check_page, open_page, screenshot
+from conftest import REPO
+
+from service.music.page import write_page
+
+FF = "final-fantasy"
+PIECES = {"sample-01.mid": "8.mid", "sample-02.mid": "FF6epitaph_piano.mid", "greedy-01.mid": "FFIX_Piano.mid"}
+CORPUS = ["Cids.mid", "DOS.mid", "FF4.mid", "FFIXQuMarshP.mid", "FF3_Battle_(Piano).mid"]
+SCHEME, LENGTH = "remi", 600  # tokens per "generated" piece, as a job's sample_length
+PRIMER = "/home/me/<my & primer>.mid"  # a user's path with characters HTML must escape
+
+
+def _quality(shared_midi: Path, folder: Path, names: dict[str, list[str]]) -> dict[str, dict]:
+    """report.json's "quality", computed as service/job/generate.py does, from the pieces' real tokens."""
+    import fastparse
+    from service.music import quality
+
+    corpus = fastparse.tokenize([str(shared_midi / FF / n) for n in CORPUS], scheme=SCHEME)
+    reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, SCHEME, LENGTH, 4,
+                                               np.random.default_rng(0))
+    described = {"corpus": quality.describe(reference, corpus.vocab, SCHEME, hist)}
+    for section, files in names.items():
+        pieces = fastparse.tokenize([str(folder / n) for n in files], scheme=SCHEME, vocab=corpus.vocab)
+        rows = [pieces.tokens[a:b][:LENGTH] for a, b in zip(pieces.offsets[:-1], pieces.offsets[1:], strict=True)]
+        described[section] = quality.describe(rows, corpus.vocab, SCHEME, hist)
+    return described
+
+
+def _pieces(shared_midi: Path, folder: Path, names: list[str], scores: bool) -> None:
+    from service.music.audio import render
+    from service.music.render import render_sample
+
+    for name in names:
+        midi = folder / name
+        shutil.copyfile(shared_midi / FF / PIECES[name], midi)
+        render(midi, midi.with_suffix(".ogg"))
+        if scores and name.startswith("sample-"):  # greedy pieces have no score, as in a job
+            render_sample(midi)
+
+
+@pytest.fixture(scope="module")
+def job_folder(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `composer pull JOB --to DIR` brings: report.json, loss.png, metrics.jsonl, samples/."""
+    from service.model.report import loss_plot, write_report
+    from service.music.sampling import Sampling
+
+    folder = tmp_path_factory.mktemp("pulled") / "job-ff"
+    (folder / "samples").mkdir(parents=True)
+    (folder / "model").mkdir()
+    _pieces(shared_midi, folder / "samples", list(PIECES), scores=True)
+    rows = [{"epoch": e, "loss": 3.2 - 0.4 * e, "val_loss": 3.3 - 0.3 * e + 0.02 * e * e} for e in range(1, 7)]
+    loss_plot(rows, folder / "loss.png")
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best = min(rows, key=lambda r: r["val_loss"])
+    quality = _quality(shared_midi, folder / "samples",
+                       {"sampled": ["sample-01.mid", "sample-02.mid"], "greedy": ["greedy-01.mid"]})
+    write_report(folder / "report.json", {  # the keys service/job/publish.py writes
+        "job_id": "job-ff", "dataset": FF, "scheme": SCHEME, "preset": "fast", "files": 61, "pieces": 61,
+        "tokens": 251_904, "vocab_size": 214, "epochs_run": len(rows), "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"], "workers": 2, "key_conditioning": False,
+        "training_device": {"device": "CPU", "mixed_precision": False, "xla": False},
+        "token_cache": {"location": "corpora/abc", "cache": "miss", "key": "abc", "seconds": {"tokenize": 0.4},
+                        "shards_fetched": 1, "bytes_fetched": 812_000},
+        "samples": ["sample-01.mid", "sample-02.mid"], "greedy_samples": ["greedy-01.mid"], "keys": None,
+        "sampling": {**Sampling(temperature=0.9, top_k=20).describe(), "length": LENGTH, "seed": 7,
+                     "primer": "random training window", "decoder": "stateful, batched", "ms_per_step": 1.8},
+        "quality": quality,
+        "seconds_per_phase": {"queued": 1.2, "tokenize": 3.4, "train": 60.5, "generate": 9.1},
+    })
+    return folder
+
+
+@pytest.fixture(scope="module")
+def generate_folder(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `composer generate --out OUT` writes: the pieces and report.json directly in OUT."""
+    from service.model.report import write_report
+    from service.music.sampling import Sampling
+
+    folder = tmp_path_factory.mktemp("generated") / "out"
+    folder.mkdir()
+    names = ["sample-01.mid", "sample-02.mid"]
+    _pieces(shared_midi, folder, names, scores=True)
+    quality = _quality(shared_midi, folder, {"sampled": names})
+    write_report(folder / "report.json", {  # the keys service/model/generate.py writes
+        "samples": names, "keys": ["A minor", "E-flat major"],
+        "settings": {**Sampling(temperature=1.1, top_p=0.95).describe(), "length": LENGTH, "seed": 3,
+                     "model": "results/job-ff/model", "primer": PRIMER, "key": None,
+                     "decoder": "stateful, batched", "ms_per_step": 2.4},
+        "quality": {"sampled": quality["sampled"]},
+    })
+    return folder
+
+
+def test_job_page(chromium, job_folder: Path, tmp_path: Path) -> None:
+    page = write_page(job_folder)
+    assert page == job_folder / "report.html"
+    open_page(chromium, page)
+    seen = check_page(chromium, page)
+
+    assert seen["pieces"] == ["sample-01", "sample-02", "greedy-01"]  # samples first, then greedy
+    assert seen["audio"] == ["sample-01.ogg", "sample-02.ogg", "greedy-01.ogg"]
+    assert seen["images"] == ["loss.png",
+                              "samples/sample-01.roll.png", "samples/sample-01.png",
+                              "samples/sample-02.roll.png", "samples/sample-02.png",
+                              "samples/greedy-01.roll.png"]  # greedy pieces: no score
+    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    metrics = chromium.execute_script("return [...document.querySelectorAll('table.quality tbody tr')]"
+                                      ".map(r => r.cells[0].textContent)")
+    assert metrics[:3] == ["pieces", "tokens_per_piece", "distinct_4gram_ratio"] and "key_of_all" in metrics
+    text = seen["text"]
+    assert "composer job job-ff" in text and FF in text
+    for shown in ("fast", "remi", "best validation loss", "workers", "temperature", "0.9", "top k", "20", "CPU"):
+        assert shown in text, shown
+    quality = json.loads((job_folder / "report.json").read_text())["quality"]
+    row = chromium.execute_script(
+        "return [...document.querySelectorAll('table.quality tbody tr')].find(r => r.cells[0].textContent"
+        " === 'pitch_class_js_distance_to_corpus').innerText")
+    for section in ("corpus", "sampled", "greedy"):
+        assert f"{quality[section]['pitch_class_js_distance_to_corpus']:.4g}" in row
+    assert "Jensen-Shannon" in text and "lower is closer" in text
+
+    target = (REPO / "docs" / "report.png" if os.environ.get("COMPOSER_UPDATE_SCREENSHOT") == "1"
+              else tmp_path / "report.png")
+    shot = screenshot(chromium, target)
+    assert shot.stat().st_size < 300_000, shot.stat().st_size
+
+
+def test_generate_page(chromium, generate_folder: Path) -> None:
+    page = write_page(generate_folder)
+    assert page == generate_folder / "report.html"
+    open_page(chromium, page)
+    seen = check_page(chromium, page)
+
+    assert seen["pieces"] == ["sample-01", "sample-02"]
+    assert seen["images"] == ["sample-01.roll.png", "sample-01.png", "sample-02.roll.png", "sample-02.png"]
+    assert "loss.png" not in page.read_text() and "Loss" not in seen["text"]
+    assert seen["columns"] == ["metric", "sampled"]
+    assert "key A minor" in seen["text"] and "key E-flat major" in seen["text"]
+    # The user's primer path is shown as text, not parsed as markup.
+    assert PRIMER in seen["text"]
+    assert chromium.execute_script("return document.querySelectorAll('my').length") == 0  # no <my ...> element
+
+
+def test_page_shows_numbers_and_skips_the_rest(shared_midi: Path, tmp_path: Path) -> None:
+    """Without a browser: lists become their mean, nested dicts and missing values are skipped, and a
+    folder without report.json or audio still gets its pieces."""
+    shutil.copyfile(shared_midi / FF / "8.mid", tmp_path / "sample-01.mid")
+    (tmp_path / "report.json").write_text(json.dumps({"job_id": "j<1>", "quality": {
+        "sampled": {"pieces": 1, "per_piece": [0.5, 1.5], "nested": {"a": 1}, "key_of_all": "C major"},
+        "greedy": {"pieces": 1, "nested": {"b": 2}}}}))
+    text = write_page(tmp_path).read_text()
+    assert "composer job j&lt;1&gt;" in text and "j<1>" not in text
+    assert "mean 1 of 2" in text and "C major" in text and "nested" not in text
+    assert "<audio" not in text and 'src="sample-01.roll.png"' in text and (tmp_path / "sample-01.roll.png").is_file()
+
+    (tmp_path / "report.json").unlink()
+    text = write_page(tmp_path).read_text()
+    assert "sample-01" in text and "Quality" not in text and "Settings" not in text
