@@ -97,9 +97,10 @@ pub fn tokenize_spans(
     })
 }
 
-/// The shared core of [`tokenize_files`] and [`tokenize_spans`]: each item's tokens, in
-/// parallel, turned into ids (into a small per-file vocabulary, or into the given one) by the
-/// worker that made them, so the only sequential step left is merging the per-file vocabularies.
+/// The shared core of [`tokenize_files`] and [`tokenize_spans`]: each item's alphabet ids, in
+/// parallel, with what the worker that made them can tell while they are in its cache (which ids
+/// the file used, or how many are not in the given vocabulary). The vocabulary then numbers the
+/// alphabet once, and the final parallel copy writes every id through that one table.
 fn tokenize_each<I: Sync>(
     items: &[I],
     options: &Options<'_>,
@@ -108,24 +109,47 @@ fn tokenize_each<I: Sync>(
     let alphabet = options.scheme.alphabet();
     let work = || -> Tokenized {
         match options.vocab {
-            None => merge_local(
-                items
+            None => {
+                let per_file = items
                     .par_iter()
-                    .map(|item| catch(|| tokens_of(item).map(|t| intern_ids(&t, alphabet))))
-                    .collect(),
-            ),
+                    .map(|item| {
+                        catch(|| {
+                            tokens_of(item).map(|ids| {
+                                let used = used_ids(&ids, alphabet.len());
+                                // An exact copy is kept until the merge; the tokenizer's own
+                                // buffer (reserved for the worst case) is freed now, and the
+                                // next file reuses its memory while it is still in cache.
+                                (ids.to_vec(), used)
+                            })
+                        })
+                    })
+                    .collect();
+                merge_used(per_file, alphabet)
+            }
             Some(vocab) => {
                 let ids = vocab_ids(vocab);
                 // Alphabet id -> vocabulary id, once.
-                let table: Vec<Option<i32>> =
-                    alphabet.iter().map(|t| ids.get(t).copied()).collect();
-                merge_fixed(
-                    items
-                        .par_iter()
-                        .map(|item| catch(|| tokens_of(item).map(|t| lookup_ids(&t, &table))))
-                        .collect(),
-                    vocab,
-                )
+                let table: Vec<i32> = alphabet
+                    .iter()
+                    .map(|t| ids.get(t).copied().unwrap_or(UNKNOWN))
+                    .collect();
+                let per_file = items
+                    .par_iter()
+                    .map(|item| {
+                        catch(|| {
+                            tokens_of(item).map(|ids| {
+                                let unknown = ids
+                                    .iter()
+                                    .filter(|&&t| table[t as usize] == UNKNOWN)
+                                    .count();
+                                (ids, unknown)
+                            })
+                        })
+                    })
+                    .collect();
+                let mut out = write_ids(per_file, &table);
+                out.vocab = vocab.to_vec();
+                out
             }
         }
     };
@@ -134,6 +158,81 @@ fn tokenize_each<I: Sync>(
         Some(n) => Ok(pool(n)?.install(work)),
         None => Ok(work()),
     }
+}
+
+/// In a table from alphabet ids to vocabulary ids: a token that is not in the vocabulary.
+const UNKNOWN: i32 = -1;
+
+/// The alphabet ids that occur in `tokens`, as a bitset over the alphabet.
+fn used_ids(tokens: &[TokenId], alphabet_len: usize) -> Vec<u64> {
+    let mut used = vec![0u64; alphabet_len.div_ceil(64)];
+    for &t in tokens {
+        used[t as usize / 64] |= 1 << (t % 64);
+    }
+    used
+}
+
+/// The vocabulary of files' alphabet ids (each with its [`used_ids`]): the tokens they used,
+/// sorted by string as [`merge_local`] sorts them, and their global ids.
+fn merge_used(
+    per_file: Vec<Result<(Vec<TokenId>, Vec<u64>)>>,
+    alphabet: &'static [&'static str],
+) -> Tokenized {
+    let mut used = vec![0u64; alphabet.len().div_ceil(64)];
+    for (_, file_used) in per_file.iter().flatten() {
+        for (u, f) in used.iter_mut().zip(file_used) {
+            *u |= f;
+        }
+    }
+    let mut ids: Vec<usize> = (0..alphabet.len())
+        .filter(|&i| used[i / 64] >> (i % 64) & 1 != 0)
+        .collect();
+    // Byte order of UTF-8 is code-point order: Python's sorted() on str. An alphabet holds each
+    // string once, so the order is total.
+    ids.sort_unstable_by_key(|&i| alphabet[i]);
+    let mut table = vec![UNKNOWN; alphabet.len()];
+    for (global, &i) in ids.iter().enumerate() {
+        table[i] = global as i32;
+    }
+    let mut out = write_ids(
+        per_file
+            .into_iter()
+            .map(|r| r.map(|(ids, _)| (ids, 0)))
+            .collect(),
+        &table,
+    );
+    out.vocab = ids.iter().map(|&i| alphabet[i].to_string()).collect();
+    out
+}
+
+/// Lays out files' alphabet ids (each with how many of them `table` does not know) and writes
+/// their vocabulary ids through `table`, skipping the unknown ones and counting them.
+fn write_ids(per_file: Vec<Result<(Vec<TokenId>, usize)>>, table: &[i32]) -> Tokenized {
+    let (mut out, pieces) = layout(per_file, |(ids, unknown)| ids.len() - unknown);
+    let slices = split_by(
+        &mut out.tokens,
+        pieces.iter().map(|(ids, unknown)| ids.len() - unknown),
+    );
+    slices
+        .into_par_iter()
+        .zip(pieces.par_iter())
+        .for_each(|(dst, (ids, unknown))| {
+            if *unknown == 0 {
+                for (d, &t) in dst.iter_mut().zip(ids) {
+                    *d = table[t as usize];
+                }
+            } else {
+                let known = ids
+                    .iter()
+                    .map(|&t| table[t as usize])
+                    .filter(|&id| id != UNKNOWN);
+                for (d, id) in dst.iter_mut().zip(known) {
+                    *d = id;
+                }
+            }
+        });
+    out.unknown = pieces.iter().map(|&(_, unknown)| unknown as u64).sum();
+    out
 }
 
 /// A pool of `n` threads, kept for the next call with the same `n` (a few sizes are kept): the
@@ -234,49 +333,6 @@ fn intern_with<T: AsRef<str>>(
     // tokens, or every file would keep its whole token list until the merge.
     distinct.shrink_to_fit();
     Local { distinct, ids }
-}
-
-/// [`intern`] of a scheme's alphabet ids: a table indexed by id instead of a hash map.
-fn intern_ids(tokens: &[TokenId], alphabet: &'static [&'static str]) -> Local<&'static str> {
-    // One table per thread, reused from file to file; u32::MAX is "not seen in this file".
-    thread_local! {
-        static SEEN: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-    }
-    SEEN.with(|cell| {
-        let mut seen = cell.take();
-        seen.resize(alphabet.len(), u32::MAX);
-        let mut firsts: Vec<TokenId> = Vec::new();
-        let ids = tokens
-            .iter()
-            .map(|&t| {
-                let slot = &mut seen[t as usize];
-                if *slot == u32::MAX {
-                    *slot = firsts.len() as u32;
-                    firsts.push(t);
-                }
-                *slot
-            })
-            .collect();
-        for &t in &firsts {
-            seen[t as usize] = u32::MAX;
-        }
-        *cell.borrow_mut() = seen;
-        let distinct = firsts.iter().map(|&t| alphabet[t as usize]).collect();
-        Local { distinct, ids }
-    })
-}
-
-/// [`lookup`] of alphabet ids, with the alphabet's vocabulary ids.
-fn lookup_ids(tokens: &[TokenId], table: &[Option<i32>]) -> (Vec<i32>, u64) {
-    let mut out = Vec::with_capacity(tokens.len());
-    let mut unknown = 0u64;
-    for &t in tokens {
-        match table[t as usize] {
-            Some(id) => out.push(id),
-            None => unknown += 1,
-        }
-    }
-    (out, unknown)
 }
 
 /// Token string -> id of a given vocabulary; a string listed twice keeps its first id.

@@ -307,26 +307,24 @@ fn valid_smpte(d: &[u8]) -> bool {
 
 /// Decodes one track's events into `s` (notes, tempos, pedal). `base` is the offset of the track
 /// data in the file, for messages.
+///
+/// Note-ons and note-offs are most events: they are decoded here, with the key's one open note
+/// (the common case) inline; everything else is in functions kept out of this loop
+/// ([`other_event`], [`close_key`]), so that the loop's state (position, tick, running status)
+/// stays in registers instead of being spilled around branches it rarely takes.
 fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()> {
-    let Scratch {
-        first,
-        rest,
-        touched,
-        closed: closed_total,
-        raw: notes,
-        tempos,
-        pedal,
-        time_signatures,
-        key_signatures,
-    } = s;
     let n = raw.len();
-    let track_start = notes.len();
+    let track_start = s.raw.len();
     let mut p = 0usize;
     let mut tick = 0u64;
-    let mut program = [0u8; 16];
-    // Running status: set by channel messages, cleared by sysex, untouched by meta events (mido).
-    let mut running: Option<u8> = None;
-    let mut seen_end = false;
+    // Running status, 0 for none: set by channel messages, cleared by sysex, untouched by meta
+    // events (mido).
+    let mut running = 0u8;
+    let mut rare = Rare {
+        track,
+        program: [0; 16],
+        seen_end: false,
+    };
     let mut result = Ok(());
     while p < n {
         let start = p;
@@ -337,156 +335,40 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
                 break 'event false;
             };
             let status = if b < 0x80 {
-                match running {
-                    Some(s) => s,
-                    None => break 'event false,
-                }
+                running
             } else {
                 p += 1;
                 b
             };
-            match status {
-                0x80..=0xEF => {
-                    running = Some(status);
-                    let kind = status >> 4;
-                    let ch = status & 0x0F;
-                    let len = if kind == 0xC || kind == 0xD { 1 } else { 2 };
-                    if n - p < len {
-                        break 'event false;
+            if status & 0xE0 != 0x80 {
+                // Not a note-on or note-off (or no running status: 0 is no event).
+                match other_event(raw, p, status, running, tick, &mut rare, s) {
+                    Some((next, next_running)) => {
+                        p = next;
+                        running = next_running;
+                        break 'event true;
                     }
-                    let d0 = raw[p];
-                    let d1 = if len == 2 { raw[p + 1] } else { 0 };
-                    if (d0 | d1) & 0x80 != 0 {
-                        break 'event false;
-                    }
-                    p += len;
-                    match kind {
-                        0x9 if d1 > 0 => {
-                            // The note gets its slot now, in note-on order (sorted by start
-                            // within the track); the note-off fills in its end.
-                            let k = (ch as usize) << 7 | d0 as usize;
-                            let slot = notes.len() as u32;
-                            let head = &mut first[k];
-                            if head.slot == 0 {
-                                *head = Open {
-                                    tick,
-                                    slot: slot + 1,
-                                    more: false,
-                                };
-                            } else {
-                                if !head.more {
-                                    head.more = true;
-                                    touched.push(k as u16);
-                                }
-                                rest[k].push(slot);
-                            }
-                            notes.push(RawNote {
-                                start_tick: tick,
-                                end_tick: OPEN,
-                                pitch: d0,
-                                velocity: d1,
-                                track,
-                                channel: ch,
-                                program: 0,
-                            });
-                        }
-                        0x8 | 0x9 => {
-                            let k = (ch as usize) << 7 | d0 as usize;
-                            let head = first[k];
-                            if head.slot == 0 {
-                                // nothing open: a spurious note-off
-                            } else if !head.more {
-                                // One open note (the common case): closed unless it started
-                                // on this tick, and then dropped either way.
-                                if head.tick != tick {
-                                    let note = &mut notes[head.slot as usize - 1];
-                                    note.end_tick = tick;
-                                    note.program = program[ch as usize];
-                                    *closed_total += 1;
-                                }
-                                first[k].slot = 0;
-                            } else {
-                                // Close every open note that started before this tick. Those
-                                // that started on it stay open only if an earlier one was
-                                // closed; otherwise they are dropped (their slots stay OPEN).
-                                let others = std::mem::take(&mut rest[k]);
-                                let mut kept: Vec<u32> = Vec::new();
-                                let mut closed = 0usize;
-                                for slot in
-                                    std::iter::once(head.slot - 1).chain(others.iter().copied())
-                                {
-                                    let note = &mut notes[slot as usize];
-                                    if note.start_tick != tick {
-                                        closed += 1;
-                                        *closed_total += 1;
-                                        note.end_tick = tick;
-                                        note.program = program[ch as usize];
-                                    } else {
-                                        kept.push(slot);
-                                    }
-                                }
-                                first[k] = Open::default();
-                                if closed > 0 && !kept.is_empty() {
-                                    first[k] = Open {
-                                        tick,
-                                        slot: kept[0] + 1,
-                                        more: kept.len() > 1,
-                                    };
-                                    kept.remove(0);
-                                    rest[k] = kept;
-                                } else {
-                                    // Keep the allocation for the next use of the key.
-                                    let mut others = others;
-                                    others.clear();
-                                    rest[k] = others;
-                                }
-                            }
-                        }
-                        0xB if d0 == 64 => pedal.push((tick, d1, ch, track)),
-                        0xC => program[ch as usize] = d0,
-                        _ => {}
-                    }
+                    None => break 'event false,
                 }
-                0xFF => {
-                    let Some(&kind) = raw.get(p) else {
-                        break 'event false;
-                    };
-                    p += 1;
-                    let len = varlen(raw, &mut p) as usize;
-                    let data = &raw[p..p + len.min(n - p)];
-                    p += data.len();
-                    match kind {
-                        0x2F => seen_end = true,
-                        0x51 if data.len() >= 3 && track == 0 => {
-                            let t = u32::from_be_bytes([0, data[0], data[1], data[2]]);
-                            tempos.push((tick, t));
-                        }
-                        0x54 if data.len() >= 5 && !valid_smpte(data) => break 'event false,
-                        0x59 if data.len() < 2 => break 'event false,
-                        // The signatures remi reads (midly's reading: a time signature has at
-                        // least 4 bytes, else it is an unknown meta event), up to the first
-                        // end-of-track, as `crate::remi::scan_meta` reads them.
-                        0x58 if data.len() >= 4 && track == 0 && !seen_end => {
-                            time_signatures.push((tick, data[0], data[1]));
-                        }
-                        0x59 if track == 0 && !seen_end => {
-                            key_signatures.push((data[0] as i8, data[1] != 0));
-                        }
-                        _ => {}
-                    }
-                }
-                0xF0 | 0xF7 => {
-                    running = None;
-                    let len = varlen(raw, &mut p) as usize;
-                    p += len.min(n - p);
-                }
-                // System common and realtime messages cannot appear in a file.
-                _ => break 'event false,
+            }
+            running = status;
+            let (Some(&key), Some(&velocity)) = (raw.get(p), raw.get(p + 1)) else {
+                break 'event false;
+            };
+            if (key | velocity) & 0x80 != 0 {
+                break 'event false;
+            }
+            p += 2;
+            let ch = status & 0x0F;
+            if status >= 0x90 && velocity > 0 {
+                note_on(s, tick, ch, key, velocity, track);
+            } else {
+                note_off(s, tick, ch, key, rare.program[ch as usize]);
             }
             true
         };
         if !ok {
-            if !seen_end {
+            if !rare.seen_end {
                 result = Err(Error::Malformed(format!(
                     "undecodable event in track {track} at byte {}",
                     base + start
@@ -498,10 +380,17 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
     // Notes still open at the end of the track are dropped. Only keys of this track's notes can
     // be open: reset those (most tracks use far fewer than the 2048 keys), so that the next track
     // and the next file start clean.
+    let Scratch {
+        first,
+        rest,
+        touched,
+        raw: notes,
+        ..
+    } = s;
     let track_notes = &notes[track_start..];
     if track_notes.len() < first.len() / 4 {
         for r in track_notes {
-            first[(r.channel as usize) << 7 | r.pitch as usize] = Open::default();
+            first[key_index(r.channel, r.pitch)] = Open::default();
         }
     } else {
         first.fill(Open::default());
@@ -511,6 +400,186 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
     }
     touched.clear();
     result
+}
+
+/// What a track's rarer events read and set, for [`scan_track`].
+struct Rare {
+    /// The track's index in the file.
+    track: u32,
+    /// The program of each channel (per track, starting at 0).
+    program: [u8; 16],
+    /// Whether the track's end-of-track has been read (later junk is ignored).
+    seen_end: bool,
+}
+
+/// The index of a (channel, pitch) key in [`Scratch::first`] and [`Scratch::rest`].
+#[inline(always)]
+fn key_index(channel: u8, pitch: u8) -> usize {
+    (channel as usize & 0x0F) << 7 | (pitch as usize & 0x7F)
+}
+
+/// A note-on (velocity above 0): the note gets its slot now, in note-on order (sorted by start
+/// within the track); the note-off fills in its end.
+#[inline(always)]
+fn note_on(s: &mut Scratch, tick: u64, ch: u8, key: u8, velocity: u8, track: u32) {
+    let k = key_index(ch, key);
+    let slot = s.raw.len() as u32;
+    let head = &mut s.first[k];
+    if head.slot == 0 {
+        *head = Open {
+            tick,
+            slot: slot + 1,
+            more: false,
+        };
+    } else {
+        if !head.more {
+            head.more = true;
+            s.touched.push(k as u16);
+        }
+        s.rest[k].push(slot);
+    }
+    s.raw.push(RawNote {
+        start_tick: tick,
+        end_tick: OPEN,
+        pitch: key,
+        velocity,
+        track,
+        channel: ch,
+        program: 0,
+    });
+}
+
+/// A note-off (or a note-on with velocity 0), with the channel's program now.
+#[inline(always)]
+fn note_off(s: &mut Scratch, tick: u64, ch: u8, key: u8, program: u8) {
+    let k = key_index(ch, key);
+    let head = s.first[k];
+    if head.slot == 0 {
+        // nothing open: a spurious note-off
+    } else if !head.more {
+        // One open note (the common case): closed unless it started on this tick, and then
+        // dropped either way.
+        if head.tick != tick {
+            let note = &mut s.raw[head.slot as usize - 1];
+            note.end_tick = tick;
+            note.program = program;
+            s.closed += 1;
+        }
+        s.first[k].slot = 0;
+    } else {
+        close_key(s, k, head, tick, program);
+    }
+}
+
+/// A note-off for a key with several open notes: closes every open note that started before this
+/// tick. Those that started on it stay open only if an earlier one was closed; otherwise they are
+/// dropped (their slots stay OPEN).
+#[inline(never)]
+fn close_key(s: &mut Scratch, k: usize, head: Open, tick: u64, program: u8) {
+    let others = std::mem::take(&mut s.rest[k]);
+    let mut kept: Vec<u32> = Vec::new();
+    let mut closed = 0usize;
+    for slot in std::iter::once(head.slot - 1).chain(others.iter().copied()) {
+        let note = &mut s.raw[slot as usize];
+        if note.start_tick != tick {
+            closed += 1;
+            s.closed += 1;
+            note.end_tick = tick;
+            note.program = program;
+        } else {
+            kept.push(slot);
+        }
+    }
+    s.first[k] = Open::default();
+    if closed > 0 && !kept.is_empty() {
+        s.first[k] = Open {
+            tick,
+            slot: kept[0] + 1,
+            more: kept.len() > 1,
+        };
+        kept.remove(0);
+        s.rest[k] = kept;
+    } else {
+        // Keep the allocation for the next use of the key.
+        let mut others = others;
+        others.clear();
+        s.rest[k] = others;
+    }
+}
+
+/// Decodes an event that is not a note-on or note-off, whose status (0: none) has been read and
+/// whose data starts at `p`, with `running` the running status before it. Returns where the next
+/// event starts and the running status after it; `None` if the event is undecodable.
+#[inline(never)]
+fn other_event(
+    raw: &[u8],
+    mut p: usize,
+    status: u8,
+    running: u8,
+    tick: u64,
+    rare: &mut Rare,
+    s: &mut Scratch,
+) -> Option<(usize, u8)> {
+    let n = raw.len();
+    let track = rare.track;
+    match status {
+        0xA0..=0xEF => {
+            let kind = status >> 4;
+            let ch = status & 0x0F;
+            let len = if kind == 0xC || kind == 0xD { 1 } else { 2 };
+            if n - p < len {
+                return None;
+            }
+            let d0 = raw[p];
+            let d1 = if len == 2 { raw[p + 1] } else { 0 };
+            if (d0 | d1) & 0x80 != 0 {
+                return None;
+            }
+            p += len;
+            match kind {
+                0xB if d0 == 64 => s.pedal.push((tick, d1, ch, track)),
+                0xC => rare.program[ch as usize] = d0,
+                _ => {}
+            }
+            Some((p, status))
+        }
+        0xFF => {
+            let kind = *raw.get(p)?;
+            p += 1;
+            let len = varlen(raw, &mut p) as usize;
+            let data = &raw[p..p + len.min(n - p)];
+            p += data.len();
+            match kind {
+                0x2F => rare.seen_end = true,
+                0x51 if data.len() >= 3 && track == 0 => {
+                    let t = u32::from_be_bytes([0, data[0], data[1], data[2]]);
+                    s.tempos.push((tick, t));
+                }
+                0x54 if data.len() >= 5 && !valid_smpte(data) => return None,
+                0x59 if data.len() < 2 => return None,
+                // The signatures remi reads (midly's reading: a time signature has at least 4
+                // bytes, else it is an unknown meta event), up to the first end-of-track, as
+                // `crate::remi::scan_meta` reads them.
+                0x58 if data.len() >= 4 && track == 0 && !rare.seen_end => {
+                    s.time_signatures.push((tick, data[0], data[1]));
+                }
+                0x59 if track == 0 && !rare.seen_end => {
+                    s.key_signatures.push((data[0] as i8, data[1] != 0));
+                }
+                _ => {}
+            }
+            // A meta event keeps the running status (mido).
+            Some((p, running))
+        }
+        0xF0 | 0xF7 => {
+            let len = varlen(raw, &mut p) as usize;
+            p += len.min(n - p);
+            Some((p, 0))
+        }
+        // System common and realtime messages cannot appear in a file (nor can a data byte
+        // without a running status).
+        _ => None,
+    }
 }
 
 /// The order of [`Notes`] when start times are equal: (pitch, end, track, channel, program,

@@ -526,6 +526,8 @@ struct Writer<'a, S: Sink> {
     bar_end: u64,
     /// Per pitch, the last note written, so that a later onset of the pitch can cut it.
     last: [Option<Written>; 128],
+    /// The tokens of the onset being written: a Position and three per pitch.
+    pending: [TokenId; 1 + 3 * 128],
 }
 
 impl<'a, S: Sink> Writer<'a, S> {
@@ -548,6 +550,7 @@ impl<'a, S: Sink> Writer<'a, S> {
             bar_start: 0,
             bar_end: 0,
             last: [None; 128],
+            pending: [0; 1 + 3 * 128],
         }
     }
 
@@ -620,7 +623,8 @@ impl<'a, S: Sink> Writer<'a, S> {
     }
 
     /// Writes one onset: its Position (after the bars before it), then its notes by pitch, each
-    /// cutting the previous note of its pitch at this onset.
+    /// cutting the previous note of its pitch at this onset. The onset's tokens are gathered in
+    /// `self.pending` and written at once: one length update of the sink per onset, not per token.
     fn onset(&mut self, start: u64, mut pitches: u128, best: &[u16; 128]) -> Result<()> {
         if self.bars == 0 {
             self.open_bar()?;
@@ -628,13 +632,15 @@ impl<'a, S: Sink> Writer<'a, S> {
         while start >= self.bar_end {
             self.open_bar()?;
         }
-        self.out.reserve(1 + 3 * pitches.count_ones() as usize);
+        let first = self.out.len();
+        let buf = &mut self.pending;
         // A position is below the bar's length, at most MAX_BAR_STEPS.
-        self.out
-            .push(POSITION_ID + (start - self.bar_start) as TokenId);
+        buf[0] = POSITION_ID + (start - self.bar_start) as TokenId;
+        let mut len = 1;
         while pitches != 0 {
             let p = pitches.trailing_zeros() as usize;
             pitches &= pitches - 1;
+            // The previous note of the pitch is in an earlier onset, already in the sink.
             if let Some(prev) = self.last[p] {
                 let gap = start - prev.start;
                 if prev.duration as u64 > gap {
@@ -642,15 +648,17 @@ impl<'a, S: Sink> Writer<'a, S> {
                 }
             }
             let (duration, velocity_bin) = ((best[p] >> 8) as u8, best[p] as u8);
-            self.out.push(PITCH_ID + p as TokenId);
-            self.out.push(VELOCITY_ID + velocity_bin as TokenId);
+            buf[len] = PITCH_ID + p as TokenId;
+            buf[len + 1] = VELOCITY_ID + velocity_bin as TokenId;
+            buf[len + 2] = DURATION_ID + duration as TokenId - 1;
             self.last[p] = Some(Written {
                 start,
                 duration,
-                index: self.out.len(),
+                index: first + len + 2,
             });
-            self.out.push(DURATION_ID + duration as TokenId - 1);
+            len += 3;
         }
+        self.out.extend(&buf[..len]);
         Ok(())
     }
 }

@@ -28,6 +28,8 @@ pub type TokenId = u16;
 pub(crate) trait Sink {
     /// Appends the token with this id.
     fn push(&mut self, id: TokenId);
+    /// Appends the tokens with these ids.
+    fn extend(&mut self, ids: &[TokenId]);
     /// Replaces the token at `index` (a tokenizer correcting what it wrote).
     fn set(&mut self, index: usize, id: TokenId);
     /// Tokens written so far.
@@ -42,6 +44,10 @@ impl Sink for Vec<TokenId> {
     #[inline]
     fn push(&mut self, id: TokenId) {
         Vec::push(self, id);
+    }
+    #[inline]
+    fn extend(&mut self, ids: &[TokenId]) {
+        self.extend_from_slice(ids);
     }
     #[inline]
     fn set(&mut self, index: usize, id: TokenId) {
@@ -69,6 +75,12 @@ impl Sink for Tokens {
     #[inline]
     fn push(&mut self, id: TokenId) {
         self.tokens.push(Cow::Borrowed(self.alphabet[id as usize]));
+    }
+    #[inline]
+    fn extend(&mut self, ids: &[TokenId]) {
+        let alphabet = self.alphabet;
+        self.tokens
+            .extend(ids.iter().map(|&id| Cow::Borrowed(alphabet[id as usize])));
     }
     #[inline]
     fn set(&mut self, index: usize, id: TokenId) {
