@@ -11,6 +11,7 @@ import fastparse
 from service.model.architecture import build_model
 from service.model.generate import Primers, decoder_for, notes_per_token, sample
 from service.model.windows import make_dataset, train_val_starts
+from service.music.quality import dropped_tokens
 from service.music.sampling import Sampling
 from service.spec import build_spec
 
@@ -52,6 +53,18 @@ def test_an_untrained_model_writes_exactly_the_notes_asked_for(shared_midi, sche
         assert len(fastparse.read_notes(midi)) == 64
         lenient = fastparse.detokenize(stream, vocab, scheme=scheme, strict=False)
         assert lenient == midi  # nothing was dropped
+    assert dropped_tokens(rows, vocab, scheme, key_first=keyed) == 0
+
+
+def test_dropped_tokens_counts_what_a_decoder_must_skip():
+    vocab = ["Bar", "Duration_12", "Pitch_60", "Pitch_62", "Position_0", "Position_12", "TimeSig_4/4", "Velocity_80"]
+    ids = {t: i for i, t in enumerate(vocab)}
+    good = [ids[t] for t in "TimeSig_4/4 Bar Position_12 Pitch_60 Velocity_80 Duration_12".split()]
+    assert dropped_tokens([np.array(good)], vocab, "remi") == 0
+    # A Position going back; then Pitch_62 joins the onset, but a Duration without its Velocity and a
+    # Position in the middle of the note are skipped, and the note is left unfinished at the end.
+    bad = good + [ids["Position_0"], ids["Pitch_62"], ids["Duration_12"], ids["Position_12"]]
+    assert dropped_tokens([np.array(bad)], vocab, "remi") == 4
 
 
 def test_the_grammar_refuses_a_token_out_of_place(shared_midi):
@@ -75,3 +88,24 @@ def test_notes_per_token_counts_chords(shared_midi):
     counts = notes_per_token(vocab, "notes-chords")
     for token, count in zip(vocab, counts, strict=True):
         assert count == (len(token.split(".")) if "." in token else 1), token
+
+
+def test_a_model_that_only_wants_bars_still_writes_its_notes(shared_midi):
+    """A real network whose output bias makes "Bar" a thousand times likelier than anything: the grammar
+    allows at most two empty bars in a row, so the notes come anyway, and every row decodes."""
+    trained, primers, vocab = _untrained(shared_midi, "remi")
+    from service.model.architecture import build_model
+
+    model = build_model(trained.spec, len(vocab))
+    logits = model.get_layer("logits")
+    weights = logits.get_weights()
+    weights[1][vocab.index("Bar")] += 20.0
+    logits.set_weights(weights)
+    biased = decoder_for(model, trained.spec, vocab, "remi")
+    for greedy in (True, False):
+        rows = sample(biased, primers, 32, Sampling(greedy=greedy), np.random.default_rng(0))
+        for row in rows:
+            assert len(fastparse.read_notes(fastparse.detokenize(row, vocab, scheme="remi", strict=True))) == 32
+            bars = np.asarray([vocab[t] == "Bar" for t in row])
+            runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], bars.astype(int), [0]]))))[::2]
+            assert runs.max() <= 3  # the bar a note opens, plus at most two empty ones before it

@@ -8,9 +8,16 @@
 //! no TimeSig repeating the meter in force, and no note of a pitch that still sounds. The last rule
 //! looks back, so a stream never reaches a dead end: a Position is offered only where some pitch
 //! of the vocabulary is free, and a Bar is always allowed after a note or an onset-less bar.
+//!
+//! One rule is the sampler's own, not decoding's: at most [`MAX_EMPTY_BARS`] bars in a row without
+//! a note (unless no note could start in the bar), so that a stream asked for N notes gets them in
+//! a bounded number of tokens however much an untrained model likes to open bars.
 
 use crate::error::{Error, Result};
 use crate::remi::{bar_steps, parse_token, Event, MAX_BARS};
+
+/// Bars in a row without a note that a sampled stream may open (rests of two bars stay possible).
+pub const MAX_EMPTY_BARS: u32 = 2;
 
 /// What the stream may see next: the decoder's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +52,8 @@ struct Stream {
     /// Per pitch: the step where its last note ends (0: never played).
     ends: [u64; 128],
     notes: u64,
+    /// Bars closed in a row without a note.
+    empty_bars: u32,
 }
 
 impl Stream {
@@ -66,6 +75,7 @@ impl Stream {
             pitch: 0,
             ends: [0; 128],
             notes: 0,
+            empty_bars: 0,
         }
     }
 }
@@ -76,8 +86,9 @@ pub struct Grammar {
     /// Each vocabulary id's token, parsed (None: not a token of the scheme, never allowed).
     events: Vec<Option<Event>>,
     with_key: bool,
-    /// The pitches the vocabulary can write.
+    /// The pitches and the Positions the vocabulary can write.
     pitches: Vec<u8>,
+    positions: Vec<u64>,
     streams: Vec<Stream>,
 }
 
@@ -95,10 +106,18 @@ impl Grammar {
             .collect();
         pitches.sort_unstable();
         pitches.dedup();
+        let positions = events
+            .iter()
+            .filter_map(|e| match e {
+                Some(Event::Position(k)) => Some(*k),
+                _ => None,
+            })
+            .collect();
         Grammar {
             events,
             with_key,
             pitches,
+            positions,
             streams: vec![Stream::new(key_written && with_key); rows],
         }
     }
@@ -122,6 +141,14 @@ impl Grammar {
             .map(|&p| s.ends[p as usize])
             .min()
             .unwrap_or(u64::MAX);
+        // In a bar without a note yet, another Bar (or a TimeSig, which leads to one) is offered
+        // only within the empty-bar allowance, or when no note could start in this bar.
+        let note_possible = self
+            .positions
+            .iter()
+            .any(|&k| k < s.bar_len && s.bar_start + k >= free_from);
+        let may_close =
+            s.expect != Expect::Onset || s.empty_bars < MAX_EMPTY_BARS || !note_possible;
         for (flag, event) in out.iter_mut().zip(&self.events) {
             *flag = match event {
                 None => false,
@@ -129,12 +156,13 @@ impl Grammar {
                 Some(Event::TimeSig(n, d)) => match s.expect {
                     Expect::Start => !self.with_key,
                     Expect::FirstTimeSig => true,
-                    Expect::Onset | Expect::Next => s.meter != Some((*n, *d)),
+                    Expect::Onset | Expect::Next => s.meter != Some((*n, *d)) && may_close,
                     _ => false,
                 },
                 Some(Event::Bar) => {
                     matches!(s.expect, Expect::Bar | Expect::Onset | Expect::Next)
                         && s.bars < MAX_BARS
+                        && may_close
                 }
                 Some(Event::Position(k)) => {
                     matches!(s.expect, Expect::Onset | Expect::Next)
@@ -176,6 +204,14 @@ impl Grammar {
                 s.expect = Expect::Bar;
             }
             Event::Bar => {
+                if s.meter.is_some() {
+                    // The bar closing had a note if a Position came in it (a note follows each).
+                    s.empty_bars = if s.last_position.is_some() {
+                        0
+                    } else {
+                        s.empty_bars + 1
+                    };
+                }
                 let start = if s.meter.is_some() {
                     s.bar_start + s.bar_len
                 } else {
@@ -289,6 +325,34 @@ mod tests {
                 assert!(g.notes(row) > 0);
             }
         }
+    }
+
+    #[test]
+    fn bars_without_notes_are_limited() {
+        let vocab = [
+            "TimeSig_4/4",
+            "Bar",
+            "Position_0",
+            "Pitch_60",
+            "Velocity_80",
+            "Duration_12",
+        ];
+        let mut g = Grammar::new(&vocab, false, 1, false);
+        let mut allowed = vec![false; vocab.len()];
+        for id in [0, 1, 1, 1] {
+            g.push(0, id).unwrap(); // TimeSig, then three bars: two of them closed empty
+        }
+        g.allowed(0, &mut allowed);
+        assert_eq!(
+            allowed,
+            [false, false, true, false, false, false],
+            "a note must come now"
+        );
+        for id in [2, 3, 4, 5, 1, 1] {
+            g.push(0, id).unwrap(); // a note, then bars again: the allowance starts over
+        }
+        g.allowed(0, &mut allowed);
+        assert!(allowed[1]);
     }
 
     #[test]

@@ -149,9 +149,10 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     written = np.zeros(rows, dtype=np.int64)
     done = np.zeros(rows, dtype=bool)
     out: list[list[int]] = [[] for _ in range(rows)]
+    whole = np.zeros(rows, dtype=np.int64)  # each row's length when it last could end (after a note)
     logits = model.decoder.run(primers.tokens, keys)
-    # A stream writes at least one token per note; a generous cap stops a model that would only
-    # ever open empty bars.
+    # A note takes 4 tokens (Position, Pitch, Velocity, Duration), and the grammar allows at most two
+    # empty bars (a TimeSig and a Bar each) before one: the cap is never reached by a remi stream.
     for _ in range(notes * 16 + 64):
         if banned is not None and len(banned):
             logits[:, banned] = -np.inf
@@ -168,11 +169,15 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
             written = written + np.where(done, 0, per_token[chosen])
         for row in np.flatnonzero(~done):
             out[row].append(int(chosen[row]))
+        if grammar is not None:
+            whole = np.where(~done & grammar.can_end(), [len(r) for r in out], whole)
         done |= written >= notes
         if done.all():
             break
         logits = model.decoder.step(chosen, keys)
-    return [np.asarray(row, dtype=np.int32) for row in out]
+    # A row cut short by the cap ends after its last whole note, so that it still decodes.
+    return [np.asarray(row if grammar is None or done[i] else row[:whole[i]], dtype=np.int32)
+            for i, row in enumerate(out)]
 
 
 def notes_per_token(vocab: list[str], scheme: str) -> np.ndarray:
@@ -206,6 +211,8 @@ def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | No
     """report.json's quality of generated rows; for a key-conditioned model also the share of notes
     in each row's conditioning key."""
     described = quality.describe(list(tokens), model.vocab, model.scheme, reference)
+    described["dropped_tokens"] = quality.dropped_tokens(list(tokens), model.vocab, model.scheme,
+                                                         key_first=keys is not None)
     if keys is not None:
         described["in_conditioned_key_share"] = quality.share_in_keys(list(tokens), model.vocab, model.scheme, keys)
     return described
