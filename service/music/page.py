@@ -32,8 +32,8 @@ QUALITY_SECTIONS = ("corpus", "sampled", "greedy")
 METRIC_ORDER = ("pieces", "tokens_per_piece", "distinct_4gram_ratio", "longest_loop_tokens", "longest_loop_period",
                 "mean_longest_loop_tokens", "pitch_class_entropy_bits", "pitch_class_js_distance_to_corpus",
                 "duration_js_distance_to_corpus", "ioi_js_distance_to_corpus", "onsets_on_beat_share",
-                "min_distinct_durations", "notes_per_bar", "polyphony", "in_key_share", "in_conditioned_key_share",
-                "key_of_all")
+                "min_distinct_durations", "dropped_tokens", "notes_per_bar", "polyphony", "in_key_share",
+                "in_conditioned_key_share", "key_of_all")
 # Training settings in reading order, with their labels; absent ones are skipped.
 TRAINING = (("preset", "preset"), ("scheme", "token scheme"), ("files", "MIDI files"), ("pieces", "pieces"),
             ("tokens", "tokens"), ("vocab_size", "vocabulary"), ("epochs_run", "epochs run"),
@@ -60,6 +60,8 @@ QUALITY_NOTE = (
     "onsets, in note values from a 32nd to two whole notes; <code>onsets_on_beat_share</code> is the "
     "share of onsets on a quarter-note beat and <code>min_distinct_durations</code> the number of "
     "different note lengths in the least varied piece (the paper's model wrote every note the same). "
+    "<code>dropped_tokens</code> counts tokens a decoder would have to skip (composer's grammar keeps it "
+    "at 0). "
     "<code>notes_per_bar</code> counts notes per 4/4 bar, <code>polyphony</code> notes per "
     "onset, <code>in_key_share</code> the share of notes in the key estimated from the piece's own notes "
     "(Krumhansl-Schmuckler profiles), <code>in_conditioned_key_share</code> the share in the key the piece "

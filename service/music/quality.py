@@ -208,3 +208,26 @@ def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], 
     # Excerpts cut mid-bar are not valid streams on their own: decode them leniently too.
     notes = [piece_notes(fastparse.detokenize(x, vocab, scheme=scheme, strict=False)) for x in pieces]
     return pieces, _reference(notes)
+
+
+def dropped_tokens(pieces: list[np.ndarray], vocab: list[str], scheme: str, key_first: bool = False) -> int:
+    """Tokens that decoding would have to drop: for remi, those fastparse's grammar does not allow
+    where they stand (each is skipped and the rest read on, as lenient decoding does); for
+    notes-chords, tokens that write no note. 0 for every piece composer samples."""
+    import fastparse
+
+    dropped = 0
+    if scheme == "notes-chords":
+        for piece in pieces:
+            dropped += sum(len(fastparse.read_notes(fastparse.detokenize([int(t)], vocab, scheme=scheme,
+                                                                         strict=False))) == 0 for t in piece)
+        return dropped
+    for piece in pieces:
+        grammar = fastparse.RemiGrammar(vocab, scheme, 1, key_first=key_first)
+        for token in piece:
+            if grammar.allowed()[0, int(token)]:
+                grammar.push([int(token)])
+            else:
+                dropped += 1
+        dropped += 0 if grammar.can_end()[0] or len(piece) == 0 else 1  # a note left unfinished
+    return dropped
