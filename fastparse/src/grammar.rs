@@ -14,23 +14,10 @@
 //! a bounded number of tokens however much an untrained model likes to open bars.
 
 use crate::error::{Error, Result};
-use crate::remi::{bar_steps, parse_token, Event, MAX_BARS};
+use crate::remi::{bar_steps, parse_token, Event, Expect, MAX_BARS};
 
 /// Bars in a row without a note that a sampled stream may open (rests of two bars stay possible).
 pub const MAX_EMPTY_BARS: u32 = 2;
-
-/// What the stream may see next: the decoder's states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    Start,
-    FirstTimeSig,
-    Bar,
-    Onset,
-    Pitch,
-    Velocity,
-    Duration,
-    Next,
-}
 
 /// One stream's state, as much as the rules need.
 #[derive(Debug, Clone)]

@@ -725,9 +725,9 @@ pub fn parse_token(token: &str) -> Option<Event> {
     }
 }
 
-/// What a strict parse may see next.
+/// What a strict parse may see next (also the sampler's state in grammar.rs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
+pub(crate) enum Expect {
     /// At the start: a Key ("remi+key") or a TimeSig.
     Start,
     /// After the Key: the first TimeSig.
