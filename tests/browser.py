@@ -65,8 +65,9 @@ def check_page(driver, page: Path) -> dict:
     }
 
 
-def screenshot(driver, path: Path) -> Path:
-    """The whole page at 1200 px wide (the window as tall as the document), downscaled to stay small."""
+def screenshot(driver, path: Path, top: int | None = None) -> Path:
+    """The whole page at 1200 px wide (the window as tall as the document), downscaled to stay small;
+    with `top`, only the page's first `top` pixels are kept in the file (a README's picture)."""
     from PIL import Image, ImageStat
 
     height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -74,6 +75,9 @@ def screenshot(driver, path: Path) -> Path:
     inner = driver.execute_script("return window.innerHeight")
     driver.set_window_size(1200, height + (height + 200 - inner))
     shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    assert shot.height >= height * 0.95  # the whole document, not the first screen
+    if top is not None:
+        shot = shot.crop((0, 0, shot.width, min(top, shot.height)))
     small = shot.resize((600, round(shot.height * 600 / shot.width)), Image.LANCZOS)
     small = small.quantize(colors=128, method=Image.Quantize.MEDIANCUT)  # a palette PNG: a fraction of the bytes
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,5 +85,4 @@ def screenshot(driver, path: Path) -> Path:
     # Not blank: the page's text, images and colours make a varied picture.
     gray = Image.open(path).convert("L")
     assert ImageStat.Stat(gray).stddev[0] > 15 and len(gray.getcolors(256) or []) > 32
-    assert shot.height >= height * 0.95  # the whole document, not the first screen
     return path

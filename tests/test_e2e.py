@@ -256,12 +256,36 @@ def _ray_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
-def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
-    """The README demo: built-in `bach` dataset, embedded local store, composer's own local Ray head."""
+def _readme_demo() -> list[str]:
+    """The demo command as README.md gives it (`pip install . && composer submit ...`), after `composer`."""
+    import re
+    import shlex
+
+    from conftest import REPO
+
+    found = re.search(r"^pip install \. && composer (submit .*)$", (REPO / "README.md").read_text(), re.M)
+    assert found, "README.md lost its demo command"
+    return shlex.split(found[1])
+
+
+def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head, composer_home, chromium, tmp_path):
+    """The README demo, as written there (rhythm-aware remi on the built-in `bach` dataset, the embedded
+    local store, composer's own local Ray head): the sampled pieces are closer to the corpus than the
+    greedy ones in pitch classes, durations and inter-onset intervals, each uses at least 3 durations,
+    and the pulled report.html works in a browser. COMPOSER_UPDATE_SCREENSHOT=1 writes its screenshot
+    to docs/report.png, which the README shows."""
+    import os
+
+    from browser import check_page, open_page, screenshot
+    from conftest import REPO
+
     store = tmp_path / "store"
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
-    out = tmp_path / "out"
-    proc = run_cli("submit", "--dataset", "bach", *TINY, "--wait", "--to", str(out), env=env)
+    command = _readme_demo()
+    assert command[command.index("--to") + 1] == "demo"
+    out = tmp_path / "demo"
+    command[command.index("--to") + 1] = str(out)
+    proc = run_cli(*command, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"open {out / 'report.html'} to hear and see it" in proc.stdout
     meta = json.loads((store / "datasets" / "bach" / "dataset.json").read_text())
@@ -271,8 +295,29 @@ def test_demo_path_bach_on_local_store(ray_head, composer_home, tmp_path):
     first = index["files"][0]
     shard = (store / "datasets" / "bach" / index["shards"][first["shard"]]["key"]).read_bytes()
     assert len(fastparse.read_notes(shard[first["offset"]:first["offset"] + first["size"]])) > 20
-    assert len(list((out / "samples").glob("sample-*.mid"))) == 2
-    assert json.loads((out / "report.json").read_text())["dataset"] == "bach"
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["dataset"] == "bach" and report["scheme"] == "remi"
+    quality = report["quality"]
+    for distance in ("pitch_class_js_distance_to_corpus", "duration_js_distance_to_corpus",
+                     "ioi_js_distance_to_corpus"):
+        assert quality["sampled"][distance] < quality["greedy"][distance], (distance, quality)
+    assert quality["sampled"]["min_distinct_durations"] >= 3, quality["sampled"]
+    assert quality["sampled"]["dropped_tokens"] == quality["greedy"]["dropped_tokens"] == 0
+    samples = sorted((out / "samples").glob("sample-*.mid"))
+    assert len(samples) == 4
+    for midi in samples:  # 256 notes each, and at least 3 distinct durations (in ticks)
+        notes = fastparse.read_notes(midi)
+        assert len(notes) == 256 and len(np.unique(notes.end_tick - notes.start_tick)) >= 3
+
+    page = out / "report.html"
+    open_page(chromium, page)
+    seen = check_page(chromium, page)
+    assert len(seen["audio"]) == len(list((out / "samples").glob("*.ogg"))) >= 4
+    update = os.environ.get("COMPOSER_UPDATE_SCREENSHOT") == "1"
+    # The README's picture: settings, loss curve, the first pieces.
+    shot = screenshot(chromium, REPO / "docs" / "report.png" if update else tmp_path / "report.png", top=2200)
+    assert shot.stat().st_size < 250_000
 
 
 def test_failed_job_exits_1_with_the_reason(ray_head, composer_home, five_files, tmp_path):
