@@ -154,7 +154,7 @@ def test_generated_midi_has_notes_with_the_paper_timing(s3_job):
         assert len(notes) > 0
         # One token every half quarter note at 120 bpm: onsets on a 0.25 s grid.
         assert np.allclose(notes.start * 4, np.round(notes.start * 4), atol=1e-6)
-        assert len(np.unique(np.round(notes.start * 4))) > 100  # 256 tokens, not a handful of notes
+        assert len(np.unique(np.round(notes.start * 4))) > 100  # 256 notes, not a handful
         assert len(pretty_midi.PrettyMIDI(str(path)).instruments[0].notes) == len(notes)
         # Every note is one the vocabulary can spell.
         again = fastparse.tokenize([str(path)], vocab=vocab)
@@ -357,7 +357,7 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     spacing), samples in their primers' keys, and `generate --key` writes in the key asked for."""
     import mido
 
-    from service.music.keys import key_name, parse_key
+    from service.music.keys import key_name, key_token, parse_key
 
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
     out = tmp_path / "out"
@@ -390,6 +390,21 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     assert signatures(tmp_path / "k") == [parse_key(wanted)] * 2
     generated = json.loads((tmp_path / "k" / "report.json").read_text())
     assert generated["keys"] == [wanted] * 2 and generated["settings"]["key"] == wanted
+    # A primer in a key the model never saw, without --key: one line, exit 2.
+    unseen = next(k for k in range(24) if key_token(k) not in meta["vocab"])
+    scale = fastparse.key_scale(unseen)
+    tonic = [scale[0], scale[2], scale[4]]
+    track = mido.MidiTrack()
+    for pc in [*scale, *tonic, *tonic, *tonic]:
+        track += [mido.Message("note_on", note=60 + pc, velocity=80, time=0),
+                  mido.Message("note_off", note=60 + pc, velocity=0, time=240)]
+    primer = mido.MidiFile(ticks_per_beat=480)
+    primer.tracks.append(track)
+    primer.save(tmp_path / "unseen.mid")
+    assert fastparse.estimate_key(np.bincount([60 + pc for pc in [*scale, *tonic * 3]], minlength=72)[60:72]) == unseen
+    refused = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "u"), "--primer",
+                      str(tmp_path / "unseen.mid"))
+    assert refused.returncode == 2 and "a key this model never saw" in refused.stderr, refused.stderr
     for bad_key, message in (("H major", "is not a key"), ("C lydian", "is not a key")):
         bad = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "b"), "--key", bad_key)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr

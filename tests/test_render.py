@@ -63,7 +63,7 @@ def test_the_score_carries_key_signature_title_and_tempo_with_no_needless_accide
 
     cases = [("d", [62, 64, 66, 67, 69, 71, 73, 74, 62, 66, 69], 2, None),
              ("bb", [58, 60, 62, 63, 65, 67, 69, 70, 58, 62, 65, 66], -2, None),  # 66: G flat, outside
-             ("given", [60, 62, 64, 65, 67, 69, 71, 72], -1, parse_key("D minor"))]
+             ("given", [60, 62, 64, 65, 67, 69, 71, 72, 61], -1, parse_key("D minor"))]
     for name, pitches, fifths, key in cases:
         midi = tmp_path / f"{name}.mid"
         _scale_midi(midi, pitches, bpm=96)
@@ -76,6 +76,7 @@ def test_the_score_carries_key_signature_title_and_tempo_with_no_needless_accide
         assert [round(m.number) for m in marks] == [96]
         shown = [n.pitch.name for n in score.recurse().notes
                  if n.pitch.accidental is not None and n.pitch.accidental.displayStatus]
-        outside = {"d": [], "bb": ["G-"], "given": ["B"]}[name]  # D minor's B flat, naturalized
+        # D minor: B natural against its B flat, and the leading tone spelled C sharp (not D flat).
+        outside = {"d": [], "bb": ["G-"], "given": ["B", "C#"]}[name]
         assert shown == outside, (name, shown)
         assert png.stat().st_size > 1000

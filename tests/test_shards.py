@@ -96,7 +96,12 @@ def test_the_composer_filter_reads_giantmidi_names_and_only_the_shards_holding_t
     assert [m.name for m in datasets.select(index, ["debussy", "scarlatti"])] == [GIANTMIDI_NAMES[3],
                                                                                  GIANTMIDI_NAMES[5]]
     assert len(datasets.select(index, [])) == len(GIANTMIDI_NAMES)
-    assert len(index.shards) >= 4 and len({m.shard for m in chopin}) < len(index.shards)
+    # A job on one composer fetches only the shards that hold that composer's files.
+    assert len(index.shards) >= 4
+    _stages(store, "chopin", tmp_path, dataset="gm", scheme="notes-chords", composers=["chopin"])
+    fetched = corpora.record(store, "chopin")
+    assert fetched.shards_fetched == len({m.shard for m in chopin}) < len(index.shards)
+    assert fetched.bytes_fetched == sum(index.shards[n].bytes for n in {m.shard for m in chopin})
 
 
 def _job(store, job_id: str, work: Path, **spec: object) -> JobRun:

@@ -9,6 +9,7 @@ in place as it arrives, so the head never holds the dataset, only a shard or two
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections import defaultdict
@@ -79,10 +80,11 @@ def _from_shards(job: JobRun, selection: Selection, location: str) -> tuple[corp
         by_shard[member.shard].append(member)
     fetch_s = tokenize_s = 0.0
     fetched = 0
-    with tempfile.TemporaryDirectory(prefix="composer-tokens-") as tmp:
+    stream = shards.read(job.store, datasets.prefix(job.spec.dataset), job.spec.dataset, selection.index,
+                         sorted(by_shard))
+    # closing(): on a failure the downloads ahead stop, and their shards go, at once.
+    with tempfile.TemporaryDirectory(prefix="composer-tokens-") as tmp, contextlib.closing(stream):
         writer = corpora.CorpusWriter(Path(tmp), job.spec.scheme)
-        stream = shards.read(job.store, datasets.prefix(job.spec.dataset), job.spec.dataset, selection.index,
-                             sorted(by_shard))
         while True:
             started = time.monotonic()
             item = next(stream, None)

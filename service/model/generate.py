@@ -101,8 +101,9 @@ def pick_primers(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], star
     return Primers(windows, piece_keys(tokens, offsets, vocab)[pieces])
 
 
-def primer_from_midi(model: ModelInfo, path: Path, count: int) -> Primers:
-    """The last seq_len tokens of a MIDI file, in the model's vocabulary, once per sample."""
+def primer_from_midi(model: ModelInfo, path: Path, count: int, key: int | None = None) -> Primers:
+    """The last seq_len tokens of a MIDI file, in the model's vocabulary, once per sample; for a
+    key-conditioned model in `key`, else in the file's own key."""
     import fastparse
 
     result = fastparse.tokenize([str(path)], scheme=model.scheme, vocab=model.vocab)
@@ -112,8 +113,14 @@ def primer_from_midi(model: ModelInfo, path: Path, count: int) -> Primers:
     tokens = all_tokens[-model.spec.seq_len:]
     if len(tokens) == 0:
         raise UserError(f"--primer {path} has no notes this model knows ({result.unknown} unknown tokens)")
-    key = piece_keys(all_tokens, np.asarray(result.offsets), model.vocab)[0]
-    return Primers(np.tile(tokens, (count, 1)), np.full(count, key, dtype=np.int8))
+    if key is None and model.spec.key_conditioning:
+        # The primer's own key token, read without the model's vocabulary (which would drop an unknown one).
+        own = fastparse.tokenize([str(path)], scheme=model.scheme)
+        key = int(piece_keys(np.asarray(own.tokens), np.asarray(own.offsets), list(own.vocab))[0])
+        if key_token(key) not in model.vocab:
+            raise UserError(f"--primer {path} is in {key_name(key)}, a key this model never saw in training: "
+                            "give --key with one it knows")
+    return Primers(np.tile(tokens, (count, 1)), np.full(count, key or 0, dtype=np.int8))
 
 
 def banned_for_key(model: ModelInfo, key: int) -> np.ndarray:
@@ -289,13 +296,13 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     # Check the request against composer.json before TensorFlow loads (and logs to stderr).
     info = read_model_info(model_dir)
     banned = None if key_index is None else banned_for_key(info, key_index)
-    from_file = primer_from_midi(info, primer, samples) if primer is not None else None
+    from_file = primer_from_midi(info, primer, samples, key_index) if primer is not None else None
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)
     if from_file is None:
         chosen = choose_primers(info, bank, samples, rng, key_index)
     else:
-        chosen = from_file if key_index is None else from_file.in_key(key_index)
+        chosen = from_file
     done = generate(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio=audio)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
                 "primer": str(primer) if primer else "random training window", "key": key}

@@ -40,7 +40,7 @@ TRAINING = (("preset", "preset"), ("scheme", "token scheme"), ("files", "MIDI fi
             ("best_epoch", "best epoch"), ("best_val_loss", "best validation loss"), ("workers", "workers"),
             ("key_conditioning", "key conditioning"), ("training_device", "training device"))
 # Sampling keys shown first (the rest follow in the report's order); "greedy" repeats "method".
-SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "length", "seed", "primer", "key", "model")
+SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "notes", "seed", "primer", "key", "model")
 SAMPLING_HIDDEN = {"greedy"}
 
 QUALITY_NOTE = (
@@ -110,7 +110,10 @@ def write_page(folder: Path) -> Path:
     body = [_title(report, folder), _settings(report)]
     if (folder / "loss.png").is_file():
         body.append('<h2>Loss</h2>\n<img src="loss.png" alt="training and validation loss per epoch">')
-    midis = sorted(pieces_dir.glob("sample-*.mid")) + sorted(pieces_dir.glob("greedy-*.mid"))
+    # The pieces report.json names (a folder written to again may hold older ones), else what is there.
+    listed = [*(report.get("samples") or []), *(report.get("greedy_samples") or [])]
+    midis = ([pieces_dir / name for name in listed if (pieces_dir / name).is_file()] if listed else
+             sorted(pieces_dir.glob("sample-*.mid")) + sorted(pieces_dir.glob("greedy-*.mid")))
     if midis:
         body.append("<h2>Pieces</h2>")
         body.extend(_piece(midi, prefix, keys.get(midi.name)) for midi in midis)

@@ -259,16 +259,20 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
                 written.append(key)
                 uploads.append(pool.submit(put, key, path))
                 # At most two shards wait on the disk: the upload keeps pace or the packing waits.
-                while sum(not u.done() for u in uploads) > 2:
-                    wait(uploads, return_when=FIRST_COMPLETED)
+                while len(running := [u for u in uploads if not u.done()]) > 2:
+                    wait(running, return_when=FIRST_COMPLETED)
                 for done in [u for u in uploads if u.done()]:
                     done.result()
 
             writer = shards.ShardWriter(Path(tmp), finished)
-            _pack_all(writer, sorted(entries, key=lambda e: e.name), Path(source))
-            index = writer.close()
-            for upload in uploads:
-                upload.result()
+            try:
+                _pack_all(writer, sorted(entries, key=lambda e: e.name), Path(source))
+                index = writer.close()
+                for upload in uploads:
+                    upload.result()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # uploads not begun never begin
+                raise
         written.append(f"{prefix(name)}/{shards.INDEX}")
         store.put_bytes(written[-1], index.to_json())
         meta = DatasetInfo(name=name, source=str(source), files=len(entries), created=time.time(), bytes=total,
@@ -277,9 +281,6 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
         store.put_bytes(f"{prefix(name)}/dataset.json", json.dumps(meta.__dict__, indent=2).encode())
         return meta
     except BaseException as e:
-        for upload in uploads:
-            upload.cancel()
-        wait(uploads)
         for key in written:
             store.delete(key)
         if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):
