@@ -71,6 +71,8 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     return spec
 
 
+SETTLE_SECONDS = 3.0  # after a run on the cluster ends, before its id is given to a new one (see resume)
+
 # What `--resume` may change: how long training may go on and how long to wait for nodes. Everything
 # else would make the continued run a different one (the model, its data, its data order).
 GROWABLE = ("epochs", "patience", "autoscale_wait")
@@ -121,7 +123,11 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
             raise UserError(f"job {job_id} is still {status.lower()} on the cluster at {cluster.address}: "
                             f"follow it with `composer status {job_id}`, or `composer cancel {job_id}` first")
         # The cluster remembers the ended run under this id, which a new submission needs: forget it
-        # there (its log is kept in the store).
+        # there (its log is kept in the store). Not at once: Ray's monitor of the ended run polls its
+        # supervisor every second, and one that finds it gone after the new run took the id would
+        # mark the new run failed. A few seconds after the end, that monitor has finished.
+        ended = (getattr(found[1], "end_time", None) or 0) / 1000
+        time.sleep(max(0.0, min(SETTLE_SECONDS, ended + SETTLE_SECONDS - time.time())))
         found[0].delete_job(job_id)
     submit(spec, store, address, resuming=True)
     return spec
