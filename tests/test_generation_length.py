@@ -9,9 +9,9 @@ import pytest
 
 import fastparse
 from service.model.architecture import build_model
-from service.model.generate import Primers, decoder_for, notes_per_token, sample
+from service.model.generate import Primers, decoder_for, sample
 from service.model.windows import make_dataset, train_val_starts
-from service.music.quality import dropped_tokens
+from service.music.quality import dropped_tokens, notes_per_token
 from service.music.sampling import Sampling
 from service.spec import build_spec
 

@@ -41,9 +41,10 @@ def from_cache(job: JobRun, digest: str) -> corpora.Corpus | None:
 
 def run(job: JobRun, selection: Selection) -> corpora.Corpus:
     """The corpus of the chosen files, stored (in the cache for a sharded dataset)."""
-    cached = from_cache(job, selection.info.digest)  # a job submitted without the digest
-    if cached is not None:
-        return cached
+    if selection.info.digest != job.spec.dataset_digest:  # submitted without it: not looked up yet
+        cached = from_cache(job, selection.info.digest)
+        if cached is not None:
+            return cached
     job.phase("tokenize", f"tokenizing {selection.count} files ({job.spec.scheme})")
     if selection.index is not None:
         key = _cache_key(job, selection.info.digest)

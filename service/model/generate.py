@@ -152,7 +152,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     if model.scheme != "notes-chords":
         grammar = fastparse.RemiGrammar(model.vocab, model.scheme, rows, key_first=keys is not None)
     else:
-        per_token = notes_per_token(model.vocab, model.scheme)
+        per_token = quality.notes_per_token(model.vocab, model.scheme)
     written = np.zeros(rows, dtype=np.int64)
     done = np.zeros(rows, dtype=bool)
     out: list[list[int]] = [[] for _ in range(rows)]
@@ -185,14 +185,6 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     # A row cut short by the cap ends after its last whole note, so that it still decodes.
     return [np.asarray(row if grammar is None or done[i] else row[:whole[i]], dtype=np.int32)
             for i, row in enumerate(out)]
-
-
-def notes_per_token(vocab: list[str], scheme: str) -> np.ndarray:
-    """For notes-chords: how many notes each vocabulary token writes (a chord token several)."""
-    import fastparse
-
-    return np.array([len(fastparse.read_notes(fastparse.detokenize([i], vocab, scheme=scheme, strict=False)))
-                     for i in range(len(vocab))], dtype=np.int64)
 
 
 def write_midi(model: TrainedModel, tokens: list[np.ndarray], out: Path, prefix: str = "sample",
@@ -299,10 +291,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     from_file = primer_from_midi(info, primer, samples, key_index) if primer is not None else None
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)
-    if from_file is None:
-        chosen = choose_primers(info, bank, samples, rng, key_index)
-    else:
-        chosen = from_file
+    chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index)
     done = generate(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio=audio)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
                 "primer": str(primer) if primer else "random training window", "key": key}

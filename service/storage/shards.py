@@ -51,10 +51,6 @@ class Index:
     shards: list[Shard] = field(default_factory=list)
     files: list[Member] = field(default_factory=list)
 
-    @property
-    def bytes(self) -> int:
-        return sum(m.size for m in self.files)
-
     def digest(self) -> str:
         """The dataset's content: sha256 over every file's name and sha256, in name order (the same
         for a dataset however it is sharded, and the suffix of a staged local folder's name)."""
@@ -96,21 +92,21 @@ class ShardWriter:
     def add(self, name: str, size: int, stream: BinaryIO) -> None:
         """Copy `size` bytes of `stream` into the shard as file `name` (a shorter stream fails)."""
         hashing = _HashingReader(stream)
-        self._add(name, size, hashing, hashing.digest)
+        self._add(name, size, hashing, lambda: hashing.digest.hexdigest())
 
-    def add_bytes(self, name: str, data: bytes, sha256: str | None = None) -> None:
-        """A file held in memory (its sha256, when the caller has it already)."""
-        digest = None if sha256 is not None else hashlib.sha256(data)
-        self._add(name, len(data), io.BytesIO(data), digest, sha256)
+    def add_bytes(self, name: str, data: bytes, sha256: str) -> None:
+        """A file held in memory, whose sha256 the caller computed as it read it."""
+        self._add(name, len(data), io.BytesIO(data), lambda: sha256)
 
-    def _add(self, name: str, size: int, stream: BinaryIO, digest, sha256: str | None = None) -> None:
+    def _add(self, name: str, size: int, stream: BinaryIO, sha256: Callable[[], str]) -> None:
+        """`sha256` gives the file's hash once it has been copied."""
         tar = self._open(size)
         info = tarfile.TarInfo(name)
         info.size, info.mode = size, 0o644
         tar.addfile(info, stream)
         # The member's data ends the archive so far, padded to tar's 512-byte blocks.
         offset = tar.offset - -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-        self.index.files.append(Member(name, size, sha256 or digest.hexdigest(), len(self.index.shards), offset))
+        self.index.files.append(Member(name, size, sha256(), len(self.index.shards), offset))
 
     def _open(self, size: int) -> tarfile.TarFile:
         if self._tar is not None and self._tar.offset + size > self.shard_bytes:
