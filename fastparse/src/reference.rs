@@ -130,3 +130,80 @@ pub fn parse(bytes: &[u8]) -> Result<Notes> {
     let (start, sorted): (Vec<f64>, Vec<RawNote>) = rows.into_iter().unzip();
     Ok(note_arrays(resolution, &sorted, start, &mut pedal, &tempo))
 }
+
+// The differential tests live here, not in `notes`: `notes` never names this module, so the two
+// import each other in no build.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notes;
+    use crate::testdata::{corpus, equal_float_times_file, fuzz_regressions, mutate, on, smf, Rng};
+
+    #[test]
+    fn equals_the_midly_reference_on_the_corpus_and_mutations() {
+        let files = corpus();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for (i, file) in files.iter().enumerate() {
+            assert_eq!(notes::parse(file), parse(file), "file {i}");
+            for _ in 0..20 {
+                let m = mutate(&mut rng, file);
+                assert_eq!(notes::parse(&m), parse(&m), "mutation of file {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn equals_the_reference_on_edge_cases() {
+        let cases: Vec<Vec<u8>> = vec![
+            // running status after a meta event, after sysex (an error), varlen at the end
+            [
+                on(0, 0, 60, 10).to_vec(),
+                vec![0, 0xFF, 0x01, 0x00, 5, 60, 0],
+            ]
+            .concat(),
+            [
+                on(0, 0, 60, 10).to_vec(),
+                vec![0, 0xF0, 0x01, 0xF7, 5, 60, 0],
+            ]
+            .concat(),
+            [on(0, 0, 60, 10).to_vec(), vec![0x81, 0x80]].concat(),
+            // meta length past the end, bad key signature, bad SMPTE offset, valid SMPTE offset
+            [on(0, 0, 60, 10).to_vec(), vec![0, 0xFF, 0x01, 0x7F, 1]].concat(),
+            vec![0, 0xFF, 0x59, 0x01, 0x00],
+            vec![0, 0xFF, 0x54, 0x05, 0x18, 0, 0, 0, 0],
+            vec![0, 0xFF, 0x54, 0x05, 0x17, 59, 59, 23, 99],
+            // system common and realtime messages, a data byte with the top bit set
+            vec![0, 0xF2, 0, 0],
+            vec![0, 0xFE],
+            vec![0, 0x90, 0x80, 0x10],
+            // a 4-byte delta followed by a fifth continuation byte, a short tempo
+            [vec![0xFF, 0xFF, 0xFF, 0xFF], on(0, 0, 60, 10).to_vec()].concat(),
+            vec![0, 0xFF, 0x51, 0x02, 0x07, 0xA1],
+        ];
+        for (i, body) in cases.iter().enumerate() {
+            let file = smf(0, 96, std::slice::from_ref(body));
+            assert_eq!(notes::parse(&file), parse(&file), "case {i}");
+            // And with the end-of-track missing.
+            let mut cut = file.clone();
+            let cut_len = cut.len() - 4;
+            cut.truncate(cut_len);
+            let body_len = u32::from_be_bytes(cut[18..22].try_into().unwrap()) - 4;
+            cut[18..22].copy_from_slice(&body_len.to_be_bytes());
+            assert_eq!(notes::parse(&cut), parse(&cut), "case {i} without end");
+        }
+    }
+
+    #[test]
+    fn equals_the_reference_on_equal_float_times() {
+        let file = equal_float_times_file();
+        assert_eq!(notes::parse(&file), parse(&file));
+    }
+
+    #[test]
+    fn equals_the_reference_on_the_fuzz_regressions() {
+        for (path, data) in fuzz_regressions() {
+            let got = crate::error::catch(|| notes::parse(&data));
+            assert_eq!(got, crate::error::catch(|| parse(&data)), "{path:?}");
+        }
+    }
+}

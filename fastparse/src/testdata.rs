@@ -1,5 +1,5 @@
-//! Helpers shared by the modules' tests (built in tests only): the shared MIDI corpus and a small
-//! deterministic mutator of files.
+//! Helpers shared by the modules' tests (built in tests only): the shared MIDI corpus, a small
+//! deterministic mutator of files, and small MIDI files built by hand.
 
 /// The shared corpus (../shared/midi beside the repository), if it is there.
 pub(crate) fn corpus() -> Vec<Vec<u8>> {
@@ -58,5 +58,60 @@ pub(crate) fn mutate(rng: &mut Rng, file: &[u8]) -> Vec<u8> {
             }
         }
     }
+    out
+}
+
+/// A MIDI file from raw track bodies (events without the end-of-track).
+pub(crate) fn smf(format: u16, tpq: u16, tracks: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"MThd".to_vec();
+    out.extend(6u32.to_be_bytes());
+    out.extend(format.to_be_bytes());
+    out.extend((tracks.len() as u16).to_be_bytes());
+    out.extend(tpq.to_be_bytes());
+    for body in tracks {
+        let mut body = body.clone();
+        body.extend([0x00, 0xFF, 0x2F, 0x00]);
+        out.extend(b"MTrk");
+        out.extend((body.len() as u32).to_be_bytes());
+        out.extend(body);
+    }
+    out
+}
+
+pub(crate) fn on(delta: u8, ch: u8, key: u8, vel: u8) -> [u8; 4] {
+    [delta, 0x90 | ch, key, vel]
+}
+
+pub(crate) fn off(delta: u8, ch: u8, key: u8) -> [u8; 4] {
+    [delta, 0x80 | ch, key, 0]
+}
+
+/// A slow first tempo over many ticks, then a tempo so fast that one tick is below the float
+/// resolution of the time reached: two notes one tick apart (pitches 62 then 60) get the same
+/// start time.
+pub(crate) fn equal_float_times_file() -> Vec<u8> {
+    let mut t0 = vec![0x00, 0xFF, 0x51, 0x03, 0xFF, 0xFF, 0xFF];
+    for _ in 0..16 {
+        t0.extend([0xFF, 0xFF, 0xFF, 0x7F, 0xFF, 0x01, 0x00]); // max delta, empty text
+    }
+    t0.extend([0x00, 0xFF, 0x51, 0x03, 0x00, 0x00, 0x01]);
+    t0.extend(on(1, 0, 62, 10));
+    t0.extend(on(1, 0, 60, 10));
+    t0.extend(off(1, 0, 62));
+    t0.extend(off(0, 0, 60));
+    smf(0, 32767, &[t0])
+}
+
+/// The inputs that once made a fuzz target fail (fuzz/regressions), with their paths; none in a
+/// source distribution without the fuzz directory.
+pub(crate) fn fuzz_regressions() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| (entry.path(), std::fs::read(entry.path()).unwrap()))
+        .collect();
+    out.sort();
     out
 }
