@@ -4,8 +4,14 @@
   root) started here: `dockerd --storage-driver=overlay2 --iptables=false --ip-masq=false
   --bridge=none`, so builds and containers use the host network. Its data root stays in place, so
   its layer cache (and the pip cache mount of the Dockerfile) serves the next run.
-- The base: the official python:3.11-slim-bookworm when it can be pulled, else a Debian bookworm made
+- The base: whatever is already here first, so a rerun touches no registry: the official
+  python:3.11-slim-bookworm if the engine has it, else the Debian bookworm base an earlier run made
   with debootstrap (python3, python3-venv, ca-certificates; updates and security in its sources).
+  With neither, one pull of the official image (what a user with Docker Hub gets), and only when
+  that fails, debootstrap. To go back from the debootstrap base to the official one, remove the
+  former (`docker rmi composer-test-base:bookworm-1`) or pull the latter.
+- Containers: started with `--cidfile`, so their ids are known as soon as docker creates them,
+  even when the `docker run` client times out, and removed by id.
 - The image: the repository's Dockerfile alone, BuildKit on, the host's CA bundle as the `ca` secret.
 """
 
@@ -45,6 +51,30 @@ class Engine:
             raise RuntimeError(f"docker {' '.join(args[:3])} failed ({proc.returncode}): {proc.stderr[-2000:]}")
         return proc
 
+    def start_container(self, cidfile: Path, *args: str, timeout: float = 120) -> str:
+        """`docker run -d --cidfile CIDFILE ARGS`: the container's id. Docker writes the id to the cidfile
+        when it creates the container, so `remove(cidfile)` finds it even when this call timed out."""
+        self.run("run", "-d", "--cidfile", str(cidfile), *args, timeout=timeout)
+        cid = container_id(cidfile)
+        if cid is None:
+            raise RuntimeError(f"docker run -d left no container id in {cidfile}")
+        return cid
+
+    def run_once(self, cidfile: Path, *args: str, timeout: float = 600,
+                 check: bool = True) -> subprocess.CompletedProcess:
+        """`docker run --rm ARGS` in the foreground; a container left behind by a timeout is removed by id."""
+        try:
+            return self.run("run", "--rm", "--cidfile", str(cidfile), *args, timeout=timeout, check=check)
+        finally:
+            self.remove(cidfile)
+
+    def remove(self, cidfile: Path) -> None:
+        """Remove (force) the container whose id docker wrote to cidfile, if it got that far; idempotent."""
+        cid = container_id(cidfile)
+        if cid is not None:
+            self.run("rm", "-f", cid, check=False, timeout=120)
+        cidfile.unlink(missing_ok=True)
+
     def answers(self) -> bool:
         try:
             return self.run("info", "--format", "{{.ServerVersion}}", timeout=20, check=False).returncode == 0
@@ -61,6 +91,15 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.started.kill()
             self.started.wait(timeout=30)
+
+
+def container_id(cidfile: Path) -> str | None:
+    """The id in a `--cidfile` file; None when docker never created the container."""
+    try:
+        cid = cidfile.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return cid or None
 
 
 def _apt_install(*packages: str) -> None:
@@ -115,12 +154,30 @@ def _has_image(engine: Engine, name: str) -> bool:
     return engine.run("image", "inspect", name, check=False, timeout=30).returncode == 0
 
 
+def _pull(engine: Engine, name: str) -> bool:
+    """One pull; False when the registry cannot be reached (or answers too slowly) as well as on refusal."""
+    try:
+        return engine.run("pull", name, check=False, timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def base_image(engine: Engine) -> str | None:
-    """The runtime and builder base: None means the Dockerfile's default (the official image)."""
-    if _has_image(engine, OFFICIAL_BASE) or engine.run("pull", OFFICIAL_BASE, check=False, timeout=120).returncode == 0:
+    """The runtime and builder base: None means the Dockerfile's default (the official image).
+
+    Local images first: a rerun neither waits on a registry it cannot reach nor sends it anything."""
+    if _has_image(engine, OFFICIAL_BASE):
         return None
     if _has_image(engine, DEBOOTSTRAP_BASE):
         return DEBOOTSTRAP_BASE
+    if _pull(engine, OFFICIAL_BASE):
+        return None
+    _make_debootstrap_base(engine)
+    return DEBOOTSTRAP_BASE
+
+
+def _make_debootstrap_base(engine: Engine) -> None:
+    """A Debian bookworm base from Debian's archive (about a minute), imported as DEBOOTSTRAP_BASE."""
     if _program("debootstrap") is None:
         _apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="composer-rootfs-") as tmp:
@@ -138,7 +195,6 @@ def base_image(engine: Engine) -> str | None:
         tar.wait()
         if imported.returncode != 0:
             raise RuntimeError(f"docker import failed: {imported.stderr[-2000:]}")
-    return DEBOOTSTRAP_BASE
 
 
 def build_command(client: str, repo: Path, base: str | None, tag: str = IMAGE) -> list[str]:

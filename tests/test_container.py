@@ -6,8 +6,9 @@ container and a worker container (host network, token authentication, `--num-cpu
 training workers land on two nodes; the worker also declares one GPU that does not exist, for the GPU
 check), and gives them the S3 keys through their environment, as a Kubernetes Secret would. From the
 host, `composer` submits through a loopback address, which is a remote cluster: composer did not start
-it. Every address is loopback: the Ray nodes, the dashboard, SeaweedFS. The containers are removed by
-id at the end, the dockerd this run started is stopped by the session.
+it. Every address is loopback: the Ray nodes, the dashboard, SeaweedFS. Every container is started with
+a `--cidfile` and removed by that id at the end (also when `docker run` itself timed out); the dockerd
+this run started is stopped by the session.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ class ContainerCluster:
     store: str
     host_env: dict[str, str]  # what a user on the host sets: S3 keys, the Ray token, a COMPOSER_HOME
     composer_home: Path
-    containers: list[str] = field(default_factory=list)
+    # One per container, listed before `docker run` starts: docker writes the id there as it creates the
+    # container, so a run that timed out still leaves an id to remove.
+    cidfiles: list[Path] = field(default_factory=list)
 
     def stop(self) -> None:
         """Remove the containers this test started, by id (idempotent)."""
-        while self.containers:
-            self.engine.run("rm", "-f", self.containers.pop(), check=False, timeout=120)
+        while self.cidfiles:
+            self.engine.remove(self.cidfiles.pop())
 
     def alive_nodes(self) -> list[dict]:
         request = urllib.request.Request(f"{self.address}/api/v0/nodes?limit=10",
@@ -98,15 +101,16 @@ def cluster(composer_image, s3_server, tmp_path_factory) -> Iterator[ContainerCl
         {**s3_server.env(), "RAY_AUTH_TOKEN": token, "COMPOSER_HOME": str(home)}, home)
     try:
         for role, role_ports in (("head", ports[:7]), ("worker", ports[7:14])):
-            started = engine.run("run", "-d", "--network", "host", "--shm-size=512m", "--env-file", str(env_file),
-                                 "--name", f"composer-test-{role}-{secrets.token_hex(3)}", composer_image.tag,
-                                 *_ray_start(role, role_ports, gcs_port, dashboard_port), timeout=120)
-            made.containers.append(started.stdout.strip())
+            cidfile = work / f"{role}.cid"
+            made.cidfiles.append(cidfile)
+            cid = engine.start_container(cidfile, "--network", "host", "--shm-size=512m", "--env-file", str(env_file),
+                                         "--name", f"composer-test-{role}-{secrets.token_hex(3)}", composer_image.tag,
+                                         *_ray_start(role, role_ports, gcs_port, dashboard_port), timeout=120)
             deadline = time.monotonic() + 120
             want = 1 if role == "head" else 2
             while len(made.alive_nodes()) < want:
                 if time.monotonic() > deadline:
-                    logs = engine.run("logs", made.containers[-1], check=False).stderr[-2000:]
+                    logs = engine.run("logs", cid, check=False).stderr[-2000:]
                     pytest.fail(f"the {role} container did not join within 120 s: {logs}")
                 time.sleep(1)
         env_file.unlink()
@@ -141,7 +145,7 @@ def _job_info(cluster: ContainerCluster, job_id: str) -> dict:
         return json.loads(resp.read())
 
 
-def test_the_image_is_what_the_runbook_says(composer_image):
+def test_the_image_is_what_the_runbook_says(composer_image, tmp_path):
     engine = composer_image.engine
     config = json.loads(engine.run("image", "inspect", composer_image.tag).stdout)[0]["Config"]
     assert config["User"] == "1000:1000" and config["Cmd"] == ["composer", "--help"]
@@ -149,13 +153,14 @@ def test_the_image_is_what_the_runbook_says(composer_image):
     assert env["TF_USE_LEGACY_KERAS"] == "1" and env["PATH"].startswith("/opt/composer/bin:")
     assert not [k for k in env if k.startswith("AWS_") or "TOKEN" in k or k == "COMPOSER_STORE"]
     # Login shells (KubeRay's `bash -lc`, the launcher's `bash --login`) find the same Ray and Python.
-    found = engine.run("run", "--rm", composer_image.tag, "bash", "-lc",
-                       "command -v ray python composer; ray --version; python -c 'import fastparse, service'")
+    found = engine.run_once(tmp_path / "login-shell.cid", composer_image.tag, "bash", "-lc",
+                            "command -v ray python composer; ray --version; python -c 'import fastparse, service'")
     assert found.stdout.split()[:3] == ["/opt/composer/bin/ray", "/opt/composer/bin/python",
                                         "/opt/composer/bin/composer"]
     assert "2.60.0" in found.stdout
     # The build's CA secret never lands in the image.
-    assert engine.run("run", "--rm", composer_image.tag, "test", "-e", "/run/secrets/ca", check=False).returncode == 1
+    no_ca = engine.run_once(tmp_path / "ca.cid", composer_image.tag, "test", "-e", "/run/secrets/ca", check=False)
+    assert no_ca.returncode == 1
 
 
 def test_a_loopback_address_to_another_cluster_is_remote(cluster, tmp_path):
