@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from service.model.windows import make_dataset, split_pieces, spread, train_val_starts, window_starts
+import numpy as np
+import pytest
+
+from service.errors import UserError
+from service.job.context import JobRun
+from service.model.windows import make_dataset, split_for, split_pieces, spread, train_val_starts, window_starts
+from service.spec import JobSpec
+from service.storage.corpus import Corpus
+from service.storage.joblog import JobLog
+from service.storage.store import open_store
 
 # Ten pieces of different lengths; token i of the corpus has the value i, so a window says where it came from.
 LENGTHS = [50, 80, 45, 120, 60, 70, 90, 40, 100, 55]
@@ -100,3 +109,21 @@ def test_the_order_resumes_anywhere_and_splits_exactly_among_workers():
         assert sum((firsts(w, 1)[0] for w in workers), []) == whole[t]
         # Two GPUs per worker: each worker yields its two replicas' slices in turn, from batch 1 on.
         assert sum((sum(firsts(g, 2), []) for g in gpus), []) == whole[t + 1]
+
+
+def test_a_job_splits_its_windows_once_and_every_process_gets_the_same_split(tmp_path: Path):
+    store = open_store(str(tmp_path / "store"))
+    spec = JobSpec(job_id="j", dataset="d", store=store.uri, seq_len=SEQ, validation_fraction=0.2, seed=3)
+    corpus = Corpus(TOKENS, OFFSETS, ["t"], "remi")
+    with JobLog(store, "j", "driver") as log:
+        job = JobRun(spec, store, tmp_path, log)
+        split = job.windows(corpus)
+        assert job.windows(corpus) is split  # tokenize computes it, generate reuses it
+        expected = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
+        worker = split_for(OFFSETS, spec)  # what each training worker computes from its own copy
+        for got in (split, worker):
+            assert np.array_equal(got.train, expected.train) and np.array_equal(got.val, expected.val)
+        # Another corpus is split anew; one too small for seq_len fails at once, in one line.
+        small = Corpus(TOKENS[:10], np.array([0, 10], np.int64), ["t"], "remi")
+        with pytest.raises(UserError, match="too small for --seq-len 16: the longest piece has 10 tokens"):
+            job.windows(small)

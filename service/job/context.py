@@ -1,12 +1,15 @@
-"""What every stage of a job gets: its spec, the store, a scratch folder, and the job's log."""
+"""What every stage of a job gets: its spec, the store, a scratch folder, the job's log, and the
+training/validation split of the job's windows (computed once per driver run)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.model.windows import Split, split_for
 from service.spec import JobSpec
 from service.storage import jobstate
+from service.storage.corpus import Corpus
 from service.storage.joblog import JobLog
 from service.storage.store import Store
 
@@ -18,6 +21,7 @@ class JobRun:
     work: Path  # scratch space on the head, gone when the job ends
     log: JobLog
     run_id: str | None = None  # this driver run's claim on the job (jobstate.claim)
+    _split: tuple[Corpus, Split] | None = field(default=None, repr=False, compare=False)
 
     def say(self, message: str) -> None:
         self.log.line(message)
@@ -26,3 +30,11 @@ class JobRun:
         """Enter a phase: status.json says so, and the log."""
         jobstate.update(self.store, self.spec.job_id, self.run_id, phase=phase, message=message)
         self.log.line(message)
+
+    def windows(self, corpus: Corpus) -> Split:
+        """The job's training and validation windows: computed at the first call (tokenize, where a
+        corpus too small for seq_len fails before any worker starts) and handed to every later
+        stage (generate's primers). Keyed on the corpus object, so a different corpus is split anew."""
+        if self._split is None or self._split[0] is not corpus:
+            self._split = (corpus, split_for(corpus.offsets, self.spec))
+        return self._split[1]

@@ -18,7 +18,6 @@ from pathlib import Path
 from service.errors import ComposerError
 from service.job.context import JobRun
 from service.job.dataset import Selection
-from service.model.windows import train_val_starts
 from service.storage import corpus as corpora
 from service.storage import datasets, jobstate, shards
 
@@ -62,9 +61,10 @@ def _cache_key(job: JobRun, digest: str) -> str:
 
 
 def _commit(job: JobRun, corpus: corpora.Corpus, record: corpora.TokensRecord) -> corpora.Corpus:
-    """Check the training windows, then record the corpus as the job's (a continued job reuses it)."""
+    """Split the training windows (job.windows: a corpus too small for seq_len fails here, and later
+    stages reuse the split), then record the corpus as the job's (a continued job reuses it)."""
     spec = job.spec
-    train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    job.windows(corpus)
     corpora.save_record(job.store, spec.job_id, record)
     jobstate.update(job.store, spec.job_id, job.run_id, token_cache=record.cache)
     seconds = ", ".join(f"{phase} {s:.2f} s" for phase, s in record.seconds.items())

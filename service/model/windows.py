@@ -6,9 +6,19 @@ tokens[s+1:s+L+1]. Validation is split by piece, so no piece feeds both sides.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from service.errors import UserError
+from service.spec import JobSpec
+
+
+class Split(NamedTuple):
+    """The window starts of training and of validation (unpacks as `train, val`)."""
+
+    train: np.ndarray
+    val: np.ndarray
 
 
 def split_pieces(n_pieces: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +43,8 @@ def window_starts(offsets: np.ndarray, pieces: np.ndarray, seq_len: int) -> np.n
     return out
 
 
-def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: int) -> Split:
+    """Training and validation windows, split by piece (seeded); UserError when no training window fits."""
     n_pieces = len(offsets) - 1
     train_ids, val_ids = split_pieces(n_pieces, fraction, seed)
     train, val = window_starts(offsets, train_ids, seq_len), window_starts(offsets, val_ids, seq_len)
@@ -49,7 +60,13 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
         train, val = train[:cut], train[cut + seq_len:] if len(train) > cut + seq_len else train[cut:]
         if len(val) == 0:
             val = train[-1:]
-    return train, val
+    return Split(train, val)
+
+
+def split_for(offsets: np.ndarray, spec: JobSpec) -> Split:
+    """A job's split: a pure function of the corpus's piece offsets and the spec, so every process
+    that holds the corpus computes the same one (job/context.py: JobRun.windows, train.py's workers)."""
+    return train_val_starts(offsets, spec.seq_len, spec.validation_fraction, spec.seed)
 
 
 def spread(starts: np.ndarray, count: int) -> np.ndarray:
