@@ -63,8 +63,7 @@ def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
             corpus = tokenize.from_cache(job, spec.dataset_digest) or tokenize.run(job, dataset.run(job))
         else:
             log.line(f"the corpus is in the store already ({len(corpus.tokens)} tokens, {corpus.pieces} pieces)")
-        job.phase("train", f"training on {spec.workers} workers")
-        train.run(spec, job.say, run_id)
+        train.run(job)
         generated = generate.run(job, corpus)
         publish.run(job, corpus, generated)
     jobstate.update(store, job_id, run_id, phase="done", message="finished", error=None)

@@ -17,10 +17,10 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 from service.errors import JobFailed
+from service.job.context import JobRun
 from service.model.architecture import architecture_for
 from service.spec import JobSpec
 from service.storage import corpus as corpora
@@ -187,15 +187,17 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
 
     from service.model.architecture import build_model
     from service.model.network import keras, restore_optimizer_state
-    from service.model.windows import make_dataset, spread, train_val_starts
+    from service.model.windows import make_dataset, split_for, spread
     from service.music.keys import piece_keys
 
     tf.get_logger().setLevel("ERROR")  # keep the job log for composer's own lines
     tf.config.threading.set_intra_op_parallelism_threads(cpus)
     tf.config.threading.set_inter_op_parallelism_threads(cpus)
     corpus = corpora.load_for_job(store, spec.job_id)
-
-    train_starts, val_starts = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    # Split once per worker, from the corpus it loaded: the split is a pure function of (offsets, spec),
+    # so it equals the driver's (JobRun.windows), and computing it costs less than shipping its arrays
+    # (4 bytes per window, about one window per token) to every worker would.
+    train_starts, val_starts = split_for(corpus.offsets, spec)
     global_batch = spec.batch_size * world
     steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 
@@ -252,22 +254,23 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
                                          log)])
 
 
-def run(spec: JobSpec, say: Callable[[str], None], run_id: str | None = None, cpus_per_worker: int = 1) -> None:
-    """Train on the cluster with spec.workers workers; raises if training failed, at once if the
-    cluster can never hold the workers (feasibility.py)."""
+def run(job: JobRun, cpus_per_worker: int = 1) -> None:
+    """Stage 3: train on the cluster with spec.workers workers; raises if training failed, at once if
+    the cluster can never hold the workers (feasibility.py)."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
     from service.job import feasibility
 
-    store = open_store(spec.store)
+    spec, store, run_id = job.spec, job.store, job.run_id
+    job.phase("train", f"training on {spec.workers} workers")
     if finished(spec, jobstate.latest_checkpoint(store, spec.job_id)):
-        say("training finished in an earlier run: going on with its best weights")
+        job.say("training finished in an earlier run: going on with its best weights")
         return
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
-    feasibility.check(spec, cpus_per_worker, say)
+    feasibility.check(spec, cpus_per_worker, job.say)
     jobstate.clear_training_failure(store, spec.job_id)  # an earlier run's: this one decides anew
     storage = os.path.join(tempfile.gettempdir(), "composer-ray-train")
     trainer = TensorflowTrainer(
