@@ -17,7 +17,7 @@ from service.errors import UserError
 # paper's network exactly (normalized token ids in, 3 x LSTM 512 with recurrent dropout 0.3,
 # BatchNorm/Dropout/Dense 256 head, softmax, RMSprop, batch 128, next-token target), for comparison
 # runs. Flags override any field. `accelerate`: mixed precision and XLA on a GPU that supports them
-# (train.py); the paper preset stays in float32 as the paper trained it.
+# (job/accelerate.py); the paper preset stays in float32 as the paper trained it.
 PRESETS: dict[str, dict[str, object]] = {
     "tiny": {"architecture": "embedding", "embedding": 32, "units": 64, "layers": 1, "dropout": 0.0,
              "seq_len": 32, "batch_size": 32, "learning_rate": 3e-3, "accelerate": True,
