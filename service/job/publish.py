@@ -1,10 +1,13 @@
-"""Stage 5: report.json, the loss curve and report.html (the page to hear and see the job) beside the
-model and samples, all uploaded with their checksums; MANIFEST.json last, so its presence means the
-results are complete."""
+"""Stage 5: report.json, the loss curve (also kept in model/) and report.html (the page to hear and see
+the job) beside the model and samples, all uploaded with their checksums; MANIFEST.json last, so its
+presence means the results are complete."""
 
 from __future__ import annotations
 
+import shutil
+
 from service.job.context import JobRun
+from service.model.generate import LOSS_FILE
 from service.model.report import loss_plot, write_report
 from service.music.page import write_page
 from service.storage import corpus as corpora
@@ -17,6 +20,8 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
     job.phase("publish", "publishing results")
     rows, metrics = jobstate.metrics(job.store, spec.job_id)
     loss_plot(rows, out / "loss.png")
+    # Also in model/ (written by the generate stage): `composer generate`'s page shows the job's curve.
+    shutil.copyfile(out / "loss.png", out / "model" / LOSS_FILE)
     best = jobstate.best_row(rows)
     write_report(out / "report.json", {
         "job_id": spec.job_id, "dataset": spec.dataset, "scheme": spec.scheme, "preset": spec.preset,

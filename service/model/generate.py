@@ -27,6 +27,10 @@ MODEL_FILE = "model.keras"
 META_FILE = "composer.json"
 PRIMERS_FILE = "primers.npy"
 PRIMER_KEYS_FILE = "primer-keys.npy"
+# Written by the job beside the model so that `composer generate` makes the job's page: the corpus
+# column and distributions the quality is measured against, and the training loss curve.
+REFERENCE_FILE = "reference.json"
+LOSS_FILE = "loss.png"
 
 
 @dataclass
@@ -251,6 +255,69 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
     return Generated(paths, tokens, keys, seconds)
 
 
+@dataclass
+class CorpusReference:
+    """The corpus column of the quality table and the corpus's distributions (for the JS distances)."""
+
+    quality: dict
+    measures: quality.Reference
+    excerpt_tokens: int  # the length of each corpus excerpt: the job's mean sample length
+
+    def save(self, model_dir: Path) -> None:
+        body = {"format": 1, "excerpt_tokens": self.excerpt_tokens, "corpus": self.quality,
+                "measures": self.measures.to_json()}
+        (model_dir / REFERENCE_FILE).write_text(json.dumps(body, indent=1, sort_keys=True))
+
+    @classmethod
+    def load(cls, model_dir: Path) -> CorpusReference | None:
+        """The job's reference; None for a model folder from before jobs wrote one."""
+        path = model_dir / REFERENCE_FILE
+        if not path.is_file():
+            return None
+        try:
+            body = json.loads(path.read_text())
+            return cls(dict(body["corpus"]), quality.Reference.from_json(body["measures"]),
+                       int(body["excerpt_tokens"]))
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{path} is damaged: pull the job again") from None
+
+
+@dataclass
+class Pieces:
+    """What one generation writes: the samples and, from the same primers, the paper's greedy argmax."""
+
+    sampled: Generated
+    greedy: Generated | None  # None when the samples are greedy already
+
+    def report(self, model: ModelInfo, corpus: CorpusReference | None) -> dict:
+        """report.json's part about the pieces: their files, keys and quality; with the job's corpus
+        reference, a corpus column and each set's distances to the corpus."""
+        measures = corpus.measures if corpus is not None else None
+        described = {} if corpus is None else {"corpus": corpus.quality}
+        described["sampled"] = describe_samples(model, self.sampled.tokens, self.sampled.keys, measures)
+        if self.greedy is not None:
+            described["greedy"] = describe_samples(model, self.greedy.tokens, self.greedy.keys, measures)
+        return {
+            "samples": [p.name for p in self.sampled.paths],
+            "greedy_samples": [p.name for p in self.greedy.paths] if self.greedy is not None else [],
+            "keys": None if self.sampled.keys is None else [key_name(int(k)) for k in self.sampled.keys],
+            "quality": described,
+        }
+
+
+def generate_pieces(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling,
+                    rng: np.random.Generator, out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
+                    audio: bool = True) -> Pieces:
+    """The job's and `composer generate`'s pieces: `generate` with the sampling asked for (sample-NN),
+    then greedy argmax from the same primers (greedy-NN, audio but no score) to compare with."""
+    sampled = generate(model, primers, notes, sampling, rng, out, banned, sheet_music, audio=audio)
+    greedy = None
+    if not sampling.greedy:
+        greedy = generate(model, primers, notes, Sampling(greedy=True), rng, out, banned, sheet_music=False,
+                          prefix="greedy", audio=audio)
+    return Pieces(sampled, greedy)
+
+
 def write_audio(paths: list[Path]) -> list[Path]:
     """PREFIX-NN.ogg beside each MIDI file that has notes (a piece without any has nothing to hear)."""
     import fastparse
@@ -277,8 +344,9 @@ def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Ge
 def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
                             primer: Path | None = None, key: str | None = None, sheet_music: bool = True,
                             audio: bool = True) -> list[Path]:
-    """`composer generate`: sample from a pulled model into `out`, with report.json (settings and quality)
-    and report.html (the page to hear and see them)."""
+    """`composer generate`: sample from a pulled model into `out`, with greedy pieces from the same
+    primers, report.json (settings and quality, against the job's corpus reference when the model
+    folder has one) and report.html (the page to hear and see them, with the job's loss curve)."""
     from service.model.report import write_report
     from service.music.keys import parse_key
 
@@ -289,19 +357,32 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     info = read_model_info(model_dir)
     banned = None if key_index is None else banned_for_key(info, key_index)
     from_file = primer_from_midi(info, primer, samples, key_index) if primer is not None else None
+    corpus = CorpusReference.load(model_dir)
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)
     chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index)
-    done = generate(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio=audio)
+    pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
-                "primer": str(primer) if primer else "random training window", "key": key}
+                "primer": str(primer) if primer else "random training window", "key": key,
+                "decoder": "stateful, batched", "ms_per_step": pieces.sampled.ms_per_step}
+    if corpus is not None:
+        settings["corpus_excerpt_tokens"] = corpus.excerpt_tokens
     write_report(out / "report.json", {
-        "samples": [p.name for p in done.paths],
-        "keys": None if done.keys is None else [key_name(int(k)) for k in done.keys],
-        "settings": {**settings, "decoder": "stateful, batched", "ms_per_step": done.ms_per_step},
-        "quality": {"sampled": describe_samples(trained, done.tokens, done.keys)},
+        **pieces.report(trained, corpus), "settings": settings, "model_job_id": info.spec.job_id,
+        "preset": info.spec.preset, "scheme": info.scheme, "key_conditioning": info.spec.key_conditioning,
     })
+    _copy_loss_curve(model_dir, out)
     from service.music.page import write_page
 
     write_page(out)
-    return done.paths
+    return pieces.sampled.paths
+
+
+def _copy_loss_curve(model_dir: Path, out: Path) -> None:
+    """The job's loss curve beside the report, for the page (a model folder from before jobs kept it
+    there has none: the page then has no loss section)."""
+    import shutil
+
+    source, target = model_dir / LOSS_FILE, out / LOSS_FILE
+    if source.is_file() and source.resolve() != target.resolve():
+        shutil.copyfile(source, target)

@@ -13,7 +13,7 @@ of the least varied piece.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -119,6 +119,18 @@ class Reference:
     pitch_class: np.ndarray
     duration: np.ndarray
     ioi: np.ndarray
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[float]]) -> Reference:
+        """The distributions to_json wrote (a KeyError or ValueError for anything else)."""
+        sizes = {"pitch_class": 12, "duration": len(RHYTHM_BINS), "ioi": len(RHYTHM_BINS)}
+        arrays = {name: np.asarray(data[name], dtype=np.float64) for name in sizes}
+        if any(arrays[name].shape != (size,) for name, size in sizes.items()):
+            raise ValueError("a distribution of the wrong size")
+        return cls(**arrays)
 
 
 def _reference(notes: list[dict]) -> Reference:
