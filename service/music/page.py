@@ -4,8 +4,10 @@
     page = write_page(Path("results"))   # results/report.html, plus a piano-roll PNG per piece
 
 It reads report.json and the files beside it, in either layout: a pulled job (samples/, loss.png,
-report.json with training settings and three quality sections) or `composer generate`'s output (the
-pieces directly in the folder, report.json with "settings" and only the "sampled" quality). Shown:
+report.json with training settings) or `composer generate`'s output (the pieces directly in the
+folder, report.json with "settings", the job's loss.png copied from its model folder). Both have the
+corpus, sampled and greedy quality sections (a model pulled before jobs kept their corpus reference
+gives `composer generate` no corpus section, and no loss curve). Shown:
 the title, the settings, the loss curve, each piece (samples first, then greedy) with its audio,
 engraved score, piano roll and MIDI link, and the quality table with a paragraph on its meaning.
 
@@ -35,7 +37,8 @@ METRIC_ORDER = ("pieces", "tokens_per_piece", "distinct_4gram_ratio", "longest_l
                 "min_distinct_durations", "dropped_tokens", "notes_per_bar", "polyphony", "in_key_share",
                 "in_conditioned_key_share", "key_of_all")
 # Training settings in reading order, with their labels; absent ones are skipped.
-TRAINING = (("preset", "preset"), ("scheme", "token scheme"), ("files", "MIDI files"), ("pieces", "pieces"),
+TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme", "token scheme"),
+            ("files", "MIDI files"), ("pieces", "pieces"),
             ("tokens", "tokens"), ("vocab_size", "vocabulary"), ("epochs_run", "epochs run"),
             ("best_epoch", "best epoch"), ("best_val_loss", "best validation loss"), ("workers", "workers"),
             ("key_conditioning", "key conditioning"), ("training_device", "training device"))
@@ -45,7 +48,8 @@ SAMPLING_HIDDEN = {"greedy"}
 
 QUALITY_NOTE = (
     "Each column describes a set of pieces: <b>corpus</b> is random excerpts of the training corpus, each as "
-    "long as a sample (the reference); <b>sampled</b> the pieces above, drawn with the sampling settings; "
+    "long as the job's samples (the reference, kept with the model); <b>sampled</b> the pieces above, drawn "
+    "with the sampling settings; "
     "<b>greedy</b> the paper's argmax decoding from the same primers. "
     "<code>distinct_4gram_ratio</code> is the share of a piece's token 4-grams that are distinct (1: it never "
     "repeats itself); <code>longest_loop_tokens</code> is the longest stretch of tokens, in the worst piece, "
@@ -68,6 +72,11 @@ QUALITY_NOTE = (
     "was asked for (key-conditioned models): means over the pieces. <code>key_of_all</code> is the key "
     "estimated from all notes together. Read each column against the corpus column: the closer, the more "
     "the pieces resemble the training music."
+)
+NO_CORPUS_NOTE = (
+    "There is no corpus column here, and no distance to the corpus: the model comes from a job that did not "
+    "keep its corpus reference in its model folder (<code>reference.json</code>); that job's own report.html "
+    "has its corpus column."
 )
 
 CSS = """
@@ -104,7 +113,6 @@ def write_page(folder: Path) -> Path:
     folder = Path(folder)
     report = _read_report(folder / "report.json")
     pieces_dir = folder / "samples" if (folder / "samples").is_dir() else folder
-    prefix = "samples/" if pieces_dir != folder else ""
     keys = dict(zip(report.get("samples") or [], report.get("keys") or [], strict=False))
 
     body = [_title(report, folder), _settings(report)]
@@ -112,11 +120,13 @@ def write_page(folder: Path) -> Path:
         body.append('<h2>Loss</h2>\n<img src="loss.png" alt="training and validation loss per epoch">')
     # The pieces report.json names (a folder written to again may hold older ones), else what is there.
     listed = [*(report.get("samples") or []), *(report.get("greedy_samples") or [])]
-    midis = ([pieces_dir / name for name in listed if (pieces_dir / name).is_file()] if listed else
-             sorted(pieces_dir.glob("sample-*.mid")) + sorted(pieces_dir.glob("greedy-*.mid")))
+    # `composer generate` ("settings") writes them into the folder itself, which may be a pulled job's.
+    places = [folder, folder / "samples"] if "settings" in report else [pieces_dir]
+    midis = ([found for name in listed if (found := next((d / name for d in places if (d / name).is_file()), None))]
+             if listed else sorted(pieces_dir.glob("sample-*.mid")) + sorted(pieces_dir.glob("greedy-*.mid")))
     if midis:
         body.append("<h2>Pieces</h2>")
-        body.extend(_piece(midi, prefix, keys.get(midi.name)) for midi in midis)
+        body.extend(_piece(midi, "" if midi.parent == folder else "samples/", keys.get(midi.name)) for midi in midis)
     body.append(_quality(report.get("quality")))
     links = [name for name in ("report.json", "metrics.jsonl") if (folder / name).is_file()]
     if links:
@@ -263,8 +273,9 @@ def _quality(quality: Any) -> str:
     if not rows:
         return ""
     head = "".join(f'<th class="num" scope="col">{_esc(s)}</th>' for s in sections)
+    note = QUALITY_NOTE if "corpus" in sections else f"{QUALITY_NOTE} {NO_CORPUS_NOTE}"
     return (f'<h2>Quality</h2>\n<table class="quality">\n<thead><tr><th scope="col">metric</th>{head}</tr></thead>\n'
-            "<tbody>\n" + "\n".join(rows) + f'\n</tbody>\n</table>\n<p class="note">{QUALITY_NOTE}</p>')
+            "<tbody>\n" + "\n".join(rows) + f'\n</tbody>\n</table>\n<p class="note">{note}</p>')
 
 
 def _piano_roll(midi: Path) -> Path | None:
