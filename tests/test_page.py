@@ -92,21 +92,25 @@ def job_folder(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="module")
 def generate_folder(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What `composer generate --out OUT` writes: the pieces and report.json directly in OUT."""
-    from service.model.report import write_report
+    """What `composer generate --out OUT` writes: the pieces, greedy ones too, report.json and the job's
+    loss curve (from its model folder) directly in OUT."""
+    from service.model.report import loss_plot, write_report
     from service.music.sampling import Sampling
 
     folder = tmp_path_factory.mktemp("generated") / "out"
     folder.mkdir()
     names = ["sample-01.mid", "sample-02.mid"]
-    _pieces(shared_midi, folder, names, scores=True)
-    quality = _quality(shared_midi, folder, {"sampled": names})
+    _pieces(shared_midi, folder, [*names, "greedy-01.mid"], scores=True)
+    loss_plot([{"epoch": e, "loss": 3.0 - 0.3 * e, "val_loss": 3.1 - 0.2 * e} for e in range(1, 5)],
+              folder / "loss.png")
+    quality = _quality(shared_midi, folder, {"sampled": names, "greedy": ["greedy-01.mid"]})
     write_report(folder / "report.json", {  # the keys service/model/generate.py writes
-        "samples": names, "keys": ["A minor", "E-flat major"],
+        "samples": names, "greedy_samples": ["greedy-01.mid"], "keys": ["A minor", "E-flat major"],
         "settings": {**Sampling(temperature=1.1, top_p=0.95).describe(), "length": LENGTH, "seed": 3,
                      "model": "results/job-ff/model", "primer": PRIMER, "key": None,
-                     "decoder": "stateful, batched", "ms_per_step": 2.4},
-        "quality": {"sampled": quality["sampled"]},
+                     "decoder": "stateful, batched", "ms_per_step": 2.4, "corpus_excerpt_tokens": LENGTH},
+        "model_job_id": "job-ff", "preset": "fast", "scheme": SCHEME, "key_conditioning": False,
+        "quality": quality,
     })
     return folder
 
@@ -151,10 +155,11 @@ def test_generate_page(chromium, generate_folder: Path) -> None:
     open_page(chromium, page)
     seen = check_page(chromium, page)
 
-    assert seen["pieces"] == ["sample-01", "sample-02"]
-    assert seen["images"] == ["sample-01.roll.png", "sample-01.png", "sample-02.roll.png", "sample-02.png"]
-    assert "loss.png" not in page.read_text() and "Loss" not in seen["text"]
-    assert seen["columns"] == ["metric", "sampled"]
+    assert seen["pieces"] == ["sample-01", "sample-02", "greedy-01"]
+    assert seen["images"] == ["loss.png", "sample-01.roll.png", "sample-01.png", "sample-02.roll.png",
+                              "sample-02.png", "greedy-01.roll.png"]
+    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    assert "trained by job" in seen["text"] and "job-ff" in seen["text"] and "composer job" not in seen["text"]
     assert "key A minor" in seen["text"] and "key E-flat major" in seen["text"]
     # The user's primer path is shown as text, not parsed as markup.
     assert PRIMER in seen["text"]
@@ -176,3 +181,20 @@ def test_page_shows_numbers_and_skips_the_rest(shared_midi: Path, tmp_path: Path
     (tmp_path / "report.json").unlink()
     text = write_page(tmp_path).read_text()
     assert "sample-01" in text and "Quality" not in text and "Settings" not in text
+
+
+def test_generate_into_a_pulled_jobs_folder_shows_its_own_pieces(shared_midi: Path, tmp_path: Path) -> None:
+    """`composer generate --out DIR` with DIR a pulled job's folder: the page shows the pieces generate
+    wrote into DIR, not the job's of the same name in DIR/samples/; without a corpus column it says why."""
+    (tmp_path / "samples").mkdir()
+    shutil.copyfile(shared_midi / FF / "8.mid", tmp_path / "samples" / "sample-01.mid")
+    shutil.copyfile(shared_midi / FF / "DOS.mid", tmp_path / "sample-01.mid")
+    (tmp_path / "report.json").write_text(json.dumps({"samples": ["sample-01.mid"], "settings": {"seed": 1},
+                                                      "quality": {"sampled": {"pieces": 1}}}))
+    text = write_page(tmp_path).read_text()
+    assert 'href="sample-01.mid"' in text and "samples/sample-01" not in text
+    assert "no corpus column" in text
+
+    (tmp_path / "report.json").write_text(json.dumps({"job_id": "j", "samples": ["sample-01.mid"]}))
+    text = write_page(tmp_path).read_text()  # the job's own report: its pieces are in samples/
+    assert 'href="samples/sample-01.mid"' in text

@@ -1,0 +1,161 @@
+"""`composer generate` makes the same page a job does: the job's loss curve, each piece (samples and
+greedy ones) with audio, score and piano roll, and the quality table with the corpus column and the
+distances to the corpus, from what the job kept in its model folder (reference.json, loss.png).
+
+The model folder is made by the job's own stages (service/job/generate.py and publish.py) on a local
+store, after a few real training steps of the tiny network, and pulled as `composer pull` does
+(every file checked against MANIFEST.json); then the installed `composer generate` runs on it. A
+model folder from before jobs kept the reference still generates, without the corpus column.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser import check_page, open_page
+from conftest import run_cli
+
+JOB = "composer-generate-page"
+FILES = 6  # final-fantasy pieces the tiny corpus is made of
+NOTES = "12"  # notes per generated piece: enough to measure, quick to render
+JS_FIELDS = ("pitch_class_js_distance_to_corpus", "duration_js_distance_to_corpus", "ioi_js_distance_to_corpus")
+
+
+def _train(spec, corpus, store) -> None:
+    """Two real epochs of a few steps, committed as the training stage commits them."""
+    from service.model.architecture import build_model
+    from service.model.windows import make_dataset, train_val_starts
+    from service.storage import jobstate
+
+    starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    model = build_model(spec, len(corpus.vocab))
+    rows = []
+    for epoch in (1, 2):
+        fit = model.fit(make_dataset(corpus.tokens, starts, spec.seq_len, 16, epoch), epochs=1, steps_per_epoch=3,
+                        verbose=0)
+        loss = float(fit.history["loss"][-1])
+        rows.append({"epoch": epoch, "loss": loss, "val_loss": loss * 1.05, "seconds": 1.0})
+        jobstate.commit_epoch(store, spec, model.get_weights(), [], 3 * epoch, rows, stopped=False)
+    jobstate.save_training_device(store, spec.job_id, {"device": "CPU", "mixed_precision": False, "xla": False})
+
+
+@pytest.fixture(scope="module")
+def pulled(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A job's results folder, as `composer pull` writes it, and the files its manifest lists."""
+    import fastparse
+    from service.job import generate, publish
+    from service.job.context import JobRun
+    from service.spec import build_spec
+    from service.storage import jobstate
+    from service.storage.corpus import Corpus
+    from service.storage.joblog import JobLog
+    from service.storage.manifest import pull
+    from service.storage.store import open_store
+
+    root = tmp_path_factory.mktemp("generate-cli")
+    paths = sorted((shared_midi / "final-fantasy").glob("*.mid"))[:FILES]
+    tokens = fastparse.tokenize([str(p) for p in paths], scheme="remi")
+    corpus = Corpus(np.asarray(tokens.tokens), np.asarray(tokens.offsets), list(tokens.vocab), "remi")
+    store = open_store(str(root / "store"))
+    spec = build_spec(JOB, "final-fantasy", store.uri, "tiny", scheme="remi", samples=2, sample_length=int(NOTES),
+                      epochs=2)
+    jobstate.save_spec(store, spec)
+    _train(spec, corpus, store)
+    log = JobLog(store, JOB, "driver")
+    try:
+        job = JobRun(spec, store, root / "work", log)
+        publish.run(job, corpus, generate.run(job, corpus))
+    finally:
+        log.close()
+    files = pull(store, JOB, root / "pulled")
+    return root / "pulled", files
+
+
+def _generate(model: Path, out: Path, *extra: str) -> dict:
+    proc = run_cli("generate", "--model", str(model), "--out", str(out), "--samples", "2", "--length", NOTES,
+                   "--seed", "5", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "report.html").is_file()
+    return json.loads((out / "report.json").read_text())
+
+
+def test_the_job_keeps_what_generate_needs_in_its_model_folder(pulled):
+    folder, files = pulled
+    assert {"model/reference.json", "model/loss.png", "loss.png"} <= set(files)  # in the manifest: verified
+    assert (folder / "model" / "loss.png").read_bytes() == (folder / "loss.png").read_bytes()
+    kept = json.loads((folder / "model" / "reference.json").read_text())
+    job = json.loads((folder / "report.json").read_text())
+    assert kept["corpus"] == job["quality"]["corpus"]
+    assert len(kept["measures"]["pitch_class"]) == 12 and sum(kept["measures"]["pitch_class"]) == pytest.approx(1)
+
+
+def test_generate_writes_the_jobs_page(pulled, chromium, tmp_path):
+    folder, _ = pulled
+    out = tmp_path / "out"
+    report = _generate(folder / "model", out)
+
+    job = json.loads((folder / "report.json").read_text())
+    quality = report["quality"]
+    assert set(quality) == {"corpus", "sampled", "greedy"}
+    assert quality["corpus"] == job["quality"]["corpus"]  # the job's reference, kept with the model
+    for section in ("sampled", "greedy"):
+        assert quality[section]["pieces"] == 2 and quality[section]["dropped_tokens"] == 0
+        for field in JS_FIELDS:
+            assert 0.0 <= quality[section][field] <= 1.0, (section, field)
+    assert report["samples"] == ["sample-01.mid", "sample-02.mid"]
+    assert report["greedy_samples"] == ["greedy-01.mid", "greedy-02.mid"]
+    for name in report["greedy_samples"]:
+        assert (out / name).is_file() and (out / name).with_suffix(".ogg").is_file()
+        assert not (out / name).with_suffix(".png").exists()  # greedy pieces are not engraved
+    assert report["model_job_id"] == JOB and report["settings"]["method"] == "sample"
+    assert (out / "loss.png").read_bytes() == (folder / "model" / "loss.png").read_bytes()
+
+    page = out / "report.html"
+    open_page(chromium, page)
+    seen = check_page(chromium, page)
+    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    assert seen["pieces"] == ["sample-01", "sample-02", "greedy-01", "greedy-02"]
+    assert seen["audio"] == ["sample-01.ogg", "sample-02.ogg", "greedy-01.ogg", "greedy-02.ogg"]
+    assert seen["images"] == ["loss.png", "sample-01.roll.png", "sample-01.png", "sample-02.roll.png",
+                              "sample-02.png", "greedy-01.roll.png", "greedy-02.roll.png"]
+    for shown in ("Loss", "Settings", JOB, "Jensen-Shannon", "duration_js_distance_to_corpus"):
+        assert shown in seen["text"], shown
+    assert "no corpus column" not in seen["text"]
+
+
+def test_an_older_model_folder_still_generates(pulled, chromium, tmp_path):
+    """A model folder pulled before jobs kept reference.json and loss.png: no corpus column, no
+    distances to the corpus, no loss curve; the rest as before. With --greedy, no second greedy set."""
+    folder, _ = pulled
+    old = tmp_path / "old-model"
+    shutil.copytree(folder / "model", old)
+    (old / "reference.json").unlink()
+    (old / "loss.png").unlink()
+    out = tmp_path / "out"
+    report = _generate(old, out)
+
+    assert set(report["quality"]) == {"sampled", "greedy"}
+    assert not any(field in report["quality"][s] for s in ("sampled", "greedy") for field in JS_FIELDS)
+    assert (out / "greedy-02.mid").is_file() and not (out / "loss.png").exists()
+    open_page(chromium, out / "report.html")
+    seen = check_page(chromium, out / "report.html")
+    assert seen["columns"] == ["metric", "sampled", "greedy"]
+    assert "loss.png" not in seen["images"] and "no corpus column" in seen["text"]
+
+    greedy = _generate(old, tmp_path / "greedy", "--greedy", "--no-sheet-music", "--no-audio")
+    assert set(greedy["quality"]) == {"sampled"} and greedy["greedy_samples"] == []
+    assert not list((tmp_path / "greedy").glob("greedy-*"))
+
+
+def test_a_damaged_reference_is_one_line(pulled, tmp_path):
+    folder, _ = pulled
+    model = tmp_path / "model"
+    shutil.copytree(folder / "model", model)
+    (model / "reference.json").write_text('{"corpus": {}, "measures": {"pitch_class": [1]}}')
+    proc = run_cli("generate", "--model", str(model), "--out", str(tmp_path / "out"), "--length", NOTES)
+    assert proc.returncode == 2 and "reference.json is damaged" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
