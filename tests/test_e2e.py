@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,8 @@ def test_credential_files_are_gone_after_success(s3_job, composer_home):
 def test_pulled_layout_matches_the_contract(s3_job):
     out: Path = s3_job["out"]
     files = set(s3_job["pulled"]["files"])
-    assert {"model/model.keras", "model/composer.json", "report.json", "loss.png", "metrics.jsonl"} <= files
+    assert {"model/model.keras", "model/composer.json", "model/reference.json", "model/loss.png", "report.json",
+            "loss.png", "metrics.jsonl"} <= files
     assert sorted(p.name for p in (out / "samples").glob("sample-*.mid")) == ["sample-01.mid", "sample-02.mid"]
     assert sorted(p.name for p in (out / "samples").glob("greedy-*.mid")) == ["greedy-01.mid", "greedy-02.mid"]
     for stem in ("sample-01", "sample-02"):
@@ -182,7 +184,7 @@ def test_generate_locally_is_reproducible(s3_job, tmp_path):
         proc = run_cli("generate", "--model", model, "--out", str(tmp_path / name), "--samples", "2",
                        "--length", "40", "--seed", seed)
         assert proc.returncode == 0, proc.stderr
-        runs.append([p.read_bytes() for p in sorted((tmp_path / name).glob("*.mid"))])
+        runs.append([p.read_bytes() for p in sorted((tmp_path / name).glob("sample-*.mid"))])
     assert len(runs[0]) == 2
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -203,7 +205,7 @@ def test_generate_greedy_top_k_and_primer(s3_job, five_files, tmp_path):
     proc = run_cli("generate", "--model", model, "--out", str(tmp_path / "p"), "--samples", "2", "--length", "30",
                    "--top-k", "3", "--primer", str(primer))
     assert proc.returncode == 0, proc.stderr
-    for path in sorted((tmp_path / "p").glob("*.mid")):
+    for path in sorted((tmp_path / "p").glob("sample-*.mid")):
         assert len(fastparse.tokenize([str(path)], vocab=vocab).tokens) > 0
         assert path.with_suffix(".png").is_file() and path.with_suffix(".musicxml").is_file()
     report = json.loads((tmp_path / "p" / "report.json").read_text())
@@ -230,9 +232,7 @@ def test_secrets_never_leave_the_callers_environment(s3_job, s3_server, ray_head
     """Not in `ray job list`, not in the job's log, not in any object the job stored."""
     secret = s3_server.secret_key
     job = s3_job["result"]["job_id"]
-    listing = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "job", "list", "--address", ray_head],
-                             capture_output=True, text=True, env={**_ray_env(), "RAY_AUTH_MODE": "token"})
-    assert listing.returncode == 0, listing.stderr[-2000:]
+    listing = _ray_job_list(ray_head)
     assert job in listing.stdout
     assert secret not in listing.stdout + listing.stderr
     logs = run_cli("logs", job, env=s3_job["env"])
@@ -248,6 +248,25 @@ def test_secrets_never_leave_the_callers_environment(s3_job, s3_server, ray_head
     for key in keys:
         body = client.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read()
         assert secret.encode() not in body, key
+
+
+def test_composer_s_own_head_runs_the_driver_with_the_submitting_python(s3_job, ray_head):
+    """The local direction of "local by identity" (the remote one, `python` of the cluster's image, is in
+    test_container.py): composer's own head is this machine, so the driver runs in this very Python."""
+    job = s3_job["result"]["job_id"]
+    listing = _ray_job_list(ray_head).stdout
+    found = re.search(r"entrypoint='(\S+) -P -m service\.job\.driver --store \S+ --job " + re.escape(job) + "'",
+                      listing)
+    assert found, listing[-3000:]
+    python = Path(found.group(1))
+    assert python.is_absolute() and python.resolve() == Path(sys.executable).resolve(), python
+
+
+def _ray_job_list(ray_head: str) -> subprocess.CompletedProcess:
+    listing = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "job", "list", "--address", ray_head],
+                             capture_output=True, text=True, env={**_ray_env(), "RAY_AUTH_MODE": "token"})
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    return listing
 
 
 def _ray_env() -> dict[str, str]:
