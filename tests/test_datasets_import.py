@@ -130,3 +130,102 @@ def test_the_job_s_fetch_checks_free_disk_first(env, tmp_path, small_disk):
         datasets.fetch(store, "ff", small_disk / "midi")
     assert list(small_disk.iterdir()) == []
     assert len(datasets.fetch(store, "ff", tmp_path / "roomy")) == meta.files
+
+
+def test_submit_applies_max_size_before_anything_is_stored(env, tmp_path):
+    """`submit --dataset FOLDER --max-size` caps the folder it uploads, as `datasets import` does; the
+    refusal comes before the cluster (none runs here, none is started) and before any upload."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name in ("AT.mid", "0fithos.mid", "8.mid"):
+        (folder / name).write_bytes((MIDI / name).read_bytes())
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    limit = size - 1
+    proc = run_cli("submit", "--dataset", str(folder), "--max-size", str(limit), "--preset", "tiny", env=env)
+    line = one_line_error(proc, 2)
+    assert "corpus" in line and "above the limit" in line and "--max-size" in line, line
+    assert not (tmp_path / "store" / "datasets").exists(), "nothing was uploaded"
+    assert not (tmp_path / "home" / "ray-head.json").exists(), "no Ray head was started"
+    bad = one_line_error(run_cli("submit", "--dataset", str(folder), "--max-size", "lots", env=env), 2)
+    assert "--max-size 'lots' is not a size" in bad
+    resumed = one_line_error(run_cli("submit", "--resume", "composer-x", "--max-size", "1GiB", env=env), 2)
+    assert "drop --max-size" in resumed
+
+
+@pytest.mark.parametrize("verb", ["import", "submit"])
+def test_a_folder_file_with_more_bytes_than_listed_is_refused(env, tmp_path, verb):
+    """The check against the bytes actually read: a file whose listed size (0: /proc's pseudo-files)
+    is not what it holds. `import` reads it whole (small) and compares; `submit` first hashes every
+    file through the capped stream (_Capped), which stops at the first byte past the listed size."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "AT.mid").write_bytes((MIDI / "AT.mid").read_bytes())
+    (folder / "status.mid").symlink_to("/proc/self/status")
+    assert (folder / "status.mid").stat().st_size == 0 and (folder / "status.mid").read_bytes()
+    args = ["datasets", "import", "lying", str(folder)] if verb == "import" else ["submit", "--dataset", str(folder)]
+    line = one_line_error(run_cli(*args, env=env), 2)
+    assert f"status.mid in {folder} holds more bytes than the folder listed (0)" in line, line
+    assert not (tmp_path / "store" / "datasets").exists(), "nothing was uploaded"
+
+
+def _forge_zip(path: Path, name: str, data: bytes, declared: int) -> None:
+    """A stored (uncompressed) zip whose directory says `name` unpacks to `declared` bytes, whatever
+    it holds: the uncompressed size in the local header and in the central directory (zipfile reads
+    the latter) are rewritten, the CRC is left that of the real bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(name, data)
+    raw = bytearray(path.read_bytes())
+    local, central = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    raw[local + 22:local + 26] = declared.to_bytes(4, "little")
+    raw[central + 24:central + 28] = declared.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as zf:
+        assert zf.getinfo(name).file_size == declared
+
+
+@pytest.mark.parametrize(("declared", "fragment"), [
+    # zipfile never gives more than the directory says: it stops there and the CRC fails (damaged).
+    (1000, "damaged"),
+    # More declared than held: the stream ends early, caught against the bytes actually read.
+    (None, "holds fewer bytes than its archive declares"),
+])
+def test_an_archive_that_lies_about_an_entry_s_size_leaves_nothing(env, tmp_path, declared, fragment):
+    data = (MIDI / "AT.mid").read_bytes()
+    archive = tmp_path / "forged.zip"
+    _forge_zip(archive, "forged.mid", data, declared or len(data) + 5000)
+    line = one_line_error(run_cli("datasets", "import", "forged", str(archive), env=env), 2)
+    assert fragment in line and "forged.mid" in line, line
+    assert stored(tmp_path, "forged") == []
+
+
+def test_a_large_entry_that_holds_more_than_declared_is_stopped_and_removed(store):
+    """The streamed path (entries above WHOLE_FILE) reads through _Capped: an entry that gives more
+    bytes than declared fails at the first byte past its size, after a full shard is in the store,
+    and the import removes that shard. No zip can produce this (zipfile itself stops at the declared
+    size); a source that changes under the reader can, so the entries here are streams."""
+    import io
+    import threading
+
+    from service.errors import UserError
+    from service.storage import shards
+
+    size = 9 << 20  # above WHOLE_FILE: streamed, not read whole
+    assert size > datasets.WHOLE_FILE and 7 * size <= shards.SHARD_BYTES < 8 * size, "the eighth file closes shard 0"
+    first_shard_stored = threading.Event()
+    real_put = store.put_file
+
+    def put_file(key: str, path: Path) -> None:
+        real_put(key, path)
+        first_shard_stored.set()
+
+    def lying_stream() -> io.BytesIO:
+        assert first_shard_stored.wait(60), "shard 0 was never uploaded"  # so the failure has something to undo
+        return io.BytesIO(b"\x01" * (size + 1))
+
+    store.put_file = put_file  # the real store; the test only learns when an upload has finished
+    entries = [datasets._Entry(f"{i:02d}.mid", size, lambda i=i: io.BytesIO(bytes([i]) * size)) for i in range(8)]
+    entries.append(datasets._Entry("99.mid", size, lying_stream))
+    with pytest.raises(UserError, match=r"99\.mid in source holds more bytes than its archive declares \(9437184\)"):
+        datasets._upload(store, "liar", Path("source"), entries, 9 * size)
+    assert first_shard_stored.is_set()
+    assert store.list("datasets/liar") == [], "the uploaded shard is removed"

@@ -34,6 +34,9 @@ AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray dashboard
 TOKEN_CACHE = {"hit": "from the token cache (nothing fetched or tokenized)", "miss": "tokenized, and cached",
                "off": "tokenized (a per-file dataset: `composer datasets migrate` enables the cache)"}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+MaxSizeOpt = Annotated[str | None, typer.Option(
+    "--max-size", help="The most MIDI a local folder or archive may hold, unpacked, e.g. 4GiB (default 2GiB; "
+                       "each file at most 128 MiB)")]
 
 
 def _job(job_id: str) -> str:
@@ -46,6 +49,13 @@ def _store(option: str | None):
     from service.storage.store import open_store, resolve_store_uri
 
     return open_store(resolve_store_uri(option))
+
+
+def _max_bytes(max_size: str | None) -> int | None:
+    """--max-size in bytes; None when not given (the default cap applies)."""
+    from service.storage import datasets
+
+    return None if max_size is None else datasets.parse_size(max_size)
 
 
 @app.callback()
@@ -98,6 +108,7 @@ def submit(
     store: StoreOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job; exit 0 only if it succeeded")] = False,
     to: Annotated[Path | None, typer.Option("--to", help="With --wait: pull the results into this folder")] = None,
+    max_size: MaxSizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a training job to the Ray cluster."""
@@ -105,6 +116,7 @@ def submit(
 
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
+    max_bytes = _max_bytes(max_size)  # a bad size is refused before anything else happens
     the_store = _store(store)
     settings = dict(epochs=epochs, patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
                     batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker, samples=samples,
@@ -113,8 +125,8 @@ def submit(
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
                     key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait)
     if resume is not None:
-        given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers))
-                 if value is not None]
+        given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
+                                          ("--max-size", max_size)) if value is not None]
         if given:
             raise UserError(f"--resume continues a job with its own dataset and name: drop {given[0]}")
         spec = jobs.resume(the_store, _job(resume), address, preset=preset, **settings)
@@ -123,7 +135,7 @@ def submit(
                         "(or --resume JOB to continue a job)")
     else:
         spec = jobs.submit_new(the_store, dataset, address, preset or "fast", composers,
-                               job_id=None if job_id is None else _job(job_id), **settings)
+                               job_id=None if job_id is None else _job(job_id), max_bytes=max_bytes, **settings)
     job_id = spec.job_id
     if not wait:
         # The same --job-id again may find the job finished: say what the cluster and store say.
@@ -317,15 +329,12 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
 
 
 @datasets_app.command("import")
-def datasets_import(name: str, path: Path, store: StoreOpt = None,
-                    max_size: Annotated[str | None, typer.Option(
-                        help="The most MIDI the folder or archive may hold, unpacked, e.g. 4GiB (default 2GiB; "
-                             "each file at most 128 MiB)")] = None) -> None:
+def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: MaxSizeOpt = None) -> None:
     """Upload a folder or zip of MIDI files to the store as dataset NAME (streamed, all or nothing)."""
     from service.storage import datasets
 
-    limit = datasets.DEFAULT_MAX_BYTES if max_size is None else datasets.parse_size(max_size)
-    info = datasets.import_dataset(_store(store), name, path, limit)
+    limit = _max_bytes(max_size)
+    info = datasets.import_dataset(_store(store), name, path, datasets.DEFAULT_MAX_BYTES if limit is None else limit)
     out.print(f"imported {info.files} files as dataset {info.name} ({info.shards} shards)")
 
 

@@ -101,8 +101,7 @@ class _Capped(io.RawIOBase):
         data = self.stream.read(len(buffer))
         self.read_so_far += len(data)
         if self.read_so_far > self.entry.size:
-            raise UserError(f"{self.entry.name} in {self.source} holds more bytes than its archive declares "
-                            f"({self.entry.size}): the archive is damaged or forged")
+            _check_size(self.entry, self.read_so_far, self.source)
         buffer[:len(data)] = data
         return len(data)
 
@@ -198,10 +197,21 @@ def _read_whole(entry: _Entry, source: Path) -> tuple[bytes, str]:
 
 
 def _check_size(entry: _Entry, size: int, source: Path) -> None:
+    """The bytes read must be the size the caps were checked against (an archive's directory can lie,
+    and a folder's file can change, or be no plain file, between the listing and the read)."""
     if size != entry.size:
         how = "more" if size > entry.size else "fewer"
-        raise UserError(f"{entry.name} in {source} holds {how} bytes than its archive declares ({entry.size}): "
-                        "the archive is damaged or forged")
+        raise UserError(f"{entry.name} in {source} holds {how} bytes than {_declared(source)} ({entry.size}): "
+                        f"{_why(source)}")
+
+
+def _declared(source: Path) -> str:
+    return "the folder listed" if source.is_dir() else "its archive declares"
+
+
+def _why(source: Path) -> str:
+    return "it changed while it was read, or is no plain file" if source.is_dir() else \
+        "the archive is damaged or forged"
 
 
 def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -> None:
@@ -236,8 +246,8 @@ def _stream(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
         try:
             writer.add(entry.name, entry.size, io.BufferedReader(capped, 1 << 20))
         except OSError as e:  # tarfile: "unexpected end of data"
-            raise UserError(f"{entry.name} in {source} holds fewer bytes than its archive declares "
-                            f"({entry.size}): the archive is damaged") from e
+            raise UserError(f"{entry.name} in {source} holds fewer bytes than {_declared(source)} "
+                            f"({entry.size}): {_why(source)}") from e
         capped.readinto(bytearray(1))  # one byte past the declared size raises
 
 
@@ -327,15 +337,16 @@ def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) ->
     return name
 
 
-def resolve(store: Store, dataset: str) -> str:
-    """What `--dataset` names: a built-in, a dataset in the store, or a local folder/zip to upload."""
+def resolve(store: Store, dataset: str, max_bytes: int | None = None) -> str:
+    """What `--dataset` names: a built-in, a dataset in the store, or a local folder/zip to upload
+    (at most max_bytes unpacked, default DEFAULT_MAX_BYTES: `submit --max-size`)."""
     if dataset in BUILTINS:
         return dataset
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) and info(store, dataset) is not None:
         return dataset
     path = Path(dataset).expanduser()
     if path.exists():
-        return stage_local(store, path)
+        return stage_local(store, path, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
     if dataset in IMPORTABLE:
         raise UserError(f"dataset {dataset!r} is not imported yet. {IMPORTABLE[dataset]}")
     raise UserError(
