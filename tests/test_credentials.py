@@ -19,6 +19,19 @@ def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def test_composer_home_is_created_private_by_any_command(tmp_path, five_files):
+    """The first command that writes there (here an import into the default store, COMPOSER_HOME/store)
+    creates COMPOSER_HOME 0700 whatever the umask, as starting the Ray head or writing credentials does."""
+    home = tmp_path / "fresh" / "home"
+    proc = run_cli("datasets", "import", "mine", str(five_files), env={"COMPOSER_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "store" / "datasets" / "mine" / "dataset.json").is_file(), "the default store is in COMPOSER_HOME"
+    assert mode(home) == 0o700 and mode(home / "store") == 0o700
+    os.chmod(home, 0o755)  # loosened by hand: the next command tightens it again
+    assert run_cli("datasets", "list", env={"COMPOSER_HOME": str(home)}).returncode == 0
+    assert mode(home) == 0o700
+
+
 def test_gone_after_a_failure(s3_server, ray_head, composer_home, five_files):
     env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
     store = f"s3://{s3_server.bucket}/credentials-failure"

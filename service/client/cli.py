@@ -28,7 +28,8 @@ err = Console(stderr=True, soft_wrap=True)
 _debug = {"on": False}
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="s3://BUCKET/PREFIX or a directory "
-                                                 "(default: $COMPOSER_STORE or ~/.composer/store)")]
+                                                 "(default: $COMPOSER_STORE, else $COMPOSER_HOME/store: "
+                                                 "~/.composer/store)")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Ray dashboard URL (default: $RAY_ADDRESS, "
                                                    "else a local Ray head started on demand)")]
 TOKEN_CACHE = {"hit": "from the token cache (nothing fetched or tokenized)", "miss": "tokenized, and cached",
@@ -46,9 +47,21 @@ def _job(job_id: str) -> str:
 
 
 def _store(option: str | None):
-    from service.storage.store import open_store, resolve_store_uri
+    from service.storage.store import default_store, open_store, resolve_store_uri
 
-    return open_store(resolve_store_uri(option))
+    uri = resolve_store_uri(option)
+    if uri == str(default_store()):
+        _private_home(default_store())
+    return open_store(uri)
+
+
+def _private_home(folder: Path) -> None:
+    """COMPOSER_HOME holds the Ray head's state and credential files: whichever command creates it
+    (or the default store inside it) first, it is the user's alone (0700), never 0755."""
+    from service.client.cluster import composer_home, private_dir
+
+    composer_home().parent.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
 
 
 def _max_bytes(max_size: str | None) -> int | None:

@@ -17,7 +17,12 @@ from urllib.parse import urlparse
 
 from service.errors import JobFailed, UserError
 
-DEFAULT_STORE = "~/.composer/store"
+
+def default_store() -> Path:
+    """COMPOSER_HOME/store (~/.composer/store): beside the rest of composer's own state, so that one
+    COMPOSER_HOME holds all of it (the same expression as cluster.composer_home: storage does not
+    import the client)."""
+    return Path(os.environ.get("COMPOSER_HOME", "~/.composer")).expanduser() / "store"
 
 
 class Store(Protocol):
@@ -219,8 +224,8 @@ class S3Store:
 
 
 def resolve_store_uri(option: str | None) -> str:
-    """--store, else COMPOSER_STORE, else the embedded default directory."""
-    return option or os.environ.get("COMPOSER_STORE") or DEFAULT_STORE
+    """--store, else COMPOSER_STORE, else the default directory in COMPOSER_HOME."""
+    return option or os.environ.get("COMPOSER_STORE") or str(default_store())
 
 
 def open_store(uri: str) -> Store:
