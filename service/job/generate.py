@@ -21,15 +21,13 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     returns the report's generation part."""
     from service.model.architecture import build_model
     from service.model.generate import decoder_for, generate_pieces, pick_primers, save_model_dir
-    from service.model.windows import train_val_starts
 
     spec, out = job.spec, job.work / "out"
     job.phase("generate", f"generating {spec.samples} samples")
     model = build_model(spec, len(corpus.vocab))
     model.set_weights(jobstate.best_weights(job.store, spec.job_id))
-    train_starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
     rng = np.random.default_rng(spec.seed)
-    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, train_starts, 64, spec.seq_len, rng)
+    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, job.windows(corpus).train, 64, spec.seq_len, rng)
     save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")
     trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
     primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
