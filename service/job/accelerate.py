@@ -61,26 +61,46 @@ def plan_for(spec: JobSpec, gpus: list[tuple[str, tuple[int, int]]],
     return Plan(names, tensor_cores, True, software)
 
 
-def driver_version() -> str | None:
-    """The NVIDIA kernel driver's version, as the kernel reports it (also inside a container)."""
-    try:
-        with open("/proc/driver/nvidia/version") as f:
-            found = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9][0-9.]+)", f.read())
-    except OSError:
-        return None
+DRIVER_VERSION_FILE = "/proc/driver/nvidia/version"
+# "NVIDIA UNIX x86_64 Kernel Module  535.129.03 ..." (proprietary module) or
+# "NVIDIA UNIX Open Kernel Module for x86_64  580.95.05 ..." (open module, the default since the 560 branch).
+KERNEL_MODULE = re.compile(r"Kernel Module\s+(?:for \S+\s+)?([0-9]+(?:\.[0-9]+)+)")
+
+
+def parse_driver_version(text: str) -> str | None:
+    """The driver version in the text of /proc/driver/nvidia/version; None if it names none."""
+    found = KERNEL_MODULE.search(text)
     return found[1] if found else None
 
 
+def driver_version() -> str | None:
+    """The NVIDIA kernel driver's version, as the kernel reports it (also inside a container, where
+    nvidia-smi may be missing but /proc is the host's)."""
+    try:
+        with open(DRIVER_VERSION_FILE) as f:
+            return parse_driver_version(f.read())
+    except OSError:
+        return None
+
+
+def cuda_version_name(version: int) -> str | None:
+    """CUDA's integer version (1000 * major + 10 * minor, e.g. 12040) as '12.4'; None for 0 or less."""
+    if version <= 0:
+        return None
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
 def driver_cuda() -> str | None:
-    """The newest CUDA version the installed driver supports (cuDriverGetVersion), e.g. '12.4'."""
+    """The newest CUDA version the installed driver supports (cuDriverGetVersion), e.g. '12.4'.
+    libcuda.so.1 comes with the driver (the container toolkit mounts it), not with the image."""
     try:
         libcuda = ctypes.CDLL("libcuda.so.1")
         version = ctypes.c_int(0)
-        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
             return None
     except (OSError, AttributeError):
         return None
-    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+    return cuda_version_name(version.value)
 
 
 def _cuda_libraries() -> str | None:
