@@ -76,13 +76,15 @@ def _lose_mid_training(head: Head, jobdir: Path) -> tuple[int, list[str]]:
 
 
 def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: list[str],
-                     uninterrupted: list[np.ndarray]) -> None:
+                     uninterrupted: list[np.ndarray], epochs: int = EPOCHS) -> None:
+    """The job finished `epochs` epochs, each trained once, the ones up to EPOCHS exactly as the
+    uninterrupted run trained them."""
     status = json.loads(run_cli("status", job, "--json", env=env).stdout)
     assert status["state"] == "SUCCEEDED" and status["phase"] == "done" and status["error"] is None, status
     assert json.loads((jobdir / "status.json").read_text())["resumes"] == status["resumes"] == 1
     assert status["restarts"] == 0  # a resumed run is no worker-group restart
     rows = [json.loads(line) for line in (jobdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))  # every epoch once
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))  # every epoch once
     assert [json.dumps(r) for r in rows[:lost_at]] == rows_before[:lost_at]  # the record before the loss, kept
     logs = (jobdir / "logs" / "worker-0.log").read_text()
     resumed = [int(e) for e in re.findall(r"resuming from the checkpoint of epoch (\d+) \(weights, optimizer state",
@@ -92,7 +94,7 @@ def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: lis
     # may never have reached the store: a killed process does not flush its log).
     after = logs.rsplit("resuming from the checkpoint", 1)[1]
     trained = [int(e) for e in re.findall(r"epoch (\d+)/\d+: loss", after)]
-    assert trained == list(range(resumed[-1] + 1, EPOCHS + 1)), trained
+    assert trained == list(range(resumed[-1] + 1, epochs + 1)), trained
     driver = (jobdir / "logs" / "driver.log").read_text()
     assert "continuing the job" in driver and "the corpus is in the store already" in driver
     # The first run tokenized (or found the uninterrupted run's tokens in the token cache); the second
@@ -166,9 +168,19 @@ def test_a_cancelled_job_resumes_on_the_same_cluster(head, env, five_files, unin
     assert stopped_at < EPOCHS, "training finished before the cancel landed: raise --steps-per-epoch"
     rows_before = (jobdir / "metrics.jsonl").read_text().splitlines()
 
-    resumed = run_cli("submit", "--resume", job, "--wait", "--json", env=env)
+    # --epochs and --patience may grow, never shrink: refused in one line, nothing changed.
+    for flag, value in (("--epochs", EPOCHS - 1), ("--patience", 9)):
+        shrunk = run_cli("submit", "--resume", job, flag, str(value), env=env)
+        assert shrunk.returncode == 2 and len(shrunk.stderr.strip().splitlines()) == 1, shrunk.stderr
+        assert f"{flag} can only grow" in shrunk.stderr, shrunk.stderr
+    assert json.loads((jobdir / "job.json").read_text())["epochs"] == EPOCHS
+    # One epoch more than the uninterrupted run: its first EPOCHS epochs are still that run's.
+    resumed = run_cli("submit", "--resume", job, "--epochs", str(EPOCHS + 1), "--patience", "12", "--wait", "--json",
+                      env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    _check_continued(env, job, jobdir, stopped_at, rows_before, uninterrupted)
+    spec = json.loads((jobdir / "job.json").read_text())
+    assert (spec["epochs"], spec["patience"]) == (EPOCHS + 1, 12)
+    _check_continued(env, job, jobdir, stopped_at, rows_before, uninterrupted, epochs=EPOCHS + 1)
 
 
 def test_a_job_lost_after_training_resumes_without_training_again(head, env, uninterrupted_job):

@@ -149,14 +149,11 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
         if resuming:
             jobstate.update(store, spec.job_id, epochs=spec.epochs, message="resubmitted", error=None)
         else:
-            Progress(spec.job_id, epochs=spec.epochs, message="submitted", phase_started=time.time()).save(store)
-        # Composer's own head runs this very Python; any other cluster runs its own (the image's venv).
-        python = shlex.quote(sys.executable) if cluster.local else "python"
-        # -P: never import from the working directory, only the installed package.
-        entrypoint = f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {spec.job_id}"
+            jobstate.begin(store, spec.job_id, spec.epochs)
         client = clusters.job_client(cluster)
         try:
-            client.submit_job(entrypoint=entrypoint, submission_id=spec.job_id, runtime_env={"env_vars": env},
+            client.submit_job(entrypoint=entrypoint(cluster, store, spec.job_id), submission_id=spec.job_id,
+                              runtime_env={"env_vars": env},
                               metadata={"composer": "1", "dataset": spec.dataset})
         except RuntimeError as e:
             raise JobFailed(f"the cluster at {cluster.address} refused the job: {str(e).strip().splitlines()[0]}") \
@@ -165,6 +162,14 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
         credentials.remove(spec.job_id)  # a failed submission leaves no keys behind
         raise
     return spec.job_id
+
+
+def entrypoint(cluster: clusters.Cluster, store: Store, job_id: str) -> str:
+    """The driver's command line. Composer's own head runs this very Python; any other cluster runs its
+    own `python` (the image's virtual environment), never a path from the submitting machine."""
+    python = shlex.quote(sys.executable) if cluster.local else "python"
+    # -P: never import from the working directory, only the installed package.
+    return f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {job_id}"
 
 
 def _still_running(cluster: clusters.Cluster | None):

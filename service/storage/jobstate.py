@@ -113,6 +113,13 @@ class Progress:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+def begin(store: Store, job_id: str, epochs: int) -> Progress:
+    """A new job's progress record (submitted, queued for the cluster); `update` changes it from then on."""
+    progress = Progress(job_id, epochs=epochs, message="submitted", phase_started=time.time())
+    progress.save(store)
+    return progress
+
+
 class Superseded(JobFailed):
     """A newer run of the job owns it (the job was continued elsewhere): this run must write nothing more."""
 
