@@ -25,10 +25,11 @@ RAYCLUSTER = INFRA / "kuberay" / "raycluster.yaml"
 RAYJOB = INFRA / "kuberay" / "rayjob.yaml"
 SECRETS = INFRA / "kuberay" / "secrets.example.yaml"
 SERVICE_ACCOUNT = INFRA / "kuberay" / "serviceaccount.yaml"
+EKS_CLUSTER = INFRA / "kuberay" / "eks-cluster.yaml"
 LAUNCHER = INFRA / "cluster-launcher" / "aws-gpu.yaml"
 INFRA_README = INFRA / "README.md"
 
-ALL_YAML = [RAYCLUSTER, RAYJOB, SECRETS, SERVICE_ACCOUNT, LAUNCHER]
+ALL_YAML = [RAYCLUSTER, RAYJOB, SECRETS, SERVICE_ACCOUNT, EKS_CLUSTER, LAUNCHER]
 
 # Strings that look like credentials: AWS access key ids, and long base64/hex secrets assigned to a
 # secret-sounding name.
