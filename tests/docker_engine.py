@@ -208,11 +208,21 @@ def build_command(client: str, repo: Path, base: str | None, tag: str = IMAGE) -
 
 
 def build_image(engine: Engine, repo: Path, base: str | None, log_path: Path) -> float:
-    """Build the image; returns the seconds it took (the log goes to log_path)."""
+    """Build the image; returns the seconds it took (the log goes to log_path). The image the tag named
+    before, left untagged by a rebuild after a code change, is removed: its layers stay in the cache
+    as long as the new image shares them, and a test machine does not fill up with old images."""
     started = time.monotonic()
+    before = _image_id(engine, IMAGE)
     with open(log_path, "w") as log:
         proc = subprocess.run(build_command(engine.client, repo, base), stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "DOCKER_BUILDKIT": "1"}, timeout=2400)
     if proc.returncode != 0:
         raise RuntimeError(f"docker build failed: {log_path.read_text(errors='replace')[-3000:]}")
+    if before is not None and before != _image_id(engine, IMAGE):
+        engine.run("image", "rm", before, check=False)  # in use by a container: kept, no harm
     return time.monotonic() - started
+
+
+def _image_id(engine: Engine, ref: str) -> str | None:
+    proc = engine.run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
