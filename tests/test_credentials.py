@@ -92,3 +92,37 @@ def test_a_failed_submission_leaves_no_files(s3_server, ray_head, composer_home,
     finally:
         for key in s3_server.env():
             os.environ.pop(key, None)
+
+
+def test_the_sweep_removes_what_a_killed_driver_left(s3_server, ray_head, composer_home, five_files):
+    """A driver killed outright (SIGKILL: its cleanup never runs) leaves its job's credential files;
+    the sweep the CLI runs before each submission removes them, and those of jobs the head never
+    ran, but keeps those of a job still running."""
+    from ray_jobs import driver, kill_tree
+
+    from service.client import cluster as clusters
+    from service.client import jobs
+
+    env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
+    store = f"s3://{s3_server.bucket}/credentials-killed"
+    proc = run_cli("submit", "--dataset", str(five_files), "--store", store, "--preset", "tiny", "--epochs", "500",
+                   "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["job_id"]
+    folder = composer_home / "credentials" / job
+    ghost = composer_home / "credentials" / "composer-ghost-1"
+    ghost.mkdir(mode=0o700)
+    (ghost / "credentials").write_text("[default]\n")
+    swept = jobs.sweep_credentials()
+    assert "composer-ghost-1" in swept and not ghost.exists(), "a job the head never ran: swept"
+    assert job not in swept and (folder / "credentials").is_file(), "a running job keeps its files"
+
+    kill_tree(driver(job))
+    client = clusters.job_client(clusters.own_head())
+    deadline = time.monotonic() + 120
+    while client.get_job_status(job).value not in jobs.TERMINAL:
+        assert time.monotonic() < deadline, "Ray never noticed the driver was killed"
+        time.sleep(0.5)
+    assert (folder / "credentials").is_file(), "the killed driver could not remove its files"
+    assert job in jobs.sweep_credentials()
+    assert not folder.exists()

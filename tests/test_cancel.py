@@ -1,0 +1,46 @@
+"""`composer cancel`: waits for STOPPED by default; --no-wait returns at once; a cluster that does not
+confirm in time gets one clear line. Ray's JobSupervisor (which carries out a stop and then records
+STOPPED) is frozen with SIGSTOP, so 'not stopped yet' is a fact of the test, not a race."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+from ray_jobs import driver, supervisor
+
+from service.client import cluster as clusters
+from service.client import jobs
+
+
+def one_line_error(proc, code: int) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_no_wait_returns_at_once_and_a_timeout_says_so(ray_head, composer_home, five_files, tmp_path):
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "500", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["job_id"]
+    client = clusters.job_client(clusters.own_head())
+    frozen = supervisor(driver(job))
+    frozen.suspend()
+    try:
+        quick = run_cli("cancel", job, "--no-wait", env=env)
+        assert quick.returncode == 0, quick.stderr
+        assert quick.stdout.splitlines() == [f"{job}: stopping"], "--no-wait does not wait for the end"
+        assert client.get_job_status(job).value == "RUNNING", "the job has not stopped yet"
+        timed = run_cli("cancel", job, "--timeout", "2", env=env)
+        line = one_line_error(timed, 1)
+        assert line == (f"error: the cluster did not confirm within 2 s that {job} stopped (last state: RUNNING): "
+                        f"check `composer status {job}`"), line
+        assert timed.stdout.splitlines() == [f"{job}: stopping"]
+    finally:
+        frozen.resume()
+    # Thawed, the supervisor carries out the stop it was asked for.
+    assert jobs.wait_stopped(job, None, 120) == "STOPPED"
+    status = json.loads(run_cli("status", job, "--json", env=env).stdout)
+    assert status["state"] == "STOPPED"
