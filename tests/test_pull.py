@@ -3,7 +3,13 @@ silently replacing a user's file."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +110,86 @@ def test_a_local_store_copy_is_atomic(tmp_path, small_disk):
         store.get_file("jobs/x/big.bin", target)
     assert target.read_bytes() == b"the user's earlier copy"
     assert [p.name for p in small_disk.iterdir()] == ["big.bin"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _start_pull(job: str, dest: Path, env: dict[str, str]) -> subprocess.Popen:
+    """The installed `composer pull`, as run_cli runs it, but in the background."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
+    composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
+    return subprocess.Popen([*composer.split(), "pull", job, "--to", str(dest)], env={**base, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _assert_only_whole_files(dest: Path, sizes: dict[str, int]) -> None:
+    """What DIR holds while a pull runs: nothing, or files of their full size (never a temp file)."""
+    if dest.exists():
+        for path in dest.rglob("*"):
+            if path.is_file():
+                rel = path.relative_to(dest).as_posix()
+                assert rel in sizes and path.stat().st_size == sizes[rel], f"DIR held a partial file: {rel}"
+
+
+def test_a_pull_killed_mid_file_resumes_with_the_files_it_had_verified(s3_server, tmp_path, monkeypatch):
+    """The real `composer pull` from the real S3 server, killed (SIGKILL: no cleanup) while it is
+    downloading a large object, after it verified the files before it; the second pull completes
+    DIR without fetching those again, and DIR never holds a partial file."""
+    big = bytes(range(256)) * (1 << 20)  # 256 MiB: a download that takes long enough to be caught half done
+    files = {"metrics.jsonl": b'{"epoch": 1}\n', "model/config.json": b'{"units": 8}', "model/model.keras": big,
+             "report.json": b"{}", "samples/sample-01.mid": b"MThd one"}
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    uri = f"s3://{s3_server.bucket}/pull-killed-{os.urandom(4).hex()}"
+    src = tmp_path / "results"
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    store = open_store(uri)
+    Progress("composer-big", phase="done").save(store)
+    publish_dir(store, "composer-big", src)
+    sizes = {rel: len(data) for rel, data in files.items()}
+    env = {**s3_server.env(), "COMPOSER_STORE": uri, "COMPOSER_HOME": str(tmp_path / "home")}
+    dest = tmp_path / "dest"
+    staging = tmp_path / ".dest.pull-composer-big"
+
+    # The pull goes in name order: metrics.jsonl and model/config.json are verified before the big file.
+    pull_proc = _start_pull("composer-big", dest, env)
+    deadline = time.monotonic() + 300
+    while True:
+        _assert_only_whole_files(dest, {})  # nothing at all moves in before every file is verified
+        partial = list((staging / "model").glob(".tmp-model.keras.*")) if (staging / "model").is_dir() else []
+        if partial and not (staging / "model" / "model.keras").exists():
+            pull_proc.kill()  # SIGKILL while the big object is half downloaded
+            break
+        assert pull_proc.poll() is None, f"the pull ended before it could be killed: {pull_proc.communicate()}"
+        assert time.monotonic() < deadline, "the pull never started the big download"
+        time.sleep(0.005)
+    pull_proc.communicate()
+    assert pull_proc.returncode == -signal.SIGKILL
+    assert not (staging / "model" / "model.keras").exists() and list((staging / "model").glob(".tmp-model.keras.*")), \
+        "killed mid-file: the big file's partial download is there, the file itself is not"
+    _assert_only_whole_files(dest, {})
+    verified = {rel: (staging / rel).stat() for rel in ("metrics.jsonl", "model/config.json")}
+    assert all(_sha256(staging / rel) == hashlib.sha256(files[rel]).hexdigest() for rel in verified)
+
+    resumed = _start_pull("composer-big", dest, env)
+    while resumed.poll() is None:
+        _assert_only_whole_files(dest, sizes)
+        time.sleep(0.005)
+    out, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert f"pulled {len(files)} files" in out
+    got = {p.relative_to(dest).as_posix(): _sha256(p) for p in dest.rglob("*") if p.is_file()}
+    assert got == {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}, "DIR complete and verified"
+    for rel, before in verified.items():
+        after = (dest / rel).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), \
+            f"{rel} was verified before the kill and must not be fetched again"
+    assert not staging.exists(), "the staging folder, with the killed pull's partial download, is gone"
