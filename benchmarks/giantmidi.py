@@ -179,7 +179,7 @@ print(json.dumps(result))
 
 def job(dataset: str, store_uri: str, env: dict[str, str]) -> dict:
     composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
-    started = time.monotonic()
+    started, submitted_at = time.monotonic(), time.time()
     proc = subprocess.run([*composer.split(), "submit", "--dataset", dataset, "--store", store_uri, "--preset", "tiny",
                            "--epochs", "1", "--steps-per-epoch", "2", "--samples", "1", "--wait", "--json"],
                           env={**os.environ, **env}, capture_output=True, text=True)
@@ -190,7 +190,21 @@ def job(dataset: str, store_uri: str, env: dict[str, str]) -> dict:
     phases = state["phase_seconds"]
     to_training = sum(phases.get(p, 0.0) for p in ("queued", "dataset", "tokenize"))
     return {"wall": round(wall, 1), "token_cache": state["token_cache"], "phases": phases,
-            "to_training": round(to_training, 1)}
+            "to_training": round(to_training, 1),
+            "to_first_step": round(first_step_at(composer, state["job_id"], store_uri, env) - submitted_at, 1)}
+
+
+def first_step_at(composer: str, job_id: str, store_uri: str, env: dict[str, str]) -> float:
+    """When the job's last worker ended its first training step (the job log's UTC timestamps): the
+    time to training a user waits for, worker start, TensorFlow and the first batch included."""
+    from datetime import datetime
+
+    logs = subprocess.run([*composer.split(), "logs", job_id, "--store", store_uri], env={**os.environ, **env},
+                          capture_output=True, text=True, check=True).stdout
+    stamps = [line.split(" ", 1)[0] for line in logs.splitlines() if "first training step done" in line]
+    if not stamps:
+        raise SystemExit(f"job {job_id}'s log has no first training step")
+    return max(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() for s in stamps)
 
 
 def run_store(kind: str, uri: str, env: dict[str, str], archive: Path, small: Path, total_bytes: int,

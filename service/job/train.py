@@ -126,6 +126,27 @@ def _epoch_callback(spec: JobSpec, store: Store, strategy, rank: int, global_bat
     return EpochReporter()
 
 
+def _first_step_callback(log: JobLog, worker_started: float):
+    """A Keras callback that logs the end of the run's first training step: the time to training a
+    user waits for (worker start, TensorFlow, the model, the input pipeline, graph tracing, one batch).
+    It takes TensorFlow's logs as they are, so Keras does not copy them to numpy at every batch."""
+    import tf_keras as keras
+
+    class FirstStep(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self._supports_tf_logs = True
+            self.done = False
+
+        def on_train_batch_end(self, batch: int, logs=None) -> None:
+            if not self.done:
+                self.done = True
+                log.line(f"first training step done, {time.monotonic() - worker_started:.1f} s after this "
+                         "worker started")
+
+    return FirstStep()
+
+
 def epoch_steps(spec: JobSpec, train_windows: int, val_windows: int, global_batch: int) -> tuple[int, int]:
     """(training steps, validation steps) per epoch. An epoch: every training token a target once.
 
@@ -183,6 +204,7 @@ def _device_plan(spec: JobSpec, rank: int, world: int):
 
 def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int, run_id: str | None,
                   log: JobLog) -> None:
+    started = time.monotonic()
     import tensorflow as tf
 
     from service.model.architecture import build_model
@@ -251,7 +273,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     model.fit(per_worker(train_starts, True, first_step), epochs=spec.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, validation_data=per_worker(val_set, False, 0), validation_steps=val_steps,
               verbose=0, callbacks=[_epoch_callback(spec, store, strategy, rank, global_batch, steps, resumed, run_id,
-                                         log)])
+                                                    log), _first_step_callback(log, started)])
 
 
 def run(job: JobRun, cpus_per_worker: int = 1) -> None:
