@@ -42,7 +42,7 @@ def preflight(store: Store, address: str | None) -> None:
 
 
 def submit_new(store: Store, dataset: str, address: str | None, preset: str, composers: str | None,
-               job_id: str | None = None, **settings: object) -> JobSpec:
+               job_id: str | None = None, max_bytes: int | None = None, **settings: object) -> JobSpec:
     """What `composer submit` does before it waits: the spec (preset, then the flags given), the checks
     that need no cluster, the dataset in the store (a local folder is uploaded), the submission.
 
@@ -56,7 +56,7 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     if job_id is not None and store.exists(job_key(job_id, jobstate.SPEC)):
         stored = jobstate.load_spec(store, job_id)
         _refuse_changes(stored, {name: getattr(spec, name) for name in MODEL_FIELDS}, "was submitted with")
-        resolved = datasets.resolve(store, dataset)  # content-addressed: the same folder, the same name
+        resolved, _ = datasets.resolve(store, dataset, max_bytes)  # content-addressed: the same folder, the same name
         if resolved != stored.dataset:
             raise UserError(f"job {job_id} was submitted with dataset {stored.dataset}, not {resolved}: "
                             "submit a new job (another --job-id) to train on other data")
@@ -64,8 +64,7 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
         return resume(store, job_id, address, finished_ok=True,
                       **{name: settings.get(name) for name in GROWABLE})
     preflight(store, address)
-    spec.dataset = datasets.resolve(store, dataset)
-    found = datasets.info(store, spec.dataset)
+    spec.dataset, found = datasets.resolve(store, dataset, max_bytes)
     spec.dataset_digest = found.digest if found is not None else ""
     submit(spec, store, address)
     return spec

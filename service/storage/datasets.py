@@ -327,26 +327,26 @@ def migrate(store: Store, name: str) -> DatasetInfo:
     return new
 
 
-def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """Upload a local folder or zip for a job (content-addressed) and return its dataset name."""
+def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> DatasetInfo:
+    """Upload a local folder or zip for a job (content-addressed, so once) and return its record."""
     with _local_source(path, max_bytes) as (entries, total):
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.") or "local"
         name = f"{stem[:60]}-{_content_hash(entries, path)[:10]}"
-        if info(store, name) is None:
-            _upload(store, name, path, entries, total)
-    return name
+        return info(store, name) or _upload(store, name, path, entries, total)
 
 
-def resolve(store: Store, dataset: str, max_bytes: int | None = None) -> str:
+def resolve(store: Store, dataset: str, max_bytes: int | None = None) -> tuple[str, DatasetInfo | None]:
     """What `--dataset` names: a built-in, a dataset in the store, or a local folder/zip to upload
-    (at most max_bytes unpacked, default DEFAULT_MAX_BYTES: `submit --max-size`)."""
+    (at most max_bytes unpacked, default DEFAULT_MAX_BYTES: `submit --max-size`). Returns its name and
+    its record in the store (None for a built-in the cluster has not exported yet), each read once."""
     if dataset in BUILTINS:
-        return dataset
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) and info(store, dataset) is not None:
-        return dataset
+        return dataset, info(store, dataset)
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) and (found := info(store, dataset)) is not None:
+        return dataset, found
     path = Path(dataset).expanduser()
     if path.exists():
-        return stage_local(store, path, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        staged = stage_local(store, path, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        return staged.name, staged
     if dataset in IMPORTABLE:
         raise UserError(f"dataset {dataset!r} is not imported yet. {IMPORTABLE[dataset]}")
     raise UserError(
