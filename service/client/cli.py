@@ -149,27 +149,36 @@ def submit(
     else:
         spec = jobs.submit_new(the_store, dataset, address, preset or "fast", composers,
                                job_id=None if job_id is None else _job(job_id), max_bytes=max_bytes, **settings)
+    if wait:
+        _wait_and_pull(the_store, spec.job_id, address, to, as_json)
+    else:
+        _say_submitted(the_store, spec, address, "resumed" if resume else "submitted", as_json)
+
+
+def _say_submitted(store, spec, address: str | None, verb: str, as_json: bool) -> None:
+    """`submit` without --wait: the job's id and state. The same --job-id again may find the job
+    finished: say what the cluster and the store say."""
+    from service.client import jobs
+
     job_id = spec.job_id
-    if not wait:
-        # The same --job-id again may find the job finished: say what the cluster and store say.
-        now = jobs.state(the_store, job_id, address).state
-        if as_json:
-            print(json.dumps({"job_id": job_id, "state": now, "store": the_store.uri, "dataset": spec.dataset}))
-        elif now == "SUCCEEDED":
-            out.print(f"[green]{job_id} has finished already[/]; fetch it with "
-                      f"`composer pull {job_id} --to ./{job_id}`")
-        else:
-            verb = "resumed" if resume else "submitted"
-            out.print(f"{verb} [bold]{job_id}[/] (dataset {spec.dataset}); follow it with "
-                      f"`composer status {job_id}`")
-        return
-    final = _follow(the_store, job_id, address)
-    pulled = None
-    if final.state == "SUCCEEDED" and to is not None:
-        pulled = jobs.pull(the_store, job_id, to)
+    now = jobs.state(store, job_id, address).state
+    if as_json:
+        print(json.dumps({"job_id": job_id, "state": now, "store": store.uri, "dataset": spec.dataset}))
+    elif now == "SUCCEEDED":
+        out.print(f"[green]{job_id} has finished already[/]; fetch it with `composer pull {job_id} --to ./{job_id}`")
+    else:
+        out.print(f"{verb} [bold]{job_id}[/] (dataset {spec.dataset}); follow it with `composer status {job_id}`")
+
+
+def _wait_and_pull(store, job_id: str, address: str | None, to: Path | None, as_json: bool) -> None:
+    """`submit --wait [--to DIR]`: follow the job to its end, pull it when it succeeded; exit 1 otherwise."""
+    from service.client import jobs
+
+    final = _follow(store, job_id, address)
+    pulled = jobs.pull(store, job_id, to) if final.state == "SUCCEEDED" and to is not None else None
     if as_json:
         print(json.dumps({**final.as_dict(), **({"to": str(to), "files": pulled} if pulled else {})}))
-    elif final.state == "SUCCEEDED" and pulled:
+    elif final.state == "SUCCEEDED" and pulled and to is not None:
         out.print(f"[green]{job_id} succeeded[/]: open {to / 'report.html'} to hear and see it; the music is in "
                   f"{to / 'samples'}/ (MIDI, OGG, sheet music), the model in {to / 'model'}/, the numbers in "
                   f"{to / 'report.json'}")
