@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import time
+from pathlib import Path
 
 from conftest import run_cli
 
@@ -44,12 +45,7 @@ def test_gone_after_a_failure(s3_server, ray_head, composer_home, five_files):
 
 
 def test_private_while_running_and_gone_after_cancel(s3_server, ray_head, composer_home, five_files):
-    env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
-    store = f"s3://{s3_server.bucket}/credentials-cancel"
-    proc = run_cli("submit", "--dataset", str(five_files), "--store", store, "--preset", "tiny", "--epochs", "500",
-                   "--json", env=env)
-    assert proc.returncode == 0, proc.stderr
-    job = json.loads(proc.stdout)["job_id"]
+    env, store, job = _submit_long_job(s3_server, composer_home, five_files, "credentials-cancel")
     folder = composer_home / "credentials" / job
     assert mode(composer_home) == 0o700 and mode(folder.parent) == 0o700 and mode(folder) == 0o700
     assert {p.name: mode(p) for p in folder.iterdir()} == {"credentials": 0o600, "config": 0o600}
@@ -103,12 +99,7 @@ def test_the_sweep_removes_what_a_killed_driver_left(s3_server, ray_head, compos
     from service.client import cluster as clusters
     from service.client import jobs
 
-    env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
-    store = f"s3://{s3_server.bucket}/credentials-killed"
-    proc = run_cli("submit", "--dataset", str(five_files), "--store", store, "--preset", "tiny", "--epochs", "500",
-                   "--json", env=env)
-    assert proc.returncode == 0, proc.stderr
-    job = json.loads(proc.stdout)["job_id"]
+    env, store, job = _submit_long_job(s3_server, composer_home, five_files, "credentials-killed")
     folder = composer_home / "credentials" / job
     ghost = composer_home / "credentials" / "composer-ghost-1"
     ghost.mkdir(mode=0o700)
@@ -126,3 +117,13 @@ def test_the_sweep_removes_what_a_killed_driver_left(s3_server, ray_head, compos
     assert (folder / "credentials").is_file(), "the killed driver could not remove its files"
     assert job in jobs.sweep_credentials()
     assert not folder.exists()
+
+
+def _submit_long_job(s3_server, composer_home: Path, five_files: Path, prefix: str) -> tuple[dict, str, str]:
+    """A job on an S3 store that trains far longer than any test waits: (env, store, job id)."""
+    env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
+    store = f"s3://{s3_server.bucket}/{prefix}"
+    proc = run_cli("submit", "--dataset", str(five_files), "--store", store, "--preset", "tiny", "--epochs", "500",
+                   "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return env, store, json.loads(proc.stdout)["job_id"]
