@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,15 @@ import pytest
 
 from service.errors import UserError
 from service.job.context import JobRun
-from service.model.windows import make_dataset, split_for, split_pieces, spread, train_val_starts, window_starts
+from service.model.windows import (
+    TrainWindows,
+    make_dataset,
+    split_for,
+    split_pieces,
+    spread,
+    train_val_starts,
+    window_starts,
+)
 from service.spec import JobSpec
 from service.storage.corpus import Corpus
 from service.storage.joblog import JobLog
@@ -117,13 +126,51 @@ def test_a_job_splits_its_windows_once_and_every_process_gets_the_same_split(tmp
     corpus = Corpus(TOKENS, OFFSETS, ["t"], "remi")
     with JobLog(store, "j", "driver") as log:
         job = JobRun(spec, store, tmp_path, log)
-        split = job.windows(corpus)
-        assert job.windows(corpus) is split  # tokenize computes it, generate reuses it
+        windows = job.windows(corpus)
+        assert job.windows(corpus) is windows  # tokenize computes it, generate reuses it
         expected = train_val_starts(OFFSETS, SEQ, 0.2, seed=3)
         worker = split_for(OFFSETS, spec)  # what each training worker computes from its own copy
-        for got in (split, worker):
-            assert np.array_equal(got.train, expected.train) and np.array_equal(got.val, expected.val)
+        assert np.array_equal(worker.train, expected.train) and np.array_equal(worker.val, expected.val)
+        # The driver keeps no window array, yet names the same training windows in the same order.
+        assert windows.count == len(expected.train)
+        assert np.array_equal(windows.starts(np.arange(windows.count)), expected.train)
         # Another corpus is split anew; one too small for seq_len fails at once, in one line.
         small = Corpus(TOKENS[:10], np.array([0, 10], np.int64), ["t"], "remi")
         with pytest.raises(UserError, match="too small for --seq-len 16: the longest piece has 10 tokens"):
             job.windows(small)
+
+
+@pytest.mark.parametrize("lengths, seq_len, fraction", [
+    ([40, 17, 90, 5, 64, 33, 21, 70], 16, 0.2),   # pieces too short for a window among them
+    ([300], 16, 0.1),                              # one piece: validation is the tail of its windows
+    ([20, 20, 500], 19, 0.3),                      # validation pieces with no window: the same fallback
+    ([1000, 3, 2, 1], 64, 0.5),
+])
+def test_the_driver_s_training_windows_are_the_split_s_without_the_array(lengths, seq_len, fraction):
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    for seed in range(5):
+        spec = JobSpec(job_id="j", dataset="d", store="s", seq_len=seq_len, validation_fraction=fraction, seed=seed)
+        try:
+            expected = split_for(offsets, spec).train
+        except UserError as refused:  # the training pieces have no window: the driver says the same
+            with pytest.raises(UserError, match=re.escape(str(refused))):
+                TrainWindows(offsets, spec)
+            continue
+        windows = TrainWindows(offsets, spec)
+        assert windows.count == len(expected)
+        assert np.array_equal(windows.starts(np.arange(windows.count)), expected)
+        # generate's primers: the same windows a choice among the materialized starts would give
+        picked = np.random.default_rng(seed).choice(windows.count, size=9, replace=windows.count < 9)
+        assert np.array_equal(windows.starts(picked),
+                              np.random.default_rng(seed).choice(expected, size=9, replace=len(expected) < 9))
+
+
+def test_the_driver_refuses_a_corpus_too_small_for_seq_len_like_the_workers():
+    offsets = np.array([0, 10, 14], np.int64)
+    spec = JobSpec(job_id="j", dataset="d", store="s", seq_len=16)
+    with pytest.raises(UserError) as driver:
+        TrainWindows(offsets, spec)
+    with pytest.raises(UserError) as worker:
+        split_for(offsets, spec)
+    assert str(driver.value) == str(worker.value) == (
+        "the corpus is too small for --seq-len 16: the longest piece has 10 tokens; lower --seq-len or add files")

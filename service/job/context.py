@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.model.windows import Split, split_for
+from service.model.windows import TrainWindows
 from service.spec import JobSpec
 from service.storage import jobstate
 from service.storage.corpus import Corpus
@@ -21,7 +21,7 @@ class JobRun:
     work: Path  # scratch space on the head, gone when the job ends
     log: JobLog
     run_id: str | None = None  # this driver run's claim on the job (jobstate.claim)
-    _split: tuple[Corpus, Split] | None = field(default=None, repr=False, compare=False)
+    _windows: tuple[Corpus, TrainWindows] | None = field(default=None, repr=False, compare=False)
 
     def say(self, message: str) -> None:
         self.log.line(message)
@@ -31,10 +31,11 @@ class JobRun:
         jobstate.update(self.store, self.spec.job_id, self.run_id, phase=phase, message=message)
         self.log.line(message)
 
-    def windows(self, corpus: Corpus) -> Split:
-        """The job's training and validation windows: computed at the first call (tokenize, where a
-        corpus too small for seq_len fails before any worker starts) and handed to every later
-        stage (generate's primers). Keyed on the corpus object, so a different corpus is split anew."""
-        if self._split is None or self._split[0] is not corpus:
-            self._split = (corpus, split_for(corpus.offsets, self.spec))
-        return self._split[1]
+    def windows(self, corpus: Corpus) -> TrainWindows:
+        """The job's training windows: computed at the first call (tokenize, where a corpus too small
+        for seq_len fails before any worker starts) and handed to every later stage (generate's
+        primers). Keyed on the corpus object, so a different corpus is split anew. The driver keeps
+        the piece list, not the windows' array: that is each training worker's (train.py)."""
+        if self._windows is None or self._windows[0] is not corpus:
+            self._windows = (corpus, TrainWindows(corpus.offsets, self.spec))
+        return self._windows[1]

@@ -27,7 +27,7 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     model = build_model(spec, len(corpus.vocab))
     model.set_weights(jobstate.best_weights(job.store, spec.job_id))
     rng = np.random.default_rng(spec.seed)
-    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, job.windows(corpus).train, 64, spec.seq_len, rng)
+    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, job.windows(corpus), 64, spec.seq_len, rng)
     save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")
     trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
     primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from service.music import quality
 from service.music.keys import key_name, key_token, piece_keys, token_keys
 from service.music.sampling import Sampling, choose
 from service.spec import JobSpec
+
+if TYPE_CHECKING:
+    from service.model.windows import TrainWindows
 
 MODEL_FILE = "model.keras"
 META_FILE = "composer.json"
@@ -96,10 +100,10 @@ def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:
     return decoder_for(trained, info.spec, info.vocab, info.scheme), Primers(tokens, keys)
 
 
-def pick_primers(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], starts: np.ndarray, count: int,
+def pick_primers(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], windows: TrainWindows, count: int,
                  length: int, rng: np.random.Generator) -> Primers:
-    """`count` random windows of `length` tokens from the given window starts, with their pieces' keys."""
-    chosen = rng.choice(starts, size=count, replace=len(starts) < count)
+    """`count` random windows of `length` tokens from the training windows, with their pieces' keys."""
+    chosen = windows.starts(rng.choice(windows.count, size=count, replace=windows.count < count))
     windows = np.stack([tokens[s:s + length] for s in chosen]).astype(np.int32)
     pieces = np.searchsorted(offsets[1:], chosen, side="right")
     return Primers(windows, piece_keys(tokens, offsets, vocab)[pieces])

@@ -49,11 +49,7 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
     train_ids, val_ids = split_pieces(n_pieces, fraction, seed)
     train, val = window_starts(offsets, train_ids, seq_len), window_starts(offsets, val_ids, seq_len)
     if len(train) == 0:
-        longest = int(np.max(np.diff(offsets))) if n_pieces else 0
-        raise UserError(
-            f"the corpus is too small for --seq-len {seq_len}: the longest piece has {longest} tokens; "
-            "lower --seq-len or add files"
-        )
+        raise too_small(offsets, seq_len)
     if len(val) == 0:
         # One piece only (or tiny validation pieces): hold out the tail of the training windows instead.
         cut = max(1, int(len(train) * (1 - fraction)))
@@ -61,6 +57,37 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
         if len(val) == 0:
             val = train[-1:]
     return Split(train, val)
+
+
+class TrainWindows:
+    """The training windows of a job's split without their array (4 bytes per window, about one per
+    token): the driver needs only to know that there are some and a few of them (generate's
+    primers), so it keeps the piece list. Entry i is the i-th of `split_for(...).train`."""
+
+    def __init__(self, offsets: np.ndarray, spec: JobSpec) -> None:
+        train_ids, val_ids = split_pieces(len(offsets) - 1, spec.validation_fraction, spec.seed)
+        self.offsets, self.pieces = offsets, train_ids
+        counts = np.maximum(offsets[train_ids + 1] - offsets[train_ids] - spec.seq_len, 0)
+        self.ends = np.cumsum(counts)  # windows in the pieces up to and including each
+        self.count = int(self.ends[-1]) if len(self.ends) else 0
+        if self.count == 0:
+            raise too_small(offsets, spec.seq_len)
+        val_windows = np.maximum(offsets[val_ids + 1] - offsets[val_ids] - spec.seq_len, 0).sum()
+        if val_windows == 0:  # train_val_starts holds out the tail of the training windows instead
+            self.count = max(1, int(self.count * (1 - spec.validation_fraction)))
+
+    def starts(self, indices: np.ndarray) -> np.ndarray:
+        """The window starts at these positions of the training windows' order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        piece_at = np.searchsorted(self.ends, indices, side="right")
+        before = np.where(piece_at > 0, self.ends[np.maximum(piece_at - 1, 0)], 0)
+        return self.offsets[self.pieces[piece_at]] + (indices - before)
+
+
+def too_small(offsets: np.ndarray, seq_len: int) -> UserError:
+    longest = int(np.max(np.diff(offsets))) if len(offsets) > 1 else 0
+    return UserError(f"the corpus is too small for --seq-len {seq_len}: the longest piece has {longest} tokens; "
+                     "lower --seq-len or add files")
 
 
 def split_for(offsets: np.ndarray, spec: JobSpec) -> Split:
