@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -201,7 +202,9 @@ def first_step_at(composer: str, job_id: str, store_uri: str, env: dict[str, str
 
     logs = subprocess.run([*composer.split(), "logs", job_id, "--store", store_uri], env={**os.environ, **env},
                           capture_output=True, text=True, check=True).stdout
-    stamps = [line.split(" ", 1)[0] for line in logs.splitlines() if "first training step done" in line]
+    # The cluster's copy of the log prefixes each worker line with Ray's "(RayTrainWorker pid=...)".
+    stamps = [m.group(0) for line in logs.splitlines() if "first training step done" in line
+              and (m := re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", line))]
     if not stamps:
         raise SystemExit(f"job {job_id}'s log has no first training step")
     return max(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() for s in stamps)
