@@ -128,6 +128,20 @@ def _is_own_head(address: str, state: dict) -> bool:
     return _session_name(address) == session
 
 
+def recorded_head_listening(timeout: float = 1.0) -> bool:
+    """Whether something accepts connections where the state file says composer's head is, whatever it
+    turns out to be: a head that is there but slow to answer is not a head that is gone."""
+    address = _read_state().get("address")
+    if not address:
+        return False
+    parsed = urlparse(address)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 80), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _local_head_address() -> str | None:
     state = _read_state()
     address = state.get("address")

@@ -171,18 +171,26 @@ def entrypoint(cluster: clusters.Cluster, store: Store, job_id: str) -> str:
     return f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {job_id}"
 
 
-def _still_running(cluster: clusters.Cluster | None):
-    def running(job_id: str) -> bool:
-        found = _ray_job(cluster, job_id)
-        return found is not None and _status(found[1]) not in TERMINAL
-
-    return running
+def _running_on_own_head() -> set[str] | None:
+    """The ids of the jobs composer's own head runs now: none when that head is gone, None when it
+    cannot be told (the head is there but does not answer in time)."""
+    cluster = clusters.own_head()
+    if cluster is None:
+        return None if clusters.recorded_head_listening() else set()
+    try:
+        return {job.submission_id for job in clusters.job_client(cluster).list_jobs() if _status(job) not in TERMINAL}
+    except (JobFailed, RuntimeError, OSError):
+        return None
 
 
 def sweep_credentials() -> list[str]:
     """Remove the credential files of every job composer's own local head no longer runs (all of them
-    when that head is gone); the driver removes its own, this catches a driver that was killed."""
-    return credentials.sweep(_still_running(clusters.own_head()))
+    when that head is gone); the driver removes its own, this catches a driver that was killed. When
+    the head does not answer, nothing: a slow dashboard must not cost a running job its keys."""
+    running = _running_on_own_head()
+    if running is None:
+        return []
+    return credentials.sweep(lambda job_id: job_id in running)
 
 
 @dataclass
