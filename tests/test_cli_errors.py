@@ -46,6 +46,14 @@ def test_bad_input_exits_2_with_one_line(env, args, fragments):
     assert_one_line_error(run_cli(*args, env=env), 2, "error:", *fragments)
 
 
+def test_a_composer_home_that_cannot_be_made_private_is_one_line(tmp_path):
+    """The default store lives in COMPOSER_HOME, made 0700 before use: where that fails (here a file
+    stands where its parent folder should be), one line says what to do."""
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = run_cli("datasets", "list", env={"COMPOSER_HOME": str(tmp_path / "a-file" / "home")})
+    assert_one_line_error(proc, 2, "cannot make", "private folder", "set COMPOSER_HOME")
+
+
 def test_usage_errors_exit_2(env):
     proc = run_cli("submit", env=env)
     assert proc.returncode == 2

@@ -60,8 +60,12 @@ def _private_home(folder: Path) -> None:
     (or the default store inside it) first, it is the user's alone (0700), never 0755."""
     from service.client.cluster import composer_home, private_dir
 
-    composer_home().parent.mkdir(parents=True, exist_ok=True)
-    private_dir(folder)
+    try:
+        composer_home().parent.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)
+    except OSError as e:
+        raise UserError(f"cannot make {folder} a private folder ({e.strerror}): set COMPOSER_HOME to a folder "
+                        "you own, or give --store") from None
 
 
 def _max_bytes(max_size: str | None) -> int | None:
