@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
+from conftest import run_cli
 
 
 def driver(job_id: str, timeout: float = 120) -> psutil.Process:
@@ -38,3 +42,23 @@ def kill_tree(proc: psutil.Process) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(family, timeout=30)
+
+
+@contextmanager
+def long_job(env: dict[str, str], *submit: str) -> Iterator[str]:
+    """`composer submit ... --epochs 500` on composer's own head: the job's id, for a test that stops or
+    kills it. Stopped at the end whatever happened, so a test that fails midway does not leave a job
+    holding the shared head's CPUs for every test after it."""
+    from service.client import cluster as clusters
+    from service.client import jobs
+
+    proc = run_cli("submit", *submit, "--preset", "tiny", "--epochs", "500", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)["job_id"]
+    try:
+        yield job
+    finally:
+        client = clusters.job_client(clusters.own_head())
+        if client.get_job_status(job).value not in jobs.TERMINAL:
+            client.stop_job(job)
+            jobs.wait_stopped(job, None, 120)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from conftest import run_cli
-from ray_jobs import driver, supervisor
+from ray_jobs import driver, long_job, supervisor
 
 from service.client import cluster as clusters
 from service.client import jobs
@@ -22,9 +22,11 @@ def one_line_error(proc, code: int) -> str:
 
 def test_no_wait_returns_at_once_and_a_timeout_says_so(ray_head, composer_home, five_files, tmp_path):
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
-    proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "500", "--json", env=env)
-    assert proc.returncode == 0, proc.stderr
-    job = json.loads(proc.stdout)["job_id"]
+    with long_job(env, "--dataset", str(five_files)) as job:
+        _cancel_a_frozen_job(env, job)
+
+
+def _cancel_a_frozen_job(env: dict[str, str], job: str) -> None:
     client = clusters.job_client(clusters.own_head())
     frozen = supervisor(driver(job))
     frozen.suspend()

@@ -9,6 +9,8 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import run_cli
@@ -45,7 +47,11 @@ def test_gone_after_a_failure(s3_server, ray_head, composer_home, five_files):
 
 
 def test_private_while_running_and_gone_after_cancel(s3_server, ray_head, composer_home, five_files):
-    env, store, job = _submit_long_job(s3_server, composer_home, five_files, "credentials-cancel")
+    with _long_job(s3_server, composer_home, five_files, "credentials-cancel") as (env, store, job):
+        _cancel_and_check(s3_server, composer_home, env, store, job)
+
+
+def _cancel_and_check(s3_server, composer_home: Path, env: dict, store: str, job: str) -> None:
     folder = composer_home / "credentials" / job
     assert mode(composer_home) == 0o700 and mode(folder.parent) == 0o700 and mode(folder) == 0o700
     assert {p.name: mode(p) for p in folder.iterdir()} == {"credentials": 0o600, "config": 0o600}
@@ -94,12 +100,16 @@ def test_the_sweep_removes_what_a_killed_driver_left(s3_server, ray_head, compos
     """A driver killed outright (SIGKILL: its cleanup never runs) leaves its job's credential files;
     the sweep the CLI runs before each submission removes them, and those of jobs the head never
     ran, but keeps those of a job still running."""
+    with _long_job(s3_server, composer_home, five_files, "credentials-killed") as (_, _, job):
+        _kill_and_sweep(composer_home, job)
+
+
+def _kill_and_sweep(composer_home: Path, job: str) -> None:
     from ray_jobs import driver, kill_tree
 
     from service.client import cluster as clusters
     from service.client import jobs
 
-    env, store, job = _submit_long_job(s3_server, composer_home, five_files, "credentials-killed")
     folder = composer_home / "credentials" / job
     ghost = composer_home / "credentials" / "composer-ghost-1"
     ghost.mkdir(mode=0o700)
@@ -119,11 +129,40 @@ def test_the_sweep_removes_what_a_killed_driver_left(s3_server, ray_head, compos
     assert not folder.exists()
 
 
-def _submit_long_job(s3_server, composer_home: Path, five_files: Path, prefix: str) -> tuple[dict, str, str]:
-    """A job on an S3 store that trains far longer than any test waits: (env, store, job id)."""
+def test_the_sweep_keeps_every_key_while_the_head_is_there_but_silent(tmp_path, monkeypatch):
+    """The head's port takes connections but no answer comes (a busy dashboard): no job's files are
+    removed, since a running job's would be among them. Once nothing listens there, the head is gone
+    and so is every job it ran: then all are removed."""
+    import socket
+
+    from service.client import jobs
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("COMPOSER_HOME", str(home))
+    (home / "credentials" / "composer-a-1").mkdir(parents=True)
+    (home / "credentials" / "composer-a-1" / "credentials").write_text("[default]\n")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never replies
+    port = silent.getsockname()[1]
+    (home / "ray-head.json").write_text(json.dumps({"address": f"http://127.0.0.1:{port}",
+                                                    "session_name": "session_2026_x"}))
+    try:
+        assert jobs.sweep_credentials() == []
+        assert (home / "credentials" / "composer-a-1" / "credentials").is_file()
+    finally:
+        silent.close()
+    assert jobs.sweep_credentials() == ["composer-a-1"]
+    assert not (home / "credentials" / "composer-a-1").exists()
+
+
+@contextmanager
+def _long_job(s3_server, composer_home: Path, five_files: Path, prefix: str) -> Iterator[tuple[dict, str, str]]:
+    """A job on an S3 store that trains far longer than any test waits: (env, store, job id); stopped
+    at the end if the test did not end it."""
+    from ray_jobs import long_job
+
     env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
     store = f"s3://{s3_server.bucket}/{prefix}"
-    proc = run_cli("submit", "--dataset", str(five_files), "--store", store, "--preset", "tiny", "--epochs", "500",
-                   "--json", env=env)
-    assert proc.returncode == 0, proc.stderr
-    return env, store, json.loads(proc.stdout)["job_id"]
+    with long_job(env, "--dataset", str(five_files), "--store", store) as job:
+        yield env, store, job

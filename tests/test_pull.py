@@ -159,8 +159,26 @@ def test_a_pull_killed_mid_file_resumes_with_the_files_it_had_verified(s3_server
     dest = tmp_path / "dest"
     staging = tmp_path / ".dest.pull-composer-big"
 
+    pulls: list[subprocess.Popen] = []
+    try:
+        _kill_then_resume(pulls, files, sizes, dest, staging, env)
+    finally:  # 768 MiB on disk and 256 MiB in the session's bucket: not left for the runs after this one
+        for proc in pulls:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        for key in store.list("jobs/composer-big"):
+            store.delete(key)
+
+
+def _kill_then_resume(pulls: list, files: dict[str, bytes], sizes: dict[str, int], dest: Path, staging: Path,
+                      env: dict[str, str]) -> None:
     # The pull goes in name order: metrics.jsonl and model/config.json are verified before the big file.
     pull_proc = _start_pull("composer-big", dest, env)
+    pulls.append(pull_proc)
     deadline = time.monotonic() + 300
     while True:
         _assert_only_whole_files(dest, {})  # nothing at all moves in before every file is verified
@@ -180,6 +198,7 @@ def test_a_pull_killed_mid_file_resumes_with_the_files_it_had_verified(s3_server
     assert all(_sha256(staging / rel) == hashlib.sha256(files[rel]).hexdigest() for rel in verified)
 
     resumed = _start_pull("composer-big", dest, env)
+    pulls.append(resumed)
     while resumed.poll() is None:
         _assert_only_whole_files(dest, sizes)
         time.sleep(0.005)
