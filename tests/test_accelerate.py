@@ -82,9 +82,16 @@ def test_without_a_gpu_every_probe_says_none_and_nothing_raises(monkeypatch: pyt
     assert accelerate.driver_version() is None
     assert accelerate.driver_cuda() is None
     assert accelerate.visible_gpus() == []
-    # TensorFlow 2.21's own build (tf.sysconfig) still names its CUDA and cuDNN; the CPU image has no
-    # nvidia-cudnn-cu12 wheel, so cuDNN is the build's major version only.
-    assert accelerate.gpu_software() == {"driver": None, "driver_cuda": None, "cuda": "12.5.1", "cudnn": "9"}
+    # TensorFlow's own build (tf.sysconfig) still names its CUDA and cuDNN (CUDA 12 for the 2.21 wheels
+    # the GPU image installs); without the nvidia-cudnn-cu12 wheel, cuDNN is the build's version.
+    import tensorflow as tf
+
+    build = tf.sysconfig.get_build_info()
+    software = accelerate.gpu_software()
+    assert software == {"driver": None, "driver_cuda": None, "cuda": build["cuda_version"],
+                        "cudnn": software["cudnn"]}
+    assert str(software["cuda"]).startswith("12.") and software["cudnn"] in (build["cudnn_version"],
+                                                                           accelerate._cuda_libraries())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert accelerate.why_no_gpu() == (
         "CUDA_VISIBLE_DEVICES unset, no NVIDIA driver visible, no CUDA libraries (the CPU image)")

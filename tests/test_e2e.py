@@ -251,7 +251,7 @@ def test_secrets_never_leave_the_callers_environment(s3_job, s3_server, ray_head
 
 
 def test_the_log_says_when_each_worker_trained_its_first_step(s3_job):
-    """The time to training, from the log's timestamps: each worker says once when its first step ended,
+    """The time to training, from the log's timestamps: each worker says when its first step ended,
     after its own start lines and before its first epoch's line."""
     logs = run_cli("logs", s3_job["result"]["job_id"], env=s3_job["env"])
     assert logs.returncode == 0, logs.stderr
@@ -259,7 +259,7 @@ def test_the_log_says_when_each_worker_trained_its_first_step(s3_job):
         lines = [line for line in logs.stdout.splitlines() if f" worker-{rank}: " in line]
         first = [i for i, line in enumerate(lines) if re.search(r"first training step done, \d+\.\d s after", line)]
         epoch = next(i for i, line in enumerate(lines) if ": epoch 1/" in line)
-        assert len(first) == 1 and 0 < first[0] < epoch, lines
+        assert first and 0 < first[0] < epoch, lines  # once per start of the worker group
 
 
 def test_composer_s_own_head_runs_the_driver_with_the_submitting_python(s3_job, ray_head):
