@@ -183,6 +183,17 @@ def test_page_shows_numbers_and_skips_the_rest(shared_midi: Path, tmp_path: Path
     assert "sample-01" in text and "Quality" not in text and "Settings" not in text
 
 
+@pytest.mark.parametrize(("pieces", "warned"), [(256.0, False), (300.0, False), (60.0, True), (900.0, True)])
+def test_pieces_of_another_length_than_the_corpus_excerpts_are_flagged(tmp_path: Path, pieces: float,
+                                                                       warned: bool) -> None:
+    """`composer generate --length` other than the job's: the repetition measures are read with care."""
+    (tmp_path / "report.json").write_text(json.dumps({"job_id": "j", "quality": {
+        "corpus": {"tokens_per_piece": 256.0, "distinct_4gram_ratio": 0.5},
+        "sampled": {"tokens_per_piece": pieces, "distinct_4gram_ratio": 0.7}}}))
+    text = write_page(tmp_path).read_text()
+    assert (f"These pieces are about {pieces:.0f} tokens long and the corpus excerpts 256" in text) is warned
+
+
 def test_generate_into_a_pulled_jobs_folder_shows_its_own_pieces(shared_midi: Path, tmp_path: Path) -> None:
     """`composer generate --out DIR` with DIR a pulled job's folder: the page shows the pieces generate
     wrote into DIR, not the job's of the same name in DIR/samples/; without a corpus column it says why."""

@@ -274,8 +274,26 @@ def _quality(quality: Any) -> str:
         return ""
     head = "".join(f'<th class="num" scope="col">{_esc(s)}</th>' for s in sections)
     note = QUALITY_NOTE if "corpus" in sections else f"{QUALITY_NOTE} {NO_CORPUS_NOTE}"
+    note += _length_note(quality)
     return (f'<h2>Quality</h2>\n<table class="quality">\n<thead><tr><th scope="col">metric</th>{head}</tr></thead>\n'
             "<tbody>\n" + "\n".join(rows) + f'\n</tbody>\n</table>\n<p class="note">{note}</p>')
+
+
+def _length_note(quality: dict) -> str:
+    """A warning when the pieces are much longer or shorter than the corpus excerpts (a `composer
+    generate --length` other than the job's): the repetition measures depend on length, the
+    distributions compared by the distances do not."""
+    corpus, sampled = quality.get("corpus"), quality.get("sampled")
+    if not isinstance(corpus, dict) or not isinstance(sampled, dict):
+        return ""
+    excerpt, pieces = corpus.get("tokens_per_piece"), sampled.get("tokens_per_piece")
+    if not isinstance(excerpt, int | float) or not isinstance(pieces, int | float) or excerpt <= 0:
+        return ""
+    if abs(pieces - excerpt) <= 0.25 * excerpt:
+        return ""
+    return (f" These pieces are about {pieces:.0f} tokens long and the corpus excerpts {excerpt:.0f}: read "
+            "<code>distinct_4gram_ratio</code> and the loop measures with that in mind (they depend on length); "
+            "the distances to the corpus compare distributions and do not.")
 
 
 def _piano_roll(midi: Path) -> Path | None:
