@@ -79,6 +79,13 @@ pub struct Grammar {
     streams: Vec<Stream>,
 }
 
+/// Per stream and step: the earliest onset at which some pitch is free, and whether the bar may close.
+#[derive(Clone, Copy)]
+struct Room {
+    free_from: u64,
+    may_close: bool,
+}
+
 impl Grammar {
     /// `rows` empty streams of a remi scheme (`with_key`: remi+key, whose streams start with a Key;
     /// `key_written`: that Key is written by the caller, so the streams start after it).
@@ -120,6 +127,14 @@ impl Grammar {
     /// Writes into `out` (one flag per vocabulary id) which tokens stream `row` may take next.
     pub fn allowed(&self, row: usize, out: &mut [bool]) {
         let s = &self.streams[row];
+        let room = self.room(s);
+        for (flag, event) in out.iter_mut().zip(&self.events) {
+            *flag = self.allows(s, room, event);
+        }
+    }
+
+    /// What the checks of one stream's next token share, worked out once per stream and step.
+    fn room(&self, s: &Stream) -> Room {
         // The earliest step at which some pitch of the vocabulary is free: a Position before it
         // would leave no note to write.
         let free_from = self
@@ -136,48 +151,56 @@ impl Grammar {
             .any(|&k| k < s.bar_len && s.bar_start + k >= free_from);
         let may_close =
             s.expect != Expect::Onset || s.empty_bars < MAX_EMPTY_BARS || !note_possible;
-        for (flag, event) in out.iter_mut().zip(&self.events) {
-            *flag = match event {
-                None => false,
-                Some(Event::Key(_)) => s.expect == Expect::Start && self.with_key,
-                Some(Event::TimeSig(n, d)) => match s.expect {
-                    Expect::Start => !self.with_key,
-                    Expect::FirstTimeSig => true,
-                    Expect::Onset | Expect::Next => s.meter != Some((*n, *d)) && may_close,
+        Room {
+            free_from,
+            may_close,
+        }
+    }
+
+    /// Whether stream `s` may take `event` next.
+    fn allows(&self, s: &Stream, room: Room, event: &Option<Event>) -> bool {
+        match event {
+            None => false,
+            Some(Event::Key(_)) => s.expect == Expect::Start && self.with_key,
+            Some(Event::TimeSig(n, d)) => match s.expect {
+                Expect::Start => !self.with_key,
+                Expect::FirstTimeSig => true,
+                Expect::Onset | Expect::Next => s.meter != Some((*n, *d)) && room.may_close,
+                _ => false,
+            },
+            Some(Event::Bar) => {
+                matches!(s.expect, Expect::Bar | Expect::Onset | Expect::Next)
+                    && s.bars < MAX_BARS
+                    && room.may_close
+            }
+            Some(Event::Position(k)) => {
+                matches!(s.expect, Expect::Onset | Expect::Next)
+                    && *k < s.bar_len
+                    && s.last_position.is_none_or(|p| *k > p)
+                    && s.bar_start + k >= room.free_from
+            }
+            Some(Event::Pitch(p)) => {
+                let at_onset = match s.expect {
+                    Expect::Pitch => true,
+                    Expect::Next => s.last_pitch.is_some_and(|q| *p > q),
                     _ => false,
-                },
-                Some(Event::Bar) => {
-                    matches!(s.expect, Expect::Bar | Expect::Onset | Expect::Next)
-                        && s.bars < MAX_BARS
-                        && may_close
-                }
-                Some(Event::Position(k)) => {
-                    matches!(s.expect, Expect::Onset | Expect::Next)
-                        && *k < s.bar_len
-                        && s.last_position.is_none_or(|p| *k > p)
-                        && s.bar_start + k >= free_from
-                }
-                Some(Event::Pitch(p)) => {
-                    let at_onset = match s.expect {
-                        Expect::Pitch => true,
-                        Expect::Next => s.last_pitch.is_some_and(|q| *p > q),
-                        _ => false,
-                    };
-                    at_onset && s.ends[*p as usize] <= s.onset
-                }
-                Some(Event::Velocity(_)) => s.expect == Expect::Velocity,
-                Some(Event::Duration(_)) => s.expect == Expect::Duration,
-            };
+                };
+                at_onset && s.ends[*p as usize] <= s.onset
+            }
+            Some(Event::Velocity(_)) => s.expect == Expect::Velocity,
+            Some(Event::Duration(_)) => s.expect == Expect::Duration,
         }
     }
 
     /// Stream `row` takes vocabulary id `id`; an id the grammar does not allow there is an error.
+    /// Only that id is checked (not the whole vocabulary, which `allowed` has just gone through).
     pub fn push(&mut self, row: usize, id: usize) -> Result<()> {
-        let mut allowed = vec![false; self.events.len()];
-        if id < allowed.len() {
-            self.allowed(row, &mut allowed);
-        }
-        if !allowed.get(id).copied().unwrap_or(false) {
+        let s = &self.streams[row];
+        let ok = self
+            .events
+            .get(id)
+            .is_some_and(|event| self.allows(s, self.room(s), event));
+        if !ok {
             return Err(Error::InvalidArgument(format!(
                 "token id {id} is not allowed next in stream {row}"
             )));

@@ -151,7 +151,8 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     masks, at each step, the tokens that would break it (its first token is then a TimeSig, after
     the Key a key-conditioned row gets written before it); for notes-chords, where every token is a
     note or a chord, tokens with more notes than a row has left are masked. The masks are numpy
-    (and one native call per step for the grammar): no framework call is added to a step."""
+    (and, for the grammar, four native calls per step for the whole batch: allowed, push, notes,
+    can_end): no framework call is added to a step."""
     import fastparse
 
     keys = model.keys_for(primers)
@@ -161,21 +162,26 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
         grammar = fastparse.RemiGrammar(model.vocab, model.scheme, rows, key_first=keys is not None)
     else:
         per_token = quality.notes_per_token(model.vocab, model.scheme)
+    never = np.zeros(len(model.vocab), dtype=bool)  # masked at every step: the banned keys, silent tokens
+    if banned is not None:
+        never[banned] = True
+    if grammar is None:
+        never |= per_token == 0
     written = np.zeros(rows, dtype=np.int64)
     done = np.zeros(rows, dtype=bool)
     out: list[list[int]] = [[] for _ in range(rows)]
+    length = np.zeros(rows, dtype=np.int64)  # tokens in each row so far
     whole = np.zeros(rows, dtype=np.int64)  # each row's length when it last could end (after a note)
     logits = model.decoder.run(primers.tokens, keys)
     # A note takes 4 tokens (Position, Pitch, Velocity, Duration), and the grammar allows at most two
     # empty bars (a TimeSig and a Bar each) before one: the cap is never reached by a remi stream.
     for _ in range(notes * 16 + 64):
-        if banned is not None and len(banned):
-            logits[:, banned] = -np.inf
+        logits[:, never] = -np.inf
         if grammar is not None:
             logits[~grammar.allowed()] = -np.inf
         else:
             left = np.where(done, notes, notes - written)  # a finished row's choice is not used
-            logits[(per_token[None, :] > left[:, None]) | (per_token[None, :] == 0)] = -np.inf
+            logits[per_token[None, :] > left[:, None]] = -np.inf
         chosen = choose(logits, sampling, rng)
         if grammar is not None:
             grammar.push(np.where(done, -1, chosen).tolist())
@@ -184,8 +190,9 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
             written = written + np.where(done, 0, per_token[chosen])
         for row in np.flatnonzero(~done):
             out[row].append(int(chosen[row]))
+        length += ~done
         if grammar is not None:
-            whole = np.where(~done & grammar.can_end(), [len(r) for r in out], whole)
+            whole = np.where(~done & grammar.can_end(), length, whole)
         done |= written >= notes
         if done.all():
             break

@@ -21,16 +21,17 @@ SoundFont 2 sampler in numpy: per note it resamples the zone's sample (linear in
 kept), applies the volume envelope (delay, attack, hold, decay, sustain, release, key scaling),
 attenuation, tuning and a static low-pass (the zone's cutoff at the peak of its modulation
 envelope); the sustain pedal (controller 64) holds notes. Not modelled: LFOs, the cutoff's motion
-over time, modulators (so velocity sets loudness, not brightness), reverb, chorus and pan. Checked
-key by key against rustysynth's rendering of the same font: levels within 1.5 dB, brightness alike
-up to C7. Mono: the GM piano's samples are mono and centred, so a second channel would only double
-the file and the work.
+over time, modulators (so velocity sets loudness, not brightness), reverb, chorus and pan. Compared
+once, key by key, with rustysynth's rendering of the same font while it was written (a one-off
+check, not repeated by the tests): levels within 1.5 dB, brightness alike up to C7. Mono: the GM
+piano's samples are mono and centred, so a second channel would only double the file and the work.
 
-Speed (measured 2026-11-26 on the 2-core development machine, another benchmark running beside it):
-a 31-second piano piece (final-fantasy/waltz_de_choco.mid, 212 notes) renders and encodes in 0.22 s,
-0.29 s in a fresh process (the soundfont is parsed once per process, 0.02 s); final-fantasy/8.mid
-(35 s, 440 notes) in 0.26 s; a dense 5-minute GiantMIDI piece held by the pedal (Debussy, Estampes
-no. 1, 2736 notes) in 3.7 s. Memory: the mix (4 bytes a sample) plus one key's waveform at a time.
+Speed (timed by hand on 2026-11-26, 14:40 UTC, on the 2-core development machine; there is no
+benchmark script for it): a 31-second piano piece (final-fantasy/waltz_de_choco.mid, 212 notes)
+renders and encodes in 0.26 s once the soundfont is parsed (once per process, 0.02 s);
+final-fantasy/8.mid (36 s, 440 notes) in 0.31 s; a dense 5-minute GiantMIDI piece held by the pedal
+(Debussy, Estampes no. 1, 2736 notes) in 4.9 s. Memory: the mix (4 bytes a sample) plus one key's
+waveform at a time.
 """
 
 from __future__ import annotations

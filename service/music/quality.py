@@ -13,6 +13,7 @@ of the least varied piece.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -245,8 +246,14 @@ def dropped_tokens(pieces: list[np.ndarray], vocab: list[str], scheme: str, key_
 
 def notes_per_token(vocab: list[str], scheme: str) -> np.ndarray:
     """For notes-chords: how many notes each vocabulary token writes (a chord token several, a token
-    that is not one of the scheme none)."""
+    that is not one of the scheme none). Worked out once per vocabulary: a job asks for it when it
+    samples, when it samples greedily and when it counts dropped tokens."""
+    return _notes_per_token(tuple(vocab), scheme).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _notes_per_token(vocab: tuple[str, ...], scheme: str) -> np.ndarray:
     import fastparse
 
-    return np.array([len(fastparse.read_notes(fastparse.detokenize([i], vocab, scheme=scheme, strict=False)))
+    return np.array([len(fastparse.read_notes(fastparse.detokenize([i], list(vocab), scheme=scheme, strict=False)))
                      for i in range(len(vocab))], dtype=np.int64)
