@@ -58,21 +58,20 @@ def _store(option: str | None):
 def _private_home(folder: Path) -> None:
     """COMPOSER_HOME holds the Ray head's state and credential files: whichever command creates it
     (or the default store inside it) first, it is the user's alone (0700), never 0755."""
-    from service.client.cluster import composer_home, private_dir
+    from service.client.cluster import private_dir
 
     try:
-        composer_home().parent.mkdir(parents=True, exist_ok=True)
         private_dir(folder)
     except OSError as e:
         raise UserError(f"cannot make {folder} a private folder ({e.strerror}): set COMPOSER_HOME to a folder "
                         "you own, or give --store") from None
 
 
-def _max_bytes(max_size: str | None) -> int | None:
-    """--max-size in bytes; None when not given (the default cap applies)."""
+def _max_bytes(max_size: str | None) -> int:
+    """--max-size in bytes, else the default cap."""
     from service.storage import datasets
 
-    return None if max_size is None else datasets.parse_size(max_size)
+    return datasets.DEFAULT_MAX_BYTES if max_size is None else datasets.parse_size(max_size)
 
 
 @app.callback()
@@ -359,8 +358,7 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
     """Upload a folder or zip of MIDI files to the store as dataset NAME (streamed, all or nothing)."""
     from service.storage import datasets
 
-    limit = _max_bytes(max_size)
-    info = datasets.import_dataset(_store(store), name, path, datasets.DEFAULT_MAX_BYTES if limit is None else limit)
+    info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
     out.print(f"imported {info.files} files as dataset {info.name} ({info.shards} shards)")
 
 

@@ -27,17 +27,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from service.errors import JobFailed, UserError
+from service.storage.store import composer_home
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def composer_home() -> Path:
-    return Path(os.environ.get("COMPOSER_HOME", "~/.composer")).expanduser()
 
 
 def private_dir(path: Path) -> Path:
     """A folder only this user may enter (0700), with its parents up to COMPOSER_HOME made the same way."""
     home = composer_home()
+    home.parent.mkdir(parents=True, exist_ok=True)  # ~ or whatever holds COMPOSER_HOME: not ours to restrict
     for folder in [home, *reversed([p for p in path.parents if home in p.parents]), path]:
         folder.mkdir(mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
@@ -186,9 +184,7 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
            f"--metrics-export-port={ports[5]}", f"--runtime-env-agent-port={ports[6]}", "--disable-usage-stats"]
     if num_cpus:
         cmd.append(f"--num-cpus={num_cpus}")
-    home = composer_home()
-    home.parent.mkdir(parents=True, exist_ok=True)
-    private_dir(home)
+    home = private_dir(composer_home())
     # A neutral working directory: jobs and workers inherit it, and a source checkout there (with an
     # uncompiled fastparse/) would shadow the installed package.
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=home)

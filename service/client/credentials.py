@@ -41,7 +41,6 @@ def local_job_env(job_id: str) -> dict[str, str]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if creds is None and endpoint is None:
         return {}
-    composer_home().parent.mkdir(parents=True, exist_ok=True)
     folder = private_dir(_folder(job_id))
     lines = ["[default]"]
     if creds is not None:

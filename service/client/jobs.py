@@ -42,7 +42,7 @@ def preflight(store: Store, address: str | None) -> None:
 
 
 def submit_new(store: Store, dataset: str, address: str | None, preset: str, composers: str | None,
-               job_id: str | None = None, max_bytes: int | None = None, **settings: object) -> JobSpec:
+               max_bytes: int, job_id: str | None = None, **settings: object) -> JobSpec:
     """What `composer submit` does before it waits: the spec (preset, then the flags given), the checks
     that need no cluster, the dataset in the store (a local folder is uploaded), the submission.
 

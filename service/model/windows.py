@@ -28,13 +28,23 @@ def split_pieces(n_pieces: int, fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def window_counts(offsets: np.ndarray, pieces: np.ndarray, seq_len: int) -> np.ndarray:
+    """How many windows each of the given pieces holds (a window needs seq_len + 1 tokens)."""
+    return np.maximum(offsets[pieces + 1] - offsets[pieces] - seq_len, 0)
+
+
+def held_out_cut(train_windows: int, fraction: float) -> int:
+    """Where the training windows end when validation is their tail (no validation piece has a window)."""
+    return max(1, int(train_windows * (1 - fraction)))
+
+
 def window_starts(offsets: np.ndarray, pieces: np.ndarray, seq_len: int) -> np.ndarray:
     """Every valid window start of the given pieces (a window needs seq_len + 1 tokens).
 
     4 bytes per window while the corpus has under 2**31 tokens: one preallocated array, no copies.
     """
     dtype = np.int32 if offsets[-1] < 2**31 else np.int64
-    counts = np.maximum(offsets[pieces + 1] - offsets[pieces] - seq_len, 0)
+    counts = window_counts(offsets, pieces, seq_len)
     out = np.empty(int(counts.sum()), dtype=dtype)
     at = 0
     for p, n in zip(pieces.tolist(), counts.tolist(), strict=True):
@@ -52,7 +62,7 @@ def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: i
         raise too_small(offsets, seq_len)
     if len(val) == 0:
         # One piece only (or tiny validation pieces): hold out the tail of the training windows instead.
-        cut = max(1, int(len(train) * (1 - fraction)))
+        cut = held_out_cut(len(train), fraction)
         train, val = train[:cut], train[cut + seq_len:] if len(train) > cut + seq_len else train[cut:]
         if len(val) == 0:
             val = train[-1:]
@@ -67,14 +77,12 @@ class TrainWindows:
     def __init__(self, offsets: np.ndarray, spec: JobSpec) -> None:
         train_ids, val_ids = split_pieces(len(offsets) - 1, spec.validation_fraction, spec.seed)
         self.offsets, self.pieces = offsets, train_ids
-        counts = np.maximum(offsets[train_ids + 1] - offsets[train_ids] - spec.seq_len, 0)
-        self.ends = np.cumsum(counts)  # windows in the pieces up to and including each
+        self.ends = np.cumsum(window_counts(offsets, train_ids, spec.seq_len))  # windows up to each piece
         self.count = int(self.ends[-1]) if len(self.ends) else 0
         if self.count == 0:
             raise too_small(offsets, spec.seq_len)
-        val_windows = np.maximum(offsets[val_ids + 1] - offsets[val_ids] - spec.seq_len, 0).sum()
-        if val_windows == 0:  # train_val_starts holds out the tail of the training windows instead
-            self.count = max(1, int(self.count * (1 - spec.validation_fraction)))
+        if window_counts(offsets, val_ids, spec.seq_len).sum() == 0:  # validation: the training windows' tail
+            self.count = held_out_cut(self.count, spec.validation_fraction)
 
     def starts(self, indices: np.ndarray) -> np.ndarray:
         """The window starts at these positions of the training windows' order."""

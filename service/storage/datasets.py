@@ -335,7 +335,7 @@ def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) ->
         return info(store, name) or _upload(store, name, path, entries, total)
 
 
-def resolve(store: Store, dataset: str, max_bytes: int | None = None) -> tuple[str, DatasetInfo | None]:
+def resolve(store: Store, dataset: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, DatasetInfo | None]:
     """What `--dataset` names: a built-in, a dataset in the store, or a local folder/zip to upload
     (at most max_bytes unpacked, default DEFAULT_MAX_BYTES: `submit --max-size`). Returns its name and
     its record in the store (None for a built-in the cluster has not exported yet), each read once."""
@@ -345,7 +345,7 @@ def resolve(store: Store, dataset: str, max_bytes: int | None = None) -> tuple[s
         return dataset, found
     path = Path(dataset).expanduser()
     if path.exists():
-        staged = stage_local(store, path, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        staged = stage_local(store, path, max_bytes)
         return staged.name, staged
     if dataset in IMPORTABLE:
         raise UserError(f"dataset {dataset!r} is not imported yet. {IMPORTABLE[dataset]}")

@@ -18,11 +18,15 @@ from urllib.parse import urlparse
 from service.errors import JobFailed, UserError
 
 
+def composer_home() -> Path:
+    """COMPOSER_HOME (~/.composer): composer's own state on this machine, the default store, the local
+    Ray head's state and credential files (here, in storage, because both sides use it)."""
+    return Path(os.environ.get("COMPOSER_HOME", "~/.composer")).expanduser()
+
+
 def default_store() -> Path:
-    """COMPOSER_HOME/store (~/.composer/store): beside the rest of composer's own state, so that one
-    COMPOSER_HOME holds all of it (the same expression as cluster.composer_home: storage does not
-    import the client)."""
-    return Path(os.environ.get("COMPOSER_HOME", "~/.composer")).expanduser() / "store"
+    """COMPOSER_HOME/store (~/.composer/store): beside the rest of composer's own state."""
+    return composer_home() / "store"
 
 
 class Store(Protocol):
