@@ -30,6 +30,9 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+MAX_TEST_SHARE = 0.5  # a larger held-out share would leave less to train on than to test
+
+
 @dataclass
 class JobSpec:
     job_id: str
@@ -58,6 +61,9 @@ class JobSpec:
     patience: int = 5
     steps_per_epoch: int | None = None
     validation_fraction: float = 0.1
+    # The held-out test pieces' share (model/testsplit.py): never trained on, never early stopping's,
+    # never primers; scored once after training. 0 turns the test score off.
+    test_share: float = 0.1
     workers: int = 2
     gpus_per_worker: float = 0.0
     autoscale_wait: float = 600.0  # seconds to wait for an autoscaler to add room for the workers
@@ -80,6 +86,8 @@ class JobSpec:
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         data = json.loads(text)
+        # A job submitted before the held-out split trained on every piece: it has none.
+        data.setdefault("test_share", 0.0)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -122,6 +130,9 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
     if spec.gpus_per_worker > 1 and spec.gpus_per_worker != int(spec.gpus_per_worker):
         raise UserError(f"--gpus-per-worker above 1 must be whole GPUs, got {spec.gpus_per_worker}")
+    if not 0.0 <= spec.test_share <= MAX_TEST_SHARE:
+        raise UserError(f"--test-share must be in [0, {MAX_TEST_SHARE}] (0: no held-out test score), "
+                        f"got {spec.test_share}")
     if not 0.0 <= spec.dropout < 1.0:
         raise UserError(f"dropout must be in [0, 1), got {spec.dropout}")
     from service.model.architecture import ARCHITECTURES

@@ -49,8 +49,8 @@ def test_validation_is_split_by_piece():
 
 
 def test_split_is_seeded():
-    assert [a.tolist() for a in split_pieces(10, 0.2, 1)] == [a.tolist() for a in split_pieces(10, 0.2, 1)]
-    assert split_pieces(10, 0.2, 1)[1].tolist() != split_pieces(10, 0.2, 2)[1].tolist()
+    assert [a.tolist() for a in split_pieces(np.arange(10), 0.2, 1)] == [a.tolist() for a in split_pieces(np.arange(10), 0.2, 1)]
+    assert split_pieces(np.arange(10), 0.2, 1)[1].tolist() != split_pieces(np.arange(10), 0.2, 2)[1].tolist()
 
 
 def test_window_starts_are_int32_and_lazy():

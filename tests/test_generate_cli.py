@@ -28,10 +28,11 @@ JS_FIELDS = ("pitch_class_js_distance_to_corpus", "duration_js_distance_to_corpu
 def _train(spec, corpus, store) -> None:
     """Two real epochs of a few steps, committed as the training stage commits them."""
     from service.model.architecture import build_model
-    from service.model.windows import make_dataset, train_val_starts
+    from service.model import testsplit
+    from service.model.windows import make_dataset, split_for
     from service.storage import jobstate
 
-    starts, _ = train_val_starts(corpus.offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    starts, _ = split_for(corpus.offsets, spec, testsplit.of(corpus, spec))
     model = build_model(spec, len(corpus.vocab))
     rows = []
     for epoch in (1, 2):
@@ -46,8 +47,10 @@ def _train(spec, corpus, store) -> None:
 @pytest.fixture(scope="module")
 def pulled(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """A job's results folder, as `composer pull` writes it, and the files its manifest lists."""
+    import hashlib
+
     import fastparse
-    from service.job import generate, publish
+    from service.job import evaluate, generate, publish
     from service.job.context import JobRun
     from service.spec import build_spec
     from service.storage import jobstate
@@ -59,16 +62,18 @@ def pulled(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     root = tmp_path_factory.mktemp("generate-cli")
     paths = sorted((shared_midi / "final-fantasy").glob("*.mid"))[:FILES]
     tokens = fastparse.tokenize([str(p) for p in paths], scheme="remi")
-    corpus = Corpus(np.asarray(tokens.tokens), np.asarray(tokens.offsets), list(tokens.vocab), "remi")
+    corpus = Corpus(np.asarray(tokens.tokens), np.asarray(tokens.offsets), list(tokens.vocab), "remi",
+                    len(paths), [p.name for p in paths], [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths])
     store = open_store(str(root / "store"))
     spec = build_spec(JOB, "final-fantasy", store.uri, "tiny", scheme="remi", samples=2, sample_length=int(NOTES),
-                      epochs=2)
+                      epochs=2, test_share=0.34)
     jobstate.save_spec(store, spec)
     _train(spec, corpus, store)
     log = JobLog(store, JOB, "driver")
     try:
         job = JobRun(spec, store, root / "work", log)
-        publish.run(job, corpus, generate.run(job, corpus))
+        test = evaluate.run(job, corpus)
+        publish.run(job, corpus, generate.run(job, corpus), test)
     finally:
         log.close()
     files = pull(store, JOB, root / "pulled")
@@ -89,7 +94,9 @@ def test_the_job_keeps_what_generate_needs_in_its_model_folder(pulled):
     assert (folder / "model" / "loss.png").read_bytes() == (folder / "loss.png").read_bytes()
     kept = json.loads((folder / "model" / "reference.json").read_text())
     job = json.loads((folder / "report.json").read_text())
-    assert kept["corpus"] == job["quality"]["corpus"]
+    assert kept["evaluation"]["training"] == job["quality"]["training"]
+    assert kept["evaluation"]["held_out"] == job["quality"]["held_out"]
+    assert len(kept["evaluation"]["features"]) == job["test"]["pieces"] >= 1
     assert len(kept["measures"]["pitch_class"]) == 12 and sum(kept["measures"]["pitch_class"]) == pytest.approx(1)
 
 
@@ -100,12 +107,20 @@ def test_generate_writes_the_jobs_page(pulled, chromium, tmp_path):
 
     job = json.loads((folder / "report.json").read_text())
     quality = report["quality"]
-    assert set(quality) == {"corpus", "sampled", "greedy"}
-    assert quality["corpus"] == job["quality"]["corpus"]  # the job's reference, kept with the model
+    assert set(quality) == {"training", "held_out", "sampled", "greedy"}
+    assert quality["training"] == job["quality"]["training"]  # the job's reference, kept with the model
+    assert quality["held_out"] == job["quality"]["held_out"]
     for section in ("sampled", "greedy"):
         assert quality[section]["pieces"] == 2 and quality[section]["dropped_tokens"] == 0
         for field in JS_FIELDS:
             assert 0.0 <= quality[section][field] <= 1.0, (section, field)
+        # mgeval's comparison with the held-out excerpts the job kept, one number per feature
+        assert set(quality[section]["overlap"]) == set(quality["held_out"]["overlap"])
+        assert quality[section]["overlap_mean"] == pytest.approx(np.mean(list(quality[section]["overlap"].values())),
+                                                                 abs=1e-3)
+    # each generated piece's own measures, by file, as the page links them
+    assert [row["file"] for row in report["piece_metrics"]] == [*report["samples"], *report["greedy_samples"]]
+    assert all(0 < row["scale_consistency"] <= 1 for row in report["piece_metrics"])
     assert report["samples"] == ["sample-01.mid", "sample-02.mid"]
     assert report["greedy_samples"] == ["greedy-01.mid", "greedy-02.mid"]
     for name in report["greedy_samples"]:
@@ -117,14 +132,15 @@ def test_generate_writes_the_jobs_page(pulled, chromium, tmp_path):
     page = out / "report.html"
     open_page(chromium, page)
     seen = check_page(chromium, page)
-    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    assert seen["columns"] == ["metric", "training", "held_out", "sampled", "greedy"]
     assert seen["pieces"] == ["sample-01", "sample-02", "greedy-01", "greedy-02"]
     assert seen["audio"] == ["sample-01.ogg", "sample-02.ogg", "greedy-01.ogg", "greedy-02.ogg"]
     assert seen["images"] == ["loss.png", "sample-01.roll.png", "sample-01.png", "sample-02.roll.png",
                               "sample-02.png", "greedy-01.roll.png", "greedy-02.roll.png"]
     for shown in ("Loss", "Settings", JOB, "Jensen-Shannon", "duration_js_distance_to_corpus"):
         assert shown in seen["text"], shown
-    assert "no corpus column" not in seen["text"]
+    assert "no training column" not in seen["text"] and "no held_out column" not in seen["text"]
+    assert "overlap_mean" in seen["text"] and "kl_mean" in seen["text"]
 
 
 def test_an_older_model_folder_still_generates(pulled, chromium, tmp_path):
@@ -144,7 +160,7 @@ def test_an_older_model_folder_still_generates(pulled, chromium, tmp_path):
     open_page(chromium, out / "report.html")
     seen = check_page(chromium, out / "report.html")
     assert seen["columns"] == ["metric", "sampled", "greedy"]
-    assert "loss.png" not in seen["images"] and "no corpus column" in seen["text"]
+    assert "loss.png" not in seen["images"] and "no training column" in seen["text"]
 
     greedy = _generate(old, tmp_path / "greedy", "--greedy", "--no-sheet-music", "--no-audio")
     assert set(greedy["quality"]) == {"sampled"} and greedy["greedy_samples"] == []

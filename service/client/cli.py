@@ -120,6 +120,9 @@ def submit(
     top_k: Annotated[int | None, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (1: off)")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
+    test_share: Annotated[float | None, typer.Option(
+        help="Share of the pieces held out for the test score, chosen by each file's sha256 (default 0.1; "
+             "0: no test score)")] = None,
     address: AddressOpt = None,
     store: StoreOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job; exit 0 only if it succeeded")] = False,
@@ -139,7 +142,8 @@ def submit(
                     sample_length=length,
                     seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
-                    key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait)
+                    key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait,
+                    test_share=test_share)
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
                                           ("--max-size", max_size)) if value is not None]
@@ -239,6 +243,8 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
         out.print(f"time: {spent}", highlight=False)
     if state.token_cache:
         out.print(f"tokens: {TOKEN_CACHE[state.token_cache]}", highlight=False)
+    if state.test:
+        out.print(f"held-out test: {_test_line(state.test)}", highlight=False)
     if state.error:
         out.print(f"error: {state.error}", highlight=False)
 
@@ -259,10 +265,20 @@ def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 
     rows = jobs.list_jobs(_store(store))
     if as_json:
-        print(json.dumps([{"job_id": p.job_id, "phase": p.phase, "epoch": p.epoch, "error": p.error} for p in rows]))
+        print(json.dumps([{"job_id": p.job_id, "phase": p.phase, "epoch": p.epoch, "error": p.error,
+                           "best_val_loss": p.best_val_loss,
+                           "nats_per_second": (p.test or {}).get("nats_per_second")} for p in rows]))
         return
     for p in rows:
-        out.print(f"{p.job_id}  {p.phase:9} epoch {p.epoch}/{p.epochs}  {p.error or p.message}", highlight=False)
+        score = (p.test or {}).get("nats_per_second")
+        held_out = f"test {score:.4f} nats/s" if score is not None else "test -"
+        out.print(f"{p.job_id}  {p.phase:9} epoch {p.epoch}/{p.epochs}  {held_out}  {p.error or p.message}",
+                  highlight=False)
+
+
+def _test_line(test: dict) -> str:
+    return (f"{test.get('nats_per_second')} nats per second, {test.get('bits_per_note')} bits per note, "
+            f"{test.get('nats_per_token')} nats per token over {test.get('pieces')} pieces")
 
 
 @app.command()

@@ -210,6 +210,7 @@ class JobState:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # the current phase up to now
     resumes: int = 0  # runs of the job after its first (--resume, the same --job-id, a retried RayJob)
     token_cache: str = ""  # "hit" (tokens reused from the cache), "miss" (made and cached), "off"
+    test: dict | None = None  # the held-out test score once the job has one (report.json -> test, less its files)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -245,7 +246,7 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
         left = round(max(progress.epochs - progress.epoch, 0) * progress.epoch_seconds, 1)
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
                     progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
-                    progress.elapsed(), progress.resumes, progress.token_cache)
+                    progress.elapsed(), progress.resumes, progress.token_cache, progress.test)
 
 
 def list_jobs(store: Store) -> list[Progress]:

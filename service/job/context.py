@@ -1,11 +1,14 @@
 """What every stage of a job gets: its spec, the store, a scratch folder, the job's log, and the
-training/validation split of the job's windows (computed once per driver run)."""
+test/training/validation split of the job's pieces and windows (computed once per driver run)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from service.model import testsplit
 from service.model.windows import TrainWindows
 from service.spec import JobSpec
 from service.storage import jobstate
@@ -37,5 +40,10 @@ class JobRun:
         primers). Keyed on the corpus object, so a different corpus is split anew. The driver keeps
         the piece list, not the windows' array: that is each training worker's (train.py)."""
         if self._windows is None or self._windows[0] is not corpus:
-            self._windows = (corpus, TrainWindows(corpus.offsets, self.spec))
+            self._windows = (corpus, TrainWindows(corpus.offsets, self.spec, self.test_pieces(corpus)))
         return self._windows[1]
+
+    def test_pieces(self, corpus: Corpus) -> np.ndarray:
+        """The held-out test pieces (model/testsplit.py): a pure function of the corpus's digests and
+        the spec, so every worker finds the same ones."""
+        return testsplit.of(corpus, self.spec)

@@ -1,8 +1,9 @@
 """The job driver: runs on the Ray head as a Ray job (`python -m service.job.driver --store URI --job ID`).
 
 The stages, each a module of this folder: dataset -> tokenize (fastparse) -> train (Ray Train
-workers) -> generate -> publish (MANIFEST last). Every phase is recorded in jobs/<id>/status.json;
-a failure is recorded there with one line, and an unexpected one's traceback goes to the job's log.
+workers) -> evaluate (the held-out test score) -> generate -> publish (MANIFEST last). Every phase is
+recorded in jobs/<id>/status.json; a failure is recorded there with one line, and an unexpected one's
+traceback goes to the job's log.
 The log is kept in the store as the job runs (jobs/<id>/logs/driver.log), so it outlives the cluster.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from service.errors import ComposerError
-from service.job import dataset, generate, publish, tokenize
+from service.job import dataset, evaluate, generate, publish, tokenize
 from service.job.context import JobRun
 from service.storage import corpus as corpora
 from service.storage import jobstate
@@ -51,7 +52,7 @@ def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
     """Run the job, or continue it: started again with the same id (`composer submit --resume`, a
     RayJob retried on a fresh cluster), the driver skips what the store says is done: a stored
     corpus is not fetched and tokenized again, and training goes on from the last checkpoint
-    (train.py). Generation and publishing are redone whole (MANIFEST last). Tokens cached by an
+    (train.py). The test score, generation and publishing are redone whole (MANIFEST last). Tokens cached by an
     earlier job with the same inputs are used without reading the dataset (tokenize.from_cache)."""
     from service.job import train
 
@@ -64,8 +65,9 @@ def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
         else:
             log.line(f"the corpus is in the store already ({len(corpus.tokens)} tokens, {corpus.pieces} pieces)")
         train.run(job)
+        test = evaluate.run(job, corpus)
         generated = generate.run(job, corpus)
-        publish.run(job, corpus, generated)
+        publish.run(job, corpus, generated, test)
     jobstate.update(store, job_id, run_id, phase="done", message="finished", error=None)
     log.line(f"done: results in {store.uri}/jobs/{job_id}/")
 

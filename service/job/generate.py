@@ -1,6 +1,7 @@
 """Stage 4: the best epoch's network writes the job's samples, with the job's sampling and with the
-paper's greedy argmax from the same primers, as MIDI and audio, engraved and scored against the corpus.
-The corpus reference is kept in the model folder, so that `composer generate` scores against it too."""
+paper's greedy argmax from the same primers, as MIDI and audio, engraved and measured against excerpts of
+the training pieces and of the held-out test pieces (music/evaluation.py). That reference is kept in the
+model folder, so that `composer generate` fills the same table."""
 
 from __future__ import annotations
 
@@ -36,23 +37,40 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} notes in {sampled.seconds:.2f} s "
             f"({sampled.ms_per_step:.2f} ms per step for the batch), with their audio (OGG), engraved as MusicXML, "
             "SVG and PNG, and as many greedy pieces from the same primers")
-    reference = _corpus_reference(corpus, spec.scheme, sampled.tokens, spec.seed)
+    reference = _corpus_reference(job, corpus, spec.scheme, spec.sample_length, spec.seed)
     reference.save(out / "model")
     return {
-        **pieces.report(trained, reference),
+        **pieces.report(trained, reference, out),
         "sampling": {**spec.sampling().describe(), "notes": spec.sample_length, "seed": spec.seed,
                      "primer": "random training window", "decoder": "stateful, batched",
                      "ms_per_step": sampled.ms_per_step},
     }
 
 
-def _corpus_reference(corpus: corpora.Corpus, scheme: str, samples: list[np.ndarray],
-                      seed: int) -> CorpusReference:
-    """The corpus column: corpus excerpts as long (in tokens) as the samples, to compare like with like."""
-    from service.model.generate import CorpusReference
-    from service.music import quality
+# Excerpts per column: enough for mgeval's distance distributions (the held-out set's intra-set distances
+# are every pair of its excerpts), few enough that a large corpus's column stays seconds.
+TRAINING_EXCERPTS = 32
+HELD_OUT_EXCERPTS = 64
 
-    excerpt = max(1, round(float(np.mean([len(t) for t in samples]))))
-    excerpts, measures = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, scheme, excerpt, 32,
-                                                  np.random.default_rng(seed))
-    return CorpusReference(quality.describe(excerpts, corpus.vocab, scheme, measures), measures, excerpt)
+
+def _corpus_reference(job: JobRun, corpus: corpora.Corpus, scheme: str, notes: int, seed: int) -> CorpusReference:
+    """The training and held-out columns: excerpts of up to TRAINING_EXCERPTS training pieces and up to
+    HELD_OUT_EXCERPTS held-out pieces, each as long in notes as the samples (music/evaluation.py)."""
+    from service.model.generate import CorpusReference
+    from service.model.testsplit import train_pieces
+    from service.music import evaluation, quality
+
+    rng = np.random.default_rng(seed)
+    test = job.test_pieces(corpus)
+
+    def excerpts(pieces: np.ndarray, count: int) -> list[np.ndarray]:
+        chosen = rng.permutation(pieces)[:count]
+        return [evaluation.excerpt_by_notes(corpus.tokens[corpus.offsets[p]:corpus.offsets[p + 1]], corpus.vocab,
+                                            scheme, notes, rng) for p in chosen]
+
+    training = excerpts(train_pieces(corpus.pieces, test), TRAINING_EXCERPTS)
+    held_out = excerpts(test, HELD_OUT_EXCERPTS)
+    measures = quality.reference_of(training, corpus.vocab, scheme)
+    measured = evaluation.build_reference(training, held_out, corpus.vocab, scheme, measures)
+    excerpt_tokens = max(1, round(float(np.mean([len(t) for t in training]))))
+    return CorpusReference(measures, measured, excerpt_tokens)

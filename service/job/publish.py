@@ -15,7 +15,8 @@ from service.storage import jobstate
 from service.storage.manifest import publish_dir
 
 
-def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
+def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None) -> None:
+    """`test`: the held-out test score (evaluate.py), None when the job held nothing out."""
     spec, out = job.spec, job.work / "out"
     job.phase("publish", "publishing results")
     rows, metrics = jobstate.metrics(job.store, spec.job_id)
@@ -29,6 +30,7 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
         "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
         "training_device": jobstate.training_device(job.store, spec.job_id), "token_cache": _tokens(job),
+        "test": test, **({} if test is not None else {"test_note": _no_test(spec.test_share)}),
         **generated,
         # Every phase before this one (publish ends after the report is written).
         "seconds_per_phase": (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id))
@@ -37,6 +39,12 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict) -> None:
     write_page(out)
     # metrics.jsonl is in the store already, at the same key: listed in the manifest, not uploaded again.
     publish_dir(job.store, spec.job_id, out, stored={jobstate.METRICS: metrics})
+
+
+def _no_test(share: float) -> str:
+    if share == 0:
+        return "no held-out test score: the job was submitted with --test-share 0 (it trained on every piece)"
+    return "no held-out test score: the job's corpus was stored before composer kept its files' digests"
 
 
 def _tokens(job: JobRun) -> dict:

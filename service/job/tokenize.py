@@ -10,6 +10,7 @@ in place as it arrives, so the head never holds the dataset, only a shard or two
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 import time
 from collections import defaultdict
@@ -99,7 +100,7 @@ def _from_shards(job: JobRun, selection: Selection, location: str) -> tuple[corp
             result = fastparse.tokenize_members(data, [(m.name, m.offset, m.size) for m in members],
                                                 scheme=job.spec.scheme)
             del data, item
-            writer.add(result, len(members))
+            writer.add(result, len(members), {m.name: m.sha256 for m in members})
             tokenize_s += time.monotonic() - started
         corpus = _finish(job, writer, location)
     return corpus, corpora.TokensRecord(location, "miss", seconds={"fetch": round(fetch_s, 3),
@@ -116,12 +117,20 @@ def _from_paths(job: JobRun, selection: Selection) -> tuple[corpora.Corpus, corp
     midi_root = str(job.work / "midi") + "/"
     with tempfile.TemporaryDirectory(prefix="composer-tokens-") as tmp:
         writer = corpora.CorpusWriter(Path(tmp), job.spec.scheme)
-        writer.add(result, len(selection.paths))
+        writer.add(result, len(selection.paths), {name: _sha256(Path(name)) for name in result.files})
         writer.files = [f.removeprefix(midi_root) for f in writer.files]
         writer.errors = [(p.removeprefix(midi_root), m) for p, m in writer.errors]
         location = corpora.job_location(job.spec.job_id)
         corpus = _finish(job, writer, location)
     return corpus, corpora.TokensRecord(location, "off", seconds={"tokenize": round(seconds, 3)})
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _finish(job: JobRun, writer: corpora.CorpusWriter, location: str) -> corpora.Corpus:

@@ -207,6 +207,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     started = time.monotonic()
     import tensorflow as tf
 
+    from service.model import testsplit
     from service.model.architecture import build_model
     from service.model.network import keras, restore_optimizer_state
     from service.model.windows import make_dataset, split_for, spread
@@ -216,10 +217,11 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     tf.config.threading.set_intra_op_parallelism_threads(cpus)
     tf.config.threading.set_inter_op_parallelism_threads(cpus)
     corpus = corpora.load_for_job(store, spec.job_id)
-    # Split once per worker, from the corpus it loaded: the split is a pure function of (offsets, spec),
-    # so it equals the driver's (JobRun.windows), and computing it costs less than shipping its arrays
-    # (4 bytes per window, about one window per token) to every worker would.
-    train_starts, val_starts = split_for(corpus.offsets, spec)
+    # Split once per worker, from the corpus it loaded: the split is a pure function of (offsets, the
+    # files' digests, spec), so it equals the driver's (JobRun.windows) and leaves out the same held-out
+    # test pieces, and computing it costs less than shipping its arrays (4 bytes per window, about one
+    # window per token) to every worker would.
+    train_starts, val_starts = split_for(corpus.offsets, spec, testsplit.of(corpus, spec))
     global_batch = spec.batch_size * world
     steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 

@@ -60,6 +60,10 @@ class LstmDecoder:
         zeros = np.zeros((rows, self.spec.units), dtype=np.float32)
         self.state = [(zeros, zeros) for _ in self.lstms]
 
+    def keep(self, rows: int) -> None:
+        """Carry on with the first `rows` rows only (the others have ended)."""
+        self.state = [(h[:rows], c[:rows]) for h, c in self.state]
+
     def _features(self, tokens: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
         x = self.token_features(tokens)
         if self.spec.key_conditioning:

@@ -19,7 +19,7 @@ import numpy as np
 from service.errors import UserError
 from service.model.architecture import decoder_for as network_decoder
 from service.model.decoder import LstmDecoder
-from service.music import quality
+from service.music import evaluation, quality
 from service.music.keys import key_name, key_token, piece_keys, token_keys
 from service.music.sampling import Sampling, choose
 from service.spec import JobSpec
@@ -220,16 +220,23 @@ def write_midi(model: TrainedModel, tokens: list[np.ndarray], out: Path, prefix:
     return paths
 
 
-def describe_samples(model: ModelInfo, tokens: np.ndarray, keys: np.ndarray | None,
-                     reference: quality.Reference | None = None) -> dict:
-    """report.json's quality of generated rows; for a key-conditioned model also the share of notes
-    in each row's conditioning key."""
-    described = quality.describe(list(tokens), model.vocab, model.scheme, reference)
-    described["dropped_tokens"] = quality.dropped_tokens(list(tokens), model.vocab, model.scheme,
-                                                         key_first=keys is not None)
-    if keys is not None:
-        described["in_conditioned_key_share"] = quality.share_in_keys(list(tokens), model.vocab, model.scheme, keys)
-    return described
+def describe_samples(model: ModelInfo, generated: Generated, corpus: CorpusReference | None,
+                     report_dir: Path) -> tuple[dict, list[dict]]:
+    """report.json's column of generated rows (against the job's held-out set and training distributions
+    where the model folder has them; music/evaluation.py), with the tokens decoding would drop and, for
+    a key-conditioned model, the share of notes in each row's conditioning key; and each piece's own
+    measures with its file."""
+    tokens = list(generated.tokens)
+    described, measures = evaluation.describe_generated(
+        tokens, model.vocab, model.scheme, None if corpus is None else corpus.evaluation,
+        None if corpus is None else corpus.measures)
+    described["dropped_tokens"] = quality.dropped_tokens(tokens, model.vocab, model.scheme,
+                                                         key_first=generated.keys is not None)
+    if generated.keys is not None:
+        described["in_conditioned_key_share"] = quality.share_in_keys(tokens, model.vocab, model.scheme,
+                                                                      generated.keys)
+    files = [str(p.relative_to(report_dir)) if p.is_relative_to(report_dir) else p.name for p in generated.paths]
+    return described, [{"file": f, **m} for f, m in zip(files, measures, strict=True)]
 
 
 @dataclass
@@ -268,28 +275,34 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
 
 @dataclass
 class CorpusReference:
-    """The corpus column of the quality table and the corpus's distributions (for the JS distances)."""
+    """What generated pieces are measured against, kept in the model folder (reference.json): the
+    training excerpts' distributions (the JS distances), and the training and held-out columns with the
+    held-out pieces' features (music/evaluation.py)."""
 
-    quality: dict
     measures: quality.Reference
-    excerpt_tokens: int  # the length of each corpus excerpt: the job's mean sample length
+    evaluation: evaluation.HeldOutReference
+    excerpt_tokens: int  # the mean length of the training excerpts, in tokens
 
     def save(self, model_dir: Path) -> None:
-        body = {"format": 1, "excerpt_tokens": self.excerpt_tokens, "corpus": self.quality,
-                "measures": self.measures.to_json()}
+        body = {"format": 2, "excerpt_tokens": self.excerpt_tokens, "measures": self.measures.to_json(),
+                "evaluation": self.evaluation.to_json()}
         (model_dir / REFERENCE_FILE).write_text(json.dumps(body, indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, model_dir: Path) -> CorpusReference | None:
-        """The job's reference; None for a model folder from before jobs wrote one."""
+        """The job's reference; None for a model folder from before jobs wrote one. A job from before the
+        held-out split (format 1) has its corpus column as the training column, and no held-out one."""
         path = model_dir / REFERENCE_FILE
         if not path.is_file():
             return None
         try:
             body = json.loads(path.read_text())
-            return cls(dict(body["corpus"]), quality.Reference.from_json(body["measures"]),
-                       int(body["excerpt_tokens"]))
-        except (ValueError, KeyError, TypeError):
+            if body.get("format", 1) == 1:
+                measured = evaluation.HeldOutReference(True, "", dict(body["corpus"]), None, [])
+            else:
+                measured = evaluation.HeldOutReference.from_json(body["evaluation"])
+            return cls(quality.Reference.from_json(body["measures"]), measured, int(body["excerpt_tokens"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{path} is damaged: pull the job again") from None
 
 
@@ -300,19 +313,27 @@ class Pieces:
     sampled: Generated
     greedy: Generated | None  # None when the samples are greedy already
 
-    def report(self, model: ModelInfo, corpus: CorpusReference | None) -> dict:
-        """report.json's part about the pieces: their files, keys and quality; with the job's corpus
-        reference, a corpus column and each set's distances to the corpus."""
-        measures = corpus.measures if corpus is not None else None
-        described = {} if corpus is None else {"corpus": corpus.quality}
-        described["sampled"] = describe_samples(model, self.sampled.tokens, self.sampled.keys, measures)
+    def report(self, model: ModelInfo, corpus: CorpusReference | None, report_dir: Path) -> dict:
+        """report.json's part about the pieces: their files, keys and quality (music/evaluation.py): with
+        the job's reference, the training and held-out columns beside the sampled and greedy ones, and
+        each generated piece's own measures."""
+        described: dict = {}
+        if corpus is not None:
+            described["training"] = corpus.evaluation.training
+            if corpus.evaluation.held_out is not None:
+                described["held_out"] = corpus.evaluation.held_out
+        described["sampled"], per_piece = describe_samples(model, self.sampled, corpus, report_dir)
         if self.greedy is not None:
-            described["greedy"] = describe_samples(model, self.greedy.tokens, self.greedy.keys, measures)
+            described["greedy"], greedy_pieces = describe_samples(model, self.greedy, corpus, report_dir)
+            per_piece += greedy_pieces
+        meter = corpus.evaluation if corpus is not None else None
         return {
             "samples": [p.name for p in self.sampled.paths],
             "greedy_samples": [p.name for p in self.greedy.paths] if self.greedy is not None else [],
             "keys": None if self.sampled.keys is None else [key_name(int(k)) for k in self.sampled.keys],
             "quality": described,
+            "piece_metrics": per_piece,
+            "meter": None if meter is None else {"has_meter": meter.meter, "reason": meter.meter_reason},
         }
 
 
@@ -379,7 +400,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     if corpus is not None:
         settings["corpus_excerpt_tokens"] = corpus.excerpt_tokens
     write_report(out / "report.json", {
-        **pieces.report(trained, corpus), "settings": settings, "model_job_id": info.spec.job_id,
+        **pieces.report(trained, corpus, out), "settings": settings, "model_job_id": info.spec.job_id,
         "preset": info.spec.preset, "scheme": info.scheme, "key_conditioning": info.spec.key_conditioning,
     })
     _copy_loss_curve(model_dir, out)

@@ -1,7 +1,8 @@
 """Training windows built lazily from the flat token array (never pieces x seq_len in memory).
 
 A window is a start index s inside one piece; the model sees tokens[s:s+L] and learns
-tokens[s+1:s+L+1]. Validation is split by piece, so no piece feeds both sides.
+tokens[s+1:s+L+1]. The held-out test pieces (model/testsplit.py) are left out first; validation is
+split by piece from the rest, so no piece feeds two sides.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from typing import NamedTuple
 import numpy as np
 
 from service.errors import UserError
+from service.model.testsplit import train_pieces
 from service.spec import JobSpec
+
+NO_TEST = np.zeros(0, dtype=np.int64)  # no held-out test pieces
 
 
 class Split(NamedTuple):
@@ -21,9 +25,11 @@ class Split(NamedTuple):
     val: np.ndarray
 
 
-def split_pieces(n_pieces: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Piece ids for training and validation; at least one of each when there are two or more pieces."""
-    order = np.random.default_rng(seed).permutation(n_pieces)
+def split_pieces(pieces: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of these piece ids (all but the held-out test pieces), those for training and for validation;
+    at least one of each when there are two or more."""
+    n_pieces = len(pieces)
+    order = pieces[np.random.default_rng(seed).permutation(n_pieces)]
     n_val = min(max(1, round(n_pieces * fraction)), n_pieces - 1) if n_pieces > 1 else 0
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
@@ -53,10 +59,11 @@ def window_starts(offsets: np.ndarray, pieces: np.ndarray, seq_len: int) -> np.n
     return out
 
 
-def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: int) -> Split:
-    """Training and validation windows, split by piece (seeded); UserError when no training window fits."""
-    n_pieces = len(offsets) - 1
-    train_ids, val_ids = split_pieces(n_pieces, fraction, seed)
+def train_val_starts(offsets: np.ndarray, seq_len: int, fraction: float, seed: int,
+                     test: np.ndarray = NO_TEST) -> Split:
+    """Training and validation windows of the pieces that are not `test`, split by piece (seeded);
+    UserError when no training window fits."""
+    train_ids, val_ids = split_pieces(train_pieces(len(offsets) - 1, test), fraction, seed)
     train, val = window_starts(offsets, train_ids, seq_len), window_starts(offsets, val_ids, seq_len)
     if len(train) == 0:
         raise too_small(offsets, seq_len)
@@ -74,8 +81,8 @@ class TrainWindows:
     token): the driver needs only to know that there are some and a few of them (generate's
     primers), so it keeps the piece list. Entry i is the i-th of `split_for(...).train`."""
 
-    def __init__(self, offsets: np.ndarray, spec: JobSpec) -> None:
-        train_ids, val_ids = split_pieces(len(offsets) - 1, spec.validation_fraction, spec.seed)
+    def __init__(self, offsets: np.ndarray, spec: JobSpec, test: np.ndarray = NO_TEST) -> None:
+        train_ids, val_ids = split_pieces(train_pieces(len(offsets) - 1, test), spec.validation_fraction, spec.seed)
         self.offsets, self.pieces = offsets, train_ids
         self.ends = np.cumsum(window_counts(offsets, train_ids, spec.seq_len))  # windows up to each piece
         self.count = int(self.ends[-1]) if len(self.ends) else 0
@@ -98,10 +105,11 @@ def too_small(offsets: np.ndarray, seq_len: int) -> UserError:
                      "lower --seq-len or add files")
 
 
-def split_for(offsets: np.ndarray, spec: JobSpec) -> Split:
-    """A job's split: a pure function of the corpus's piece offsets and the spec, so every process
+def split_for(offsets: np.ndarray, spec: JobSpec, test: np.ndarray = NO_TEST) -> Split:
+    """A job's split: a pure function of the corpus's piece offsets, its held-out test pieces
+    (testsplit.of: a pure function of the corpus's digests and the spec) and the spec, so every process
     that holds the corpus computes the same one (job/context.py: JobRun.windows, train.py's workers)."""
-    return train_val_starts(offsets, spec.seq_len, spec.validation_fraction, spec.seed)
+    return train_val_starts(offsets, spec.seq_len, spec.validation_fraction, spec.seed, test)
 
 
 def spread(starts: np.ndarray, count: int) -> np.ndarray:

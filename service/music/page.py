@@ -6,10 +6,11 @@
 It reads report.json and the files beside it, in either layout: a pulled job (samples/, loss.png,
 report.json with training settings) or `composer generate`'s output (the pieces directly in the
 folder, report.json with "settings", the job's loss.png copied from its model folder). Both have the
-corpus, sampled and greedy quality sections (a model pulled before jobs kept their corpus reference
-gives `composer generate` no corpus section, and no loss curve). Shown:
-the title, the settings, the loss curve, each piece (samples first, then greedy) with its audio,
-engraved score, piano roll and MIDI link, and the quality table with a paragraph on its meaning.
+training, held-out, sampled and greedy quality sections (music/evaluation.py; a model pulled before
+jobs kept their reference gives `composer generate` no training section, and no loss curve). Shown:
+the title, the settings, the held-out test score, the loss curve, each piece (samples first, then
+greedy) with its audio, engraved score, piano roll and MIDI link, and the quality table with a
+paragraph on its meaning.
 
 The page has no JavaScript and no external URL: everything is referenced by a relative path, so it
 works offline, from a copied folder, and from a file:// URL. Every text from report.json is escaped.
@@ -29,13 +30,16 @@ from urllib.parse import quote
 __all__ = ["write_page"]
 
 PAGE = "report.html"
-QUALITY_SECTIONS = ("corpus", "sampled", "greedy")
-# report.json sorts its keys; the table reads better grouped: size, repetition, pitch, texture, key.
-METRIC_ORDER = ("pieces", "tokens_per_piece", "distinct_4gram_ratio", "longest_loop_tokens", "longest_loop_period",
+QUALITY_SECTIONS = ("training", "held_out", "sampled", "greedy")
+# report.json sorts its keys; the table reads better grouped: against the held-out set first, then size,
+# repetition, pitch, rhythm, texture, key.
+METRIC_ORDER = ("overlap_mean", "kl_mean", "pieces", "tokens_per_piece", "distinct_4gram_ratio",
+                "longest_loop_tokens", "longest_loop_period",
                 "mean_longest_loop_tokens", "pitch_class_entropy_bits", "pitch_class_js_distance_to_corpus",
                 "duration_js_distance_to_corpus", "ioi_js_distance_to_corpus", "onsets_on_beat_share",
                 "min_distinct_durations", "dropped_tokens", "notes_per_bar", "polyphony", "in_key_share",
-                "in_conditioned_key_share", "key_of_all")
+                "in_conditioned_key_share", "key_of_all", "pitch_range", "scale_consistency", "duration_median",
+                "duration_mean", "ioi_median", "ioi_mean", "time_unit", "empty_beat_rate", "groove_consistency")
 # Training settings in reading order, with their labels; absent ones are skipped.
 TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme", "token scheme"),
             ("files", "MIDI files"), ("pieces", "pieces"),
@@ -47,10 +51,21 @@ SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "notes", "seed", "p
 SAMPLING_HIDDEN = {"greedy"}
 
 QUALITY_NOTE = (
-    "Each column describes a set of pieces: <b>corpus</b> is random excerpts of the training corpus, each as "
-    "long as the job's samples (the reference, kept with the model); <b>sampled</b> the pieces above, drawn "
-    "with the sampling settings; "
-    "<b>greedy</b> the paper's argmax decoding from the same primers. "
+    "Each column describes a set of pieces as long in notes as the job's samples: <b>training</b> is excerpts "
+    "of the training pieces, <b>held_out</b> excerpts of the held-out test pieces, music of the same corpus the "
+    "model never saw (both kept with the model); <b>sampled</b> the pieces above, drawn with the sampling "
+    "settings; <b>greedy</b> the paper's argmax decoding from the same primers. "
+    "<code>overlap_mean</code> and <code>kl_mean</code> compare a set with the held-out set by mgeval's "
+    "protocol (Yang and Lerch 2020): per feature (pitch-class histogram and entropy, pitch range, polyphony, "
+    "scale consistency, note-length histogram, mean inter-onset interval, and with a meter the empty-beat "
+    "rate and groove consistency) the overlapping area (1: the same) and the KL divergence (0: the same) of "
+    "the distances between the set's pieces and the held-out pieces against the distances among the "
+    "held-out pieces; the held_out column's own numbers, against the training excerpts, are what real music "
+    "of the corpus scores. <code>pitch_range</code>, <code>polyphony</code> (pitches sounding together, when "
+    "any sounds), <code>scale_consistency</code>, <code>pitch_class_entropy</code>, "
+    "<code>empty_beat_rate</code> and <code>groove_consistency</code> are MusPy's (muspy.metrics), means over "
+    "the pieces; <code>duration_*</code> and <code>ioi_*</code> are the notes' sounding durations and the "
+    "intervals between onsets, in <code>time_unit</code>. "
     "<code>distinct_4gram_ratio</code> is the share of a piece's token 4-grams that are distinct (1: it never "
     "repeats itself); <code>longest_loop_tokens</code> is the longest stretch of tokens, in the worst piece, "
     "that is one pattern repeated back to back (<code>longest_loop_period</code>: that pattern's length; "
@@ -66,17 +81,22 @@ QUALITY_NOTE = (
     "different note lengths in the least varied piece (the paper's model wrote every note the same). "
     "<code>dropped_tokens</code> counts tokens a decoder would have to skip (composer's grammar keeps it "
     "at 0). "
-    "<code>notes_per_bar</code> counts notes per 4/4 bar, <code>polyphony</code> notes per "
-    "onset, <code>in_key_share</code> the share of notes in the key estimated from the piece's own notes "
+    "<code>notes_per_bar</code> counts notes per 4/4 bar, <code>in_key_share</code> the share of notes in "
+    "the key estimated from the piece's own notes "
     "(Krumhansl-Schmuckler profiles), <code>in_conditioned_key_share</code> the share in the key the piece "
     "was asked for (key-conditioned models): means over the pieces. <code>key_of_all</code> is the key "
-    "estimated from all notes together. Read each column against the corpus column: the closer, the more "
-    "the pieces resemble the training music."
+    "estimated from all notes together. The distances <code>*_to_corpus</code> are to the training "
+    "excerpts. Read the sampled and greedy columns against the held_out column: the closer, the more the "
+    "pieces resemble music of the corpus the model never saw."
 )
 NO_CORPUS_NOTE = (
-    "There is no corpus column here, and no distance to the corpus: the model comes from a job that did not "
+    "There is no training column here, and no distance to the corpus: the model comes from a job that did not "
     "keep its corpus reference in its model folder (<code>reference.json</code>); that job's own report.html "
     "has its corpus column."
+)
+NO_HELD_OUT_NOTE = (
+    "There is no held_out column and no comparison with held-out music: the job held no pieces out "
+    "(<code>--test-share 0</code>, or a job from before the held-out split)."
 )
 
 CSS = """
@@ -115,7 +135,7 @@ def write_page(folder: Path) -> Path:
     pieces_dir = folder / "samples" if (folder / "samples").is_dir() else folder
     keys = dict(zip(report.get("samples") or [], report.get("keys") or [], strict=False))
 
-    body = [_title(report, folder), _settings(report)]
+    body = [_title(report, folder), _settings(report), _test(report)]
     if (folder / "loss.png").is_file():
         body.append('<h2>Loss</h2>\n<img src="loss.png" alt="training and validation loss per epoch">')
     # The pieces report.json names (a folder written to again may hold older ones), else what is there.
@@ -127,7 +147,7 @@ def write_page(folder: Path) -> Path:
     if midis:
         body.append("<h2>Pieces</h2>")
         body.extend(_piece(midi, "" if midi.parent == folder else "samples/", keys.get(midi.name)) for midi in midis)
-    body.append(_quality(report.get("quality")))
+    body.append(_quality(report.get("quality"), report.get("meter")))
     links = [name for name in ("report.json", "metrics.jsonl") if (folder / name).is_file()]
     if links:
         body.append('<p class="muted">Files: ' + ", ".join(f'<a href="{_url(n)}">{_esc(n)}</a>' for n in links)
@@ -230,6 +250,24 @@ def _settings(report: dict[str, Any]) -> str:
     return "<h2>Settings</h2>\n<div class=\"settings\">\n" + "\n".join(tables) + "\n</div>"
 
 
+TEST_ROWS = (("nats_per_second", "nats per second of music"), ("bits_per_note", "bits per note"),
+             ("nats_per_token", "nats per token"), ("pieces", "held-out pieces"), ("tokens", "tokens"),
+             ("notes", "notes"), ("seconds", "seconds of music"), ("scoring_seconds", "seconds to score"))
+
+
+def _test(report: dict[str, Any]) -> str:
+    """The held-out test score (report.json -> test), or why there is none."""
+    test = report.get("test")
+    if not isinstance(test, dict):
+        note = report.get("test_note")
+        return f'<h2>Held-out test score</h2>\n<p class="note">{_esc(note)}</p>' if note else ""
+    rows = [(label, text) for key, label in TEST_ROWS if (text := _fmt(test.get(key))) is not None]
+    return ("<h2>Held-out test score</h2>\n" + _table("negative log-likelihood of the held-out pieces", rows)
+            + '\n<p class="note">The best weights score every held-out piece whole (its first token unscored); '
+            "lower is better. Bits per note and nats per second compare jobs, presets and schemes on the same "
+            "held-out pieces; nats per token compare with published numbers of the same scheme.</p>")
+
+
 def _piece(midi: Path, prefix: str, key: Any) -> str:
     stem = midi.stem
     parts = [f"<section class=\"piece\" id=\"{_esc(stem)}\">\n<header><h3>{_esc(stem)}</h3>"]
@@ -254,8 +292,9 @@ def _piece(midi: Path, prefix: str, key: Any) -> str:
     return "\n".join(parts) + "\n</section>"
 
 
-def _quality(quality: Any) -> str:
-    """The quality table: a row per metric, a column per section present (corpus, sampled, greedy)."""
+def _quality(quality: Any, meter: Any = None) -> str:
+    """The quality table: a row per metric, a column per section present (training, held_out, sampled,
+    greedy); `meter` (report.json's) says why beat-grid measures are missing."""
     if not isinstance(quality, dict):
         return ""
     sections = [s for s in QUALITY_SECTIONS if isinstance(quality.get(s), dict)]
@@ -273,7 +312,11 @@ def _quality(quality: Any) -> str:
     if not rows:
         return ""
     head = "".join(f'<th class="num" scope="col">{_esc(s)}</th>' for s in sections)
-    note = QUALITY_NOTE if "corpus" in sections else f"{QUALITY_NOTE} {NO_CORPUS_NOTE}"
+    note = QUALITY_NOTE if "training" in sections else f"{QUALITY_NOTE} {NO_CORPUS_NOTE}"
+    if "held_out" not in sections:
+        note += f" {NO_HELD_OUT_NOTE}"
+    if isinstance(meter, dict) and meter.get("has_meter") is False:
+        note += f" Measures on a beat grid are left out: {_esc(meter.get('reason') or 'no meter')}."
     note += _length_note(quality)
     return (f'<h2>Quality</h2>\n<table class="quality">\n<thead><tr><th scope="col">metric</th>{head}</tr></thead>\n'
             "<tbody>\n" + "\n".join(rows) + f'\n</tbody>\n</table>\n<p class="note">{note}</p>')
@@ -283,7 +326,7 @@ def _length_note(quality: dict) -> str:
     """A warning when the pieces are much longer or shorter than the corpus excerpts (a `composer
     generate --length` other than the job's): the repetition measures depend on length, the
     distributions compared by the distances do not."""
-    corpus, sampled = quality.get("corpus"), quality.get("sampled")
+    corpus, sampled = quality.get("training"), quality.get("sampled")
     if not isinstance(corpus, dict) or not isinstance(sampled, dict):
         return ""
     excerpt, pieces = corpus.get("tokens_per_piece"), sampled.get("tokens_per_piece")

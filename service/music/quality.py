@@ -223,6 +223,13 @@ def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], 
     return pieces, _reference(notes)
 
 
+def reference_of(excerpts: list[np.ndarray], vocab: list[str], scheme: str) -> Reference:
+    """The distributions of these excerpts (decoded leniently: they may start mid-bar)."""
+    import fastparse
+
+    return _reference([piece_notes(fastparse.detokenize(x, vocab, scheme=scheme, strict=False)) for x in excerpts])
+
+
 def dropped_tokens(pieces: list[np.ndarray], vocab: list[str], scheme: str, key_first: bool = False) -> int:
     """Tokens that decoding would have to drop: for remi, those fastparse's grammar does not allow
     where they stand (each is skipped and the rest read on, as lenient decoding does); for

@@ -1,6 +1,7 @@
 """A tokenized corpus in the store, and the token cache that lets a job skip fetching and tokenizing.
 
-A corpus is a folder of tokens.npy (int32), offsets.npy (int64), files.json, errors.json and
+A corpus is a folder of tokens.npy (int32), offsets.npy (int64), files.json (each piece's file name),
+digests.json (each piece's file's sha256: the held-out test split is chosen by it), errors.json and
 vocab.json (written last: its presence means the folder is whole). Where a job's corpus lies is
 jobs/<id>/tokens.json, written once the corpus is complete (a continued job finds it there):
 
@@ -16,7 +17,7 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,11 @@ from service.storage.store import NotFound, Store
 
 VOCAB = "vocab.json"  # written last: the commit point of a stored corpus
 POINTER = "tokens.json"
+DIGESTS = "digests.json"
 CACHE = "cache/tokens"
+# What a corpus folder holds, in the cache key: 2 added digests.json, so a cached corpus without it
+# (made before the held-out split) is never taken for one with it.
+CORPUS_FORMAT = 2
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Corpus:
     vocab: list[str]
     scheme: str
     files: int = 0  # MIDI files read (tokenized or skipped)
+    names: list[str] = field(default_factory=list)  # piece i's file name
+    digests: list[str] = field(default_factory=list)  # piece i's file's sha256 ([] in a corpus from before)
 
     @property
     def pieces(self) -> int:
@@ -57,8 +64,8 @@ class TokensRecord:
 
 def cache_key(dataset_digest: str, scheme: str, composers: Iterable[str], tokens_version: int) -> str:
     who = sorted({c.strip().lower() for c in composers})
-    text = json.dumps({"dataset": dataset_digest, "scheme": scheme, "composers": who, "tokens": tokens_version},
-                      sort_keys=True)
+    text = json.dumps({"dataset": dataset_digest, "scheme": scheme, "composers": who, "tokens": tokens_version,
+                       "corpus": CORPUS_FORMAT}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -84,13 +91,16 @@ class CorpusWriter:
         self.parts: list[tuple[np.ndarray, list[str]]] = []  # (token ids, the part's vocabulary)
         self.lengths: list[np.ndarray] = []
         self.files: list[str] = []
+        self.digests: list[str] = []
         self.errors: list[tuple[str, str]] = []
         self.read = 0  # files given to the tokenizer
 
-    def add(self, result, read: int) -> None:  # a fastparse.Tokenized
+    def add(self, result, read: int, digests: Mapping[str, str]) -> None:  # a fastparse.Tokenized
+        """One tokenize result; `digests` gives the sha256 of each file it names."""
         self.parts.append((np.asarray(result.tokens, dtype=np.int32), list(result.vocab)))
         self.lengths.append(np.diff(np.asarray(result.offsets, dtype=np.int64)))
         self.files.extend(result.files)
+        self.digests.extend(digests[name] for name in result.files)
         self.errors.extend((p, m) for p, m in result.errors)
         self.read += read
 
@@ -112,15 +122,17 @@ class CorpusWriter:
         np.cumsum(lengths, out=offsets[1:])
         np.save(self.folder / "offsets.npy", offsets, allow_pickle=False)
         (self.folder / "files.json").write_text(json.dumps(self.files, indent=1))
+        (self.folder / DIGESTS).write_text(json.dumps(self.digests))
         (self.folder / "errors.json").write_text(
             json.dumps([{"path": p, "error": m} for p, m in self.errors], indent=1))
         (self.folder / VOCAB).write_text(json.dumps({"scheme": self.scheme, "vocab": vocab, "files": self.read}))
-        return Corpus(np.load(self.folder / "tokens.npy"), offsets, vocab, self.scheme, self.read)
+        return Corpus(np.load(self.folder / "tokens.npy"), offsets, vocab, self.scheme, self.read, list(self.files),
+                      list(self.digests))
 
 
 def upload(store: Store, folder: Path, location: str) -> None:
     """A corpus folder (CorpusWriter's) into the store, vocab.json last."""
-    for name in ("tokens.npy", "offsets.npy", "files.json", "errors.json", VOCAB):
+    for name in ("tokens.npy", "offsets.npy", "files.json", DIGESTS, "errors.json", VOCAB):
         store.put_file(f"{location}/{name}", folder / name)
 
 
@@ -131,7 +143,12 @@ def load(store: Store, location: str) -> Corpus:
         tokens = np.load(Path(tmp) / "tokens.npy", allow_pickle=False)
     offsets = np.load(io.BytesIO(store.get_bytes(f"{location}/offsets.npy")), allow_pickle=False)
     meta = json.loads(store.get_bytes(f"{location}/{VOCAB}"))
-    return Corpus(tokens, offsets, meta["vocab"], meta["scheme"], meta.get("files", 0))
+    names = json.loads(store.get_bytes(f"{location}/files.json"))
+    try:
+        digests = json.loads(store.get_bytes(f"{location}/{DIGESTS}"))
+    except NotFound:  # a corpus from before the held-out split (a job's own, never a cached one)
+        digests = []
+    return Corpus(tokens, offsets, meta["vocab"], meta["scheme"], meta.get("files", 0), names, digests)
 
 
 def save_record(store: Store, job_id: str, record: TokensRecord) -> None:

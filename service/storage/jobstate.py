@@ -92,6 +92,7 @@ class Progress:
     phase_started: float = 0.0  # wall clock when the current phase began
     phase_seconds: dict[str, float] = field(default_factory=dict)  # seconds each finished phase took
     token_cache: str = ""  # "hit": the tokens were reused, "miss": made and cached, "off": not cacheable
+    test: dict | None = None  # the held-out test score (job/evaluate.py), once scored; its files in report.json
 
     def elapsed(self) -> dict[str, float]:
         """Seconds per phase, the current one up to now (a phase that comes again adds up)."""

@@ -1,0 +1,109 @@
+"""The held-out test score: every held-out piece scored whole, in units that compare.
+
+The best weights' numpy decoder (model/decoder.py) reads each piece from its first token with a
+fresh state and carries the state to the end, so nothing is cut into windows and every token after
+the first is predicted from all of the piece before it (the first token, which has no context, is
+not scored). Pieces are batched: sorted by length, longest first, `rows` at a time, and a batch
+drops its finished rows as it goes, so padding costs nothing.
+
+Three units (report.json -> test):
+- `nats_per_token`: mean negative log-likelihood per scored token, the unit of published numbers
+  for a given scheme (Music Transformer reports about 1.97 nats per event for Performance RNN's
+  LSTM on MAESTRO);
+- `bits_per_note` and `nats_per_second`: the same total over the notes and the seconds of music
+  the pieces' tokens write (fastparse's decoder), so that schemes, presets and jobs on the same
+  held-out pieces compare with each other. The notes-chords scheme keeps no time (every token half
+  a quarter note after the last): its seconds are that clock's, so compare it by bits per note.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.model.decoder import LstmDecoder
+
+
+@dataclass
+class Scores:
+    nats: np.ndarray  # per piece: the summed negative log-likelihood of its tokens after the first
+    tokens: np.ndarray  # per piece: the tokens scored (its length - 1)
+
+
+def score_pieces(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarray | None = None,
+                 rows: int = 128) -> Scores:
+    """Each piece's summed negative log-likelihood (nats) under the decoder's network."""
+    lengths = np.array([len(p) for p in pieces], dtype=np.int64)
+    nats = np.zeros(len(pieces), dtype=np.float64)
+    order = np.argsort(-lengths, kind="stable")
+    for at in range(0, len(order), rows):
+        batch = order[at:at + rows]
+        nats[batch] = _score_batch(decoder, [pieces[i] for i in batch], None if keys is None else keys[batch])
+    return Scores(nats, np.maximum(lengths - 1, 0))
+
+
+def _score_batch(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarray | None) -> np.ndarray:
+    """Pieces sorted longest first: the rows still going at step t are always the first ones."""
+    lengths = np.array([len(p) for p in pieces])
+    grid = np.zeros((len(pieces), int(lengths.max(initial=0))), dtype=np.int32)
+    for row, piece in enumerate(pieces):
+        grid[row, :len(piece)] = piece
+    total = np.zeros(len(pieces), dtype=np.float64)
+    active = int((lengths > 1).sum())
+    if active == 0:
+        return total
+    decoder.reset(active)
+    logits = decoder.step(grid[:active, 0], None if keys is None else keys[:active])
+    for t in range(1, grid.shape[1]):
+        going = int((lengths[:active] > t).sum())
+        if going < active:
+            active = going
+            decoder.keep(active)
+            logits = logits[:active]
+        total[:active] += negative_log_likelihood(logits, grid[:active, t])
+        if t + 1 < grid.shape[1]:
+            logits = decoder.step(grid[:active, t], None if keys is None else keys[:active])
+    return total
+
+
+def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """-log softmax(logits)[target] per row, in float64 (a stable log-sum-exp)."""
+    z = logits.astype(np.float64)
+    top = z.max(axis=1, keepdims=True)
+    log_total = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+    return log_total - z[np.arange(len(z)), targets]
+
+
+def music_of(pieces: list[np.ndarray], vocab: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """(notes, seconds) each piece's tokens write: its notes, and the time from its first onset to its
+    last note's end (fastparse's lenient decoder, the one the quality measures read)."""
+    import fastparse
+
+    notes, seconds = np.zeros(len(pieces), np.int64), np.zeros(len(pieces), np.float64)
+    for i, piece in enumerate(pieces):
+        n = fastparse.read_notes(fastparse.detokenize(piece, vocab, scheme=scheme, strict=False))
+        if len(n):
+            notes[i], seconds[i] = len(n), float(n.end.max() - n.start.min())
+    return notes, seconds
+
+
+def test_block(files: list[str], scores: Scores, notes: np.ndarray, seconds: np.ndarray, share: float,
+               scoring_seconds: float) -> dict:
+    """report.json's `test`: the held-out pieces' total negative log-likelihood in three units."""
+    total = float(scores.nats.sum())
+    tokens, note_count, music = int(scores.tokens.sum()), int(notes.sum()), float(seconds.sum())
+    return {
+        "share": share,
+        "pieces": len(files),
+        "files": files,
+        "tokens": tokens,
+        "notes": note_count,
+        "seconds": round(music, 3),
+        "nats": round(total, 4),
+        "nats_per_token": round(total / tokens, 6) if tokens else None,
+        "bits_per_note": round(total / math.log(2) / note_count, 6) if note_count else None,
+        "nats_per_second": round(total / music, 6) if music > 0 else None,
+        "scoring_seconds": round(scoring_seconds, 3),
+    }

@@ -1,0 +1,155 @@
+"""The quality table measured against held-out music (report.json -> quality, piece_metrics, meter).
+
+Four columns, each a set of pieces of about the samples' length in notes:
+- `training`: excerpts of the training pieces (what the model learned from);
+- `held_out`: excerpts of the held-out test pieces (music of the same corpus it never saw);
+- `sampled`, `greedy`: the generated pieces.
+
+Each column has composer's own measures (music/quality.py) and the field's: MusPy's per-piece
+measures and the sounding-duration and inter-onset-interval distributions (music/sample_metrics.py),
+and for `sampled` and `greedy` mgeval's comparison with the held-out set (music/mgeval.py): per
+feature the overlapping area and KL divergence of the inter-set distances against the held-out
+set's intra-set ones, and their means `overlap_mean` and `kl_mean`. The `held_out` column's own
+comparison, against the training excerpts, is the ceiling to read them against: what real music of
+the corpus scores.
+
+Measures on a metric grid (onsets on a beat, notes per bar, empty beats, groove) are left out for a
+corpus without a meter (a transcription on a fixed clock, or notes-chords, which keeps no rhythm):
+`meter` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.music import mgeval, quality, sample_metrics
+from service.music.sample_metrics import PieceNotes
+
+# composer's own measures that need a meter: left out where there is none.
+METRIC_GRID = ("onsets_on_beat_share", "notes_per_bar")
+NO_RHYTHM = "no meter: the notes-chords scheme keeps no rhythm (every token half a quarter note after the last)"
+
+
+def notes_of(pieces: list[np.ndarray], vocab: list[str], scheme: str) -> list[PieceNotes]:
+    """The notes each token row writes, decoded leniently (excerpts may start mid-bar)."""
+    import fastparse
+
+    return [PieceNotes.from_midi(fastparse.detokenize(p, vocab, scheme=scheme, strict=False)) for p in pieces]
+
+
+def note_tokens(piece: np.ndarray, vocab: list[str], scheme: str) -> np.ndarray:
+    """For each token of the piece, the notes it starts (remi: its Pitch tokens; notes-chords: chords count
+    their notes)."""
+    if scheme == "notes-chords":
+        return quality.notes_per_token(vocab, scheme)[np.asarray(piece, dtype=np.int64)]
+    is_pitch = np.array([token.startswith("Pitch_") for token in vocab])
+    return is_pitch[np.asarray(piece, dtype=np.int64)].astype(np.int64)
+
+
+def excerpt_by_notes(piece: np.ndarray, vocab: list[str], scheme: str, notes: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """A stretch of the piece with `notes` notes (all of it when it has fewer), at a random place; in the
+    remi schemes from a bar line to the end of its last note's tokens (Pitch, Velocity, Duration), so it
+    decodes as the piece plays it."""
+    counts = note_tokens(piece, vocab, scheme)
+    before = np.concatenate([[0], np.cumsum(counts)])  # notes before token i
+    total = int(before[-1])
+    if scheme == "notes-chords":
+        starts = np.flatnonzero(counts > 0)
+    else:
+        bar = vocab.index("Bar") if "Bar" in vocab else -1
+        starts = np.flatnonzero(np.asarray(piece) == bar)
+    fits = starts[total - before[starts] >= notes] if len(starts) else starts
+    start = int(rng.choice(fits)) if len(fits) else (int(starts[0]) if len(starts) else 0)
+    wanted = before[start] + min(notes, total - int(before[start]))
+    last = int(np.searchsorted(before, wanted, side="left")) - 1  # the token that starts the last note
+    end = last + (1 if scheme == "notes-chords" else 3)
+    return np.asarray(piece[start:max(end, start)], dtype=np.int32)
+
+
+def corpus_meter(pieces: list[PieceNotes], scheme: str) -> tuple[bool, str]:
+    """Whether the corpus has a meter to measure beats against, and if not, why."""
+    if scheme == "notes-chords":
+        return False, NO_RHYTHM
+    return sample_metrics.has_meter(pieces)
+
+
+@dataclass
+class HeldOutReference:
+    """What the job measures samples against, kept in the model folder (reference.json) so that
+    `composer generate` fills the same table: the training and held-out columns, the held-out pieces'
+    features for mgeval's comparison, and the meter."""
+
+    meter: bool
+    meter_reason: str
+    training: dict
+    held_out: dict | None  # None when the job held nothing out
+    features: list[dict[str, np.ndarray]]  # the held-out excerpts' (mgeval's reference set)
+
+    def to_json(self) -> dict:
+        return {"meter": self.meter, "meter_reason": self.meter_reason, "training": self.training,
+                "held_out": self.held_out,
+                "features": [{k: v.tolist() for k, v in f.items()} for f in self.features]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeldOutReference:
+        """What to_json wrote (a KeyError, TypeError or ValueError for anything else)."""
+        features = [{k: np.asarray(v, dtype=np.float64) for k, v in f.items()} for f in data["features"]]
+        held_out = data["held_out"]
+        if not isinstance(data["training"], dict) or not (held_out is None or isinstance(held_out, dict)):
+            raise TypeError("a column is not an object")
+        return cls(bool(data["meter"]), str(data["meter_reason"]), data["training"], held_out, features)
+
+
+def column(pieces: list[np.ndarray], notes: list[PieceNotes], vocab: list[str], scheme: str, meter: bool,
+           reference: quality.Reference | None) -> dict:
+    """One column: composer's measures (without the metric-grid ones where there is no meter) and MusPy's."""
+    described = quality.describe(pieces, vocab, scheme, reference)
+    if not meter:
+        for name in METRIC_GRID:
+            described.pop(name, None)
+    return {**described, **sample_metrics.column(notes, meter)}
+
+
+def build_reference(training: list[np.ndarray], held_out: list[np.ndarray], vocab: list[str], scheme: str,
+                    reference: quality.Reference) -> HeldOutReference:
+    """The training and held-out columns (the held-out one with its overlap against the training excerpts:
+    the ceiling for the samples') and the held-out features the samples are compared with."""
+    training_notes, held_notes = notes_of(training, vocab, scheme), notes_of(held_out, vocab, scheme)
+    meter, why = corpus_meter(training_notes + held_notes, scheme)
+    training_column = column(training, training_notes, vocab, scheme, meter, reference)
+    features = [sample_metrics.features(n, meter) for n in held_notes]
+    held_column = None
+    if held_out:
+        held_column = column(held_out, held_notes, vocab, scheme, meter, reference)
+        versus = mgeval.compare(features, [sample_metrics.features(n, meter) for n in training_notes])
+        held_column.update(_comparison(versus))
+    return HeldOutReference(meter, why, training_column, held_column, features)
+
+
+def describe_generated(pieces: list[np.ndarray], vocab: list[str], scheme: str, held_out: HeldOutReference | None,
+                       reference: quality.Reference | None) -> tuple[dict, list[dict]]:
+    """A generated set's column (with mgeval's comparison against the held-out set where there is one)
+    and each piece's own MusPy measures."""
+    notes = notes_of(pieces, vocab, scheme)
+    meter = held_out.meter if held_out is not None else corpus_meter(notes, scheme)[0]
+    described = column(pieces, notes, vocab, scheme, meter, reference)
+    if held_out is not None and held_out.features:
+        versus = mgeval.compare([sample_metrics.features(n, meter) for n in notes], held_out.features)
+        described.update(_comparison(versus))
+    return described, [sample_metrics.measures(n, meter) for n in notes]
+
+
+def _comparison(versus: dict | None) -> dict:
+    if versus is None:
+        return {"overlap_mean": None, "kl_mean": None}
+    return {"overlap_mean": versus["overlap_mean"], "kl_mean": versus["kl_mean"], "overlap": versus["overlap"],
+            "kl": versus["kl"]}
+
+
+def piece_metrics(paths: list[Path], measures: list[dict], folder: str = "samples") -> list[dict]:
+    """report.json's piece_metrics rows: each generated piece's file and its own measures."""
+    return [{"file": f"{folder}/{path.name}", **m} for path, m in zip(paths, measures, strict=True)]
