@@ -49,7 +49,8 @@ def test_validation_is_split_by_piece():
 
 
 def test_split_is_seeded():
-    assert [a.tolist() for a in split_pieces(np.arange(10), 0.2, 1)] == [a.tolist() for a in split_pieces(np.arange(10), 0.2, 1)]
+    pieces = np.arange(10)
+    assert [a.tolist() for a in split_pieces(pieces, 0.2, 1)] == [a.tolist() for a in split_pieces(pieces, 0.2, 1)]
     assert split_pieces(np.arange(10), 0.2, 1)[1].tolist() != split_pieces(np.arange(10), 0.2, 2)[1].tolist()
 
 

@@ -27,8 +27,8 @@ JS_FIELDS = ("pitch_class_js_distance_to_corpus", "duration_js_distance_to_corpu
 
 def _train(spec, corpus, store) -> None:
     """Two real epochs of a few steps, committed as the training stage commits them."""
-    from service.model.architecture import build_model
     from service.model import testsplit
+    from service.model.architecture import build_model
     from service.model.windows import make_dataset, split_for
     from service.storage import jobstate
 

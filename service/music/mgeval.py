@@ -114,8 +114,9 @@ def kl_divergence(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
     the two densities: it is unchanged when b is shifted or scaled (b's grid and Scott bandwidth move
     with it), so generated pieces twice as far from the held-out set as its own pieces are from each
     other would score a KL of 0. Evaluated on one grid, KL(a, a + 3 std) is 4.5 for two Gaussians
-    (3**2 / 2; about 5.8 for 200 normal draws, the range cutting the tails) and KL(a, a) is 0. As in ``entropy``, both vectors are normalised to sum 1; pdf_b is
-    clipped at KL_FLOOR (1e-12) first so the result stays finite where b has no mass.
+    (3**2 / 2; about 5.8 for 200 normal draws, the range cutting the tails) and KL(a, a) is 0. As in
+    ``entropy``, both vectors are normalised to sum 1; pdf_b is clipped at KL_FLOOR (1e-12) first so
+    the result stays finite where b has no mass.
     """
     xa = np.asarray(a, dtype=np.float64).ravel()
     xb = np.asarray(b, dtype=np.float64).ravel()
