@@ -37,7 +37,7 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} notes in {sampled.seconds:.2f} s "
             f"({sampled.ms_per_step:.2f} ms per step for the batch), with their audio (OGG), engraved as MusicXML, "
             "SVG and PNG, and as many greedy pieces from the same primers")
-    reference = _corpus_reference(job, corpus, spec.scheme, spec.sample_length, spec.seed)
+    reference = corpus_reference(corpus, job.test_pieces(corpus), spec.scheme, spec.sample_length, spec.seed)
     reference.save(out / "model")
     return {
         **pieces.report(trained, reference, out),
@@ -53,15 +53,14 @@ TRAINING_EXCERPTS = 32
 HELD_OUT_EXCERPTS = 64
 
 
-def _corpus_reference(job: JobRun, corpus: corpora.Corpus, scheme: str, notes: int, seed: int) -> CorpusReference:
+def corpus_reference(corpus: corpora.Corpus, test: np.ndarray, scheme: str, notes: int, seed: int) -> CorpusReference:
     """The training and held-out columns: excerpts of up to TRAINING_EXCERPTS training pieces and up to
-    HELD_OUT_EXCERPTS held-out pieces, each as long in notes as the samples (music/evaluation.py)."""
+    HELD_OUT_EXCERPTS of the `test` pieces, each as long in notes as the samples (music/evaluation.py)."""
     from service.model.generate import CorpusReference
     from service.model.testsplit import train_pieces
     from service.music import evaluation, quality
 
     rng = np.random.default_rng(seed)
-    test = job.test_pieces(corpus)
 
     def excerpts(pieces: np.ndarray, count: int) -> list[np.ndarray]:
         chosen = rng.permutation(pieces)[:count]
