@@ -31,6 +31,8 @@ def env(tmp_path):
         (["submit", "--dataset", "giantmidi"], ["not imported yet", "composer datasets import giantmidi"]),
         (["submit", "--dataset", "bach", "--epochs", "0"], ["--epochs must be at least 1"]),
         (["submit", "--dataset", "bach", "--preset", "huge"], ["unknown preset 'huge'"]),
+        (["submit", "--dataset", "bach", "--test-share", "0.6"], ["--test-share must be in [0, 0.5]", "got 0.6"]),
+        (["submit", "--dataset", "bach", "--test-share", "-0.1"], ["--test-share must be in [0, 0.5]"]),
         (["submit", "--dataset", "bach", "--store", "ftp://host/x"], ["unsupported store"]),
         (["submit", "--dataset", "bach", "--address", "ray://10.1.2.3:10001"], ["Ray Client address"]),
         (["submit", "--dataset", "bach", "--address", "http://cluster.invalid:8265"],

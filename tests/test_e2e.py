@@ -84,11 +84,17 @@ def test_pulled_layout_matches_the_contract(s3_job):
     assert report["files"] == 5 and report["pieces"] == 5 and report["workers"] == 2
     assert report["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows))
     quality = report["quality"]
-    assert set(quality) == {"corpus", "sampled", "greedy"}
+    assert set(quality) == {"training", "held_out", "sampled", "greedy"}
     for stats in quality.values():
-        assert {"distinct_4gram_ratio", "longest_loop_tokens", "pitch_class_entropy_bits", "notes_per_bar",
-                "polyphony", "in_key_share"} <= set(stats)
+        assert {"distinct_4gram_ratio", "longest_loop_tokens", "pitch_class_entropy_bits", "polyphony",
+                "in_key_share", "pitch_range", "scale_consistency", "duration_median", "ioi_median"} <= set(stats)
+        # notes-chords keeps no rhythm: nothing is measured on a beat grid
+        assert not {"notes_per_bar", "onsets_on_beat_share", "empty_beat_rate", "groove_consistency"} & set(stats)
+        assert stats["time_unit"] == "second"
+    assert report["meter"]["has_meter"] is False and "keeps no rhythm" in report["meter"]["reason"]
     assert quality["sampled"]["pitch_class_js_distance_to_corpus"] < 1.0
+    for column in ("held_out", "sampled", "greedy"):
+        assert 0.0 <= quality[column]["overlap_mean"] <= 1.0 and quality[column]["kl_mean"] >= 0.0
     assert report["sampling"]["method"] == "sample" and report["sampling"]["temperature"] == 1.0
     # CPU workers: no float16, no XLA (accelerate.py switches them on for GPUs only).
     assert report["training_device"] == {"device": "CPU", "mixed_precision": False, "xla": False}  # no GPU fields
@@ -130,8 +136,8 @@ def test_the_pulled_job_s_page_plays_and_shows_everything_offline(s3_job, chromi
     assert sorted(seen["pieces"]) == pieces
     assert sorted(seen["audio"]) == sorted(p.name for p in (s3_job["out"] / "samples").glob("*.ogg"))
     assert "loss.png" in seen["images"] and "samples/sample-01.png" in seen["images"]
-    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
-    assert s3_job["result"]["job_id"] in seen["text"]
+    assert seen["columns"] == ["metric", "training", "held_out", "sampled", "greedy"]
+    assert s3_job["result"]["job_id"] in seen["text"] and "Held-out test score" in seen["text"]
     update = os.environ.get("COMPOSER_UPDATE_SCREENSHOT") == "1"
     shot = screenshot(chromium, REPO / "docs" / "report.png" if update else tmp_path / "report.png")
     assert shot.stat().st_size < 400_000
@@ -223,9 +229,35 @@ def test_status_and_list_report_the_job(s3_job):
     job = s3_job["result"]["job_id"]
     status = run_cli("status", job, "--store", s3_job["store"], "--json", env=s3_job["env"])
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["state"] == "SUCCEEDED"
+    state = json.loads(status.stdout)
+    assert state["state"] == "SUCCEEDED"
+    report = json.loads((s3_job["out"] / "report.json").read_text())
+    assert state["test"] == {k: v for k, v in report["test"].items() if k != "files"}
     listed = run_cli("list", "--store", s3_job["store"], "--json", env=s3_job["env"])
-    assert job in [row["job_id"] for row in json.loads(listed.stdout)]
+    row = next(row for row in json.loads(listed.stdout) if row["job_id"] == job)
+    assert row["nats_per_second"] == report["test"]["nats_per_second"]
+    shown = run_cli("list", "--store", s3_job["store"], env=s3_job["env"])
+    assert f"test {report['test']['nats_per_second']:.4f} nats/s" in shown.stdout, shown.stdout
+
+
+def test_the_held_out_pieces_are_scored_and_never_trained_on(s3_job, five_files):
+    """The job holds out pieces chosen by their files' sha256 (at least one of five), scores them whole,
+    and the numbers add up: nats per second is the summed log-loss over the pieces' seconds of music."""
+    import hashlib
+
+    from service.model.testsplit import digest_fraction
+
+    report = json.loads((s3_job["out"] / "report.json").read_text())
+    test = report["test"]
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in five_files.glob("*.mid")}
+    below = sorted(name for name, d in digests.items() if digest_fraction(d) < 0.1)
+    expected = below or [min(digests, key=lambda name: digest_fraction(digests[name]))]
+    assert sorted(test["files"]) == expected and test["pieces"] == len(expected) and test["share"] == 0.1
+    for field in ("nats_per_token", "bits_per_note", "nats_per_second"):
+        assert np.isfinite(test[field]) and test[field] > 0, (field, test)
+    assert test["nats_per_second"] == pytest.approx(test["nats"] / test["seconds"], rel=1e-4)
+    assert test["nats_per_token"] == pytest.approx(test["nats"] / test["tokens"], rel=1e-4)
+    assert test["notes"] > 100 and test["seconds"] > 10  # whole pieces, not windows
 
 
 def test_secrets_never_leave_the_callers_environment(s3_job, s3_server, ray_head):
@@ -335,6 +367,11 @@ def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head,
         assert quality["sampled"][distance] < quality["greedy"][distance], (distance, quality)
     assert quality["sampled"]["min_distinct_durations"] >= 3, quality["sampled"]
     assert quality["sampled"]["dropped_tokens"] == quality["greedy"]["dropped_tokens"] == 0
+    # the held-out test score and the held-out column; the chorales have a meter, measured on their beat
+    assert report["test"]["pieces"] >= 20 and np.isfinite(report["test"]["nats_per_second"])
+    assert set(quality) == {"training", "held_out", "sampled", "greedy"}
+    assert report["meter"] == {"has_meter": True, "reason": ""}
+    assert quality["held_out"]["time_unit"] == "quarter" and 0 < quality["held_out"]["groove_consistency"] <= 1
     samples = sorted((out / "samples").glob("sample-*.mid"))
     assert len(samples) == 4
     for midi in samples:  # 256 notes each, and at least 3 distinct durations (in ticks)
@@ -397,6 +434,11 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((out / "model" / "composer.json").read_text())
     assert meta["scheme"] == "remi+key-estimated" and "Bar" in meta["vocab"] and meta["spec"]["key_conditioning"]
+    report = json.loads((out / "report.json").read_text())
+    assert np.isfinite(report["test"]["nats_per_token"])  # scored with each piece's key
+    # GiantMIDI in remi: a transcription on a fixed clock, so no beat-grid measures (the chorales have them)
+    assert report["meter"]["has_meter"] is False and "transcription clock" in report["meter"]["reason"]
+    assert "groove_consistency" not in report["quality"]["held_out"]
     notes = [fastparse.read_notes(p) for p in sorted((out / "samples").glob("sample-*.mid"))]
     assert sum(len(n) for n in notes) > 0
     durations = np.concatenate([n.end - n.start for n in notes])
@@ -460,8 +502,10 @@ def test_a_second_job_on_the_same_files_reuses_the_cached_tokens(s3_job, five_fi
     assert pulled.returncode == 0, pulled.stderr
     report = json.loads((s3_job["out"].parent / "again" / "report.json").read_text())
     assert report["token_cache"]["cache"] == "hit" and report["token_cache"]["key"] == first["key"]
-    assert report["token_cache"]["shards_fetched"] == 0 and report["tokens"] == json.loads(
-        (s3_job["out"] / "report.json").read_text())["tokens"]
+    first_report = json.loads((s3_job["out"] / "report.json").read_text())
+    assert report["token_cache"]["shards_fetched"] == 0 and report["tokens"] == first_report["tokens"]
+    # the cached corpus keeps each file's digest: the same pieces are held out in another job
+    assert report["test"]["files"] == first_report["test"]["files"]
 
 
 def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_home, shared_midi, tmp_path):
@@ -470,11 +514,15 @@ def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_ho
     store = tmp_path / "store"
     count = legacy_dataset(open_store(str(store)), "old-ff", shared_midi / "final-fantasy")
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
-    proc = run_cli("submit", "--dataset", "old-ff", *QUICK, "--wait", "--json", "--to", str(tmp_path / "out"),
-                   env=env)
+    proc = run_cli("submit", "--dataset", "old-ff", *QUICK, "--test-share", "0", "--wait", "--json", "--to",
+                   str(tmp_path / "out"), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert job["state"] == "SUCCEEDED" and job["token_cache"] == "off"
+    assert job["state"] == "SUCCEEDED" and job["token_cache"] == "off" and job["test"] is None
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["files"] == count and report["pieces"] > 0
+    # --test-share 0: every piece trained on, and the report says there is no test score
+    assert report["test"] is None and "--test-share 0" in report["test_note"]
+    assert "held_out" not in report["quality"] and "training" in report["quality"]
+    assert "no held-out test score" in (tmp_path / "out" / "report.html").read_text()
     assert len(list((tmp_path / "out" / "samples").glob("sample-*.mid"))) == 1

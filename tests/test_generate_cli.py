@@ -1,11 +1,11 @@
 """`composer generate` makes the same page a job does: the job's loss curve, each piece (samples and
-greedy ones) with audio, score and piano roll, and the quality table with the corpus column and the
+greedy ones) with audio, score and piano roll, and the quality table with the training and held-out columns and the
 distances to the corpus, from what the job kept in its model folder (reference.json, loss.png).
 
 The model folder is made by the job's own stages (service/job/generate.py and publish.py) on a local
 store, after a few real training steps of the tiny network, and pulled as `composer pull` does
 (every file checked against MANIFEST.json); then the installed `composer generate` runs on it. A
-model folder from before jobs kept the reference still generates, without the corpus column.
+model folder from before jobs kept the reference still generates, without the training column.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_generate_writes_the_jobs_page(pulled, chromium, tmp_path):
 
 
 def test_an_older_model_folder_still_generates(pulled, chromium, tmp_path):
-    """A model folder pulled before jobs kept reference.json and loss.png: no corpus column, no
+    """A model folder pulled before jobs kept reference.json and loss.png: no training column, no
     distances to the corpus, no loss curve; the rest as before. With --greedy, no second greedy set."""
     folder, _ = pulled
     old = tmp_path / "old-model"

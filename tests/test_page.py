@@ -38,7 +38,7 @@ def _quality(shared_midi: Path, folder: Path, names: dict[str, list[str]]) -> di
     corpus = fastparse.tokenize([str(shared_midi / FF / n) for n in CORPUS], scheme=SCHEME)
     reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, SCHEME, LENGTH, 4,
                                                np.random.default_rng(0))
-    described = {"corpus": quality.describe(reference, corpus.vocab, SCHEME, hist)}
+    described = {"training": quality.describe(reference, corpus.vocab, SCHEME, hist)}
     for section, files in names.items():
         pieces = fastparse.tokenize([str(folder / n) for n in files], scheme=SCHEME, vocab=corpus.vocab)
         rows = [pieces.tokens[a:b][:LENGTH] for a, b in zip(pieces.offsets[:-1], pieces.offsets[1:], strict=True)]
@@ -127,7 +127,7 @@ def test_job_page(chromium, job_folder: Path, tmp_path: Path) -> None:
                               "samples/sample-01.roll.png", "samples/sample-01.png",
                               "samples/sample-02.roll.png", "samples/sample-02.png",
                               "samples/greedy-01.roll.png"]  # greedy pieces: no score
-    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    assert seen["columns"] == ["metric", "training", "sampled", "greedy"]
     metrics = chromium.execute_script("return [...document.querySelectorAll('table.quality tbody tr')]"
                                       ".map(r => r.cells[0].textContent)")
     assert metrics[:3] == ["pieces", "tokens_per_piece", "distinct_4gram_ratio"] and "key_of_all" in metrics
@@ -139,7 +139,7 @@ def test_job_page(chromium, job_folder: Path, tmp_path: Path) -> None:
     row = chromium.execute_script(
         "return [...document.querySelectorAll('table.quality tbody tr')].find(r => r.cells[0].textContent"
         " === 'pitch_class_js_distance_to_corpus').innerText")
-    for section in ("corpus", "sampled", "greedy"):
+    for section in ("training", "sampled", "greedy"):
         assert f"{quality[section]['pitch_class_js_distance_to_corpus']:.4g}" in row
     assert "Jensen-Shannon" in text and "lower is closer" in text
 
@@ -158,7 +158,7 @@ def test_generate_page(chromium, generate_folder: Path) -> None:
     assert seen["pieces"] == ["sample-01", "sample-02", "greedy-01"]
     assert seen["images"] == ["loss.png", "sample-01.roll.png", "sample-01.png", "sample-02.roll.png",
                               "sample-02.png", "greedy-01.roll.png"]
-    assert seen["columns"] == ["metric", "corpus", "sampled", "greedy"]
+    assert seen["columns"] == ["metric", "training", "sampled", "greedy"]
     assert "trained by job" in seen["text"] and "job-ff" in seen["text"] and "composer job" not in seen["text"]
     assert "key A minor" in seen["text"] and "key E-flat major" in seen["text"]
     # The user's primer path is shown as text, not parsed as markup.
@@ -188,7 +188,7 @@ def test_pieces_of_another_length_than_the_corpus_excerpts_are_flagged(tmp_path:
                                                                        warned: bool) -> None:
     """`composer generate --length` other than the job's: the repetition measures are read with care."""
     (tmp_path / "report.json").write_text(json.dumps({"job_id": "j", "quality": {
-        "corpus": {"tokens_per_piece": 256.0, "distinct_4gram_ratio": 0.5},
+        "training": {"tokens_per_piece": 256.0, "distinct_4gram_ratio": 0.5},
         "sampled": {"tokens_per_piece": pieces, "distinct_4gram_ratio": 0.7}}}))
     text = write_page(tmp_path).read_text()
     assert (f"These pieces are about {pieces:.0f} tokens long and the corpus excerpts 256" in text) is warned
@@ -196,7 +196,7 @@ def test_pieces_of_another_length_than_the_corpus_excerpts_are_flagged(tmp_path:
 
 def test_generate_into_a_pulled_jobs_folder_shows_its_own_pieces(shared_midi: Path, tmp_path: Path) -> None:
     """`composer generate --out DIR` with DIR a pulled job's folder: the page shows the pieces generate
-    wrote into DIR, not the job's of the same name in DIR/samples/; without a corpus column it says why."""
+    wrote into DIR, not the job's of the same name in DIR/samples/; without a training column it says why."""
     (tmp_path / "samples").mkdir()
     shutil.copyfile(shared_midi / FF / "8.mid", tmp_path / "samples" / "sample-01.mid")
     shutil.copyfile(shared_midi / FF / "DOS.mid", tmp_path / "sample-01.mid")
@@ -204,7 +204,7 @@ def test_generate_into_a_pulled_jobs_folder_shows_its_own_pieces(shared_midi: Pa
                                                       "quality": {"sampled": {"pieces": 1}}}))
     text = write_page(tmp_path).read_text()
     assert 'href="sample-01.mid"' in text and "samples/sample-01" not in text
-    assert "no corpus column" in text
+    assert "no training column" in text and "no held_out column" in text
 
     (tmp_path / "report.json").write_text(json.dumps({"job_id": "j", "samples": ["sample-01.mid"]}))
     text = write_page(tmp_path).read_text()  # the job's own report: its pieces are in samples/

@@ -59,6 +59,18 @@ def test_a_nan_loss_fails_with_its_reason(env, five_files):
     assert not (jobdir / "checkpoints" / "latest.json").exists()  # no NaN weights committed
 
 
+def test_one_piece_is_too_few_for_a_held_out_test_score(env, five_files, tmp_path):
+    """A held-out piece and a piece to train on need two: one file is refused before training, and the
+    line says how many there are, how many are needed and how to go without (--test-share 0)."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    first = sorted(five_files.glob("*.mid"))[0]
+    (folder / first.name).write_bytes(first.read_bytes())
+    line, status, _ = _failed(env, str(folder), "--epochs", "1")
+    assert "the corpus has 1 piece" in line and "at least 2" in line and "--test-share 0" in line, line
+    assert status["epoch"] == 0  # refused before any training
+
+
 def test_a_dataset_with_no_usable_file_fails_with_its_reason(env, tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()

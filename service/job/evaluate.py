@@ -4,8 +4,6 @@ never primers (model/testsplit.py), so this is the number that says how good the
 
 from __future__ import annotations
 
-import time
-
 from service.job.context import JobRun
 from service.storage import corpus as corpora
 from service.storage import jobstate
@@ -14,9 +12,8 @@ from service.storage import jobstate
 def run(job: JobRun, corpus: corpora.Corpus) -> dict | None:
     """report.json's `test` block, also kept in status.json (`composer status --json`, `composer list`);
     None when the job holds nothing out (--test-share 0, or a corpus from before the split)."""
-    from service.model import score
-    from service.model.architecture import build_model, decoder_for
-    from service.music.keys import piece_keys
+    from service.model.architecture import build_model
+    from service.model.score import held_out_score
 
     spec = job.spec
     test = job.test_pieces(corpus)
@@ -27,18 +24,11 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict | None:
     job.phase("evaluate", f"scoring the {len(test)} held-out test pieces")
     model = build_model(spec, len(corpus.vocab))
     model.set_weights(jobstate.best_weights(job.store, spec.job_id))
-    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
-    keys = piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)[test] if spec.key_conditioning else None
-    started = time.monotonic()
-    scores = score.score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys)
-    scoring = time.monotonic() - started
-    notes, seconds = score.music_of(pieces, corpus.vocab, spec.scheme)
-    files = [corpus.names[i] for i in test] if corpus.names else []
-    block = score.test_block(files, scores, notes, seconds, spec.test_share, scoring)
+    block = held_out_score(model, spec, corpus, test)
     job.say(f"held-out test score over {block['pieces']} pieces ({block['tokens']} tokens, {block['notes']} notes, "
             f"{block['seconds']:.0f} s of music): {block['nats_per_token']} nats per token, "
             f"{block['bits_per_note']} bits per note, {block['nats_per_second']} nats per second "
-            f"(scored in {scoring:.2f} s)")
+            f"(scored in {block['scoring_seconds']:.2f} s)")
     jobstate.update(job.store, spec.job_id, job.run_id, test=_summary(block))
     return block
 

@@ -19,11 +19,14 @@ Three units (report.json -> test):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from service.model.decoder import LstmDecoder
+from service.spec import JobSpec
+from service.storage.corpus import Corpus
 
 
 @dataclass
@@ -87,6 +90,22 @@ def music_of(pieces: list[np.ndarray], vocab: list[str], scheme: str) -> tuple[n
         if len(n):
             notes[i], seconds[i] = len(n), float(n.end.max() - n.start.min())
     return notes, seconds
+
+
+def held_out_score(model, spec: JobSpec, corpus: Corpus, test: np.ndarray) -> dict:
+    """The test block of a trained Keras model (its weights, through the numpy decoder) over the corpus's
+    `test` pieces: the job's evaluate stage and benchmarks/quality.py."""
+    from service.model.architecture import decoder_for
+    from service.music.keys import piece_keys
+
+    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
+    keys = piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)[test] if spec.key_conditioning else None
+    started = time.monotonic()
+    scores = score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys)
+    scoring = time.monotonic() - started
+    notes, seconds = music_of(pieces, corpus.vocab, spec.scheme)
+    files = [corpus.names[i] for i in test] if corpus.names else []
+    return test_block(files, scores, notes, seconds, spec.test_share, scoring)
 
 
 def test_block(files: list[str], scores: Scores, notes: np.ndarray, seconds: np.ndarray, share: float,
