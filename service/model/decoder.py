@@ -60,11 +60,7 @@ class LstmDecoder:
         zeros = np.zeros((rows, self.spec.units), dtype=np.float32)
         self.state = [(zeros, zeros) for _ in self.lstms]
 
-    def keep(self, rows: int) -> None:
-        """Carry on with the first `rows` rows only (the others have ended)."""
-        self.state = [(h[:rows], c[:rows]) for h, c in self.state]
-
-    def _features(self, tokens: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+    def features(self, tokens: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
         x = self.token_features(tokens)
         if self.spec.key_conditioning:
             if keys is None:
@@ -74,7 +70,7 @@ class LstmDecoder:
 
     def step(self, tokens: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
         """One time step for every row: (rows,) token ids (and key ids) -> (rows, vocab) logits."""
-        x = self._features(np.asarray(tokens), None if keys is None else np.asarray(keys))
+        x = self.features(np.asarray(tokens), None if keys is None else np.asarray(keys))
         for i, lstm in enumerate(self.lstms):
             h, c = self.state[i]
             z = np.concatenate([x, h], axis=1) @ lstm.weights + lstm.bias

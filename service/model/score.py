@@ -1,10 +1,10 @@
 """The held-out test score: every held-out piece scored whole, in units that compare.
 
-The best weights' numpy decoder (model/decoder.py) reads each piece from its first token with a
-fresh state and carries the state to the end, so nothing is cut into windows and every token after
-the first is predicted from all of the piece before it (the first token, which has no context, is
-not scored). Pieces are batched: sorted by length, longest first, `rows` at a time, and a batch
-drops its finished rows as it goes, so padding costs nothing.
+The best weights' numpy decoder (model/decoder.py: its weights, features and head) reads each piece
+from its first token with a fresh state and carries the state to the end, so nothing is cut into
+windows and every token after the first is predicted from all of the piece before it (the first
+token, which has no context, is not scored). Pieces are batched: sorted by length, longest first,
+`rows` at a time, and a batch drops its finished rows as it goes, so padding costs little.
 
 Three units (report.json -> test):
 - `nats_per_token`: mean negative log-likelihood per scored token, the unit of published numbers
@@ -47,28 +47,57 @@ def score_pieces(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarra
     return Scores(nats, np.maximum(lengths - 1, 0))
 
 
+BLOCK = 256  # time steps a batch runs layer by layer before the next block (bounds the memory per block)
+
+
 def _score_batch(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarray | None) -> np.ndarray:
-    """Pieces sorted longest first: the rows still going at step t are always the first ones."""
+    """Pieces sorted longest first. The decoder's math, reordered for throughput: time runs in blocks of
+    BLOCK steps and, within a block, layer by layer, so that only the recurrent product is a per-step
+    call (the input projections, the head, the logits and the log-likelihood are one matrix product
+    each per block); the state carries over from block to block. Rows that have ended are dropped at
+    each block and their padding is never counted."""
     lengths = np.array([len(p) for p in pieces])
     grid = np.zeros((len(pieces), int(lengths.max(initial=0))), dtype=np.int32)
     for row, piece in enumerate(pieces):
         grid[row, :len(piece)] = piece
     total = np.zeros(len(pieces), dtype=np.float64)
-    active = int((lengths > 1).sum())
-    if active == 0:
-        return total
-    decoder.reset(active)
-    logits = decoder.step(grid[:active, 0], None if keys is None else keys[:active])
-    for t in range(1, grid.shape[1]):
-        going = int((lengths[:active] > t).sum())
-        if going < active:
-            active = going
-            decoder.keep(active)
-            logits = logits[:active]
-        total[:active] += negative_log_likelihood(logits, grid[:active, t])
-        if t + 1 < grid.shape[1]:
-            logits = decoder.step(grid[:active, t], None if keys is None else keys[:active])
+    layers = [_gates_last(lstm) for lstm in decoder.lstms]
+    state = [(np.zeros((len(pieces), u), np.float32), np.zeros((len(pieces), u), np.float32)) for _, _, _, u in layers]
+    kernel, bias = decoder.logits
+    for start in range(0, grid.shape[1] - 1, BLOCK):
+        rows = int((lengths > start + 1).sum())  # rows with a target in this block
+        steps = min(BLOCK, grid.shape[1] - 1 - start)
+        tokens = grid[:rows, start:start + steps]
+        row_keys = None if keys is None else np.repeat(keys[:rows], steps)
+        x = decoder.features(tokens.reshape(-1), row_keys).reshape(rows, steps, -1)
+        for i, (w_in, w_rec, b, units) in enumerate(layers):
+            h, c = state[i][0][:rows], state[i][1][:rows]
+            z_in = (x.reshape(rows * steps, -1) @ w_in + b).reshape(rows, steps, 4 * units)
+            out = np.empty((rows, steps, units), dtype=np.float32)
+            for t in range(steps):
+                z = z_in[:, t] + h @ w_rec
+                gates = 0.5 * (np.tanh(0.5 * z[:, :3 * units]) + 1.0)  # input, forget, output: sigmoid
+                c = gates[:, units:2 * units] * c + gates[:, :units] * np.tanh(z[:, 3 * units:])
+                h = gates[:, 2 * units:] * np.tanh(c)
+                out[:, t] = h
+            state[i] = (h, c)
+            x = out
+        logits = decoder.head(x.reshape(rows * steps, -1)) @ kernel + bias
+        targets = grid[:rows, start + 1:start + 1 + steps].reshape(-1)
+        nll = negative_log_likelihood(logits, targets).reshape(rows, steps)
+        scored = (start + 1 + np.arange(steps))[None, :] < lengths[:rows, None]  # a target inside the piece
+        total[:rows] += np.where(scored, nll, 0.0).sum(axis=1)
     return total
+
+
+def _gates_last(lstm) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(input kernel, recurrent kernel, bias, units) with the gates reordered from Keras's (input, forget,
+    cell, output) to (input, forget, output, cell): the three sigmoid gates side by side, one call."""
+    u = lstm.units
+    order = np.r_[0:2 * u, 3 * u:4 * u, 2 * u:3 * u]
+    weights = lstm.weights[:, order]
+    inputs = weights.shape[0] - u
+    return (np.ascontiguousarray(weights[:inputs]), np.ascontiguousarray(weights[inputs:]), lstm.bias[order], u)
 
 
 def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
