@@ -43,6 +43,13 @@ def test_a_small_corpus_holds_one_out_and_keeps_one_to_train_on():
     assert len(testsplit.held_out(_digests(2), 0.5)) == 1
     assert len(testsplit.held_out(["0" * 64, "1" * 64], 0.5)) == 1  # both below: one stays for training
     assert len(testsplit.held_out(_digests(5), 0.0)) == 0
+    # a file stored twice is on one side only, in the fallbacks too
+    d = _digests(4)
+    lowest = min(d, key=testsplit.digest_fraction)
+    assert testsplit.held_out([*d, lowest], 0.001).tolist() == [d.index(lowest), 4]
+    assert testsplit.held_out(["0" * 64, "0" * 64, "f" * 64], 0.9).tolist() == [0, 1]
+    with pytest.raises(UserError, match="has 1 piece"):
+        testsplit.held_out(["0" * 64, "0" * 64], 0.5)
     with pytest.raises(UserError, match=r"has 1 piece; .* at least 2 .* --test-share 0"):
         testsplit.held_out(_digests(1), 0.1)
 
@@ -95,35 +102,77 @@ def test_no_held_out_piece_feeds_training_validation_or_primers(giantmidi):
     # every primer is one of the training windows (checked above to lie outside the held-out pieces)
     training_windows = {tuple(corpus.tokens[s:s + spec.seq_len].tolist()) for s in train.tolist()}
     assert all(tuple(row) in training_windows for row in bank.tokens.tolist())
-    # and without a held-out share, the split is the one composer made before it had one
-    assert [a.tolist() for a in split_for(corpus.offsets, spec)] == [
-        a.tolist() for a in split_for(corpus.offsets, build_spec("c", "x", "/tmp/x", "tiny", test_share=0.0,
-                                                                 seq_len=32), testsplit.held_out([], 0.1))]
 
 
-def test_the_score_equals_the_keras_model_over_each_whole_piece(giantmidi):
-    """The stateful, batched numpy scoring against the slow reference: Keras over the whole piece at once."""
+
+def test_without_held_out_pieces_the_validation_split_is_the_one_from_before():
+    """A job from before the split (test_share 0) continues on the pieces it was trained on: the ids the
+    old split_pieces(10, 0.2, 1) gave (commit 4ff5627)."""
+    from service.model.windows import split_pieces
+
+    assert [a.tolist() for a in split_pieces(np.arange(10), 0.2, 1)] == [[0, 1, 2, 3, 5, 6, 7, 9], [4, 8]]
+
+
+@pytest.mark.parametrize("network", ["tiny", "key-conditioned", "paper"])
+def test_the_score_equals_the_keras_model_over_each_whole_piece(giantmidi, network):
+    """The stateful, batched numpy scoring against the slow reference: Keras over the whole piece at once
+    (the paper's network, which predicts from a window's last step only, over every prefix of a short
+    piece), with each piece's key for a key-conditioned network."""
     import tensorflow as tf
 
     from service.model import score
-    from service.model.architecture import build_model, decoder_for
+    from service.model.architecture import build_model, decoder_for, model_input
 
-    corpus = _corpus(giantmidi[:6], "remi")
-    spec = build_spec("composer-score", "x", "/tmp/x", "tiny", scheme="remi")
+    scheme = "remi+key" if network == "key-conditioned" else "remi"
+    corpus = _corpus(giantmidi[:6], scheme)
+    preset = "paper" if network == "paper" else "tiny"
+    spec = build_spec("composer-score", "x", "/tmp/x", preset, scheme=scheme, units=16, layers=2, dense=8,
+                      key_conditioning=network == "key-conditioned")
     tf.keras.utils.set_random_seed(3)
     model = build_model(spec, len(corpus.vocab))
-    # pieces of different lengths, one of a single token (nothing to score), batched two rows at a time
-    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i] + n] for i, n in enumerate((300, 41, 1, 170, 2))]
-    scores = score.score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, rows=2)
-    for piece, nats, tokens in zip(pieces, scores.nats, scores.tokens, strict=True):
+    # pieces of different lengths (one over a 256-step block), one of a single token (nothing to score),
+    # batched two rows at a time
+    lengths = (300, 41, 1, 170, 2) if network != "paper" else (30, 7, 1, 12)
+    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i] + n] for i, n in enumerate(lengths)]
+    keys = np.arange(len(pieces), dtype=np.int8) * 5 % 24 if spec.key_conditioning else None
+    scores = score.score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys, rows=2)
+    for row, (piece, nats, tokens) in enumerate(zip(pieces, scores.nats, scores.tokens, strict=True)):
         assert tokens == len(piece) - 1
         if len(piece) < 2:
             assert nats == 0.0
             continue
-        logits = model(piece[None, :-1].astype(np.int32), training=False).numpy()[0].astype(np.float64)
-        reference = score.negative_log_likelihood(logits, piece[1:]).sum()
+        if network == "paper":  # the logits after each prefix
+            logits = np.concatenate([model(model_input(spec, piece[None, :t], len(corpus.vocab)),
+                                           training=False).numpy() for t in range(1, len(piece))])
+        else:
+            row_keys = None if keys is None else keys[row:row + 1]
+            logits = model(model_input(spec, piece[None, :-1].astype(np.int32), len(corpus.vocab), row_keys),
+                           training=False).numpy()[0]
+        reference = score.negative_log_likelihood(logits.astype(np.float64), piece[1:]).sum()
         assert abs(nats / tokens - reference / tokens) < 1e-4, (nats, reference)
         assert nats / tokens > 0.5  # an untrained network: far from certain
+
+
+def test_excerpts_decode_as_the_piece_plays(shared_midi):
+    """The training and held-out columns' excerpts: as many notes as asked, from a bar line, with the key
+    token and the time signature in force there (a 3/4 bar read as 4/4 would gain a silent beat)."""
+    import fastparse
+    from service.music.evaluation import excerpt_by_notes
+
+    files = sorted((shared_midi / "piano-scores").glob("*.mid"))[:8]
+    for scheme in ("remi", "remi+key", "notes-chords"):
+        result = fastparse.tokenize([str(f) for f in files], scheme=scheme)
+        vocab, rng = list(result.vocab), np.random.default_rng(0)
+        for i in range(len(files)):
+            piece = np.asarray(result.tokens[result.offsets[i]:result.offsets[i + 1]])
+            excerpt = excerpt_by_notes(piece, vocab, scheme, 40, rng)
+            written = len(fastparse.read_notes(fastparse.detokenize(excerpt, vocab, scheme=scheme)))  # strict
+            # a notes-chords excerpt ends with the chord that reaches the count
+            assert written == 40 if scheme != "notes-chords" else 40 <= written < 52, (scheme, written)
+            if scheme != "notes-chords":
+                signatures = [vocab[t] for t in piece if vocab[t].startswith("TimeSig_")]
+                assert vocab[excerpt[1 if scheme == "remi+key" else 0]] in signatures
+                assert scheme == "remi" or vocab[excerpt[0]] == vocab[piece[0]]  # the piece's key
 
 
 def test_the_test_block_adds_up():

@@ -47,7 +47,7 @@ def test_describe_tells_a_loop_from_varied_music():
     assert varied_stats["pitch_class_entropy_bits"] > 3.0 > loop_stats["pitch_class_entropy_bits"]
     # notes-chords spaces tokens half a quarter apart: 8 notes per 4/4 bar, one note per onset.
     assert abs(varied_stats["notes_per_bar"] - 8 * 64 / 64.5) < 0.2
-    assert varied_stats["polyphony"] == 1.0
+    assert varied_stats["notes_per_onset"] == 1.0
 
 
 def test_every_key_in_a_report_has_the_token_s_spelling():

@@ -15,8 +15,6 @@ import fastparse
 from service.music import mgeval
 from service.music import sample_metrics as sm
 
-MIDI = Path(__file__).resolve().parents[2] / "shared" / "midi"
-
 
 def piece(*notes: tuple[int, float, float]) -> sm.PieceNotes:
     """(pitch, start, end) in quarter notes; seconds at 120 bpm (half a second per quarter)."""
@@ -31,11 +29,8 @@ CLUSTER = piece(*[(p, 0, 1) for p in range(60, 72)])
 EMPTY = piece()
 
 
-def midi_files(corpus: str, count: int) -> list[Path]:
-    folder = MIDI / corpus
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is not there")
-    return sorted(folder.iterdir())[:count]
+def midi_files(shared: Path, corpus: str, count: int) -> list[Path]:
+    return sorted((shared / corpus).glob("*.mid"))[:count]
 
 
 def test_pitch_measures_by_hand() -> None:
@@ -123,8 +118,8 @@ def test_measures_and_column_are_json_safe() -> None:
     assert sm.column([C_MAJOR], False)["time_unit"] == "second"
 
 
-def test_from_midi_agrees_with_fastparse() -> None:
-    path = midi_files("piano-scores", 1)[0]
+def test_from_midi_agrees_with_fastparse(shared_midi: Path) -> None:
+    path = midi_files(shared_midi, "piano-scores", 1)[0]
     data = path.read_bytes()
     raw = fastparse.read_notes(data)
     notes = sm.PieceNotes.from_midi(data)
@@ -137,9 +132,9 @@ def test_from_midi_agrees_with_fastparse() -> None:
     assert len(part) == 5 and np.array_equal(part.pitch, notes.pitch[3:8])
 
 
-def test_has_meter_on_real_corpora() -> None:
-    transcribed = [sm.PieceNotes.from_midi(p.read_bytes()) for p in midi_files("giantmidi", 10)]
-    scores = [sm.PieceNotes.from_midi(p.read_bytes()) for p in midi_files("piano-scores", 10)]
+def test_has_meter_on_real_corpora(shared_midi: Path) -> None:
+    transcribed = [sm.PieceNotes.from_midi(p.read_bytes()) for p in midi_files(shared_midi, "giantmidi", 10)]
+    scores = [sm.PieceNotes.from_midi(p.read_bytes()) for p in midi_files(shared_midi, "piano-scores", 10)]
     meter, why = sm.has_meter(transcribed)
     assert not meter and "phase entropy" in why
     assert sm.has_meter(scores) == (True, "")

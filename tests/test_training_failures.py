@@ -69,6 +69,15 @@ def test_one_piece_is_too_few_for_a_held_out_test_score(env, five_files, tmp_pat
     line, status, _ = _failed(env, str(folder), "--epochs", "1")
     assert "the corpus has 1 piece" in line and "at least 2" in line and "--test-share 0" in line, line
     assert status["epoch"] == 0  # refused before any training
+    # what the line says to do works: the same file with --test-share 0 trains, and says there is no score
+    out = tmp_path / "out"
+    proc = run_cli("submit", "--dataset", str(folder), *TINY, "--epochs", "1", "--steps-per-epoch", "2",
+                   "--workers", "1", "--test-share", "0", "--wait", "--to", str(out), env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["test"] is None and "--test-share 0" in report["test_note"] and report["pieces"] == 1
+    assert "held_out" not in report["quality"] and "training" in report["quality"]
+    assert "no held-out test score" in (out / "report.html").read_text()
 
 
 def test_a_dataset_with_no_usable_file_fails_with_its_reason(env, tmp_path):

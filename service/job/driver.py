@@ -41,7 +41,8 @@ def start(store: Store, job_id: str, log: JobLog) -> str | None:
     run_id = jobstate.claim(store, job_id)
     if progress.phase != "queued":  # an earlier run started it
         # The clock of the phase it stood at starts again: the time the job lay lost is no phase's.
-        progress = jobstate.update(store, job_id, run_id, resumes=progress.resumes + 1, error=None,
+        # An earlier run's test score goes: this run's best weights may differ (evaluate scores them anew).
+        progress = jobstate.update(store, job_id, run_id, resumes=progress.resumes + 1, error=None, test=None,
                                    phase_started=time.time())
         log.line(f"continuing the job (run {progress.resumes + 1}; it stood at phase {progress.phase}, "
                  f"epoch {progress.epoch})")

@@ -18,7 +18,8 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict | None:
     spec = job.spec
     test = job.test_pieces(corpus)
     if len(test) == 0:
-        why = "--test-share 0" if spec.test_share == 0 else "its corpus was stored before composer kept file digests"
+        why = ("no pieces held out (--test-share 0, or a job from before the held-out split)" if spec.test_share == 0
+               else "its corpus was stored before composer kept file digests")
         job.say(f"no held-out test score: {why}")
         return None
     job.phase("evaluate", f"scoring the {len(test)} held-out test pieces")

@@ -48,14 +48,14 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
 
 
 # Excerpts per column: enough for mgeval's distance distributions (the held-out set's intra-set distances
-# are every pair of its excerpts), few enough that a large corpus's column stays seconds.
+# are every pair of its excerpts), few enough that the columns take seconds, whatever the corpus's size.
 TRAINING_EXCERPTS = 32
 HELD_OUT_EXCERPTS = 64
 
 
 def corpus_reference(corpus: corpora.Corpus, test: np.ndarray, scheme: str, notes: int, seed: int) -> CorpusReference:
-    """The training and held-out columns: excerpts of up to TRAINING_EXCERPTS training pieces and up to
-    HELD_OUT_EXCERPTS of the `test` pieces, each as long in notes as the samples (music/evaluation.py)."""
+    """The training and held-out columns: TRAINING_EXCERPTS excerpts of the training (and validation) pieces
+    and HELD_OUT_EXCERPTS of the `test` pieces, each as long in notes as the samples (music/evaluation.py)."""
     from service.model.generate import CorpusReference
     from service.model.testsplit import train_pieces
     from service.music import evaluation, quality
@@ -63,7 +63,9 @@ def corpus_reference(corpus: corpora.Corpus, test: np.ndarray, scheme: str, note
     rng = np.random.default_rng(seed)
 
     def excerpts(pieces: np.ndarray, count: int) -> list[np.ndarray]:
-        chosen = rng.permutation(pieces)[:count]
+        """`count` excerpts of different pieces, or of the few there are at several places each: mgeval's
+        distance distributions need more than a couple of pieces."""
+        chosen = np.resize(rng.permutation(pieces), count) if len(pieces) else pieces
         return [evaluation.excerpt_by_notes(corpus.tokens[corpus.offsets[p]:corpus.offsets[p + 1]], corpus.vocab,
                                             scheme, notes, rng) for p in chosen]
 

@@ -43,7 +43,8 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
 
 def _no_test(share: float) -> str:
     if share == 0:
-        return "no held-out test score: the job was submitted with --test-share 0 (it trained on every piece)"
+        return ("no held-out test score: the job held no pieces out and trained on every piece (--test-share 0, "
+                "or a job from before the held-out split)")
     return "no held-out test score: the job's corpus was stored before composer kept its files' digests"
 
 

@@ -284,8 +284,9 @@ class CorpusReference:
     excerpt_tokens: int  # the mean length of the training excerpts, in tokens
 
     def save(self, model_dir: Path) -> None:
+        # "corpus": the training column, where a composer from before format 2 reads it.
         body = {"format": 2, "excerpt_tokens": self.excerpt_tokens, "measures": self.measures.to_json(),
-                "evaluation": self.evaluation.to_json()}
+                "evaluation": self.evaluation.to_json(), "corpus": self.evaluation.training}
         (model_dir / REFERENCE_FILE).write_text(json.dumps(body, indent=1, sort_keys=True))
 
     @classmethod
@@ -297,8 +298,8 @@ class CorpusReference:
             return None
         try:
             body = json.loads(path.read_text())
-            if body.get("format", 1) == 1:
-                measured = evaluation.HeldOutReference(True, "", dict(body["corpus"]), None, [])
+            if body.get("format", 1) == 1:  # the meter is then decided from the generated pieces
+                measured = evaluation.HeldOutReference(None, "", dict(body["corpus"]), None, [])
             else:
                 measured = evaluation.HeldOutReference.from_json(body["evaluation"])
             return cls(quality.Reference.from_json(body["measures"]), measured, int(body["excerpt_tokens"]))
@@ -326,7 +327,7 @@ class Pieces:
         if self.greedy is not None:
             described["greedy"], greedy_pieces = describe_samples(model, self.greedy, corpus, report_dir)
             per_piece += greedy_pieces
-        meter = corpus.evaluation if corpus is not None else None
+        meter = corpus.evaluation if corpus is not None and corpus.evaluation.meter is not None else None
         return {
             "samples": [p.name for p in self.sampled.paths],
             "greedy_samples": [p.name for p in self.greedy.paths] if self.greedy is not None else [],

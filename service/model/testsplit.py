@@ -8,8 +8,9 @@ falls below the job's `test_share`. The choice of each file depends on that file
   bytes, not of the tokens), so held-out scores of two jobs are over the same music;
 - a file stored twice under two names is on one side only, never leaking from training into test.
 
-The share held out is therefore `test_share` in expectation, not exactly; at least one piece is
-held out (the one whose digest comes lowest) and at least one is left to train on.
+The share held out is therefore `test_share` in expectation, not exactly. At least one file is held
+out (the one whose digest comes lowest, when none falls below the share: a small corpus, whose split
+can then change once a file below the share is added) and at least one is left to train on.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ def held_out(digests: Sequence[str], share: float) -> np.ndarray:
     if len(digests) < 2:
         raise too_few(len(digests))
     where = np.array([digest_fraction(d) for d in digests])
-    chosen = np.flatnonzero(where < share)
-    if len(chosen) == 0:  # a small corpus: the lowest digest is held out
-        chosen = np.array([int(np.argmin(where))])
-    if len(chosen) == len(digests):  # keep one to train on: the highest digest
-        chosen = np.delete(chosen, int(np.argmax(where[chosen])))
-    return chosen.astype(np.int64)
+    chosen = where < share
+    if not chosen.any():  # a small corpus: the lowest digest is held out (every copy of that file)
+        chosen = where == where.min()
+    if chosen.all():  # keep one file to train on: the highest digest (every copy of it)
+        chosen &= where != where.max()
+    if not chosen.any():  # every piece is the same file
+        raise too_few(1)
+    return np.flatnonzero(chosen).astype(np.int64)
 
 
 def of(corpus: Corpus, spec: JobSpec) -> np.ndarray:

@@ -21,7 +21,6 @@ corpus without a meter (a transcription on a fixed clock, or notes-chords, which
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -52,8 +51,9 @@ def note_tokens(piece: np.ndarray, vocab: list[str], scheme: str) -> np.ndarray:
 def excerpt_by_notes(piece: np.ndarray, vocab: list[str], scheme: str, notes: int,
                      rng: np.random.Generator) -> np.ndarray:
     """A stretch of the piece with `notes` notes (all of it when it has fewer), at a random place; in the
-    remi schemes from a bar line to the end of its last note's tokens (Pitch, Velocity, Duration), so it
-    decodes as the piece plays it."""
+    remi schemes from a bar line to the end of its last note's tokens (Pitch, Velocity, Duration), after
+    the piece's key token (remi+key) and the time signature in force there, so that it decodes as the
+    piece plays it (a bar of 3/4 read as 4/4 would gain a silent beat)."""
     counts = note_tokens(piece, vocab, scheme)
     before = np.concatenate([[0], np.cumsum(counts)])  # notes before token i
     total = int(before[-1])
@@ -67,7 +67,19 @@ def excerpt_by_notes(piece: np.ndarray, vocab: list[str], scheme: str, notes: in
     wanted = before[start] + min(notes, total - int(before[start]))
     last = int(np.searchsorted(before, wanted, side="left")) - 1  # the token that starts the last note
     end = last + (1 if scheme == "notes-chords" else 3)
-    return np.asarray(piece[start:max(end, start)], dtype=np.int32)
+    return np.concatenate([_context(piece, vocab, scheme, start), piece[start:max(end, start)]]).astype(np.int32)
+
+
+def _context(piece: np.ndarray, vocab: list[str], scheme: str, start: int) -> np.ndarray:
+    """What a remi stream states before the bar at `start`: the key token of the key schemes (the piece's
+    first token) and the last time signature before it."""
+    if scheme == "notes-chords" or start == 0:
+        return np.zeros(0, dtype=np.int32)
+    is_signature = np.array([token.startswith("TimeSig_") for token in vocab])
+    signatures = np.flatnonzero(is_signature[piece[:start]])
+    head = [int(piece[0])] if vocab[int(piece[0])].startswith("Key_") else []
+    signature = [int(piece[signatures[-1]])] if len(signatures) else []
+    return np.asarray(head + signature, dtype=np.int32)
 
 
 def corpus_meter(pieces: list[PieceNotes], scheme: str) -> tuple[bool, str]:
@@ -83,7 +95,7 @@ class HeldOutReference:
     `composer generate` fills the same table: the training and held-out columns, the held-out pieces'
     features for mgeval's comparison, and the meter."""
 
-    meter: bool
+    meter: bool | None  # None: not known (a reference.json from before it was kept): decided from the pieces
     meter_reason: str
     training: dict
     held_out: dict | None  # None when the job held nothing out
@@ -135,7 +147,7 @@ def describe_generated(pieces: list[np.ndarray], vocab: list[str], scheme: str, 
     """A generated set's column (with mgeval's comparison against the held-out set where there is one)
     and each piece's own MusPy measures."""
     notes = notes_of(pieces, vocab, scheme)
-    meter = held_out.meter if held_out is not None else corpus_meter(notes, scheme)[0]
+    meter = held_out.meter if held_out is not None and held_out.meter is not None else corpus_meter(notes, scheme)[0]
     described = column(pieces, notes, vocab, scheme, meter, reference)
     if held_out is not None and held_out.features:
         versus = mgeval.compare([sample_metrics.features(n, meter) for n in notes], held_out.features)
@@ -148,8 +160,3 @@ def _comparison(versus: dict | None) -> dict:
         return {"overlap_mean": None, "kl_mean": None}
     return {"overlap_mean": versus["overlap_mean"], "kl_mean": versus["kl_mean"], "overlap": versus["overlap"],
             "kl": versus["kl"]}
-
-
-def piece_metrics(paths: list[Path], measures: list[dict], folder: str = "samples") -> list[dict]:
-    """report.json's piece_metrics rows: each generated piece's file and its own measures."""
-    return [{"file": f"{folder}/{path.name}", **m} for path, m in zip(paths, measures, strict=True)]

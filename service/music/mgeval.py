@@ -121,8 +121,12 @@ def kl_divergence(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
     xa = np.asarray(a, dtype=np.float64).ravel()
     xb = np.asarray(b, dtype=np.float64).ravel()
     grid = np.linspace(min(xa.min(), xb.min()), max(xa.max(), xb.max()), KL_POINTS)
-    p = gaussian_kde(xa)(grid)
-    q = np.maximum(gaussian_kde(xb)(grid), KL_FLOOR)
+    pdf_a, pdf_b = gaussian_kde(xa), gaussian_kde(xb)
+    p = pdf_a(grid)
+    if not p.sum() > 0:  # a's density is a spike (a degenerate sample) between the grid's points
+        grid = np.sort(np.concatenate([grid, xa]))
+        p = pdf_a(grid)
+    q = np.maximum(pdf_b(grid), KL_FLOOR)
     p = p / p.sum()
     q = q / q.sum()
     pos = p > 0
@@ -162,9 +166,9 @@ def compare(
     ``kl_dist(set_intra, sets_inter)`` and ``overlap_area(set_intra, sets_inter)``. Returns
     ``{"overlap": {feature: OA}, "kl": {feature: KL}, "overlap_mean": mean OA, "kl_mean": mean KL}``,
     rounded to 4 decimals; None with fewer than 2 reference pieces, no generated piece or no shared
-    feature. A good generator: overlap near 1, KL near 0. The KL, as mgeval's, sees only the shapes
-    of the two distance distributions (``kl_divergence``): a generated set that is the reference set
-    spread out (every feature scaled) lowers the overlap but can leave the KL near 0.
+    feature. A good generator: overlap near 1, KL near 0 (both densities on one grid, see
+    ``kl_divergence``: a generated set farther from the reference than its pieces are from each other
+    raises the KL as well as lowering the overlap).
     """
     if len(reference) < 2 or len(generated) < 1:
         return None

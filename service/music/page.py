@@ -37,9 +37,10 @@ METRIC_ORDER = ("overlap_mean", "kl_mean", "pieces", "tokens_per_piece", "distin
                 "longest_loop_tokens", "longest_loop_period",
                 "mean_longest_loop_tokens", "pitch_class_entropy_bits", "pitch_class_js_distance_to_corpus",
                 "duration_js_distance_to_corpus", "ioi_js_distance_to_corpus", "onsets_on_beat_share",
-                "min_distinct_durations", "dropped_tokens", "notes_per_bar", "polyphony", "in_key_share",
-                "in_conditioned_key_share", "key_of_all", "pitch_range", "scale_consistency", "duration_median",
-                "duration_mean", "ioi_median", "ioi_mean", "time_unit", "empty_beat_rate", "groove_consistency")
+                "min_distinct_durations", "dropped_tokens", "notes_per_bar", "notes_per_onset", "polyphony",
+                "in_key_share", "in_conditioned_key_share", "key_of_all", "pitch_range", "scale_consistency",
+                "duration_median", "duration_mean", "ioi_median", "ioi_mean", "time_unit", "empty_beat_rate",
+                "groove_consistency")
 # Training settings in reading order, with their labels; absent ones are skipped.
 TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme", "token scheme"),
             ("files", "MIDI files"), ("pieces", "pieces"),
@@ -81,7 +82,8 @@ QUALITY_NOTE = (
     "different note lengths in the least varied piece (the paper's model wrote every note the same). "
     "<code>dropped_tokens</code> counts tokens a decoder would have to skip (composer's grammar keeps it "
     "at 0). "
-    "<code>notes_per_bar</code> counts notes per 4/4 bar, <code>in_key_share</code> the share of notes in "
+    "<code>notes_per_bar</code> counts notes per 4/4 bar, <code>notes_per_onset</code> notes per distinct "
+    "onset, <code>in_key_share</code> the share of notes in "
     "the key estimated from the piece's own notes "
     "(Krumhansl-Schmuckler profiles), <code>in_conditioned_key_share</code> the share in the key the piece "
     "was asked for (key-conditioned models): means over the pieces. <code>key_of_all</code> is the key "
@@ -335,8 +337,9 @@ def _length_note(quality: dict) -> str:
     if abs(pieces - excerpt) <= 0.25 * excerpt:
         return ""
     return (f" These pieces are about {pieces:.0f} tokens long and the corpus excerpts {excerpt:.0f}: read "
-            "<code>distinct_4gram_ratio</code> and the loop measures with that in mind (they depend on length); "
-            "the distances to the corpus compare distributions and do not.")
+            "<code>distinct_4gram_ratio</code>, the loop measures, <code>overlap_mean</code> and <code>kl_mean</code> "
+            "with that in mind (they depend on length: pitch range, groove, a piece's histograms); the "
+            "Jensen-Shannon distances compare pooled distributions and depend on it less.")
 
 
 def _piano_roll(midi: Path) -> Path | None:

@@ -3,7 +3,7 @@
 Token-level: the distinct 4-gram ratio and the longest exactly repeated loop (the paper's failure:
 argmax sampling stuck repeating one pattern). Note-level, from the MIDI that fastparse writes for
 the tokens (so corpus and samples go through the same detokenizer): pitch-class histogram entropy
-and Jensen-Shannon distance to the corpus, notes per 4/4 bar, polyphony (notes per onset), and the
+and Jensen-Shannon distance to the corpus, notes per 4/4 bar, notes per onset, and the
 share of notes in the key fastparse estimates (the same estimator and names as the remi+key tokens).
 Rhythm (the paper's other failure: every note half a quarter after the last): the distributions of
 note durations and of inter-onset intervals, in musical bins (RHYTHM_BINS quarters), each compared
@@ -151,13 +151,13 @@ def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
     notes = [piece_notes(fastparse.detokenize(p, vocab, scheme=scheme, strict=False)) for p in pieces]
     own = _reference(notes)
     hist = own.pitch_class
-    per_bar, polyphony, in_key = [], [], []
+    per_bar, per_onset, in_key = [], [], []
     for n in notes:
         if len(n["pitch"]) == 0:
             continue
         quarters = (int(n["start_tick"].max()) - int(n["start_tick"].min())) / n["tpq"] + 1
         per_bar.append(len(n["pitch"]) / max(quarters / 4, 1e-9))
-        polyphony.append(len(n["pitch"]) / len(np.unique(n["start_tick"])))
+        per_onset.append(len(n["pitch"]) / len(np.unique(n["start_tick"])))
         scale = estimate_key(_pc_hist(n["pitch"])).scale()
         in_key.append(float(np.isin(n["pitch"] % 12, list(scale)).mean()))
     result = {
@@ -169,7 +169,7 @@ def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
         "mean_longest_loop_tokens": float(np.mean([span for span, _ in loops])) if loops else 0.0,
         "pitch_class_entropy_bits": _entropy(hist),
         "notes_per_bar": float(np.mean(per_bar)) if per_bar else 0.0,
-        "polyphony": float(np.mean(polyphony)) if polyphony else 0.0,
+        "notes_per_onset": float(np.mean(per_onset)) if per_onset else 0.0,
         "in_key_share": float(np.mean(in_key)) if in_key else 0.0,
         "key_of_all": str(estimate_key(hist)) if hist.sum() else "none",
         "onsets_on_beat_share": _on_beat(notes),

@@ -8,9 +8,10 @@ follows; where it departs (the time grid, drums), its docstring says so.
 A piece is a ``PieceNotes``: pitches, onsets and ends in seconds and in quarter notes (MIDI ticks /
 ticks per quarter), drums dropped. MusPy's measures of time run on a grid of STEPS_PER_QUARTER (24,
 MusPy's default resolution) steps per quarter note: onsets and ends rounded half up to the grid, a note
-at least one step long. "With a meter" means the piece's quarter notes are musical beats, 4/4 bars
-(composer writes 4/4 throughout); a corpus on a transcription clock (``has_meter``) has none, and its
-times are then taken in seconds.
+at least one step long. "With a meter" means the piece's quarter notes are musical beats; bars for
+``groove_consistency`` are taken as 4/4 (96 steps) whatever the piece's time signature, as MusPy takes
+the ``measure_resolution`` it is given; a corpus on a transcription clock (``has_meter``) has none,
+and its times are then taken in seconds.
 
 ``measures`` (one piece) and ``column`` (a set) are the report's values, JSON-safe; ``features``
 gives the per-piece vectors that service/music/mgeval.py compares between two sets.
