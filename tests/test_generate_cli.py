@@ -96,7 +96,10 @@ def test_the_job_keeps_what_generate_needs_in_its_model_folder(pulled):
     job = json.loads((folder / "report.json").read_text())
     assert kept["evaluation"]["training"] == job["quality"]["training"]
     assert kept["evaluation"]["held_out"] == job["quality"]["held_out"]
-    assert len(kept["evaluation"]["features"]) == job["test"]["pieces"] >= 1
+    from service.job.generate import HELD_OUT_EXCERPTS
+
+    # excerpts of the held-out pieces, several of each when there are few
+    assert job["test"]["pieces"] >= 1 and len(kept["evaluation"]["features"]) == HELD_OUT_EXCERPTS
     assert len(kept["measures"]["pitch_class"]) == 12 and sum(kept["measures"]["pitch_class"]) == pytest.approx(1)
 
 
