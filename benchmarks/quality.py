@@ -18,7 +18,7 @@ markdown at the end, and a JSON line per scheme with every number:
   target once: seconds per step, measured here, x job/train.py's epoch_steps without the preset's cap).
 
     python benchmarks/quality.py [--dataset DIR|bach|NAME] [--store URI] [--schemes notes-chords,remi,remi+key]
-                                 [--preset tiny] [--budget 120] [--samples 8] [--length 128] [--test-share 0.1]
+                                 [--preset tiny] [--budget 120] [--samples 32] [--length 128] [--test-share 0.1]
                                  [--seed 0] [--at-size 11000]
 
 With --at-size (default 11,000, GiantMIDI-Piano's size) the test score is also timed on a corpus that
@@ -329,7 +329,8 @@ def main() -> None:
     parser.add_argument("--schemes", default="notes-chords,remi,remi+key")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per scheme")
-    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=32,
+                        help="pieces per generated set (mgeval compares sets: a few pieces make a noisy number)")
     parser.add_argument("--length", type=int, default=128, help="notes per generated piece")
     parser.add_argument("--test-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
