@@ -176,10 +176,11 @@ def test_excerpts_decode_as_the_piece_plays(shared_midi):
 
 
 def test_the_test_block_adds_up():
-    scores_ = __import__("service.model.score", fromlist=["Scores"])
-    block = scores_.test_block(["a.mid", "b.mid"], scores_.Scores(np.array([10.0, 30.0]), np.array([9, 21])),
-                               np.array([4, 6]), np.array([2.0, 6.0]), 0.1, 0.5)
-    assert block["tokens"] == 30 and block["notes"] == 10 and block["seconds"] == 8.0
+    from service.model.score import Scores, test_block
+
+    block = test_block(["a.mid", "b.mid"], Scores(np.array([10.0, 30.0]), np.array([9, 21])), np.array([4, 6]),
+                       np.array([2.0, 6.0]), 0.1, 0.5)
+    assert block["pieces"] == 2 and block["tokens"] == 30 and block["notes"] == 10 and block["seconds"] == 8.0
     assert block["nats_per_token"] == pytest.approx(40 / 30)
     assert block["bits_per_note"] == pytest.approx(40 / math.log(2) / 10)
     assert block["nats_per_second"] == pytest.approx(40 / 8)

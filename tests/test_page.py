@@ -36,8 +36,10 @@ def _quality(shared_midi: Path, folder: Path, names: dict[str, list[str]]) -> di
     from service.music import quality
 
     corpus = fastparse.tokenize([str(shared_midi / FF / n) for n in CORPUS], scheme=SCHEME)
-    reference, hist = quality.corpus_reference(corpus.tokens, corpus.offsets, corpus.vocab, SCHEME, LENGTH, 4,
-                                               np.random.default_rng(0))
+    offsets = np.asarray(corpus.offsets)
+    reference = [np.asarray(corpus.tokens[a:min(b, a + LENGTH)])
+                 for a, b in zip(offsets[:4], offsets[1:5], strict=True)]
+    hist = quality.reference_of(reference, corpus.vocab, SCHEME)
     described = {"training": quality.describe(reference, corpus.vocab, SCHEME, hist)}
     for section, files in names.items():
         pieces = fastparse.tokenize([str(folder / n) for n in files], scheme=SCHEME, vocab=corpus.vocab)

@@ -68,12 +68,13 @@ def test_every_key_in_a_report_has_the_token_s_spelling():
 def test_rhythm_measures_tell_an_even_pulse_from_real_rhythm(shared_midi):
     """The paper's failure, measured: an even half-quarter pulse has one duration, every other onset on
     a beat, and duration/onset-interval distributions far from a real corpus; a real piece is close."""
-    from service.music.quality import RHYTHM_BINS, corpus_reference
+    from service.music.quality import RHYTHM_BINS, reference_of
 
     paths = sorted((shared_midi / "piano-scores").glob("*.mid"))[:8]
     corpus = fastparse.tokenize([str(p) for p in paths[1:]], scheme="remi")
-    _, reference = corpus_reference(np.asarray(corpus.tokens), np.asarray(corpus.offsets), list(corpus.vocab),
-                                    "remi", 4000, 16, np.random.default_rng(0))
+    tokens, offsets = np.asarray(corpus.tokens), np.asarray(corpus.offsets)
+    reference = reference_of([tokens[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
+                             list(corpus.vocab), "remi")
     assert reference.duration.sum() == pytest.approx(1) and len(reference.ioi) == len(RHYTHM_BINS)
     real = fastparse.tokenize([str(paths[0])], scheme="remi", vocab=list(corpus.vocab))
     real_stats = describe([np.asarray(real.tokens)], list(corpus.vocab), "remi", reference)

@@ -25,6 +25,7 @@ class JobRun:
     log: JobLog
     run_id: str | None = None  # this driver run's claim on the job (jobstate.claim)
     _windows: tuple[Corpus, TrainWindows] | None = field(default=None, repr=False, compare=False)
+    _best: object = field(default=None, repr=False, compare=False)  # the network with the best weights
 
     def say(self, message: str) -> None:
         self.log.line(message)
@@ -42,6 +43,16 @@ class JobRun:
         if self._windows is None or self._windows[0] is not corpus:
             self._windows = (corpus, TrainWindows(corpus.offsets, self.spec, self.test_pieces(corpus)))
         return self._windows[1]
+
+    def best_model(self, corpus: Corpus):
+        """The network with the best epoch's weights (jobstate.best_weights), built and read from the store
+        once per driver run: the evaluate and generate stages both use it. Call it after training."""
+        if self._best is None:
+            from service.model.architecture import build_model
+
+            self._best = build_model(self.spec, len(corpus.vocab))
+            self._best.set_weights(jobstate.best_weights(self.store, self.spec.job_id))
+        return self._best
 
     def test_pieces(self, corpus: Corpus) -> np.ndarray:
         """The held-out test pieces (model/testsplit.py): a pure function of the corpus's digests and

@@ -12,7 +12,6 @@ from service.storage import jobstate
 def run(job: JobRun, corpus: corpora.Corpus) -> dict | None:
     """report.json's `test` block, also kept in status.json (`composer status --json`, `composer list`);
     None when the job holds nothing out (--test-share 0, or a corpus from before the split)."""
-    from service.model.architecture import build_model
     from service.model.score import held_out_score
 
     spec = job.spec
@@ -23,9 +22,7 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict | None:
         job.say(f"no held-out test score: {why}")
         return None
     job.phase("evaluate", f"scoring the {len(test)} held-out test pieces")
-    model = build_model(spec, len(corpus.vocab))
-    model.set_weights(jobstate.best_weights(job.store, spec.job_id))
-    block = held_out_score(model, spec, corpus, test)
+    block = held_out_score(job.best_model(corpus), spec, corpus, test)
     job.say(f"held-out test score over {block['pieces']} pieces ({block['tokens']} tokens, {block['notes']} notes, "
             f"{block['seconds']:.0f} s of music): {block['nats_per_token']} nats per token, "
             f"{block['bits_per_note']} bits per note, {block['nats_per_second']} nats per second "

@@ -11,7 +11,6 @@ import numpy as np
 
 from service.job.context import JobRun
 from service.storage import corpus as corpora
-from service.storage import jobstate
 
 if TYPE_CHECKING:
     from service.model.generate import CorpusReference
@@ -20,13 +19,11 @@ if TYPE_CHECKING:
 def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     """Writes work/out/model/ (with the corpus reference, for `composer generate`) and work/out/samples/;
     returns the report's generation part."""
-    from service.model.architecture import build_model
     from service.model.generate import decoder_for, generate_pieces, pick_primers, save_model_dir
 
     spec, out = job.spec, job.work / "out"
     job.phase("generate", f"generating {spec.samples} samples")
-    model = build_model(spec, len(corpus.vocab))
-    model.set_weights(jobstate.best_weights(job.store, spec.job_id))
+    model = job.best_model(corpus)
     rng = np.random.default_rng(spec.seed)
     bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, job.windows(corpus), 64, spec.seq_len, rng)
     save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")

@@ -154,7 +154,7 @@ def test_block(files: list[str], scores: Scores, notes: np.ndarray, seconds: np.
     tokens, note_count, music = int(scores.tokens.sum()), int(notes.sum()), float(seconds.sum())
     return {
         "share": share,
-        "pieces": len(files),
+        "pieces": len(scores.nats),
         "files": files,
         "tokens": tokens,
         "notes": note_count,

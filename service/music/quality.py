@@ -207,22 +207,6 @@ def share_in_keys(pieces: list[np.ndarray], vocab: list[str], scheme: str, keys:
     return inside / total if total else 0.0
 
 
-def corpus_reference(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], scheme: str, length: int,
-                     count: int, rng: np.random.Generator) -> tuple[list[np.ndarray], Reference]:
-    """Up to `count` corpus excerpts of `length` tokens and the corpus's distributions (of the excerpts)."""
-    import fastparse
-
-    pieces = []
-    order = rng.permutation(len(offsets) - 1)[:count]
-    for p in order:
-        a, b = int(offsets[p]), int(offsets[p + 1])
-        start = int(rng.integers(a, max(a + 1, b - length)))
-        pieces.append(tokens[start:min(b, start + length)])
-    # Excerpts cut mid-bar are not valid streams on their own: decode them leniently too.
-    notes = [piece_notes(fastparse.detokenize(x, vocab, scheme=scheme, strict=False)) for x in pieces]
-    return pieces, _reference(notes)
-
-
 def reference_of(excerpts: list[np.ndarray], vocab: list[str], scheme: str) -> Reference:
     """The distributions of these excerpts (decoded leniently: they may start mid-bar)."""
     import fastparse
