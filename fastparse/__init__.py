@@ -1,12 +1,16 @@
 """fastparse: fast, exact MIDI parsing and tokenization (Rust core, thin PyO3 binding).
 
-- ``read_notes(path_or_bytes)`` -> :class:`Notes`: numpy arrays per note (``pitch``, ``velocity``,
-  ``start``/``end`` seconds, ``track``, ``channel``, ``program``, ``is_drum``,
-  ``start_tick``/``end_tick``), equal to pretty_midi's notes, sorted by (start, pitch).
-- ``tokenize(paths, scheme="notes-chords", workers=None, vocab=None)`` -> :class:`Tokenized`
-  (``tokens``, ``offsets``, ``vocab``, ``files``, ``errors``, ``unknown``), in parallel with the
-  GIL released; one bad file never stops the others.
-- ``tokenize_members(data, members, scheme=..., workers=None, vocab=None)`` -> :class:`Tokenized`: the
+- ``read_notes(path_or_bytes, pedal="ignore")`` -> :class:`Notes`: numpy arrays per note (``pitch``,
+  ``velocity``, ``start``/``end`` seconds, ``track``, ``channel``, ``program``, ``is_drum``,
+  ``start_tick``/``end_tick``), equal to pretty_midi's notes, sorted by (start, pitch);
+  ``pedal="apply"`` lengthens the notes the sustain pedal holds, as tokenizing does.
+- ``tokenize(paths, scheme="notes-chords", workers=None, vocab=None, pedal="apply")`` ->
+  :class:`Tokenized` (``tokens``, ``offsets``, ``vocab``, ``files``, ``errors``, ``unknown``), in
+  parallel with the GIL released; one bad file never stops the others. ``pedal`` (``PEDAL_MODES``):
+  "apply" holds notes while the sustain pedal (controller 64) is down, by note_seq's rule (a held
+  note sounds until the pedal is released or its key is struck again); "ignore" keeps key-press
+  lengths.
+- ``tokenize_members(data, members, scheme=..., workers=None, vocab=None, pedal="apply")`` -> :class:`Tokenized`: the
   same for files lying side by side in one ``bytes`` (a dataset shard), ``members`` being
   ``(name, offset, size)``; parsed in place, no copy.
 - ``detokenize(tokens, vocab, scheme="notes-chords", strict=True)`` -> MIDI file bytes; ``strict=False``
@@ -24,6 +28,7 @@
 """
 
 from fastparse._fastparse import (
+    PEDAL_MODES,
     SCHEMES,
     TOKENS_VERSION,
     Notes,
@@ -41,6 +46,7 @@ from fastparse._fastparse import (
 )
 
 __all__ = [
+    "PEDAL_MODES",
     "SCHEMES",
     "TOKENS_VERSION",
     "Notes",

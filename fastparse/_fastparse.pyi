@@ -9,6 +9,7 @@ import numpy.typing as npt
 SCHEMES: list[str]  # ["notes-chords", "remi", "remi+key", "remi+key-estimated"]
 __version__: str
 TOKENS_VERSION: int  # raised whenever any scheme's tokens change (keys stored tokens)
+PEDAL_MODES: list[str]  # ["apply", "ignore"]: the sustain pedal held notes, or key-press lengths
 
 class Notes:
     """Notes of a MIDI file as numpy arrays (one entry per note), sorted by (start, pitch)."""
@@ -81,12 +82,13 @@ class RemiGrammar:
     def notes(self) -> npt.NDArray[np.int64]: ...
     def can_end(self) -> npt.NDArray[np.bool_]: ...
 
-def read_notes(path_or_bytes: str | os.PathLike[str] | bytes | bytearray) -> Notes: ...
+def read_notes(path_or_bytes: str | os.PathLike[str] | bytes | bytearray, pedal: str = "ignore") -> Notes: ...
 def tokenize(
     paths: Sequence[str | bytes | os.PathLike[str]],
     scheme: str = "notes-chords",
     workers: int | None = None,
     vocab: Sequence[str] | None = None,
+    pedal: str = "apply",
 ) -> Tokenized: ...
 def tokenize_members(
     data: bytes,
@@ -94,6 +96,7 @@ def tokenize_members(
     scheme: str = "notes-chords",
     workers: int | None = None,
     vocab: Sequence[str] | None = None,
+    pedal: str = "apply",
 ) -> Tokenized: ...
 def detokenize(
     tokens: Sequence[int] | npt.NDArray[np.integer],

@@ -42,6 +42,9 @@ class JobSpec:
     # cached for the same inputs without reading anything of the dataset ("" when not known).
     dataset_digest: str = ""
     scheme: str = "notes-chords"
+    # The sustain pedal (controller 64): "apply" lengthens the notes it holds while tokenizing (what a
+    # listener hears; GiantMIDI-Piano's recordings are pedalled), "ignore" keeps key-press lengths.
+    pedal: str = "apply"
     composers: list[str] = field(default_factory=list)
     preset: str = "fast"
     architecture: str = "embedding"
@@ -88,6 +91,10 @@ class JobSpec:
         data = json.loads(text)
         # A job submitted before the held-out split trained on every piece: it has none.
         data.setdefault("test_share", 0.0)
+        # A job submitted before the pedal was read tokenized key-press lengths.
+        data.setdefault("pedal", "ignore")
+        # A job submitted before augmentation trained on its windows as they are: resumed, it still does.
+        data.setdefault("augment", "none")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -148,6 +155,8 @@ def validate(spec: JobSpec) -> None:
 
     if spec.scheme not in fastparse.SCHEMES:
         raise UserError(f"unknown --scheme {spec.scheme!r}: choose one of {', '.join(fastparse.SCHEMES)}")
+    if spec.pedal not in fastparse.PEDAL_MODES:
+        raise UserError(f"unknown --pedal {spec.pedal!r}: choose one of {', '.join(fastparse.PEDAL_MODES)}")
     from service.music.keys import KEY_SCHEMES
 
     if spec.key_conditioning and spec.scheme not in KEY_SCHEMES:

@@ -33,6 +33,7 @@ def env(tmp_path):
         (["submit", "--dataset", "bach", "--preset", "huge"], ["unknown preset 'huge'"]),
         (["submit", "--dataset", "bach", "--test-share", "0.6"], ["--test-share must be in [0, 0.5]", "got 0.6"]),
         (["submit", "--dataset", "bach", "--test-share", "-0.1"], ["--test-share must be in [0, 0.5]"]),
+        (["submit", "--dataset", "bach", "--pedal", "half"], ["unknown --pedal 'half'", "choose one of apply, ignore"]),
         (["submit", "--dataset", "bach", "--store", "ftp://host/x"], ["unsupported store"]),
         (["submit", "--dataset", "bach", "--address", "ray://10.1.2.3:10001"], ["Ray Client address"]),
         (["submit", "--dataset", "bach", "--address", "http://cluster.invalid:8265"],

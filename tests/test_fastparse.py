@@ -19,6 +19,7 @@ import pretty_midi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sustain_reference import sustained_rows
 
 import fastparse
 
@@ -62,8 +63,10 @@ def fastparse_rows(n) -> list[tuple]:
 
 
 def assert_same_notes(ours, theirs: pretty_midi.PrettyMIDI) -> None:
-    ref = pretty_midi_rows(theirs)
-    got = fastparse_rows(ours)
+    assert_same_rows(fastparse_rows(ours), pretty_midi_rows(theirs))
+
+
+def assert_same_rows(got: list[tuple], ref: list[tuple]) -> None:
     assert len(got) == len(ref)
     if not ref:
         return
@@ -126,6 +129,12 @@ def test_read_notes_equals_pretty_midi(path: Path):
     assert_sorted(n)
     assert n.ticks_per_quarter == pm.resolution
     assert len(n) > 0
+    # The sustain pedal, applied: note_seq's rule over pretty_midi's notes and control changes.
+    held = fastparse.read_notes(path, pedal="apply")
+    assert_same_rows(fastparse_rows(held), sustained_rows(pm))
+    assert_sorted(held)
+    if not len(n.pedal_value):  # without controller 64 nothing changes
+        assert fastparse_rows(held) == fastparse_rows(n)
 
 
 @st.composite
@@ -171,6 +180,7 @@ def test_read_notes_equals_pretty_midi_on_random_files(data: bytes):
     assert_sorted(n)
     # Times are bit-identical, not just close.
     assert fastparse_rows(n) == pretty_midi_rows(pm)
+    assert fastparse_rows(fastparse.read_notes(data, pedal="apply")) == sustained_rows(pm)
 
 
 def explicit_case(tracks: list[list[tuple]]) -> bytes:

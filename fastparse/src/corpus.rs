@@ -10,11 +10,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::error::{catch, Error, Result};
 use crate::notes::read_into;
 use crate::scheme::{Scheme, TokenId};
+use crate::sustain::Sustain;
 
 /// The version of what tokenizing gives: raise it with any change to any scheme's tokens or to
 /// which files fail. Stored tokens (composer's token cache) are keyed by it, so a tokenizer that
 /// changed its output never reuses tokens made by an older one.
-pub const TOKENS_VERSION: u32 = 1;
+pub const TOKENS_VERSION: u32 = 2;
 
 /// The tokens of a corpus. Piece `i` (from input file `files[i]`) is
 /// `tokens[offsets[i]..offsets[i + 1]]`.
@@ -45,6 +46,8 @@ pub struct Options<'a> {
     /// [`Tokenized::unknown`]; a string listed twice keeps its first id. `None` builds the
     /// vocabulary from the tokens found, sorted by code point (Python's `sorted`).
     pub vocab: Option<&'a [String]>,
+    /// Whether the sustain pedal lengthens the notes it holds (default: it does).
+    pub sustain: Sustain,
 }
 
 /// Tokenizes `paths` on a pool of `options.workers` threads. One file's failure (unreadable, not
@@ -54,7 +57,7 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
     paths: &[P],
     options: &Options<'_>,
 ) -> Result<Tokenized> {
-    let scheme = options.scheme;
+    let (scheme, sustain) = (options.scheme, options.sustain);
     tokenize_each(paths, options, |p: &P| {
         // One read buffer per worker thread, reused from file to file.
         thread_local! {
@@ -63,7 +66,8 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
         BUFFER.with(|cell| {
             let mut bytes = cell.take();
             let result =
-                read_into(p.as_ref(), &mut bytes).and_then(|()| scheme.tokenize_bytes_ids(&bytes));
+                read_into(p.as_ref(), &mut bytes)
+                .and_then(|()| scheme.tokenize_bytes_ids(&bytes, sustain));
             // Keep a buffer for the next file, but not one grown for a huge file.
             if bytes.capacity() <= 16 << 20 {
                 *cell.borrow_mut() = bytes;
@@ -91,9 +95,9 @@ pub fn tokenize_spans(
             data.len()
         )));
     }
-    let scheme = options.scheme;
+    let (scheme, sustain) = (options.scheme, options.sustain);
     tokenize_each(spans, options, |&(start, len)| {
-        scheme.tokenize_bytes_ids(&data[start..start + len])
+        scheme.tokenize_bytes_ids(&data[start..start + len], sustain)
     })
 }
 

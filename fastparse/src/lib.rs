@@ -28,6 +28,7 @@ pub mod pitch;
 pub mod reference;
 pub mod remi;
 pub mod scheme;
+pub mod sustain;
 pub mod tempo;
 #[cfg(test)]
 mod testdata;
@@ -38,5 +39,6 @@ mod python;
 
 pub use corpus::{detokenize_ids, detokenize_ids_with, tokenize_files, Options, Tokenized};
 pub use error::{Error, Result};
-pub use notes::{parse, read_file, Notes, Pedal};
+pub use notes::{parse, parse_with, read_file, Notes, Pedal};
+pub use sustain::Sustain;
 pub use scheme::{Scheme, SCHEMES};

@@ -35,6 +35,7 @@ use std::path::Path;
 use midly::Timing;
 
 use crate::error::{Error, Result};
+use crate::sustain::Sustain;
 use crate::tempo::TempoMap;
 
 /// Sustain pedal (controller 64) events, sorted by tick (stable: track order within a tick).
@@ -597,7 +598,13 @@ pub(crate) fn cmp_after_start(a: &RawNote, b: &RawNote) -> std::cmp::Ordering {
 
 /// Parses MIDI file bytes (format 0, 1 or 2).
 pub fn parse(bytes: &[u8]) -> Result<Notes> {
-    scan_file(bytes, build_notes)
+    scan_file(bytes, Sustain::Ignore, build_notes)
+}
+
+/// [`parse`] with the sustain pedal applied or not ([`crate::sustain`]): with
+/// [`Sustain::Apply`] the notes the pedal holds sound until it lets them go.
+pub fn parse_with(bytes: &[u8], sustain: Sustain) -> Result<Notes> {
+    scan_file(bytes, sustain, build_notes)
 }
 
 /// The onsets of a file's notes, for tokenizers that need only when each note starts and which
@@ -619,7 +626,7 @@ pub(crate) fn with_onsets<R>(
     bytes: &[u8],
     f: impl FnOnce(u16, &[RawNote]) -> R,
 ) -> Result<Option<R>> {
-    scan_file(bytes, |s, resolution, tempo| {
+    scan_file(bytes, Sustain::Ignore, |s, resolution, tempo| {
         time_order_is_tick_order(&s.raw, tempo).then(|| f(resolution, &s.raw))
     })
 }
@@ -654,8 +661,12 @@ pub(crate) struct Scan<'a> {
 }
 
 /// Scans a file like [`parse`] and lets `f` read the result from the thread's scratch buffers.
-pub(crate) fn with_scan<R>(bytes: &[u8], f: impl FnOnce(Scan<'_>) -> R) -> Result<R> {
-    scan_file(bytes, |s, resolution, tempo| {
+pub(crate) fn with_scan<R>(
+    bytes: &[u8],
+    sustain: Sustain,
+    f: impl FnOnce(Scan<'_>) -> R,
+) -> Result<R> {
+    scan_file(bytes, sustain, |s, resolution, tempo| {
         f(Scan {
             ticks_per_quarter: resolution,
             notes: &mut s.raw,
@@ -704,9 +715,13 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<Header<'_>> {
     })
 }
 
-/// Checks the header, decodes every track into the thread's scratch buffers, and builds the
-/// result from them with `build`.
-fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -> T) -> Result<T> {
+/// Checks the header, decodes every track into the thread's scratch buffers, applies the sustain
+/// pedal if asked, and builds the result from them with `build`.
+fn scan_file<T>(
+    bytes: &[u8],
+    sustain: Sustain,
+    build: impl FnOnce(&mut Scratch, u16, &TempoMap) -> T,
+) -> Result<T> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(Error::TooLarge {
             size: bytes.len() as u64,
@@ -731,6 +746,9 @@ fn scan_file<T>(bytes: &[u8], build: impl FnOnce(&mut Scratch, u16, &TempoMap) -
             // start tick merges the tracks (a single track is already sorted).
             if !taken.raw.is_sorted_by_key(|r| r.start_tick) {
                 taken.raw.sort_by_key(|r| r.start_tick);
+            }
+            if sustain == Sustain::Apply {
+                crate::sustain::apply(&mut taken.raw, &taken.pedal);
             }
             Ok(build(&mut taken, resolution, &tempo))
         });

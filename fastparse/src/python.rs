@@ -18,7 +18,8 @@ use crate::corpus::{
 use crate::error::{catch, Error};
 use crate::grammar::Grammar;
 use crate::key::{self, Key};
-use crate::notes::{parse, read_file, Notes};
+use crate::notes::{parse_with, read_bytes, Notes};
+use crate::sustain::{Sustain, SUSTAIN_MODES};
 use crate::notes_chords::chord_token as core_chord_token;
 use crate::scheme::{Scheme, SCHEMES};
 
@@ -297,18 +298,33 @@ fn path_of(obj: &Bound<'_, PyAny>) -> PyResult<(PathBuf, String)> {
     Ok((path, name))
 }
 
-/// read_notes(path_or_bytes) -> Notes
+/// read_notes(path_or_bytes, pedal="ignore") -> Notes
 ///
 /// Reads the notes of a MIDI file (format 0, 1 or 2) given as a path (str or os.PathLike) or as
-/// bytes. The notes equal pretty_midi's. Raises ValueError for data that is not a readable MIDI
-/// file, FileNotFoundError / IsADirectoryError / PermissionError for path problems.
+/// bytes. With `pedal="ignore"` the notes equal pretty_midi's (key-press lengths); with
+/// `pedal="apply"` the sustain pedal holds them as tokenizing does (note_seq's rule). Raises
+/// ValueError for data that is not a readable MIDI file or an unknown pedal mode,
+/// FileNotFoundError / IsADirectoryError / PermissionError for path problems.
 #[pyfunction]
-fn read_notes(py: Python<'_>, path_or_bytes: &Bound<'_, PyAny>) -> PyResult<PyNotes> {
+#[pyo3(signature = (path_or_bytes, pedal = "ignore"))]
+fn read_notes(py: Python<'_>, path_or_bytes: &Bound<'_, PyAny>, pedal: &str) -> PyResult<PyNotes> {
+    let sustain = sustain_of(pedal)?;
     let source = source_of(path_or_bytes)?;
     let (label, result) = match source {
-        Source::Borrowed(bytes) => ("<bytes>".to_string(), py.detach(|| catch(|| parse(bytes)))),
-        Source::Bytes(bytes) => ("<bytes>".to_string(), py.detach(|| catch(|| parse(&bytes)))),
-        Source::Path(path, name) => (name, py.detach(|| catch(|| read_file(&path)))),
+        Source::Borrowed(bytes) => (
+            "<bytes>".to_string(),
+            py.detach(|| catch(|| parse_with(bytes, sustain))),
+        ),
+        Source::Bytes(bytes) => (
+            "<bytes>".to_string(),
+            py.detach(|| catch(|| parse_with(&bytes, sustain))),
+        ),
+        Source::Path(path, name) => (
+            name,
+            py.detach(|| {
+                catch(|| read_bytes(&path).and_then(|bytes| parse_with(&bytes, sustain)))
+            }),
+        ),
     };
     let notes = result.map_err(|e| to_pyerr(Some(&label), e))?;
     Ok(PyNotes::new(py, notes))
@@ -363,12 +379,16 @@ fn scheme_of(name: &str) -> PyResult<Scheme> {
     name.parse().map_err(|e| to_pyerr(None, e))
 }
 
+fn sustain_of(name: &str) -> PyResult<Sustain> {
+    name.parse().map_err(|e| to_pyerr(None, e))
+}
+
 /// A bad argument value, as the core reports one (ValueError through [`to_pyerr`]).
 fn invalid_argument(why: String) -> PyErr {
     to_pyerr(None, Error::InvalidArgument(why))
 }
 
-/// tokenize(paths, scheme="notes-chords", workers=None, vocab=None) -> Tokenized
+/// tokenize(paths, scheme="notes-chords", workers=None, vocab=None, pedal="apply") -> Tokenized
 ///
 /// Tokenizes MIDI files in parallel on `workers` threads (None: all cores) with the GIL released.
 /// A file that fails is listed in `errors` as `(path, message)` and the others go on; the result
@@ -376,17 +396,20 @@ fn invalid_argument(why: String) -> PyErr {
 /// the sorted set of tokens found; with `vocab` (a list of str) ids index it as given and tokens
 /// not in it are skipped, counted in `unknown`. `scheme` is one of `SCHEMES`: "notes-chords"
 /// (the paper's), "remi" (bars, positions, pitch, velocity, duration), "remi+key" (remi with a
-/// key token first).
+/// key token first). `pedal` is "apply" (the sustain pedal holds notes, note_seq's rule) or
+/// "ignore" (key-press lengths).
 #[pyfunction]
-#[pyo3(signature = (paths, scheme = "notes-chords", workers = None, vocab = None))]
+#[pyo3(signature = (paths, scheme = "notes-chords", workers = None, vocab = None, pedal = "apply"))]
 fn tokenize(
     py: Python<'_>,
     paths: &Bound<'_, PyAny>,
     scheme: &str,
     workers: Option<i64>,
     vocab: Option<Vec<String>>,
+    pedal: &str,
 ) -> PyResult<PyTokenized> {
     let scheme = scheme_of(scheme)?;
+    let sustain = sustain_of(pedal)?;
     if paths.is_instance_of::<PyString>()
         || paths.is_instance_of::<PyBytes>()
         || paths.hasattr("__fspath__")?
@@ -416,6 +439,7 @@ fn tokenize(
         scheme,
         workers,
         vocab: vocab.as_deref(),
+        sustain,
     };
     let result = py
         .detach(|| catch(|| tokenize_files(&path_bufs, &options)))
@@ -423,14 +447,15 @@ fn tokenize(
     py_tokenized(py, result, &names, scheme)
 }
 
-/// tokenize_members(data, members, scheme="notes-chords", workers=None, vocab=None) -> Tokenized
+/// tokenize_members(data, members, scheme="notes-chords", workers=None, vocab=None, pedal="apply")
+/// -> Tokenized
 ///
 /// `tokenize` for MIDI files that lie side by side in one `bytes` object (a dataset shard read
 /// into memory): `members` lists `(name, offset, size)`, and member i is
 /// `data[offset:offset + size]`, parsed in place with the GIL released (no copy). `files` and
 /// `errors` carry the members' names. Raises ValueError for a member outside `data`.
 #[pyfunction]
-#[pyo3(signature = (data, members, scheme = "notes-chords", workers = None, vocab = None))]
+#[pyo3(signature = (data, members, scheme = "notes-chords", workers = None, vocab = None, pedal = "apply"))]
 fn tokenize_members(
     py: Python<'_>,
     data: &Bound<'_, PyBytes>,
@@ -438,12 +463,14 @@ fn tokenize_members(
     scheme: &str,
     workers: Option<i64>,
     vocab: Option<Vec<String>>,
+    pedal: &str,
 ) -> PyResult<PyTokenized> {
     let scheme = scheme_of(scheme)?;
     let options = Options {
         scheme,
         workers: workers_of(workers)?,
         vocab: vocab.as_deref(),
+        sustain: sustain_of(pedal)?,
     };
     let spans: Vec<(usize, usize)> = members.iter().map(|&(_, o, n)| (o, n)).collect();
     let names: Vec<String> = members.into_iter().map(|(name, _, _)| name).collect();
@@ -698,6 +725,7 @@ fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(key_scale, m)?)?;
     m.add("SCHEMES", SCHEMES.to_vec())?;
     m.add("TOKENS_VERSION", TOKENS_VERSION)?;
+    m.add("PEDAL_MODES", SUSTAIN_MODES.to_vec())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -54,6 +54,7 @@ use crate::error::{Error, Result};
 use crate::key::{self, Key};
 use crate::midi_writer::{write_track, TimeSignature, WriteNote};
 use crate::notes::Notes;
+use crate::sustain::Sustain;
 use crate::token::{self, Sink, Token, TokenId, Tokens};
 
 /// The scheme's name.
@@ -423,27 +424,32 @@ pub fn tokenize(notes: &Notes, meta: &Meta, key_token: KeyToken) -> Result<Vec<T
     Ok(out.tokens)
 }
 
-/// The tokens of a MIDI file's bytes: [`tokenize`] of [`crate::notes::parse`] with
+/// The tokens of a MIDI file's bytes: [`tokenize`] of [`crate::notes::parse_with`] with
 /// [`scan_meta`] (the same tokens and errors), straight from the parser's buffers, without
 /// building the notes' arrays, their times or a second pass over the first track.
-pub fn tokenize_bytes(bytes: &[u8], key_token: KeyToken) -> Result<Vec<Token>> {
+pub fn tokenize_bytes(bytes: &[u8], key_token: KeyToken, sustain: Sustain) -> Result<Vec<Token>> {
     let mut out = Tokens {
         alphabet: alphabet(),
         tokens: Vec::new(),
     };
-    tokenize_bytes_into(bytes, key_token, &mut out)?;
+    tokenize_bytes_into(bytes, key_token, sustain, &mut out)?;
     Ok(out.tokens)
 }
 
 /// [`tokenize_bytes`] as ids into [`alphabet`].
-pub fn tokenize_ids(bytes: &[u8], key_token: KeyToken) -> Result<Vec<TokenId>> {
+pub fn tokenize_ids(bytes: &[u8], key_token: KeyToken, sustain: Sustain) -> Result<Vec<TokenId>> {
     let mut out = Vec::new();
-    tokenize_bytes_into(bytes, key_token, &mut out)?;
+    tokenize_bytes_into(bytes, key_token, sustain, &mut out)?;
     Ok(out)
 }
 
-fn tokenize_bytes_into(bytes: &[u8], key_token: KeyToken, out: &mut impl Sink) -> Result<()> {
-    crate::notes::with_scan(bytes, |scan| {
+fn tokenize_bytes_into(
+    bytes: &[u8],
+    key_token: KeyToken,
+    sustain: Sustain,
+    out: &mut impl Sink,
+) -> Result<()> {
+    crate::notes::with_scan(bytes, sustain, |scan| {
         let tpq = scan.ticks_per_quarter;
         let signatures = time_signature_steps(
             scan.time_signatures
@@ -1426,15 +1432,17 @@ mod tests {
             let mut inputs = vec![file.clone()];
             inputs.extend((0..12).map(|_| mutate(&mut rng, file)));
             for (j, bytes) in inputs.iter().enumerate() {
-                let notes = parse(bytes);
                 let meta = scan_meta(bytes);
+                // The pedal is applied to the parsed notes in both paths (crate::sustain).
+                let sustain = [Sustain::Apply, Sustain::Ignore][j % 2];
+                let notes = crate::notes::parse_with(bytes, sustain);
                 for key_token in [KeyToken::None, KeyToken::Signature, KeyToken::Estimated] {
                     let want = notes
                         .clone()
                         .and_then(|n| reference_tokens(&n, &meta, key_token));
-                    let got = strings(tokenize_bytes(bytes, key_token));
+                    let got = strings(tokenize_bytes(bytes, key_token, sustain));
                     assert_eq!(got, want, "file {i} input {j} {key_token:?}");
-                    let ids = tokenize_ids(bytes, key_token).map(|ids| {
+                    let ids = tokenize_ids(bytes, key_token, sustain).map(|ids| {
                         ids.iter()
                             .map(|&t| alphabet()[t as usize].to_string())
                             .collect()

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::notes::Notes;
+use crate::sustain::Sustain;
 use crate::{notes_chords, remi};
 
 // Defined in the leaf module `token` (the schemes and `error` use them too); re-exported here,
@@ -72,13 +73,19 @@ impl Scheme {
     }
 
     /// The tokens of a MIDI file's bytes (notes, and for remi the first track's time and key
-    /// signatures).
+    /// signatures), with the sustain pedal applied ([`crate::sustain`]).
     pub fn tokenize_bytes(self, bytes: &[u8]) -> Result<Vec<Token>> {
+        self.tokenize_bytes_with(bytes, Sustain::Apply)
+    }
+
+    /// [`Scheme::tokenize_bytes`], the pedal applied or ignored. "notes-chords" has no durations:
+    /// the pedal changes none of its tokens, so it is not read there.
+    pub fn tokenize_bytes_with(self, bytes: &[u8], sustain: Sustain) -> Result<Vec<Token>> {
         if self == Scheme::NotesChords {
             // From the onsets alone, without the notes' arrays (same tokens and errors).
             return notes_chords::tokenize_bytes(bytes);
         }
-        remi::tokenize_bytes(bytes, self.key_token())
+        remi::tokenize_bytes(bytes, self.key_token(), sustain)
     }
 
     /// Every token the scheme can write, by id: [`Scheme::tokenize_bytes_ids`] gives indices into
@@ -90,12 +97,12 @@ impl Scheme {
         }
     }
 
-    /// [`Scheme::tokenize_bytes`] as ids into [`Scheme::alphabet`]: the same tokens, without a
+    /// [`Scheme::tokenize_bytes_with`] as ids into [`Scheme::alphabet`]: the same tokens, without a
     /// string per token (a caller that numbers tokens can index a table instead of hashing).
-    pub fn tokenize_bytes_ids(self, bytes: &[u8]) -> Result<Vec<TokenId>> {
+    pub fn tokenize_bytes_ids(self, bytes: &[u8], sustain: Sustain) -> Result<Vec<TokenId>> {
         match self {
             Scheme::NotesChords => notes_chords::tokenize_ids(bytes),
-            _ => remi::tokenize_ids(bytes, self.key_token()),
+            _ => remi::tokenize_ids(bytes, self.key_token(), sustain),
         }
     }
 
@@ -147,7 +154,7 @@ mod tests {
             let scheme: Scheme = name.parse().unwrap();
             let alphabet = scheme.alphabet();
             for file in crate::testdata::corpus().iter().take(40) {
-                let ids = scheme.tokenize_bytes_ids(file).unwrap();
+                let ids = scheme.tokenize_bytes_ids(file, Sustain::Apply).unwrap();
                 let tokens = scheme.tokenize_bytes(file).unwrap();
                 assert!(ids
                     .iter()

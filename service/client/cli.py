@@ -93,6 +93,9 @@ def submit(
     preset: Annotated[str | None, typer.Option(help="tiny (CPU demo, tests), fast (default) or paper")] = None,
     scheme: Annotated[str | None, typer.Option(help="Tokens: notes-chords (the paper's), remi (rhythm), "
                                                "remi+key, remi+key-estimated")] = None,
+    pedal: Annotated[str | None, typer.Option(
+        help="The sustain pedal: apply (default: notes sound while the pedal holds them, as in the recording) "
+             "or ignore (key-press lengths)")] = None,
     layers: Annotated[int | None, typer.Option(help="LSTM layers (overrides the preset)")] = None,
     units: Annotated[int | None, typer.Option(help="LSTM units per layer")] = None,
     embedding: Annotated[int | None, typer.Option(help="Token embedding size")] = None,
@@ -141,7 +144,7 @@ def submit(
                     batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker, samples=samples,
                     sample_length=length,
                     seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
-                    temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme,
+                    temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme, pedal=pedal,
                     key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait,
                     test_share=test_share)
     if resume is not None:

@@ -58,7 +58,7 @@ def run(job: JobRun, selection: Selection) -> corpora.Corpus:
 def _cache_key(job: JobRun, digest: str) -> str:
     import fastparse
 
-    return corpora.cache_key(digest, job.spec.scheme, job.spec.composers, fastparse.TOKENS_VERSION)
+    return corpora.cache_key(digest, job.spec.scheme, job.spec.composers, fastparse.TOKENS_VERSION, job.spec.pedal)
 
 
 def _commit(job: JobRun, corpus: corpora.Corpus, record: corpora.TokensRecord) -> corpora.Corpus:
@@ -98,7 +98,7 @@ def _from_shards(job: JobRun, selection: Selection, location: str) -> tuple[corp
             started = time.monotonic()
             members = by_shard[number]
             result = fastparse.tokenize_members(data, [(m.name, m.offset, m.size) for m in members],
-                                                scheme=job.spec.scheme)
+                                                scheme=job.spec.scheme, pedal=job.spec.pedal)
             del data, item
             writer.add(result, len(members), {m.name: m.sha256 for m in members})
             tokenize_s += time.monotonic() - started
@@ -112,7 +112,7 @@ def _from_paths(job: JobRun, selection: Selection) -> tuple[corpora.Corpus, corp
     import fastparse
 
     started = time.monotonic()
-    result = fastparse.tokenize([str(p) for p in selection.paths], scheme=job.spec.scheme)
+    result = fastparse.tokenize([str(p) for p in selection.paths], scheme=job.spec.scheme, pedal=job.spec.pedal)
     seconds = time.monotonic() - started
     midi_root = str(job.work / "midi") + "/"
     with tempfile.TemporaryDirectory(prefix="composer-tokens-") as tmp:

@@ -62,10 +62,11 @@ class TokensRecord:
     bytes_fetched: int = 0
 
 
-def cache_key(dataset_digest: str, scheme: str, composers: Iterable[str], tokens_version: int) -> str:
+def cache_key(dataset_digest: str, scheme: str, composers: Iterable[str], tokens_version: int,
+              pedal: str = "apply") -> str:
     who = sorted({c.strip().lower() for c in composers})
-    text = json.dumps({"dataset": dataset_digest, "scheme": scheme, "composers": who, "tokens": tokens_version,
-                       "corpus": CORPUS_FORMAT}, sort_keys=True)
+    text = json.dumps({"dataset": dataset_digest, "scheme": scheme, "pedal": pedal, "composers": who,
+                       "tokens": tokens_version, "corpus": CORPUS_FORMAT}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
