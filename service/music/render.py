@@ -5,7 +5,12 @@ in quarter notes from the ticks, quantized to sixteenths; notes from middle C up
 staff, the rest to the bass staff; notes starting together on one staff become a chord that lasts
 until that staff's next onset at most, so every staff reads as one voice.
 
-It carries a title, the tempo of the MIDI file and a key signature: the key the piece was
+A file on a transcription clock (a corpus without a meter, such as GiantMIDI-Piano's fixed 120 bpm
+4/4) is engraved on the beat estimated from its onsets instead (``beat=True``; service/music/beat.py):
+its notes quantized on that beat and its tempo in the metronome mark. Only the engraving changes: the
+MIDI file, and the audio made from it, keep the performance's timing.
+
+It carries a title, the tempo of the MIDI file (or the estimated beat's) and a key signature: the key the piece was
 conditioned on, else fastparse's estimate from its notes. Every pitch is spelled in that key (its
 scale's own names, other notes with sharps in sharp keys and flats in flat keys), so only notes
 outside the key get an accidental.
@@ -20,12 +25,17 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
+from service.music.beat import estimate_beat
+
 GRID = 4  # divisions per quarter note: sixteenths
 SPLIT = 60  # middle C starts the treble staff
 
 
-def _q(ticks: float, tpq: int) -> float:
-    return max(0.0, round(ticks / tpq * GRID) / GRID)
+def _q(quarters: float) -> float:
+    """A time in quarter notes on the sixteenth grid (not before the score's start)."""
+    return max(0.0, round(quarters * GRID) / GRID)
 
 
 # The key signature (in fifths: sharps > 0, flats < 0) of each major key by its tonic's pitch
@@ -74,8 +84,6 @@ def spelled(midi: int, names: list[str]):
 
 def estimated_key(notes) -> int:
     """fastparse's key estimate from the notes' durations per pitch class (C major for no notes)."""
-    import numpy as np
-
     import fastparse
 
     weights = np.bincount(notes.pitch % 12, weights=notes.end - notes.start, minlength=12)
@@ -91,7 +99,25 @@ def quarter_bpm(notes) -> float | None:
     return None
 
 
-def midi_to_score(path: Path, title: str, key: int | None = None):
+def score_quarters(notes, beat: bool) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The pitched notes' starts and ends in score quarter notes (not yet quantized) and the tempo to write.
+
+    On the file's clock (``beat`` False): its ticks and its tempo at the first note. With ``beat``: the
+    beat estimated from the onsets in seconds, shifted by whole beats so the first note lies in the first
+    beat (the downbeat is not estimated: bars count from that beat), and its tempo; a piece too short to
+    show a beat keeps the file's clock."""
+    keep = ~np.asarray(notes.is_drum, dtype=bool)
+    found = estimate_beat(np.asarray(notes.start)[keep]) if beat else None
+    if found is None:
+        tpq = float(notes.ticks_per_quarter)
+        start, end = np.asarray(notes.start_tick, dtype=np.float64), np.asarray(notes.end_tick, dtype=np.float64)
+        return start / tpq, end / tpq, quarter_bpm(notes)
+    start, end = found.quarters(notes.start), found.quarters(notes.end)
+    shift = np.floor(start[keep].min())
+    return start - shift, end - shift, found.bpm
+
+
+def midi_to_score(path: Path, title: str, key: int | None = None, beat: bool = False):
     from music21 import chord, clef, instrument, layout, metadata, meter, note, stream, tempo
     from music21 import key as m21key
 
@@ -100,15 +126,14 @@ def midi_to_score(path: Path, title: str, key: int | None = None):
     notes = fastparse.read_notes(path)
     key = estimated_key(notes) if key is None else key
     names = pitch_names(key)
-    bpm = quarter_bpm(notes)
-    tpq = notes.ticks_per_quarter
+    starts, ends, bpm = score_quarters(notes, beat)
     staves: dict[bool, dict[float, list[tuple[int, float]]]] = {True: defaultdict(list), False: defaultdict(list)}
-    for pitch, s_tick, e_tick, drum in zip(notes.pitch.tolist(), notes.start_tick.tolist(), notes.end_tick.tolist(),
-                                           notes.is_drum.tolist(), strict=True):
+    for pitch, start, end, drum in zip(notes.pitch.tolist(), starts.tolist(), ends.tolist(), notes.is_drum.tolist(),
+                                       strict=True):
         if drum:
             continue
-        onset = _q(s_tick, tpq)
-        length = max(1.0 / GRID, _q(e_tick, tpq) - onset)
+        onset = _q(start)
+        length = max(1.0 / GRID, _q(end) - onset)
         staves[pitch >= SPLIT][onset].append((pitch, length))
     score = stream.Score()
     score.insert(0, metadata.Metadata(title=title, composer="composer (LSTM)"))
@@ -171,10 +196,12 @@ def svg_to_png(svg: str, width: int) -> bytes:
                                        font_dirs=[fonts], font_family="DejaVu Serif", serif_family="DejaVu Serif"))
 
 
-def render_sample(midi: Path, title: str | None = None, key: int | None = None) -> list[Path]:
+def render_sample(midi: Path, title: str | None = None, key: int | None = None, beat: bool = False) -> list[Path]:
     """midi -> .musicxml, .svg, .png beside it (first page engraved). `key`: the key index to write
-    (the conditioning key), else the estimate from the notes; `title`: the file's stem by default."""
+    (the conditioning key), else the estimate from the notes; `title`: the file's stem by default;
+    `beat`: the file is on a transcription clock (its corpus has no meter), so it is engraved on the beat
+    estimated from its onsets, not on its ticks (the file itself is only read)."""
     musicxml, svg, png = midi.with_suffix(".musicxml"), midi.with_suffix(".svg"), midi.with_suffix(".png")
-    midi_to_score(midi, title or midi.stem, key).write("musicxml", fp=str(musicxml))
+    midi_to_score(midi, title or midi.stem, key, beat).write("musicxml", fp=str(musicxml))
     engrave(musicxml, svg, png)
     return [musicxml, svg, png]
