@@ -20,6 +20,7 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     """Writes work/out/model/ (with the corpus reference, for `composer generate`) and work/out/samples/;
     returns the report's generation part."""
     from service.model.generate import decoder_for, generate_pieces, pick_primers, save_model_dir
+    from service.music.beat import on_transcription_clock
 
     spec, out = job.spec, job.work / "out"
     job.phase("generate", f"generating {spec.samples} samples")
@@ -29,13 +30,16 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")
     trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
     primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
-    pieces = generate_pieces(trained, primers, spec.sample_length, spec.sampling(), rng, out / "samples")
+    # The reference first: its meter says whether the samples are engraved on the beat estimated from their
+    # onsets (a corpus on a transcription clock). It draws from its own generator: the samples are as before.
+    reference = corpus_reference(corpus, job.test_pieces(corpus), spec.scheme, spec.sample_length, spec.seed)
+    reference.save(out / "model")
+    pieces = generate_pieces(trained, primers, spec.sample_length, spec.sampling(), rng, out / "samples",
+                             beat=on_transcription_clock(reference.evaluation.meter, spec.scheme))
     sampled = pieces.sampled
     job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} notes in {sampled.seconds:.2f} s "
             f"({sampled.ms_per_step:.2f} ms per step for the batch), with their audio (OGG), engraved as MusicXML, "
             "SVG and PNG, and as many greedy pieces from the same primers")
-    reference = corpus_reference(corpus, job.test_pieces(corpus), spec.scheme, spec.sample_length, spec.seed)
-    reference.save(out / "model")
     return {
         **pieces.report(trained, reference, out),
         "sampling": {**spec.sampling().describe(), "notes": spec.sample_length, "seed": spec.seed,

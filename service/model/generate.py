@@ -253,10 +253,11 @@ class Generated:
 
 def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling, rng: np.random.Generator,
              out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
-             prefix: str = "sample", audio: bool = True) -> Generated:
+             prefix: str = "sample", audio: bool = True, beat: bool = False) -> Generated:
     """The one generation path, for the job's samples and for `composer generate`: continue each primer
     row by `notes` notes, write one MIDI file per row (PREFIX-NN.mid), its audio (PREFIX-NN.ogg)
-    and its engraving when asked."""
+    and its engraving when asked (with `beat`, on the beat estimated from its onsets: a corpus on a
+    transcription clock; service/music/beat.py)."""
     started = time.monotonic()
     tokens = sample(model, primers, notes, sampling, rng, banned)
     seconds = time.monotonic() - started
@@ -267,7 +268,7 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
 
         for row, path in enumerate(paths):
             render_sample(path, title=f"{model.spec.job_id}: {path.stem}",
-                          key=None if keys is None else int(keys[row]))
+                          key=None if keys is None else int(keys[row]), beat=beat)
     if audio:
         write_audio(paths)
     return Generated(paths, tokens, keys, seconds)
@@ -340,10 +341,10 @@ class Pieces:
 
 def generate_pieces(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling,
                     rng: np.random.Generator, out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
-                    audio: bool = True) -> Pieces:
+                    audio: bool = True, beat: bool = False) -> Pieces:
     """The job's and `composer generate`'s pieces: `generate` with the sampling asked for (sample-NN),
     then greedy argmax from the same primers (greedy-NN, audio but no score) to compare with."""
-    sampled = generate(model, primers, notes, sampling, rng, out, banned, sheet_music, audio=audio)
+    sampled = generate(model, primers, notes, sampling, rng, out, banned, sheet_music, audio=audio, beat=beat)
     greedy = None
     if not sampling.greedy:
         greedy = generate(model, primers, notes, Sampling(greedy=True), rng, out, banned, sheet_music=False,
@@ -381,6 +382,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     primers, report.json (settings and quality, against the job's corpus reference when the model
     folder has one) and report.html (the page to hear and see them, with the job's loss curve)."""
     from service.model.report import write_report
+    from service.music.beat import on_transcription_clock
     from service.music.keys import parse_key
 
     if primer is not None and not primer.is_file():
@@ -394,7 +396,9 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)
     chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index)
-    pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio)
+    # A corpus on a transcription clock (GiantMIDI-Piano's fixed 120 bpm): samples engraved on their own beat.
+    beat = corpus is not None and on_transcription_clock(corpus.evaluation.meter, info.scheme)
+    pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
                 "primer": str(primer) if primer else "random training window", "key": key,
                 "decoder": "stateful, batched", "ms_per_step": pieces.sampled.ms_per_step}
