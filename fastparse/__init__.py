@@ -16,10 +16,12 @@
 - ``detokenize(tokens, vocab, scheme="notes-chords", strict=True)`` -> MIDI file bytes; ``strict=False``
   skips what cannot be used (model output) instead of raising ValueError.
 - Schemes (``SCHEMES``): "notes-chords" (the paper's), "remi" (bars, positions, pitch, velocity,
-  duration), "remi+key" and "remi+key-estimated" (remi with a key token first); see fastparse/README.md.
+  duration), "remi+key" and "remi+key-estimated" (remi with a key token first), "performance"
+  (NoteOn, NoteOff, 10 ms TimeShift and Velocity events, Performance RNN's); see fastparse/README.md.
 - ``RemiGrammar(vocab, scheme, rows, key_first=False)``: for sampling remi streams token by token,
   ``allowed()`` -> (rows, vocab) bools of the ids that keep each stream strictly decodable,
-  ``push(ids)``, ``notes()``, ``can_end()``.
+  ``push(ids)``, ``notes()``, ``can_end()``. ``PerformanceGrammar(vocab, rows, notes)``: the same for
+  performance streams of ``notes`` notes each (``notes()`` counts released notes).
 - ``chord_token(pitches)`` -> the notes-chords token for simultaneous MIDI pitches.
 - Keys, as the remi+key schemes use them: ``estimate_key(histogram)`` -> key index
   (``2 * tonic + (1 if minor)``, Krumhansl-Schmuckler over 12 pitch-class weights, C first),
@@ -32,6 +34,7 @@ from fastparse._fastparse import (
     SCHEMES,
     TOKENS_VERSION,
     Notes,
+    PerformanceGrammar,
     RemiGrammar,
     Tokenized,
     __version__,
@@ -50,6 +53,7 @@ __all__ = [
     "SCHEMES",
     "TOKENS_VERSION",
     "Notes",
+    "PerformanceGrammar",
     "RemiGrammar",
     "Tokenized",
     "__version__",

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-SCHEMES: list[str]  # ["notes-chords", "remi", "remi+key", "remi+key-estimated"]
+SCHEMES: list[str]  # ["notes-chords", "remi", "remi+key", "remi+key-estimated", "performance"]
 __version__: str
 TOKENS_VERSION: int  # raised whenever any scheme's tokens change (keys stored tokens)
 PEDAL_MODES: list[str]  # ["apply", "ignore"]: the sustain pedal held notes, or key-press lengths
@@ -81,6 +81,15 @@ class RemiGrammar:
     def push(self, ids: Sequence[int]) -> None: ...  # one id per stream; -1 leaves a stream as it is
     def notes(self) -> npt.NDArray[np.int64]: ...
     def can_end(self) -> npt.NDArray[np.bool_]: ...
+
+class PerformanceGrammar:
+    """The performance grammar for `rows` streams of `notes` notes each (see fastparse/README.md)."""
+
+    def __init__(self, vocab: Sequence[str], rows: int = 1, notes: int = 256) -> None: ...
+    def allowed(self) -> npt.NDArray[np.bool_]: ...  # (rows, len(vocab))
+    def push(self, ids: Sequence[int]) -> None: ...  # one id per stream; -1 leaves a stream as it is
+    def notes(self) -> npt.NDArray[np.int64]: ...  # completed (released) notes
+    def can_end(self) -> npt.NDArray[np.bool_]: ...  # every key up
 
 def read_notes(path_or_bytes: str | os.PathLike[str] | bytes | bytearray, pedal: str = "ignore") -> Notes: ...
 def tokenize(

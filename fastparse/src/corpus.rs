@@ -65,8 +65,7 @@ pub fn tokenize_files<P: AsRef<Path> + Sync>(
         }
         BUFFER.with(|cell| {
             let mut bytes = cell.take();
-            let result =
-                read_into(p.as_ref(), &mut bytes)
+            let result = read_into(p.as_ref(), &mut bytes)
                 .and_then(|()| scheme.tokenize_bytes_ids(&bytes, sustain));
             // Keep a buffer for the next file, but not one grown for a huge file.
             if bytes.capacity() <= 16 << 20 {
@@ -559,7 +558,12 @@ mod tests {
         let mut data = a.clone();
         data.extend_from_slice(b"not midi");
         data.extend_from_slice(&b);
-        let spans = [(0, a.len()), (a.len(), 8), (a.len() + 8, b.len()), (0, a.len())];
+        let spans = [
+            (0, a.len()),
+            (a.len(), 8),
+            (a.len() + 8, b.len()),
+            (0, a.len()),
+        ];
         let options = Options {
             workers: Some(2),
             ..Options::default()

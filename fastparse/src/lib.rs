@@ -8,7 +8,10 @@
 //! - [`scheme::Scheme`]: tokenization schemes; "notes-chords" ([`notes_chords`]) is the paper's,
 //!   with music21's pitch names and chord normal order ([`pitch`]).
 //!   "remi" / "remi+key" ([`remi`]) keep onsets, durations and velocities on a grid, with
-//!   time-signature and key ([`key`]) tokens.
+//!   time-signature and key ([`key`]) tokens. "performance" ([`performance`]) writes note-on,
+//!   note-off, 10 ms time-shift and velocity events (Performance RNN's), with its sampling grammar
+//!   ([`performance_grammar`]).
+//! - [`sustain`]: the sustain pedal, applied while tokenizing by default.
 //! - [`corpus::tokenize_files`]: many files on a rayon pool, deterministic vocabulary.
 //! - [`corpus::detokenize_ids`]: ids -> MIDI bytes ([`midi_writer`]).
 //! - [`token`]: the token type and the scheme names, a leaf that the schemes, [`error`] and
@@ -21,6 +24,8 @@ pub mod key;
 pub mod midi_writer;
 pub mod notes;
 pub mod notes_chords;
+pub mod performance;
+pub mod performance_grammar;
 pub mod pitch;
 /// The parser over midly's event iterator: the oracle of `notes::parse` in tests and fuzz targets.
 #[cfg(any(test, feature = "reference"))]
@@ -40,5 +45,5 @@ mod python;
 pub use corpus::{detokenize_ids, detokenize_ids_with, tokenize_files, Options, Tokenized};
 pub use error::{Error, Result};
 pub use notes::{parse, parse_with, read_file, Notes, Pedal};
-pub use sustain::Sustain;
 pub use scheme::{Scheme, SCHEMES};
+pub use sustain::Sustain;

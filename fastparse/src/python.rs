@@ -19,9 +19,10 @@ use crate::error::{catch, Error};
 use crate::grammar::Grammar;
 use crate::key::{self, Key};
 use crate::notes::{parse_with, read_bytes, Notes};
-use crate::sustain::{Sustain, SUSTAIN_MODES};
 use crate::notes_chords::chord_token as core_chord_token;
+use crate::performance_grammar::PerformanceGrammar;
 use crate::scheme::{Scheme, SCHEMES};
+use crate::sustain::{Sustain, SUSTAIN_MODES};
 
 /// Rust allocations of the extension (not Python's) go through mimalloc: tokenizing many files
 /// allocates and frees per file, which glibc's malloc answers with fresh page faults.
@@ -321,9 +322,7 @@ fn read_notes(py: Python<'_>, path_or_bytes: &Bound<'_, PyAny>, pedal: &str) -> 
         ),
         Source::Path(path, name) => (
             name,
-            py.detach(|| {
-                catch(|| read_bytes(&path).and_then(|bytes| parse_with(&bytes, sustain)))
-            }),
+            py.detach(|| catch(|| read_bytes(&path).and_then(|bytes| parse_with(&bytes, sustain)))),
         ),
     };
     let notes = result.map_err(|e| to_pyerr(Some(&label), e))?;
@@ -648,8 +647,9 @@ impl PyRemiGrammar {
     fn new(vocab: Vec<String>, scheme: &str, rows: usize, key_first: bool) -> PyResult<Self> {
         let with_key =
             match scheme_of(scheme)? {
-                Scheme::NotesChords => return Err(invalid_argument(
-                    "RemiGrammar needs a remi scheme, not notes-chords (whose every token decodes)"
+                Scheme::NotesChords | Scheme::Performance => return Err(invalid_argument(
+                    "RemiGrammar needs a remi scheme (notes-chords needs none, performance has \
+                     PerformanceGrammar)"
                         .into(),
                 )),
                 Scheme::Remi => false,
@@ -662,52 +662,138 @@ impl PyRemiGrammar {
 
     /// (rows, len(vocab)) bool array: True where the id may come next.
     fn allowed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
-        let (rows, n) = (self.grammar.rows(), self.grammar.vocab_len());
-        let mut flags = vec![false; rows * n];
-        for (row, chunk) in flags.chunks_mut(n.max(1)).enumerate().take(rows) {
-            self.grammar.allowed(row, chunk);
-        }
-        PyArray1::from_vec(py, flags)
-            .reshape([rows, n])
-            .expect("rows * n flags")
+        allowed_array(py, &self.grammar)
     }
 
     /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
     fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
-        if ids.len() != self.grammar.rows() {
-            return Err(invalid_argument(format!(
-                "push takes one id per stream: {} streams, {} ids",
-                self.grammar.rows(),
-                ids.len()
-            )));
-        }
-        for (row, &id) in ids.iter().enumerate() {
-            if let Ok(id) = usize::try_from(id) {
-                self.grammar.push(row, id).map_err(|e| to_pyerr(None, e))?;
-            }
-        }
-        Ok(())
+        push_ids(&mut self.grammar, &ids)
     }
 
     /// Notes written per stream (numpy int64).
     fn notes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        PyArray1::from_vec(
-            py,
-            (0..self.grammar.rows())
-                .map(|r| self.grammar.notes(r) as i64)
-                .collect(),
-        )
+        notes_array(py, &self.grammar)
     }
 
     /// Per stream: whether it may end here (its last token completes a note).
     fn can_end<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        PyArray1::from_vec(
-            py,
-            (0..self.grammar.rows())
-                .map(|r| self.grammar.can_end(r))
-                .collect(),
-        )
+        can_end_array(py, &self.grammar)
     }
+}
+
+/// PerformanceGrammar(vocab, rows=1, notes=256)
+///
+/// The performance grammar for `rows` streams sampled one token at a time, each to write `notes`
+/// notes: the methods of `RemiGrammar`. A stream strikes `notes` keys, then releases them; `notes()`
+/// counts completed (released) notes, so a stream is finished when it reaches `notes`; `can_end()`
+/// is true where every key is up. Raises ValueError for a vocabulary that cannot write a
+/// performance.
+#[pyclass(name = "PerformanceGrammar", module = "fastparse")]
+pub struct PyPerformanceGrammar {
+    grammar: PerformanceGrammar,
+}
+
+#[pymethods]
+impl PyPerformanceGrammar {
+    #[new]
+    #[pyo3(signature = (vocab, rows = 1, notes = 256))]
+    fn new(vocab: Vec<String>, rows: usize, notes: u64) -> PyResult<Self> {
+        let grammar =
+            PerformanceGrammar::new(&vocab, rows, notes).map_err(|e| to_pyerr(None, e))?;
+        Ok(PyPerformanceGrammar { grammar })
+    }
+
+    /// (rows, len(vocab)) bool array: True where the id may come next.
+    fn allowed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        allowed_array(py, &self.grammar)
+    }
+
+    /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
+    fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
+        push_ids(&mut self.grammar, &ids)
+    }
+
+    /// Completed notes per stream (numpy int64).
+    fn notes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        notes_array(py, &self.grammar)
+    }
+
+    /// Per stream: whether it may end here (every key up).
+    fn can_end<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        can_end_array(py, &self.grammar)
+    }
+}
+
+/// What the sampling grammars share, for their Python classes' methods.
+trait Sampled {
+    fn rows(&self) -> usize;
+    fn vocab_len(&self) -> usize;
+    fn allowed(&self, row: usize, out: &mut [bool]);
+    fn push(&mut self, row: usize, id: usize) -> crate::Result<()>;
+    fn notes(&self, row: usize) -> u64;
+    fn can_end(&self, row: usize) -> bool;
+}
+
+macro_rules! sampled {
+    ($t:ty) => {
+        impl Sampled for $t {
+            fn rows(&self) -> usize {
+                <$t>::rows(self)
+            }
+            fn vocab_len(&self) -> usize {
+                <$t>::vocab_len(self)
+            }
+            fn allowed(&self, row: usize, out: &mut [bool]) {
+                <$t>::allowed(self, row, out)
+            }
+            fn push(&mut self, row: usize, id: usize) -> crate::Result<()> {
+                <$t>::push(self, row, id)
+            }
+            fn notes(&self, row: usize) -> u64 {
+                <$t>::notes(self, row)
+            }
+            fn can_end(&self, row: usize) -> bool {
+                <$t>::can_end(self, row)
+            }
+        }
+    };
+}
+sampled!(Grammar);
+sampled!(PerformanceGrammar);
+
+fn allowed_array<'py>(py: Python<'py>, g: &impl Sampled) -> Bound<'py, PyArray2<bool>> {
+    let (rows, n) = (g.rows(), g.vocab_len());
+    let mut flags = vec![false; rows * n];
+    for (row, chunk) in flags.chunks_mut(n.max(1)).enumerate().take(rows) {
+        g.allowed(row, chunk);
+    }
+    PyArray1::from_vec(py, flags)
+        .reshape([rows, n])
+        .expect("rows * n flags")
+}
+
+fn push_ids(g: &mut impl Sampled, ids: &[i64]) -> PyResult<()> {
+    if ids.len() != g.rows() {
+        return Err(invalid_argument(format!(
+            "push takes one id per stream: {} streams, {} ids",
+            g.rows(),
+            ids.len()
+        )));
+    }
+    for (row, &id) in ids.iter().enumerate() {
+        if let Ok(id) = usize::try_from(id) {
+            g.push(row, id).map_err(|e| to_pyerr(None, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn notes_array<'py>(py: Python<'py>, g: &impl Sampled) -> Bound<'py, PyArray1<i64>> {
+    PyArray1::from_vec(py, (0..g.rows()).map(|r| g.notes(r) as i64).collect())
+}
+
+fn can_end_array<'py>(py: Python<'py>, g: &impl Sampled) -> Bound<'py, PyArray1<bool>> {
+    PyArray1::from_vec(py, (0..g.rows()).map(|r| g.can_end(r)).collect())
 }
 
 #[pymodule]
@@ -715,6 +801,7 @@ fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNotes>()?;
     m.add_class::<PyTokenized>()?;
     m.add_class::<PyRemiGrammar>()?;
+    m.add_class::<PyPerformanceGrammar>()?;
     m.add_function(wrap_pyfunction!(read_notes, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(tokenize_members, m)?)?;

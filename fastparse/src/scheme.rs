@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::notes::Notes;
 use crate::sustain::Sustain;
-use crate::{notes_chords, remi};
+use crate::{notes_chords, performance, remi};
 
 // Defined in the leaf module `token` (the schemes and `error` use them too); re-exported here,
 // where they have always been.
@@ -25,6 +25,9 @@ pub enum Scheme {
     RemiKey,
     /// "remi+key-estimated": "remi" with a `Key_` token first, always estimated.
     RemiKeyEstimated,
+    /// "performance": note-on, note-off, time-shift and velocity events; see
+    /// [`crate::performance`].
+    Performance,
 }
 
 impl FromStr for Scheme {
@@ -36,6 +39,7 @@ impl FromStr for Scheme {
             remi::NAME => Ok(Scheme::Remi),
             remi::NAME_KEY => Ok(Scheme::RemiKey),
             remi::NAME_KEY_ESTIMATED => Ok(Scheme::RemiKeyEstimated),
+            performance::NAME => Ok(Scheme::Performance),
             other => Err(Error::UnknownScheme(other.to_string())),
         }
     }
@@ -49,13 +53,14 @@ impl Scheme {
             Scheme::Remi => remi::NAME,
             Scheme::RemiKey => remi::NAME_KEY,
             Scheme::RemiKeyEstimated => remi::NAME_KEY_ESTIMATED,
+            Scheme::Performance => performance::NAME,
         }
     }
 
     /// The key token of a remi scheme.
     fn key_token(self) -> remi::KeyToken {
         match self {
-            Scheme::NotesChords | Scheme::Remi => remi::KeyToken::None,
+            Scheme::NotesChords | Scheme::Remi | Scheme::Performance => remi::KeyToken::None,
             Scheme::RemiKey => remi::KeyToken::Signature,
             Scheme::RemiKeyEstimated => remi::KeyToken::Estimated,
         }
@@ -68,6 +73,7 @@ impl Scheme {
     pub fn tokenize(self, notes: &Notes) -> Result<Vec<Token>> {
         match self {
             Scheme::NotesChords => notes_chords::tokenize(notes),
+            Scheme::Performance => performance::tokenize(notes),
             _ => remi::tokenize(notes, &remi::Meta::default(), self.key_token()),
         }
     }
@@ -85,6 +91,9 @@ impl Scheme {
             // From the onsets alone, without the notes' arrays (same tokens and errors).
             return notes_chords::tokenize_bytes(bytes);
         }
+        if self == Scheme::Performance {
+            return performance::tokenize_bytes(bytes, sustain);
+        }
         remi::tokenize_bytes(bytes, self.key_token(), sustain)
     }
 
@@ -93,6 +102,7 @@ impl Scheme {
     pub fn alphabet(self) -> &'static [&'static str] {
         match self {
             Scheme::NotesChords => notes_chords::alphabet(),
+            Scheme::Performance => performance::alphabet(),
             _ => remi::alphabet(),
         }
     }
@@ -102,6 +112,7 @@ impl Scheme {
     pub fn tokenize_bytes_ids(self, bytes: &[u8], sustain: Sustain) -> Result<Vec<TokenId>> {
         match self {
             Scheme::NotesChords => notes_chords::tokenize_ids(bytes),
+            Scheme::Performance => performance::tokenize_ids(bytes, sustain),
             _ => remi::tokenize_ids(bytes, self.key_token(), sustain),
         }
     }
@@ -127,6 +138,7 @@ impl Scheme {
                     .collect();
                 notes_chords::detokenize(&valid)
             }
+            Scheme::Performance => performance::detokenize(tokens, strict),
             _ => remi::detokenize(tokens, self.key_token(), strict),
         }
     }

@@ -96,7 +96,9 @@ fn channels(pedal: &[PedalEvent]) -> Vec<Channel> {
     events.sort_unstable_by_key(|&(tick, _, ch, track)| (track, ch, tick));
     let mut out: Vec<Channel> = Vec::new();
     for (tick, value, ch, track) in events {
-        let new_channel = out.last().is_none_or(|c| (c.track, c.channel) != (track, ch));
+        let new_channel = out
+            .last()
+            .is_none_or(|c| (c.track, c.channel) != (track, ch));
         if new_channel {
             out.push(Channel {
                 track,
@@ -213,7 +215,10 @@ mod tests {
         // Pedal down 0..100: a note released at 50 sounds to 100; one released at 150 is its own.
         let mut raw = vec![note(0, 50, 60), note(10, 150, 64), note(120, 130, 67)];
         apply(&mut raw, &[(0, 127, 0, 0), (100, 0, 0, 0)]);
-        assert_eq!(ends(&raw), vec![(0, 100, 60), (10, 150, 64), (120, 130, 67)]);
+        assert_eq!(
+            ends(&raw),
+            vec![(0, 100, 60), (10, 150, 64), (120, 130, 67)]
+        );
     }
 
     #[test]

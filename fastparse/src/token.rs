@@ -17,8 +17,18 @@ pub const REMI_KEY: &str = "remi+key";
 /// "remi" with a `Key_` token first, always estimated from the notes.
 pub const REMI_KEY_ESTIMATED: &str = "remi+key-estimated";
 
+/// Note-on, note-off, time-shift and velocity events of a performance (see
+/// [`crate::performance`]).
+pub const PERFORMANCE: &str = "performance";
+
 /// Names of the available schemes.
-pub const SCHEMES: &[&str] = &[NOTES_CHORDS, REMI, REMI_KEY, REMI_KEY_ESTIMATED];
+pub const SCHEMES: &[&str] = &[
+    NOTES_CHORDS,
+    REMI,
+    REMI_KEY,
+    REMI_KEY_ESTIMATED,
+    PERFORMANCE,
+];
 
 /// A token as an index into its scheme's alphabet ([`crate::scheme::Scheme::alphabet`]).
 pub type TokenId = u16;

@@ -1,0 +1,644 @@
+//! "performance": the event scheme of Performance RNN and Music Transformer (Oore et al., 2018;
+//! Huang et al., 2018) for music played rather than written: when each key goes down and up, in
+//! seconds, and how hard it was struck. No bars or beats: a transcription's clock (GiantMIDI-Piano's
+//! 120 bpm) is not the music's.
+//!
+//! # Grid, bins, caps
+//! - Time is quantized to [`STEP_SECONDS`] = 10 ms: `step = round(seconds * 100)`.
+//! - Velocity: 32 bins of 4 values as in remi (`Velocity_4` .. `Velocity_124`, `Velocity_127`).
+//! - Notes are made canonical so that they can be written and read back unchanged: drums (channel
+//!   10) left out, a note lasts at least one step and at most [`MAX_NOTE_STEPS`] (10 s), one note
+//!   per (onset, pitch) (the longest, then the loudest), a note that lasts past the next onset of
+//!   its pitch is cut there.
+//! - A piece lasts at most [`MAX_STEPS`] (10 hours; longer is an error, not a huge token list).
+//!
+//! # Tokens
+//! `NoteOn_<0..127>`, `NoteOff_<0..127>`, `TimeShift_<1..100>` (steps of 10 ms, up to 1 s; a longer
+//! wait is several), `Velocity_<v>` (the velocity of the note-ons that follow).
+//!
+//! # Valid streams (what the tokenizer writes; `strict` detokenizing accepts exactly these rules)
+//! The stream starts at time 0 with no key down and no velocity. A `TimeShift` moves time on; a
+//! `NoteOn_p` needs a velocity set before and `p` up; a `NoteOff_p` needs `p` down since an
+//! earlier step; a `Velocity` is followed by a `NoteOn`; no note sounds longer than
+//! [`MAX_NOTE_STEPS`]; at the end every key is up. The tokenizer writes, at each step with events,
+//! the note-offs by pitch, then per note-on by pitch its `Velocity` (when it changes) and `NoteOn`;
+//! for every such stream tokens -> MIDI -> tokens is the identity.
+//!
+//! # Lenient detokenizing (for model output)
+//! Tokens that are not scheme tokens are skipped; a `NoteOn` before any `Velocity` plays at 64; a
+//! `NoteOn` of a key that is down ends its note first; a `NoteOff` of a key that is up (or went down
+//! on this step) is skipped; notes still down at the end end there (at least one step long); notes
+//! are then made canonical as in tokenizing.
+//!
+//! # Written files
+//! Format 0, [`TICKS_PER_QUARTER`] = 500 ticks per quarter at 120 bpm (a tick is a millisecond, a
+//! step 10 ticks), program 0, channel 0, 4/4.
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::midi_writer::{write_single_track, WriteNote};
+use crate::notes::{Notes, RawNote};
+use crate::remi::{bin_velocity, velocity_bin, VELOCITY_BINS};
+use crate::sustain::Sustain;
+use crate::tempo::TempoMap;
+use crate::token::{self, Sink, Token, TokenId, Tokens};
+
+/// The scheme's name.
+pub const NAME: &str = token::PERFORMANCE;
+/// Seconds per time step.
+pub const STEP_SECONDS: f64 = 0.01;
+/// The longest `TimeShift`, in steps (1 s).
+pub const MAX_SHIFT: u64 = 100;
+/// The longest note, in steps (10 s): longer ones are cut (0.15% of GiantMIDI-Piano's notes with
+/// the pedal held).
+pub const MAX_NOTE_STEPS: u64 = 1000;
+/// The longest piece, in steps (10 hours).
+pub const MAX_STEPS: u64 = 3_600_000;
+/// Ticks per quarter note of written files: at 120 bpm a tick is 1 ms.
+pub const TICKS_PER_QUARTER: u16 = 500;
+/// Ticks per step of written files.
+pub const TICKS_PER_STEP: u64 = 10;
+/// Tempo of written files (microseconds per quarter: 120 bpm).
+pub const TEMPO: u32 = 500_000;
+/// The velocity bin of a `NoteOn` with no `Velocity` before it (lenient decoding): 64's.
+const DEFAULT_VELOCITY_BIN: u8 = 15;
+
+// The alphabet ([`alphabet`]), by id.
+const NOTE_ON_ID: TokenId = 0;
+const NOTE_OFF_ID: TokenId = 128;
+/// `TimeShift_1` (shifts start at 1).
+const TIME_SHIFT_ID: TokenId = 256;
+const VELOCITY_ID: TokenId = TIME_SHIFT_ID + MAX_SHIFT as TokenId;
+const ALPHABET_LEN: usize = VELOCITY_ID as usize + VELOCITY_BINS as usize;
+
+/// Every token of the scheme, by id (the ids of [`tokenize_ids`]).
+pub fn alphabet() -> &'static [&'static str] {
+    static ALPHABET: OnceLock<Vec<&'static str>> = OnceLock::new();
+    ALPHABET.get_or_init(|| {
+        // Built once per process: the strings live as long as the program.
+        let mut tokens: Vec<&'static str> = Vec::with_capacity(ALPHABET_LEN);
+        let mut add = |s: String| tokens.push(s.leak());
+        (0..128).for_each(|p| add(format!("NoteOn_{p}")));
+        (0..128).for_each(|p| add(format!("NoteOff_{p}")));
+        (1..=MAX_SHIFT).for_each(|k| add(format!("TimeShift_{k}")));
+        (0..VELOCITY_BINS).for_each(|b| add(format!("Velocity_{}", bin_velocity(b))));
+        debug_assert_eq!(tokens.len(), ALPHABET_LEN);
+        tokens
+    })
+}
+
+/// One token, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A key goes down.
+    NoteOn(u8),
+    /// A key goes up.
+    NoteOff(u8),
+    /// Time moves on by this many steps (1..=100).
+    TimeShift(u64),
+    /// The velocity bin of the note-ons that follow.
+    Velocity(u8),
+}
+
+/// The event of a token string, if it is one of the scheme's.
+pub fn parse_token(token: &str) -> Option<Event> {
+    let (kind, value) = token.split_once('_')?;
+    // Canonical numbers only ("NoteOn_060" is not a token).
+    let n: u64 = value.parse().ok()?;
+    if n.to_string() != value {
+        return None;
+    }
+    match kind {
+        "NoteOn" if n < 128 => Some(Event::NoteOn(n as u8)),
+        "NoteOff" if n < 128 => Some(Event::NoteOff(n as u8)),
+        "TimeShift" if (1..=MAX_SHIFT).contains(&n) => Some(Event::TimeShift(n)),
+        "Velocity" => (0..VELOCITY_BINS)
+            .find(|&b| bin_velocity(b) as u64 == n)
+            .map(Event::Velocity),
+        _ => None,
+    }
+}
+
+/// One note on the grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StepNote {
+    /// Onset step.
+    pub start: u64,
+    /// MIDI pitch.
+    pub pitch: u8,
+    /// Release step, `start + 1 ..= start + MAX_NOTE_STEPS`.
+    pub end: u64,
+    /// Velocity bin, 0..32.
+    pub velocity_bin: u8,
+}
+
+/// The step of a time in seconds.
+pub fn step(seconds: f64) -> u64 {
+    // Times are finite and non-negative (tempo maps only go forwards); a float-to-int cast
+    // saturates.
+    (seconds * 100.0).round() as u64
+}
+
+/// Makes notes canonical: sorted by (onset, pitch), one per (onset, pitch) (the longest, then the
+/// loudest), each 1..=MAX_NOTE_STEPS long and cut at the next onset of its pitch.
+pub fn canonicalize(notes: &mut Vec<StepNote>) {
+    for n in notes.iter_mut() {
+        n.end = n.end.clamp(n.start + 1, n.start + MAX_NOTE_STEPS);
+    }
+    notes.sort_unstable_by(|a, b| {
+        (a.start, a.pitch, b.end, b.velocity_bin).cmp(&(b.start, b.pitch, a.end, a.velocity_bin))
+    });
+    notes.dedup_by(|later, first| later.start == first.start && later.pitch == first.pitch);
+    let mut last: [Option<usize>; 128] = [None; 128];
+    for i in 0..notes.len() {
+        let p = (notes[i].pitch & 0x7f) as usize;
+        if let Some(j) = last[p] {
+            notes[j].end = notes[j].end.min(notes[i].start);
+        }
+        last[p] = Some(i);
+    }
+}
+
+/// The non-drum notes of parsed notes on the grid, canonical.
+pub fn step_notes(notes: &Notes) -> Vec<StepNote> {
+    let mut out: Vec<StepNote> = (0..notes.len())
+        .filter(|&i| !notes.is_drum[i])
+        .map(|i| StepNote {
+            start: step(notes.start[i]),
+            pitch: notes.pitch[i] & 0x7f,
+            end: step(notes.end[i]),
+            velocity_bin: velocity_bin(notes.velocity[i]),
+        })
+        .collect();
+    canonicalize(&mut out);
+    out
+}
+
+/// The non-drum notes the parser found (sorted by start tick) on the grid, canonical.
+fn raw_step_notes(raw: &[RawNote], tempo: &TempoMap) -> Vec<StepNote> {
+    let mut cursor = 0usize;
+    let mut out: Vec<StepNote> = raw
+        .iter()
+        .filter(|r| r.channel != 9)
+        .map(|r| StepNote {
+            start: step(tempo.seconds_from(r.start_tick, &mut cursor)),
+            pitch: r.pitch & 0x7f,
+            end: step(tempo.seconds(r.end_tick)),
+            velocity_bin: velocity_bin(r.velocity),
+        })
+        .collect();
+    canonicalize(&mut out);
+    out
+}
+
+/// The tokens of parsed notes (their pedal as the caller parsed them).
+pub fn tokenize(notes: &Notes) -> Result<Vec<Token>> {
+    let mut out = Tokens {
+        alphabet: alphabet(),
+        tokens: Vec::new(),
+    };
+    write_tokens(&step_notes(notes), &mut out)?;
+    Ok(out.tokens)
+}
+
+/// The tokens of a MIDI file's bytes: [`tokenize`] of [`crate::notes::parse_with`], straight from
+/// the parser's buffers.
+pub fn tokenize_bytes(bytes: &[u8], sustain: Sustain) -> Result<Vec<Token>> {
+    let mut out = Tokens {
+        alphabet: alphabet(),
+        tokens: Vec::new(),
+    };
+    tokenize_bytes_into(bytes, sustain, &mut out)?;
+    Ok(out.tokens)
+}
+
+/// [`tokenize_bytes`] as ids into [`alphabet`].
+pub fn tokenize_ids(bytes: &[u8], sustain: Sustain) -> Result<Vec<TokenId>> {
+    let mut out = Vec::new();
+    tokenize_bytes_into(bytes, sustain, &mut out)?;
+    Ok(out)
+}
+
+fn tokenize_bytes_into(bytes: &[u8], sustain: Sustain, out: &mut impl Sink) -> Result<()> {
+    crate::notes::with_scan(bytes, sustain, |scan| {
+        write_tokens(&raw_step_notes(scan.notes, scan.tempo), out)
+    })?
+}
+
+/// Writes the event stream of canonical notes: at each step with events the note-offs by pitch,
+/// then the note-ons by pitch, each after its `Velocity` when that changes; `TimeShift`s between.
+fn write_tokens(notes: &[StepNote], out: &mut impl Sink) -> Result<()> {
+    if notes.is_empty() {
+        return Err(Error::NoNotes);
+    }
+    let last = notes.iter().map(|n| n.end).max().unwrap_or(0);
+    if last > MAX_STEPS {
+        return Err(Error::Unsupported(format!(
+            "the notes last {:.0} s, more than {} hours",
+            last as f64 * STEP_SECONDS,
+            MAX_STEPS / 360_000
+        )));
+    }
+    // Note-offs as (end, pitch) keys in one u64, sorted: the note-ons are sorted already.
+    let mut offs: Vec<u64> = notes.iter().map(|n| n.end << 8 | n.pitch as u64).collect();
+    offs.sort_unstable();
+    out.reserve(notes.len() * 3 + last as usize / MAX_SHIFT as usize + 8);
+    let (mut now, mut velocity) = (0u64, None);
+    let (mut on, mut off) = (0usize, 0usize);
+    while off < offs.len() {
+        let off_step = offs[off] >> 8;
+        // Offs first at a step: a key struck again is released before it goes down.
+        let (at, is_off) = match notes.get(on) {
+            Some(n) if n.start < off_step => (n.start, false),
+            _ => (off_step, true),
+        };
+        shift(out, at - now);
+        now = at;
+        if is_off {
+            out.push(NOTE_OFF_ID + (offs[off] & 0x7f) as TokenId);
+            off += 1;
+        } else {
+            let n = notes[on];
+            if velocity != Some(n.velocity_bin) {
+                out.push(VELOCITY_ID + n.velocity_bin as TokenId);
+                velocity = Some(n.velocity_bin);
+            }
+            out.push(NOTE_ON_ID + n.pitch as TokenId);
+            on += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `TimeShift`s for `steps`: whole seconds first, then the rest.
+fn shift(out: &mut impl Sink, mut steps: u64) {
+    while steps > 0 {
+        let k = steps.min(MAX_SHIFT);
+        out.push(TIME_SHIFT_ID + (k - 1) as TokenId);
+        steps -= k;
+    }
+}
+
+/// Where a stream stands: what strict decoding, lenient decoding and the sampling grammar share.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// The current step.
+    pub now: u64,
+    /// Per pitch: the step its key went down, if it is down.
+    pub down: [Option<u64>; 128],
+    /// Per pitch: the velocity bin of its last note-on.
+    on_velocity: [u8; 128],
+    /// Keys down.
+    pub sounding: u32,
+    /// The velocity bin in force.
+    pub velocity: Option<u8>,
+    /// Whether the last token was a `Velocity` (a `NoteOn` must follow).
+    pub after_velocity: bool,
+    /// Note-ons and note-offs written.
+    pub ons: u64,
+    /// Notes completed (note-offs).
+    pub offs: u64,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream {
+            now: 0,
+            down: [None; 128],
+            on_velocity: [DEFAULT_VELOCITY_BIN; 128],
+            sounding: 0,
+            velocity: None,
+            after_velocity: false,
+            ons: 0,
+            offs: 0,
+        }
+    }
+}
+
+impl Stream {
+    /// The step of the earliest key still down.
+    pub fn earliest_down(&self) -> Option<u64> {
+        if self.sounding == 0 {
+            return None;
+        }
+        self.down.iter().flatten().min().copied()
+    }
+
+    /// The longest `TimeShift` that keeps every sounding note within [`MAX_NOTE_STEPS`] (and the
+    /// piece within [`MAX_STEPS`]).
+    pub fn shift_room(&self) -> u64 {
+        let limit = self
+            .earliest_down()
+            .map_or(MAX_STEPS, |start| start + MAX_NOTE_STEPS)
+            .min(MAX_STEPS);
+        limit.saturating_sub(self.now).min(MAX_SHIFT)
+    }
+
+    /// Why `event` may not come next in a strict stream, or None if it may.
+    pub fn refuses(&self, event: Event) -> Option<&'static str> {
+        match event {
+            _ if self.after_velocity && !matches!(event, Event::NoteOn(_)) => {
+                Some("cannot follow a Velocity (expected NoteOn)")
+            }
+            Event::NoteOn(_) if self.velocity.is_none() => Some("comes before any Velocity"),
+            Event::NoteOn(p) if self.down[p as usize].is_some() => {
+                Some("is for a key that is down already")
+            }
+            Event::NoteOff(p) => match self.down[p as usize] {
+                None => Some("is for a key that is not down"),
+                Some(start) if start == self.now => {
+                    Some("ends a note on the step it began (no length)")
+                }
+                Some(_) => None,
+            },
+            Event::TimeShift(k) if k > self.shift_room() => {
+                Some("holds a note longer than 10 s (or the piece past 10 hours)")
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes `event` (which [`Stream::refuses`] allows); a completed note is returned as
+    /// (start, pitch, end, velocity bin).
+    pub fn take(&mut self, event: Event) -> Option<StepNote> {
+        self.after_velocity = false;
+        match event {
+            Event::NoteOn(p) => {
+                self.down[p as usize] = Some(self.now);
+                self.sounding += 1;
+                self.ons += 1;
+                // The velocity travels with the note until its note-off.
+                self.on_velocity[p as usize] = self.velocity.unwrap_or(DEFAULT_VELOCITY_BIN);
+                None
+            }
+            Event::NoteOff(p) => {
+                let start = self.down[p as usize].take()?;
+                self.sounding -= 1;
+                self.offs += 1;
+                Some(StepNote {
+                    start,
+                    pitch: p,
+                    end: self.now,
+                    velocity_bin: self.on_velocity[p as usize],
+                })
+            }
+            Event::TimeShift(k) => {
+                self.now += k;
+                None
+            }
+            Event::Velocity(b) => {
+                self.velocity = Some(b);
+                self.after_velocity = true;
+                None
+            }
+        }
+    }
+}
+
+/// The notes of a token stream. `strict` fails on the first token that is not the scheme's
+/// ([`Error::InvalidToken`]) or breaks the rules of valid streams ([`Error::InvalidSequence`]);
+/// otherwise decoding is lenient (see the module's documentation).
+pub fn decode<S: AsRef<str>>(tokens: &[S], strict: bool) -> Result<Vec<StepNote>> {
+    let mut s = Stream::default();
+    let mut notes = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        let token = token.as_ref();
+        let Some(event) = parse_token(token) else {
+            if strict {
+                return Err(Error::InvalidToken {
+                    index,
+                    token: token.to_string(),
+                    scheme: NAME,
+                });
+            }
+            continue;
+        };
+        if strict {
+            if let Some(why) = s.refuses(event) {
+                return Err(Error::InvalidSequence {
+                    index,
+                    token: token.to_string(),
+                    scheme: NAME,
+                    why: why.to_string(),
+                });
+            }
+        } else {
+            match event {
+                Event::NoteOn(p) => {
+                    if let Some(start) = s.down[p as usize] {
+                        if start < s.now {
+                            if let Some(n) = s.take(Event::NoteOff(p)) {
+                                notes.push(n);
+                            }
+                        } else {
+                            // Struck twice on one step: the later note-on wins.
+                            s.down[p as usize] = None;
+                            s.sounding -= 1;
+                        }
+                    }
+                }
+                Event::NoteOff(p) if s.down[p as usize].is_none_or(|start| start == s.now) => {
+                    continue;
+                }
+                Event::TimeShift(k) if s.now + k > MAX_STEPS => continue,
+                _ => {}
+            }
+        }
+        if let Some(n) = s.take(event) {
+            notes.push(n);
+        }
+    }
+    if strict && (s.after_velocity || s.sounding > 0) {
+        return Err(Error::InvalidSequence {
+            index: tokens.len(),
+            token: String::new(),
+            scheme: NAME,
+            why: if s.after_velocity {
+                "the stream ends after a Velocity (expected NoteOn)".into()
+            } else {
+                format!(
+                    "the stream ends with {} keys down (expected NoteOff)",
+                    s.sounding
+                )
+            },
+        });
+    }
+    for p in 0..128u8 {
+        if let Some(start) = s.down[p as usize] {
+            notes.push(StepNote {
+                start,
+                pitch: p,
+                end: s.now.max(start + 1),
+                velocity_bin: s.on_velocity[p as usize],
+            });
+        }
+    }
+    canonicalize(&mut notes);
+    Ok(notes)
+}
+
+/// MIDI file bytes of notes on the grid (see the module's documentation).
+pub fn write(notes: &[StepNote]) -> Result<Vec<u8>> {
+    let notes: Vec<WriteNote> = notes
+        .iter()
+        .map(|n| WriteNote {
+            start: n.start * TICKS_PER_STEP,
+            end: n.end * TICKS_PER_STEP,
+            pitch: n.pitch,
+            velocity: bin_velocity(n.velocity_bin),
+        })
+        .collect();
+    write_single_track(&notes, TICKS_PER_QUARTER, TEMPO, 0)
+}
+
+/// MIDI file bytes for a token stream ([`decode`], then [`write`]).
+pub fn detokenize<S: AsRef<str>>(tokens: &[S], strict: bool) -> Result<Vec<u8>> {
+    write(&decode(tokens, strict)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notes::parse_with;
+
+    fn strings(tokens: &[Token]) -> Vec<String> {
+        tokens.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn writes_offs_before_ons_and_velocity_only_when_it_changes() {
+        let notes = vec![
+            StepNote {
+                start: 0,
+                pitch: 60,
+                end: 50,
+                velocity_bin: 20,
+            },
+            StepNote {
+                start: 0,
+                pitch: 64,
+                end: 150,
+                velocity_bin: 20,
+            },
+            StepNote {
+                start: 50,
+                pitch: 60,
+                end: 60,
+                velocity_bin: 10,
+            },
+        ];
+        let mut out = Tokens {
+            alphabet: alphabet(),
+            tokens: Vec::new(),
+        };
+        write_tokens(&notes, &mut out).unwrap();
+        assert_eq!(
+            strings(&out.tokens),
+            [
+                "Velocity_84",
+                "NoteOn_60",
+                "NoteOn_64",
+                "TimeShift_50",
+                "NoteOff_60",
+                "Velocity_44",
+                "NoteOn_60",
+                "TimeShift_10",
+                "NoteOff_60",
+                "TimeShift_90",
+                "NoteOff_64"
+            ]
+        );
+        assert_eq!(decode(&out.tokens, true).unwrap(), notes);
+    }
+
+    #[test]
+    fn the_round_trip_is_exact_on_the_grid() {
+        let mut checked = 0;
+        for file in crate::testdata::corpus().iter() {
+            let Ok(tokens) = tokenize_bytes(file, Sustain::Apply) else {
+                continue;
+            };
+            let bytes = detokenize(&tokens, true).unwrap();
+            assert_eq!(tokenize_bytes(&bytes, Sustain::Apply).unwrap(), tokens);
+            // The file's own notes, on the grid, are the decoded ones.
+            let notes = parse_with(file, Sustain::Apply).unwrap();
+            assert_eq!(step_notes(&notes), decode(&tokens, true).unwrap());
+            checked += 1;
+        }
+        assert!(checked > 0 || crate::testdata::corpus().is_empty());
+    }
+
+    #[test]
+    fn strict_refuses_what_breaks_the_rules() {
+        let bad: &[(&[&str], usize)] = &[
+            (&["NoteOn_60"], 0),
+            (&["Velocity_64", "TimeShift_1"], 1),
+            (&["Velocity_64", "NoteOn_60", "NoteOn_60"], 2),
+            (&["Velocity_64", "NoteOn_60", "NoteOff_60"], 2),
+            (&["NoteOff_60"], 0),
+            (&["Velocity_64", "NoteOn_60", "TimeShift_5"], 3),
+            (&["Velocity_64"], 1),
+            (&["Velocity_65"], 0),
+            (&["NoteOn_060"], 0),
+        ];
+        for (tokens, at) in bad {
+            match decode(tokens, true) {
+                Err(Error::InvalidSequence { index, .. } | Error::InvalidToken { index, .. }) => {
+                    assert_eq!(index, *at, "{tokens:?}")
+                }
+                other => panic!("{tokens:?}: {other:?}"),
+            }
+        }
+        // Held past 10 s.
+        let mut long = vec!["Velocity_64", "NoteOn_60"];
+        long.extend(std::iter::repeat_n("TimeShift_100", 10));
+        long.push("NoteOff_60");
+        assert!(decode(&long, true).is_ok());
+        long.insert(2, "TimeShift_1");
+        assert!(matches!(
+            decode(&long, true),
+            Err(Error::InvalidSequence { index: 12, .. })
+        ));
+    }
+
+    #[test]
+    fn lenient_decoding_keeps_what_it_can() {
+        let tokens = [
+            "NoteOn_60",
+            "nope",
+            "NoteOff_61",
+            "TimeShift_10",
+            "NoteOn_60",
+            "TimeShift_5",
+            "NoteOff_60",
+            "NoteOn_62",
+        ];
+        let notes = decode(&tokens, false).unwrap();
+        let want = vec![
+            StepNote {
+                start: 0,
+                pitch: 60,
+                end: 10,
+                velocity_bin: DEFAULT_VELOCITY_BIN,
+            },
+            StepNote {
+                start: 10,
+                pitch: 60,
+                end: 15,
+                velocity_bin: DEFAULT_VELOCITY_BIN,
+            },
+            StepNote {
+                start: 15,
+                pitch: 62,
+                end: 16,
+                velocity_bin: DEFAULT_VELOCITY_BIN,
+            },
+        ];
+        assert_eq!(notes, want);
+        // Every lenient decode writes a file that strict tokens come back from.
+        let bytes = detokenize(&tokens, false).unwrap();
+        let again = tokenize_bytes(&bytes, Sustain::Apply).unwrap();
+        assert_eq!(decode(&again, true).unwrap(), want);
+    }
+}
