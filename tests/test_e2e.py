@@ -391,7 +391,8 @@ def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head,
 
 def test_failed_job_exits_1_with_the_reason(ray_head, composer_home, five_files, tmp_path):
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
-    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--seq-len", "50000", "--wait", env=env)
+    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--seq-len", "50000", "--pedal", "ignore", "--wait",
+                   env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "too small for --seq-len 50000" in lines[0], proc.stderr
@@ -399,6 +400,8 @@ def test_failed_job_exits_1_with_the_reason(ray_head, composer_home, five_files,
     status = json.loads(run_cli("status", job, "--json", env=env).stdout)
     assert status["state"] == "FAILED" and status["phase"] == "failed"
     assert "too small for --seq-len 50000" in status["error"]
+    spec = json.loads((tmp_path / "store" / "jobs" / job / "job.json").read_text())
+    assert spec["pedal"] == "ignore"  # --pedal reached the job (tokenized before the windows failed)
 
 
 def test_cancel_stops_a_running_job(ray_head, composer_home, five_files, tmp_path):
@@ -531,3 +534,25 @@ def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_ho
                    if digest_fraction(hashlib.sha256(p.read_bytes()).hexdigest()) < 0.1)
     assert below and sorted(Path(f).name for f in report["test"]["files"]) == below
     assert len(list((tmp_path / "out" / "samples").glob("sample-*.mid"))) == 1
+
+
+def test_performance_scheme_job(ray_head, composer_home, five_files, tmp_path):
+    """--scheme performance through the real CLI and job: pedalled GiantMIDI as note-on/off events, the
+    samples decode strictly with the notes asked for, and engrave on their own estimated beat."""
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    out = tmp_path / "out"
+    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--scheme", "performance", "--length", "40",
+                   "--wait", "--to", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "model" / "composer.json").read_text())
+    assert meta["scheme"] == "performance" and meta["spec"]["pedal"] == "apply"
+    assert {t.split("_")[0] for t in meta["vocab"]} == {"NoteOn", "NoteOff", "TimeShift", "Velocity"}
+    report = json.loads((out / "report.json").read_text())
+    assert np.isfinite(report["test"]["nats_per_second"])
+    assert report["meter"]["has_meter"] is False  # the performance keeps the transcription's clock
+    for path in sorted((out / "samples").glob("sample-*.mid")):
+        notes = fastparse.read_notes(path)
+        assert len(notes) == 40 and (notes.end > notes.start).all()
+        tokens = fastparse.tokenize([str(path)], scheme="performance", vocab=meta["vocab"])
+        assert tokens.unknown == 0  # the sample is a stream of the model's own tokens
+    assert (out / "samples" / "sample-01.png").is_file()

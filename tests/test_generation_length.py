@@ -39,7 +39,7 @@ def _untrained(shared_midi, scheme: str, key_conditioning: bool = False):
 
 
 @pytest.mark.parametrize("scheme,keyed", [("remi", False), ("remi+key", False), ("remi+key-estimated", True),
-                                          ("notes-chords", False)])
+                                          ("notes-chords", False), ("performance", False)])
 @pytest.mark.parametrize("greedy", [False, True])
 def test_an_untrained_model_writes_exactly_the_notes_asked_for(shared_midi, scheme, keyed, greedy):
     trained, primers, vocab = _untrained(shared_midi, scheme, keyed)
@@ -50,7 +50,10 @@ def test_an_untrained_model_writes_exactly_the_notes_asked_for(shared_midi, sche
         if keyed:  # the job writes the conditioning key first (write_midi)
             stream = np.concatenate([[vocab.index("Key_G_major")], row]) if "Key_G_major" in vocab else row
         midi = fastparse.detokenize(stream, vocab, scheme=scheme, strict=True)  # raises on any broken token
-        assert len(fastparse.read_notes(midi)) == 64
+        notes = fastparse.read_notes(midi)
+        assert len(notes) == 64
+        if scheme == "performance":  # every note released, none held past the grammar's 10 s
+            assert (notes.end - notes.start).max() <= 10.0 + 1e-9 and (notes.end > notes.start).all()
         lenient = fastparse.detokenize(stream, vocab, scheme=scheme, strict=False)
         assert lenient == midi  # nothing was dropped
     assert dropped_tokens(rows, vocab, scheme, key_first=keyed) == 0

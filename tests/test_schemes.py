@@ -488,6 +488,6 @@ def test_lenient_repairs_model_output():
 
 
 def test_schemes_listed():
-    assert fastparse.SCHEMES == ["notes-chords", "remi", "remi+key", "remi+key-estimated"]
+    assert fastparse.SCHEMES == ["notes-chords", "remi", "remi+key", "remi+key-estimated", "performance"]
     with pytest.raises(ValueError, match="unknown scheme"):
         fastparse.tokenize([], scheme="remi+tempo")

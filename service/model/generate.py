@@ -20,6 +20,7 @@ from service.errors import UserError
 from service.model.architecture import decoder_for as network_decoder
 from service.model.decoder import LstmDecoder
 from service.music import evaluation, quality
+from service.music.grammars import grammar_for
 from service.music.keys import key_name, key_token, piece_keys, token_keys
 from service.music.sampling import Sampling, choose
 from service.spec import JobSpec
@@ -147,20 +148,17 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
            banned: np.ndarray | None = None) -> list[np.ndarray]:
     """Continue each primer row until it has written `notes` notes; returns each row's new token ids.
 
-    Every row is a stream that decodes strictly on its own: for remi schemes fastparse's grammar
-    masks, at each step, the tokens that would break it (its first token is then a TimeSig, after
-    the Key a key-conditioned row gets written before it); for notes-chords, where every token is a
+    Every row is a stream that decodes strictly on its own: for the remi and performance schemes
+    fastparse's grammar (music/grammars.py) masks, at each step, the tokens that would break it (a
+    remi row's first token is then a TimeSig, after the Key a key-conditioned row gets written before
+    it; a performance row strikes its notes, then releases them all); for notes-chords, where every token is a
     note or a chord, tokens with more notes than a row has left are masked. The masks are numpy
     (and, for the grammar, four native calls per step for the whole batch: allowed, push, notes,
     can_end): no framework call is added to a step."""
-    import fastparse
-
     keys = model.keys_for(primers)
     rows = len(primers.tokens)
-    grammar = None
-    if model.scheme != "notes-chords":
-        grammar = fastparse.RemiGrammar(model.vocab, model.scheme, rows, key_first=keys is not None)
-    else:
+    grammar = grammar_for(model.vocab, model.scheme, rows, notes, key_first=keys is not None)
+    if grammar is None:
         per_token = quality.notes_per_token(model.vocab, model.scheme)
     never = np.zeros(len(model.vocab), dtype=bool)  # masked at every step: the banned keys, silent tokens
     if banned is not None:
@@ -174,7 +172,8 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     whole = np.zeros(rows, dtype=np.int64)  # each row's length when it last could end (after a note)
     logits = model.decoder.run(primers.tokens, keys)
     # A note takes 4 tokens (Position, Pitch, Velocity, Duration), and the grammar allows at most two
-    # empty bars (a TimeSig and a Bar each) before one: the cap is never reached by a remi stream.
+    # empty bars (a TimeSig and a Bar each) before one: the cap is never reached by a remi stream. A
+    # performance note takes at most 9 (Velocity, NoteOn, NoteOff, three TimeShifts before each).
     for _ in range(notes * 16 + 64):
         logits[:, never] = -np.inf
         if grammar is not None:

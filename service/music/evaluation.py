@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.music import mgeval, quality, sample_metrics
+from service.music.grammars import PERFORMANCE, note_token_prefix
 from service.music.sample_metrics import PieceNotes
 
 # composer's own measures that need a meter: left out where there is none.
@@ -40,12 +41,12 @@ def notes_of(pieces: list[np.ndarray], vocab: list[str], scheme: str) -> list[Pi
 
 
 def note_tokens(piece: np.ndarray, vocab: list[str], scheme: str) -> np.ndarray:
-    """For each token of the piece, the notes it starts (remi: its Pitch tokens; notes-chords: chords count
-    their notes)."""
+    """For each token of the piece, the notes it starts (remi: its Pitch tokens; performance: its NoteOn
+    tokens; notes-chords: chords count their notes)."""
     if scheme == "notes-chords":
         return quality.notes_per_token(vocab, scheme)[np.asarray(piece, dtype=np.int64)]
-    is_pitch = np.array([token.startswith("Pitch_") for token in vocab])
-    return is_pitch[np.asarray(piece, dtype=np.int64)].astype(np.int64)
+    starts_note = np.array([token.startswith(note_token_prefix(scheme)) for token in vocab])
+    return starts_note[np.asarray(piece, dtype=np.int64)].astype(np.int64)
 
 
 def excerpt_by_notes(piece: np.ndarray, vocab: list[str], scheme: str, notes: int,
@@ -53,7 +54,10 @@ def excerpt_by_notes(piece: np.ndarray, vocab: list[str], scheme: str, notes: in
     """A stretch of the piece with `notes` notes (all of it when it has fewer), at a random place; in the
     remi schemes from a bar line to the end of its last note's tokens (Pitch, Velocity, Duration), after
     the piece's key token (remi+key) and the time signature in force there, so that it decodes as the
-    piece plays it (a bar of 3/4 read as 4/4 would gain a silent beat)."""
+    piece plays it (a bar of 3/4 read as 4/4 would gain a silent beat); in the performance scheme see
+    `performance_excerpt`."""
+    if scheme == PERFORMANCE:
+        return performance_excerpt(piece, vocab, notes, rng)
     counts = note_tokens(piece, vocab, scheme)
     before = np.concatenate([[0], np.cumsum(counts)])  # notes before token i
     total = int(before[-1])
@@ -68,6 +72,32 @@ def excerpt_by_notes(piece: np.ndarray, vocab: list[str], scheme: str, notes: in
     last = int(np.searchsorted(before, wanted, side="left")) - 1  # the token that starts the last note
     end = last + (1 if scheme == "notes-chords" else 3)
     return np.concatenate([_context(piece, vocab, scheme, start), piece[start:max(end, start)]]).astype(np.int32)
+
+
+def performance_excerpt(piece: np.ndarray, vocab: list[str], notes: int, rng: np.random.Generator) -> np.ndarray:
+    """`notes` notes of a performance stream (all of it when it has fewer), from a random note-on: the
+    tokens from it to the last of their note-offs, without the note-ons (and so the notes) of any
+    other note struck meanwhile, after the Velocity in force, so that each note keeps its velocity and
+    the length it sounds in the piece (a note cut off at the excerpt's end would shorten the durations
+    measured)."""
+    piece = np.asarray(piece, dtype=np.int64)
+    token = np.asarray(vocab)[piece]
+    ons = np.flatnonzero(np.char.startswith(token, "NoteOn_"))
+    if len(ons) == 0:
+        return piece[:0].astype(np.int32)
+    first = int(rng.integers(0, len(ons) - notes + 1)) if len(ons) > notes else 0
+    chosen = ons[first:first + notes]
+    keep = np.zeros(len(piece), dtype=bool)
+    keep[chosen] = True
+    end = int(chosen[-1]) + 1
+    for at in chosen:  # each chosen note's note-off: the next of its pitch
+        off = np.flatnonzero(token[at + 1:] == "NoteOff_" + token[at][len("NoteOn_"):])
+        end = max(end, int(at) + 2 + int(off[0])) if len(off) else len(piece)
+    window = np.arange(int(chosen[0]), end)
+    keep[window] |= ~np.char.startswith(token[window], "NoteOn_")
+    velocities = np.flatnonzero(np.char.startswith(token[:chosen[0]], "Velocity_"))
+    head = piece[velocities[-1:]]
+    return np.concatenate([head, piece[keep]]).astype(np.int32)
 
 
 def _context(piece: np.ndarray, vocab: list[str], scheme: str, start: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from service.music import keys
+from service.music.grammars import grammar_for
 from service.music.keys import key_name, key_scale
 
 
@@ -215,17 +216,15 @@ def reference_of(excerpts: list[np.ndarray], vocab: list[str], scheme: str) -> R
 
 
 def dropped_tokens(pieces: list[np.ndarray], vocab: list[str], scheme: str, key_first: bool = False) -> int:
-    """Tokens that decoding would have to drop: for remi, those fastparse's grammar does not allow
+    """Tokens that decoding would have to drop: for remi and performance, those fastparse's grammar does not allow
     where they stand (each is skipped and the rest read on, as lenient decoding does); for
     notes-chords, tokens that write no note. 0 for every piece composer samples."""
-    import fastparse
-
     dropped = 0
     if scheme == "notes-chords":
         silent = notes_per_token(vocab, scheme) == 0
         return int(sum(silent[np.asarray(piece, dtype=np.int64)].sum() for piece in pieces))
     for piece in pieces:
-        grammar = fastparse.RemiGrammar(vocab, scheme, 1, key_first=key_first)
+        grammar = grammar_for(vocab, scheme, 1, notes=len(piece), key_first=key_first)
         for token in piece:
             if grammar.allowed()[0, int(token)]:
                 grammar.push([int(token)])
