@@ -124,6 +124,10 @@ def test_too_few_onsets_keep_the_files_clock(tmp_path):
     assert estimate_beat(np.array([])) is None
     assert estimate_beat(np.array([1.5])) is None
     assert estimate_beat(np.array([0.0, 0.0, 0.5, 0.5, np.nan])) is None  # two distinct onsets
+    # Shorter than the slowest beat (a rolled chord, a quick run): a beat all the same, in the musical range.
+    for onsets in ([0.0, 0.01, 0.02, 0.03], [0.0, 0.1, 0.2, 0.3]):
+        beat = estimate_beat(np.array(onsets))
+        assert beat is not None and 40 <= beat.bpm <= 200 and np.isfinite(beat.quarters(onsets)).all()
     for name, pitches in (("none", []), ("one", [60]), ("two", [60, 64])):
         midi = tmp_path / f"{name}.mid"
         _few_notes(midi, pitches, bpm=96)

@@ -7,13 +7,17 @@ split by piece from the rest, so no piece feeds two sides.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from service.errors import UserError
 from service.model.testsplit import train_pieces
+from service.music.transpose import transposed_key
 from service.spec import JobSpec
+
+if TYPE_CHECKING:
+    from service.model.augment import Augmenter
 
 NO_TEST = np.zeros(0, dtype=np.int64)  # no held-out test pieces
 
@@ -132,7 +136,8 @@ def batch_positions(step, batch: int, part, parts: int):
 
 def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
                  pair=None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
-                 first_step: int = 0, part: tuple[int, int] = (0, 1), replicas: int = 1):
+                 first_step: int = 0, part: tuple[int, int] = (0, 1), replicas: int = 1,
+                 augment: Augmenter | None = None):
     """An endless tf.data pipeline of (x, y) batches; windows are gathered per batch.
 
     The order is a pure function of (seed, position), so training can stop and continue anywhere
@@ -151,6 +156,10 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
     training_pair (model/architecture.py); by default each token learns the next one. With
     piece_keys = (offsets, key of each piece), x is (x, keys): the window's piece key at every
     step, looked up per batch (no per-token key array).
+
+    `augment` (model/augment.py: Augmenter) transposes and stretches each window, drawn per global
+    batch and sliced like the windows, so it keeps all of the above; a key-conditioned row's key
+    moves with its window.
     """
     import tensorflow as tf
 
@@ -184,11 +193,16 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
         positions = batch_positions(step, batch, part[0] * replicas + replica, parts)
         batch_starts = tf.gather(start_tensor, window_index(positions))
         window = tf.gather(token_tensor, batch_starts[:, None] + offsets[None, :])
+        if augment is not None:
+            window, shifts = augment.tf_apply(window, step, part[0] * replicas + replica, parts, batch)
         x, y = pair(window)
         if piece_keys is None:
             return x, y
         piece = tf.searchsorted(piece_ends, tf.cast(batch_starts, tf.int64), side="right")
-        keys = tf.broadcast_to(tf.gather(key_of_piece, piece)[:, None], tf.shape(window[:, :-1]))
+        key = tf.gather(key_of_piece, piece)
+        if augment is not None:
+            key = transposed_key(key, shifts)
+        keys = tf.broadcast_to(key[:, None], tf.shape(window[:, :-1]))
         return (x, keys), y
 
     elements = tf.data.Dataset.range(first_step * replicas, np.iinfo(np.int64).max)

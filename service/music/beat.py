@@ -108,6 +108,8 @@ def tempo_period(signal: np.ndarray) -> float:
     n = 1 << int(np.ceil(np.log2(2 * len(centred))))
     spectrum = np.fft.rfft(centred, n)
     ac = np.fft.irfft(spectrum * np.conj(spectrum), n)[: len(centred)]
+    # A piece shorter than the longest period: no correlation at the lags past its end.
+    ac = np.pad(ac, (0, max(0, MAX_LAG + 1 - len(ac))))
     lags = np.arange(MIN_LAG, MAX_LAG + 1)
     bpm = 60.0 / (lags * FRAME)
     weighted = ac[lags] * np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
