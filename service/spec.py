@@ -67,6 +67,9 @@ class JobSpec:
     # The held-out test pieces' share (model/testsplit.py): never trained on, never early stopping's,
     # never primers; scored once after training. 0 turns the test score off.
     test_share: float = 0.1
+    # Training-time augmentation (model/augment.py): none, transpose, stretch or transpose,stretch, with
+    # optional amounts (transpose=SEMITONES, stretch=FRACTION). Drawn per global batch from the seed.
+    augment: str = "transpose,stretch"
     workers: int = 2
     gpus_per_worker: float = 0.0
     autoscale_wait: float = 600.0  # seconds to wait for an autoscaler to add room for the workers
@@ -93,6 +96,8 @@ class JobSpec:
         data.setdefault("test_share", 0.0)
         # A job submitted before the pedal was read tokenized key-press lengths.
         data.setdefault("pedal", "ignore")
+        # A job submitted before augmentation trained on its windows as they are: resumed, it still does.
+        data.setdefault("augment", "none")
         # A job submitted before augmentation trained on its windows as they are: resumed, it still does.
         data.setdefault("augment", "none")
         known = {f.name for f in fields(cls)}
@@ -151,6 +156,9 @@ def validate(spec: JobSpec) -> None:
     if spec.learning_rate <= 0:
         raise UserError(f"--learning-rate must be above 0, got {spec.learning_rate}")
     spec.sampling()  # validates temperature, top-k, top-p
+    from service.model.augment import parse as parse_augment
+
+    parse_augment(spec.augment)  # one line naming the choices
     import fastparse
 
     if spec.scheme not in fastparse.SCHEMES:

@@ -100,6 +100,11 @@ def test_pulled_layout_matches_the_contract(s3_job):
     # CPU workers: no float16, no XLA (accelerate.py switches them on for GPUs only).
     assert report["training_device"] == {"device": "CPU", "mixed_precision": False, "xla": False}  # no GPU fields
     assert report["key_conditioning"] is False and report["keys"] is None
+    # on by default: notes-chords windows transposed; no TimeShift tokens, so nothing stretched
+    augmented = report["augment"]
+    assert {k: augmented[k] for k in ("setting", "transpose_semitones", "time_stretch")} == {
+        "setting": "transpose,stretch", "transpose_semitones": 3, "time_stretch": 0.0}
+    assert "no time stretch" in augmented["note"]
 
 
 def test_every_piece_has_audio_that_decodes_to_the_midi_s_length(s3_job):
@@ -455,6 +460,7 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
 
     report = json.loads((out / "report.json").read_text())
     assert report["key_conditioning"] is True
+    assert report["augment"]["transpose_semitones"] == 3  # keys moved with the windows
     assert [key_name(k) for k in signatures(out / "samples")] == report["keys"]
     assert 0.0 <= report["quality"]["sampled"]["in_conditioned_key_share"] <= 1.0
     assert 0.0 <= report["quality"]["greedy"]["in_conditioned_key_share"] <= 1.0
@@ -550,6 +556,7 @@ def test_performance_scheme_job(ray_head, composer_home, five_files, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert np.isfinite(report["test"]["nats_per_second"])
     assert report["meter"]["has_meter"] is False  # the performance keeps the transcription's clock
+    assert report["augment"] == {"setting": "transpose,stretch", "transpose_semitones": 3, "time_stretch": 0.05}
     for path in sorted((out / "samples").glob("sample-*.mid")):
         notes = fastparse.read_notes(path)
         assert len(notes) == 40 and (notes.end > notes.start).all()

@@ -67,6 +67,13 @@ def _private_home(folder: Path) -> None:
                         "you own, or give --store") from None
 
 
+def _augment(text: str) -> str:
+    """--augment in its stored spelling (refused in one line naming the choices before anything happens)."""
+    from service.model.augment import canonical
+
+    return canonical(text)
+
+
 def _max_bytes(max_size: str | None) -> int:
     """--max-size in bytes, else the default cap."""
     from service.storage import datasets
@@ -126,6 +133,10 @@ def submit(
     test_share: Annotated[float | None, typer.Option(
         help="Share of the pieces held out for the test score, chosen by each file's sha256 (default 0.1; "
              "0: no test score)")] = None,
+    augment: Annotated[str | None, typer.Option(
+        help="Augment the training windows: transpose (up to 3 semitones down or up, keys with them), stretch "
+             "(time up to 5% slower or faster: the performance scheme), transpose,stretch (default) or none; "
+             "amounts as transpose=5,stretch=0.1")] = None,
     address: AddressOpt = None,
     store: StoreOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job; exit 0 only if it succeeded")] = False,
@@ -146,7 +157,7 @@ def submit(
                     seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme, pedal=pedal,
                     key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait,
-                    test_share=test_share)
+                    test_share=test_share, augment=None if augment is None else _augment(augment))
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
                                           ("--max-size", max_size)) if value is not None]

@@ -55,10 +55,10 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     spec = build_spec(job_id or new_job_id(), "pending", store.uri, preset, composers=names, **settings)
     if job_id is not None and store.exists(job_key(job_id, jobstate.SPEC)):
         stored = jobstate.load_spec(store, job_id)
-        # --test-share and --pedal only when given: a job from before the held-out split has 0 (it held nothing
-        # out), one from before the pedal "ignore"
+        # --test-share, --augment and --pedal only when given: a job from before the held-out split has 0 (it
+        # held nothing out), one from before augmentation "none", one from before the pedal "ignore"
         compared = [name for name in MODEL_FIELDS
-                    if name not in ("test_share", "pedal") or settings.get(name) is not None]
+                    if name not in ("test_share", "augment", "pedal") or settings.get(name) is not None]
         _refuse_changes(stored, {name: getattr(spec, name) for name in compared}, "was submitted with")
         resolved, _ = datasets.resolve(store, dataset, max_bytes)  # content-addressed: the same folder, the same name
         if resolved != stored.dataset:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 from service.job.context import JobRun
+from service.model import augment
 from service.model.generate import LOSS_FILE
 from service.model.report import loss_plot, write_report
 from service.music.page import write_page
@@ -29,6 +30,7 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
         "files": corpus.files, "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
         "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
+        "augment": augment.report(spec.augment, corpus.vocab),
         "training_device": jobstate.training_device(job.store, spec.job_id), "token_cache": _tokens(job),
         "test": test, **({} if test is not None else {"test_note": _no_test(spec.test_share)}),
         **generated,

@@ -207,7 +207,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     started = time.monotonic()
     import tensorflow as tf
 
-    from service.model import testsplit
+    from service.model import augment, testsplit
     from service.model.architecture import build_model
     from service.model.network import keras, restore_optimizer_state
     from service.model.windows import make_dataset, split_for, spread
@@ -256,23 +256,27 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
         return  # the lost group had finished: nothing to redo
 
     pair = architecture_for(spec).training_pair(len(corpus.vocab))
+    # Training windows only: validation measures the music as it is. Built from the corpus vocabulary
+    # every worker holds alike, drawn per global batch: the data order's guarantees hold (windows.py).
+    augmenter = augment.for_job(spec.augment, corpus.vocab, spec.seed)
+    log.line(f"augmentation: {augment.describe(spec.augment, corpus.vocab)}")
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
     # A fixed validation set: val_steps global batches of windows spread over the validation pieces.
     val_set = spread(val_starts, val_steps * global_batch)
 
-    def per_worker(starts, shuffle: bool, first: int):
+    def per_worker(starts, shuffle: bool, first: int, augmenter: augment.Augmenter | None = None):
         """Each worker's slice of the one global order (windows.make_dataset): no rebatching, no sharding."""
         def dataset(context):
             replicas = context.num_replicas_in_sync // context.num_input_pipelines
             return make_dataset(corpus.tokens, starts, spec.seq_len, global_batch, spec.seed, pair, keys,
                                 shuffle=shuffle, first_step=first, part=(context.input_pipeline_id,
                                                                           context.num_input_pipelines),
-                                replicas=replicas)
+                                replicas=replicas, augment=augmenter)
         return strategy.distribute_datasets_from_function(dataset)
 
     # The best weights are read back from the store (jobstate.best_weights), so no Keras EarlyStopping with
     # restore_best_weights: its patience counter would start over on every resume.
-    model.fit(per_worker(train_starts, True, first_step), epochs=spec.epochs, initial_epoch=initial_epoch,
+    model.fit(per_worker(train_starts, True, first_step, augmenter), epochs=spec.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, validation_data=per_worker(val_set, False, 0), validation_steps=val_steps,
               verbose=0, callbacks=[_epoch_callback(spec, store, strategy, rank, global_batch, steps, resumed, run_id,
                                                     log), _first_step_callback(log, started)])
