@@ -98,8 +98,6 @@ class JobSpec:
         data.setdefault("pedal", "ignore")
         # A job submitted before augmentation trained on its windows as they are: resumed, it still does.
         data.setdefault("augment", "none")
-        # A job submitted before augmentation trained on its windows as they are: resumed, it still does.
-        data.setdefault("augment", "none")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
