@@ -31,6 +31,7 @@ PRESETS: dict[str, dict[str, object]] = {
 
 
 MAX_TEST_SHARE = 0.5  # a larger held-out share would leave less to train on than to test
+CONDITIONS = ("none", "composer")  # --condition
 
 
 @dataclass
@@ -56,6 +57,9 @@ class JobSpec:
     dense: int = 256  # the paper's head; unused by the embedding network
     optimizer: str = "adam"
     key_conditioning: bool = False  # a one-hot key vector beside every input token (needs a remi+key scheme)
+    # What else every input token is fed with (model/composers.py): "none", or "composer", a learned
+    # embedding of each piece's composer read from its file name.
+    condition: str = "none"
     accelerate: bool = False  # mixed precision + XLA auto-clustering when a capable GPU is present
     seq_len: int = 128
     batch_size: int = 64  # per worker: the global batch is batch_size * workers
@@ -149,6 +153,8 @@ def validate(spec: JobSpec) -> None:
 
     if spec.architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {spec.architecture!r}: one of {', '.join(ARCHITECTURES)}")
+    if spec.condition not in CONDITIONS:
+        raise UserError(f"unknown --condition {spec.condition!r}: choose one of {', '.join(CONDITIONS)}")
     if spec.optimizer not in ("adam", "rmsprop"):
         raise UserError(f"unknown optimizer {spec.optimizer!r}: adam or rmsprop")
     if spec.learning_rate <= 0:

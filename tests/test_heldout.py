@@ -113,29 +113,32 @@ def test_without_held_out_pieces_the_validation_split_is_the_one_from_before():
     assert [a.tolist() for a in split_pieces(np.arange(10), 0.2, 1)] == [[0, 1, 2, 3, 5, 6, 7, 9], [4, 8]]
 
 
-@pytest.mark.parametrize("network", ["tiny", "key-conditioned", "paper"])
+@pytest.mark.parametrize("network", ["tiny", "key-conditioned", "paper", "key-and-composer-conditioned"])
 def test_the_score_equals_the_keras_model_over_each_whole_piece(giantmidi, network):
     """The stateful, batched numpy scoring against the slow reference: Keras over the whole piece at once
     (the paper's network, which predicts from a window's last step only, over every prefix of a short
-    piece), with each piece's key for a key-conditioned network."""
+    piece), with each piece's key for a key-conditioned network (and its composer row for a composer-conditioned
+    one: the decoder concatenates the key and composer vectors in the Keras model's order)."""
     import tensorflow as tf
 
     from service.model import score
     from service.model.architecture import build_model, decoder_for, model_input
 
-    scheme = "remi+key" if network == "key-conditioned" else "remi"
+    scheme = "remi+key" if network.startswith("key") else "remi"
     corpus = _corpus(giantmidi[:6], scheme)
     preset = "paper" if network == "paper" else "tiny"
     spec = build_spec("composer-score", "x", "/tmp/x", preset, scheme=scheme, units=16, layers=2, dense=8,
-                      key_conditioning=network == "key-conditioned")
+                      key_conditioning=network.startswith("key"),
+                      condition="composer" if "composer" in network else "none")
     tf.keras.utils.set_random_seed(3)
-    model = build_model(spec, len(corpus.vocab))
+    model = build_model(spec, len(corpus.vocab), 3 if "composer" in network else 0)
     # pieces of different lengths (one over a 256-step block), one of a single token (nothing to score),
     # batched two rows at a time
     lengths = (300, 41, 1, 170, 2) if network != "paper" else (30, 7, 1, 12)
     pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i] + n] for i, n in enumerate(lengths)]
     keys = np.arange(len(pieces), dtype=np.int8) * 5 % 24 if spec.key_conditioning else None
-    scores = score.score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys, rows=2)
+    who = np.arange(len(pieces), dtype=np.int32) % 3 if spec.condition == "composer" else None
+    scores = score.score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys, rows=2, composers=who)
     for row, (piece, nats, tokens) in enumerate(zip(pieces, scores.nats, scores.tokens, strict=True)):
         assert tokens == len(piece) - 1
         if len(piece) < 2:
@@ -146,7 +149,8 @@ def test_the_score_equals_the_keras_model_over_each_whole_piece(giantmidi, netwo
                                            training=False).numpy() for t in range(1, len(piece))])
         else:
             row_keys = None if keys is None else keys[row:row + 1]
-            logits = model(model_input(spec, piece[None, :-1].astype(np.int32), len(corpus.vocab), row_keys),
+            row_who = None if who is None else who[row:row + 1]
+            logits = model(model_input(spec, piece[None, :-1].astype(np.int32), len(corpus.vocab), row_keys, row_who),
                            training=False).numpy()[0]
         reference = score.negative_log_likelihood(logits.astype(np.float64), piece[1:]).sum()
         assert abs(nats / tokens - reference / tokens) < 1e-4, (nats, reference)

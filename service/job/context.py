@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.model import testsplit
+from service.model import composers, testsplit
 from service.model.windows import TrainWindows
 from service.spec import JobSpec
 from service.storage import jobstate
@@ -50,9 +50,15 @@ class JobRun:
         if self._best is None:
             from service.model.architecture import build_model
 
-            self._best = build_model(self.spec, len(corpus.vocab))
+            self._best = build_model(self.spec, len(corpus.vocab), composers.size(self.composer_table(corpus)))
             self._best.set_weights(jobstate.best_weights(self.store, self.spec.job_id))
         return self._best
+
+    def composer_table(self, corpus: Corpus) -> composers.ComposerTable | None:
+        """The composers the model learns (None unless --condition composer; model/composers.py): from the
+        file names of the pieces it trains on, a pure function like the split, so each worker makes the
+        same one. A UserError when they give fewer than two (the tokenize stage asks first)."""
+        return composers.table_for(corpus, self.spec, self.test_pieces(corpus))
 
     def test_pieces(self, corpus: Corpus) -> np.ndarray:
         """The held-out test pieces (model/testsplit.py): a pure function of the corpus's digests and

@@ -32,5 +32,5 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict | None:
 
 
 def _summary(block: dict) -> dict:
-    """status.json's copy: the numbers without the file list (which report.json has)."""
-    return {k: v for k, v in block.items() if k != "files"}
+    """status.json's copy: the numbers without the per-piece lists (which report.json has)."""
+    return {k: v for k, v in block.items() if k not in ("files", "composers")}

@@ -63,9 +63,16 @@ def _cache_key(job: JobRun, digest: str) -> str:
 
 def _commit(job: JobRun, corpus: corpora.Corpus, record: corpora.TokensRecord) -> corpora.Corpus:
     """Split the training windows (job.windows: a corpus too small for seq_len fails here, and later
-    stages reuse the split), then record the corpus as the job's (a continued job reuses it)."""
+    stages reuse the split) and, with --condition composer, read the composers of the pieces to train on
+    (fewer than two fail here), then record the corpus as the job's (a continued job reuses it)."""
     spec = job.spec
     job.windows(corpus)
+    table = job.composer_table(corpus)
+    if table is not None:
+        named = [f"{table.names[i]} ({table.pieces[i]})" for i in table.by_pieces()]
+        job.say(f"conditioned on {len(named)} composers (training pieces): {', '.join(named[:12])}"
+                + (f" and {len(named) - 12} more" if len(named) > 12 else "")
+                + f"; {table.pieces[0]} pieces of unknown composer")
     corpora.save_record(job.store, spec.job_id, record)
     jobstate.update(job.store, spec.job_id, job.run_id, token_cache=record.cache)
     seconds = ", ".join(f"{phase} {s:.2f} s" for phase, s in record.seconds.items())

@@ -207,7 +207,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     started = time.monotonic()
     import tensorflow as tf
 
-    from service.model import augment, testsplit
+    from service.model import augment, composers, testsplit
     from service.model.architecture import build_model
     from service.model.network import keras, restore_optimizer_state
     from service.model.windows import make_dataset, split_for, spread
@@ -221,7 +221,10 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     # files' digests, spec), so it equals the driver's (JobRun.windows) and leaves out the same held-out
     # test pieces, and computing it costs less than shipping its arrays (4 bytes per window, about one
     # window per token) to every worker would.
-    train_starts, val_starts = split_for(corpus.offsets, spec, testsplit.of(corpus, spec))
+    test = testsplit.of(corpus, spec)
+    train_starts, val_starts = split_for(corpus.offsets, spec, test)
+    # The composers of the pieces trained on, a pure function of the same inputs: the driver's table too.
+    table = composers.table_for(corpus, spec, test)
     global_batch = spec.batch_size * world
     steps, val_steps = epoch_steps(spec, len(train_starts), len(val_starts), global_batch)
 
@@ -234,7 +237,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     keras().utils.set_random_seed(spec.seed)  # the same initial weights on any number of workers
     with strategy.scope():
-        model = build_model(spec, len(corpus.vocab))
+        model = build_model(spec, len(corpus.vocab), composers.size(table))
     # A run that lost the job to a newer one (continued elsewhere) trains nothing more.
     jobstate.check_owner(jobstate.Progress.load(store, spec.job_id), spec.job_id, run_id)
     if rank == 0:
@@ -261,6 +264,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     augmenter = augment.for_job(spec.augment, corpus.vocab, spec.seed)
     log.line(f"augmentation: {augment.describe(spec.augment, corpus.vocab)}")
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
+    who = None if table is None else (corpus.offsets, table.ids(corpus.names))
     # A fixed validation set: val_steps global batches of windows spread over the validation pieces.
     val_set = spread(val_starts, val_steps * global_batch)
 
@@ -271,7 +275,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
             return make_dataset(corpus.tokens, starts, spec.seq_len, global_batch, spec.seed, pair, keys,
                                 shuffle=shuffle, first_step=first, part=(context.input_pipeline_id,
                                                                           context.num_input_pipelines),
-                                replicas=replicas, augment=augmenter)
+                                replicas=replicas, augment=augmenter, piece_composers=who)
         return strategy.distribute_datasets_from_function(dataset)
 
     # The best weights are read back from the store (jobstate.best_weights), so no Keras EarlyStopping with

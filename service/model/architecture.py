@@ -29,8 +29,9 @@ class Architecture(Protocol):
     def training_pair(self, vocab_size: int):
         """A function from a (batch, seq_len + 1) window tensor to the (x, y) the model trains on."""
 
-    def build(self, spec: JobSpec, vocab_size: int):
-        """The compiled Keras model; outputs logits."""
+    def build(self, spec: JobSpec, vocab_size: int, composers: int = 0):
+        """The compiled Keras model; outputs logits. `composers`: the rows of its composer table, when it is
+        conditioned on composers (model/composers.py: size)."""
 
     def decoder(self, model, spec: JobSpec, vocab_size: int) -> LstmDecoder:
         """The one-step numpy decoder over the model's weights."""
@@ -43,18 +44,24 @@ def architecture_for(spec: JobSpec) -> Architecture:
     return ARCHITECTURES[spec.architecture]
 
 
-def build_model(spec: JobSpec, vocab_size: int):
-    """The training network of the spec, compiled."""
-    return architecture_for(spec).build(spec, vocab_size)
+def build_model(spec: JobSpec, vocab_size: int, composers: int = 0):
+    """The training network of the spec, compiled (`composers`: its composer table's rows, if conditioned)."""
+    return architecture_for(spec).build(spec, vocab_size, composers)
 
 
-def model_input(spec: JobSpec, tokens: np.ndarray, vocab_size: int, keys: np.ndarray | None = None):
-    """What the network takes for a (batch, time) array of token ids (and, when conditioned, keys)."""
+def model_input(spec: JobSpec, tokens: np.ndarray, vocab_size: int, keys: np.ndarray | None = None,
+                composers: np.ndarray | None = None):
+    """What the network takes for a (batch, time) array of token ids (and, when conditioned, keys and
+    composer rows: one per row, or one per step)."""
     x = architecture_for(spec).encode(tokens, vocab_size)
-    if spec.key_conditioning:
-        keys = np.asarray(keys, dtype=np.int32)
-        return [x, np.broadcast_to(keys[:, None] if keys.ndim == 1 else keys, tokens.shape)]  # a key per row
-    return x
+
+    def per_step(labels: np.ndarray | None) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.int32)
+        return np.broadcast_to(labels[:, None] if labels.ndim == 1 else labels, tokens.shape)
+
+    inputs = [x, *([per_step(keys)] if spec.key_conditioning else []),
+              *([per_step(composers)] if spec.condition == "composer" else [])]
+    return inputs if len(inputs) > 1 else x
 
 
 def decoder_for(model, spec: JobSpec, vocab_size: int) -> LstmDecoder:

@@ -30,7 +30,7 @@ class _Lstm:
 
 
 class LstmDecoder:
-    """step(tokens, keys) -> logits for a batch of rows; reset(rows) clears the state.
+    """step(tokens, keys, composers) -> logits for a batch of rows; reset(rows) clears the state.
 
     Subclasses give token_features (what the first LSTM reads for a token) and, when the network has
     one, a head between the last LSTM and the logits.
@@ -39,6 +39,8 @@ class LstmDecoder:
     def __init__(self, model, spec: JobSpec, vocab_size: int) -> None:
         self.spec, self.vocab_size = spec, vocab_size
         self.key_vectors = self.layer_weights(model, "key_vector")[0] if spec.key_conditioning else None
+        self.composer_vectors = (self.layer_weights(model, "composer_vector")[0] if spec.condition == "composer"
+                                 else None)
         self.lstms = []
         for i in range(spec.layers):
             kernel, recurrent, bias = self.layer_weights(model, f"lstm_{i}")
@@ -60,17 +62,25 @@ class LstmDecoder:
         zeros = np.zeros((rows, self.spec.units), dtype=np.float32)
         self.state = [(zeros, zeros) for _ in self.lstms]
 
-    def features(self, tokens: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
-        x = self.token_features(tokens)
-        if self.spec.key_conditioning:
+    def features(self, tokens: np.ndarray, keys: np.ndarray | None, composers: np.ndarray | None = None) -> np.ndarray:
+        """What the first LSTM reads: the token features, then the key's one-hot vector and the composer's
+        embedding when the model takes them (the Keras model's order: network.with_conditions)."""
+        parts = [self.token_features(tokens)]
+        if self.key_vectors is not None:
             if keys is None:
                 raise ValueError("a key-conditioned model needs a key for every row")
-            x = np.concatenate([x, self.key_vectors[keys]], axis=1)
-        return x
+            parts.append(self.key_vectors[keys])
+        if self.composer_vectors is not None:
+            if composers is None:
+                raise ValueError("a composer-conditioned model needs a composer for every row")
+            parts.append(self.composer_vectors[composers])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
-    def step(self, tokens: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
-        """One time step for every row: (rows,) token ids (and key ids) -> (rows, vocab) logits."""
-        x = self.features(np.asarray(tokens), None if keys is None else np.asarray(keys))
+    def step(self, tokens: np.ndarray, keys: np.ndarray | None = None,
+             composers: np.ndarray | None = None) -> np.ndarray:
+        """One time step for every row: (rows,) token ids (and key ids, composer rows) -> (rows, vocab) logits."""
+        x = self.features(np.asarray(tokens), None if keys is None else np.asarray(keys),
+                          None if composers is None else np.asarray(composers))
         for i, lstm in enumerate(self.lstms):
             h, c = self.state[i]
             z = np.concatenate([x, h], axis=1) @ lstm.weights + lstm.bias
@@ -83,11 +93,12 @@ class LstmDecoder:
         kernel, bias = self.logits
         return self.head(x) @ kernel + bias
 
-    def run(self, tokens: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    def run(self, tokens: np.ndarray, keys: np.ndarray | None = None,
+            composers: np.ndarray | None = None) -> np.ndarray:
         """Feed (rows, time) tokens from a fresh state; the logits after the last one."""
         tokens = np.atleast_2d(tokens)
         self.reset(tokens.shape[0])
         logits = np.zeros((tokens.shape[0], self.vocab_size), dtype=np.float32)
         for t in range(tokens.shape[1]):
-            logits = self.step(tokens[:, t], keys)
+            logits = self.step(tokens[:, t], keys, composers)
         return logits

@@ -1,14 +1,16 @@
-"""What every network shares: tf_keras, the key-conditioning input, the LSTM stack and compiling.
+"""What every network shares: tf_keras, the conditioning inputs, the LSTM stack and compiling.
 
 The networks themselves are objects in token_lstm.py and paper.py, chosen through
 model/architecture.py. With key conditioning (spec.key_conditioning) a second input gives each
 step's key index, and its one-hot vector is concatenated to the token's features before the first
-LSTM (the paper's 8.3). Sampling does not run these Keras models step by step: each network's
-numpy decoder (model/decoder.py) does the same math.
+LSTM (the paper's 8.3); with composer conditioning (spec.condition "composer") another gives each
+step's composer row, whose learned embedding joins them the same way. Sampling does not run these
+Keras models step by step: each network's numpy decoder (model/decoder.py) does the same math.
 """
 
 from __future__ import annotations
 
+from service.model.composers import EMBEDDING as COMPOSER_EMBEDDING
 from service.music.keys import KEY_COUNT
 from service.spec import JobSpec
 
@@ -20,17 +22,28 @@ def keras():
     return tf_keras
 
 
-def with_key_input(spec: JobSpec, token_input, features):
-    """(the model's inputs, the features the first LSTM reads): the token input alone, or with a key
-    input whose one-hot vector joins the token features at every step."""
-    if not spec.key_conditioning:
-        return token_input, features
+def with_conditions(spec: JobSpec, token_input, features, composers: int = 0):
+    """(the model's inputs, the features the first LSTM reads): the token input alone, or with a key input
+    whose one-hot vector joins the token features at every step (key conditioning), and with a composer
+    input whose learned embedding (`composers` rows, model/composers.py) joins them too (--condition
+    composer). Inputs in that order: tokens, keys, composers; the decoders concatenate in the same order."""
     k = keras()
-    keys = k.Input(shape=(None,), dtype="int32", name="keys")
-    # One-hot as a frozen identity table: unlike CategoryEncoding it takes (batch, time) ids.
-    key_vector = k.layers.Embedding(KEY_COUNT, KEY_COUNT, embeddings_initializer="identity", trainable=False,
-                                    name="key_vector")(keys)
-    return [token_input, keys], k.layers.Concatenate(name="with_key")([features, key_vector])
+    inputs, parts = [token_input], [features]
+    if spec.key_conditioning:
+        keys = k.Input(shape=(None,), dtype="int32", name="keys")
+        # One-hot as a frozen identity table: unlike CategoryEncoding it takes (batch, time) ids.
+        parts.append(k.layers.Embedding(KEY_COUNT, KEY_COUNT, embeddings_initializer="identity", trainable=False,
+                                        name="key_vector")(keys))
+        inputs.append(keys)
+    if spec.condition == "composer":
+        if composers < 1:
+            raise ValueError("a composer-conditioned network needs the size of its composer table")
+        who = k.Input(shape=(None,), dtype="int32", name="composers")
+        parts.append(k.layers.Embedding(composers, COMPOSER_EMBEDDING, name="composer_vector")(who))
+        inputs.append(who)
+    if len(inputs) == 1:
+        return token_input, features
+    return inputs, k.layers.Concatenate(name="with_conditions")(parts)
 
 
 def lstm_stack(x, spec: JobSpec, last_returns_sequences: bool, dropout_between: bool):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.model.decoder import LstmDecoder
-from service.model.network import compile_model, keras, logits_layer, lstm_stack, with_key_input
+from service.model.network import compile_model, keras, logits_layer, lstm_stack, with_conditions
 from service.spec import JobSpec
 
 
@@ -36,10 +36,10 @@ class Paper:
 
         return pair
 
-    def build(self, spec: JobSpec, vocab_size: int):
+    def build(self, spec: JobSpec, vocab_size: int, composers: int = 0):
         k = keras()
         notes = k.Input(shape=(None, 1), dtype="float32", name="notes")
-        inputs, x = with_key_input(spec, notes, notes)
+        inputs, x = with_conditions(spec, notes, notes, composers)
         x = lstm_stack(x, spec, last_returns_sequences=False, dropout_between=False)
         x = k.layers.BatchNormalization(name="bn_0")(x)
         x = k.layers.Dropout(spec.dropout, name="head_dropout_0")(x)

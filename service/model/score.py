@@ -39,21 +39,24 @@ class Scores:
 
 
 def score_pieces(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarray | None = None,
-                 rows: int = 128) -> Scores:
-    """Each piece's summed negative log-likelihood (nats) under the decoder's network."""
+                 rows: int = 128, composers: np.ndarray | None = None) -> Scores:
+    """Each piece's summed negative log-likelihood (nats) under the decoder's network (with each piece's key
+    and composer row when the network is conditioned on them)."""
     lengths = np.array([len(p) for p in pieces], dtype=np.int64)
     nats = np.zeros(len(pieces), dtype=np.float64)
     order = np.argsort(-lengths, kind="stable")
     for at in range(0, len(order), rows):
         batch = order[at:at + rows]
-        nats[batch] = _score_batch(decoder, [pieces[i] for i in batch], None if keys is None else keys[batch])
+        nats[batch] = _score_batch(decoder, [pieces[i] for i in batch], None if keys is None else keys[batch],
+                                   None if composers is None else composers[batch])
     return Scores(nats, np.maximum(lengths - 1, 0))
 
 
 BLOCK = 256  # time steps a batch runs layer by layer before the next block (bounds the memory per block)
 
 
-def _score_batch(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarray | None) -> np.ndarray:
+def _score_batch(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarray | None,
+                 composers: np.ndarray | None = None) -> np.ndarray:
     """Pieces sorted longest first. The decoder's math, reordered for throughput: time runs in blocks of
     BLOCK steps and, within a block, layer by layer, so that only the recurrent product is a per-step
     call (the input projections, the head, the logits and the log-likelihood are one matrix product
@@ -72,7 +75,8 @@ def _score_batch(decoder: LstmDecoder, pieces: list[np.ndarray], keys: np.ndarra
         steps = min(BLOCK, grid.shape[1] - 1 - start)
         tokens = grid[:rows, start:start + steps]
         row_keys = None if keys is None else np.repeat(keys[:rows], steps)
-        x = decoder.features(tokens.reshape(-1), row_keys).reshape(rows, steps, -1)
+        row_composers = None if composers is None else np.repeat(composers[:rows], steps)
+        x = decoder.features(tokens.reshape(-1), row_keys, row_composers).reshape(rows, steps, -1)
         for i, (w_in, w_rec, b, units) in enumerate(layers):
             h, c = state[i][0][:rows], state[i][1][:rows]
             z_in = (x.reshape(rows * steps, -1) @ w_in + b).reshape(rows, steps, 4 * units)
@@ -134,17 +138,24 @@ def music_of(pieces: list[np.ndarray], vocab: list[str], scheme: str) -> tuple[n
 def held_out_score(model, spec: JobSpec, corpus: Corpus, test: np.ndarray) -> dict:
     """The test block of a trained Keras model (its weights, through the numpy decoder) over the corpus's
     `test` pieces: the job's evaluate stage and benchmarks/quality.py."""
+    from service.model import composers
     from service.model.architecture import decoder_for
     from service.music.keys import piece_keys
 
     pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
     keys = piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)[test] if spec.key_conditioning else None
+    # Each piece under its own composer (the "unknown" row for one the model never trained on).
+    table = composers.table_for(corpus, spec, test)
+    who = None if table is None else table.ids([corpus.names[i] for i in test])
     started = time.monotonic()
-    scores = score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys)
+    scores = score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys, composers=who)
     scoring = time.monotonic() - started
     notes, seconds = music_of(pieces, corpus.vocab, spec.scheme)
     files = [corpus.names[i] for i in test] if corpus.names else []
-    return test_block(files, scores, notes, seconds, spec.test_share, scoring)
+    block = test_block(files, scores, notes, seconds, spec.test_share, scoring)
+    if table is not None:
+        block["composers"] = [table.names[i] for i in who]  # what each of `files` was scored under
+    return block
 
 
 def test_block(files: list[str], scores: Scores, notes: np.ndarray, seconds: np.ndarray, share: float,

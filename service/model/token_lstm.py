@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.model.decoder import LstmDecoder
-from service.model.network import compile_model, keras, logits_layer, lstm_stack, with_key_input
+from service.model.network import compile_model, keras, logits_layer, lstm_stack, with_conditions
 from service.spec import JobSpec
 
 
@@ -29,11 +29,11 @@ class TokenLstm:
     def training_pair(self, vocab_size: int):
         return next_token_pair
 
-    def build(self, spec: JobSpec, vocab_size: int):
+    def build(self, spec: JobSpec, vocab_size: int, composers: int = 0):
         k = keras()
         tokens = k.Input(shape=(None,), dtype="int32", name="tokens")
         features = k.layers.Embedding(vocab_size, spec.embedding, name="embedding")(tokens)
-        inputs, x = with_key_input(spec, tokens, features)
+        inputs, x = with_conditions(spec, tokens, features, composers)
         x = lstm_stack(x, spec, last_returns_sequences=True, dropout_between=True)
         return compile_model(k.Model(inputs, logits_layer(x, vocab_size), name="composer_embedding"), spec)
 

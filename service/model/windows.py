@@ -137,7 +137,7 @@ def batch_positions(step, batch: int, part, parts: int):
 def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: int, seed: int,
                  pair=None, piece_keys: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
                  first_step: int = 0, part: tuple[int, int] = (0, 1), replicas: int = 1,
-                 augment: Augmenter | None = None):
+                 augment: Augmenter | None = None, piece_composers: tuple[np.ndarray, np.ndarray] | None = None):
     """An endless tf.data pipeline of (x, y) batches; windows are gathered per batch.
 
     The order is a pure function of (seed, position), so training can stop and continue anywhere
@@ -155,7 +155,8 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
     `pair` turns a (batch, seq_len + 1) window into the network's (x, y): its architecture's
     training_pair (model/architecture.py); by default each token learns the next one. With
     piece_keys = (offsets, key of each piece), x is (x, keys): the window's piece key at every
-    step, looked up per batch (no per-token key array).
+    step, looked up per batch (no per-token key array). With piece_composers = (offsets, composer row
+    of each piece: model/composers.py), the window's composer row at every step follows in x the same way.
 
     `augment` (model/augment.py: Augmenter) transposes and stretches each window, drawn per global
     batch and sliced like the windows, so it keeps all of the above; a key-conditioned row's key
@@ -176,6 +177,16 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
     if piece_keys is not None:
         piece_ends = tf.constant(piece_keys[0][1:], dtype=tf.int64)
         key_of_piece = tf.constant(piece_keys[1], dtype=tf.int32)
+    if piece_composers is not None:
+        composer_ends = tf.constant(piece_composers[0][1:], dtype=tf.int64)
+        composer_of_piece = tf.constant(piece_composers[1], dtype=tf.int32)
+
+    def composers_of(batch_starts, window) -> tuple:
+        """(), or the window's piece's composer row at every step."""
+        if piece_composers is None:
+            return ()
+        piece = tf.searchsorted(composer_ends, tf.cast(batch_starts, tf.int64), side="right")
+        return (tf.broadcast_to(tf.gather(composer_of_piece, piece)[:, None], tf.shape(window[:, :-1])),)
 
     def window_index(position):
         within = position % count
@@ -196,14 +207,15 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
         if augment is not None:
             window, shifts = augment.tf_apply(window, step, part[0] * replicas + replica, parts, batch)
         x, y = pair(window)
+        who = composers_of(batch_starts, window)
         if piece_keys is None:
-            return x, y
+            return ((x, *who) if who else x), y
         piece = tf.searchsorted(piece_ends, tf.cast(batch_starts, tf.int64), side="right")
         key = tf.gather(key_of_piece, piece)
         if augment is not None:
             key = transposed_key(key, shifts)
         keys = tf.broadcast_to(key[:, None], tf.shape(window[:, :-1]))
-        return (x, keys), y
+        return (x, keys, *who), y
 
     elements = tf.data.Dataset.range(first_step * replicas, np.iinfo(np.int64).max)
     ds = elements.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

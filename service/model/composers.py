@@ -1,0 +1,238 @@
+"""Composer conditioning: who wrote each piece (read from its file name) and the composers a model learned.
+
+`composer submit --condition composer` feeds a learned embedding of each piece's composer beside every
+token (as key conditioning feeds the key: model/network.py), so `composer generate --composer Chopin`
+can ask for a composer's style. The composer of a piece comes from its file name, in the two forms
+GiantMIDI-Piano uses and `--composers` already picks files by (storage/datasets.py):
+
+    Surname, Firstname, Title, id.mid      "Chopin, Frédéric, Études, Op.10, g0hoN6_HDVU.mid" -> Chopin
+    Surname_Title_id.mid                   "Debussy_Estampes_R-YcnPXY2yE_cut_no_1.mid"        -> Debussy
+
+A name in neither form, or whose first field is not a word (FF3_Battle_(Piano).mid), is "unknown".
+Composers are told apart by their surname without regard to case (Bach and bach are one).
+
+The table a model learns (ComposerTable) is made from the pieces it trains on, never the held-out test
+pieces: row 0 is always "unknown" (the pieces without a readable composer, and the input for a piece
+whose composer the model never saw), then the composers in alphabetical order. It is a pure function of
+the corpus's file names and its held-out split, so the driver and every training worker make the same
+one, and it travels with the model (model/composer.json) for `composer generate --composer`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.errors import UserError
+
+if TYPE_CHECKING:
+    from service.model.decoder import LstmDecoder
+    from service.spec import JobSpec
+    from service.storage.corpus import Corpus
+
+UNKNOWN = "unknown"
+# The composer embedding's width: a handful of style dimensions per composer; wide enough for GiantMIDI's
+# ~2,800 composers to differ, small beside the token embedding so a composer with few pieces cannot
+# carry much of what the network memorizes about them.
+EMBEDDING = 16
+def composer_of(file_name: str) -> str:
+    """The composer a file name gives (its surname, first letter capitalized), or "unknown"."""
+    stem = PurePosixPath(file_name.replace("\\", "/")).name
+    stem = re.sub(r"\.midi?$", "", stem, flags=re.IGNORECASE)
+    fields = [f.strip() for f in stem.split(",")]
+    if len(fields) >= 4 and _is_surname(fields[0], spaces=True):  # Surname, Firstname, Title, id
+        surname = fields[0]
+    else:
+        parts = stem.split("_")
+        if len(parts) < 3 or not _is_surname(parts[0], spaces=False):  # Surname_Title_id
+            return UNKNOWN
+        surname = parts[0]
+    return surname[:1].upper() + surname[1:]
+
+
+def _is_surname(text: str, spaces: bool) -> bool:
+    """Letters, with the apostrophes, hyphens and dots of names like d'Indy or Saint-Saëns (and in the
+    comma form spaces: Van Dyke); at least two characters, the first a letter. Not FF3 or (Piano)."""
+    allowed = "'’.-" + (" " if spaces else "")
+    return len(text) >= 2 and text[0].isalpha() and all(c.isalpha() or c in allowed for c in text)
+
+
+def _identity(name: str) -> str:
+    return name.casefold()
+
+
+@dataclass(frozen=True)
+class ComposerTable:
+    """The composers a model learned: row i is names[i], trained on pieces[i] pieces; row 0 is "unknown"."""
+
+    names: tuple[str, ...]
+    pieces: tuple[int, ...]
+
+    @classmethod
+    def of_names(cls, file_names: Sequence[str]) -> ComposerTable:
+        """The table of the pieces with these file names (the training and validation pieces)."""
+        counted = Counter(composer_of(name) for name in file_names)
+        by_identity: dict[str, tuple[str, int]] = {}
+        for name, count in counted.items():
+            if name == UNKNOWN:
+                continue
+            spelled, total = by_identity.get(_identity(name), (name, 0))
+            by_identity[_identity(name)] = (min(spelled, name), total + count)  # one spelling, whatever the order
+        learned = sorted(by_identity.values(), key=lambda item: _identity(item[0]))
+        return cls((UNKNOWN, *(name for name, _ in learned)),
+                   (counted.get(UNKNOWN, 0), *(count for _, count in learned)))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def learned(self) -> list[str]:
+        """The composers the model trained on, by name ("unknown" not among them)."""
+        return list(self.names[1:])
+
+    def ids(self, file_names: Sequence[str]) -> np.ndarray:
+        """Each file's row: its composer's, or 0 ("unknown") for a composer the table does not have."""
+        rows = {_identity(name): i for i, name in enumerate(self.names)}
+        return np.array([rows.get(_identity(composer_of(name)), 0) for name in file_names], dtype=np.int32)
+
+    def find(self, name: str) -> int:
+        """The row of a composer asked for by name (any case); a UserError that lists the choices."""
+        choices = ", ".join(self.choices())
+        if not name.strip():
+            raise UserError(f"--composer needs a composer's name: one of {choices}")
+        for i, known in enumerate(self.names):
+            if _identity(known) == _identity(name.strip()) and self.pieces[i] > 0:
+                return i
+        raise UserError(f"--composer {name}: this model never learned that composer; it knows {choices}")
+
+    def choices(self) -> list[str]:
+        """The names --composer takes: every composer trained on ("unknown" too when pieces had no name)."""
+        return [*self.learned, *([UNKNOWN] if self.pieces[0] else [])]
+
+    def by_pieces(self) -> list[int]:
+        """The learned composers' rows, most training pieces first (then by name): the job's samples go
+        to them in this order, one each, so a small --samples shows the composers best learned."""
+        return sorted(range(1, len(self.names)), key=lambda i: (-self.pieces[i], _identity(self.names[i])))
+
+    def describe(self) -> list[dict]:
+        """report.json's `composers`: each learned composer and its training pieces."""
+        return [{"composer": name, "pieces": count} for name, count in zip(self.names[1:], self.pieces[1:],
+                                                                            strict=True)]
+
+    def to_json(self) -> dict:
+        return {"names": list(self.names), "pieces": list(self.pieces)}
+
+    @classmethod
+    def from_json(cls, body: dict) -> ComposerTable:
+        return cls(tuple(body["names"]), tuple(int(n) for n in body["pieces"]))
+
+
+def table_for(corpus: Corpus, spec: JobSpec, test: np.ndarray) -> ComposerTable | None:
+    """The job's composer table (None unless it is conditioned on composers), from the pieces it trains on:
+    a UserError when their file names give fewer than two composers, before anything is trained."""
+    if spec.condition != "composer":
+        return None
+    from service.model.testsplit import train_pieces
+
+    table = ComposerTable.of_names([corpus.names[i] for i in train_pieces(corpus.pieces, test)])
+    if len(table.learned) < 2:
+        raise too_few(table)
+    return table
+
+
+def too_few(table: ComposerTable) -> UserError:
+    named = ", ".join(table.learned) or "none"
+    return UserError(f"--condition composer needs pieces of at least 2 composers to train on, and the file names of "
+                     f"this corpus's training pieces give {len(table.learned)} ({named}; {table.pieces[0]} unknown): "
+                     "name the files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid` (GiantMIDI's "
+                     "forms), add another composer's files, or submit without --condition")
+
+
+def size(table: ComposerTable | None) -> int:
+    """The rows the network's composer embedding has (0: not conditioned on composers)."""
+    return 0 if table is None else len(table)
+
+
+def requested(table: ComposerTable | None, spec: JobSpec, name: str | None, primer: Path | None = None) -> int | None:
+    """The composer row `composer generate` conditions on: --composer's (a UserError for a name the model
+    never learned, or for a model without composer conditioning), else a --primer file's own composer by
+    its name ("unknown" when the model does not know it); None when neither is given or it takes none."""
+    if name is not None:
+        if table is None:
+            raise UserError(f"--composer needs a model trained with --condition composer; this one ({spec.job_id}) "
+                            "was not: submit with --condition composer")
+        return table.find(name)
+    if primer is not None and table is not None:
+        return int(table.ids([primer.name])[0])
+    return None
+
+
+def rows_per_composer(bank: np.ndarray, table: ComposerTable, count: int,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The job's samples, one per learned composer in turn (most pieces first, round again when --samples
+    is larger): (the primer bank's rows, each from that composer's pieces where the bank has one, and the
+    composer each row is conditioned on). `bank` holds each primer's composer row."""
+    order = table.by_pieces()
+    wanted = np.array([order[i % len(order)] for i in range(count)], dtype=np.int32)
+    return np.array([pick_row(bank, int(who), rng) for who in wanted], dtype=np.int64), wanted
+
+
+def pick_row(bank: np.ndarray, composer: int, rng: np.random.Generator) -> int:
+    """A primer row from this composer's pieces, or from any piece when the bank has none of theirs."""
+    theirs = np.flatnonzero(bank == composer)
+    return int(rng.choice(theirs if len(theirs) else np.arange(len(bank))))
+
+
+@dataclass
+class Gap:
+    """Held-out pieces scored under their own composer and under each other learned composer."""
+
+    own_nats_per_second: float  # the pieces' total nats over their seconds of music, each under its own
+    other_nats_per_second: float  # the same under every other learned composer, averaged over them
+    own_nats_per_token: float
+    other_nats_per_token: float
+    pieces: int  # held-out pieces whose composer the model learned (the others have no own composer)
+    own_better: int  # of those, the pieces likelier under their own composer than under the others on average
+
+    @property
+    def nats_per_second(self) -> float:
+        """other - own: above 0 when the pieces are likelier under their own composer."""
+        return self.other_nats_per_second - self.own_nats_per_second
+
+    def describe(self) -> dict:
+        return {"own_nats_per_second": round(self.own_nats_per_second, 6),
+                "other_nats_per_second": round(self.other_nats_per_second, 6),
+                "gap_nats_per_second": round(self.nats_per_second, 6),
+                "own_nats_per_token": round(self.own_nats_per_token, 6),
+                "other_nats_per_token": round(self.other_nats_per_token, 6), "pieces": self.pieces,
+                "own_better": self.own_better}
+
+
+def composer_gap(decoder: LstmDecoder, pieces: list[np.ndarray], own: np.ndarray, seconds: np.ndarray,
+                 table: ComposerTable, keys: np.ndarray | None = None) -> Gap:
+    """Score each held-out piece (`own`: its composer's row) under its own composer and under each of the
+    other learned composers (never the "unknown" row, whose training pieces are no composer's style).
+    A decoder without a composer input scores every piece the same under all of them: no gap."""
+    from service.model.score import score_pieces
+
+    mine = np.flatnonzero(own > 0)
+    pieces, own, seconds = [pieces[i] for i in mine], own[mine], seconds[mine]
+    keys = None if keys is None else keys[mine]
+    tokens = float(sum(max(len(p) - 1, 0) for p in pieces))
+    music = float(seconds.sum())
+    if not pieces or tokens == 0 or music <= 0:
+        return Gap(math.nan, math.nan, math.nan, math.nan, len(pieces), 0)
+    under = {who: score_pieces(decoder, pieces, keys, composers=np.full(len(pieces), who, np.int32)).nats
+             for who in range(1, len(table))}
+    own_nats = np.array([under[int(who)][i] for i, who in enumerate(own)])
+    # Per piece, the mean over the composers that are not its own; summed over the pieces.
+    others = np.array([np.mean([under[who][i] for who in under if who != own[i]]) for i in range(len(pieces))])
+    return Gap(float(own_nats.sum()) / music, float(others.sum()) / music, float(own_nats.sum()) / tokens,
+               float(others.sum()) / tokens, len(pieces), int((own_nats < others).sum()))
