@@ -111,6 +111,10 @@ def submit(
         "--key-conditioning/--no-key-conditioning",
         help="Feed each piece's key as a vector beside every token (default scheme then remi+key-estimated); "
              "lets `composer generate --key` choose the key")] = None,
+    condition: Annotated[str | None, typer.Option(
+        help="Feed each piece's composer, read from its file name (GiantMIDI's `Surname, Firstname, Title, id.mid` "
+             "or `Surname_Title_id.mid`), as a learned embedding beside every token: composer or none (default); "
+             "lets `composer generate --composer` choose the style")] = None,
     accelerate: Annotated[bool | None, typer.Option(
         "--accelerate/--no-accelerate",
         help="Mixed precision and XLA on GPUs that support them (default: on for tiny and fast)")] = None,
@@ -156,7 +160,8 @@ def submit(
                     sample_length=length,
                     seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme, pedal=pedal,
-                    key_conditioning=key_conditioning, accelerate=accelerate, autoscale_wait=autoscale_wait,
+                    key_conditioning=key_conditioning, condition=condition, accelerate=accelerate,
+                    autoscale_wait=autoscale_wait,
                     test_share=test_share, augment=None if augment is None else _augment(augment))
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
@@ -341,6 +346,8 @@ def generate(
     seed: Annotated[int, typer.Option()] = 0,
     key: Annotated[str | None, typer.Option(help="Write in this key, e.g. 'D minor', 'F# major', 'Bb' "
                                                   "(a model trained with --key-conditioning)")] = None,
+    composer: Annotated[str | None, typer.Option(help="Write in this composer's style, e.g. Chopin (a model "
+                                                      "trained with --condition composer)")] = None,
     sheet_music: Annotated[bool, typer.Option("--sheet-music/--no-sheet-music",
                                               help="Also write .musicxml, .svg and .png")] = True,
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Also write .ogg audio (piano)")] = True,
@@ -352,7 +359,8 @@ def generate(
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from service.model.generate import generate_from_model_dir
 
-    paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio)
+    paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio,
+                                    composer)
     out.print(f"wrote {len(paths)} samples to {out_dir}/: open {out_dir / 'report.html'} to hear and see them "
               "(report.json has the settings and quality)")
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     """Writes work/out/model/ (with the corpus reference, for `composer generate`) and work/out/samples/;
     returns the report's generation part."""
+    from service.model.composers import rows_per_composer
     from service.model.generate import decoder_for, generate_pieces, pick_primers, save_model_dir
     from service.music.beat import on_transcription_clock
 
@@ -26,10 +27,16 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     job.phase("generate", f"generating {spec.samples} samples")
     model = job.best_model(corpus)
     rng = np.random.default_rng(spec.seed)
-    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, job.windows(corpus), 64, spec.seq_len, rng)
-    save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model")
-    trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
-    primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
+    table = job.composer_table(corpus)  # None unless conditioned on composers
+    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, job.windows(corpus), 64, spec.seq_len, rng,
+                        None if table is None else table.ids(corpus.names))
+    save_model_dir(model, spec, corpus.vocab, spec.scheme, bank, out / "model", table)
+    trained = decoder_for(model, spec, corpus.vocab, spec.scheme, table)
+    if table is None:
+        primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
+    else:  # one sample per composer learned, as far as --samples goes
+        rows, composers = rows_per_composer(bank.composers, table, spec.samples, rng)
+        primers = bank.take(rows).by_composer(composers)
     # The reference first: its meter says whether the samples are engraved on the beat estimated from their
     # onsets (a corpus on a transcription clock). It draws from its own generator: the samples are as before.
     reference = corpus_reference(corpus, job.test_pieces(corpus), spec.scheme, spec.sample_length, spec.seed)
@@ -39,7 +46,8 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     sampled = pieces.sampled
     job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} notes in {sampled.seconds:.2f} s "
             f"({sampled.ms_per_step:.2f} ms per step for the batch), with their audio (OGG), engraved as MusicXML, "
-            "SVG and PNG, and as many greedy pieces from the same primers")
+            "SVG and PNG, and as many greedy pieces from the same primers"
+            + ("" if sampled.composers is None else f"; composers {', '.join(sampled.composers)}"))
     return {
         **pieces.report(trained, reference, out),
         "sampling": {**spec.sampling().describe(), "notes": spec.sample_length, "seed": spec.seed,

@@ -3,14 +3,16 @@
 The decoder (service/model/decoder.py) runs one step at a time and carries the LSTM state, so each new
 token costs one step (the paper re-ran the whole network on a 100-token window for every note).
 A key-conditioned model gets each row's key at every step: the key of the primer's piece, or the
-one asked for with --key (then no other key token may be sampled, and the piece starts with it).
+one asked for with --key (then no other key token may be sampled, and the piece starts with it). A
+composer-conditioned model (model/composers.py) gets each row's composer the same way: the primer's
+piece's, or the one asked for with --composer.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from service.errors import UserError
 from service.model.architecture import decoder_for as network_decoder
+from service.model.composers import ComposerTable
 from service.model.decoder import LstmDecoder
 from service.music import evaluation, quality
 from service.music.grammars import grammar_for
@@ -32,6 +35,7 @@ MODEL_FILE = "model.keras"
 META_FILE = "composer.json"
 PRIMERS_FILE = "primers.npy"
 PRIMER_KEYS_FILE = "primer-keys.npy"
+PRIMER_COMPOSERS_FILE = "primer-composers.npy"  # a composer-conditioned model's: each primer's composer row
 # Written by the job beside the model so that `composer generate` makes the job's page: the corpus
 # column and distributions the quality is measured against, and the training loss curve.
 REFERENCE_FILE = "reference.json"
@@ -45,10 +49,15 @@ class ModelInfo:
     spec: JobSpec
     vocab: list[str]
     scheme: str
+    composers: ComposerTable | None = field(default=None, kw_only=True)  # the composers it learned, if any
 
     def keys_for(self, primers: Primers) -> np.ndarray | None:
         """The key of every row when the model is key-conditioned; None when it takes no key."""
         return primers.keys if self.spec.key_conditioning else None
+
+    def composers_for(self, primers: Primers) -> np.ndarray | None:
+        """The composer row of every row when the model is composer-conditioned; None when it takes none."""
+        return primers.composers if self.composers is not None else None
 
 
 @dataclass
@@ -60,26 +69,38 @@ class TrainedModel(ModelInfo):
 class Primers:
     tokens: np.ndarray  # (rows, time) token ids
     keys: np.ndarray  # (rows,) key index of each row's piece (see service/music/keys.py)
+    composers: np.ndarray | None = None  # (rows,) composer row of each row's piece (model/composers.py)
 
     def take(self, rows: np.ndarray) -> Primers:
-        return Primers(self.tokens[rows], self.keys[rows])
+        return Primers(self.tokens[rows], self.keys[rows], None if self.composers is None else self.composers[rows])
 
     def in_key(self, key: int) -> Primers:
-        return Primers(self.tokens, np.full(len(self.tokens), key, dtype=np.int8))
+        return Primers(self.tokens, np.full(len(self.tokens), key, dtype=np.int8), self.composers)
+
+    def by_composer(self, composers: np.ndarray | int) -> Primers:
+        """Every row conditioned on this composer row (or each on its own of `composers`)."""
+        rows = np.broadcast_to(np.asarray(composers, np.int32), len(self.tokens)).copy()
+        return Primers(self.tokens, self.keys, rows)
 
 
-def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers: Primers, out: Path) -> None:
-    """model/: the Keras model, what is needed to rebuild the decoder, and primer windows."""
+def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers: Primers, out: Path,
+                   composers: ComposerTable | None = None) -> None:
+    """model/: the Keras model, what is needed to rebuild the decoder (and the composer table), and primer
+    windows."""
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
-    meta = {"spec": json.loads(spec.to_json()), "vocab": vocab, "scheme": scheme, "format": 1}
+    meta = {"spec": json.loads(spec.to_json()), "vocab": vocab, "scheme": scheme, "format": 1,
+            **({"composers": composers.to_json()} if composers is not None else {})}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     np.save(out / PRIMERS_FILE, primers.tokens.astype(np.int32), allow_pickle=False)
     np.save(out / PRIMER_KEYS_FILE, primers.keys.astype(np.int8), allow_pickle=False)
+    if primers.composers is not None:
+        np.save(out / PRIMER_COMPOSERS_FILE, primers.composers.astype(np.int32), allow_pickle=False)
 
 
-def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str) -> TrainedModel:
-    return TrainedModel(spec, vocab, scheme, network_decoder(model, spec, len(vocab)))
+def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str,
+                composers: ComposerTable | None = None) -> TrainedModel:
+    return TrainedModel(spec, vocab, scheme, network_decoder(model, spec, len(vocab)), composers=composers)
 
 
 def read_model_info(path: Path) -> ModelInfo:
@@ -87,7 +108,8 @@ def read_model_info(path: Path) -> ModelInfo:
         raise UserError(f"{path} is not a composer model directory (no {META_FILE} / {MODEL_FILE}): "
                         "give the model/ folder of `composer pull`")
     meta = json.loads((path / META_FILE).read_text())
-    return ModelInfo(JobSpec.from_json(json.dumps(meta["spec"])), meta["vocab"], meta["scheme"])
+    table = ComposerTable.from_json(meta["composers"]) if "composers" in meta else None
+    return ModelInfo(JobSpec.from_json(json.dumps(meta["spec"])), meta["vocab"], meta["scheme"], composers=table)
 
 
 def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:
@@ -98,16 +120,19 @@ def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:
     tokens = np.load(path / PRIMERS_FILE, allow_pickle=False)
     keys_file = path / PRIMER_KEYS_FILE  # absent in model folders from before key conditioning
     keys = np.load(keys_file, allow_pickle=False) if keys_file.is_file() else np.zeros(len(tokens), np.int8)
-    return decoder_for(trained, info.spec, info.vocab, info.scheme), Primers(tokens, keys)
+    who = np.load(path / PRIMER_COMPOSERS_FILE, allow_pickle=False) if info.composers is not None else None
+    return decoder_for(trained, info.spec, info.vocab, info.scheme, info.composers), Primers(tokens, keys, who)
 
 
 def pick_primers(tokens: np.ndarray, offsets: np.ndarray, vocab: list[str], windows: TrainWindows, count: int,
-                 length: int, rng: np.random.Generator) -> Primers:
-    """`count` random windows of `length` tokens from the training windows, with their pieces' keys."""
+                 length: int, rng: np.random.Generator, piece_composers: np.ndarray | None = None) -> Primers:
+    """`count` random windows of `length` tokens from the training windows, with their pieces' keys (and
+    composer rows, given each piece's)."""
     chosen = windows.starts(rng.choice(windows.count, size=count, replace=windows.count < count))
     windows = np.stack([tokens[s:s + length] for s in chosen]).astype(np.int32)
     pieces = np.searchsorted(offsets[1:], chosen, side="right")
-    return Primers(windows, piece_keys(tokens, offsets, vocab)[pieces])
+    return Primers(windows, piece_keys(tokens, offsets, vocab)[pieces],
+                   None if piece_composers is None else piece_composers[pieces])
 
 
 def primer_from_midi(model: ModelInfo, path: Path, count: int, key: int | None = None) -> Primers:
@@ -155,7 +180,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     note or a chord, tokens with more notes than a row has left are masked. The masks are numpy
     (and, for the grammar, four native calls per step for the whole batch: allowed, push, notes,
     can_end): no framework call is added to a step."""
-    keys = model.keys_for(primers)
+    keys, who = model.keys_for(primers), model.composers_for(primers)
     rows = len(primers.tokens)
     grammar = grammar_for(model.vocab, model.scheme, rows, notes, key_first=keys is not None)
     if grammar is None:
@@ -170,7 +195,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     out: list[list[int]] = [[] for _ in range(rows)]
     length = np.zeros(rows, dtype=np.int64)  # tokens in each row so far
     whole = np.zeros(rows, dtype=np.int64)  # each row's length when it last could end (after a note)
-    logits = model.decoder.run(primers.tokens, keys)
+    logits = model.decoder.run(primers.tokens, keys, who)
     # A note takes 4 tokens (Position, Pitch, Velocity, Duration), and the grammar allows at most two
     # empty bars (a TimeSig and a Bar each) before one: the cap is never reached by a remi stream. A
     # performance note takes at most 9 (Velocity, NoteOn, NoteOff, three TimeShifts before each).
@@ -195,7 +220,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
         done |= written >= notes
         if done.all():
             break
-        logits = model.decoder.step(chosen, keys)
+        logits = model.decoder.step(chosen, keys, who)
     # A row cut short by the cap ends after its last whole note, so that it still decodes.
     return [np.asarray(row if grammar is None or done[i] else row[:whole[i]], dtype=np.int32)
             for i, row in enumerate(out)]
@@ -244,6 +269,7 @@ class Generated:
     tokens: list[np.ndarray]  # each row's sampled token ids
     keys: np.ndarray | None  # each row's conditioning key, for a key-conditioned model
     seconds: float  # the sampling alone
+    composers: list[str] | None = None  # each row's conditioning composer, for a composer-conditioned model
 
     @property
     def ms_per_step(self) -> float:
@@ -270,7 +296,8 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
                           key=None if keys is None else int(keys[row]), beat=beat)
     if audio:
         write_audio(paths)
-    return Generated(paths, tokens, keys, seconds)
+    who = model.composers_for(primers)
+    return Generated(paths, tokens, keys, seconds, None if who is None else [model.composers.names[i] for i in who])
 
 
 @dataclass
@@ -332,6 +359,10 @@ class Pieces:
             "samples": [p.name for p in self.sampled.paths],
             "greedy_samples": [p.name for p in self.greedy.paths] if self.greedy is not None else [],
             "keys": None if self.sampled.keys is None else [key_name(int(k)) for k in self.sampled.keys],
+            # A composer-conditioned model's: the composers it learned, and each sample's (the greedy pieces
+            # share their samples' primers and composers).
+            "composers": None if model.composers is None else model.composers.describe(),
+            "sample_composers": self.sampled.composers,
             "quality": described,
             "piece_metrics": per_piece,
             "meter": None if meter is None else {"has_meter": meter.meter, "reason": meter.meter_reason},
@@ -365,21 +396,26 @@ def write_audio(paths: list[Path]) -> list[Path]:
 
 
 def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Generator,
-                   key: int | None = None) -> Primers:
-    """`count` rows from the model's primer bank, from pieces in `key` when it has any; with a key,
-    every row is then conditioned on it."""
+                   key: int | None = None, composer: int | None = None) -> Primers:
+    """`count` rows from the model's primer bank, from pieces in `key` (by `composer`) when it has any;
+    with a key (a composer), every row is then conditioned on it."""
     if key is not None and len(in_that_key := np.flatnonzero(bank.keys == key)):
         bank = bank.take(in_that_key)
+    if composer is not None and bank.composers is not None and len(
+            theirs := np.flatnonzero(bank.composers == composer)):
+        bank = bank.take(theirs)
     chosen = bank.take(rng.choice(len(bank.tokens), size=count))
-    return chosen if key is None else chosen.in_key(key)
+    chosen = chosen if key is None else chosen.in_key(key)
+    return chosen if composer is None else chosen.by_composer(composer)
 
 
 def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
                             primer: Path | None = None, key: str | None = None, sheet_music: bool = True,
-                            audio: bool = True) -> list[Path]:
+                            audio: bool = True, composer: str | None = None) -> list[Path]:
     """`composer generate`: sample from a pulled model into `out`, with greedy pieces from the same
     primers, report.json (settings and quality, against the job's corpus reference when the model
     folder has one) and report.html (the page to hear and see them, with the job's loss curve)."""
+    from service.model.composers import requested
     from service.model.report import write_report
     from service.music.beat import on_transcription_clock
     from service.music.keys import parse_key
@@ -390,22 +426,26 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     # Check the request against composer.json before TensorFlow loads (and logs to stderr).
     info = read_model_info(model_dir)
     banned = None if key_index is None else banned_for_key(info, key_index)
+    who = requested(info.composers, info.spec, composer, primer)  # --composer's row, else a --primer file's
     from_file = primer_from_midi(info, primer, samples, key_index) if primer is not None else None
+    if from_file is not None and who is not None:
+        from_file = from_file.by_composer(who)
     corpus = CorpusReference.load(model_dir)
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)
-    chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index)
+    chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index, who)
     # A corpus on a transcription clock (GiantMIDI-Piano's fixed 120 bpm): samples engraved on their own beat.
     beat = corpus is not None and on_transcription_clock(corpus.evaluation.meter, info.scheme)
     pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
-                "primer": str(primer) if primer else "random training window", "key": key,
+                "primer": str(primer) if primer else "random training window", "key": key, "composer": composer,
                 "decoder": "stateful, batched", "ms_per_step": pieces.sampled.ms_per_step}
     if corpus is not None:
         settings["corpus_excerpt_tokens"] = corpus.excerpt_tokens
     write_report(out / "report.json", {
         **pieces.report(trained, corpus, out), "settings": settings, "model_job_id": info.spec.job_id,
         "preset": info.spec.preset, "scheme": info.scheme, "key_conditioning": info.spec.key_conditioning,
+        "condition": info.spec.condition,
     })
     _copy_loss_curve(model_dir, out)
     from service.music.page import write_page

@@ -8,9 +8,10 @@ report.json with training settings) or `composer generate`'s output (the pieces 
 folder, report.json with "settings", the job's loss.png copied from its model folder). Both have the
 training, held-out, sampled and greedy quality sections (music/evaluation.py; a model pulled before
 jobs kept their reference gives `composer generate` no training section, and no loss curve). Shown:
-the title, the settings, the held-out test score, the loss curve, each piece (samples first, then
-greedy) with its audio, engraved score, piano roll and MIDI link, and the quality table with a
-paragraph on its meaning.
+the title, the settings, the held-out test score, the composers a composer-conditioned model learned
+(with the samples written in each one's style), the loss curve, each piece (samples first, then
+greedy) with its audio, engraved score, piano roll and MIDI link (and its key and composer when the
+model was conditioned on them), and the quality table with a paragraph on its meaning.
 
 The page has no JavaScript and no external URL: everything is referenced by a relative path, so it
 works offline, from a copied folder, and from a file:// URL. Every text from report.json is escaped.
@@ -46,9 +47,10 @@ TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme",
             ("files", "MIDI files"), ("pieces", "pieces"),
             ("tokens", "tokens"), ("vocab_size", "vocabulary"), ("epochs_run", "epochs run"),
             ("best_epoch", "best epoch"), ("best_val_loss", "best validation loss"), ("workers", "workers"),
-            ("key_conditioning", "key conditioning"), ("training_device", "training device"))
+            ("key_conditioning", "key conditioning"), ("condition", "conditioned on"),
+            ("training_device", "training device"))
 # Sampling keys shown first (the rest follow in the report's order); "greedy" repeats "method".
-SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "notes", "seed", "primer", "key", "model")
+SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "notes", "seed", "primer", "key", "composer", "model")
 SAMPLING_HIDDEN = {"greedy"}
 
 QUALITY_NOTE = (
@@ -136,8 +138,11 @@ def write_page(folder: Path) -> Path:
     report = _read_report(folder / "report.json")
     pieces_dir = folder / "samples" if (folder / "samples").is_dir() else folder
     keys = dict(zip(report.get("samples") or [], report.get("keys") or [], strict=False))
+    # A greedy piece shares its sample's primer and composer (greedy-01 with sample-01).
+    composers = {name: who for names in (report.get("samples"), report.get("greedy_samples"))
+                 for name, who in zip(names or [], report.get("sample_composers") or [], strict=False)}
 
-    body = [_title(report, folder), _settings(report), _test(report)]
+    body = [_title(report, folder), _settings(report), _test(report), _composers(report)]
     if (folder / "loss.png").is_file():
         body.append('<h2>Loss</h2>\n<img src="loss.png" alt="training and validation loss per epoch">')
     # The pieces report.json names (a folder written to again may hold older ones), else what is there.
@@ -148,7 +153,8 @@ def write_page(folder: Path) -> Path:
              if listed else sorted(pieces_dir.glob("sample-*.mid")) + sorted(pieces_dir.glob("greedy-*.mid")))
     if midis:
         body.append("<h2>Pieces</h2>")
-        body.extend(_piece(midi, "" if midi.parent == folder else "samples/", keys.get(midi.name)) for midi in midis)
+        body.extend(_piece(midi, "" if midi.parent == folder else "samples/", keys.get(midi.name),
+                           composers.get(midi.name)) for midi in midis)
     body.append(_quality(report.get("quality"), report.get("meter")))
     links = [name for name in ("report.json", "metrics.jsonl") if (folder / name).is_file()]
     if links:
@@ -270,13 +276,36 @@ def _test(report: dict[str, Any]) -> str:
             "held-out pieces; nats per token compare with published numbers of the same scheme.</p>")
 
 
-def _piece(midi: Path, prefix: str, key: Any) -> str:
+def _composers(report: dict[str, Any]) -> str:
+    """A composer-conditioned model's composers (report.json -> composers), each with its training pieces
+    and the samples written in its style (-> sample_composers)."""
+    learned = report.get("composers")
+    if not isinstance(learned, list) or not learned:
+        return ""
+    written: dict[str, list[str]] = {}
+    for name, who in zip(report.get("samples") or [], report.get("sample_composers") or [], strict=False):
+        written.setdefault(str(who), []).append(Path(str(name)).stem)
+    rows = "\n".join(
+        f"<tr><td>{_esc(c.get('composer'))}</td><td class=\"num\">{_esc(c.get('pieces'))}</td>"
+        f"<td>{_esc(', '.join(written.get(str(c.get('composer')), [])) or '–')}</td></tr>"
+        for c in learned if isinstance(c, dict))
+    return ("<h2>Composers</h2>\n<table>\n<thead><tr><th scope=\"col\">composer</th>"
+            "<th class=\"num\" scope=\"col\">training pieces</th><th scope=\"col\">samples</th></tr></thead>\n"
+            f"<tbody>\n{rows}\n</tbody>\n</table>\n"
+            f'<p class="note">The model learned {len(learned)} composers from its training pieces\' file names '
+            "(<code>--condition composer</code>): each sample is written with one of them as its composer, and "
+            "<code>composer generate --composer NAME</code> asks for one.</p>")
+
+
+def _piece(midi: Path, prefix: str, key: Any, composer: Any = None) -> str:
     stem = midi.stem
     parts = [f"<section class=\"piece\" id=\"{_esc(stem)}\">\n<header><h3>{_esc(stem)}</h3>"]
     if stem.startswith("greedy-"):
         parts.append('<span class="muted">greedy (argmax)</span>')
     if key:
         parts.append(f'<span class="muted">key {_esc(key)}</span>')
+    if composer:
+        parts.append(f'<span class="muted">composer {_esc(composer)}</span>')
     links = [f'<a href="{_url(prefix + midi.name)}">MIDI</a>']
     if midi.with_suffix(".musicxml").is_file():
         links.append(f'<a href="{_url(prefix + stem + ".musicxml")}">MusicXML</a>')
