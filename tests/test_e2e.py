@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import legacy_dataset, run_cli
+from conftest import FIVE_GIANTMIDI, legacy_dataset, run_cli
 
 import fastparse
 
@@ -431,7 +431,9 @@ def test_cancel_stops_a_running_job(ray_head, composer_home, five_files, tmp_pat
 
 def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, tmp_path):
     """--key-conditioning: remi+key-estimated tokens with real rhythm (not the paper's even half-quarter
-    spacing), samples in their primers' keys, and `generate --key` writes in the key asked for."""
+    spacing), samples in their primers' keys, and `generate --key` writes in the key asked for. With
+    --condition composer too: the composers of the files trained on are learned, a sample each, and
+    `generate --composer` writes as the one asked for."""
     import mido
 
     from service.music.keys import key_name, key_token, parse_key
@@ -439,7 +441,7 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
     out = tmp_path / "out"
     proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--key-conditioning", "--seq-len", "64",
-                   "--wait", "--to", str(out), env=env)
+                   "--condition", "composer", "--wait", "--to", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((out / "model" / "composer.json").read_text())
     assert meta["scheme"] == "remi+key-estimated" and "Bar" in meta["vocab"] and meta["spec"]["key_conditioning"]
@@ -467,8 +469,9 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
 
     known = next(t for t in meta["vocab"] if t.startswith("Key_"))  # a key the model saw
     wanted = known.removeprefix("Key_").replace("_", " ")
+    composer = meta["composers"]["names"][-1]  # in any case: --composer DEBUSSY is Debussy
     gen = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "k"), "--samples", "2",
-                  "--length", "60", "--key", wanted, "--no-sheet-music")
+                  "--length", "60", "--key", wanted, "--composer", composer.upper(), "--no-sheet-music")
     assert gen.returncode == 0, gen.stderr
     assert signatures(tmp_path / "k") == [parse_key(wanted)] * 2
     generated = json.loads((tmp_path / "k" / "report.json").read_text())
@@ -491,6 +494,27 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     for bad_key, message in (("H major", "is not a key"), ("C lydian", "is not a key")):
         bad = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "b"), "--key", bad_key)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+    _composers_learned(meta, report, out, generated, tmp_path)
+
+
+def _composers_learned(meta: dict, report: dict, out: Path, generated: dict, tmp_path: Path) -> None:
+    """--condition composer: five files of five composers (GiantMIDI's names), one held out; the others
+    learned, a sample each for the first two (--samples 2), the held-out piece scored as "unknown" (its
+    composer has no other piece), and the page and `generate --composer` (`generated`) know them."""
+    from service.model.composers import UNKNOWN, composer_of
+
+    held_out = [composer_of(f) for f in report["test"]["files"]]
+    learned = sorted({composer_of(f) for f in FIVE_GIANTMIDI} - set(held_out))
+    assert meta["spec"]["condition"] == report["condition"] == "composer" and len(learned) == 5 - len(held_out)
+    assert meta["composers"]["names"] == [UNKNOWN, *learned]
+    assert report["composers"] == [{"composer": c, "pieces": 1} for c in learned]
+    assert report["sample_composers"] == learned[:2] and report["test"]["composers"] == [UNKNOWN] * len(held_out)
+    page = (out / "report.html").read_text()
+    assert "<h2>Composers</h2>" in page and f"composer {learned[0]}</span>" in page
+    assert generated["sample_composers"] == [learned[-1]] * 2
+    assert generated["settings"]["composer"] == learned[-1].upper()
+    refused = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "n"), "--composer", "Satie")
+    assert refused.returncode == 2 and f"it knows {', '.join(learned)}" in refused.stderr, refused.stderr
 
 
 QUICK = ["--preset", "tiny", "--epochs", "1", "--steps-per-epoch", "2", "--workers", "1", "--samples", "1"]

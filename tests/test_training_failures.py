@@ -80,6 +80,20 @@ def test_one_piece_is_too_few_for_a_held_out_test_score(env, five_files, tmp_pat
     assert "no held-out test score" in (out / "report.html").read_text()
 
 
+def test_composer_conditioning_with_one_composer_is_refused_before_training(env, five_files, tmp_path):
+    """--condition composer on files whose names give one composer (the others' names give none): the
+    tokenize stage refuses it in one line that says what the names give and what to do."""
+    folder = tmp_path / "one-composer"
+    folder.mkdir()
+    for i, path in enumerate(sorted(five_files.glob("*.mid"))[:3]):
+        name = path.name if path.name.startswith("Chopin_") else f"piece-{i}.mid"  # not GiantMIDI's forms
+        (folder / name).write_bytes(path.read_bytes())
+    line, status, _ = _failed(env, str(folder), "--epochs", "1", "--condition", "composer", "--test-share", "0")
+    assert "--condition composer needs pieces of at least 2 composers" in line, line
+    assert "give 1 (Chopin; 2 unknown)" in line and "without --condition" in line, line
+    assert status["epoch"] == 0 and status["phase_seconds"].get("train") is None  # refused before training
+
+
 def test_a_dataset_with_no_usable_file_fails_with_its_reason(env, tmp_path):
     folder = tmp_path / "broken"
     folder.mkdir()

@@ -1,0 +1,214 @@
+"""Composer conditioning: composers from GiantMIDI's file names, the table a model learns, and a tiny model
+that learns a composer's style: its held-out pieces score better under their own composer than under the
+other one, while a model trained without conditioning cannot tell them apart.
+
+The two composers are real music of two clearly different kinds from ../shared/midi: Final Fantasy piano
+arrangements, renamed into GiantMIDI's `Surname, Firstname, Title, id.mid` form as Uematsu's, and
+GiantMIDI's own Debussy transcriptions (`Surname_Title_id.mid`). Trained in this process (no Ray): the job's
+path through Ray is tests/test_e2e.py's key- and composer-conditioned job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_cli_errors import assert_one_line_error
+
+from service.errors import UserError
+from service.model.composers import UNKNOWN, ComposerTable, composer_of, table_for
+from service.spec import build_spec
+from service.storage.corpus import Corpus
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+PIECES_PER_COMPOSER = 10
+HELD_OUT_PER_COMPOSER = 3
+CUT = 3000  # tokens kept of each piece: enough of each style, quick to train on and to score
+STEPS = 200  # training steps of 32 windows: 6 s here; the gap was 13 to 23 nats per second over four seeds
+
+
+@pytest.mark.parametrize(("name", "composer"), [
+    ("Chopin, Frédéric, Études, Op.10, g0hoN6_HDVU.mid", "Chopin"),
+    ("Ravel, Maurice, Jeux d'eau, v-QmwrhO3ec.mid", "Ravel"),
+    ("Saint-Saëns, Camille, Allegro appassionato, Op.70, abc.mid", "Saint-Saëns"),
+    ("d'Indy, Vincent, Poème des montagnes, xyz.mid", "D'Indy"),
+    ("giantmidi/Debussy_Estampes_R-YcnPXY2yE_cut_no_1.mid", "Debussy"),
+    ("Brahms_Johannes_Piano_Sonata_No2_Op2_RhZqUE63B9g_mov_1.MID", "Brahms"),
+    ("bach_bwv_858_a.mid", "Bach"),  # one composer whatever the case: Bach and bach
+    ("0fithos.mid", UNKNOWN),
+    ("BlueStone_LastDungeon.mid", UNKNOWN),  # two fields: not Surname_Title_id
+    ("FF3_Battle_(Piano).mid", UNKNOWN),  # a first field that is no name
+    ("Chopin, Études.mid", UNKNOWN),  # too few fields for the comma form, and no underscore
+    ("bwv1.6.mid", UNKNOWN),
+])
+def test_the_composer_of_a_file_name(name, composer):
+    from service.storage.datasets import _matches_composer
+
+    assert composer_of(name) == composer
+    if composer != UNKNOWN:  # the file --composers picks for that composer
+        assert _matches_composer(name, [composer.lower()])
+
+
+def test_the_table_of_the_composers_a_model_learns():
+    table = ComposerTable.of_names(["Debussy_a_1.mid", "bach_b_2.mid", "Bach, Johann Sebastian, C, 3.mid",
+                                    "8.mid", "Bach_d_4.mid"])
+    assert table.names == (UNKNOWN, "Bach", "Debussy") and table.pieces == (1, 3, 1)
+    assert table.learned == ["Bach", "Debussy"] and table.by_pieces() == [1, 2]
+    assert table.ids(["BACH_x_1.mid", "Debussy_y_2.mid", "Liszt_z_3.mid", "x.mid"]).tolist() == [1, 2, 0, 0]
+    assert table.find("debussy") == 2 and table.find(" Bach ") == 1 and table.find("Unknown") == 0
+    assert ComposerTable.from_json(json.loads(json.dumps(table.to_json()))) == table
+    with pytest.raises(UserError, match="never learned that composer; it knows Bach, Debussy, unknown"):
+        table.find("Liszt")
+    with pytest.raises(UserError, match="needs a composer's name: one of Bach, Debussy, unknown"):
+        table.find(" ")
+    without_unknown = ComposerTable.of_names(["Debussy_a_1.mid", "Bach_b_2.mid"])
+    with pytest.raises(UserError, match="it knows Bach, Debussy$"):  # no unknown training piece: not a choice
+        without_unknown.find("unknown")
+
+
+def test_fewer_than_two_composers_to_train_on_are_refused():
+    """One composer and pieces of none, or two of which one is only held out: refused in one line that says
+    what the names give and what to do; a table is made of the pieces trained on only."""
+    names = ["Chopin_a_1.mid", "Chopin_b_2.mid", "8.mid", "Liszt_c_3.mid"]
+    corpus = Corpus(np.zeros(4, np.int32), np.arange(5), ["x"], "remi", 4, names)
+    spec = build_spec("composer-cc", "d", "/tmp/s", "tiny", condition="composer")
+    with pytest.raises(UserError) as refused:
+        table_for(corpus, spec, np.array([3]))  # Liszt's only piece held out
+    line = str(refused.value)
+    assert "\n" not in line and "at least 2 composers" in line and "give 1 (Chopin; 1 unknown)" in line
+    assert "Surname_Title_id.mid" in line and "without --condition" in line
+    assert table_for(corpus, spec, np.array([2])).learned == ["Chopin", "Liszt"]
+    assert table_for(corpus, build_spec("composer-cc", "d", "/tmp/s", "tiny"), np.array([3])) is None
+    with pytest.raises(UserError, match="unknown --condition 'style': choose one of none, composer"):
+        build_spec("composer-cc", "d", "/tmp/s", "tiny", condition="style")
+
+
+@pytest.fixture(scope="module")
+def two_composers(shared_midi, tmp_path_factory) -> tuple[Corpus, np.ndarray]:
+    """The corpus (each piece cut to CUT tokens, remi) and its held-out pieces: the last three of each."""
+    import fastparse
+
+    folder = tmp_path_factory.mktemp("two-composers")
+    paths = []
+    for i, path in enumerate(sorted((shared_midi / "final-fantasy").glob("*.mid"))[:PIECES_PER_COMPOSER]):
+        paths.append(folder / f"Uematsu, Nobuo, {path.stem}, ff{i:02d}.mid")
+        shutil.copyfile(path, paths[-1])
+    for path in sorted((shared_midi / "giantmidi").glob("Debussy_*.mid"))[:PIECES_PER_COMPOSER]:
+        paths.append(folder / path.name)
+        shutil.copyfile(path, paths[-1])
+    result = fastparse.tokenize([str(p) for p in paths], scheme="remi")
+    assert not result.errors and len(result.files) == 2 * PIECES_PER_COMPOSER
+    tokens, offsets = np.asarray(result.tokens), np.asarray(result.offsets)
+    pieces = [tokens[start:min(end, start + CUT)] for start, end in zip(offsets[:-1], offsets[1:], strict=True)]
+    cut = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+    names = [Path(f).name for f in result.files]
+    corpus = Corpus(np.concatenate(pieces).astype(np.int32), cut, list(result.vocab), "remi", len(paths), names)
+    who = [composer_of(n) for n in names]
+    test = np.array(sorted(i for c in set(who) for i in np.flatnonzero(np.array(who) == c)[-HELD_OUT_PER_COMPOSER:]))
+    return corpus, test
+
+
+def _train(corpus: Corpus, test: np.ndarray, condition: str, folder: Path):
+    """A tiny remi model trained STEPS steps on the pieces not held out, saved as a model folder."""
+    from service.model import composers
+    from service.model.architecture import build_model
+    from service.model.generate import pick_primers, save_model_dir
+    from service.model.network import keras
+    from service.model.windows import TrainWindows, make_dataset, split_for
+
+    spec = build_spec(f"composer-{condition}", "d", "/tmp/s", "tiny", scheme="remi", seq_len=64, condition=condition)
+    table = composers.table_for(corpus, spec, test)
+    starts, _ = split_for(corpus.offsets, spec, test)
+    keras().utils.set_random_seed(0)
+    model = build_model(spec, len(corpus.vocab), composers.size(table))
+    who = None if table is None else (corpus.offsets, table.ids(corpus.names))
+    model.fit(make_dataset(corpus.tokens, starts, spec.seq_len, 32, 0, piece_composers=who), epochs=1,
+              steps_per_epoch=STEPS, verbose=0)
+    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, TrainWindows(corpus.offsets, spec, test), 8,
+                        spec.seq_len, np.random.default_rng(0), None if who is None else who[1])
+    save_model_dir(model, spec, corpus.vocab, "remi", bank, folder, table)
+    return spec, model
+
+
+@pytest.fixture(scope="module")
+def trained(two_composers, tmp_path_factory) -> dict:
+    """Per condition: (its spec, its Keras model, the folder that holds its model folder, model/)."""
+    corpus, test = two_composers
+    folders = {condition: tmp_path_factory.mktemp(condition) for condition in ("composer", "none")}
+    return {condition: (*_train(corpus, test, condition, folder / "model"), folder)
+            for condition, folder in folders.items()}
+
+
+def test_held_out_pieces_score_better_under_their_own_composer(two_composers, trained):
+    """Each held-out piece scored under its own composer and under the other: a conditioned model finds
+    its pieces likelier under their own composer (all but one of them, and by a margin on average); a model
+    trained without conditioning reads no composer, so it shows no gap. The job's test score (held_out_score)
+    is the own-composer score."""
+    from service.model.architecture import decoder_for
+    from service.model.composers import composer_gap
+    from service.model.score import held_out_score, music_of
+
+    corpus, test = two_composers
+    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
+    _, seconds = music_of(pieces, corpus.vocab, "remi")
+    gaps = {}
+    for condition, (spec, model, _) in trained.items():
+        table = ComposerTable.of_names([n for i, n in enumerate(corpus.names) if i not in test])
+        own = table.ids([corpus.names[i] for i in test])
+        assert table.learned == ["Debussy", "Uematsu"] and (own > 0).all()
+        gaps[condition] = composer_gap(decoder_for(model, spec, len(corpus.vocab)), pieces, own, seconds, table)
+    conditioned, plain = gaps["composer"], gaps["none"]
+    assert conditioned.pieces == plain.pieces == len(test) == 2 * HELD_OUT_PER_COMPOSER
+    # All but one: one of these six pieces reads likelier as the other composer's under every seed tried.
+    assert conditioned.own_better >= len(test) - 1, conditioned.describe()
+    assert conditioned.nats_per_second > 3.0, conditioned.describe()
+    assert conditioned.own_nats_per_token + 0.1 < conditioned.other_nats_per_token, conditioned.describe()
+    assert plain.nats_per_second == 0.0 and plain.own_better == 0, plain.describe()
+
+    spec, model, _ = trained["composer"]
+    block = held_out_score(model, spec, corpus, test)
+    assert block["composers"] == [composer_of(corpus.names[i]) for i in test]
+    assert block["nats_per_second"] == pytest.approx(conditioned.own_nats_per_second, rel=1e-4)
+
+
+def test_composer_errors_through_the_cli(trained, tmp_path):
+    """`composer generate --composer`: a composer the model never learned, a blank one, and a model trained
+    without conditioning: one line each, exit 2, nothing written."""
+    model = str(trained["composer"][2] / "model")
+    meta = json.loads((Path(model) / "composer.json").read_text())
+    assert meta["spec"]["condition"] == "composer" and meta["composers"]["names"] == [UNKNOWN, "Debussy", "Uematsu"]
+    assert np.load(Path(model) / "primer-composers.npy").dtype == np.int32
+    out = tmp_path / "out"
+    for name, says in (("Chopin", "--composer Chopin: this model never learned that composer; it knows Debussy, "
+                                  "Uematsu"), ("", "--composer needs a composer's name: one of Debussy, Uematsu")):
+        proc = run_cli("generate", "--model", model, "--out", str(out), "--composer", name)
+        assert_one_line_error(proc, 2, says)
+    proc = run_cli("generate", "--model", str(trained["none"][2] / "model"), "--out", str(out), "--composer", "Debussy")
+    assert_one_line_error(proc, 2, "--composer needs a model trained with --condition composer")
+    assert not out.exists()
+
+
+def test_the_page_lists_the_composers_and_each_pieces(shared_midi, tmp_path):
+    """Without a browser: the composers learned with their training pieces and samples, and each piece's
+    composer (a greedy piece its sample's)."""
+    from service.music.page import write_page
+
+    for name in ("sample-01.mid", "sample-02.mid", "greedy-01.mid"):
+        shutil.copyfile(shared_midi / "final-fantasy" / "8.mid", tmp_path / name)
+    (tmp_path / "report.json").write_text(json.dumps({
+        "job_id": "j", "condition": "composer", "samples": ["sample-01.mid", "sample-02.mid"],
+        "greedy_samples": ["greedy-01.mid"], "sample_composers": ["Debussy", "Uematsu<"],
+        "composers": [{"composer": "Debussy", "pieces": 7}, {"composer": "Uematsu<", "pieces": 9},
+                      {"composer": "Liszt", "pieces": 1}]}))
+    text = write_page(tmp_path).read_text()
+    assert "<h2>Composers</h2>" in text and "conditioned on" in text
+    assert "<td>Debussy</td><td class=\"num\">7</td><td>sample-01</td>" in text
+    assert "<td>Uematsu&lt;</td><td class=\"num\">9</td><td>sample-02</td>" in text and "Uematsu<" not in text
+    assert "<td>Liszt</td><td class=\"num\">1</td><td>–</td>" in text
+    assert text.count("composer Debussy</span>") == 2  # sample-01 and greedy-01
