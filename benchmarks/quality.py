@@ -15,11 +15,16 @@ markdown at the end, and a JSON line per scheme with every number:
 - mgeval's overlap_mean and kl_mean of the samples and of the greedy pieces against the held-out
   excerpts, and the held-out column's own overlap_mean against the training excerpts (the ceiling);
 - the seconds the test score took, also as a share of one full training epoch (every training token a
-  target once: seconds per step, measured here, x job/train.py's epoch_steps without the preset's cap).
+  target once: seconds per step, measured here, x job/train.py's epoch_steps without the preset's cap);
+- with --condition composer (the network fed each piece's composer, read from its file name:
+  model/composers.py), the held-out pieces scored under their own composer and under each other composer
+  the model learned (model/composers.py: composer_gap): own against other nats per second and per token,
+  and how many pieces are likelier under their own. The target: own below other on average. The samples
+  then go one to each composer learned, as a job's do.
 
     python benchmarks/quality.py [--dataset DIR|bach|NAME] [--store URI] [--schemes notes-chords,remi,remi+key]
                                  [--preset tiny] [--budget 120] [--samples 32] [--length 128] [--test-share 0.1]
-                                 [--seed 0] [--at-size 11000]
+                                 [--seed 0] [--at-size 11000] [--condition none|composer]
 
 With --at-size (default 11,000, GiantMIDI-Piano's size) the test score is also timed on a corpus that
 many pieces long, made of the dataset's pieces repeated (each copy its own file): about a tenth held
@@ -120,9 +125,11 @@ def corpus_of(folder: Path, files: list[Path], digests: dict[str, str], scheme: 
     return writer.finish()
 
 
-def train(spec, corpus, train_starts, val_starts, budget: float) -> dict:
-    """model.fit in the preset's epochs until `budget` seconds are spent; the best val_loss's weights."""
+def train(spec, corpus, train_starts, val_starts, budget: float, table=None) -> dict:
+    """model.fit in the preset's epochs until `budget` seconds are spent; the best val_loss's weights.
+    `table`: the composer table of a composer-conditioned spec (model/composers.py)."""
     from service.job.train import epoch_steps
+    from service.model import composers
     from service.model.architecture import architecture_for, build_model
     from service.model.network import keras
     from service.model.windows import make_dataset, spread
@@ -134,12 +141,14 @@ def train(spec, corpus, train_starts, val_starts, budget: float) -> dict:
     full_epoch = epoch_steps(dataclasses.replace(spec, steps_per_epoch=None), len(train_starts), len(val_starts),
                              batch)[0]
     keras().utils.set_random_seed(spec.seed)
-    model = build_model(spec, len(corpus.vocab))
+    model = build_model(spec, len(corpus.vocab), composers.size(table))
     pair = architecture_for(spec).training_pair(len(corpus.vocab))
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
-    train_data = make_dataset(corpus.tokens, train_starts, spec.seq_len, batch, spec.seed, pair, keys)
+    who = None if table is None else (corpus.offsets, table.ids(corpus.names))
+    train_data = make_dataset(corpus.tokens, train_starts, spec.seq_len, batch, spec.seed, pair, keys,
+                              piece_composers=who)
     val_data = make_dataset(corpus.tokens, spread(val_starts, val_steps * batch), spec.seq_len, batch, spec.seed,
-                            pair, keys, shuffle=False)
+                            pair, keys, shuffle=False, piece_composers=who)
 
     class Budget(keras().callbacks.Callback):
         def __init__(self) -> None:
@@ -211,7 +220,9 @@ def score_at_size(spec, corpus, model, pieces: int, seconds_per_step: float) -> 
     test = testsplit.held_out(digests, spec.test_share)
     held = [corpus.tokens[corpus.offsets[p]:corpus.offsets[p + 1]] for p in copies[test]]
     started = time.monotonic()
-    score_pieces(decoder_for(model, spec, len(corpus.vocab)), held)
+    # A conditioned network reads a composer row per piece: any row times the same.
+    rows = np.zeros(len(held), np.int32) if spec.condition == "composer" else None
+    score_pieces(decoder_for(model, spec, len(corpus.vocab)), held, composers=rows)
     seconds = time.monotonic() - started
     trained = copies[testsplit.train_pieces(pieces, test)]
     windows = int(window_counts(corpus.offsets, trained, spec.seq_len).sum() * (1 - spec.validation_fraction))
@@ -222,18 +233,24 @@ def score_at_size(spec, corpus, model, pieces: int, seconds_per_step: float) -> 
             "at_size_scoring_share_of_epoch": round(seconds / (steps * seconds_per_step), 6)}
 
 
-def generate(spec, corpus, test: np.ndarray, model, out: Path) -> dict:
+def generate(spec, corpus, test: np.ndarray, model, out: Path, table=None) -> dict:
     """The report's pieces part (the quality table), as job/generate.py's run makes it, without sheet music
-    or audio."""
+    or audio (with a composer table, one sample per composer learned, in turn)."""
     from service.job.generate import corpus_reference
+    from service.model.composers import rows_per_composer
     from service.model.generate import decoder_for, generate_pieces, pick_primers
     from service.model.windows import TrainWindows
 
     rng = np.random.default_rng(spec.seed)
     windows = TrainWindows(corpus.offsets, spec, test)
-    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, windows, 64, spec.seq_len, rng)
-    trained = decoder_for(model, spec, corpus.vocab, spec.scheme)
-    primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
+    bank = pick_primers(corpus.tokens, corpus.offsets, corpus.vocab, windows, 64, spec.seq_len, rng,
+                        None if table is None else table.ids(corpus.names))
+    trained = decoder_for(model, spec, corpus.vocab, spec.scheme, table)
+    if table is None:
+        primers = bank.take(rng.choice(len(bank.tokens), size=spec.samples))
+    else:
+        rows, who = rows_per_composer(bank.composers, table, spec.samples, rng)
+        primers = bank.take(rows).by_composer(who)
     started = time.monotonic()
     pieces = generate_pieces(trained, primers, spec.sample_length, spec.sampling(), rng, out / "samples",
                              sheet_music=False, audio=False)
@@ -243,6 +260,23 @@ def generate(spec, corpus, test: np.ndarray, model, out: Path) -> dict:
     report = pieces.report(trained, reference, out)
     return {"report": report, "generate_seconds": generating, "reference_seconds": time.monotonic() - started,
             "ms_per_step": pieces.sampled.ms_per_step}
+
+
+def composer_gap(spec, corpus, test: np.ndarray, model, table) -> dict:
+    """The held-out pieces under their own composer against the other composers learned (composers.py)."""
+    from service.model.architecture import decoder_for
+    from service.model.composers import composer_gap as gap_of
+    from service.model.score import music_of
+    from service.music.keys import piece_keys
+
+    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
+    _, seconds = music_of(pieces, corpus.vocab, spec.scheme)
+    keys = piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)[test] if spec.key_conditioning else None
+    own = table.ids([corpus.names[i] for i in test])
+    started = time.monotonic()
+    gap = gap_of(decoder_for(model, spec, len(corpus.vocab)), pieces, own, seconds, table, keys)
+    return {**gap.describe(), "composers_learned": len(table.learned), "held_out_pieces": len(test),
+            "seconds": round(time.monotonic() - started, 3)}
 
 
 def _num(value, digits: int = 3) -> str:
@@ -271,26 +305,32 @@ def _at_size(result: dict) -> str:
 
 
 def run_scheme(args, scheme: str, folder: Path, files: list[Path], digests: dict[str, str], work: Path) -> dict:
-    from service.model import testsplit
+    from service.model import composers, testsplit
     from service.model.windows import split_for
     from service.spec import build_spec
 
     spec = build_spec(f"quality-{scheme.replace('+', '-')}", args.dataset, str(work), args.preset, scheme=scheme,
-                      test_share=args.test_share, seed=args.seed, samples=args.samples, sample_length=args.length)
+                      test_share=args.test_share, seed=args.seed, samples=args.samples, sample_length=args.length,
+                      condition=args.condition)
     started = time.monotonic()
     corpus = corpus_of(folder, files, digests, scheme, work / scheme / "corpus")
     tokenizing = time.monotonic() - started
     test = testsplit.of(corpus, spec)
     train_starts, val_starts = split_for(corpus.offsets, spec, test)
+    table = composers.table_for(corpus, spec, test)  # None without --condition composer
     print(f"{scheme}: {len(corpus.tokens):,} tokens, vocabulary {len(corpus.vocab)}, {corpus.pieces} pieces "
           f"({len(test)} held out: {len(train_starts):,} training and {len(val_starts):,} validation windows), "
           f"tokenized in {tokenizing:.2f} s; training for {args.budget:g} s", flush=True)
-    trained = train(spec, corpus, train_starts, val_starts, args.budget)
+    trained = train(spec, corpus, train_starts, val_starts, args.budget, table)
     model = trained.pop("model")
     test_block = score(spec, corpus, test, model)
+    gap = {} if table is None else {"composer_gap": composer_gap(spec, corpus, test, model, table),
+                                    "composers": table.describe(), "sample_composers": None}
     at_size = score_at_size(spec, corpus, model, args.at_size, trained["seconds_per_step"]) if args.at_size else {}
-    generated = generate(spec, corpus, test, model, work / scheme / "report")
+    generated = generate(spec, corpus, test, model, work / scheme / "report", table)
     quality = generated["report"]["quality"]
+    if gap:
+        gap["sample_composers"] = generated["report"]["sample_composers"]
 
     def measure(column: str, name: str):
         return (quality.get(column) or {}).get(name)
@@ -316,6 +356,7 @@ def run_scheme(args, scheme: str, folder: Path, files: list[Path], digests: dict
         "samples": args.samples, "length": args.length, "ms_per_step": generated["ms_per_step"],
         "generate_seconds": round(generated["generate_seconds"], 3),
         "reference_seconds": round(generated["reference_seconds"], 3),
+        "condition": args.condition, **gap,
     }
     return result
 
@@ -337,6 +378,9 @@ def main() -> None:
     parser.add_argument("--at-size", type=int, default=11000,
                         help="also time the test score on a corpus of this many pieces like the dataset's (its pieces "
                              "repeated; default GiantMIDI-Piano's size; 0: off)")
+    parser.add_argument("--condition", default="none", choices=("none", "composer"),
+                        help="composer: feed each piece's composer, from its file name, and report the held-out "
+                             "pieces' own-composer against other-composer nats per second")
     args = parser.parse_args()
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
 
@@ -376,6 +420,15 @@ def main() -> None:
                       f"{result['at_size_scoring_seconds']:.1f} s, "
                       f"{result['at_size_scoring_share_of_epoch']:.1%} of a full epoch "
                       f"({result['at_size_epoch_steps']:,} steps, {result['at_size_epoch_seconds']:,.0f} s)")
+            if "composer_gap" in result:
+                gap = result["composer_gap"]
+                print(f"  composers: {gap['composers_learned']} learned; {gap['pieces']} of the "
+                      f"{gap['held_out_pieces']} held-out pieces by one of them: {gap['own_nats_per_second']:.3f} "
+                      f"nats/s under their own composer, {gap['other_nats_per_second']:.3f} under the others "
+                      f"(gap {gap['gap_nats_per_second']:+.3f}; per token {gap['own_nats_per_token']:.4f} against "
+                      f"{gap['other_nats_per_token']:.4f}); {gap['own_better']} of {gap['pieces']} likelier under "
+                      f"their own (scored in {gap['seconds']:.1f} s); samples by "
+                      f"{', '.join(result['sample_composers'])}")
             print(HEADER)
             print(row(result), flush=True)
         print()
