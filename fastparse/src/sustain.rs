@@ -64,60 +64,131 @@ impl Sustain {
 /// A pedal event as the parser records it: (tick, value, channel, track).
 pub(crate) type PedalEvent = (u64, u8, u8, u32);
 
-/// One (track, channel)'s pedal: per tick with pedal events, whether the pedal is down after
-/// them, and the ticks with a release among them.
+/// One (track, channel)'s pedal: the ticks with pedal events, whether the pedal is down after
+/// each, and the first release at or after each.
 struct Channel {
     track: u32,
     channel: u8,
-    /// (tick, down after this tick's events), ticks increasing.
-    state: Vec<(u64, bool)>,
-    /// Ticks with at least one release, increasing.
-    releases: Vec<u64>,
+    /// Ticks with pedal events, increasing.
+    ticks: Vec<u64>,
+    /// Whether the pedal is down once the events of `ticks[i]` are done.
+    down: Vec<bool>,
+    /// The first tick at `ticks[i..]` with a release ([`NEVER`] if none).
+    next_release: Vec<u64>,
+    /// Indexed by [`Channel::seek`]'s answer `i` (the event ticks at or before a tick), so
+    /// without a branch: whether the pedal is down after the tick (`down[i - 1]`, false for 0)...
+    down_after: Vec<bool>,
+    /// ... and the first release after it (`next_release[i]`, [`NEVER`] for the last).
+    release_after: Vec<u64>,
+    /// Per bucket of `2^shift` ticks, the index of its first event tick (or the next bucket's).
+    bucket: Vec<u32>,
+    shift: u32,
 }
 
+/// No such tick.
+const NEVER: u64 = u64::MAX;
+
 impl Channel {
-    /// Whether the pedal is down once the pedal events of `tick` (and before) are done.
-    fn down_at(&self, tick: u64) -> bool {
-        let i = self.state.partition_point(|&(t, _)| t <= tick);
-        i > 0 && self.state[i - 1].1
+    /// The number of event ticks at or before `tick`: a table lookup by the tick's high bits,
+    /// then a step or two (the table has a few buckets per event tick).
+    fn seek(&self, tick: u64) -> usize {
+        let b = (tick >> self.shift) as usize;
+        let Some(&first) = self.bucket.get(b) else {
+            return self.ticks.len();
+        };
+        let mut i = first as usize;
+        while i < self.ticks.len() && self.ticks[i] <= tick {
+            i += 1;
+        }
+        i
     }
 
-    /// The first tick after `tick` with a release.
-    fn release_after(&self, tick: u64) -> Option<u64> {
-        let i = self.releases.partition_point(|&t| t <= tick);
-        self.releases.get(i).copied()
+    /// Fills `next_release` (from which ticks have a release) and the lookup table of
+    /// [`Channel::seek`].
+    fn finish(&mut self, releases: &[bool]) {
+        let mut next = NEVER;
+        self.next_release = vec![NEVER; self.ticks.len()];
+        for i in (0..self.ticks.len()).rev() {
+            if releases[i] {
+                next = self.ticks[i];
+            }
+            self.next_release[i] = next;
+        }
+        self.down_after = std::iter::once(false)
+            .chain(self.down.iter().copied())
+            .collect();
+        self.release_after = self.next_release.iter().copied().chain([NEVER]).collect();
+        // Buckets of 2^shift ticks, about four per event tick.
+        let last = self.ticks.last().copied().unwrap_or(0);
+        let wanted = 4 * self.ticks.len() as u64 + 16;
+        self.shift = (u64::BITS - (last / wanted).leading_zeros()).min(63);
+        let buckets = (last >> self.shift) as usize + 1;
+        // bucket[b] = the number of event ticks in buckets before b.
+        self.bucket = vec![0; buckets];
+        for &t in &self.ticks {
+            self.bucket[(t >> self.shift) as usize] += 1;
+        }
+        let mut before = 0u32;
+        for b in self.bucket.iter_mut() {
+            let here = *b;
+            *b = before;
+            before += here;
+        }
     }
 }
 
 /// The pedal of each (track, channel) that has pedal events.
 fn channels(pedal: &[PedalEvent]) -> Vec<Channel> {
-    let mut events: Vec<PedalEvent> = pedal.to_vec();
-    // By (track, channel, tick); within a tick the order does not matter (ups win).
-    events.sort_unstable_by_key(|&(tick, _, ch, track)| (track, ch, tick));
+    // By (track, channel, tick); within a tick the order does not matter (ups win). The parser
+    // gives them by track, each track's in tick order: one pedalled channel is sorted already.
+    let key = |&(tick, _, ch, track): &PedalEvent| (track, ch, tick);
+    let sorted;
+    let events = if pedal.is_sorted_by_key(key) {
+        pedal
+    } else {
+        let mut events = pedal.to_vec();
+        events.sort_unstable_by_key(key);
+        sorted = events;
+        &sorted[..]
+    };
     let mut out: Vec<Channel> = Vec::new();
-    for (tick, value, ch, track) in events {
-        let new_channel = out
+    let mut releases: Vec<bool> = Vec::new();
+    for &(tick, value, ch, track) in events {
+        if out
             .last()
-            .is_none_or(|c| (c.track, c.channel) != (track, ch));
-        if new_channel {
+            .is_none_or(|c| (c.track, c.channel) != (track, ch))
+        {
+            if let Some(c) = out.last_mut() {
+                c.finish(&releases);
+            }
+            releases.clear();
             out.push(Channel {
                 track,
                 channel: ch,
-                state: Vec::new(),
-                releases: Vec::new(),
+                ticks: Vec::new(),
+                down: Vec::new(),
+                next_release: Vec::new(),
+                down_after: Vec::new(),
+                release_after: Vec::new(),
+                bucket: Vec::new(),
+                shift: 0,
             });
         }
         let c = out.last_mut().expect("pushed above");
         let down = value >= 64;
-        match c.state.last_mut() {
+        if c.ticks.last() == Some(&tick) {
             // A release at a tick wins over any press at the same tick (note_seq handles presses
             // first).
-            Some((t, state)) if *t == tick => *state &= down,
-            _ => c.state.push((tick, down)),
+            *c.down.last_mut().expect("one per tick") &= down;
+            *releases.last_mut().expect("one per tick") |= !down;
+        } else {
+            c.ticks.push(tick);
+            c.down.push(down);
+            releases.push(!down);
         }
-        if !down && c.releases.last() != Some(&tick) {
-            c.releases.push(tick);
-        }
+    }
+    if let Some(c) = out.last_mut() {
+        c.finish(&releases);
     }
     out
 }
@@ -129,54 +200,73 @@ pub(crate) fn apply(raw: &mut Vec<RawNote>, pedal: &[PedalEvent]) {
         return;
     }
     let channels = channels(pedal);
-    let channel_of = |r: &RawNote| {
-        channels
-            .iter()
-            .position(|c| c.track == r.track && c.channel == r.channel)
-    };
     // note_seq ends what the pedal still holds at its last event: the last note end (drums are not
-    // events) or pedal event (of a channel that has notes: pretty_midi drops the others).
+    // events to note_seq) or pedal event (of a channel that has notes: pretty_midi drops the
+    // others; the pedalled channel's first note is found at once).
     let last_note = raw
         .iter()
-        .filter(|r| r.channel != 9)
-        .map(|r| r.end_tick)
+        .map(|r| if r.channel == 9 { 0 } else { r.end_tick })
         .max()
         .unwrap_or(0);
-    let last_pedal = pedal
+    let last_pedal = channels
         .iter()
-        .filter(|&&(_, _, ch, track)| raw.iter().any(|r| r.track == track && r.channel == ch))
-        .map(|&(tick, ..)| tick)
+        .filter(|c| {
+            raw.iter()
+                .any(|r| (r.track, r.channel) == (c.track, c.channel))
+        })
+        .filter_map(|c| c.ticks.last().copied())
         .max()
         .unwrap_or(0);
     let last = last_note.max(last_pedal);
-    // Per (channel of `channels`, pitch): the start of the nearest later note struck with the
-    // pedal down, which ends this one. Walked backwards, so "later" includes later notes of the
-    // same tick.
-    let mut restrike: Vec<[Option<u64>; 128]> = vec![[None; 128]; channels.len()];
+    // Per channel of `channels`: per pitch, the start of the nearest later note struck with the
+    // pedal down, which ends this one (walked backwards, so "later" includes later notes of the
+    // same tick).
+    let mut restrike: Vec<[u64; 128]> = vec![[NEVER; 128]; channels.len()];
+    let mut starts: Vec<usize> = channels.iter().map(|c| c.ticks.len()).collect();
     let mut dropped = false;
     for r in raw.iter_mut().rev() {
         if r.channel == 9 {
             continue;
         }
-        let Some(c) = channel_of(r) else { continue };
+        // Most files have one pedalled channel.
+        let c = if channels.len() == 1 {
+            if (channels[0].track, channels[0].channel) != (r.track, r.channel) {
+                continue;
+            }
+            0
+        } else {
+            let Some(c) = channels
+                .iter()
+                .position(|c| c.track == r.track && c.channel == r.channel)
+            else {
+                continue;
+            };
+            c
+        };
         let pedal = &channels[c];
-        let mut end = if pedal.down_at(r.end_tick) {
-            pedal.release_after(r.end_tick).unwrap_or(last)
+        // Written to compile to conditional moves: whether the pedal holds a note is a coin toss
+        // in a pedalled piece, too costly to branch on.
+        let at_end = pedal.seek(r.end_tick);
+        let held = pedal.release_after[at_end].min(last); // NEVER: held to the last event
+        let pitch = (r.pitch & 0x7f) as usize;
+        let struck_again = restrike[c][pitch];
+        let released = if pedal.down_after[at_end] {
+            held
         } else {
             r.end_tick
         };
-        let pitch = (r.pitch & 0x7f) as usize;
-        if let Some(t) = restrike[c][pitch] {
-            end = end.min(t);
+        let end = released.min(struck_again);
+        // Ended by a note struck on its own start tick: note_seq removes it.
+        let gone = end == r.start_tick && struck_again == end;
+        dropped |= gone;
+        r.end_tick = if gone { DROPPED } else { end };
+        // Starts come in decreasing order here: a cursor per channel walks back to each.
+        let at_start = &mut starts[c];
+        while *at_start > 0 && pedal.ticks[*at_start - 1] > r.start_tick {
+            *at_start -= 1;
         }
-        r.end_tick = end;
-        if end == r.start_tick && restrike[c][pitch] == Some(end) {
-            // Ended by a note struck on its own start tick: note_seq removes it.
-            r.end_tick = DROPPED;
-            dropped = true;
-        }
-        if pedal.down_at(r.start_tick) {
-            restrike[c][pitch] = Some(r.start_tick);
+        if pedal.down_after[*at_start] {
+            restrike[c][pitch] = r.start_tick;
         }
     }
     if dropped {
@@ -256,6 +346,39 @@ mod tests {
         let before = raw.clone();
         apply(&mut raw, &[(0, 127, 0, 0), (100, 0, 0, 0), (0, 127, 9, 0)]);
         assert_eq!(raw, before);
+    }
+
+    #[test]
+    fn seeking_finds_the_partition_point() {
+        let c = &channels(&[(5, 127, 0, 0), (9, 0, 0, 0), (9, 127, 0, 0), (20, 0, 0, 0)])[0];
+        assert_eq!(c.ticks, [5, 9, 20]);
+        assert_eq!(c.down, [true, false, false]);
+        assert_eq!(c.next_release, [9, 9, 20]);
+        assert_eq!(c.down_after, [false, true, false, false]);
+        assert_eq!(c.release_after, [9, 9, 20, NEVER]);
+        for tick in 0..25 {
+            assert_eq!(c.seek(tick), c.ticks.partition_point(|&t| t <= tick));
+        }
+        // Ticks far apart, and near the top of the range.
+        let events: Vec<PedalEvent> = [0u64, 3, 1 << 20, (1 << 20) + 1, 1 << 40, u64::MAX - 1]
+            .iter()
+            .map(|&t| (t, 127, 0, 0))
+            .collect();
+        let c = &channels(&events)[0];
+        for &t in &[
+            0u64,
+            1,
+            3,
+            4,
+            1 << 20,
+            (1 << 20) + 2,
+            1 << 39,
+            1 << 40,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(c.seek(t), c.ticks.partition_point(|&x| x <= t), "{t}");
+        }
     }
 
     #[test]
