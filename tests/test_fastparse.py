@@ -138,7 +138,7 @@ def test_read_notes_equals_pretty_midi(path: Path):
 
 
 @st.composite
-def random_midi(draw) -> bytes:
+def random_midi(draw, programs: bool = True) -> bytes:
     """Small multi-track files built to hit pretty_midi's corner cases: same-tick note-on/off of
     one key, note-on velocity 0, program changes between on and off, tempo changes (also in
     other tracks, which pretty_midi ignores), drums, pedal, notes left open."""
@@ -147,7 +147,8 @@ def random_midi(draw) -> bytes:
     delta = st.sampled_from([0, 0, 0, 1, 2, 7, 100])
     channel = st.sampled_from([0, 0, 1, 9])
     note = st.integers(60, 61)
-    kind = st.sampled_from(["on", "on", "off", "off", "off", "program", "tempo", "pedal"])
+    kinds = ["on", "on", "off", "off", "off", "program", "tempo", "pedal"]
+    kind = st.sampled_from(kinds if programs else [k for k in kinds if k != "program"] + ["pedal"])
     event = st.tuples(kind, delta, channel, note, st.integers(0, 127))
     mid = mido.MidiFile(type=1, ticks_per_beat=tpq)
     for _ in range(n_tracks):
@@ -180,6 +181,16 @@ def test_read_notes_equals_pretty_midi_on_random_files(data: bytes):
     assert_sorted(n)
     # Times are bit-identical, not just close.
     assert fastparse_rows(n) == pretty_midi_rows(pm)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_midi(programs=False))
+def test_the_pedal_equals_note_seq_s_rule_on_random_files(data: bytes):
+    """Without program changes: the pedal of a channel holds all its notes in fastparse (a controller
+    is a channel's), where pretty_midi, and so note_seq, split a channel by program."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
     assert fastparse_rows(fastparse.read_notes(data, pedal="apply")) == sustained_rows(pm)
 
 

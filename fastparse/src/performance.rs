@@ -139,7 +139,7 @@ pub fn step(seconds: f64) -> u64 {
     // from zero), without its libm call: below 2^52 the fraction `x - trunc(x)` is exact. Larger
     // (absurd) times saturate, as a float-to-int cast does.
     let x = seconds * 100.0;
-    if !(x < 4_503_599_627_370_496.0) {
+    if x.is_nan() || x >= 4_503_599_627_370_496.0 {
         return x.round() as u64;
     }
     let whole = x as u64;
