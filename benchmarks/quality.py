@@ -1,17 +1,42 @@
-"""Quality per scheme: the same network trained for the same wall-clock budget on one dataset, once per
-scheme, with the fixed held-out split (model/testsplit.py: by each file's sha256, so every scheme holds
-out the same files), then scored and sampled as a job does it.
+"""Quality per row: the same network trained for the same wall-clock budget on one dataset, once per
+row, with the fixed held-out split (model/testsplit.py: by each file's sha256, so every row holds out
+the same files), then scored and sampled as a job does it.
 
-Per scheme, one after another in this process (no Ray): tokenize, split (testsplit.of, split_for), build
-the network of --preset, train it with model.fit in the preset's short epochs until --budget seconds are
-spent, keeping the weights of the lowest val_loss (the job's rule, jobstate.best_row); score every
-held-out piece whole with those weights (as job/evaluate.py does); generate --samples samples and as
-many greedy pieces from training primers and fill the report's quality table (as job/generate.py does:
-no sheet music, no audio, into a temporary folder). A row per scheme as it finishes, the table in
-markdown at the end, and a JSON line per scheme with every number:
+A row is a scheme and its settings, named SCHEME[-nopedal][+augment][+composer] (--rows, comma-separated):
+- SCHEME: one of fastparse.SCHEMES (notes-chords, remi, remi+key, remi+key-estimated, performance);
+- -nopedal: tokenized with the sustain pedal ignored (key-press lengths; JobSpec.pedal "ignore"), else
+  applied (what a listener hears, the job's default);
+- +augment: the training windows augmented as a job augments them (JobSpec.augment "transpose,stretch":
+  model/augment.py for_job, into windows.make_dataset's training set only; remi has no TimeShift to
+  stretch, so it is only transposed), else not at all ("none"), so that a row isolates it;
+- +composer: the network fed each piece's composer (JobSpec.condition "composer", below), else not.
+The default rows on a dataset whose name contains "giantmidi" (issue 20's table) are
+remi-nopedal, remi, performance, performance+augment and performance+composer; elsewhere
+notes-chords, remi and remi+key. `--schemes A,B` (with `--condition`) is the older spelling: one row per
+scheme, pedal applied, no augmentation, and --condition for all of them.
+
+Per row, one after another in this process (no Ray): tokenize with the row's pedal (rows sharing a scheme
+and a pedal share the tokens), split (testsplit.of, split_for), build the network of --preset, train it
+with model.fit in the preset's short epochs until --budget seconds are spent, keeping the weights of the
+lowest val_loss (the job's rule, jobstate.best_row); score every held-out piece whole with those weights
+(as job/evaluate.py does); generate --samples samples and as many greedy pieces from training primers and
+fill the report's quality table (as job/generate.py does: no sheet music, no audio, into a temporary
+folder). A row as it finishes, the table in markdown at the end, the winner, and a JSON line per row with
+every number:
 
 - held-out nats per second, bits per note and nats per token (report.json -> test; notes-chords keeps
-  no time, so its seconds are its fixed clock's: compare it by bits per note);
+  no time, so its seconds are its fixed clock's: compare it by bits per note). Nats per second are
+  nats per second of music whatever the scheme (the decoded tokens' seconds: remi's 120 bpm is
+  GiantMIDI-Piano's own clock, performance's TimeShifts are 10 ms steps), so remi and performance rows
+  compare on the same held-out pieces. Each scheme still pays for what it keeps: remi's onsets and
+  durations on a grid of 1/12 quarter note (42 ms at 120 bpm), performance's on 10 ms (and -nopedal
+  key-press lengths instead of sounding ones), so a coarser representation has less to predict;
+- the sounding duration of the notes (end - start, seconds: read back from the written MIDI files with
+  fastparse.read_notes(pedal="apply"), all notes of a set pooled), median and mean, of the samples, of
+  the greedy pieces and of the held-out pieces (whole files read with the pedal applied in every row,
+  the -nopedal one too: what a listener hears), and the samples' over the held-out pieces' (the target:
+  0.9..1.1 for both). notes-chords and remi write 120 bpm: GiantMIDI-Piano's clock, so their seconds
+  are the music's there;
 - mgeval's overlap_mean and kl_mean of the samples and of the greedy pieces against the held-out
   excerpts, and the held-out column's own overlap_mean against the training excerpts (the ceiling);
 - the seconds the test score took, also as a share of one full training epoch (every training token a
@@ -22,9 +47,14 @@ markdown at the end, and a JSON line per scheme with every number:
   and how many pieces are likelier under their own. The target: own below other on average. The samples
   then go one to each composer learned, as a job's do.
 
-    python benchmarks/quality.py [--dataset DIR|bach|NAME] [--store URI] [--schemes notes-chords,remi,remi+key]
+The winner: the row of the lowest held-out nats per second (notes-chords rows aside: their seconds are
+not the music's), equal numbers (to 3 decimals) broken by the higher sampled overlap_mean.
+
+    python benchmarks/quality.py [--dataset DIR|bach|NAME] [--store URI]
+                                 [--rows remi-nopedal,remi,performance,performance+augment,performance+composer
+                                  | --schemes notes-chords,remi,remi+key [--condition none|composer]]
                                  [--preset tiny] [--budget 120] [--samples 32] [--length 128] [--test-share 0.1]
-                                 [--seed 0] [--at-size 11000] [--condition none|composer]
+                                 [--seed 0] [--at-size 11000]
 
 With --at-size (default 11,000, GiantMIDI-Piano's size) the test score is also timed on a corpus that
 many pieces long, made of the dataset's pieces repeated (each copy its own file): about a tenth held
@@ -54,6 +84,70 @@ import numpy as np  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "midi" / "giantmidi"
 MIDI = (".mid", ".midi")
+GIANTMIDI_ROWS = "remi-nopedal,remi,performance,performance+augment,performance+composer"  # issue 20's table
+DEFAULT_SCHEMES = "notes-chords,remi,remi+key"
+DURATION_TARGET = (0.9, 1.1)  # samples' sounding duration over the held-out pieces', median and mean
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of the table: a scheme and the settings it trains with (JobSpec's pedal, augment, condition)."""
+
+    name: str
+    scheme: str
+    pedal: str = "apply"
+    augment: str = "none"
+    condition: str = "none"
+
+
+# Each suffix of a row name: the JobSpec field it sets and to what.
+SUFFIXES = {"-nopedal": ("pedal", "ignore"), "+augment": ("augment", "transpose,stretch"),  # augment.DEFAULT
+            "+composer": ("condition", "composer")}
+
+
+def parse_row(name: str) -> Row:
+    """SCHEME[-nopedal][+augment][+composer] (suffixes in any order, each once) as a Row; ValueError with
+    one line otherwise."""
+    import fastparse
+
+    rest, settings = name.strip(), {}
+    while True:
+        suffix = next((s for s in SUFFIXES if rest.endswith(s) and len(rest) > len(s)), None)
+        if suffix is None:
+            break
+        field, value = SUFFIXES[suffix]
+        if field in settings:
+            raise ValueError(f"row {name!r} names {suffix} twice")
+        settings[field] = value
+        rest = rest[:-len(suffix)]
+    if rest not in fastparse.SCHEMES:
+        raise ValueError(f"row {name!r}: {rest!r} is not a scheme (one of {', '.join(fastparse.SCHEMES)}), "
+                         f"suffixes {', '.join(SUFFIXES)}")
+    return Row(name.strip(), rest, **settings)
+
+
+def rows_of(args, parser: argparse.ArgumentParser) -> list[Row]:
+    """--rows; else --schemes (and --condition) one row per scheme; else the dataset's default rows."""
+    if args.rows is not None and (args.schemes is not None or args.condition is not None):
+        parser.error("--rows names each row's settings (SCHEME[-nopedal][+augment][+composer]): "
+                     "give it without --schemes and --condition")
+    if args.rows is None and (args.schemes is not None or args.condition is not None):
+        condition = args.condition or "none"
+        names = [s.strip() for s in (args.schemes or DEFAULT_SCHEMES).split(",") if s.strip()]
+        text = ",".join(n + ("+composer" if condition == "composer" else "") for n in names)
+    elif args.rows is not None:
+        text = args.rows
+    else:
+        text = GIANTMIDI_ROWS if "giantmidi" in Path(args.dataset).name.lower() else DEFAULT_SCHEMES
+    try:
+        rows = [parse_row(n) for n in text.split(",") if n.strip()]
+    except ValueError as error:
+        parser.error(str(error))
+    if not rows:
+        parser.error("no rows to run")
+    if len({r.name for r in rows}) < len(rows):
+        parser.error(f"a row named twice in {text!r}")
+    return rows
 
 
 def machine() -> str:
@@ -108,13 +202,14 @@ def midi_files(dataset: str, store_uri: str | None, into: Path) -> tuple[Path, l
     return into, files, f"dataset {dataset} of the store {store.uri} ({meta.files} files)"
 
 
-def corpus_of(folder: Path, files: list[Path], digests: dict[str, str], scheme: str, work: Path):
+def corpus_of(folder: Path, files: list[Path], digests: dict[str, str], scheme: str, work: Path,
+              pedal: str = "apply"):
     """The corpus the tokenize stage would write for these files (CorpusWriter, each file's sha256),
     its piece names relative to the folder."""
     import fastparse
     from service.storage.corpus import CorpusWriter
 
-    result = fastparse.tokenize([str(p) for p in files], scheme=scheme)
+    result = fastparse.tokenize([str(p) for p in files], scheme=scheme, pedal=pedal)
     work.mkdir(parents=True, exist_ok=True)
     writer = CorpusWriter(work, scheme)
     writer.add(result, len(files), digests)
@@ -127,9 +222,10 @@ def corpus_of(folder: Path, files: list[Path], digests: dict[str, str], scheme: 
 
 def train(spec, corpus, train_starts, val_starts, budget: float, table=None) -> dict:
     """model.fit in the preset's epochs until `budget` seconds are spent; the best val_loss's weights.
-    `table`: the composer table of a composer-conditioned spec (model/composers.py)."""
+    `table`: the composer table of a composer-conditioned spec (model/composers.py). The training windows
+    (never the validation ones) augmented by spec.augment, as job/train.py does it."""
     from service.job.train import epoch_steps
-    from service.model import composers
+    from service.model import augment, composers
     from service.model.architecture import architecture_for, build_model
     from service.model.network import keras
     from service.model.windows import make_dataset, spread
@@ -145,8 +241,9 @@ def train(spec, corpus, train_starts, val_starts, budget: float, table=None) -> 
     pair = architecture_for(spec).training_pair(len(corpus.vocab))
     keys = (corpus.offsets, piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)) if spec.key_conditioning else None
     who = None if table is None else (corpus.offsets, table.ids(corpus.names))
+    augmenter = augment.for_job(spec.augment, corpus.vocab, spec.seed)  # None for "none"
     train_data = make_dataset(corpus.tokens, train_starts, spec.seq_len, batch, spec.seed, pair, keys,
-                              piece_composers=who)
+                              augment=augmenter, piece_composers=who)
     val_data = make_dataset(corpus.tokens, spread(val_starts, val_steps * batch), spec.seq_len, batch, spec.seed,
                             pair, keys, shuffle=False, piece_composers=who)
 
@@ -259,7 +356,40 @@ def generate(spec, corpus, test: np.ndarray, model, out: Path, table=None) -> di
     reference = corpus_reference(corpus, test, spec.scheme, spec.sample_length, spec.seed)
     report = pieces.report(trained, reference, out)
     return {"report": report, "generate_seconds": generating, "reference_seconds": time.monotonic() - started,
-            "ms_per_step": pieces.sampled.ms_per_step}
+            "ms_per_step": pieces.sampled.ms_per_step, "sampled_paths": pieces.sampled.paths,
+            "greedy_paths": pieces.greedy.paths if pieces.greedy is not None else []}
+
+
+def sounding(paths: list[Path]) -> dict:
+    """The sounding durations (end - start, seconds) of all the notes of these MIDI files pooled, read with
+    the sustain pedal applied (what a listener hears): their median and mean, and how many notes."""
+    import fastparse
+
+    lengths = [n.end - n.start for n in (fastparse.read_notes(str(p), pedal="apply") for p in paths)]
+    pooled = np.concatenate(lengths) if lengths else np.zeros(0)
+    if not len(pooled):
+        return {"median": None, "mean": None, "notes": 0}
+    return {"median": round(float(np.median(pooled)), 4), "mean": round(float(np.mean(pooled)), 4),
+            "notes": int(len(pooled))}
+
+
+def token_durations(corpus, pieces: np.ndarray) -> dict:
+    """The sounding durations the row's own tokens of these pieces write (fastparse's lenient decoder, read
+    back as they are): with -nopedal key-press lengths, so the row shows which pedal it tokenized with."""
+    import fastparse
+
+    lengths = []
+    for i in pieces:
+        piece = corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]]
+        n = fastparse.read_notes(fastparse.detokenize(piece, corpus.vocab, scheme=corpus.scheme, strict=False))
+        lengths.append(n.end - n.start)
+    pooled = np.concatenate(lengths) if lengths else np.zeros(0)
+    return {"median": round(float(np.median(pooled)), 4) if len(pooled) else None,
+            "mean": round(float(np.mean(pooled)), 4) if len(pooled) else None}
+
+
+def _ratio(a, b):
+    return None if a is None or not b else round(a / b, 4)
 
 
 def composer_gap(spec, corpus, test: np.ndarray, model, table) -> dict:
@@ -283,19 +413,44 @@ def _num(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-HEADER = ("| scheme | vocab | epochs (steps) | best val_loss | held-out nats/s | bits/note | nats/token "
-          "| sampled overlap / KL | greedy overlap / KL | held-out overlap (ceiling) | scoring s | share of epoch "
-          "| at size: scoring s, share of epoch |")
-RULE = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+HEADER = ("| row | vocab | epochs (steps) | best val_loss | held-out nats/s | bits/note | nats/token "
+          "| sampled overlap / KL | greedy overlap / KL | held-out overlap (ceiling) "
+          "| sounding s, median / mean: sampled | greedy | held-out (pedal applied) | sampled / held-out "
+          "| scoring s | share of epoch | at size: scoring s, share of epoch |")
+RULE = ("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |")
+
+
+def _pair(block: dict) -> str:
+    return f"{_num(block['median'])} / {_num(block['mean'])}"
 
 
 def row(result: dict) -> str:
-    q = result["quality"]
-    return (f"| {result['scheme']} | {result['vocab']} | {result['epochs']} ({result['steps']}) "
+    q, d = result["quality"], result["sounding"]
+    return (f"| {result['row']} | {result['vocab']} | {result['epochs']} ({result['steps']}) "
             f"| {result['best_val_loss']:.3f} | {_num(result['nats_per_second'])} | {_num(result['bits_per_note'])} "
             f"| {_num(result['nats_per_token'])} | {_num(q['sampled_overlap'])} / {_num(q['sampled_kl'])} "
             f"| {_num(q['greedy_overlap'])} / {_num(q['greedy_kl'])} | {_num(q['held_out_overlap'])} "
+            f"| {_pair(d['sampled'])} | {_pair(d['greedy'])} | {_pair(d['held_out'])} "
+            f"| {_num(d['median_ratio'], 2)} / {_num(d['mean_ratio'], 2)} "
             f"| {result['scoring_seconds']:.2f} | {result['scoring_share_of_epoch']:.1%} | {_at_size(result)} |")
+
+
+def winner(results: list[dict]) -> tuple[dict | None, list[dict]]:
+    """(the best row, the rows ranked): the lowest held-out nats per second, equal numbers (3 decimals)
+    broken by the higher sampled overlap_mean; notes-chords rows (their seconds are a fixed clock's) and
+    rows without a score aside."""
+    def order(result: dict) -> tuple[float, float]:
+        overlap = result["quality"]["sampled_overlap"]
+        return round(result["nats_per_second"], 3), -(overlap if overlap is not None else -math.inf)
+
+    ranked = sorted((r for r in results if r["scheme"] != "notes-chords" and r["nats_per_second"] is not None),
+                    key=order)
+    return (ranked[0] if ranked else None), ranked
+
+
+def _within(ratio) -> bool:
+    return ratio is not None and DURATION_TARGET[0] <= ratio <= DURATION_TARGET[1]
 
 
 def _at_size(result: dict) -> str:
@@ -304,21 +459,30 @@ def _at_size(result: dict) -> str:
     return f"{result['at_size_scoring_seconds']:.1f}, {result['at_size_scoring_share_of_epoch']:.1%}"
 
 
-def run_scheme(args, scheme: str, folder: Path, files: list[Path], digests: dict[str, str], work: Path) -> dict:
-    from service.model import composers, testsplit
+def run_row(args, line: Row, folder: Path, files: list[Path], digests: dict[str, str], work: Path,
+            corpora: dict) -> dict:
+    """One row: its corpus (from `corpora`, keyed by scheme and pedal, else tokenized into it), trained,
+    scored, sampled and measured."""
+    from service.model import augment, composers, testsplit
     from service.model.windows import split_for
     from service.spec import build_spec
 
-    spec = build_spec(f"quality-{scheme.replace('+', '-')}", args.dataset, str(work), args.preset, scheme=scheme,
-                      test_share=args.test_share, seed=args.seed, samples=args.samples, sample_length=args.length,
-                      condition=args.condition)
-    started = time.monotonic()
-    corpus = corpus_of(folder, files, digests, scheme, work / scheme / "corpus")
-    tokenizing = time.monotonic() - started
+    slug = "".join(c if c.isalnum() else "-" for c in line.name)
+    spec = build_spec(f"quality-{slug}", args.dataset, str(work), args.preset, scheme=line.scheme,
+                      pedal=line.pedal, augment=line.augment, condition=line.condition,
+                      test_share=args.test_share, seed=args.seed, samples=args.samples, sample_length=args.length)
+    if (line.scheme, line.pedal) not in corpora:
+        started = time.monotonic()
+        corpus = corpus_of(folder, files, digests, line.scheme, work / f"{line.scheme}-{line.pedal}" / "corpus",
+                           line.pedal)
+        corpora[line.scheme, line.pedal] = (corpus, time.monotonic() - started)
+    corpus, tokenizing = corpora[line.scheme, line.pedal]
     test = testsplit.of(corpus, spec)
     train_starts, val_starts = split_for(corpus.offsets, spec, test)
-    table = composers.table_for(corpus, spec, test)  # None without --condition composer
-    print(f"{scheme}: {len(corpus.tokens):,} tokens, vocabulary {len(corpus.vocab)}, {corpus.pieces} pieces "
+    table = composers.table_for(corpus, spec, test)  # None without composer conditioning
+    augmenting = augment.describe(spec.augment, corpus.vocab)
+    print(f"{line.name}: scheme {line.scheme}, pedal {line.pedal}, augmentation {augmenting}, condition "
+          f"{line.condition}; {len(corpus.tokens):,} tokens, vocabulary {len(corpus.vocab)}, {corpus.pieces} pieces "
           f"({len(test)} held out: {len(train_starts):,} training and {len(val_starts):,} validation windows), "
           f"tokenized in {tokenizing:.2f} s; training for {args.budget:g} s", flush=True)
     trained = train(spec, corpus, train_starts, val_starts, args.budget, table)
@@ -327,8 +491,15 @@ def run_scheme(args, scheme: str, folder: Path, files: list[Path], digests: dict
     gap = {} if table is None else {"composer_gap": composer_gap(spec, corpus, test, model, table),
                                     "composers": table.describe(), "sample_composers": None}
     at_size = score_at_size(spec, corpus, model, args.at_size, trained["seconds_per_step"]) if args.at_size else {}
-    generated = generate(spec, corpus, test, model, work / scheme / "report", table)
+    generated = generate(spec, corpus, test, model, work / slug / "report", table)
     quality = generated["report"]["quality"]
+    held = sounding([folder / corpus.names[i] for i in test])  # always the pedal applied
+    sampled = sounding(generated["sampled_paths"])
+    durations = {"sampled": sampled, "greedy": sounding(generated["greedy_paths"]), "held_out": held,
+                 "median_ratio": _ratio(sampled["median"], held["median"]),
+                 "mean_ratio": _ratio(sampled["mean"], held["mean"]),
+                 # the row's own held-out tokens decoded: key-press lengths in a -nopedal row
+                 "held_out_tokens": token_durations(corpus, test)}
     if gap:
         gap["sample_composers"] = generated["report"]["sample_composers"]
 
@@ -336,7 +507,9 @@ def run_scheme(args, scheme: str, folder: Path, files: list[Path], digests: dict
         return (quality.get(column) or {}).get(name)
 
     result = {
-        "scheme": scheme, "preset": args.preset, "budget": args.budget, "seed": args.seed,
+        "row": line.name, "scheme": line.scheme, "pedal": line.pedal, "augment": line.augment,
+        "augment_applied": augment.report(spec.augment, corpus.vocab), "condition": line.condition,
+        "preset": args.preset, "budget": args.budget, "seed": args.seed,
         "tokens": int(len(corpus.tokens)), "vocab": len(corpus.vocab), "pieces": corpus.pieces,
         "held_out_pieces": len(test), "held_out_files": test_block["files"],
         "training_windows": int(len(train_starts)), "validation_windows": int(len(val_starts)),
@@ -353,10 +526,11 @@ def run_scheme(args, scheme: str, folder: Path, files: list[Path], digests: dict
             "held_out_overlap": measure("held_out", "overlap_mean"), "held_out_kl": measure("held_out", "kl_mean"),
             "meter": generated["report"]["meter"],
         },
+        "sounding": durations,
         "samples": args.samples, "length": args.length, "ms_per_step": generated["ms_per_step"],
         "generate_seconds": round(generated["generate_seconds"], 3),
         "reference_seconds": round(generated["reference_seconds"], 3),
-        "condition": args.condition, **gap,
+        **gap,
     }
     return result
 
@@ -367,9 +541,14 @@ def main() -> None:
                         help="a folder of MIDI files, `bach`, or a dataset name in --store (default: %(default)s)")
     parser.add_argument("--store", default=None, help="the store for `bach` or a dataset name "
                         "(default: $COMPOSER_STORE, else composer's default store)")
-    parser.add_argument("--schemes", default="notes-chords,remi,remi+key")
+    parser.add_argument("--rows", default=None,
+                        help="comma-separated rows SCHEME[-nopedal][+augment][+composer] (default: "
+                             f"{GIANTMIDI_ROWS} on a dataset named giantmidi, else {DEFAULT_SCHEMES})")
+    parser.add_argument("--schemes", default=None,
+                        help=f"the older spelling: one row per scheme (default {DEFAULT_SCHEMES}), pedal applied, "
+                             "no augmentation, --condition for all")
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--budget", type=float, default=120.0, help="training seconds per scheme")
+    parser.add_argument("--budget", type=float, default=120.0, help="training seconds per row")
     parser.add_argument("--samples", type=int, default=32,
                         help="pieces per generated set (mgeval compares sets: a few pieces make a noisy number)")
     parser.add_argument("--length", type=int, default=128, help="notes per generated piece")
@@ -378,11 +557,12 @@ def main() -> None:
     parser.add_argument("--at-size", type=int, default=11000,
                         help="also time the test score on a corpus of this many pieces like the dataset's (its pieces "
                              "repeated; default GiantMIDI-Piano's size; 0: off)")
-    parser.add_argument("--condition", default="none", choices=("none", "composer"),
-                        help="composer: feed each piece's composer, from its file name, and report the held-out "
-                             "pieces' own-composer against other-composer nats per second")
+    parser.add_argument("--condition", default=None, choices=("none", "composer"),
+                        help="with --schemes: composer feeds each piece's composer, from its file name, and reports "
+                             "the held-out pieces' own-composer against other-composer nats per second (a row: "
+                             "+composer)")
     args = parser.parse_args()
-    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+    rows = rows_of(args, parser)
 
     import tensorflow as tf
 
@@ -398,14 +578,14 @@ def main() -> None:
 
         plan = accelerate.plan_for(build_spec("quality", "x", tmp, args.preset), accelerate.visible_gpus())
         accelerate.apply(plan)
-        print(f"{described}: {len(files)} MIDI files; schemes {', '.join(schemes)}; preset {args.preset}, "
-              f"{args.budget:g} s of training per scheme, {args.samples} samples of {args.length} notes, "
+        print(f"{described}: {len(files)} MIDI files; rows {', '.join(r.name for r in rows)}; preset {args.preset}, "
+              f"{args.budget:g} s of training per row, {args.samples} samples of {args.length} notes, "
               f"test share {args.test_share:g}, seed {args.seed}")
         print(f"machine: {machine()}; TensorFlow {tf.__version__}; {plan.line()}; "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
-        results = []
-        for scheme in schemes:
-            result = run_scheme(args, scheme, folder, files, digests, work)
+        results, corpora = [], {}
+        for line in rows:
+            result = run_row(args, line, folder, files, digests, work, corpora)
             results.append(result)
             print(f"  held out: {result['held_out_pieces']} of {result['pieces']} pieces "
                   f"({', '.join(result['held_out_files'])})")
@@ -429,6 +609,11 @@ def main() -> None:
                       f"{gap['other_nats_per_token']:.4f}); {gap['own_better']} of {gap['pieces']} likelier under "
                       f"their own (scored in {gap['seconds']:.1f} s); samples by "
                       f"{', '.join(result['sample_composers'])}")
+            d = result["sounding"]
+            print(f"  sounding duration, median / mean s: samples {_pair(d['sampled'])} ({d['sampled']['notes']} "
+                  f"notes), greedy {_pair(d['greedy'])}, held-out with the pedal applied {_pair(d['held_out'])} "
+                  f"({d['held_out']['notes']} notes), the row's held-out tokens {_pair(d['held_out_tokens'])}; "
+                  f"samples / held-out {_num(d['median_ratio'])} / {_num(d['mean_ratio'])}")
             print(HEADER)
             print(row(result), flush=True)
         print()
@@ -436,6 +621,18 @@ def main() -> None:
         print(RULE)
         for result in results:
             print(row(result))
+        print()
+        best, ranked = winner(results)
+        if best is not None:
+            print(f"winner by held-out nats/s, then sampled overlap_mean: {best['row']} "
+                  f"({best['nats_per_second']:.3f} nats/s, overlap {_num(best['quality']['sampled_overlap'])}); "
+                  "ranked: " + " < ".join(f"{r['row']} {r['nats_per_second']:.3f}" for r in ranked))
+        for result in results:
+            d = result["sounding"]
+            met = _within(d["median_ratio"]) and _within(d["mean_ratio"])
+            print(f"sounding duration of {result['row']}'s samples against the held-out pieces (pedal applied): "
+                  f"median x{_num(d['median_ratio'])}, mean x{_num(d['mean_ratio'])}: "
+                  f"{'within' if met else 'outside'} {DURATION_TARGET[0]:g}..{DURATION_TARGET[1]:g}")
         print()
         for result in results:
             print(json.dumps(result, sort_keys=True))
