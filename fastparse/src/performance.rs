@@ -137,13 +137,14 @@ pub struct StepNote {
 pub fn step(seconds: f64) -> u64 {
     // Times are finite and non-negative (tempo maps only go forwards). `f64::round` (halves away
     // from zero), without its libm call: below 2^52 the fraction `x - trunc(x)` is exact. Larger
-    // (absurd) times saturate, as a float-to-int cast does.
+    // (absurd) times saturate, as a float-to-int cast does; negative ones (none) would be 0.
     let x = seconds * 100.0;
     if x.is_nan() || x >= 4_503_599_627_370_496.0 {
         return x.round() as u64;
     }
-    let whole = x as u64;
-    whole + (x - whole as f64 >= 0.5) as u64
+    // Through i64, whose conversions are one instruction each (u64's are not).
+    let whole = x as i64;
+    (whole + (x - whole as f64 >= 0.5) as i64).max(0) as u64
 }
 
 /// Makes notes canonical: sorted by (onset, pitch), one per (onset, pitch) (the longest, then the
@@ -223,7 +224,7 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
     let mut sounding = Sounding::default();
     let (mut now, mut velocity) = (0u64, None);
     out.reserve(raw.len() * 3 + 8);
-    let mut cursor = 0usize;
+    let (mut cursor, mut end_cursor) = (0usize, 0usize);
     let mut any = false;
     let mut best = [0u64; 128];
     // The notes (drums left out) with their onset steps, one onset step at a time.
@@ -239,7 +240,8 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
         let mut note = Some(first);
         while let Some(r) = note {
             let p = (r.pitch & 0x7f) as usize;
-            let end = step(tempo.seconds(r.end_tick)).clamp(at + 1, at + MAX_NOTE_STEPS);
+            let end = step(tempo.seconds_near(r.end_tick, &mut end_cursor))
+                .clamp(at + 1, at + MAX_NOTE_STEPS);
             let rank = end << 8 | velocity_bin(r.velocity) as u64;
             if pitches & 1 << p == 0 || rank > best[p] {
                 best[p] = rank;
@@ -353,7 +355,7 @@ impl Sounding {
 
     /// Writes the note-offs of the notes that end by `limit`, by (end, pitch), with the
     /// `TimeShift`s before them.
-    fn release_until(&mut self, limit: u64, now: &mut u64, push: &mut dyn FnMut(TokenId)) {
+    fn release_until(&mut self, limit: u64, now: &mut u64, push: &mut impl FnMut(TokenId)) {
         // Every sounding note ends within MAX_NOTE_STEPS of now: the steps to look at.
         let last = limit.min(*now + MAX_NOTE_STEPS);
         let mut from = *now;
@@ -433,7 +435,7 @@ fn shift(out: &mut impl Sink, steps: u64) {
     shift_ids(&mut |id| out.push(id), steps);
 }
 
-fn shift_ids(push: &mut dyn FnMut(TokenId), mut steps: u64) {
+fn shift_ids(push: &mut impl FnMut(TokenId), mut steps: u64) {
     while steps > 0 {
         let k = steps.min(MAX_SHIFT);
         push(TIME_SHIFT_ID + (k - 1) as TokenId);

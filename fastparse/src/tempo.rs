@@ -122,11 +122,45 @@ impl TempoMap {
         *cursor = i;
         segments[i].at(tick)
     }
+
+    /// [`TempoMap::seconds`] for ticks that come near one another but in any order (the ends of
+    /// notes taken by onset): `cursor` remembers the last segment, and the search walks from it,
+    /// backwards or forwards. The same segment as [`TempoMap::seconds`], so the same seconds.
+    #[inline]
+    pub fn seconds_near(&self, tick: u64, cursor: &mut usize) -> f64 {
+        let segments = &self.segments;
+        let mut i = (*cursor).min(segments.len() - 1);
+        while i > 0 && segments[i].tick > tick {
+            i -= 1;
+        }
+        while i + 1 < segments.len() && segments[i + 1].tick <= tick {
+            i += 1;
+        }
+        *cursor = i;
+        segments[i].at(tick)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_near_is_seconds_in_any_order() {
+        let map = TempoMap::new(
+            &[(0, 500_000), (10, 400_000), (10, 300_000), (50, 600_000)],
+            96,
+        )
+        .unwrap();
+        let mut cursor = 0;
+        for &tick in &[60u64, 5, 10, 9, 11, 50, 49, 0, 1000, 10, 51] {
+            assert_eq!(
+                map.seconds_near(tick, &mut cursor),
+                map.seconds(tick),
+                "{tick}"
+            );
+        }
+    }
 
     #[test]
     fn default_is_120_bpm() {
