@@ -21,7 +21,8 @@
 - ``RemiGrammar(vocab, scheme, rows, key_first=False)``: for sampling remi streams token by token,
   ``allowed()`` -> (rows, vocab) bools of the ids that keep each stream strictly decodable,
   ``push(ids)``, ``notes()``, ``can_end()``. ``PerformanceGrammar(vocab, rows, notes)``: the same for
-  performance streams of ``notes`` notes each (``notes()`` counts released notes).
+  performance streams of ``notes`` notes each (``notes()`` counts released notes); both are a
+  ``Grammar``.
 - ``chord_token(pitches)`` -> the notes-chords token for simultaneous MIDI pitches.
 - Keys, as the remi+key schemes use them: ``estimate_key(histogram)`` -> key index
   (``2 * tonic + (1 if minor)``, Krumhansl-Schmuckler over 12 pitch-class weights, C first),
@@ -33,6 +34,7 @@ from fastparse._fastparse import (
     PEDAL_MODES,
     SCHEMES,
     TOKENS_VERSION,
+    Grammar,
     Notes,
     PerformanceGrammar,
     RemiGrammar,
@@ -52,6 +54,7 @@ __all__ = [
     "PEDAL_MODES",
     "SCHEMES",
     "TOKENS_VERSION",
+    "Grammar",
     "Notes",
     "PerformanceGrammar",
     "RemiGrammar",

@@ -73,23 +73,23 @@ class Tokenized:
     def scheme(self) -> str: ...
     def __len__(self) -> int: ...
 
-class RemiGrammar:
-    """The remi grammar for `rows` streams sampled token by token (see fastparse/README.md)."""
+class Grammar:
+    """A sampling grammar for `rows` streams sampled token by token (see fastparse/README.md)."""
 
-    def __init__(self, vocab: Sequence[str], scheme: str = "remi", rows: int = 1, key_first: bool = False) -> None: ...
     def allowed(self) -> npt.NDArray[np.bool_]: ...  # (rows, len(vocab))
     def push(self, ids: Sequence[int]) -> None: ...  # one id per stream; -1 leaves a stream as it is
-    def notes(self) -> npt.NDArray[np.int64]: ...
+    def notes(self) -> npt.NDArray[np.int64]: ...  # complete notes per stream
     def can_end(self) -> npt.NDArray[np.bool_]: ...
 
-class PerformanceGrammar:
-    """The performance grammar for `rows` streams of `notes` notes each (see fastparse/README.md)."""
+class RemiGrammar(Grammar):
+    """The remi grammar."""
+
+    def __init__(self, vocab: Sequence[str], scheme: str = "remi", rows: int = 1, key_first: bool = False) -> None: ...
+
+class PerformanceGrammar(Grammar):
+    """The performance grammar: streams of `notes` notes each (a note is complete when released)."""
 
     def __init__(self, vocab: Sequence[str], rows: int = 1, notes: int = 256) -> None: ...
-    def allowed(self) -> npt.NDArray[np.bool_]: ...  # (rows, len(vocab))
-    def push(self, ids: Sequence[int]) -> None: ...  # one id per stream; -1 leaves a stream as it is
-    def notes(self) -> npt.NDArray[np.int64]: ...  # completed (released) notes
-    def can_end(self) -> npt.NDArray[np.bool_]: ...  # every key up
 
 def read_notes(path_or_bytes: str | os.PathLike[str] | bytes | bytearray, pedal: str = "ignore") -> Notes: ...
 def tokenize(

@@ -71,12 +71,13 @@ def test_rhythm_measures_tell_an_even_pulse_from_real_rhythm(shared_midi):
     from service.music.quality import RHYTHM_BINS, reference_of
 
     paths = sorted((shared_midi / "piano-scores").glob("*.mid"))[:8]
-    corpus = fastparse.tokenize([str(p) for p in paths[1:]], scheme="remi")
+    # Written durations (the pedal ignored): how long a score holds its notes, not how a pianist pedals.
+    corpus = fastparse.tokenize([str(p) for p in paths[1:]], scheme="remi", pedal="ignore")
     tokens, offsets = np.asarray(corpus.tokens), np.asarray(corpus.offsets)
     reference = reference_of([tokens[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
                              list(corpus.vocab), "remi")
     assert reference.duration.sum() == pytest.approx(1) and len(reference.ioi) == len(RHYTHM_BINS)
-    real = fastparse.tokenize([str(paths[0])], scheme="remi", vocab=list(corpus.vocab))
+    real = fastparse.tokenize([str(paths[0])], scheme="remi", vocab=list(corpus.vocab), pedal="ignore")
     real_stats = describe([np.asarray(real.tokens)], list(corpus.vocab), "remi", reference)
     vocab = ["C4", "E4", "G4"]  # notes-chords: one note per half quarter, each half a quarter long
     pulse_stats = describe([np.array([0, 1, 2] * 40)], vocab, "notes-chords", reference)

@@ -628,23 +628,80 @@ fn key_scale(index: i64) -> PyResult<Vec<i64>> {
         .map_err(|e| to_pyerr(None, e))
 }
 
+/// Grammar: what the sampling grammars share (`RemiGrammar`, `PerformanceGrammar`), for a batch
+/// of streams sampled one token at a time: `allowed()` gives, per stream, which vocabulary ids
+/// keep it a stream that `detokenize(..., strict=True)` accepts; `push(ids)` appends one id to
+/// every stream (ValueError for one not allowed; -1 skips a stream, a finished one); `notes()`
+/// counts each stream's complete notes; `can_end()` says which streams may stop here.
+#[pyclass(name = "Grammar", module = "fastparse", subclass)]
+pub struct PyGrammar {
+    grammar: Box<dyn Sampled + Send + Sync>,
+}
+
+#[pymethods]
+impl PyGrammar {
+    /// (rows, len(vocab)) bool array: True where the id may come next.
+    fn allowed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
+        let g = &self.grammar;
+        let (rows, n) = (g.rows(), g.vocab_len());
+        let mut flags = vec![false; rows * n];
+        for (row, chunk) in flags.chunks_mut(n.max(1)).enumerate().take(rows) {
+            g.allowed(row, chunk);
+        }
+        PyArray1::from_vec(py, flags)
+            .reshape([rows, n])
+            .expect("rows * n flags")
+    }
+
+    /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
+    fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
+        let g = &mut self.grammar;
+        if ids.len() != g.rows() {
+            return Err(invalid_argument(format!(
+                "push takes one id per stream: {} streams, {} ids",
+                g.rows(),
+                ids.len()
+            )));
+        }
+        for (row, &id) in ids.iter().enumerate() {
+            if let Ok(id) = usize::try_from(id) {
+                g.push(row, id).map_err(|e| to_pyerr(None, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Complete notes per stream (numpy int64).
+    fn notes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        let g = &self.grammar;
+        PyArray1::from_vec(py, (0..g.rows()).map(|r| g.notes(r) as i64).collect())
+    }
+
+    /// Per stream: whether it may end here.
+    fn can_end<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
+        let g = &self.grammar;
+        PyArray1::from_vec(py, (0..g.rows()).map(|r| g.can_end(r)).collect())
+    }
+}
+
 /// RemiGrammar(vocab, scheme="remi", rows=1, key_first=False)
 ///
-/// The remi grammar for `rows` streams sampled one token at a time: `allowed()` gives, per stream,
-/// which vocabulary ids keep it a stream that `detokenize(..., strict=True)` accepts; `push(ids)`
-/// appends one id to every stream (ValueError for one not allowed; -1 skips a stream); `notes()` counts each stream's
-/// notes; `can_end()` says which streams may stop (after a note). `key_first`: a remi+key stream
-/// whose Key the caller writes itself (the streams start after it).
-#[pyclass(name = "RemiGrammar", module = "fastparse")]
-pub struct PyRemiGrammar {
-    grammar: Grammar,
-}
+/// The remi grammar (a `Grammar`): a note is complete at its Duration, and a stream may end after
+/// one. `key_first`: a remi+key stream whose Key the caller writes itself (the streams start after
+/// it).
+#[pyclass(name = "RemiGrammar", module = "fastparse", extends = PyGrammar)]
+pub struct PyRemiGrammar;
 
 #[pymethods]
 impl PyRemiGrammar {
     #[new]
     #[pyo3(signature = (vocab, scheme = "remi", rows = 1, key_first = false))]
-    fn new(vocab: Vec<String>, scheme: &str, rows: usize, key_first: bool) -> PyResult<Self> {
+    fn new(
+        vocab: Vec<String>,
+        scheme: &str,
+        rows: usize,
+        key_first: bool,
+    ) -> PyResult<(Self, PyGrammar)> {
         let with_key =
             match scheme_of(scheme)? {
                 Scheme::NotesChords | Scheme::Performance => return Err(invalid_argument(
@@ -655,76 +712,37 @@ impl PyRemiGrammar {
                 Scheme::Remi => false,
                 _ => true,
             };
-        Ok(PyRemiGrammar {
-            grammar: Grammar::new(&vocab, with_key, rows, key_first),
-        })
-    }
-
-    /// (rows, len(vocab)) bool array: True where the id may come next.
-    fn allowed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
-        allowed_array(py, &self.grammar)
-    }
-
-    /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
-    fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
-        push_ids(&mut self.grammar, &ids)
-    }
-
-    /// Notes written per stream (numpy int64).
-    fn notes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        notes_array(py, &self.grammar)
-    }
-
-    /// Per stream: whether it may end here (its last token completes a note).
-    fn can_end<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        can_end_array(py, &self.grammar)
+        let grammar = Box::new(Grammar::new(&vocab, with_key, rows, key_first));
+        Ok((PyRemiGrammar, PyGrammar { grammar }))
     }
 }
 
 /// PerformanceGrammar(vocab, rows=1, notes=256)
 ///
-/// The performance grammar for `rows` streams sampled one token at a time, each to write `notes`
-/// notes: the methods of `RemiGrammar`. A stream strikes `notes` keys, then releases them; `notes()`
-/// counts completed (released) notes, so a stream is finished when it reaches `notes`; `can_end()`
-/// is true where every key is up. Raises ValueError for a vocabulary that cannot write a
-/// performance.
-#[pyclass(name = "PerformanceGrammar", module = "fastparse")]
-pub struct PyPerformanceGrammar {
-    grammar: PerformanceGrammar,
-}
+/// The performance grammar (a `Grammar`) for streams of `notes` notes each: a stream strikes
+/// `notes` keys, then releases them; `notes()` counts released notes, so a stream is finished when
+/// it reaches `notes`; `can_end()` is true where every key is up. Raises ValueError for a
+/// vocabulary that cannot write a performance.
+#[pyclass(name = "PerformanceGrammar", module = "fastparse", extends = PyGrammar)]
+pub struct PyPerformanceGrammar;
 
 #[pymethods]
 impl PyPerformanceGrammar {
     #[new]
     #[pyo3(signature = (vocab, rows = 1, notes = 256))]
-    fn new(vocab: Vec<String>, rows: usize, notes: u64) -> PyResult<Self> {
+    fn new(vocab: Vec<String>, rows: usize, notes: u64) -> PyResult<(Self, PyGrammar)> {
         let grammar =
             PerformanceGrammar::new(&vocab, rows, notes).map_err(|e| to_pyerr(None, e))?;
-        Ok(PyPerformanceGrammar { grammar })
-    }
-
-    /// (rows, len(vocab)) bool array: True where the id may come next.
-    fn allowed<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<bool>> {
-        allowed_array(py, &self.grammar)
-    }
-
-    /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
-    fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
-        push_ids(&mut self.grammar, &ids)
-    }
-
-    /// Completed notes per stream (numpy int64).
-    fn notes<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        notes_array(py, &self.grammar)
-    }
-
-    /// Per stream: whether it may end here (every key up).
-    fn can_end<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<bool>> {
-        can_end_array(py, &self.grammar)
+        Ok((
+            PyPerformanceGrammar,
+            PyGrammar {
+                grammar: Box::new(grammar),
+            },
+        ))
     }
 }
 
-/// What the sampling grammars share, for their Python classes' methods.
+/// What the sampling grammars share, for [`PyGrammar`]'s methods.
 trait Sampled {
     fn rows(&self) -> usize;
     fn vocab_len(&self) -> usize;
@@ -761,45 +779,11 @@ macro_rules! sampled {
 sampled!(Grammar);
 sampled!(PerformanceGrammar);
 
-fn allowed_array<'py>(py: Python<'py>, g: &impl Sampled) -> Bound<'py, PyArray2<bool>> {
-    let (rows, n) = (g.rows(), g.vocab_len());
-    let mut flags = vec![false; rows * n];
-    for (row, chunk) in flags.chunks_mut(n.max(1)).enumerate().take(rows) {
-        g.allowed(row, chunk);
-    }
-    PyArray1::from_vec(py, flags)
-        .reshape([rows, n])
-        .expect("rows * n flags")
-}
-
-fn push_ids(g: &mut impl Sampled, ids: &[i64]) -> PyResult<()> {
-    if ids.len() != g.rows() {
-        return Err(invalid_argument(format!(
-            "push takes one id per stream: {} streams, {} ids",
-            g.rows(),
-            ids.len()
-        )));
-    }
-    for (row, &id) in ids.iter().enumerate() {
-        if let Ok(id) = usize::try_from(id) {
-            g.push(row, id).map_err(|e| to_pyerr(None, e))?;
-        }
-    }
-    Ok(())
-}
-
-fn notes_array<'py>(py: Python<'py>, g: &impl Sampled) -> Bound<'py, PyArray1<i64>> {
-    PyArray1::from_vec(py, (0..g.rows()).map(|r| g.notes(r) as i64).collect())
-}
-
-fn can_end_array<'py>(py: Python<'py>, g: &impl Sampled) -> Bound<'py, PyArray1<bool>> {
-    PyArray1::from_vec(py, (0..g.rows()).map(|r| g.can_end(r)).collect())
-}
-
 #[pymodule]
 fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNotes>()?;
     m.add_class::<PyTokenized>()?;
+    m.add_class::<PyGrammar>()?;
     m.add_class::<PyRemiGrammar>()?;
     m.add_class::<PyPerformanceGrammar>()?;
     m.add_function(wrap_pyfunction!(read_notes, m)?)?;
