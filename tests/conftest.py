@@ -192,6 +192,19 @@ def legacy_dataset(store, name: str, folder: Path) -> int:
     return len(paths)
 
 
+def quarter_notes_midi(path: Path, pitches: list[int], bpm: int) -> None:
+    """A one-track file of the pitches one after another, a quarter note each, at `bpm`."""
+    import mido
+
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0)])
+    for p in pitches:
+        track += [mido.Message("note_on", note=p, velocity=80, time=0),
+                  mido.Message("note_off", note=p, velocity=0, time=480)]
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(path)
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed `composer` command as a user would, in a clean environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from conftest import quarter_notes_midi
 
 import fastparse
 from service.music.beat import Beat, estimate_beat, grid_distance, on_transcription_clock
@@ -108,18 +109,6 @@ def test_a_giantmidi_transcription_is_engraved_at_its_estimated_tempo_and_its_mi
     assert svg.stat().st_size > 0 and png.stat().st_size > 0
 
 
-def _few_notes(path: Path, pitches: list[int], bpm: int) -> None:
-    import mido
-
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0)])
-    for p in pitches:
-        track += [mido.Message("note_on", note=p, velocity=80, time=0),
-                  mido.Message("note_off", note=p, velocity=0, time=480)]
-    midi = mido.MidiFile(ticks_per_beat=480)
-    midi.tracks.append(track)
-    midi.save(path)
-
-
 def test_too_few_onsets_keep_the_files_clock(tmp_path):
     assert estimate_beat(np.array([])) is None
     assert estimate_beat(np.array([1.5])) is None
@@ -130,7 +119,7 @@ def test_too_few_onsets_keep_the_files_clock(tmp_path):
         assert beat is not None and 40 <= beat.bpm <= 200 and np.isfinite(beat.quarters(onsets)).all()
     for name, pitches in (("none", []), ("one", [60]), ("two", [60, 64])):
         midi = tmp_path / f"{name}.mid"
-        _few_notes(midi, pitches, bpm=96)
+        quarter_notes_midi(midi, pitches, bpm=96)
         musicxml, _, _ = render_sample(midi, beat=True)
         struck, marks = _engraved(musicxml)
         assert struck == {(4 * i, p) for i, p in enumerate(pitches)}, name

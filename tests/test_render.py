@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+from conftest import quarter_notes_midi
 
 import fastparse
 from service.music.render import GRID, render_sample
@@ -42,18 +43,6 @@ def test_render_a_real_piece(shared_midi, tmp_path):
     assert image.shape[1] == 1400 and 0.01 < ink < 0.5
 
 
-def _scale_midi(path, pitches: list[int], bpm: int) -> None:
-    import mido
-
-    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0)])
-    for p in pitches:
-        track += [mido.Message("note_on", note=p, velocity=80, time=0),
-                  mido.Message("note_off", note=p, velocity=0, time=480)]
-    midi = mido.MidiFile(ticks_per_beat=480)
-    midi.tracks.append(track)
-    midi.save(path)
-
-
 def test_the_score_carries_key_signature_title_and_tempo_with_no_needless_accidentals(tmp_path):
     """D major and B-flat major scales: the estimated key's signature, every note spelled in it, so
     no note of the scale shows an accidental; a note outside the key does."""
@@ -66,7 +55,7 @@ def test_the_score_carries_key_signature_title_and_tempo_with_no_needless_accide
              ("given", [60, 62, 64, 65, 67, 69, 71, 72, 61], -1, parse_key("D minor"))]
     for name, pitches, fifths, key in cases:
         midi = tmp_path / f"{name}.mid"
-        _scale_midi(midi, pitches, bpm=96)
+        quarter_notes_midi(midi, pitches, bpm=96)
         musicxml, _, png = render_sample(midi, title=f"job-1: {name}", key=key)
         score = converter.parse(musicxml)
         signatures = {ks.sharps for ks in score.recurse().getElementsByClass("KeySignature")}
