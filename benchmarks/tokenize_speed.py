@@ -14,6 +14,9 @@ before it).
     python benchmarks/tokenize_speed.py --quick         # a smoke run: 5 MB, 1 repeat
     python benchmarks/tokenize_speed.py --markdown      # also print the table as Markdown
 
+The remi and performance rows apply the sustain pedal (fastparse's default); two rows with it ignored
+give its share of the tokenize time.
+
 Needs the benchmark extras (see benchmarks/README.md): symusic, miditok. A tool that is not
 installed is reported as missing and skipped.
 """
@@ -240,9 +243,9 @@ def main() -> int:
     fastparse.tokenize(files, workers=1)
     rows: list[Row] = []
 
-    def fp(workers: int, scheme: str = "notes-chords"):
+    def fp(workers: int, scheme: str = "notes-chords", pedal: str = "apply"):
         def run(ps: list[Path]) -> None:
-            t = fastparse.tokenize(ps, workers=workers, scheme=scheme)
+            t = fastparse.tokenize(ps, workers=workers, scheme=scheme, pedal=pedal)
             if t.errors:
                 raise RuntimeError(f"fastparse errors: {t.errors[:3]}")
 
@@ -279,6 +282,14 @@ def main() -> int:
     rows.append(measure("fastparse tokenize remi, 1 worker", paths, sizes, notes, fp(1, "remi"), args.repeats))
     rows.append(measure(f"fastparse tokenize remi, {args.workers} workers", paths, sizes, notes,
                         fp(args.workers, "remi"), args.repeats))
+    # The sustain pedal (applied by default in the rows above) and the performance scheme, after them.
+    rows.append(measure("fastparse tokenize remi, pedal ignored, 1 worker", paths, sizes, notes,
+                        fp(1, "remi", "ignore"), args.repeats))
+    fastparse.tokenize(files, workers=1, scheme="performance")
+    rows.append(measure("fastparse tokenize performance, 1 worker", paths, sizes, notes, fp(1, "performance"),
+                        args.repeats))
+    rows.append(measure("fastparse tokenize performance, pedal ignored, 1 worker", paths, sizes, notes,
+                        fp(1, "performance", "ignore"), args.repeats))
 
     print()
     lines = table(rows, base, symusic_row)
@@ -293,6 +304,11 @@ def main() -> int:
         "fastparse_1w_over_music21": one.rate(one.mb) / rows[6].rate(rows[6].mb),
         "remi_1w_over_symusic": rows[7].rate(rows[7].mb) / symusic_row.rate(symusic_row.mb) if symusic_row else None,
         "remi_all_over_1w": rows[8].rate(rows[8].mb) / rows[7].rate(rows[7].mb),
+        "performance_1w_over_symusic": rows[10].rate(rows[10].mb) / symusic_row.rate(symusic_row.mb)
+        if symusic_row else None,
+        # The pedal's share of tokenize time: 1 - (time without it / time with it).
+        "pedal_share_remi": 1 - rows[9].seconds / rows[7].seconds,
+        "pedal_share_performance": 1 - rows[11].seconds / rows[10].seconds,
     }
     print()
     for k, v in ratios.items():
@@ -307,6 +323,13 @@ def main() -> int:
         print(f"target remi 1 worker >= 1.5x symusic parse-only MB/s: {'met' if ok3 else 'NOT met'}")
     ok4 = ratios["remi_all_over_1w"] >= 1.7
     print(f"target remi {args.workers} workers >= 1.7x 1 worker: {'met' if ok4 else 'NOT met'}")
+    for scheme in ("remi", "performance"):
+        ratio = ratios[f"{scheme}_1w_over_symusic"]
+        if ratio is not None:
+            print(f"target {scheme} (pedal applied) 1 worker >= 1.6x symusic parse-only MB/s: "
+                  f"{'met' if ratio >= 1.6 else 'NOT met'}")
+        share = ratios[f"pedal_share_{scheme}"]
+        print(f"target the pedal <= 10% of {scheme} tokenize time: {'met' if share <= 0.10 else 'NOT met'}")
 
     memory = []
     if not args.no_memory:
