@@ -566,12 +566,14 @@ def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_ho
     assert len(list((tmp_path / "out" / "samples").glob("sample-*.mid"))) == 1
 
 
-def test_performance_scheme_job(ray_head, composer_home, five_files, tmp_path):
-    """--scheme performance through the real CLI and job: pedalled GiantMIDI as note-on/off events, the
-    samples decode strictly with the notes asked for, and engrave on their own estimated beat."""
-    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+def test_performance_scheme_job(s3_server, ray_head, composer_home, five_files, tmp_path):
+    """--scheme performance, --pedal and --augment through the real CLI, SeaweedFS and the local head:
+    pedalled GiantMIDI as note-on/off events, the samples decode strictly with the notes asked for, and
+    engrave on their own estimated beat."""
+    env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
     out = tmp_path / "out"
-    proc = run_cli("submit", "--dataset", str(five_files), *TINY, "--scheme", "performance", "--length", "40",
+    proc = run_cli("submit", "--dataset", str(five_files), "--store", f"s3://{s3_server.bucket}/performance", *TINY,
+                   "--scheme", "performance", "--pedal", "apply", "--augment", "transpose,stretch", "--length", "40",
                    "--wait", "--to", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads((out / "model" / "composer.json").read_text())
