@@ -205,6 +205,21 @@ def quarter_notes_midi(path: Path, pitches: list[int], bpm: int) -> None:
     midi.save(path)
 
 
+def engraved_notes(musicxml: Path, grid: int) -> tuple[set[tuple[int, int]], list[float]]:
+    """The (grid step, pitch) of every note struck in a MusicXML file (`grid` steps a quarter), and its
+    metronome marks."""
+    from music21 import converter, tempo
+
+    score = converter.parse(musicxml)
+    struck = set()
+    for element in score.recurse().notes:
+        offset = round(float(element.getOffsetInHierarchy(score)) * grid)
+        for single in getattr(element, "notes", None) or [element]:
+            if single.tie is None or single.tie.type == "start":  # a tied continuation is not a new note
+                struck.add((offset, single.pitch.midi))
+    return struck, [float(m.number) for m in score.recurse().getElementsByClass(tempo.MetronomeMark)]
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed `composer` command as a user would, in a clean environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from conftest import quarter_notes_midi
+from conftest import engraved_notes, quarter_notes_midi
 
 import fastparse
 from service.music.beat import Beat, estimate_beat, grid_distance, on_transcription_clock
@@ -53,20 +53,6 @@ def _played(pitch: np.ndarray, start_q: np.ndarray, end_q: np.ndarray, bpm: floa
     midi.save(out)
 
 
-def _engraved(musicxml: Path) -> tuple[set[tuple[int, int]], list[float]]:
-    """The (sixteenth, pitch) of every note struck in a MusicXML file, and its metronome marks."""
-    from music21 import converter, tempo
-
-    score = converter.parse(musicxml)
-    struck = set()
-    for element in score.recurse().notes:
-        offset = round(float(element.getOffsetInHierarchy(score)) * GRID)
-        for single in getattr(element, "notes", None) or [element]:
-            if single.tie is None or single.tie.type == "start":  # a tied continuation is not a new note
-                struck.add((offset, single.pitch.midi))
-    return struck, [float(m.number) for m in score.recurse().getElementsByClass(tempo.MetronomeMark)]
-
-
 def test_a_score_played_at_87_bpm_comes_back_at_87_with_its_notes_on_their_beats(shared_midi, tmp_path):
     pitch, start_q, end_q = _score_onsets(shared_midi / "piano-scores" / SCORE, 400)
     assert np.allclose(start_q * GRID, np.round(start_q * GRID))  # the score itself is on sixteenths
@@ -80,7 +66,7 @@ def test_a_score_played_at_87_bpm_comes_back_at_87_with_its_notes_on_their_beats
     assert np.allclose(beat.seconds(beat.quarters(seconds)), seconds)
 
     musicxml, _, _ = render_sample(midi, beat=True)
-    struck, marks = _engraved(musicxml)
+    struck, marks = engraved_notes(musicxml, GRID)
     assert len(marks) == 1 and abs(marks[0] / BPM - 1) < 0.05, marks
     # The engraving starts at the beat of the first note: the score's positions shifted by whole beats.
     shift = np.floor(start_q.min())
@@ -103,7 +89,7 @@ def test_a_giantmidi_transcription_is_engraved_at_its_estimated_tempo_and_its_mi
     assert beat.bpm < 120 and grid_distance(beat, notes.start).mean() < 0.7 * grid_distance(clock, notes.start).mean()
 
     musicxml, svg, png = render_sample(midi, beat=True)
-    _, marks = _engraved(musicxml)
+    _, marks = engraved_notes(musicxml, GRID)
     assert marks == [round(beat.bpm)]
     assert midi.read_bytes() == before
     assert svg.stat().st_size > 0 and png.stat().st_size > 0
@@ -121,7 +107,7 @@ def test_too_few_onsets_keep_the_files_clock(tmp_path):
         midi = tmp_path / f"{name}.mid"
         quarter_notes_midi(midi, pitches, bpm=96)
         musicxml, _, _ = render_sample(midi, beat=True)
-        struck, marks = _engraved(musicxml)
+        struck, marks = engraved_notes(musicxml, GRID)
         assert struck == {(4 * i, p) for i, p in enumerate(pitches)}, name
         assert marks == ([96] if pitches else []), name
 
