@@ -112,3 +112,25 @@ def test_a_model_that_only_wants_bars_still_writes_its_notes(shared_midi):
             bars = np.asarray([vocab[t] == "Bar" for t in row])
             runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[0], bars.astype(int), [0]]))))[::2]
             assert runs.max() <= 3  # the bar a note opens, plus at most two empty ones before it
+
+
+def test_a_release_keeps_the_chance_the_network_gave_it():
+    """keep_release_mass: the chance of a note-off on a key that is up goes to the keys that are down,
+    in the network's proportions; nothing else changes, and a network that only releases sounding keys
+    is sampled as plain masking would."""
+    from service.music.grammars import keep_release_mass, release_tokens
+
+    vocab = ["NoteOff_60", "NoteOff_62", "NoteOff_64", "TimeShift_1", "NoteOn_65"]
+    release = release_tokens(vocab, "performance")
+    assert release.tolist() == [True, True, True, False, False] and release_tokens(vocab, "remi") is None
+    p = np.array([[0.1, 0.2, 0.3, 0.25, 0.15]])
+    allowed = np.array([[True, True, False, True, True]])  # 64 is up: its 0.3 is a release of 60 or 62
+    out = keep_release_mass(np.log(p), allowed, release)
+    q = np.exp(out) / np.exp(out).sum()
+    np.testing.assert_allclose(q[0], [0.2, 0.4, 0.0, 0.25, 0.15], atol=1e-12)
+    no_wrong = np.log(np.array([[0.2, 0.3, 1e-300, 0.3, 0.2]]))
+    np.testing.assert_allclose(keep_release_mass(no_wrong, allowed, release), np.where(allowed, no_wrong, -np.inf))
+    # Nothing to release: plain masking.
+    none_down = np.array([[False, False, False, True, True]])
+    np.testing.assert_array_equal(keep_release_mass(np.log(p), none_down, release),
+                                  np.where(none_down, np.log(p), -np.inf))

@@ -23,7 +23,7 @@ from service.model.architecture import decoder_for as network_decoder
 from service.model.composers import ComposerTable
 from service.model.decoder import LstmDecoder
 from service.music import evaluation, quality
-from service.music.grammars import grammar_for
+from service.music.grammars import grammar_for, keep_release_mass, release_tokens
 from service.music.keys import key_name, key_token, piece_keys, token_keys
 from service.music.sampling import Sampling, choose
 from service.spec import JobSpec
@@ -183,6 +183,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     keys, who = model.keys_for(primers), model.composers_for(primers)
     rows = len(primers.tokens)
     grammar = grammar_for(model.vocab, model.scheme, rows, notes, key_first=keys is not None)
+    release = release_tokens(model.vocab, model.scheme)  # performance: see keep_release_mass
     if grammar is None:
         per_token = quality.notes_per_token(model.vocab, model.scheme)
     never = np.zeros(len(model.vocab), dtype=bool)  # masked at every step: the banned keys, silent tokens
@@ -201,7 +202,9 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     # performance note takes at most 9 (Velocity, NoteOn, NoteOff, three TimeShifts before each).
     for _ in range(notes * 16 + 64):
         logits[:, never] = -np.inf
-        if grammar is not None:
+        if release is not None:
+            logits = keep_release_mass(logits, grammar.allowed(), release)
+        elif grammar is not None:
             logits[~grammar.allowed()] = -np.inf
         else:
             left = np.where(done, notes, notes - written)  # a finished row's choice is not used
