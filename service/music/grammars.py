@@ -43,7 +43,7 @@ def keep_release_mass(logits: np.ndarray, allowed: np.ndarray, release: np.ndarr
     in BENCHMARKS.md's table). Here the chance of "release a key" stays what the network gave, shared
     by the keys that may be released in the proportions it gave them. A network that releases only
     sounding keys is sampled exactly as before."""
-    finite = np.where(np.isfinite(logits), logits, -np.inf)
+    finite = np.where(np.isfinite(logits), logits, -np.inf).astype(np.float64)  # float32 underflows below
     top = finite.max(axis=1, keepdims=True)
     p = np.exp(finite - top)  # unnormalised: only ratios are used
     releasable = allowed & release[None, :]
