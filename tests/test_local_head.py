@@ -1,10 +1,19 @@
-"""composer's own local head listens on loopback only: every port of every one of its processes."""
+"""composer's own local head listens on loopback only: every port of every one of its processes, and of
+its jobs' processes while they train (TensorFlow's servers included)."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from conftest import run_cli
 
 
 def loopback(address: str) -> bool:
@@ -18,7 +27,9 @@ def test_the_checker_knows_loopback():
     assert not loopback("0.0.0.0") and not loopback("::") and not loopback("192.0.2.2")
 
 
-def test_the_local_head_listens_on_loopback_only(ray_head: str, composer_home: Path):
+def _head_listeners(composer_home: Path) -> list:
+    """The listening sockets of the head's processes and all their descendants (workers: ray::IDLE,
+    the job's driver and its Ray Train workers)."""
     import psutil
 
     session = json.loads((composer_home / "ray-head.json").read_text())["session_name"]
@@ -26,12 +37,67 @@ def test_the_local_head_listens_on_loopback_only(ray_head: str, composer_home: P
     pids = {p.pid for p in roots}
     for process in roots:
         try:
-            pids |= {child.pid for child in process.children(recursive=True)}  # workers: ray::IDLE and such
+            pids |= {child.pid for child in process.children(recursive=True)}
         except psutil.NoSuchProcess:
             continue
-    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    return [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+
+
+def test_the_preloaded_bind_turns_wildcards_into_loopback(composer_home: Path):
+    """The library the own head's jobs preload: wildcard binds land on loopback (IPv4, dual-stack IPv6 as
+    IPv4's loopback, IPv6-only as ::1), a named address is kept, and a program without Python loads it."""
+    from service.client import loopback
+
+    env = {**os.environ, "COMPOSER_HOME": str(composer_home), **loopback.job_env()}
+    code = (
+        "import socket\n"
+        "def bound(family, host, v6only=None):\n"
+        "    s = socket.socket(family)\n"
+        "    if v6only is not None: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)\n"
+        "    s.bind((host, 0)); return s.getsockname()[0]\n"
+        "print(bound(socket.AF_INET, ''), bound(socket.AF_INET, '0.0.0.0'), bound(socket.AF_INET6, '::', 0),"
+        " bound(socket.AF_INET6, '::', 1), bound(socket.AF_INET, '127.0.0.2'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["127.0.0.1", "127.0.0.1", "::ffff:127.0.0.1", "::1", "127.0.0.2"]
+    shell = subprocess.run(["sh", "-c", "echo loaded"], env=env, capture_output=True, text=True, timeout=60)
+    assert (shell.returncode, shell.stdout, shell.stderr) == (0, "loaded\n", "")
+
+
+def test_the_local_head_listens_on_loopback_only(ray_head: str, composer_home: Path):
+    import psutil
+
+    listening = _head_listeners(composer_home)
     ports = {c.laddr.port for c in listening}
     dashboard = int(ray_head.rsplit(":", 1)[1])
     assert dashboard in ports and len(ports) >= 6, f"the head's listeners were not found: {sorted(ports)}"
     outside = [(psutil.Process(c.pid).name(), c.laddr) for c in listening if not loopback(c.laddr.ip)]
     assert not outside, f"listening beyond loopback: {outside}"
+
+
+def test_a_two_worker_job_listens_on_loopback_only(ray_head: str, composer_home: Path, five_files: Path,
+                                                   tmp_path: Path):
+    """TensorFlow's gRPC server (one per worker, for the all-reduce) binds every interface unless composer
+    keeps it on loopback (service/client/loopback.py): watched for the whole job, every listener of the
+    head's process tree must be on loopback, and the two servers the workers name in their logs must have
+    been seen listening (so the watch saw training, and a server on a wildcard address would fail it)."""
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    flags = ["--preset", "tiny", "--epochs", "2", "--steps-per-epoch", "20", "--workers", "2", "--samples", "1"]
+    seen: dict[int, set[str]] = {}
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(run_cli, "submit", "--dataset", str(five_files), *flags, "--wait", "--json", env=env)
+        while not job.done():
+            for c in _head_listeners(composer_home):
+                seen.setdefault(c.laddr.port, set()).add(c.laddr.ip)
+            time.sleep(0.05)
+        proc = job.result()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_id = json.loads(proc.stdout.strip().splitlines()[-1])["job_id"]
+    logs = tmp_path / "store" / "jobs" / job_id / "logs"
+    servers = [re.search(r"TensorFlow server [^\s:]+:(\d+)", (logs / f"worker-{r}.log").read_text()) for r in range(2)]
+    assert all(servers), "the workers did not log their TensorFlow servers"
+    tf_ports = {int(m.group(1)) for m in servers}
+    assert tf_ports <= set(seen), f"TensorFlow's servers {sorted(tf_ports)} were never seen listening"
+    outside = {port: ips for port, ips in seen.items() if not all(loopback(ip) for ip in ips)}
+    assert not outside, f"listening beyond loopback during the job: {outside} (TensorFlow's: {sorted(tf_ports)})"

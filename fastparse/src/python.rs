@@ -779,6 +779,24 @@ macro_rules! sampled {
 sampled!(Grammar);
 sampled!(PerformanceGrammar);
 
+/// The bytes of the library that keeps a process's wildcard listeners on loopback, to preload into
+/// the jobs of composer's own local head (Linux builds; None elsewhere): see
+/// `fastparse/loopback/loopback.rs`. Nothing of the parser: the extension is composer's one
+/// compiled artifact, so it carries it.
+#[pyfunction]
+fn loopback_library(py: Python<'_>) -> Option<Bound<'_, PyBytes>> {
+    #[cfg(loopback_library)]
+    {
+        let bytes = include_bytes!(concat!(env!("OUT_DIR"), "/libloopback.so"));
+        Some(PyBytes::new(py, bytes))
+    }
+    #[cfg(not(loopback_library))]
+    {
+        let _ = py;
+        None
+    }
+}
+
 #[pymodule]
 fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNotes>()?;
@@ -794,6 +812,7 @@ fn _fastparse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(estimate_key, m)?)?;
     m.add_function(wrap_pyfunction!(key_names, m)?)?;
     m.add_function(wrap_pyfunction!(key_scale, m)?)?;
+    m.add_function(wrap_pyfunction!(loopback_library, m)?)?;
     m.add("SCHEMES", SCHEMES.to_vec())?;
     m.add("TOKENS_VERSION", TOKENS_VERSION)?;
     m.add("PEDAL_MODES", SUSTAIN_MODES.to_vec())?;

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from service.client import cluster as clusters
-from service.client import credentials
+from service.client import credentials, loopback
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec, validate
 from service.storage import joblog, jobstate
@@ -145,6 +145,8 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
     if cluster.local:
         sweep_credentials()
     env = dict(JOB_ENV)
+    if cluster.local:
+        env.update(loopback.job_env())
     try:
         if cluster.local and not store.is_local():
             env.update(credentials.local_job_env(spec.job_id))

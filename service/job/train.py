@@ -12,6 +12,7 @@ device, each epoch and a digest of its weights.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import socket
@@ -174,6 +175,15 @@ def _node() -> str:
     return node_id[:8]
 
 
+def _tensorflow_server() -> str | None:
+    """This worker's address in TF_CONFIG: where its TensorFlow server listens for the all-reduce."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        return str(config["cluster"]["worker"][int(config["task"]["index"])])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker (TF_CONFIG is set by TensorflowTrainer)."""
     import ray.train
@@ -183,7 +193,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     store = open_store(spec.store)
     with JobLog(store, spec.job_id, f"worker-{rank}") as log:
-        log.line(f"worker {rank + 1}/{world} on node {_node()}")
+        server = _tensorflow_server()
+        log.line(f"worker {rank + 1}/{world} on node {_node()}" + (f", TensorFlow server {server}" if server else ""))
         _train_worker(spec, store, rank, world, int(config.get("cpus_per_worker", 1)), config.get("run_id"), log)
 
 
