@@ -74,7 +74,8 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     return spec
 
 
-SETTLE_SECONDS = 3.0  # after a run on the cluster ends, before its id is given to a new one (see resume)
+SUPERVISOR_EXIT_TIMEOUT = 30.0  # how long resume waits for Ray to report an ended run's supervisor gone
+POLL_SECONDS = 0.2  # between reads of Ray's state while waiting on it
 
 # What `--resume` may change: how long training may go on and how long to wait for nodes. Everything
 # else would make the continued run a different one (the model, its data, its data order).
@@ -126,14 +127,40 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
             raise UserError(f"job {job_id} is still {status.lower()} on the cluster at {cluster.address}: "
                             f"follow it with `composer status {job_id}`, or `composer cancel {job_id}` first")
         # The cluster remembers the ended run under this id, which a new submission needs: forget it
-        # there (its log is kept in the store). Not at once: Ray's monitor of the ended run polls its
-        # supervisor every second, and one that finds it gone after the new run took the id would
-        # mark the new run failed. A few seconds after the end, that monitor has finished.
-        ended = (getattr(found[1], "end_time", None) or 0) / 1000
-        time.sleep(max(0.0, min(SETTLE_SECONDS, ended + SETTLE_SECONDS - time.time())))
+        # there (its log is kept in the store), once Ray is done with it.
+        _wait_for_monitor_end(cluster, job_id)
         found[0].delete_job(job_id)
     submit(spec, store, address, resuming=True)
     return spec
+
+
+def _wait_for_monitor_end(cluster: clusters.Cluster, job_id: str, timeout: float = SUPERVISOR_EXIT_TIMEOUT) -> None:
+    """Wait until Ray's monitor of an ended run has stopped, so the run's id can be given to a new one.
+
+    Ray's job manager watches each run by pinging its supervisor actor once a period and stops when a
+    ping finds the actor gone; a monitor still running when a new run takes the id would find the new run
+    not ended and mark it failed. So: poll Ray's state API until it reports the supervisor actor dead,
+    then let two monitor periods (Ray's own constant) pass, within which the monitor sees it; the
+    monitor's own end leaves nothing to observe. A supervisor that Ray still reports alive after
+    `timeout` is waited for no longer (the id is then freed as before, and Ray's own check refuses a
+    run that cannot start)."""
+    from ray.dashboard.modules.job.common import JOB_ACTOR_NAME_TEMPLATE
+    from ray.dashboard.modules.job.job_manager import JobManager
+    from ray.util.state import list_actors
+
+    name = JOB_ACTOR_NAME_TEMPLATE.format(job_id=job_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            actors = list_actors(address=cluster.address, filters=[("name", "=", name)], limit=100,
+                                 raise_on_missing_output=False, timeout=10)
+        except Exception as e:  # Ray's state client raises kinds of its own (and requests') for a head it cannot read
+            raise JobFailed(f"cannot read the state of the cluster at {cluster.address}: "
+                            f"{(str(e).strip().splitlines() or [type(e).__name__])[0]}") from None
+        if all(a.state == "DEAD" for a in actors) or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    time.sleep(2 * JobManager.JOB_MONITOR_LOOP_PERIOD_S)
 
 
 def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = False) -> str:
