@@ -43,7 +43,7 @@ every number:
   target once: seconds per step, measured here, x job/train.py's epoch_steps without the preset's cap);
 - with --condition composer (the network fed each piece's composer, read from its file name:
   model/composers.py), the held-out pieces scored under their own composer and under each other composer
-  the model learned (model/composers.py: composer_gap): own against other nats per second and per token,
+  the model learned (model/composer_gap.py): own against other nats per second and per token,
   and how many pieces are likelier under their own. The target: own below other on average. The samples
   then go one to each composer learned, as a job's do.
 
@@ -395,7 +395,7 @@ def _ratio(a, b):
 def composer_gap(spec, corpus, test: np.ndarray, model, table) -> dict:
     """The held-out pieces under their own composer against the other composers learned (composers.py)."""
     from service.model.architecture import decoder_for
-    from service.model.composers import composer_gap as gap_of
+    from service.model.composer_gap import composer_gap as gap_of
     from service.model.score import music_of
     from service.music.keys import piece_keys
 

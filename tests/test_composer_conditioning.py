@@ -151,7 +151,7 @@ def test_held_out_pieces_score_better_under_their_own_composer(two_composers, tr
     trained without conditioning reads no composer, so it shows no gap. The job's test score (held_out_score)
     is the own-composer score."""
     from service.model.architecture import decoder_for
-    from service.model.composers import composer_gap
+    from service.model.composer_gap import composer_gap
     from service.model.score import held_out_score, music_of
 
     corpus, test = two_composers
