@@ -80,3 +80,23 @@ def test_a_worker_killed_by_ray_for_memory_gets_its_reason():
     assert failure_reason(WorkerGroupError("Training failed due to worker errors", {0: killed})) == (
         "a training worker was killed for lack of memory on node 10.0.0.5 (14.81GB of 15.54GB in use) by Ray's "
         "out-of-memory protection: lower --batch-size or --seq-len, or give the workers more memory", True)
+
+
+def test_the_job_layout_knows_which_jobs_are_there_and_finished(store):
+    """jobstate owns the layout `list`, `resume`, `pull` and the driver ask: a job is listed once its spec
+    is written, published once MANIFEST.json is there, and finished only when its record also says done
+    (a run lost while publishing has files but is not done; one whose record says done without the
+    manifest, say a manifest lost, is not finished either)."""
+    spec = _spec(store)
+    store.put_bytes("jobs/not-a-job/logs/driver.log", b"a stray key, no spec")
+    assert jobstate.job_ids(store) == ["owned-job"]
+    assert [p.job_id for p in jobstate.list_jobs(store)] == []  # no progress record yet
+    jobstate.begin(store, spec.job_id, spec.epochs)
+    assert [p.job_id for p in jobstate.list_jobs(store)] == ["owned-job"]
+    assert not jobstate.published(store, spec.job_id) and not jobstate.finished(store, spec.job_id)
+    jobstate.update(store, spec.job_id, phase="done")
+    assert not jobstate.finished(store, spec.job_id), "done without a manifest is not finished"
+    store.put_bytes(jobstate.job_key(spec.job_id, jobstate.MANIFEST), b"{}")
+    assert jobstate.published(store, spec.job_id) and jobstate.finished(store, spec.job_id)
+    jobstate.update(store, spec.job_id, phase="publish")
+    assert jobstate.published(store, spec.job_id) and not jobstate.finished(store, spec.job_id)

@@ -15,7 +15,6 @@ from service.errors import JobFailed, UserError
 from service.spec import JobSpec, validate
 from service.storage import joblog, jobstate
 from service.storage.jobstate import Progress, job_key
-from service.storage.manifest import MANIFEST
 from service.storage.manifest import pull as pull_files
 from service.storage.store import Store
 
@@ -99,11 +98,8 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
     stored spec, where only --epochs and --patience may grow (and --autoscale-wait change); any other
     setting given must equal the stored one. A finished job is an error (or, with finished_ok, left
     as it is: the idempotent resubmission of submit_new)."""
-    from service.storage.manifest import MANIFEST
-
     spec = jobstate.load_spec(store, jobstate.check_job_id(job_id))
-    progress = Progress.load(store, job_id)
-    if progress is not None and progress.phase == "done" and store.exists(job_key(job_id, MANIFEST)):
+    if jobstate.finished(store, job_id):
         if finished_ok:
             return spec
         raise UserError(f"job {job_id} has finished already: fetch it with `composer pull {job_id}`, "
@@ -283,8 +279,7 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
 
 
 def list_jobs(store: Store) -> list[Progress]:
-    ids = sorted({k.split("/")[1] for k in store.list("jobs") if k.endswith("/job.json")})
-    return [p for p in (Progress.load(store, i) for i in ids) if p is not None]
+    return jobstate.list_jobs(store)
 
 
 def cancel(job_id: str, address: str | None) -> bool:
@@ -379,7 +374,7 @@ def _store_logs(store: Store, job_id: str, follow: bool, poll: float) -> None:
 
 def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:
     """A finished job's published files into `to`, every checksum verified (MANIFEST.json)."""
-    if not store.exists(job_key(job_id, MANIFEST)):
+    if not jobstate.published(store, job_id):
         progress = Progress.load(store, job_id)
         if progress is None:
             raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")

@@ -27,7 +27,6 @@ from service.job.context import JobRun
 from service.storage import corpus as corpora
 from service.storage import jobstate
 from service.storage.joblog import JobLog
-from service.storage.manifest import MANIFEST
 from service.storage.store import Store, open_store
 
 
@@ -35,7 +34,7 @@ def start(store: Store, job_id: str, log: JobLog) -> str | None:
     """Claim the job for this run (an older run still going somewhere stops at its next write);
     returns the run id, or None when the job has finished already and there is nothing to do."""
     progress = jobstate.Progress.load(store, job_id) or jobstate.Progress(job_id)
-    if progress.phase == "done" and store.exists(jobstate.job_key(job_id, MANIFEST)):
+    if jobstate.finished(store, job_id, progress):
         log.line("the job has finished already: nothing to do")
         return None
     run_id = jobstate.claim(store, job_id)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from service.storage.jobstate import job_key
+from service.storage.jobstate import TOKENS, job_key
 from service.storage.store import NotFound, Store
 
 VOCAB = "vocab.json"  # written last: the commit point of a stored corpus
-POINTER = "tokens.json"
+POINTER = TOKENS  # the job's record of its corpus: a job-layout name (storage/jobstate.py)
 DIGESTS = "digests.json"
 CACHE = "cache/tokens"
 # What a corpus folder holds, in the cache key: 2 added digests.json, so a cached corpus without it

@@ -37,6 +37,8 @@ CHECKPOINT_LATEST = "checkpoints/latest.json"
 ATTEMPTS = "checkpoints/attempts.json"
 TRAINING_FAILURE = "checkpoints/failure.json"
 TRAINING_DEVICE = "training-device.json"
+TOKENS = "tokens.json"  # where the job's corpus is (storage/corpus.py: TokensRecord)
+MANIFEST = "MANIFEST.json"  # written last when publishing (storage/manifest.py): its presence means complete
 
 
 # What `new_job_id` makes (composer-20261126-051439-5fe877), and any name as safe: a store key part
@@ -54,6 +56,28 @@ def check_job_id(job_id: str) -> str:
 
 def job_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/{name}"
+
+
+def job_ids(store: Store) -> list[str]:
+    """Every job the store holds (those whose spec was written), sorted."""
+    return sorted({k.split("/")[1] for k in store.list("jobs") if k.endswith(f"/{SPEC}") and k.count("/") == 2})
+
+
+def published(store: Store, job_id: str) -> bool:
+    """Whether the job's results are complete in the store (MANIFEST.json, written last, is there)."""
+    return store.exists(job_key(job_id, MANIFEST))
+
+
+def finished(store: Store, job_id: str, progress: Progress | None = None) -> bool:
+    """Whether the job has nothing left to do: its record says done and its results are published (a run
+    lost while publishing says neither, and is continued). `progress`: the record, if already loaded."""
+    progress = progress if progress is not None else Progress.load(store, job_id)
+    return progress is not None and progress.phase == "done" and published(store, job_id)
+
+
+def list_jobs(store: Store) -> list[Progress]:
+    """The progress record of every job in the store, by id."""
+    return [p for p in (Progress.load(store, i) for i in job_ids(store)) if p is not None]
 
 
 # ---------------------------------------------------------------------------- spec

@@ -9,10 +9,8 @@ import shutil
 from pathlib import Path
 
 from service.errors import JobFailed, UserError
-from service.storage.jobstate import job_key
+from service.storage.jobstate import MANIFEST, job_key
 from service.storage.store import Store
-
-MANIFEST = "MANIFEST.json"
 
 
 def sha256_file(path: Path) -> str:
