@@ -17,11 +17,29 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MIDI = REPO.parent / "shared" / "midi"
+# In CI every part the suite needs must be there: a missing one fails the run instead of skipping what
+# needs it (a skip would turn a broken feature into a green run). On a developer's machine it skips, and
+# `-ra` (pyproject.toml) prints each skip's reason.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing(what: str) -> NoReturn:
+    """Skip the test because `what` (a part the suite needs) is missing here; fail it in CI."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {what}: CI must have every part the suite needs", pytrace=False)
+    pytest.skip(what)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if IN_CI and not SHARED_MIDI.is_dir():
+        pytest.exit(f"CI=true and {SHARED_MIDI} is missing: the tests read the shared MIDI files from "
+                    "../shared/midi beside the checkout", returncode=1)
 # Five real GiantMIDI transcriptions (Chopin, Debussy, Liszt, Scarlatti, Bach): small but real.
 FIVE_GIANTMIDI = [
     "Chopin_Etudes_Op10_g0hoN6_HDVU_no_12_cut.mid",
@@ -158,7 +176,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     small = tmp_path / "small-disk"
     small.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
-        pytest.skip("mounting a 1 MiB tmpfs needs root")
+        missing("mounting a 1 MiB tmpfs needs root")
     try:
         yield small
     finally:
@@ -244,7 +262,7 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     try:
         engine = docker_engine.start_engine(tmp_path_factory.mktemp("dockerd"))
     except docker_engine.DockerUnavailable as e:
-        pytest.skip(f"Docker cannot run on this machine: {e}")
+        missing(f"Docker cannot run on this machine: {e}")
     try:
         yield engine
     finally:
@@ -273,7 +291,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     browser, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
     if not (browser.is_file() and driver_path.is_file()):
         if os.geteuid() != 0:
-            pytest.skip("chromium and chromium-driver are not installed, and installing them needs root")
+            missing("chromium and chromium-driver are not installed, and installing them needs root")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]
         started = time.monotonic()

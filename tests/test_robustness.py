@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import missing
 
 import fastparse
 
@@ -249,7 +250,7 @@ def test_unreadable_file(tmp_path: Path) -> None:
         return
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("running as root and setpriv (util-linux) is missing: cannot make a file unreadable")
+        missing("running as root and setpriv (util-linux) is missing: cannot make a file unreadable")
     code = f"""
 import fastparse
 good, locked = {str(good)!r}, {str(locked)!r}
@@ -272,7 +273,7 @@ except PermissionError as e:
         timeout=120,
     )
     if out.returncode != 0 and "setpriv:" in out.stderr:
-        pytest.skip(f"setpriv cannot drop capabilities here: {out.stderr.strip()}")
+        missing(f"setpriv cannot drop capabilities here: {out.stderr.strip()}")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
