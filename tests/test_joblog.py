@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
 import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -64,20 +69,33 @@ def test_composer_logs_reads_the_store_without_a_cluster(tmp_path):
     assert [line.split(" ", 1)[1] for line in proc.stdout.splitlines()] == [
         "driver: training on 2 workers", "worker-1: epoch 1/2: loss 3.0"]
 
-    # --follow prints what arrives until the job ends, then stops by itself.
-    def finish() -> None:
-        time.sleep(3)
+    # --follow prints what arrives while it follows, as it arrives, and stops by itself when the job ends.
+    # Each step waits on the follower's own output, so a follower that only printed everything at the end
+    # (or read the log once) fails here.
+    composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
+    follower = subprocess.Popen([*composer.split(), "logs", "job-2", "--follow"], env={**base, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout], daemon=True)
+    reader.start()
+    try:
+        first = [lines.get(timeout=60).rstrip("\n").split(" ", 1)[1] for _ in range(2)]
+        assert first == ["driver: training on 2 workers", "worker-1: epoch 1/2: loss 3.0"]
+        with JobLog(store, "job-2", "worker-1") as log:
+            log.line("epoch 2/2: loss 2.5")  # written after following began, the job still running
+        later = lines.get(timeout=60).rstrip("\n").split(" ", 1)[1]
+        assert later == "worker-1: epoch 2/2: loss 2.5"
+        assert follower.poll() is None, "the follower stopped before the job ended"
         with JobLog(store, "job-2", "driver") as log:
             log.line("done")
         Progress("job-2", phase="done").save(store)
-
-    writer = threading.Thread(target=finish)
-    writer.start()
-    followed = run_cli("logs", "job-2", "--follow", env=env, timeout=60)
-    writer.join()
-    assert followed.returncode == 0, followed.stderr
-    assert followed.stdout.splitlines()[-1].endswith("driver: done")
-    assert len(followed.stdout.splitlines()) == 3
+        assert follower.wait(timeout=60) == 0, follower.stderr.read()
+    finally:
+        follower.kill()
+    reader.join(timeout=10)
+    rest = [lines.get_nowait().rstrip("\n").split(" ", 1)[1] for _ in range(lines.qsize())]
+    assert rest == ["driver: done"]
 
 
 def test_logs_of_a_job_that_kept_none(tmp_path):
