@@ -30,6 +30,7 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+MAX_STORE_TIMEOUT = 86_400.0  # a day: past that a store is not coming back for this job
 MAX_TEST_SHARE = 0.5  # a larger held-out share would leave less to train on than to test
 CONDITIONS = ("none", "composer")  # --condition
 # The networks' names, which model/architecture.py registers (a test keeps the two equal): named here so
@@ -80,6 +81,9 @@ class JobSpec:
     workers: int = 2
     gpus_per_worker: float = 0.0
     autoscale_wait: float = 600.0  # seconds to wait for an autoscaler to add room for the workers
+    # Seconds the job's processes keep retrying a store call that gets no answer (an S3 outage, throttling)
+    # before the job fails with one line naming the store and the key (storage/store.py: S3Store).
+    store_timeout: float = 300.0
     samples: int = 4
     sample_length: int = 256  # notes per generated piece (--length), in every scheme
     temperature: float = 1.0
@@ -143,6 +147,8 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--steps-per-epoch must be at least 1, got {spec.steps_per_epoch}")
     if spec.autoscale_wait < 0:
         raise UserError(f"--autoscale-wait must be 0 or more seconds, got {spec.autoscale_wait}")
+    if not 0 <= spec.store_timeout <= MAX_STORE_TIMEOUT:
+        raise UserError(f"--store-timeout must be 0 to {MAX_STORE_TIMEOUT:g} seconds, got {spec.store_timeout:g}")
     if spec.gpus_per_worker < 0:
         raise UserError(f"--gpus-per-worker must be 0 or more, got {spec.gpus_per_worker}")
     if spec.gpus_per_worker > 1 and spec.gpus_per_worker != int(spec.gpus_per_worker):

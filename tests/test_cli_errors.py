@@ -33,6 +33,8 @@ def env(tmp_path):
         (["submit", "--dataset", "bach", "--preset", "huge"], ["unknown preset 'huge'"]),
         (["submit", "--dataset", "bach", "--test-share", "0.6"], ["--test-share must be in [0, 0.5]", "got 0.6"]),
         (["submit", "--dataset", "bach", "--test-share", "-0.1"], ["--test-share must be in [0, 0.5]"]),
+        (["submit", "--dataset", "bach", "--store-timeout", "-5"], ["--store-timeout must be 0 to 86400 seconds",
+                                                                   "got -5"]),
         (["submit", "--dataset", "bach", "--condition", "style"], ["unknown --condition 'style'",
                                                                    "choose one of none, composer"]),
         (["submit", "--dataset", "bach", "--augment", "sideways"],

@@ -65,3 +65,32 @@ def test_s3_wrong_keys_and_missing_bucket_are_user_errors(s3_server, monkeypatch
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
     with pytest.raises(UserError, match="does not exist"):
         open_store("s3://no-such-bucket-here/x").get_bytes("a")
+
+
+def test_a_store_that_does_not_answer_fails_at_once_for_the_cli_and_after_the_budget_for_a_job(monkeypatch):
+    """A real client against a port nothing listens on: without a budget (the CLI) one line after botocore's
+    own retries; with one (a job's --store-timeout) that long first, then one line naming the budget, the
+    store and the key. Catches a job that gives up at the first refused connection, and a CLI that hangs."""
+    import socket
+    import time
+
+    from service.errors import JobFailed
+
+    with socket.socket() as s:  # a port that was free a moment ago, so nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s3cr3t-not-printed",
+                       "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    for budget in (0.0, 4.0):
+        started = time.monotonic()
+        with pytest.raises(JobFailed) as info:
+            open_store("s3://bucket/p", retry_for=budget).get_bytes("jobs/j/status.json")
+        took = time.monotonic() - started
+        line = str(info.value)
+        said = f" for {budget:g} s" if budget else ""
+        assert line.startswith(f"the S3 store s3://bucket/p did not answer{said} (jobs/j/status.json): "), line
+        assert "\n" not in line and "s3cr3t" not in line
+        # botocore's own 3 attempts take about 2 s against a refused port; the budget adds whole-call retries
+        # until the next would start after it.
+        assert took < 8.0 if budget == 0 else 3.0 <= took < budget + 15.0, (budget, took)

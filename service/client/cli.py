@@ -128,6 +128,9 @@ def submit(
     gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per worker (default 0)")] = None,
     autoscale_wait: Annotated[float | None, typer.Option(help="Seconds to wait for an autoscaler to add nodes for "
                                                          "the workers before failing (default 600)")] = None,
+    store_timeout: Annotated[float | None, typer.Option(
+        help="Seconds the job keeps retrying the store when it does not answer (an outage, throttling) before "
+             "it fails; --resume continues it once the store is back (default 300)")] = None,
     samples: Annotated[int | None, typer.Option(help="Pieces to generate (default 4)")] = None,
     length: Annotated[int | None, typer.Option(help="Notes per generated piece (default 256)")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the job's samples")] = None,
@@ -161,7 +164,7 @@ def submit(
                     seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme, pedal=pedal,
                     key_conditioning=key_conditioning, condition=condition, accelerate=accelerate,
-                    autoscale_wait=autoscale_wait,
+                    autoscale_wait=autoscale_wait, store_timeout=store_timeout,
                     test_share=test_share, augment=None if augment is None else _augment(augment))
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),

@@ -76,9 +76,9 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
 SUPERVISOR_EXIT_TIMEOUT = 30.0  # how long resume waits for Ray to report an ended run's supervisor gone
 POLL_SECONDS = 0.2  # between reads of Ray's state while waiting on it
 
-# What `--resume` may change: how long training may go on and how long to wait for nodes. Everything
-# else would make the continued run a different one (the model, its data, its data order).
-GROWABLE = ("epochs", "patience", "autoscale_wait")
+# What `--resume` may change: how long training may go on, how long to wait for nodes and for the store.
+# Everything else would make the continued run a different one (the model, its data, its data order).
+GROWABLE = ("epochs", "patience", "autoscale_wait", "store_timeout")
 MODEL_FIELDS = tuple(f for f in JobSpec.__dataclass_fields__ if f not in (*GROWABLE, "job_id", "dataset", "store",
                                                                           "dataset_digest", "created"))
 
@@ -89,13 +89,14 @@ def _refuse_changes(stored: JobSpec, given: dict[str, object], how: str) -> None
         name = changed[0]
         raise UserError(f"job {stored.job_id} {how} {name.replace('_', '-')} {getattr(stored, name)!r}, not "
                         f"{given[name]!r}: a continued job keeps the settings of its model and data (only --epochs, "
-                        "--patience and --autoscale-wait may change); submit a new job to change it")
+                        "--patience, --autoscale-wait and --store-timeout may change); submit a new job to change it")
 
 
 def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = False,
            **settings: object) -> JobSpec:
     """Continue a job from its last checkpoint in the store, on whatever cluster `address` names: its
-    stored spec, where only --epochs and --patience may grow (and --autoscale-wait change); any other
+    stored spec, where only --epochs and --patience may grow (and --autoscale-wait and --store-timeout
+    change); any other
     setting given must equal the stored one. A finished job is an error (or, with finished_ok, left
     as it is: the idempotent resubmission of submit_new)."""
     spec = jobstate.load_spec(store, jobstate.check_job_id(job_id))
@@ -180,7 +181,7 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
             jobstate.begin(store, spec.job_id, spec.epochs)
         client = clusters.job_client(cluster)
         try:
-            client.submit_job(entrypoint=entrypoint(cluster, store, spec.job_id), submission_id=spec.job_id,
+            client.submit_job(entrypoint=entrypoint(cluster, store, spec), submission_id=spec.job_id,
                               runtime_env={"env_vars": env},
                               metadata={"composer": "1", "dataset": spec.dataset})
         except RuntimeError as e:
@@ -192,12 +193,13 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
     return spec.job_id
 
 
-def entrypoint(cluster: clusters.Cluster, store: Store, job_id: str) -> str:
+def entrypoint(cluster: clusters.Cluster, store: Store, spec: JobSpec) -> str:
     """The driver's command line. Composer's own head runs this very Python; any other cluster runs its
     own `python` (the image's virtual environment), never a path from the submitting machine."""
     python = shlex.quote(sys.executable) if cluster.local else "python"
     # -P: never import from the working directory, only the installed package.
-    return f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} --job {job_id}"
+    return (f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} "
+            f"--store-timeout {spec.store_timeout:g} --job {spec.job_id}")
 
 
 def _running_on_own_head() -> set[str] | None:

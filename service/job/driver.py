@@ -24,6 +24,7 @@ from pathlib import Path
 from service.errors import ComposerError
 from service.job import dataset, evaluate, generate, publish, tokenize
 from service.job.context import JobRun
+from service.spec import JobSpec
 from service.storage import corpus as corpora
 from service.storage import jobstate
 from service.storage.joblog import JobLog
@@ -141,20 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="composer job driver (started by `composer submit`)")
     parser.add_argument("--store", required=True)
     parser.add_argument("--job", required=True)
+    parser.add_argument("--store-timeout", type=float, default=JobSpec.store_timeout)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
-    store = open_store(args.store)
+    store = open_store(args.store, retry_for=args.store_timeout)
     log = JobLog(store, args.job, "driver")
     run_id: str | None = None
 
     superseded = "another run of this job took it over (it was continued elsewhere): this run stops, recording nothing"
 
+    unrecorded: str | None = None  # a failure the store could not take (it may be what failed)
+
     def record(**changes: object) -> None:
         """The run's last word in status.json, unless a newer run owns the job by now."""
+        nonlocal unrecorded
         try:
             jobstate.update(store, args.job, run_id, **changes)
         except jobstate.Superseded:
             log.line(superseded)
+        except ComposerError as e:
+            log.line(f"could not record it in the store: {e}")
+            unrecorded = str(changes.get("error") or e)
 
     try:
         run_id = start(store, args.job, log)
@@ -179,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         # The last acts: the keys go (the job no longer needs them), the log's last lines are uploaded.
         _forget_credentials(args.job)
         log.close()
+        if unrecorded is not None:
+            # Ray's record of the job ends with the driver's last line: there the reason, since the store's
+            # status.json could not take it (`composer status` shows Ray's last line then).
+            print(unrecorded, flush=True)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     spec = JobSpec.from_json(config["spec"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    store = open_store(spec.store)
+    store = open_store(spec.store, retry_for=spec.store_timeout)
     with JobLog(store, spec.job_id, f"worker-{rank}") as log:
         server = _tensorflow_server()
         log.line(f"worker {rank + 1}/{world} on node {_node()}" + (f", TensorFlow server {server}" if server else ""))

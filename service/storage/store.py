@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -135,19 +136,35 @@ class LocalStore:
         )
 
 
-class S3Store:
-    """``s3://bucket/prefix`` through boto3's default credential and endpoint chain."""
+# How every S3 client of composer retries, in one place. botocore's standard mode retries throttling (503
+# SlowDown), 5xx answers, timeouts and reset connections within one call, with backoff: enough for a blip.
+# A longer outage is S3Store's `retry_for`: the job keeps trying a call for that long before it fails.
+S3_RETRIES = {"mode": "standard", "max_attempts": 3}
+S3_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
+# S3 error codes and HTTP statuses that say "try again later" (botocore's retries gave up on them already).
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                    "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests"}
+_BACKOFF_FIRST, _BACKOFF_MOST = 0.5, 10.0  # seconds between whole-call retries: doubling, at most this
 
-    def __init__(self, bucket: str, prefix: str) -> None:
+
+class S3Store:
+    """``s3://bucket/prefix`` through boto3's default credential and endpoint chain.
+
+    `retry_for`: seconds to keep retrying a call the store does not answer (no connection, reset, timeout,
+    throttling, 5xx) before failing with one line naming the store and the key. 0 (the CLI's): fail once
+    botocore's own retries give up, so a wrong endpoint says so at once. A job uses its --store-timeout."""
+
+    def __init__(self, bucket: str, prefix: str, retry_for: float = 0.0) -> None:
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.retry_for = retry_for
         # A fresh session: the default one caches credentials from the first time it was used.
         session = boto3.session.Session()
-        self._client = session.client("s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+        self._client = session.client("s3", config=Config(retries=dict(S3_RETRIES), **S3_TIMEOUTS))
 
     def is_local(self) -> bool:
         return False
@@ -156,8 +173,28 @@ class S3Store:
         _check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, what: str, fn, *args, **kwargs):
-        """Run one boto3 call and turn its failures into one clear line (never echoing credentials)."""
+    def _call(self, what: str, fn, *args, rewind=None, retry: bool = True, **kwargs):
+        """Run one boto3 call, retrying it while the store does not answer for up to `retry_for` seconds
+        (`rewind`: puts an upload's stream back where it started; `retry=False`: a call that cannot be
+        repeated), and turn its failures into one clear line (never echoing credentials)."""
+        started = time.monotonic()
+        pause = _BACKOFF_FIRST
+        budget = self.retry_for if retry else 0.0
+        while True:
+            try:
+                return self._call_once(what, fn, *args, **kwargs)
+            except _Unanswered as e:
+                waited = time.monotonic() - started
+                if waited + pause > budget:
+                    how_long = f" for {budget:g} s" if budget else ""
+                    raise JobFailed(f"the S3 store {self.uri} did not answer{how_long} ({what}): {e}") from None
+                time.sleep(pause)
+                pause = min(pause * 2, _BACKOFF_MOST)
+                if rewind is not None:
+                    rewind()
+
+    def _call_once(self, what: str, fn, *args, **kwargs):
+        from boto3.exceptions import RetriesExceededError, S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
@@ -178,17 +215,23 @@ class S3Store:
                     f"S3 refused access to {self.uri} ({code}): check AWS_ACCESS_KEY_ID and "
                     "AWS_SECRET_ACCESS_KEY"
                 ) from None
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+                raise _Unanswered(f"{code or status}") from None
             raise JobFailed(f"S3 error on {what} in {self.uri}: {code or e}") from None
-        except BotoCoreError as e:
-            # EndpointConnectionError and friends: their text names the endpoint, never keys.
-            raise JobFailed(f"cannot reach the S3 store {self.uri}: {e}") from None
+        except (BotoCoreError, S3UploadFailedError, RetriesExceededError) as e:
+            # EndpointConnectionError, reset connections, timeouts (and s3transfer's wrappings of them):
+            # their text names the endpoint, never keys.
+            if isinstance(e, BotoCoreError) and not _unanswered(e):
+                raise JobFailed(f"cannot use the S3 store {self.uri} ({what}): {e}") from None
+            raise _Unanswered(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call(key, self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def get_bytes(self, key: str) -> bytes:
-        resp = self._call(key, self._client.get_object, Bucket=self.bucket, Key=self._key(key))
-        return resp["Body"].read()
+        # The body is read inside the call: a connection dropped while reading it is retried too.
+        return self._call(key, lambda: self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
 
     def put_file(self, key: str, path: Path) -> None:
         # upload_file does multipart uploads for large files.
@@ -199,7 +242,10 @@ class S3Store:
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(max_concurrency=4)
-        self._call(key, self._client.upload_fileobj, stream, self.bucket, self._key(key), Config=config)
+        # A seekable stream is uploaded again from its start after an outage; any other cannot be.
+        start = stream.tell() if stream.seekable() else None
+        self._call(key, self._client.upload_fileobj, stream, self.bucket, self._key(key), Config=config,
+                   rewind=None if start is None else (lambda: stream.seek(start)), retry=start is not None)
 
     def delete(self, key: str) -> None:
         self._call(key, self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
@@ -227,17 +273,30 @@ class S3Store:
         return sorted(keys)
 
 
+class _Unanswered(Exception):
+    """The store did not answer a call (no connection, reset, timeout, throttling, 5xx): worth retrying."""
+
+
+def _unanswered(e: Exception) -> bool:
+    """Whether a botocore error means the store did not answer (as opposed to a bad request or setting)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError, ReadTimeoutError
+
+    return isinstance(e, BotoConnectionError | HTTPClientError | ReadTimeoutError)
+
+
 def resolve_store_uri(option: str | None) -> str:
     """--store, else COMPOSER_STORE, else the default directory in COMPOSER_HOME."""
     return option or os.environ.get("COMPOSER_STORE") or str(default_store())
 
 
-def open_store(uri: str) -> Store:
+def open_store(uri: str, retry_for: float = 0.0) -> Store:
+    """The store at `uri`; an S3 store keeps retrying a call it gets no answer to for `retry_for` seconds."""
     if uri.startswith("s3://"):
         parsed = urlparse(uri)
         if not parsed.netloc:
             raise UserError(f"store {uri!r} has no bucket: use s3://BUCKET/PREFIX")
-        return S3Store(parsed.netloc, parsed.path)
+        return S3Store(parsed.netloc, parsed.path, retry_for)
     if "://" in uri:
         raise UserError(f"unsupported store {uri!r}: use s3://BUCKET/PREFIX or a local directory")
     root = Path(uri).expanduser().resolve()
