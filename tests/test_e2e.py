@@ -321,8 +321,8 @@ def test_composer_s_own_head_runs_the_driver_with_the_submitting_python(s3_job, 
     test_container.py): composer's own head is this machine, so the driver runs in this very Python."""
     job = s3_job["result"]["job_id"]
     listing = _ray_job_list(ray_head).stdout
-    found = re.search(r"entrypoint='(\S+) -P -m service\.job\.driver --store \S+ --job " + re.escape(job) + "'",
-                      listing)
+    found = re.search(r"entrypoint='(\S+) -P -m service\.job\.driver --store \S+ --store-timeout 300 --job "
+                      + re.escape(job) + "'", listing)
     assert found, listing[-3000:]
     python = Path(found.group(1))
     assert python.is_absolute() and python.resolve() == Path(sys.executable).resolve(), python

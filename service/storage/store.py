@@ -142,8 +142,8 @@ class LocalStore:
 S3_RETRIES = {"mode": "standard", "max_attempts": 3}
 S3_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
 # S3 error codes and HTTP statuses that say "try again later" (botocore's retries gave up on them already).
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-                    "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests"}
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
+                    "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests"}
 _BACKOFF_FIRST, _BACKOFF_MOST = 0.5, 10.0  # seconds between whole-call retries: doubling, at most this
 
 
@@ -198,7 +198,14 @@ class S3Store:
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except (S3UploadFailedError, RetriesExceededError) as e:
+                # s3transfer's wrapping of what went wrong: judge what it wraps (an access denied is no outage).
+                inner = e.__cause__ or e.__context__
+                if isinstance(inner, ClientError | BotoCoreError):
+                    raise inner from None
+                raise
         except NoCredentialsError:
             raise UserError(
                 f"no S3 credentials for {self.uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
