@@ -117,7 +117,8 @@ def test_resume_continues_a_job_whose_cluster_was_lost(head, env, five_files, un
     # A model flag is refused in one line, before anything starts.
     refused = run_cli("submit", "--resume", job, "--units", "128", env=env)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    assert "units" in refused.stderr and "only --epochs, --patience and --autoscale-wait" in refused.stderr
+    assert "units" in refused.stderr
+    assert "only --epochs, --patience, --autoscale-wait and --store-timeout may change" in refused.stderr
 
     head.start()
     resumed = run_cli("submit", "--resume", job, "--wait", "--json", env=env)
