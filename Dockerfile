@@ -141,6 +141,11 @@ USER 1000:1000
 ENV HOME=/home/ray
 WORKDIR /home/ray
 
+# The commit the image was built from, recorded with every model it trains (report.json -> provenance):
+# docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) ... Empty: not recorded.
+ARG GIT_COMMIT=""
+ENV COMPOSER_GIT_COMMIT=${GIT_COMMIT}
+
 # Ray dashboard and Job Submission API, GCS, Ray Client.
 EXPOSE 8265 6379 10001
 

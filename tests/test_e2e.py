@@ -218,6 +218,64 @@ def test_generate_locally_is_reproducible(s3_job, tmp_path):
     assert runs[0] != runs[2]
 
 
+def test_the_model_records_what_made_it_and_generate_says_so(s3_job, s3_server, tmp_path, monkeypatch):
+    """report.json's provenance equals model/provenance.json and holds what really made the model: this
+    installation's versions, the tokenizer's version, the stored dataset's digest, the stored spec, the seed
+    and the cluster; `composer generate` prints it first (a model folder without it says so)."""
+    import platform
+    import shutil
+    from importlib import metadata
+
+    from conftest import REPO
+
+    import service
+    from service.storage import datasets, jobstate
+    from service.storage.store import open_store
+
+    out, job = s3_job["out"], s3_job["result"]["job_id"]
+    report = json.loads((out / "report.json").read_text())
+    made = json.loads((out / "model" / "provenance.json").read_text())
+    assert report["provenance"] == made
+    assert made["versions"] == {"python": platform.python_version(), "tensorflow": metadata.version("tensorflow"),
+                                "ray": metadata.version("ray"), "numpy": metadata.version("numpy"),
+                                "fastparse": fastparse.__version__}
+    assert made["tokens_version"] == fastparse.TOKENS_VERSION
+    assert made["composer"]["version"] == metadata.version("composer")
+    installed = Path(service.__file__).resolve().parent
+    if REPO in installed.parents:  # an editable install: the checkout's commit
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert made["composer"]["git_commit"].removesuffix("-dirty") == head.strip()
+    else:  # a wheel (CI's `pip install .`): no checkout to ask, and no image said one
+        assert made["composer"]["git_commit"] is None
+    assert made["image"] == {"tag": None, "digest": None}  # not in an image
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    store = open_store(s3_job["store"])
+    spec = jobstate.load_spec(store, job)
+    stored = datasets.info(store, spec.dataset)
+    assert made["dataset"] == {"name": spec.dataset, "digest": stored.digest, "files": 5} and stored.files == 5
+    assert made["spec"] == json.loads(spec.to_json()) and made["seed"] == spec.seed == 0
+    assert made["cluster"]["nodes"] == 1 and made["cluster"]["cpus"] >= 2 and made["cluster"]["gpus"] == 0
+
+    proc = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "g"), "--samples", "1",
+                   "--length", "20", "--no-sheet-music", "--no-audio")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"model: job {job} on dataset {spec.dataset} (digest {stored.digest[:12]}), notes-chords "
+                            f"tokens v{fastparse.TOKENS_VERSION}, seed 0; composer {metadata.version('composer')}"
+                            ), first
+    assert f"TensorFlow {metadata.version('tensorflow')}, Ray {metadata.version('ray')}" in first
+    assert first.endswith(f"trained on 1 node(s) with {made['cluster']['cpus']:g} CPUs and 0 GPUs"), first
+    older = tmp_path / "older-model"
+    shutil.copytree(out / "model", older)
+    (older / "provenance.json").unlink()
+    proc = run_cli("generate", "--model", str(older), "--out", str(tmp_path / "h"), "--samples", "1",
+                   "--length", "20", "--no-sheet-music", "--no-audio")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        "model: made before composer kept a record of what made it (no model/provenance.json)")
+
+
 def test_generate_greedy_top_k_and_primer(s3_job, five_files, tmp_path):
     model = str(s3_job["out"] / "model")
     vocab = json.loads((s3_job["out"] / "model" / "composer.json").read_text())["vocab"]

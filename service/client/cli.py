@@ -356,9 +356,12 @@ def generate(
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Also write .ogg audio (piano)")] = True,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
+    from service.model import provenance
     from service.music.sampling import Sampling
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    if (model / "composer.json").is_file():  # else generate says what is wrong with the folder
+        out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from service.model.generate import generate_from_model_dir
 

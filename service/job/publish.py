@@ -4,10 +4,11 @@ presence means the results are complete."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 from service.job.context import JobRun
-from service.model import augment
+from service.model import augment, provenance
 from service.model.generate import LOSS_FILE
 from service.model.report import loss_plot, write_report
 from service.music.page import write_page
@@ -20,6 +21,8 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
     """`test`: the held-out test score (evaluate.py), None when the job held nothing out."""
     spec, out = job.spec, job.work / "out"
     job.phase("publish", "publishing results")
+    made_by = provenance.collect(spec, job.store)
+    (out / "model" / provenance.FILE).write_text(json.dumps(made_by, indent=1, sort_keys=True))
     rows, metrics = jobstate.metrics(job.store, spec.job_id)
     loss_plot(rows, out / "loss.png")
     # Also in model/ (written by the generate stage): `composer generate`'s page shows the job's curve.
@@ -38,6 +41,7 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
         # Every phase before this one (publish ends after the report is written).
         "seconds_per_phase": (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id))
         .phase_seconds,
+        "provenance": made_by,
     })
     write_page(out)
     # metrics.jsonl is in the store already, at the same key: listed in the manifest, not uploaded again.
