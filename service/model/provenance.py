@@ -58,11 +58,14 @@ def _version(package: str) -> str | None:
         return None
 
 
-def cluster() -> dict[str, Any]:
-    """The Ray cluster's live nodes: how many, and each one's CPUs, GPUs and accelerator kind."""
+def cluster() -> dict[str, Any] | None:
+    """The Ray cluster's live nodes: how many, and each one's CPUs, GPUs and accelerator kind. None outside a
+    Ray job (no cluster to ask: never start one just to describe it)."""
     import ray
 
     if not ray.is_initialized():
+        if not os.environ.get("RAY_ADDRESS"):  # Ray sets it for a job's entrypoint
+            return None
         ray.init(logging_level="ERROR")
     nodes = []
     for node in ray.nodes():
@@ -111,7 +114,7 @@ def describe(record: dict[str, Any] | None) -> str:
     if record is None:
         return "model: made before composer kept a record of what made it (no model/provenance.json)"
     spec, code, versions = record.get("spec", {}), record.get("composer", {}), record.get("versions", {})
-    data, nodes = record.get("dataset", {}), record.get("cluster", {})
+    data, nodes = record.get("dataset", {}), record.get("cluster")
     commit = code.get("git_commit")
     digest = data.get("digest")
     image = record.get("image", {}).get("tag")
@@ -121,4 +124,5 @@ def describe(record: dict[str, Any] | None) -> str:
             f"composer {code.get('version')}" + (f" at {commit[:12]}" if commit else "")
             + (f" in image {image}" if image else "")
             + f", TensorFlow {versions.get('tensorflow')}, Ray {versions.get('ray')}, Python {versions.get('python')}; "
-            f"trained on {nodes.get('nodes')} node(s) with {nodes.get('cpus'):g} CPUs and {nodes.get('gpus'):g} GPUs")
+            + (f"trained on {nodes['nodes']} node(s) with {nodes['cpus']:g} CPUs and {nodes['gpus']:g} GPUs" if nodes
+               else "trained on a cluster it did not record"))
