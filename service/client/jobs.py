@@ -96,8 +96,7 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
            **settings: object) -> JobSpec:
     """Continue a job from its last checkpoint in the store, on whatever cluster `address` names: its
     stored spec, where only --epochs and --patience may grow (and --autoscale-wait and --store-timeout
-    change); any other
-    setting given must equal the stored one. A finished job is an error (or, with finished_ok, left
+    change); any other setting given must equal the stored one. A finished job is an error (or, with finished_ok, left
     as it is: the idempotent resubmission of submit_new)."""
     spec = jobstate.load_spec(store, jobstate.check_job_id(job_id))
     if jobstate.finished(store, job_id):

@@ -1,6 +1,7 @@
 """The composer gap: held-out pieces scored under their own composer against the other composers a
-conditioned model learned (model/composers.py), the check that conditioning learned a style (report.json's
-test block, benchmarks/quality.py). Its own module: scoring needs the networks, which need composers.py.
+conditioned model learned (model/composers.py), the check that conditioning learned a style
+(benchmarks/quality.py, test_composer_conditioning.py). Its own module: scoring needs the networks, which
+need composers.py.
 """
 
 from __future__ import annotations
