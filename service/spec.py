@@ -84,6 +84,11 @@ class JobSpec:
     # Seconds the job's processes keep retrying a store call that gets no answer (an S3 outage, throttling)
     # before the job fails with one line naming the store and the key (storage/store.py: S3Store).
     store_timeout: float = 300.0
+    # What the training workers' devices cost (model/cost.py): one device for an hour, or an instance type
+    # of composer's price table, on-demand or spot. None and "": device-seconds only, no cost.
+    price_per_hour: float | None = None
+    instance_type: str = ""
+    spot: bool = False
     samples: int = 4
     sample_length: int = 256  # notes per generated piece (--length), in every scheme
     temperature: float = 1.0
@@ -147,6 +152,11 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"--steps-per-epoch must be at least 1, got {spec.steps_per_epoch}")
     if spec.autoscale_wait < 0:
         raise UserError(f"--autoscale-wait must be 0 or more seconds, got {spec.autoscale_wait}")
+    from service.model import cost
+
+    wrong_price = cost.check(spec.price_per_hour, spec.instance_type, spec.spot)
+    if wrong_price is not None:
+        raise UserError(wrong_price)
     if not 0 <= spec.store_timeout <= MAX_STORE_TIMEOUT:
         raise UserError(f"--store-timeout must be 0 to {MAX_STORE_TIMEOUT:g} seconds, got {spec.store_timeout:g}")
     if spec.gpus_per_worker < 0:

@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 from conftest import checkpoint_weights, read_json, run_cli
 from ray_heads import Head
+from tensorboard_events import curves
+
+from service.storage.jobstate import TENSORBOARD
 
 EPOCHS = 4
 FLAGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--steps-per-epoch", "20", "--patience", "10", "--workers", "2",
@@ -72,7 +75,10 @@ def _lose_mid_training(head: Head, jobdir: Path) -> tuple[int, list[str]]:
     assert latest is not None and latest["epoch"] < EPOCHS, (
         f"training finished ({latest}) before the cluster was lost: raise --steps-per-epoch")
     assert (read_json(jobdir / "status.json") or {}).get("phase") == "train"
-    return latest["epoch"], (jobdir / "metrics.jsonl").read_text().splitlines()
+    rows = (jobdir / "metrics.jsonl").read_text().splitlines()
+    # Rank 0 keeps the TensorBoard curves in the store as it trains: an epoch each, as far as the metrics go.
+    assert [step for step, _ in curves(jobdir / TENSORBOARD)["val_loss"]] == list(range(1, len(rows) + 1))
+    return latest["epoch"], rows
 
 
 def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: list[str],
@@ -85,6 +91,8 @@ def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: lis
     assert status["restarts"] == 0  # a resumed run is no worker-group restart
     rows = [json.loads(line) for line in (jobdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))  # every epoch once
+    # and in TensorBoard's file: one value per epoch, the epochs trained before the loss not written twice
+    assert curves(jobdir / TENSORBOARD)["loss"] == [(r["epoch"], pytest.approx(r["loss"])) for r in rows]
     assert [json.dumps(r) for r in rows[:lost_at]] == rows_before[:lost_at]  # the record before the loss, kept
     logs = (jobdir / "logs" / "worker-0.log").read_text()
     resumed = [int(e) for e in re.findall(r"resuming from the checkpoint of epoch (\d+) \(weights, optimizer state",
@@ -118,7 +126,7 @@ def test_resume_continues_a_job_whose_cluster_was_lost(head, env, five_files, un
     refused = run_cli("submit", "--resume", job, "--units", "128", env=env)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "units" in refused.stderr
-    assert "only --epochs, --patience, --autoscale-wait and --store-timeout may change" in refused.stderr
+    assert "only --epochs, --patience, --autoscale-wait, --store-timeout and the price may change" in refused.stderr
 
     head.start()
     resumed = run_cli("submit", "--resume", job, "--wait", "--json", env=env)

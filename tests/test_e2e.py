@@ -22,7 +22,8 @@ def s3_job(s3_server, ray_head, composer_home, five_files, tmp_path_factory) -> 
     """One job on five GiantMIDI files with an S3 store, submitted and pulled through the CLI."""
     store = f"s3://{s3_server.bucket}/e2e"
     env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
-    submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--wait", "--json", env=env)
+    submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--price-per-hour", "0.5",
+                        "--wait", "--json", env=env)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     result = json.loads(submitted.stdout.strip().splitlines()[-1])
     out = tmp_path_factory.mktemp("pulled")
@@ -320,6 +321,40 @@ def test_status_and_list_report_the_job(s3_job):
     assert f"test {report['test']['nats_per_second']:.4f} nats/s" in shown.stdout, shown.stdout
 
 
+def test_the_job_records_its_cost_and_its_curves_for_tensorboard(s3_job):
+    """Device-seconds = 2 CPU workers x the train phase's seconds; cost = device-seconds x --price-per-hour
+    (0.5 per device-hour), the same in report.json, `status --json` and `list`; the pulled TensorBoard file,
+    read by TensorFlow, holds one value per epoch of every curve, equal to metrics.jsonl's rows."""
+    from tensorboard_events import curves
+
+    from service.spec import PRESETS
+
+    out, job = s3_job["out"], s3_job["result"]["job_id"]
+    report = json.loads((out / "report.json").read_text())
+    spent = report["cost"]
+    assert spent["device"] == "CPU" and spent["devices"] == 2
+    assert spent["device_seconds"] == pytest.approx(2 * report["seconds_per_phase"]["train"], abs=0.1)
+    assert spent["cost"] == pytest.approx(spent["device_seconds"] * 0.5 / 3600, abs=1e-4) and spent["cost"] > 0
+    assert spent["price_source"] == "--price-per-hour" and "savings" not in spent
+    status = json.loads(run_cli("status", job, "--store", s3_job["store"], "--json", env=s3_job["env"]).stdout)
+    assert status["cost"]["device_seconds"] == spent["device_seconds"] and status["cost"]["cost"] == spent["cost"]
+    shown = run_cli("status", job, "--store", s3_job["store"], env=s3_job["env"]).stdout
+    assert f"cost: {spent['device_seconds']:g} CPU-seconds, ${spent['cost']:.4f} at $0.5 per CPU-hour" in shown
+    listed = next(r for r in json.loads(run_cli("list", "--store", s3_job["store"], "--json", env=s3_job["env"])
+                                        .stdout) if r["job_id"] == job)
+    assert listed["cost"] == spent["cost"] and listed["best_val_loss"] == report["best_val_loss"]
+    assert listed["device_seconds"] == spent["device_seconds"]
+
+    assert "tensorboard/events.out.tfevents.0.composer" in s3_job["pulled"]["files"]
+    found = curves(out / "tensorboard" / "events.out.tfevents.0.composer")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for tag, field in (("loss", "loss"), ("val_loss", "val_loss"), ("epoch_seconds", "seconds"),
+                       ("learning_rate", "learning_rate")):
+        assert found[tag] == [(r["epoch"], pytest.approx(r[field], rel=1e-6)) for r in rows], tag
+    rate = PRESETS["tiny"].get("learning_rate", 1e-3)
+    assert all(value == pytest.approx(rate) for _, value in found["learning_rate"])
+
+
 def test_the_held_out_pieces_are_scored_and_never_trained_on(s3_job, five_files):
     """The job holds out pieces chosen by their files' sha256 (at least one of five), scores them whole,
     and the numbers add up: nats per second is the summed log-loss over the pieces' seconds of music."""
@@ -607,8 +642,8 @@ def test_a_second_job_on_the_same_files_reuses_the_cached_tokens(s3_job, five_fi
     """The same folder again: the staged dataset is found by content and its tokens come from the cache."""
     first = json.loads((s3_job["out"] / "report.json").read_text())["token_cache"]
     assert first["cache"] == "miss" and first["shards_fetched"] == 1 and first["bytes_fetched"] > 0
-    again = run_cli("submit", "--dataset", str(five_files), "--store", s3_job["store"], *QUICK, "--wait", "--json",
-                    env=s3_job["env"])
+    again = run_cli("submit", "--dataset", str(five_files), "--store", s3_job["store"], *QUICK, "--instance-type",
+                    "m5.2xlarge", "--spot", "--wait", "--json", env=s3_job["env"])
     assert again.returncode == 0, again.stderr[-3000:]
     job = json.loads(again.stdout.strip().splitlines()[-1])
     assert job["state"] == "SUCCEEDED" and job["token_cache"] == "hit"
@@ -623,6 +658,26 @@ def test_a_second_job_on_the_same_files_reuses_the_cached_tokens(s3_job, five_fi
     assert report["token_cache"]["shards_fetched"] == 0 and report["tokens"] == first_report["tokens"]
     # the cached corpus keeps each file's digest: the same pieces are held out in another job
     assert report["test"]["files"] == first_report["test"]["files"]
+    # priced from the table: m5.2xlarge spot, per CPU of its 8, with the savings against on-demand
+    spent = report["cost"]
+    assert spent["price_per_device_hour"] == pytest.approx(0.15 / 8) and spent["spot"] is True
+    assert spent["savings"] == pytest.approx(spent["device_seconds"] * (0.384 - 0.15) / 8 / 3600, abs=1e-4)
+
+    # the two runs side by side: exactly the options that differ, and each run's numbers
+    compared = run_cli("compare", s3_job["result"]["job_id"], job["job_id"], "--store", s3_job["store"], "--json",
+                       env=s3_job["env"])
+    assert compared.returncode == 0, compared.stderr
+    table = json.loads(compared.stdout)
+    assert table["differing"] == ["epochs", "steps-per-epoch", "workers", "price-per-hour", "instance-type", "spot",
+                                  "samples"]
+    assert [r["job_id"] for r in table["runs"]] == [s3_job["result"]["job_id"], job["job_id"]]
+    assert table["runs"][1]["options"] == {"instance-type": "m5.2xlarge", "spot": True, "epochs": 1,
+                                           "steps-per-epoch": 2, "workers": 1, "price-per-hour": None, "samples": 1}
+    assert table["runs"][0]["best_val_loss"] == first_report["best_val_loss"]
+    assert table["runs"][1]["cost"] == spent["cost"] and table["runs"][1]["epoch"] == 1
+    shown = run_cli("compare", s3_job["result"]["job_id"], job["job_id"], "--store", s3_job["store"],
+                    env=s3_job["env"]).stdout
+    assert "steps-per-epoch" in shown.splitlines()[0] and "m5.2xlarge" in shown, shown
 
 
 def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_home, shared_midi, tmp_path):

@@ -131,6 +131,15 @@ def submit(
     store_timeout: Annotated[float | None, typer.Option(
         help="Seconds the job keeps retrying the store when it does not answer (an outage, throttling) before "
              "it fails; --resume continues it once the store is back (default 300)")] = None,
+    price_per_hour: Annotated[float | None, typer.Option(
+        help="What one training device (a worker's GPU, or its CPU) costs per hour: the job records its cost "
+             "(device-seconds x price)")] = None,
+    instance_type: Annotated[str | None, typer.Option(
+        help="Price the devices from composer's table for this instance type of infra/ (g5.xlarge, m5.2xlarge)")]
+    = None,
+    spot: Annotated[bool | None, typer.Option(
+        "--spot/--on-demand", help="The workers are spot instances (the launcher's MarketType: spot): price them "
+                                   "at the table's spot price and show the savings against on-demand")] = None,
     samples: Annotated[int | None, typer.Option(help="Pieces to generate (default 4)")] = None,
     length: Annotated[int | None, typer.Option(help="Notes per generated piece (default 256)")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of the job's samples")] = None,
@@ -165,6 +174,7 @@ def submit(
                     temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme, pedal=pedal,
                     key_conditioning=key_conditioning, condition=condition, accelerate=accelerate,
                     autoscale_wait=autoscale_wait, store_timeout=store_timeout,
+                    price_per_hour=price_per_hour, instance_type=instance_type, spot=spot,
                     test_share=test_share, augment=None if augment is None else _augment(augment))
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
@@ -265,6 +275,10 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
         out.print(f"time: {spent}", highlight=False)
     if state.token_cache:
         out.print(f"tokens: {TOKEN_CACHE[state.token_cache]}", highlight=False)
+    if state.cost is not None:
+        from service.model import cost
+
+        out.print(f"cost: {cost.line(state.cost)}", highlight=False)
     if state.test:
         out.print(f"held-out test: {_test_line(state.test)}", highlight=False)
     if state.error:
@@ -282,20 +296,55 @@ def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="
 
 @app.command("list")
 def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """List the jobs recorded in the store."""
-    from service.client import jobs
+    """List the jobs recorded in the store, with their best validation loss, held-out score and cost."""
+    from service.client.compare import list_runs
 
-    rows = jobs.list_jobs(_store(store))
+    rows = list_runs(_store(store))
     if as_json:
-        print(json.dumps([{"job_id": p.job_id, "phase": p.phase, "epoch": p.epoch, "error": p.error,
-                           "best_val_loss": p.best_val_loss,
-                           "nats_per_second": (p.test or {}).get("nats_per_second")} for p in rows]))
+        print(json.dumps(rows))
         return
-    for p in rows:
-        score = (p.test or {}).get("nats_per_second")
-        held_out = f"test {score:.4f} nats/s" if score is not None else "test -"
-        out.print(f"{p.job_id}  {p.phase:9} epoch {p.epoch}/{p.epochs}  {held_out}  {p.error or p.message}",
+    for r in rows:
+        out.print(f"{r['job_id']}  {r['phase']:9} epoch {r['epoch']}/{r['epochs']}  val {_number(r['best_val_loss'])}  "
+                  f"test {_number(r['nats_per_second'], ' nats/s')}  {_cost_cell(r)}  {r['error'] or r['message']}",
                   highlight=False)
+
+
+def _number(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.4f}{unit}"
+
+
+def _cost_cell(run: dict) -> str:
+    if run["cost"] is not None:
+        return f"${run['cost']:.4f}"
+    return "-" if run["device_seconds"] is None else f"{run['device_seconds']:g} device-s"
+
+
+def _columns(header: list[str], rows: list[list[str]]) -> str:
+    """A plain table, every cell whole (a script's terminal may be narrow: nothing is cut)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in [header, *rows])
+
+
+@app.command()
+def compare(runs: Annotated[list[str], typer.Argument(help="Job ids to set side by side")], store: StoreOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Runs side by side: the options that differ, epochs, best validation loss, held-out score, time, cost."""
+    from service.client.compare import compare as side_by_side
+    from service.client.progress import duration
+
+    table = side_by_side(_store(store), [_job(r) for r in runs])
+    if as_json:
+        print(json.dumps(table))
+        return
+    header = ["job", *table["differing"], "epochs", "best val loss", "test nats/s", "wall", "device-s", "cost"]
+    rows = [[r["job_id"], *[str(v) for v in r["options"].values()], f"{r['epoch']}/{r['epochs']}",
+             _number(r["best_val_loss"]), _number(r["nats_per_second"]), duration(r["wall_seconds"]),
+             "-" if r["device_seconds"] is None else f"{r['device_seconds']:g}",
+             "-" if r["cost"] is None else f"${r['cost']:.4f}"] for r in table["runs"]]
+    out.print(_columns(header, rows), highlight=False, markup=False)
+    if not table["differing"]:
+        out.print("the runs have the same options", highlight=False)
 
 
 def _test_line(test: dict) -> str:

@@ -76,9 +76,10 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
 SUPERVISOR_EXIT_TIMEOUT = 30.0  # how long resume waits for Ray to report an ended run's supervisor gone
 POLL_SECONDS = 0.2  # between reads of Ray's state while waiting on it
 
-# What `--resume` may change: how long training may go on, how long to wait for nodes and for the store.
-# Everything else would make the continued run a different one (the model, its data, its data order).
-GROWABLE = ("epochs", "patience", "autoscale_wait", "store_timeout")
+# What `--resume` may change: how long training may go on, how long to wait for nodes and for the store,
+# the price of its devices. Everything else would make the continued run a different one (the model, its
+# data, its data order).
+GROWABLE = ("epochs", "patience", "autoscale_wait", "store_timeout", "price_per_hour", "instance_type", "spot")
 MODEL_FIELDS = tuple(f for f in JobSpec.__dataclass_fields__ if f not in (*GROWABLE, "job_id", "dataset", "store",
                                                                           "dataset_digest", "created"))
 
@@ -89,7 +90,8 @@ def _refuse_changes(stored: JobSpec, given: dict[str, object], how: str) -> None
         name = changed[0]
         raise UserError(f"job {stored.job_id} {how} {name.replace('_', '-')} {getattr(stored, name)!r}, not "
                         f"{given[name]!r}: a continued job keeps the settings of its model and data (only --epochs, "
-                        "--patience, --autoscale-wait and --store-timeout may change); submit a new job to change it")
+                        "--patience, --autoscale-wait, --store-timeout and the price may change); submit a new job "
+                        "to change it")
 
 
 def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = False,
@@ -241,6 +243,7 @@ class JobState:
     resumes: int = 0  # runs of the job after its first (--resume, the same --job-id, a retried RayJob)
     token_cache: str = ""  # "hit" (tokens reused from the cache), "miss" (made and cached), "off"
     test: dict | None = None  # the held-out test score once the job has one (report.json -> test, less its files)
+    cost: dict | None = None  # device-seconds and cost so far (model/cost.py); None for a job the store has no spec of
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -274,9 +277,20 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
     left = None
     if ray_state not in TERMINAL and progress.phase == "train" and progress.epoch_seconds:
         left = round(max(progress.epochs - progress.epoch, 0) * progress.epoch_seconds, 1)
+    elapsed = progress.elapsed()
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
                     progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
-                    progress.elapsed(), progress.resumes, progress.token_cache, progress.test)
+                    elapsed, progress.resumes, progress.token_cache, progress.test, _cost(store, job_id, elapsed))
+
+
+def _cost(store: Store, job_id: str, phase_seconds: dict[str, float]) -> dict | None:
+    """The job's device-seconds and cost so far, from its spec (None when the store has none)."""
+    from service.model import cost
+
+    try:
+        return cost.of(jobstate.load_spec(store, job_id), phase_seconds)
+    except UserError:
+        return None
 
 
 def list_jobs(store: Store) -> list[Progress]:

@@ -1,6 +1,6 @@
-"""Stage 5: report.json, the loss curve (also kept in model/) and report.html (the page to hear and see
-the job) beside the model and samples, all uploaded with their checksums; MANIFEST.json last, so its
-presence means the results are complete."""
+"""Stage 5: report.json, the loss curve (also kept in model/, and as TensorBoard's event file) and
+report.html (the page to hear and see the job) beside the model and samples, all uploaded with their
+checksums; MANIFEST.json last, so its presence means the results are complete."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import json
 import shutil
 
 from service.job.context import JobRun
-from service.model import augment, provenance
+from service.model import augment, cost, provenance
 from service.model.generate import LOSS_FILE
 from service.model.report import loss_plot, write_report
 from service.music.page import write_page
 from service.storage import corpus as corpora
-from service.storage import jobstate
+from service.storage import jobstate, tensorboard
 from service.storage.manifest import publish_dir
 
 
@@ -25,9 +25,13 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
     (out / "model" / provenance.FILE).write_text(json.dumps(made_by, indent=1, sort_keys=True))
     rows, metrics = jobstate.metrics(job.store, spec.job_id)
     loss_plot(rows, out / "loss.png")
+    # The same file rank 0 kept up to date while training, from the same rows (also for a job trained before it).
+    (out / jobstate.TENSORBOARD).parent.mkdir(parents=True, exist_ok=True)
+    (out / jobstate.TENSORBOARD).write_bytes(tensorboard.event_file(rows))
     # Also in model/ (written by the generate stage): `composer generate`'s page shows the job's curve.
     shutil.copyfile(out / "loss.png", out / "model" / LOSS_FILE)
     best = jobstate.best_row(rows)
+    seconds = (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id)).phase_seconds
     write_report(out / "report.json", {
         "job_id": spec.job_id, "dataset": spec.dataset, "scheme": spec.scheme, "preset": spec.preset,
         "files": corpus.files, "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
@@ -39,8 +43,8 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
         "test": test, **({} if test is not None else {"test_note": _no_test(spec.test_share)}),
         **generated,
         # Every phase before this one (publish ends after the report is written).
-        "seconds_per_phase": (jobstate.Progress.load(job.store, spec.job_id) or jobstate.Progress(spec.job_id))
-        .phase_seconds,
+        "seconds_per_phase": seconds,
+        "cost": cost.of(spec, seconds),
         "provenance": made_by,
     })
     write_page(out)

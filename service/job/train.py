@@ -99,6 +99,8 @@ def _epoch_callback(spec: JobSpec, store: Store, strategy, rank: int, global_bat
                 "seconds": round(seconds, 3),
                 "tokens_per_s": round(global_batch * spec.seq_len * steps / max(seconds, 1e-9), 1),
                 "windows_per_s": round(global_batch * steps / max(seconds, 1e-9), 1),
+                "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate)),
+                "time": round(time.time(), 3),  # the wall clock at the epoch's end (TensorBoard's x axis)
             }
             finite = math.isfinite(row["loss"]) and math.isfinite(row["val_loss"])
             verdict = _agree(strategy, DIVERGED if not finite else STOP if should_stop(self.rows + [row],

@@ -7,6 +7,7 @@
                                     latest.json (the commit point: epoch, data position), attempts.json,
                                     failure.json (training stopped for a reason: a NaN loss)
     jobs/<id>/training-device.json  what the training ran on
+    jobs/<id>/tensorboard/          the metrics as a TensorBoard event file (storage/tensorboard.py)
 
 The client reads these (status, list, pull), the job writes them (driver, training workers).
 Progress changes go through `update` only: load, change, save.
@@ -27,6 +28,7 @@ import numpy as np
 
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec
+from service.storage import tensorboard
 from service.storage.store import NotFound, Store
 
 PHASES = ("queued", "dataset", "tokenize", "train", "generate", "publish", "done", "failed")
@@ -38,6 +40,7 @@ ATTEMPTS = "checkpoints/attempts.json"
 TRAINING_FAILURE = "checkpoints/failure.json"
 TRAINING_DEVICE = "training-device.json"
 TOKENS = "tokens.json"  # where the job's corpus is (storage/corpus.py: TokensRecord)
+TENSORBOARD = tensorboard.FILE
 MANIFEST = "MANIFEST.json"  # written last when publishing (storage/manifest.py): its presence means complete
 
 
@@ -225,6 +228,7 @@ def commit_epoch(store: Store, spec: JobSpec, weights: list[np.ndarray], optimiz
     store.put_bytes(job_key(spec.job_id, key), weights_to_bytes(weights))
     store.put_bytes(job_key(spec.job_id, optimizer_key), weights_to_bytes(optimizer))
     store.put_bytes(job_key(spec.job_id, METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode())
+    store.put_bytes(job_key(spec.job_id, TENSORBOARD), tensorboard.event_file(rows))
     latest = {"epoch": row["epoch"], "step": step, "weights": key, "optimizer": optimizer_key,
               "best_weights": f"checkpoints/epoch-{best['epoch']:04d}.npz",
               "best_val_loss": best["val_loss"], "stopped": stopped, "rows": rows}
