@@ -167,15 +167,7 @@ def submit(
         raise UserError("--to needs --wait: the results exist only once the job has finished")
     max_bytes = _max_bytes(max_size)  # a bad size is refused before anything else happens
     the_store = _store(store)
-    settings = dict(epochs=epochs, patience=patience, steps_per_epoch=steps_per_epoch, seq_len=seq_len,
-                    batch_size=batch_size, workers=workers, gpus_per_worker=gpus_per_worker, samples=samples,
-                    sample_length=length,
-                    seed=seed, layers=layers, units=units, embedding=embedding, learning_rate=learning_rate,
-                    temperature=temperature, top_k=top_k, top_p=top_p, scheme=scheme, pedal=pedal,
-                    key_conditioning=key_conditioning, condition=condition, accelerate=accelerate,
-                    autoscale_wait=autoscale_wait, store_timeout=store_timeout,
-                    price_per_hour=price_per_hour, instance_type=instance_type, spot=spot,
-                    test_share=test_share, augment=None if augment is None else _augment(augment))
+    settings = _settings(locals())  # submit's own parameters, by name
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
                                           ("--max-size", max_size)) if value is not None]
@@ -192,6 +184,21 @@ def submit(
         _wait_and_pull(the_store, spec.job_id, address, to, as_json)
     else:
         _say_submitted(the_store, spec, address, "resumed" if resume else "submitted", as_json)
+
+
+# The parameters of `submit` that set a job (JobSpec fields of the same name; --length sets sample_length).
+SETTINGS = ("epochs", "patience", "steps_per_epoch", "seq_len", "batch_size", "workers", "gpus_per_worker", "samples",
+            "seed", "layers", "units", "embedding", "learning_rate", "temperature", "top_k", "top_p", "scheme", "pedal",
+            "key_conditioning", "condition", "accelerate", "autoscale_wait", "store_timeout", "price_per_hour",
+            "instance_type", "spot", "test_share")
+
+
+def _settings(params: dict) -> dict:
+    """The job settings among submit's parameters (None: not given), as JobSpec fields."""
+    settings = {name: params.get(name) for name in SETTINGS}
+    settings["sample_length"] = params.get("length")
+    settings["augment"] = None if params.get("augment") is None else _augment(params["augment"])
+    return settings
 
 
 def _say_submitted(store, spec, address: str | None, verb: str, as_json: bool) -> None:
@@ -258,9 +265,13 @@ def _follow(store, job_id: str, address: str | None):
 
 @app.command()
 def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Show a job's state, phase and progress."""
+    """Show a job's state, phase and progress (or, given a sweep's id, the sweep's)."""
     from service.client import jobs
+    from service.storage import sweepstate
 
+    if sweepstate.exists(_store(store), _job(job)):
+        sweep_status(job, address, store, as_json)
+        return
     state = jobs.state(_store(store), _job(job), address)
     if as_json:
         print(json.dumps(state.as_dict()))
@@ -327,7 +338,8 @@ def _columns(header: list[str], rows: list[list[str]]) -> str:
 
 
 @app.command()
-def compare(runs: Annotated[list[str], typer.Argument(help="Job ids to set side by side")], store: StoreOpt = None,
+def compare(runs: Annotated[list[str], typer.Argument(help="Job ids (or sweep ids: their trials) to set side by side")],
+            store: StoreOpt = None,
             as_json: JsonOpt = False) -> None:
     """Runs side by side: the options that differ, epochs, best validation loss, held-out score, time, cost."""
     from service.client.compare import compare as side_by_side
@@ -345,6 +357,174 @@ def compare(runs: Annotated[list[str], typer.Argument(help="Job ids to set side 
     out.print(_columns(header, rows), highlight=False, markup=False)
     if not table["differing"]:
         out.print("the runs have the same options", highlight=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sweep(
+    ctx: typer.Context,
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", help="OPTION=V1,V2,... (repeatable; any option of submit that sets the job): a trial for every "
+                       "combination")] = None,
+    random_options: Annotated[list[str] | None, typer.Option(
+        "--random", help="OPTION=LO..HI (repeatable): drawn for each of --trials (log-uniform for --learning-rate)")]
+    = None,
+    trials: Annotated[int | None, typer.Option(help="Random draws (with --random; default 4), each with every "
+                                                    "combination of the grid")] = None,
+    max_concurrent: Annotated[int, typer.Option(help="Trials training at once")] = 1,
+    scheduler: Annotated[str, typer.Option(help="asha (stop the trials that fall behind on validation loss) or "
+                                                "fifo (run every trial to its end)")] = "asha",
+    time_budget: Annotated[float | None, typer.Option(help="Seconds the whole sweep may take; trials still "
+                                                           "training then are stopped")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue this sweep (its driver lost): the trials "
+                                               "not yet ended run from their last checkpoints")] = None,
+    address: AddressOpt = None,
+    store: StoreOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the sweep; exit 0 only if it succeeded")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train many runs as one Ray Tune sweep; takes every option of `composer submit` (--dataset, --preset, ...)."""
+    from service.client import sweep as sweeps
+
+    the_store = _store(store)
+    if resume is not None:
+        if ctx.args or grid or random_options:
+            raise UserError("--resume continues a sweep with its own trials: drop the other options")
+        sweep_id = sweeps.resume(the_store, _job(resume), address).sweep_id
+    else:
+        params = _submit_params(list(ctx.args))
+        dataset = params.get("dataset")
+        if dataset is None:
+            raise UserError("say what the trials train on: --dataset bach, a dataset in the store or a folder of MIDI")
+        refused = [flag for flag, name in (("--resume", "resume"), ("--job-id", "job_id"), ("--to", "to"))
+                   if params.get(name) is not None]
+        if refused:
+            raise UserError(f"{refused[0]} is not an option of a sweep (each trial is a job of its own)")
+        varied = [_grid(item) for item in grid or []]
+        ranges = [_range(item) for item in random_options or []]
+        if not varied and not ranges:
+            raise UserError("a sweep needs --grid OPTION=V1,V2 or --random OPTION=LO..HI")
+        if trials is not None and not ranges:
+            raise UserError("--trials counts the draws of --random options: give --random OPTION=LO..HI")
+        if trials is not None and trials < 1:
+            raise UserError(f"--trials must be at least 1, got {trials}")
+        settings = _settings(params)
+        planned = sweeps.plan(varied, ranges, trials or 4, settings.get("seed") or 0)
+        sweep_id = sweeps.submit(the_store, dataset, address, params.get("preset") or "fast", params.get("composers"),
+                                 _max_bytes(params.get("max_size")), settings, planned, scheduler, max_concurrent,
+                                 time_budget).sweep_id
+    if wait:
+        final = _follow_sweep(the_store, sweep_id, address)
+        if as_json:
+            print(json.dumps(final))
+        else:
+            _show_sweep(final)
+        if final["state"] != "SUCCEEDED":
+            why = final["error"] or f"see composer logs {sweep_id}"
+            err.print(f"error: sweep {sweep_id} {final['state'].lower()}: {why}", highlight=False)
+            raise typer.Exit(1)
+    elif as_json:
+        print(json.dumps(sweeps.state(the_store, sweep_id, address)))
+    else:
+        out.print(f"submitted sweep [bold]{sweep_id}[/]; follow it with `composer sweep-status {sweep_id}`")
+
+
+def _submit_params(args: list[str]) -> dict:
+    """`composer submit`'s options among a sweep's arguments, parsed by submit's own parser (its types, its checks)."""
+    command = typer.main.get_command(app).commands["submit"]  # type: ignore[attr-defined]
+    try:
+        return dict(command.make_context("composer sweep", args).params)
+    except typer.TyperException as e:  # typer's own click: a bad value or an unknown option
+        raise UserError(" ".join(getattr(e, "format_message", e.__str__)().split())) from None
+
+
+_GRIDDABLE = (*SETTINGS, "length", "augment", "preset")
+
+
+def _typed(name: str, text: str):
+    """(JobSpec field, value) of one option value as submit would read it."""
+    field = name.replace("-", "_")
+    if field not in _GRIDDABLE:
+        raise UserError(f"--grid/--random {name}: not an option that sets a job (any of "
+                        f"{', '.join(f.replace('_', '-') for f in _GRIDDABLE)})")
+    command = typer.main.get_command(app).commands["submit"]  # type: ignore[attr-defined]
+    param = next(p for p in command.params if p.name == field)
+    if getattr(param, "is_flag", False):
+        if text.lower() not in ("true", "false"):
+            raise UserError(f"--grid {name}: the values of a switch are true and false, not {text!r}")
+        args = [param.opts[0] if text.lower() == "true" else param.secondary_opts[0]]
+    else:
+        args = [param.opts[0], text]
+    value = _submit_params(args)[field]
+    if field == "length":
+        return "sample_length", value
+    if field == "augment":
+        return field, _augment(value)
+    return field, value
+
+
+def _grid(item: str) -> tuple[str, list]:
+    name, _, values = item.partition("=")
+    texts = [v.strip() for v in values.split(",") if v.strip()]
+    if not name or not texts:
+        raise UserError(f"--grid {item!r}: give OPTION=V1,V2,... with at least one value, e.g. learning-rate=1e-3,3e-3")
+    typed = [_typed(name.strip(), text) for text in texts]
+    return typed[0][0], [value for _, value in typed]
+
+
+def _range(item: str) -> tuple[str, float, float]:
+    from service.client.sweep import check_range
+
+    name, _, span = item.partition("=")
+    low, sep, high = span.partition("..")
+    if not name or not sep:
+        raise UserError(f"--random {item!r}: give OPTION=LO..HI, e.g. learning-rate=1e-4..1e-2")
+    field, low_value = _typed(name.strip(), low.strip())
+    _, high_value = _typed(name.strip(), high.strip())
+    if not isinstance(low_value, (int, float)) or isinstance(low_value, bool):
+        raise UserError(f"--random {name}: only numeric options can be drawn from a range")
+    check_range(field, float(low_value), float(high_value))
+    return field, float(low_value), float(high_value)
+
+
+def _follow_sweep(store, sweep_id: str, address: str | None) -> dict:
+    """Wait for the sweep to end, a line on stderr whenever a trial changes phase."""
+    from service.client import jobs
+    from service.client import sweep as sweeps
+
+    seen: dict[str, str] = {}
+    while True:
+        now = sweeps.state(store, sweep_id, address)
+        for trial in now["trials"]:
+            if seen.get(trial["job_id"]) != trial["phase"]:
+                seen[trial["job_id"]] = trial["phase"]
+                err.print(f"{sweep_id}: {trial['job_id']} {trial['phase']} (epoch {trial['epoch']})", highlight=False)
+        if now["state"] in jobs.TERMINAL:
+            return now
+        time.sleep(2.0)
+
+
+def _show_sweep(state: dict) -> None:
+    options = list(dict.fromkeys(k for t in state["trials"] for k in t["options"]))
+    header = ["trial", *options, "phase", "epoch", "best val loss", "test nats/s", "note"]
+    rows = [[t["job_id"], *[str(t["options"].get(k)) for k in options], t["phase"], str(t["epoch"]),
+             _number(t["best_val_loss"]), _number(t["nats_per_second"]),
+             t["error"] or t["message"] or ""]
+            for t in state["trials"]]
+    out.print(f"{state['sweep_id']}: {state['state']} ({state['phase']}), best trial {state['best'] or '-'}",
+              highlight=False, markup=False)
+    out.print(_columns(header, rows), highlight=False, markup=False)
+
+
+@app.command("sweep-status")
+def sweep_status(sweep_id: str, address: AddressOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a sweep's state and every trial."""
+    from service.client import sweep as sweeps
+
+    state = sweeps.state(_store(store), _job(sweep_id), address)
+    if as_json:
+        print(json.dumps(state))
+    else:
+        _show_sweep(state)
 
 
 def _test_line(test: dict) -> str:

@@ -9,8 +9,9 @@ from typing import Any
 from service.errors import UserError
 from service.model import cost
 from service.spec import JobSpec
-from service.storage import jobstate
+from service.storage import jobstate, sweepstate
 from service.storage.store import Store
+from service.storage.sweepstate import Sweep
 
 # What tells runs apart without being a setting of theirs.
 NOT_OPTIONS = ("job_id", "store", "created", "dataset_digest")
@@ -42,8 +43,11 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
     return [summary(store, p, _spec(store, p.job_id)) for p in jobstate.list_jobs(store)]
 
 
-def compare(store: Store, job_ids: list[str]) -> dict[str, Any]:
-    """`composer compare`: the runs in the order given, each with the options that differ between them."""
+def compare(store: Store, names: list[str]) -> dict[str, Any]:
+    """`composer compare`: the runs in the order given (a sweep: its trials), each with the options that differ
+    between them."""
+    job_ids = [job_id for name in names for job_id in (
+        [t["job_id"] for t in Sweep.load(store, name).trials] if sweepstate.exists(store, name) else [name])]
     if len(set(job_ids)) < 2:
         raise UserError("compare needs at least two different runs: composer compare JOB JOB ...")
     runs, specs = [], []

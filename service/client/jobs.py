@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,23 @@ def _wait_for_monitor_end(cluster: clusters.Cluster, job_id: str, timeout: float
 def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = False) -> str:
     """Write the job spec to the store and hand the driver to Ray; returns the job id. A job that
     continues keeps its progress record (the driver carries on from it)."""
+    def record() -> None:
+        jobstate.save_spec(store, spec)
+        if resuming:
+            jobstate.update(store, spec.job_id, epochs=spec.epochs, message="resubmitted", error=None)
+        else:
+            jobstate.begin(store, spec.job_id, spec.epochs)
+
+    hand_over(store, address, spec.job_id, "service.job.driver", f"--job {spec.job_id}", spec.store_timeout, record,
+              {"dataset": spec.dataset})
+    return spec.job_id
+
+
+def hand_over(store: Store, address: str | None, submission_id: str, module: str, args: str, store_timeout: float,
+              record: Callable[[], None], metadata: dict[str, str]) -> None:
+    """Submit `python -m <module> --store URI --store-timeout S <args>` to the cluster as Ray job
+    `submission_id`, after `record()` has written what the driver reads; on composer's own head with an
+    S3 store, with credential files for it alone (removed again when the submission fails)."""
     cluster = clusters.resolve(address, start=True)
     assert cluster is not None
     check_reachable(store, cluster)
@@ -174,33 +192,27 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
         env.update(loopback.job_env())
     try:
         if cluster.local and not store.is_local():
-            env.update(credentials.local_job_env(spec.job_id))
-        jobstate.save_spec(store, spec)
-        if resuming:
-            jobstate.update(store, spec.job_id, epochs=spec.epochs, message="resubmitted", error=None)
-        else:
-            jobstate.begin(store, spec.job_id, spec.epochs)
+            env.update(credentials.local_job_env(submission_id))
+        record()
         client = clusters.job_client(cluster)
         try:
-            client.submit_job(entrypoint=entrypoint(cluster, store, spec), submission_id=spec.job_id,
-                              runtime_env={"env_vars": env},
-                              metadata={"composer": "1", "dataset": spec.dataset})
+            client.submit_job(entrypoint=entrypoint(cluster, store, module, args, store_timeout),
+                              submission_id=submission_id, runtime_env={"env_vars": env},
+                              metadata={"composer": "1", **metadata})
         except RuntimeError as e:
             raise JobFailed(f"the cluster at {cluster.address} refused the job: {str(e).strip().splitlines()[0]}") \
                 from None
     except BaseException:
-        credentials.remove(spec.job_id)  # a failed submission leaves no keys behind
+        credentials.remove(submission_id)  # a failed submission leaves no keys behind
         raise
-    return spec.job_id
 
 
-def entrypoint(cluster: clusters.Cluster, store: Store, spec: JobSpec) -> str:
+def entrypoint(cluster: clusters.Cluster, store: Store, module: str, args: str, store_timeout: float) -> str:
     """The driver's command line. Composer's own head runs this very Python; any other cluster runs its
     own `python` (the image's virtual environment), never a path from the submitting machine."""
     python = shlex.quote(sys.executable) if cluster.local else "python"
     # -P: never import from the working directory, only the installed package.
-    return (f"{python} -P -m service.job.driver --store {shlex.quote(store.uri)} "
-            f"--store-timeout {spec.store_timeout:g} --job {spec.job_id}")
+    return f"{python} -P -m {module} --store {shlex.quote(store.uri)} --store-timeout {store_timeout:g} {args}"
 
 
 def _running_on_own_head() -> set[str] | None:
@@ -264,10 +276,15 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
     if progress is None and ray_state is None:
         raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
     progress = progress or Progress(job_id)
+    if ray_state is None and progress.sweep and progress.phase not in jobstate.ENDED:
+        # A sweep's trial runs inside the sweep's Ray job: while that runs, so does the trial.
+        ray_state = _ray_state(cluster, progress.sweep)[0]
+        ray_state = ray_state if ray_state not in (None, *TERMINAL) else None
     if ray_state is None:
-        # The cluster is gone (or never knew the job): the store's record is all there is.
+        # The cluster is gone (or never knew the job): the store's record is all there is. A trial a
+        # sweep stopped says why in its message.
         ray_state = {"done": "SUCCEEDED", "failed": "FAILED"}.get(progress.phase, "STOPPED")
-        if ray_state == "STOPPED" and not progress.error:
+        if ray_state == "STOPPED" and not progress.error and progress.phase != "stopped":
             progress.error = "the Ray cluster running this job is no longer reachable"
     error = progress.error
     if ray_state == "FAILED" and not error:

@@ -49,12 +49,16 @@ def start(store: Store, job_id: str, log: JobLog) -> str | None:
     return run_id
 
 
-def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
+def run(store: Store, job_id: str, log: JobLog, run_id: str, publish_results: bool = True,
+        callbacks: tuple = ()) -> None:
     """Run the job, or continue it: started again with the same id (`composer submit --resume`, a
     RayJob retried on a fresh cluster), the driver skips what the store says is done: a stored
     corpus is not fetched and tokenized again, and training goes on from the last checkpoint
     (train.py). The test score, generation and publishing are redone whole (MANIFEST last). Tokens cached by an
-    earlier job with the same inputs are used without reading the dataset (tokenize.from_cache)."""
+    earlier job with the same inputs are used without reading the dataset (tokenize.from_cache).
+
+    A sweep's trial (job/sweep.py) stops after the test score (`publish_results` False) and hands Ray
+    Train `callbacks` that report each epoch to Ray Tune."""
     from service.job import train
 
     spec = jobstate.load_spec(store, job_id)
@@ -65,15 +69,17 @@ def run(store: Store, job_id: str, log: JobLog, run_id: str) -> None:
             corpus = tokenize.from_cache(job, spec.dataset_digest) or tokenize.run(job, dataset.run(job))
         else:
             log.line(f"the corpus is in the store already ({len(corpus.tokens)} tokens, {corpus.pieces} pieces)")
-        train.run(job)
+        train.run(job, callbacks=callbacks)
         test = evaluate.run(job, corpus)
+        if not publish_results:
+            return
         generated = generate.run(job, corpus)
         publish.run(job, corpus, generated, test)
     jobstate.update(store, job_id, run_id, phase="done", message="finished", error=None)
     log.line(f"done: results in {store.uri}/jobs/{job_id}/")
 
 
-def _causes(e: BaseException, seen: set[int] | None = None) -> Iterator[BaseException]:
+def causes(e: BaseException, seen: set[int] | None = None) -> Iterator[BaseException]:
     """The failure and everything behind it, also where Ray wraps it: a Ray Train worker's exception
     arrives inside WorkerGroupError.worker_failures, a task's as RayTaskError.cause. Innermost first."""
     seen = seen if seen is not None else set()
@@ -85,7 +91,7 @@ def _causes(e: BaseException, seen: set[int] | None = None) -> Iterator[BaseExce
     inner += [e.__cause__, e.__context__]
     for candidate in inner:
         if isinstance(candidate, BaseException):
-            yield from _causes(candidate, seen)
+            yield from causes(candidate, seen)
     yield e
 
 
@@ -97,7 +103,7 @@ _RAY_OOM = re.compile(r"killed due to the node running low on memory"
 
 def _out_of_memory(e: BaseException) -> str | None:
     """One line for a worker killed for lack of memory, found anywhere in the failure."""
-    for cause in _causes(e):
+    for cause in causes(e):
         found = _RAY_OOM.search(str(cause))
         if found is None and type(cause).__name__ != "OutOfMemoryError":  # ray.exceptions.OutOfMemoryError
             continue
@@ -110,7 +116,7 @@ def _out_of_memory(e: BaseException) -> str | None:
 def failure_reason(e: BaseException) -> tuple[str, bool]:
     """(one line for status.json, whether it was expected): a ComposerError's own message wherever it
     was raised, a worker killed for lack of memory, else the exception's type and first line."""
-    known = next((c for c in _causes(e) if isinstance(c, ComposerError)), None)
+    known = next((c for c in causes(e) if isinstance(c, ComposerError)), None)
     if known is not None:
         return str(known).strip().splitlines()[0] if str(known).strip() else type(known).__name__, True
     memory = _out_of_memory(e)
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         record(message="stopped")
         return 143
     except BaseException as e:  # record every failure, then let Ray mark the job FAILED
-        if any(isinstance(cause, jobstate.Superseded) for cause in _causes(e)):
+        if any(isinstance(cause, jobstate.Superseded) for cause in causes(e)):
             log.line(superseded)
             return 1
         message, expected = failure_reason(e)

@@ -299,9 +299,10 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
                                                     log), _first_step_callback(log, started)])
 
 
-def run(job: JobRun, cpus_per_worker: int = 1) -> None:
+def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     """Stage 3: train on the cluster with spec.workers workers; raises if training failed, at once if
-    the cluster can never hold the workers (feasibility.py)."""
+    the cluster can never hold the workers (feasibility.py). `callbacks`: Ray Train's (a sweep's trial
+    passes Ray Tune's, which reports each epoch to the sweep's scheduler)."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
@@ -323,7 +324,8 @@ def run(job: JobRun, cpus_per_worker: int = 1) -> None:
         train_loop_config={"spec": spec.to_json(), "cpus_per_worker": cpus_per_worker, "run_id": run_id},
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0,
                                      resources_per_worker=feasibility.worker_resources(spec, cpus_per_worker)),
-        run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2)),
+        run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2),
+                             callbacks=list(callbacks)),
     )
     trainer.fit()
     reason = jobstate.training_failure(store, spec.job_id)

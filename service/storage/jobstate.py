@@ -31,7 +31,9 @@ from service.spec import JobSpec
 from service.storage import tensorboard
 from service.storage.store import NotFound, Store
 
-PHASES = ("queued", "dataset", "tokenize", "train", "generate", "publish", "done", "failed")
+PHASES = ("queued", "dataset", "tokenize", "train", "evaluate", "generate", "publish", "done", "failed", "stopped")
+# Where a job's clock stops: finished, failed, or (a sweep's trial) stopped early or left unpublished.
+ENDED = ("done", "failed", "stopped")
 SPEC = "job.json"
 STATUS = "status.json"
 METRICS = "metrics.jsonl"
@@ -120,11 +122,12 @@ class Progress:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # seconds each finished phase took
     token_cache: str = ""  # "hit": the tokens were reused, "miss": made and cached, "off": not cacheable
     test: dict | None = None  # the held-out test score (job/evaluate.py), once scored; its files in report.json
+    sweep: str = ""  # the sweep this job is a trial of (storage/sweepstate.py), "" for a job of its own
 
     def elapsed(self) -> dict[str, float]:
         """Seconds per phase, the current one up to now (a phase that comes again adds up)."""
         seconds = dict(self.phase_seconds)
-        if self.phase_started and self.phase not in ("done", "failed"):
+        if self.phase_started and self.phase not in ENDED:
             seconds[self.phase] = round(seconds.get(self.phase, 0.0) + time.time() - self.phase_started, 3)
         return seconds
 
@@ -174,7 +177,7 @@ def update(store: Store, job_id: str, owner: str | None = None, **changes: Any) 
     new_phase = changes.get("phase")
     if new_phase is not None and new_phase != progress.phase:
         now = time.time()
-        if progress.phase_started and progress.phase not in ("done", "failed"):
+        if progress.phase_started and progress.phase not in ENDED:
             progress.phase_seconds = {**progress.phase_seconds, progress.phase: round(
                 progress.phase_seconds.get(progress.phase, 0.0) + now - progress.phase_started, 3)}
         progress.phase_started = now

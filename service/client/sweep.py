@@ -1,0 +1,165 @@
+"""`composer sweep`: many training runs of one dataset, as trials of a Ray Tune sweep (job/sweep.py).
+
+The client plans the trials (a grid's every combination, times `--trials` random draws), makes each a
+job spec and checks them all before anything is uploaded; then the dataset goes to the store once,
+every trial is recorded as a queued job that names its sweep, and the sweep driver goes to Ray as one
+Ray job whose id is the sweep's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import secrets
+import time
+from typing import Any
+
+from service.client import jobs
+from service.errors import UserError
+from service.spec import JobSpec, build_spec
+from service.storage import jobstate
+from service.storage.store import Store
+from service.storage.sweepstate import Sweep, SweepStatus
+
+SCHEDULERS = ("asha", "fifo")
+# Options drawn log-uniformly by --random: rates, whose useful values span orders of magnitude.
+RATES = ("learning_rate",)
+MAX_TRIALS = 256
+
+
+def new_sweep_id() -> str:
+    return time.strftime("sweep-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+def plan(grid: list[tuple[str, list[Any]]], ranges: list[tuple[str, float, float]], trials: int,
+         seed: int) -> list[dict[str, Any]]:
+    """Each trial's options (JobSpec field -> value): every combination of the grid, for each of
+    `trials` draws of the random options (log-uniform for rates, whole numbers for integer options);
+    the draws are a pure function of the seed."""
+    draw = random.Random(seed)
+    planned = []
+    for _ in range(trials if ranges else 1):
+        drawn: dict[str, Any] = {}
+        for name, low, high in ranges:
+            if name in RATES:
+                value: Any = math.exp(draw.uniform(math.log(low), math.log(high)))
+            else:
+                value = draw.uniform(low, high)
+            drawn[name] = round(value) if isinstance(getattr(_DEFAULTS, name), int) else float(f"{value:.4g}")
+        for combination in itertools.product(*[values for _, values in grid]):
+            planned.append({**drawn, **dict(zip([name for name, _ in grid], combination, strict=True))})
+    if len(planned) > MAX_TRIALS:
+        raise UserError(f"the sweep would run {len(planned)} trials, more than {MAX_TRIALS}: grid fewer values")
+    return planned
+
+
+_DEFAULTS = JobSpec(job_id="x", dataset="x", store="x")
+
+
+def check_range(name: str, low: float, high: float) -> None:
+    option = f"--{name.replace('_', '-')}"
+    if not low < high:
+        raise UserError(f"--random {option[2:]}={low:g}..{high:g}: the low end must be below the high end")
+    if name in RATES and low <= 0:
+        raise UserError(f"--random {option[2:]}: a rate is drawn log-uniformly, so its low end must be above 0")
+
+
+def check_room(address: str | None, specs: list[JobSpec], max_concurrent: int) -> None:
+    """Refuse a --max-concurrent that composer's own Ray head can never hold: its resources are all it
+    will ever have. Another cluster may have an autoscaler: each trial's own check waits for its room."""
+    cluster = jobs.clusters.resolve(address, start=True)
+    if cluster is None or not cluster.local:
+        return
+    from ray.util.state import list_nodes
+
+    nodes = [n.resources_total for n in list_nodes(address=cluster.address, raise_on_missing_output=False)
+             if n.state == "ALIVE"]
+    have = {kind: sum(float(n.get(kind, 0.0)) for n in nodes) for kind in ("CPU", "GPU")}
+    largest = sorted(specs, key=lambda s: s.workers, reverse=True)[:max_concurrent]
+    need = {"CPU": float(sum(s.workers for s in largest)),
+            "GPU": float(sum(s.workers * s.gpus_per_worker for s in largest))}
+    if need["CPU"] > have["CPU"] or need["GPU"] > have["GPU"]:
+        raise UserError(f"--max-concurrent {max_concurrent} runs up to {len(largest)} trials at once, whose workers "
+                        f"need {need['CPU']:g} CPU and {need['GPU']:g} GPU, and composer's own Ray head has "
+                        f"{have['CPU']:g} CPU and {have['GPU']:g} GPU: lower --max-concurrent or --workers")
+
+
+def submit(store: Store, dataset: str, address: str | None, preset: str, composers: str | None, max_bytes: int,
+           settings: dict[str, Any], planned: list[dict[str, Any]], scheduler: str, max_concurrent: int,
+           time_budget: float | None) -> Sweep:
+    """Check every trial's spec, then upload the dataset, record the trials and hand the sweep to Ray."""
+    from service.storage import datasets
+
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"unknown --scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+    if max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
+    if time_budget is not None and time_budget <= 0:
+        raise UserError(f"--time-budget must be above 0 seconds, got {time_budget:g}")
+    sweep_id = new_sweep_id()
+    names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
+    specs = []
+    for number, options in enumerate(planned, start=1):
+        given = {**{k: v for k, v in settings.items() if v is not None}, **options}
+        trial_preset = given.pop("preset", preset)
+        specs.append(build_spec(f"{sweep_id}-t{number:02d}", "pending", store.uri, trial_preset, composers=names,
+                                **given))
+    check_room(address, specs, max_concurrent)
+    jobs.preflight(store, address)
+    name, found = datasets.resolve(store, dataset, max_bytes)
+    sweep = Sweep(sweep_id, [{"job_id": s.job_id, "options": {k.replace("_", "-"): v for k, v in o.items()}}
+                             for s, o in zip(specs, planned, strict=True)], scheduler, max_concurrent, time_budget)
+
+    def record() -> None:
+        for spec in specs:
+            spec.dataset, spec.dataset_digest = name, found.digest if found is not None else ""
+            jobstate.save_spec(store, spec)
+            jobstate.begin(store, spec.job_id, spec.epochs)
+            jobstate.update(store, spec.job_id, sweep=sweep_id, message=f"a trial of {sweep_id}: waiting for its turn")
+        sweep.save(store)
+        SweepStatus().save(store, sweep_id)
+
+    jobs.hand_over(store, address, sweep_id, "service.job.sweep", f"--sweep {sweep_id}", specs[0].store_timeout,
+                   record, {"dataset": name, "sweep": "1"})
+    return sweep
+
+
+def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
+    """Run the sweep's driver again: the trials not yet ended run, each from its last checkpoint."""
+    sweep = Sweep.load(store, sweep_id)
+    status = SweepStatus.load(store, sweep_id)
+    if status.phase == "done":
+        raise UserError(f"sweep {sweep_id} has finished already: see `composer sweep-status {sweep_id}`")
+    found = jobs._ray_job(jobs.clusters.resolve(address, start=True), sweep_id)
+    if found is not None:
+        now = jobs._status(found[1])
+        if now not in jobs.TERMINAL:
+            raise UserError(f"sweep {sweep_id} is still {now.lower()} on the cluster: follow it with "
+                            f"`composer sweep-status {sweep_id}`")
+        found[0].delete_job(sweep_id)
+    timeout = jobstate.load_spec(store, sweep.trials[0]["job_id"]).store_timeout
+    jobs.hand_over(store, address, sweep_id, "service.job.sweep", f"--sweep {sweep_id}", timeout, lambda: None,
+                   {"sweep": "1"})
+    return sweep
+
+
+def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
+    """The sweep as one object: its state, every trial (job id, options, phase, stopped early, best
+    validation loss, held-out score) and the best trial."""
+    sweep = Sweep.load(store, sweep_id)
+    status = SweepStatus.load(store, sweep_id)
+    ray_state, _ = jobs._ray_state(jobs.clusters.resolve(address, start=False), sweep_id)
+    if ray_state is None:
+        ray_state = {"done": "SUCCEEDED", "failed": "FAILED"}.get(status.phase, "STOPPED")
+    trials = []
+    for trial in sweep.trials:
+        progress = jobstate.Progress.load(store, trial["job_id"]) or jobstate.Progress(trial["job_id"])
+        trials.append({"job_id": trial["job_id"], "options": trial["options"], "phase": progress.phase,
+                       "epoch": progress.epoch, "stopped_early": trial["job_id"] in status.stopped_early,
+                       "best_val_loss": progress.best_val_loss,
+                       "nats_per_second": (progress.test or {}).get("nats_per_second"),
+                       "error": progress.error, "message": progress.message})
+    return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error,
+            "scheduler": sweep.scheduler, "max_concurrent": sweep.max_concurrent, "trials": trials,
+            "best": status.best}

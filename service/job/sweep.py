@@ -1,0 +1,187 @@
+"""The sweep driver: runs on the Ray head as one Ray job (`python -m service.job.sweep --store URI --sweep ID`).
+
+Every trial is a composer job of its own (jobs/<trial id>/, written by `composer sweep`), run by Ray
+Tune as one trial: the job's stages up to the held-out test score (driver.run), its Ray Train workers
+reporting each epoch's validation loss to Tune, whose scheduler (ASHA) stops the trials that fall
+behind. A trial that fails records its one line and the sweep goes on; `--time-budget` bounds the
+whole. At the end the best trial (the lowest held-out nats per second where the trials have a test
+score, else the lowest validation loss) generates its samples and report like a job; the others are
+left trained or stopped, each with a line that says which (`composer submit --resume TRIAL` publishes
+one later). Run again with the same id (`composer sweep --resume`), it runs only the trials not yet
+ended, each from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+from service.errors import ComposerError
+from service.job import driver
+from service.job.train import finished as training_finished
+from service.spec import JobSpec
+from service.storage import jobstate
+from service.storage.joblog import JobLog
+from service.storage.store import Store, open_store
+from service.storage.sweepstate import Sweep, SweepStatus
+
+TRAINED = "trained and scored: the sweep publishes its best trial"
+
+
+def _trial(config: dict) -> None:
+    """One Tune trial: the job's stages up to its test score; a failure is recorded as the job's."""
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    job_id = config["job_id"]
+    store = open_store(config["store"], retry_for=config["store_timeout"])
+    log = JobLog(store, job_id, "driver")
+    try:
+        run_id = driver.start(store, job_id, log)
+        if run_id is not None:
+            driver.run(store, job_id, log, run_id, publish_results=False, callbacks=(TuneReportCallback(),))
+            jobstate.update(store, job_id, run_id, message=TRAINED)
+    except Exception as e:  # recorded, and the sweep goes on with the other trials
+        if _stopped_by_tune(e):
+            log.line("stopped by the sweep (its scheduler, or the time budget)")
+            return
+        message, expected = driver.failure_reason(e)
+        if not expected:
+            log.line(traceback.format_exc().rstrip())
+        log.line(f"failed: {message}")
+        jobstate.update(store, job_id, phase="failed", error=message[:500])
+    finally:
+        log.close()
+
+
+def _stopped_by_tune(e: BaseException) -> bool:
+    """Whether the trial's training ended because Tune stopped the trial: Tune removes the trial's placement
+    group, which ends the Ray Train controller inside it before the trial itself."""
+    return any(type(c).__name__ == "ActorDiedError" and "placement group was removed" in str(c)
+               for c in driver.causes(e))
+
+
+def ended(progress: jobstate.Progress | None) -> bool:
+    """A trial with nothing left to run in this sweep: published, failed, stopped, or trained and scored."""
+    return progress is not None and (progress.phase in jobstate.ENDED or progress.message == TRAINED)
+
+
+def best_trial(trials: list[jobstate.Progress]) -> jobstate.Progress | None:
+    """The trained trial with the lowest held-out nats per second (where they have one), else the lowest
+    validation loss."""
+    trained = [p for p in trials if p.message == TRAINED or p.phase == "done"]
+    scored = [p for p in trained if (p.test or {}).get("nats_per_second") is not None]
+    if scored:
+        return min(scored, key=lambda p: p.test["nats_per_second"])
+    losses = [p for p in trained if p.best_val_loss is not None and math.isfinite(p.best_val_loss)]
+    return min(losses, key=lambda p: p.best_val_loss) if losses else None
+
+
+def _tune(store: Store, sweep: Sweep, pending: list[str], store_timeout: float) -> None:
+    """Run the pending trials under Ray Tune: at most sweep.max_concurrent at once, ASHA or FIFO."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if not ray.is_initialized():
+        ray.init(logging_level="ERROR")
+    # A trial that fails before training (its line recorded) reports no val_loss: Tune must not end the sweep.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    specs = [jobstate.load_spec(store, job_id) for job_id in pending]
+    # max_t beyond the last epoch: ASHA stops a trial that reaches max_t, and one that ends by itself must
+    # go on to its test score.
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(s.epochs for s in specs) + 1,
+                               grace_period=1, reduction_factor=2) if sweep.scheduler == "asha" else FIFOScheduler())
+    tuner = tune.Tuner(
+        # The trial holds no CPU or GPU: its Ray Train workers hold them (Tune wants some resource: a byte of memory).
+        tune.with_resources(_trial, {"cpu": 0, "memory": 1}),
+        param_space={"job_id": tune.grid_search(pending), "store": store.uri, "store_timeout": store_timeout},
+        tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler,
+                                    max_concurrent_trials=sweep.max_concurrent, time_budget_s=sweep.time_budget),
+        run_config=tune.RunConfig(name=sweep.sweep_id, verbose=0,
+                                  storage_path=os.path.join(tempfile.gettempdir(), "composer-ray-tune")),
+    )
+    tuner.fit()
+
+
+def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
+    """After Tune: a trial whose training did not finish was stopped (by the scheduler or the time
+    budget); the best trained one is published like a job; the rest say where they stand."""
+    trials = {t["job_id"]: jobstate.Progress.load(store, t["job_id"]) for t in sweep.trials}
+    for job_id, progress in trials.items():
+        if progress is None or ended(progress):
+            continue
+        spec: JobSpec = jobstate.load_spec(store, job_id)
+        latest = jobstate.latest_checkpoint(store, job_id)
+        if not training_finished(spec, latest):
+            why = "the time budget ran out" if sweep.time_budget and status.started and \
+                time.time() - status.started >= sweep.time_budget else f"{sweep.scheduler.upper()} stopped it early"
+            trials[job_id] = jobstate.update(
+                store, job_id, phase="stopped",
+                message=f"{why} after epoch {latest['epoch'] if latest else 0} of {spec.epochs}")
+            status.stopped_early.append(job_id)
+    best = best_trial([p for p in trials.values() if p is not None])
+    status.best = best.job_id if best is not None else None
+    status.save(store, sweep.sweep_id)
+    if best is not None and best.phase != "done":
+        log = JobLog(store, best.job_id, "driver")
+        try:
+            log.line(f"the best trial of sweep {sweep.sweep_id}: generating its samples and report")
+            driver.run(store, best.job_id, log, best.run_id)
+        finally:
+            log.close()
+    for job_id, progress in trials.items():
+        if progress is not None and job_id != status.best and progress.message == TRAINED:
+            jobstate.update(store, job_id, phase="stopped",
+                            message=f"trained and scored, not the best trial of {sweep.sweep_id}: "
+                                    f"`composer submit --resume {job_id}` publishes its samples")
+
+
+def run(store: Store, sweep_id: str, store_timeout: float) -> None:
+    sweep = Sweep.load(store, sweep_id)
+    status = SweepStatus.load(store, sweep_id)
+    if status.phase != "queued":
+        status.resumes += 1
+    status.phase, status.error, status.started = "running", None, time.time()
+    status.save(store, sweep_id)
+    pending = [t["job_id"] for t in sweep.trials if not ended(jobstate.Progress.load(store, t["job_id"]))]
+    print(f"sweep {sweep_id}: {len(pending)} of {len(sweep.trials)} trials to run, at most {sweep.max_concurrent} "
+          f"at once, scheduler {sweep.scheduler}", flush=True)
+    if pending:
+        _tune(store, sweep, pending, store_timeout)
+    _settle(store, sweep, status)
+    status.phase, status.ended = "done", time.time()
+    status.save(store, sweep_id)
+    print(f"sweep {sweep_id}: done, best trial {status.best}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="composer sweep driver (started by `composer sweep`)")
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--sweep", required=True)
+    parser.add_argument("--store-timeout", type=float, default=JobSpec.store_timeout)
+    args = parser.parse_args(argv)
+    store = open_store(args.store, retry_for=args.store_timeout)
+    try:
+        run(store, args.sweep, args.store_timeout)
+        return 0
+    except BaseException as e:  # the sweep fails with one line; its trials keep their own records
+        message, expected = driver.failure_reason(e)
+        if not expected:
+            traceback.print_exc()
+        print(f"failed: {message}", flush=True)
+        try:
+            status = SweepStatus.load(store, args.sweep)
+            status.phase, status.error, status.ended = "failed", message[:500], time.time()
+            status.save(store, args.sweep)
+        except ComposerError:
+            pass  # the store may be what failed: Ray's record ends with the line above
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

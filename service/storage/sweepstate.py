@@ -1,0 +1,70 @@
+"""What a sweep records about itself in the store (the layout in README.md):
+
+    sweeps/<id>/sweep.json    the sweep: its trials (each a job: jobs/<trial id>/) with their options,
+                              the scheduler, the concurrency, the time budget
+    sweeps/<id>/status.json   its progress: phase, the trials stopped early, the best trial, an error
+
+Each trial is a composer job of its own (jobstate), whose progress record names the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from service.errors import UserError
+from service.storage.store import NotFound, Store
+
+SWEEP = "sweep.json"
+STATUS = "status.json"
+
+
+def sweep_key(sweep_id: str, name: str) -> str:
+    return f"sweeps/{sweep_id}/{name}"
+
+
+@dataclass
+class Sweep:
+    sweep_id: str
+    trials: list[dict[str, Any]]  # {"job_id": ..., "options": {option: value, ...}} in the order run
+    scheduler: str = "asha"
+    max_concurrent: int = 1
+    time_budget: float | None = None
+    created: float = field(default_factory=time.time)
+
+    def save(self, store: Store) -> None:
+        store.put_bytes(sweep_key(self.sweep_id, SWEEP), json.dumps(asdict(self), indent=1).encode())
+
+    @classmethod
+    def load(cls, store: Store, sweep_id: str) -> Sweep:
+        try:
+            return cls(**json.loads(store.get_bytes(sweep_key(sweep_id, SWEEP))))
+        except NotFound:
+            raise UserError(f"no sweep {sweep_id!r} in the store {store.uri}: see `composer list`") from None
+
+
+def exists(store: Store, sweep_id: str) -> bool:
+    return store.exists(sweep_key(sweep_id, SWEEP))
+
+
+@dataclass
+class SweepStatus:
+    phase: str = "queued"  # queued, running, done, failed
+    stopped_early: list[str] = field(default_factory=list)  # trials the scheduler (or the time budget) stopped
+    best: str | None = None
+    error: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    resumes: int = 0
+
+    def save(self, store: Store, sweep_id: str) -> None:
+        store.put_bytes(sweep_key(sweep_id, STATUS), json.dumps(asdict(self), indent=1).encode())
+
+    @classmethod
+    def load(cls, store: Store, sweep_id: str) -> SweepStatus:
+        try:
+            return cls(**json.loads(store.get_bytes(sweep_key(sweep_id, STATUS))))
+        except NotFound:
+            return cls()

@@ -1,0 +1,75 @@
+"""`composer sweep` for real: Ray Tune with ASHA on the local Ray head, every trial a composer job.
+
+One sweep of four trials on five GiantMIDI files: learning rate 3e-3 or 1e-7 (which cannot learn) times
+--seq-len 16 or 100000 (longer than any piece: the trial fails at tokenize). ASHA must stop the 1e-7
+trial early, the failing trials must not stop the sweep, and the best trial is published like a job.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+from tensorboard_events import curves
+
+from service.storage.jobstate import TENSORBOARD
+
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def swept(ray_head, composer_home, five_files, tmp_path_factory) -> dict:
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path_factory.mktemp("sweep") / "store")}
+    proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--epochs", str(EPOCHS),
+                   "--steps-per-epoch", "6", "--workers", "1", "--samples", "1", "--price-per-hour", "0.25",
+                   "--grid", "learning-rate=3e-3,1e-7", "--grid", "seq-len=16,100000", "--max-concurrent", "1",
+                   "--scheduler", "asha", "--wait", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"env": env, "result": json.loads(proc.stdout), "stderr": proc.stderr}
+
+
+def test_asha_stops_the_trial_that_cannot_learn_and_a_failed_trial_does_not_stop_the_sweep(swept):
+    result = swept["result"]
+    assert result["state"] == "SUCCEEDED" and result["phase"] == "done"
+    trials = result["trials"]
+    assert [t["options"] for t in trials] == [{"learning-rate": lr, "seq-len": n} for lr in (3e-3, 1e-7)
+                                              for n in (16, 100000)]
+    good, long_a, stuck, long_b = trials
+    assert good["phase"] == "done" and good["epoch"] == EPOCHS and not good["stopped_early"]
+    assert stuck["phase"] == "stopped" and stuck["stopped_early"] and 1 <= stuck["epoch"] < EPOCHS, stuck
+    assert "ASHA stopped it early" in stuck["message"]
+    for failed in (long_a, long_b):
+        assert failed["phase"] == "failed" and "--seq-len" in failed["error"], failed
+        assert "\n" not in failed["error"]
+    assert result["best"] == good["job_id"] and good["best_val_loss"] < stuck["best_val_loss"]
+
+
+def test_every_trial_is_a_job_status_compare_and_pull_work_on(swept, tmp_path):
+    env, result = swept["env"], swept["result"]
+    good, _, stuck, _ = result["trials"]
+    status = json.loads(run_cli("status", stuck["job_id"], "--json", env=env).stdout)
+    assert status["state"] == "STOPPED" and status["error"] is None and "ASHA" in status["message"]
+    shown = run_cli("status", result["sweep_id"], env=env)  # a sweep's id: the sweep's table
+    assert f"best trial {good['job_id']}" in shown.stdout and "learning-rate" in shown.stdout, shown.stdout
+    table = json.loads(run_cli("compare", result["sweep_id"], "--json", env=env).stdout)
+    assert table["differing"] == ["seq-len", "learning-rate"]
+    assert [r["job_id"] for r in table["runs"]] == [t["job_id"] for t in result["trials"]]
+    # cost of the stopped trial: its one CPU worker's train seconds at 0.25 per device-hour
+    row = table["runs"][2]
+    assert row["cost"] == pytest.approx(row["device_seconds"] * 0.25 / 3600, abs=1e-4) and row["device_seconds"] > 0
+    pulled = run_cli("pull", good["job_id"], "--to", str(tmp_path / "best"), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert [step for step, _ in curves(tmp_path / "best" / TENSORBOARD)["val_loss"]] == list(range(1, EPOCHS + 1))
+    refused = run_cli("pull", stuck["job_id"], "--to", str(tmp_path / "stuck"), env=env)
+    assert refused.returncode == 1 and "no published results (phase stopped" in refused.stderr
+
+
+def test_more_concurrent_trials_than_the_head_can_ever_hold_are_refused_before_anything(ray_head, composer_home,
+                                                                                       five_files, tmp_path):
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--workers", "1", "--grid",
+                   "units=16,32", "--grid", "layers=1,2", "--max-concurrent", "64", env=env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--max-concurrent 64 runs up to 4 trials at once" in proc.stderr and "lower --max-concurrent" in proc.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
