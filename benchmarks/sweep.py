@@ -42,15 +42,16 @@ def sweep(store: Path, scheduler: str, args: argparse.Namespace) -> tuple[float,
 
 
 def trial_seconds(store: Path, job_id: str) -> float:
+    """The seconds a trial spent in its own phases (dataset to publish; not queued, not after it ended)."""
     status = json.loads((store / "jobs" / job_id / "status.json").read_text())
-    return sum(status["phase_seconds"].values()) - status["phase_seconds"].get("queued", 0.0)
+    return sum(seconds for phase, seconds in status["phase_seconds"].items() if phase != "queued")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="bach")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=40, help="steps per epoch")
+    parser.add_argument("--steps", type=int, default=100, help="steps per epoch")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -272,6 +272,16 @@ def test_one_image_everywhere(launcher: dict[str, Any]) -> None:
         assert "worker_image" not in node_type.get("docker", {})
 
 
+def test_every_ray_container_names_its_image_for_provenance(launcher: dict[str, Any]) -> None:
+    """COMPOSER_IMAGE (service/model/provenance.py) equals the image each Ray container runs, on Kubernetes
+    and in the cluster launcher's docker run options."""
+    ray_containers = [(where, c) for where, c in k8s_containers() if "submitter" not in where]
+    assert len(ray_containers) >= 4
+    for where, c in ray_containers:
+        assert env_map(c.get("env") or []).get("COMPOSER_IMAGE", {}).get("value") == c["image"], where
+    assert f"--env COMPOSER_IMAGE={launcher['docker']['image']}" in launcher["docker"]["run_options"]
+
+
 def test_every_container_sets_legacy_keras_and_ray_token() -> None:
     containers = k8s_containers()
     assert len(containers) >= 5  # head + gpu worker (x2 files) + submitter

@@ -8,9 +8,11 @@ trial early, the failing trials must not stop the sweep, and the best trial is p
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import read_json, run_cli
 from tensorboard_events import curves
 
 from service.storage.jobstate import TENSORBOARD
@@ -63,6 +65,14 @@ def test_every_trial_is_a_job_status_compare_and_pull_work_on(swept, tmp_path):
     assert [step for step, _ in curves(tmp_path / "best" / TENSORBOARD)["val_loss"]] == list(range(1, EPOCHS + 1))
     refused = run_cli("pull", stuck["job_id"], "--to", str(tmp_path / "stuck"), env=env)
     assert refused.returncode == 1 and "no published results (phase stopped" in refused.stderr
+    # the whole sweep: the best trial whole, the stopped one's curves as far as it went, nothing of a failed one
+    whole = run_cli("pull", result["sweep_id"], "--to", str(tmp_path / "sweep"), "--json", env=env)
+    assert whole.returncode == 0, whole.stderr
+    assert (tmp_path / "sweep" / good["job_id"] / "report.json").is_file()
+    stopped_curve = curves(tmp_path / "sweep" / stuck["job_id"] / TENSORBOARD)["val_loss"]
+    assert [step for step, _ in stopped_curve] == list(range(1, stuck["epoch"] + 1))
+    assert not (tmp_path / "sweep" / result["trials"][1]["job_id"]).exists()
+    assert result["cost"] == pytest.approx(sum(t["cost"] for t in result["trials"]), abs=1e-3)
 
 
 def test_more_concurrent_trials_than_the_head_can_ever_hold_are_refused_before_anything(ray_head, composer_home,
@@ -73,3 +83,53 @@ def test_more_concurrent_trials_than_the_head_can_ever_hold_are_refused_before_a
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "--max-concurrent 64 runs up to 4 trials at once" in proc.stderr and "lower --max-concurrent" in proc.stderr
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
+
+
+def test_a_sweep_whose_driver_was_stopped_resumes_its_trials_from_their_checkpoints(ray_head, composer_home,
+                                                                                     five_files, tmp_path):
+    store = tmp_path / "store"
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
+    proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "4", "--steps-per-epoch",
+                   "20", "--workers", "1", "--samples", "1", "--grid", "units=32,16", "--scheduler", "fifo",
+                   "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    submitted = json.loads(proc.stdout)
+    sweep_id, first = submitted["sweep_id"], submitted["trials"][0]["job_id"]
+    deadline = time.monotonic() + 300
+    while read_json(Path(store) / "jobs" / first / "checkpoints" / "latest.json") is None:
+        assert time.monotonic() < deadline, "no checkpoint of the first trial within 300 s"
+        time.sleep(0.2)
+    assert run_cli("cancel", sweep_id, env=env).returncode == 0  # the sweep's driver goes, its trials with it
+    lost_at = read_json(Path(store) / "jobs" / first / "checkpoints" / "latest.json")["epoch"]
+    assert lost_at < 4, "the first trial finished before the sweep was stopped: raise --steps-per-epoch"
+
+    resumed = run_cli("sweep", "--resume", sweep_id, "--wait", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads(resumed.stdout)
+    assert result["state"] == "SUCCEEDED" and all(t["epoch"] == 4 for t in result["trials"]), result
+    assert {t["phase"] for t in result["trials"]} == {"done", "stopped"} and result["best"]
+    log = (Path(store) / "jobs" / first / "logs" / "worker-0.log").read_text()
+    assert f"resuming from the checkpoint of epoch {lost_at} " in log, log[-2000:]
+    rows = [json.loads(line) for line in (Path(store) / "jobs" / first / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # every epoch once
+    again = run_cli("sweep", "--resume", sweep_id, env=env)
+    assert again.returncode == 2 and "has finished already" in again.stderr
+
+
+def test_the_plan_is_every_grid_combination_for_each_random_draw_and_reproducible():
+    """No cluster: the trials `composer sweep` plans (service/client/sweep.py: plan)."""
+    import statistics
+
+    from service.client.sweep import plan
+
+    planned = plan([("units", [32, 64])], [("learning_rate", 1e-4, 1e-2), ("layers", 1, 3)], 3, seed=7)
+    assert [p["units"] for p in planned] == [32, 64] * 3
+    for a, b in zip(planned[::2], planned[1::2], strict=True):  # a draw goes with every combination
+        assert (a["learning_rate"], a["layers"]) == (b["learning_rate"], b["layers"])
+    assert all(1e-4 <= p["learning_rate"] <= 1e-2 and p["layers"] in (1, 2, 3) for p in planned)
+    assert isinstance(planned[0]["layers"], int)
+    assert plan([("units", [32, 64])], [("learning_rate", 1e-4, 1e-2), ("layers", 1, 3)], 3, seed=7) == planned
+    assert plan([], [("learning_rate", 1e-4, 1e-2)], 3, seed=8) != plan([], [("learning_rate", 1e-4, 1e-2)], 3, seed=7)
+    # log-uniform: half the draws below the geometric middle 1e-3 (uniform draws would put 90% above it)
+    rates = [p["learning_rate"] for p in plan([], [("learning_rate", 1e-4, 1e-2)], 200, seed=1)]
+    assert 5e-4 < statistics.median(rates) < 2e-3

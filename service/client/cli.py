@@ -510,8 +510,9 @@ def _show_sweep(state: dict) -> None:
              _number(t["best_val_loss"]), _number(t["nats_per_second"]),
              t["error"] or t["message"] or ""]
             for t in state["trials"]]
-    out.print(f"{state['sweep_id']}: {state['state']} ({state['phase']}), best trial {state['best'] or '-'}",
-              highlight=False, markup=False)
+    spent = f", ${state['cost']:.4f}" if state["cost"] is not None else ""
+    out.print(f"{state['sweep_id']}: {state['state']} ({state['phase']}), best trial {state['best'] or '-'}; "
+              f"{state['device_seconds']:g} device-seconds{spent}", highlight=False, markup=False)
     out.print(_columns(header, rows), highlight=False, markup=False)
 
 
@@ -552,10 +553,22 @@ def cancel(job: str, address: AddressOpt = None,
 def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to write model/, samples/, ...")],
          force: Annotated[bool, typer.Option("--force", help="Replace different files already in the folder")]
          = False, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Download a finished job's model and music, verifying every checksum (all or nothing)."""
+    """Download a finished job's model and music, verifying every checksum (all or nothing); given a sweep's
+    id, every trial into DIR/<trial>/ (the best one whole, the others' TensorBoard curves and metrics)."""
     from service.client import jobs
+    from service.client import sweep as sweeps
+    from service.storage import sweepstate
 
-    files = jobs.pull(_store(store), _job(job), to, force)
+    the_store = _store(store)
+    if sweepstate.exists(the_store, _job(job)):
+        files = sweeps.pull(the_store, job, to, force)
+        if as_json:
+            print(json.dumps({"sweep_id": job, "to": str(to), "files": files}))
+        else:
+            out.print(f"pulled {len(files)} files of sweep {job} into {to}/ (one folder per trial; "
+                      f"`tensorboard --logdir {to}` shows their curves)")
+        return
+    files = jobs.pull(the_store, _job(job), to, force)
     if as_json:
         print(json.dumps({"job_id": job, "to": str(to), "files": files}))
     else:

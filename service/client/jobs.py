@@ -118,19 +118,27 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
             setattr(spec, name, settings[name])
     validate(spec)
     preflight(store, address)
-    cluster = clusters.resolve(address, start=True)
-    found = _ray_job(cluster, job_id)
-    if found is not None:
-        status = _status(found[1])
-        if status not in TERMINAL:
-            raise UserError(f"job {job_id} is still {status.lower()} on the cluster at {cluster.address}: "
-                            f"follow it with `composer status {job_id}`, or `composer cancel {job_id}` first")
-        # The cluster remembers the ended run under this id, which a new submission needs: forget it
-        # there (its log is kept in the store), once Ray is done with it.
-        _wait_for_monitor_end(cluster, job_id)
-        found[0].delete_job(job_id)
+    free_id(address, job_id, "job")
     submit(spec, store, address, resuming=True)
     return spec
+
+
+def free_id(address: str | None, submission_id: str, what: str) -> None:
+    """Before a run continues a job (or sweep): the cluster may remember an ended run under its id, which
+    the new submission needs. Forget it there (its log is kept in the store), once Ray is done with it;
+    a run still going is an error."""
+    cluster = clusters.resolve(address, start=True)
+    found = _ray_job(cluster, submission_id)
+    if found is None:
+        return
+    assert cluster is not None
+    status = _status(found[1])
+    if status not in TERMINAL:
+        raise UserError(f"{what} {submission_id} is still {status.lower()} on the cluster at {cluster.address}: "
+                        f"follow it with `composer status {submission_id}`, or `composer cancel {submission_id}` "
+                        "first")
+    _wait_for_monitor_end(cluster, submission_id)
+    found[0].delete_job(submission_id)
 
 
 def _wait_for_monitor_end(cluster: clusters.Cluster, job_id: str, timeout: float = SUPERVISOR_EXIT_TIMEOUT) -> None:
@@ -261,7 +269,7 @@ class JobState:
         return dict(self.__dict__)
 
 
-def _ray_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | None, str | None]:
+def cluster_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | None, str | None]:
     """Ray's view of the job; (None, None) when no cluster answers or it does not know the job."""
     found = _ray_job(cluster, job_id)
     if found is None:
@@ -272,13 +280,13 @@ def _ray_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | Non
 def state(store: Store, job_id: str, address: str | None) -> JobState:
     progress = Progress.load(store, job_id)
     cluster = clusters.resolve(address, start=False)
-    ray_state, ray_message = _ray_state(cluster, job_id)
+    ray_state, ray_message = cluster_state(cluster, job_id)
     if progress is None and ray_state is None:
         raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
     progress = progress or Progress(job_id)
     if ray_state is None and progress.sweep and progress.phase not in jobstate.ENDED:
         # A sweep's trial runs inside the sweep's Ray job: while that runs, so does the trial.
-        ray_state = _ray_state(cluster, progress.sweep)[0]
+        ray_state = cluster_state(cluster, progress.sweep)[0]
         ray_state = ray_state if ray_state not in (None, *TERMINAL) else None
     if ray_state is None:
         # The cluster is gone (or never knew the job): the store's record is all there is. A trial a

@@ -13,10 +13,12 @@ import math
 import random
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from service.client import jobs
 from service.errors import UserError
+from service.model import cost
 from service.spec import JobSpec, build_spec
 from service.storage import jobstate
 from service.storage.store import Store
@@ -131,17 +133,33 @@ def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
     status = SweepStatus.load(store, sweep_id)
     if status.phase == "done":
         raise UserError(f"sweep {sweep_id} has finished already: see `composer sweep-status {sweep_id}`")
-    found = jobs._ray_job(jobs.clusters.resolve(address, start=True), sweep_id)
-    if found is not None:
-        now = jobs._status(found[1])
-        if now not in jobs.TERMINAL:
-            raise UserError(f"sweep {sweep_id} is still {now.lower()} on the cluster: follow it with "
-                            f"`composer sweep-status {sweep_id}`")
-        found[0].delete_job(sweep_id)
+    jobs.preflight(store, address)
+    jobs.free_id(address, sweep_id, "sweep")
     timeout = jobstate.load_spec(store, sweep.trials[0]["job_id"]).store_timeout
     jobs.hand_over(store, address, sweep_id, "service.job.sweep", f"--sweep {sweep_id}", timeout, lambda: None,
                    {"sweep": "1"})
     return sweep
+
+
+def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str]:
+    """Every trial into to/<trial>/: a published trial whole (jobs.pull: checksums, all or nothing), any
+    other its curves as far as it trained (tensorboard/, metrics.jsonl), so `tensorboard --logdir to` shows
+    every trial side by side. Returns the paths written, relative to `to`."""
+    from service.storage.store import NotFound
+
+    written = []
+    for trial in Sweep.load(store, sweep_id).trials:
+        job_id = trial["job_id"]
+        if jobstate.published(store, job_id):
+            written += [f"{job_id}/{rel}" for rel in jobs.pull(store, job_id, to / job_id, force)]
+            continue
+        for name in (jobstate.TENSORBOARD, jobstate.METRICS):
+            try:
+                store.get_file(jobstate.job_key(job_id, name), to / job_id / name)
+            except NotFound:
+                continue  # a trial that never finished an epoch
+            written.append(f"{job_id}/{name}")
+    return written
 
 
 def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
@@ -149,17 +167,21 @@ def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
     validation loss, held-out score) and the best trial."""
     sweep = Sweep.load(store, sweep_id)
     status = SweepStatus.load(store, sweep_id)
-    ray_state, _ = jobs._ray_state(jobs.clusters.resolve(address, start=False), sweep_id)
+    ray_state, _ = jobs.cluster_state(jobs.clusters.resolve(address, start=False), sweep_id)
     if ray_state is None:
         ray_state = {"done": "SUCCEEDED", "failed": "FAILED"}.get(status.phase, "STOPPED")
     trials = []
     for trial in sweep.trials:
         progress = jobstate.Progress.load(store, trial["job_id"]) or jobstate.Progress(trial["job_id"])
+        spent = cost.of(jobstate.load_spec(store, trial["job_id"]), progress.elapsed())
         trials.append({"job_id": trial["job_id"], "options": trial["options"], "phase": progress.phase,
                        "epoch": progress.epoch, "stopped_early": trial["job_id"] in status.stopped_early,
                        "best_val_loss": progress.best_val_loss,
                        "nats_per_second": (progress.test or {}).get("nats_per_second"),
+                       "device_seconds": spent["device_seconds"], "cost": spent["cost"],
                        "error": progress.error, "message": progress.message})
+    priced = [t["cost"] for t in trials if t["cost"] is not None]
     return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error,
             "scheduler": sweep.scheduler, "max_concurrent": sweep.max_concurrent, "trials": trials,
-            "best": status.best}
+            "best": status.best, "device_seconds": round(sum(t["device_seconds"] for t in trials), 1),
+            "cost": round(sum(priced), 4) if priced else None}

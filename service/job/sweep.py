@@ -44,7 +44,8 @@ def _trial(config: dict) -> None:
         run_id = driver.start(store, job_id, log)
         if run_id is not None:
             driver.run(store, job_id, log, run_id, publish_results=False, callbacks=(TuneReportCallback(),))
-            jobstate.update(store, job_id, run_id, message=TRAINED)
+            # Its clock stops here: the sweep publishes its best trial later (the `stopped` phase takes no time).
+            jobstate.update(store, job_id, run_id, phase="stopped", message=TRAINED)
     except Exception as e:  # recorded, and the sweep goes on with the other trials
         if _stopped_by_tune(e):
             log.line("stopped by the sweep (its scheduler, or the time budget)")
@@ -67,7 +68,7 @@ def _stopped_by_tune(e: BaseException) -> bool:
 
 def ended(progress: jobstate.Progress | None) -> bool:
     """A trial with nothing left to run in this sweep: published, failed, stopped, or trained and scored."""
-    return progress is not None and (progress.phase in jobstate.ENDED or progress.message == TRAINED)
+    return progress is not None and progress.phase in jobstate.ENDED
 
 
 def best_trial(trials: list[jobstate.Progress]) -> jobstate.Progress | None:
@@ -124,6 +125,10 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
                 store, job_id, phase="stopped",
                 message=f"{why} after epoch {latest['epoch'] if latest else 0} of {spec.epochs}")
             status.stopped_early.append(job_id)
+        else:  # trained, then stopped before its test score (the time budget)
+            trials[job_id] = jobstate.update(store, job_id, phase="stopped",
+                                             message="trained, stopped before its test score: `composer submit "
+                                                     f"--resume {job_id}` scores and publishes it")
     best = best_trial([p for p in trials.values() if p is not None])
     status.best = best.job_id if best is not None else None
     status.save(store, sweep.sweep_id)
@@ -136,9 +141,9 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
             log.close()
     for job_id, progress in trials.items():
         if progress is not None and job_id != status.best and progress.message == TRAINED:
-            jobstate.update(store, job_id, phase="stopped",
-                            message=f"trained and scored, not the best trial of {sweep.sweep_id}: "
-                                    f"`composer submit --resume {job_id}` publishes its samples")
+            jobstate.update(store, job_id, message=f"trained and scored, not the best trial of "
+                                                   f"{sweep.sweep_id}: `composer submit --resume {job_id}` publishes "
+                                                   "its samples")
 
 
 def run(store: Store, sweep_id: str, store_timeout: float) -> None:
