@@ -38,6 +38,7 @@ def test_asha_stops_the_trial_that_cannot_learn_and_a_failed_trial_does_not_stop
     assert [t["options"] for t in trials] == [{"learning-rate": lr, "seq-len": n} for lr in (3e-3, 1e-7)
                                               for n in (16, 100000)]
     good, long_a, stuck, long_b = trials
+    assert [t["state"] for t in trials] == ["SUCCEEDED", "FAILED", "STOPPED", "FAILED"]
     assert good["phase"] == "done" and good["epoch"] == EPOCHS and not good["stopped_early"]
     assert stuck["phase"] == "stopped" and stuck["stopped_early"] and 1 <= stuck["epoch"] < EPOCHS, stuck
     assert "ASHA stopped it early" in stuck["message"]
@@ -133,3 +134,20 @@ def test_the_plan_is_every_grid_combination_for_each_random_draw_and_reproducibl
     # log-uniform: half the draws below the geometric middle 1e-3 (uniform draws would put 90% above it)
     rates = [p["learning_rate"] for p in plan([], [("learning_rate", 1e-4, 1e-2)], 200, seed=1)]
     assert 5e-4 < statistics.median(rates) < 2e-3
+
+
+def test_the_time_budget_stops_the_sweep(ray_head, composer_home, five_files, tmp_path):
+    """--time-budget 45 on trials that would train for minutes: the sweep ends near the budget, the
+    trial that was training is stopped with the reason, the one never started too, and none is best."""
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    started = time.monotonic()
+    proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "200", "--patience", "200",
+                   "--steps-per-epoch", "20", "--workers", "1", "--grid", "units=32,16", "--scheduler", "fifo",
+                   "--time-budget", "45", "--wait", "--json", env=env)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    first, second = result["trials"]
+    assert first["phase"] == "stopped" and first["epoch"] >= 1 and "the time budget ran out" in first["message"]
+    assert second["phase"] == "stopped" and second["epoch"] == 0 and "the time budget ran out" in second["message"]
+    assert result["best"] is None and took < 45 + 60, took

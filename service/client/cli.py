@@ -500,7 +500,7 @@ def _follow_sweep(store, sweep_id: str, address: str | None) -> dict:
                 err.print(f"{sweep_id}: {trial['job_id']} {trial['phase']} (epoch {trial['epoch']})", highlight=False)
         if now["state"] in jobs.TERMINAL:
             return now
-        time.sleep(2.0)
+        time.sleep(1.0)
 
 
 def _show_sweep(state: dict) -> None:

@@ -162,6 +162,16 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
     return written
 
 
+def _trial_state(phase: str, sweep_state: str) -> str:
+    """A trial's state in the words of a job's: its own end where it has one, else the sweep's."""
+    ended = {"done": "SUCCEEDED", "failed": "FAILED", "stopped": "STOPPED"}
+    if phase in ended:
+        return ended[phase]
+    if sweep_state in jobs.TERMINAL:
+        return "STOPPED"
+    return "PENDING" if phase == "queued" else "RUNNING"
+
+
 def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
     """The sweep as one object: its state, every trial (job id, options, phase, stopped early, best
     validation loss, held-out score) and the best trial."""
@@ -174,7 +184,8 @@ def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
     for trial in sweep.trials:
         progress = jobstate.Progress.load(store, trial["job_id"]) or jobstate.Progress(trial["job_id"])
         spent = cost.of(jobstate.load_spec(store, trial["job_id"]), progress.elapsed())
-        trials.append({"job_id": trial["job_id"], "options": trial["options"], "phase": progress.phase,
+        trials.append({"job_id": trial["job_id"], "options": trial["options"],
+                       "state": _trial_state(progress.phase, ray_state), "phase": progress.phase,
                        "epoch": progress.epoch, "stopped_early": trial["job_id"] in status.stopped_early,
                        "best_val_loss": progress.best_val_loss,
                        "nats_per_second": (progress.test or {}).get("nats_per_second"),

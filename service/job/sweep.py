@@ -31,6 +31,7 @@ from service.storage.store import Store, open_store
 from service.storage.sweepstate import Sweep, SweepStatus
 
 TRAINED = "trained and scored: the sweep publishes its best trial"
+STOPPING = "stopped by the sweep (its scheduler, or the time budget)"
 
 
 def _trial(config: dict) -> None:
@@ -40,6 +41,7 @@ def _trial(config: dict) -> None:
     job_id = config["job_id"]
     store = open_store(config["store"], retry_for=config["store_timeout"])
     log = JobLog(store, job_id, "driver")
+    run_id = None
     try:
         run_id = driver.start(store, job_id, log)
         if run_id is not None:
@@ -47,23 +49,37 @@ def _trial(config: dict) -> None:
             # Its clock stops here: the sweep publishes its best trial later (the `stopped` phase takes no time).
             jobstate.update(store, job_id, run_id, phase="stopped", message=TRAINED)
     except Exception as e:  # recorded, and the sweep goes on with the other trials
-        if _stopped_by_tune(e):
-            log.line("stopped by the sweep (its scheduler, or the time budget)")
-            return
-        message, expected = driver.failure_reason(e)
-        if not expected:
-            log.line(traceback.format_exc().rstrip())
-        log.line(f"failed: {message}")
-        jobstate.update(store, job_id, phase="failed", error=message[:500])
+        if any(isinstance(c, jobstate.Superseded) for c in driver.causes(e)):
+            return  # the sweep driver settled the trial already (_settle claims it)
+        try:
+            if _stopped_by_tune(e):
+                # Its clock (and device-seconds) stops now; the sweep driver says why when the sweep ends.
+                log.line(STOPPING)
+                jobstate.update(store, job_id, run_id, phase="stopped", message=STOPPING)
+                return
+            message, expected = driver.failure_reason(e)
+            if not expected:
+                log.line(traceback.format_exc().rstrip())
+            log.line(f"failed: {message}")
+            jobstate.update(store, job_id, run_id, phase="failed", error=message[:500])
+        except jobstate.Superseded:
+            pass  # Tune let the sweep end before this trial's last word: the sweep driver has its record
     finally:
         log.close()
 
 
 def _stopped_by_tune(e: BaseException) -> bool:
-    """Whether the trial's training ended because Tune stopped the trial: Tune removes the trial's placement
-    group, which ends the Ray Train controller inside it before the trial itself."""
-    return any(type(c).__name__ == "ActorDiedError" and "placement group was removed" in str(c)
-               for c in driver.causes(e))
+    """Whether the trial's training ended because Tune stopped the trial (its scheduler, the time budget).
+    Tune tears a stopped trial down, which kills the Ray Train controller inside it, so the trial sees
+    the controller's ActorDiedError, with one of two reasons depending on which part of the teardown
+    reached it first: its placement group was removed, or its owner exited on purpose
+    (INTENDED_SYSTEM_EXIT). A controller that crashed, or a node lost, says otherwise and is a failure."""
+    for cause in driver.causes(e):
+        text = str(cause)
+        if type(cause).__name__ == "ActorDiedError" and (
+                "placement group was removed" in text or ("owner has died" in text and "INTENDED_SYSTEM_EXIT" in text)):
+            return True
+    return False
 
 
 def ended(progress: jobstate.Progress | None) -> bool:
@@ -114,19 +130,28 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
     budget); the best trained one is published like a job; the rest say where they stand."""
     trials = {t["job_id"]: jobstate.Progress.load(store, t["job_id"]) for t in sweep.trials}
     for job_id, progress in trials.items():
-        if progress is None or ended(progress):
+        if progress is None or (ended(progress) and progress.message != STOPPING):
             continue
+        # The sweep driver takes the trial over: a trial process Tune has not ended yet writes nothing more
+        # (its next write finds itself superseded), so what is decided here stays.
+        last_record = progress.updated
+        owner = jobstate.claim(store, job_id)
+        progress = jobstate.Progress.load(store, job_id) or progress
+        if ended(progress) and progress.message != STOPPING:
+            continue  # its last word came just before the claim
         spec: JobSpec = jobstate.load_spec(store, job_id)
         latest = jobstate.latest_checkpoint(store, job_id)
         if not training_finished(spec, latest):
             why = "the time budget ran out" if sweep.time_budget and status.started and \
                 time.time() - status.started >= sweep.time_budget else f"{sweep.scheduler.upper()} stopped it early"
+            # A trial Tune killed before it could say so: its clock (and device-seconds) stops at its last
+            # record, as Tune stops a trial right after a report.
             trials[job_id] = jobstate.update(
-                store, job_id, phase="stopped",
+                store, job_id, owner, phase="stopped", at=last_record,
                 message=f"{why} after epoch {latest['epoch'] if latest else 0} of {spec.epochs}")
             status.stopped_early.append(job_id)
         else:  # trained, then stopped before its test score (the time budget)
-            trials[job_id] = jobstate.update(store, job_id, phase="stopped",
+            trials[job_id] = jobstate.update(store, job_id, owner, phase="stopped", at=last_record,
                                              message="trained, stopped before its test score: `composer submit "
                                                      f"--resume {job_id}` scores and publishes it")
     best = best_trial([p for p in trials.values() if p is not None])

@@ -168,15 +168,16 @@ def check_owner(progress: Progress | None, job_id: str, owner: str | None) -> No
         raise Superseded(f"another run of job {job_id} took it over: this one stops")
 
 
-def update(store: Store, job_id: str, owner: str | None = None, **changes: Any) -> Progress:
+def update(store: Store, job_id: str, owner: str | None = None, at: float | None = None, **changes: Any) -> Progress:
     """The one way to change a job's progress record: load it (or start one), change, save. A new
-    phase closes the timing of the one before (status and report.json give seconds per phase).
+    phase closes the timing of the one before (status and report.json give seconds per phase), at
+    `at` where the change is recorded after it happened (a sweep's trial that Tune stopped), else now.
     With `owner` (a run id from claim), raises Superseded instead when another run owns the job."""
     progress = Progress.load(store, job_id) or Progress(job_id)
     check_owner(progress, job_id, owner)
     new_phase = changes.get("phase")
     if new_phase is not None and new_phase != progress.phase:
-        now = time.time()
+        now = time.time() if at is None else max(at, progress.phase_started)
         if progress.phase_started and progress.phase not in ENDED:
             progress.phase_seconds = {**progress.phase_seconds, progress.phase: round(
                 progress.phase_seconds.get(progress.phase, 0.0) + now - progress.phase_started, 3)}
