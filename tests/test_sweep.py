@@ -90,8 +90,9 @@ def test_a_sweep_whose_driver_was_stopped_resumes_its_trials_from_their_checkpoi
                                                                                      five_files, tmp_path):
     store = tmp_path / "store"
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
-    proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "4", "--steps-per-epoch",
-                   "20", "--workers", "1", "--samples", "1", "--grid", "units=32,16", "--scheduler", "fifo",
+    # Epochs of a few seconds: the stop (Ray's stop_job, then Tune's teardown) takes seconds too.
+    proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "5", "--steps-per-epoch",
+                   "300", "--workers", "1", "--samples", "1", "--grid", "units=32,16", "--scheduler", "fifo",
                    "--json", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     submitted = json.loads(proc.stdout)
@@ -102,17 +103,17 @@ def test_a_sweep_whose_driver_was_stopped_resumes_its_trials_from_their_checkpoi
         time.sleep(0.2)
     assert run_cli("cancel", sweep_id, env=env).returncode == 0  # the sweep's driver goes, its trials with it
     lost_at = read_json(Path(store) / "jobs" / first / "checkpoints" / "latest.json")["epoch"]
-    assert lost_at < 4, "the first trial finished before the sweep was stopped: raise --steps-per-epoch"
+    assert lost_at < 5, "the first trial finished before the sweep was stopped: raise --steps-per-epoch"
 
     resumed = run_cli("sweep", "--resume", sweep_id, "--wait", "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads(resumed.stdout)
-    assert result["state"] == "SUCCEEDED" and all(t["epoch"] == 4 for t in result["trials"]), result
+    assert result["state"] == "SUCCEEDED" and all(t["epoch"] == 5 for t in result["trials"]), result
     assert {t["phase"] for t in result["trials"]} == {"done", "stopped"} and result["best"]
     log = (Path(store) / "jobs" / first / "logs" / "worker-0.log").read_text()
     assert f"resuming from the checkpoint of epoch {lost_at} " in log, log[-2000:]
     rows = [json.loads(line) for line in (Path(store) / "jobs" / first / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]  # every epoch once
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]  # every epoch once
     again = run_cli("sweep", "--resume", sweep_id, env=env)
     assert again.returncode == 2 and "has finished already" in again.stderr
 
