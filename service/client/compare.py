@@ -17,7 +17,7 @@ from service.storage.sweepstate import Sweep
 NOT_OPTIONS = ("job_id", "store", "created", "dataset_digest")
 
 
-def summary(store: Store, progress: jobstate.Progress, spec: JobSpec | None) -> dict[str, Any]:
+def summary(progress: jobstate.Progress, spec: JobSpec | None) -> dict[str, Any]:
     """One run in numbers: its progress, best validation loss, held-out score, wall time, device-seconds
     and cost (None where the job has none yet)."""
     seconds = progress.elapsed()
@@ -40,7 +40,7 @@ def _spec(store: Store, job_id: str) -> JobSpec | None:
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
     """`composer list`: every job of the store, by id."""
-    return [summary(store, p, _spec(store, p.job_id)) for p in jobstate.list_jobs(store)]
+    return [summary(p, _spec(store, p.job_id)) for p in jobstate.list_jobs(store)]
 
 
 def compare(store: Store, names: list[str]) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def compare(store: Store, names: list[str]) -> dict[str, Any]:
         spec = _spec(store, job_id)
         if progress is None or spec is None:
             raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
-        runs.append(summary(store, progress, spec))
+        runs.append(summary(progress, spec))
         specs.append({k: v for k, v in asdict(spec).items() if k not in NOT_OPTIONS})
     differing = [name for name in specs[0] if len({repr(s[name]) for s in specs}) > 1]
     for run, options in zip(runs, specs, strict=True):

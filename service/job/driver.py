@@ -134,7 +134,7 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped()
 
 
-def _forget_credentials(job_id: str) -> None:
+def forget_credentials(job_id: str) -> None:
     """Remove the credential files the CLI wrote for this job (composer's own local head only: the two
     paths in the job's env, inside COMPOSER_HOME/credentials/<job>/). Nothing else is ever removed."""
     folders = {Path(os.environ[name]).parent for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")
@@ -144,12 +144,18 @@ def _forget_credentials(job_id: str) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="composer job driver (started by `composer submit`)")
+def arguments(argv: list[str] | None, description: str, id_flag: str) -> argparse.Namespace:
+    """A driver's command line, as `composer submit` / `composer sweep` write it (client/jobs.py: entrypoint):
+    --store URI --store-timeout S and the id (`--job` or `--sweep`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--store", required=True)
-    parser.add_argument("--job", required=True)
+    parser.add_argument(id_flag, required=True)
     parser.add_argument("--store-timeout", type=float, default=JobSpec.store_timeout)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, "composer job driver (started by `composer submit`)", "--job")
     signal.signal(signal.SIGTERM, _stop)
     store = open_store(args.store, retry_for=args.store_timeout)
     log = JobLog(store, args.job, "driver")
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         # The last acts: the keys go (the job no longer needs them), the log's last lines are uploaded.
-        _forget_credentials(args.job)
+        forget_credentials(args.job)
         log.close()
         if unrecorded is not None:
             # Ray's record of the job ends with the driver's last line: there the reason, since the store's

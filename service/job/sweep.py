@@ -13,7 +13,6 @@ ended, each from its last checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -190,11 +189,7 @@ def run(store: Store, sweep_id: str, store_timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="composer sweep driver (started by `composer sweep`)")
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--sweep", required=True)
-    parser.add_argument("--store-timeout", type=float, default=JobSpec.store_timeout)
-    args = parser.parse_args(argv)
+    args = driver.arguments(argv, "composer sweep driver (started by `composer sweep`)", "--sweep")
     store = open_store(args.store, retry_for=args.store_timeout)
     try:
         run(store, args.sweep, args.store_timeout)
@@ -211,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         except ComposerError:
             pass  # the store may be what failed: Ray's record ends with the line above
         return 1
+    finally:
+        driver.forget_credentials(args.sweep)  # the files `composer sweep` wrote for this sweep on its own head
 
 
 if __name__ == "__main__":
