@@ -808,6 +808,15 @@ fn scan_tracks<'a>(
     Ok(())
 }
 
+/// The parser's notes (sorted by start tick, the pedal not applied) and pedal events of a file,
+/// for the tests of [`crate::sustain`].
+#[cfg(test)]
+pub(crate) fn raw_notes(bytes: &[u8]) -> Result<(Vec<RawNote>, Vec<crate::sustain::PedalEvent>)> {
+    scan_file(bytes, Sustain::Ignore, |s, _, _| {
+        (s.raw.clone(), s.pedal.clone())
+    })
+}
+
 /// The notes of the scanned tracks ([`scan_file`] has sorted them by start tick).
 fn build_notes(s: &mut Scratch, resolution: u16, tempo: &TempoMap) -> Notes {
     let start = order_notes(&mut s.raw, tempo);
