@@ -113,21 +113,40 @@ fn tokenize_each<I: Sync>(
     let work = || -> Tokenized {
         match options.vocab {
             None => {
+                // Which alphabet ids the files used, marked by each worker thread in its own
+                // table while the file's ids are in its cache (a byte each: plain stores).
+                let used: Vec<Mutex<Vec<u8>>> = (0..rayon::current_num_threads())
+                    .map(|_| Mutex::new(vec![0; alphabet.len()]))
+                    .collect();
                 let per_file = items
                     .par_iter()
                     .map(|item| {
                         catch(|| {
-                            tokens_of(item).map(|ids| {
-                                let used = used_ids(&ids, alphabet.len());
-                                // An exact copy is kept until the merge; the tokenizer's own
-                                // buffer (reserved for the worst case) is freed now, and the
-                                // next file reuses its memory while it is still in cache.
-                                (ids.to_vec(), used)
+                            tokens_of(item).map(|mut ids| {
+                                let thread = rayon::current_thread_index().unwrap_or(0);
+                                let mut seen = used[thread % used.len()]
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner());
+                                for &t in &ids {
+                                    seen[t as usize] = 1;
+                                }
+                                // Kept until the merge, without the room reserved for the worst
+                                // case.
+                                ids.shrink_to_fit();
+                                ids
                             })
                         })
                     })
                     .collect();
-                merge_used(per_file, alphabet)
+                let used = used
+                    .into_iter()
+                    .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+                    .reduce(|mut all, one| {
+                        all.iter_mut().zip(one).for_each(|(a, o)| *a |= o);
+                        all
+                    })
+                    .unwrap_or_default();
+                merge_used(per_file, &used, alphabet)
             }
             Some(vocab) => {
                 let ids = vocab_ids(vocab);
@@ -166,30 +185,14 @@ fn tokenize_each<I: Sync>(
 /// In a table from alphabet ids to vocabulary ids: a token that is not in the vocabulary.
 const UNKNOWN: i32 = -1;
 
-/// The alphabet ids that occur in `tokens`, as a bitset over the alphabet.
-fn used_ids(tokens: &[TokenId], alphabet_len: usize) -> Vec<u64> {
-    let mut used = vec![0u64; alphabet_len.div_ceil(64)];
-    for &t in tokens {
-        used[t as usize / 64] |= 1 << (t % 64);
-    }
-    used
-}
-
-/// The vocabulary of files' alphabet ids (each with its [`used_ids`]): the tokens they used,
-/// sorted by string as [`merge_local`] sorts them, and their global ids.
+/// The vocabulary of files' alphabet ids (`used`: whether any file has each id): the tokens
+/// they used, sorted by string as [`merge_local`] sorts them, and their global ids.
 fn merge_used(
-    per_file: Vec<Result<(Vec<TokenId>, Vec<u64>)>>,
+    per_file: Vec<Result<Vec<TokenId>>>,
+    used: &[u8],
     alphabet: &'static [&'static str],
 ) -> Tokenized {
-    let mut used = vec![0u64; alphabet.len().div_ceil(64)];
-    for (_, file_used) in per_file.iter().flatten() {
-        for (u, f) in used.iter_mut().zip(file_used) {
-            *u |= f;
-        }
-    }
-    let mut ids: Vec<usize> = (0..alphabet.len())
-        .filter(|&i| used[i / 64] >> (i % 64) & 1 != 0)
-        .collect();
+    let mut ids: Vec<usize> = (0..alphabet.len()).filter(|&i| used[i] != 0).collect();
     // Byte order of UTF-8 is code-point order: Python's sorted() on str. An alphabet holds each
     // string once, so the order is total.
     ids.sort_unstable_by_key(|&i| alphabet[i]);
@@ -200,7 +203,7 @@ fn merge_used(
     let mut out = write_ids(
         per_file
             .into_iter()
-            .map(|r| r.map(|(ids, _)| (ids, 0)))
+            .map(|r| r.map(|ids| (ids, 0)))
             .collect(),
         &table,
     );
@@ -211,29 +214,32 @@ fn merge_used(
 /// Lays out files' alphabet ids (each with how many of them `table` does not know) and writes
 /// their vocabulary ids through `table`, skipping the unknown ones and counting them.
 fn write_ids(per_file: Vec<Result<(Vec<TokenId>, usize)>>, table: &[i32]) -> Tokenized {
-    let (mut out, pieces) = layout(per_file, |(ids, unknown)| ids.len() - unknown);
+    let (mut out, pieces, total) = layout_pieces(per_file, |(ids, unknown)| ids.len() - unknown);
+    // Every token is written below: the array is not zeroed first (a pass over all of it).
+    let mut tokens: Vec<i32> = Vec::with_capacity(total);
     let slices = split_by(
-        &mut out.tokens,
+        &mut tokens.spare_capacity_mut()[..total],
         pieces.iter().map(|(ids, unknown)| ids.len() - unknown),
     );
     slices
         .into_par_iter()
         .zip(pieces.par_iter())
-        .for_each(|(dst, (ids, unknown))| {
-            if *unknown == 0 {
-                for (d, &t) in dst.iter_mut().zip(ids) {
-                    *d = table[t as usize];
-                }
-            } else {
-                let known = ids
-                    .iter()
-                    .map(|&t| table[t as usize])
-                    .filter(|&id| id != UNKNOWN);
-                for (d, id) in dst.iter_mut().zip(known) {
-                    *d = id;
-                }
+        .for_each(|(dst, (ids, _))| {
+            let known = ids
+                .iter()
+                .map(|&t| table[t as usize])
+                .filter(|&id| id != UNKNOWN);
+            let mut written = 0;
+            for (d, id) in dst.iter_mut().zip(known) {
+                d.write(id);
+                written += 1;
             }
+            assert_eq!(written, dst.len(), "a file's known tokens fill its slice");
         });
+    // SAFETY: the slices cover `..total` (their lengths sum to it) and each was filled whole
+    // (checked above; a failed check panics before this point).
+    unsafe { tokens.set_len(total) };
+    out.tokens = tokens;
     out.unknown = pieces.iter().map(|&(_, unknown)| unknown as u64).sum();
     out
 }
@@ -362,6 +368,16 @@ fn lookup<T: AsRef<str>>(tokens: &[T], ids: &FxHashMap<&str, i32>) -> (Vec<i32>,
 
 /// Offsets, files and errors of per-file results, and one slice of the token array per piece.
 fn layout<R>(per_file: Vec<Result<R>>, len: impl Fn(&R) -> usize) -> (Tokenized, Vec<R>) {
+    let (mut out, pieces, total) = layout_pieces(per_file, len);
+    out.tokens = vec![0; total];
+    (out, pieces)
+}
+
+/// [`layout`] without the token array: the result so far, the pieces and their total length.
+fn layout_pieces<R>(
+    per_file: Vec<Result<R>>,
+    len: impl Fn(&R) -> usize,
+) -> (Tokenized, Vec<R>, usize) {
     let mut out = Tokenized {
         offsets: vec![0],
         ..Tokenized::default()
@@ -379,12 +395,11 @@ fn layout<R>(per_file: Vec<Result<R>>, len: impl Fn(&R) -> usize) -> (Tokenized,
             Err(e) => out.errors.push((i, e)),
         }
     }
-    out.tokens = vec![0; total];
-    (out, pieces)
+    (out, pieces, total)
 }
 
 /// Splits `tokens` into consecutive slices of the given lengths.
-fn split_by(mut tokens: &mut [i32], lens: impl Iterator<Item = usize>) -> Vec<&mut [i32]> {
+fn split_by<T>(mut tokens: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
     lens.map(|n| {
         let (head, tail) = std::mem::take(&mut tokens).split_at_mut(n);
         tokens = tail;
