@@ -664,7 +664,14 @@ impl<'a, S: Sink> Writer<'a, S> {
             });
             len += 3;
         }
-        self.out.extend(&buf[..len]);
+        if len <= 16 {
+            // Most onsets: a copy of a constant size (a few vector moves, not a call to memcpy
+            // for a few bytes), then the length set back.
+            self.out.extend(&buf[..16]);
+            self.out.truncate(first + len);
+        } else {
+            self.out.extend(&buf[..len]);
+        }
         Ok(())
     }
 }
