@@ -224,14 +224,15 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
     let mut sounding = Sounding::default();
     let (mut now, mut velocity) = (0u64, None);
     out.reserve(raw.len() * 3 + 8);
-    let (mut cursor, mut end_cursor) = (0usize, 0usize);
+    let mut starts = Clock::new(tempo);
+    let mut ends = Clock::new(tempo);
     let mut any = false;
     let mut best = [0u64; 128];
     // The notes (drums left out) with their onset steps, one onset step at a time.
     let mut notes = raw
         .iter()
         .filter(|r| r.channel != 9)
-        .map(|r| (step(tempo.seconds_from(r.start_tick, &mut cursor)), r))
+        .map(|r| (starts.step(r.start_tick), r))
         .peekable();
     while let Some((at, first)) = notes.next() {
         any = true;
@@ -240,8 +241,7 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
         let mut note = Some(first);
         while let Some(r) = note {
             let p = (r.pitch & 0x7f) as usize;
-            let end = step(tempo.seconds_near(r.end_tick, &mut end_cursor))
-                .clamp(at + 1, at + MAX_NOTE_STEPS);
+            let end = ends.step(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
             let rank = end << 8 | velocity_bin(r.velocity) as u64;
             if pitches & 1 << p == 0 || rank > best[p] {
                 best[p] = rank;
@@ -276,6 +276,33 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
     }
     sounding.release_until(u64::MAX, &mut now, &mut |id| out.push(id));
     Ok(())
+}
+
+/// The step of a tick ([`step`] of [`TempoMap::seconds`]), for ticks that come near one another.
+enum Clock<'a> {
+    /// One tempo from tick 0: seconds are `scale * tick`, without looking up a segment.
+    One { scale: f64 },
+    /// Tempo changes: the segment found from the last one.
+    Map { tempo: &'a TempoMap, cursor: usize },
+}
+
+impl<'a> Clock<'a> {
+    fn new(tempo: &'a TempoMap) -> Self {
+        match tempo.segments() {
+            // `start + scale * delta` with start 0.0 and delta = tick: `scale * tick` exactly.
+            [only] if only.tick == 0 && only.start == 0.0 => Clock::One { scale: only.scale },
+            _ => Clock::Map { tempo, cursor: 0 },
+        }
+    }
+
+    #[inline(always)]
+    fn step(&mut self, tick: u64) -> u64 {
+        match self {
+            Clock::One { scale } if tick < 1 << 63 => step(*scale * tick as i64 as f64),
+            Clock::One { scale } => step(*scale * tick as f64),
+            Clock::Map { tempo, cursor } => step(tempo.seconds_near(tick, cursor)),
+        }
+    }
 }
 
 /// The notes sounding while [`write_raw`] writes, by the step they end: a wheel of
