@@ -33,6 +33,8 @@ pub mod pitch;
 pub mod reference;
 pub mod remi;
 pub mod scheme;
+#[cfg(test)]
+mod stage_costs;
 pub mod sustain;
 pub mod tempo;
 #[cfg(test)]

@@ -1,0 +1,117 @@
+//! What each stage of tokenizing costs, in nanoseconds per note, on the shared corpus
+//! (`../shared/midi`): a timing run, not a test (`#[ignore]`), for work on speed:
+//!
+//! ```text
+//! cargo test --release --lib stage_costs -- --ignored --nocapture
+//! ```
+//!
+//! Rows: reading the files; the parser alone (notes sorted by start, the pedal ignored, then
+//! applied); each scheme's tokens from bytes in memory (pedal ignored and applied); and the
+//! whole of [`crate::tokenize_files`] on one thread (files read, tokens, vocabulary, the id
+//! array), the corpus listed 13 times as `benchmarks/tokenize_speed.py` lists it. Each row is the
+//! best of 10 runs, the rows taking turns, so that a busy moment of a shared machine does not
+//! land on one row. The differences between rows are the stages' costs.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::corpus::{tokenize_files, Options};
+use crate::scheme::Scheme;
+use crate::sustain::Sustain;
+
+fn corpus_paths() -> Vec<PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/midi");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+#[ignore]
+fn stage_costs() {
+    let paths = corpus_paths();
+    let files: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let notes: usize = files
+        .iter()
+        .map(|f| crate::notes::parse(f).map(|n| n.len()).unwrap_or(0))
+        .sum();
+    assert!(notes > 0, "no shared corpus beside the repository");
+    let listed: Vec<PathBuf> = paths
+        .iter()
+        .cycle()
+        .take(paths.len() * 13)
+        .cloned()
+        .collect();
+    let schemes = [Scheme::NotesChords, Scheme::Remi, Scheme::Performance];
+    type Row<'a> = (String, usize, Box<dyn Fn() + 'a>);
+    let mut rows: Vec<Row> = vec![(
+        "read the files".into(),
+        notes,
+        Box::new(|| {
+            let mut buffer = Vec::new();
+            for p in &paths {
+                crate::notes::read_into(p, &mut buffer).unwrap();
+                std::hint::black_box(&buffer);
+            }
+        }),
+    )];
+    let files = &files;
+    for sustain in [Sustain::Ignore, Sustain::Apply] {
+        rows.push((
+            format!("parse, pedal {}", sustain.name()),
+            notes,
+            Box::new(move || {
+                for f in files {
+                    let _ = std::hint::black_box(crate::notes::with_scan(f, sustain, |s| {
+                        s.notes.len()
+                    }));
+                }
+            }),
+        ));
+    }
+    for scheme in schemes {
+        for sustain in [Sustain::Ignore, Sustain::Apply] {
+            rows.push((
+                format!("{}, pedal {}", scheme.name(), sustain.name()),
+                notes,
+                Box::new(move || {
+                    for f in files {
+                        let _ = std::hint::black_box(scheme.tokenize_bytes_ids(f, sustain));
+                    }
+                }),
+            ));
+        }
+        let listed = &listed;
+        rows.push((
+            format!("tokenize_files {}, 1 worker", scheme.name()),
+            notes * 13,
+            Box::new(move || {
+                let options = Options {
+                    scheme,
+                    workers: Some(1),
+                    ..Options::default()
+                };
+                std::hint::black_box(tokenize_files(listed, &options).unwrap());
+            }),
+        ));
+    }
+    let mut best = vec![f64::MAX; rows.len()];
+    for _ in 0..10 {
+        for (row, (_, count, run)) in rows.iter().enumerate() {
+            let start = Instant::now();
+            run();
+            best[row] = best[row].min(start.elapsed().as_nanos() as f64 / *count as f64);
+        }
+    }
+    println!("{notes} notes in {} files", paths.len());
+    for ((name, _, _), ns) in rows.iter().zip(best) {
+        println!("{name:40} {ns:6.1} ns/note");
+    }
+}
