@@ -136,15 +136,20 @@ pub struct StepNote {
 /// The step of a time in seconds.
 pub fn step(seconds: f64) -> u64 {
     // Times are finite and non-negative (tempo maps only go forwards). `f64::round` (halves away
-    // from zero), without its libm call: below 2^52 the fraction `x - trunc(x)` is exact. Larger
-    // (absurd) times saturate, as a float-to-int cast does; negative ones (none) would be 0.
+    // from zero), without its libm call: from 0.5 to 2^52, `x + 0.5` is exact (0.5 is a whole
+    // number of x's units in the last place, and a sum that reaches the next power of two is
+    // rounded onto a multiple of it, never below it), so truncating it rounds. Below 0.5 the sum
+    // may round up to 1.0 (0.5 - 2^-54). Larger (absurd) times saturate, as a float-to-int cast
+    // does; negative ones (none) would be 0.
     let x = seconds * 100.0;
     if x.is_nan() || x >= 4_503_599_627_370_496.0 {
         return x.round() as u64;
     }
-    // Through i64, whose conversions are one instruction each (u64's are not).
-    let whole = x as i64;
-    (whole + (x - whole as f64 >= 0.5) as i64).max(0) as u64
+    if x < 0.5 {
+        return 0;
+    }
+    // Through i64, whose conversion is one instruction (u64's is not).
+    (x + 0.5) as i64 as u64
 }
 
 /// Makes notes canonical: sorted by (onset, pitch), one per (onset, pitch) (the longest, then the
@@ -694,6 +699,44 @@ mod tests {
 
     fn strings(tokens: &[Token]) -> Vec<String> {
         tokens.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// `step` is `f64::round` of the steps, on halves, their neighbours and random times.
+    #[test]
+    fn steps_round_halves_away_from_zero() {
+        let round = |seconds: f64| (seconds * 100.0).round().max(0.0) as u64;
+        let mut times: Vec<f64> = vec![0.0, 0.004_999_999_999_999_999, 0.005, 1e300, f64::NAN];
+        for x in [
+            0.5f64,
+            1.5,
+            2.5,
+            1e3 + 0.5,
+            4.5e6 + 0.5,
+            2f64.powi(51) + 0.5,
+            2f64.powi(52),
+        ] {
+            for x in [x, x.next_down(), x.next_up(), x.next_down().next_down()] {
+                times.push(x / 100.0);
+                // The times whose steps are near x: the product seconds * 100 rounds onto them.
+                times.push((x / 100.0).next_down());
+                times.push((x / 100.0).next_up());
+            }
+        }
+        times.push(0.499_999_999_999_999_94 / 100.0);
+        let mut rng = crate::testdata::Rng(3);
+        for _ in 0..200_000 {
+            let ticks = rng.below(1 << 24) as f64;
+            let scale =
+                60.0 / ((6e7 / (1 + rng.below(1 << 24)) as f64) * (1 + rng.below(960)) as f64);
+            times.push(scale * ticks);
+        }
+        for t in times {
+            if t.is_nan() {
+                assert_eq!(step(t), (t * 100.0).round() as u64);
+            } else {
+                assert_eq!(step(t), round(t), "{t:e}");
+            }
+        }
     }
 
     #[test]
