@@ -243,11 +243,10 @@ pub(crate) fn first_line(s: impl std::fmt::Display) -> String {
     s.to_string().lines().next().unwrap_or("").to_string()
 }
 
-/// The first open note of a key.
+/// The first open note of a key (its start tick is in its slot: the table stays small, 8 bytes a
+/// key, and a note-off reads the slot it writes anyway).
 #[derive(Debug, Clone, Copy, Default)]
 struct Open {
-    /// Its start tick.
-    tick: u64,
     /// Its slot in [`Scratch::raw`] + 1; 0 if no note is open.
     slot: u32,
     /// Whether more notes of the key are open ([`Scratch::rest`]).
@@ -428,7 +427,6 @@ fn note_on(s: &mut Scratch, tick: u64, ch: u8, key: u8, velocity: u8, track: u32
     let head = &mut s.first[k];
     if head.slot == 0 {
         *head = Open {
-            tick,
             slot: slot + 1,
             more: false,
         };
@@ -460,8 +458,8 @@ fn note_off(s: &mut Scratch, tick: u64, ch: u8, key: u8, program: u8) {
     } else if !head.more {
         // One open note (the common case): closed unless it started on this tick, and then
         // dropped either way.
-        if head.tick != tick {
-            let note = &mut s.raw[head.slot as usize - 1];
+        let note = &mut s.raw[head.slot as usize - 1];
+        if note.start_tick != tick {
             note.end_tick = tick;
             note.program = program;
             s.closed += 1;
@@ -494,7 +492,6 @@ fn close_key(s: &mut Scratch, k: usize, head: Open, tick: u64, program: u8) {
     s.first[k] = Open::default();
     if closed > 0 && !kept.is_empty() {
         s.first[k] = Open {
-            tick,
             slot: kept[0] + 1,
             more: kept.len() > 1,
         };
