@@ -18,20 +18,7 @@ use std::time::Instant;
 use crate::corpus::{tokenize_files, Options};
 use crate::scheme::Scheme;
 use crate::sustain::Sustain;
-
-fn corpus_paths() -> Vec<PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/midi");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
-        .collect();
-    paths.sort();
-    paths
-}
+use crate::testdata::corpus_paths;
 
 #[test]
 #[ignore]

@@ -3,22 +3,26 @@
 
 /// The shared corpus (../shared/midi beside the repository), if it is there.
 pub(crate) fn corpus() -> Vec<Vec<u8>> {
+    corpus_paths()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+/// The paths of the shared corpus's files (its folders' `.mid` files), sorted; none if it is not
+/// there.
+pub(crate) fn corpus_paths() -> Vec<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/midi");
-    let mut out = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(&root) else {
-        return out;
-    };
-    let mut paths: Vec<_> = dirs
+    let mut paths: Vec<_> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
         .flatten()
         .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "mid"))
         .collect();
     paths.sort();
-    for p in paths {
-        out.push(std::fs::read(p).unwrap());
-    }
-    out
+    paths
 }
 
 /// xorshift64*: a small deterministic generator for mutations.
