@@ -21,7 +21,7 @@ import time
 import traceback
 
 from service.errors import ComposerError
-from service.job import driver
+from service.job import driver, orphans
 from service.job.train import finished as training_finished
 from service.spec import JobSpec
 from service.storage import jobstate
@@ -105,6 +105,7 @@ def _tune(store: Store, sweep: Sweep, pending: list[str], store_timeout: float) 
 
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
+    orphans.release(lambda line: print(f"sweep {sweep.sweep_id}: {line}", flush=True))
     # A trial that fails before training (its line recorded) reports no val_loss: Tune must not end the sweep.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     specs = [jobstate.load_spec(store, job_id) for job_id in pending]

@@ -307,7 +307,7 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
-    from service.job import feasibility
+    from service.job import feasibility, orphans
 
     spec, store, run_id = job.spec, job.store, job.run_id
     job.phase("train", f"training on {spec.workers} workers")
@@ -316,6 +316,7 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
         return
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
+    orphans.release(job.say)  # what an ended job may still hold (orphans.py)
     feasibility.check(spec, cpus_per_worker, job.say)
     jobstate.clear_training_failure(store, spec.job_id)  # an earlier run's: this one decides anew
     storage = os.path.join(tempfile.gettempdir(), "composer-ray-train")

@@ -1,0 +1,62 @@
+"""Placement groups that ended composer jobs left holding resources, released before a job trains.
+
+Ray removes a job's placement groups when the job ends, once. A Ray Train controller that outlives
+its job by a few milliseconds (a sweep or job stopped while a trial starts its workers) can create
+its worker group's placement group just after that: nothing removes it, and it holds its CPUs until
+the cluster stops. Seen on composer's own head after `composer cancel SWEEP`: one of its two CPUs
+stayed reserved, and every later two-worker job waited for it forever. A job that ended owns
+nothing, so before a job (or a sweep) trains, the groups of composer jobs that have ended (their
+submission ids start with `composer-` or `sweep-`) are removed. Other tools' jobs are left alone.
+
+Best effort: a cluster whose state API does not answer in a few seconds is left as it is (Ray then
+queues the workers, as it would without this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# Submission ids of composer's Ray jobs (service/client/jobs.py, service/client/sweep.py).
+PREFIXES = ("composer-", "sweep-")
+ENDED = {"STOPPED", "SUCCEEDED", "FAILED"}
+TIMEOUT_S = 5
+
+
+def ended_jobs() -> set[str]:
+    """The Ray job ids of composer's jobs that have ended."""
+    from ray.util.state import list_jobs
+
+    jobs = list_jobs(timeout=TIMEOUT_S, raise_on_missing_output=False)
+    return {j.job_id for j in jobs
+            if j.job_id and (j.submission_id or "").startswith(PREFIXES) and str(j.status) in ENDED}
+
+
+def release(say: Callable[[str], None]) -> int:
+    """Removes the placement groups that ended composer jobs still hold; says what it released.
+    Returns how many. Needs `ray.init` done."""
+    import ray
+    from ray.util.placement_group import PlacementGroup
+    from ray.util.state import list_placement_groups
+
+    try:
+        ended = ended_jobs()
+        if not ended:
+            return 0
+        groups = list_placement_groups(detail=True, limit=10_000, timeout=TIMEOUT_S,
+                                       raise_on_missing_output=False)
+    except Exception:  # noqa: BLE001 - no state API answer: leave the cluster as it is
+        return 0
+    released = 0
+    for group in groups:
+        if group.creator_job_id not in ended or str(group.state) not in ("CREATED", "PENDING", "RESCHEDULING"):
+            continue
+        try:
+            ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group.placement_group_id))))
+        except Exception:  # noqa: BLE001 - removed meanwhile
+            continue
+        released += 1
+        bundles = ", ".join(f"{amount:g} {name}" for bundle in (group.bundles or [])
+                            for name, amount in (bundle.get("unit_resources") or {}).items())
+        say(f"released a placement group ({bundles or 'no resources'}) that an ended job "
+            f"({group.creator_job_id}) still held")
+    return released

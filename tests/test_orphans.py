@@ -1,0 +1,73 @@
+"""A placement group that an ended composer job still holds is released before the next job trains
+(service/job/orphans.py), on the real local Ray head: Ray removes a job's groups once, when it ends,
+and a group created after that (a Ray Train controller outliving its stopped job) held a CPU of the
+two-CPU head until the head stopped."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+import uuid
+
+from service.client import cluster as clusters
+
+# A group that outlives its job on purpose (detached), the way the race leaves one: a CPU held by a
+# job that has ended.
+LEAVE = """
+import ray
+from ray.util.placement_group import placement_group
+ray.init(logging_level="ERROR")
+group = placement_group([{"CPU": 1}], lifetime="detached")
+ray.get(group.ready())
+print("left", group.id.hex())
+"""
+
+# What a job's driver does before training: release, then say what is free.
+RELEASE = """
+import json, time, ray
+from service.job import orphans
+ray.init(logging_level="ERROR")
+said = []
+released = orphans.release(said.append)
+for _ in range(50):  # a removal takes effect in a moment
+    if not released or ray.available_resources().get("CPU", 0) >= 1:
+        break
+    time.sleep(0.2)
+print(json.dumps({"released": released, "said": said, "cpus": ray.available_resources().get("CPU", 0)}))
+"""
+
+
+def _run(client, submission_id: str, code: str, timeout: float = 120) -> str:
+    client.submit_job(entrypoint=f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", submission_id=submission_id)
+    deadline = time.monotonic() + timeout
+    while str(client.get_job_status(submission_id)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, client.get_job_logs(submission_id)
+        time.sleep(0.5)
+    logs = client.get_job_logs(submission_id)
+    assert str(client.get_job_status(submission_id)) == "SUCCEEDED", logs
+    return logs
+
+
+def test_a_group_an_ended_composer_job_holds_is_released_and_others_are_left(ray_head):
+    client = clusters.job_client(clusters.resolve(ray_head, start=False))
+    tag = uuid.uuid4().hex[:8]
+    # Another tool's ended job: its group is not composer's to remove.
+    _run(client, f"other-{tag}", LEAVE)
+    _run(client, f"composer-leak-{tag}", LEAVE)
+    out = json.loads(_run(client, f"composer-release-{tag}", RELEASE).strip().splitlines()[-1])
+    assert out["released"] == 1 and "1 CPU" in out["said"][0] and "still held" in out["said"][0], out
+    # The composer job's CPU is free again; the other tool's group still holds the other.
+    assert out["cpus"] == 1, out
+    again = json.loads(_run(client, f"composer-again-{tag}", RELEASE).strip().splitlines()[-1])
+    assert again["released"] == 0, again
+    # Leave the shared head as it was: the other tool's group goes too (by hand).
+    cleanup = (
+        "import ray\nfrom ray.util.state import list_placement_groups\nfrom ray.util.placement_group import "
+        "PlacementGroup\nray.init(logging_level='ERROR')\nfor g in list_placement_groups(detail=True):\n"
+        "    if g.state == 'CREATED' and g.is_detached:\n"
+        "        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex("
+        "g.placement_group_id))))\n"
+    )
+    _run(client, f"cleanup-{tag}", cleanup)
