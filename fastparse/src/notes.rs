@@ -112,6 +112,11 @@ pub(crate) struct RawNote {
     pub(crate) track: u32,
     pub(crate) channel: u8,
     pub(crate) program: u8,
+    /// The number of sustain pedal events of the note's track and channel before its note-on,
+    /// and before its note-off, in the track: where [`crate::sustain`] starts to look for the
+    /// pedal's state at either end, without a search.
+    pub(crate) pedal_at_start: u32,
+    pub(crate) pedal_at_end: u32,
 }
 
 /// Reads and parses a file.
@@ -323,6 +328,7 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
     let mut rare = Rare {
         track,
         program: [0; 16],
+        pedal: [0; 16],
         seen_end: false,
     };
     let mut result = Ok(());
@@ -360,10 +366,11 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
             }
             p += 2;
             let ch = status & 0x0F;
+            let pedal = rare.pedal[ch as usize];
             if status >= 0x90 && velocity > 0 {
-                note_on(s, tick, ch, key, velocity, track);
+                note_on(s, tick, ch, key, velocity, track, pedal);
             } else {
-                note_off(s, tick, ch, key, rare.program[ch as usize]);
+                note_off(s, tick, ch, key, rare.program[ch as usize], pedal);
             }
             true
         };
@@ -408,6 +415,8 @@ struct Rare {
     track: u32,
     /// The program of each channel (per track, starting at 0).
     program: [u8; 16],
+    /// The number of sustain pedal events of each channel so far in the track.
+    pedal: [u32; 16],
     /// Whether the track's end-of-track has been read (later junk is ignored).
     seen_end: bool,
 }
@@ -421,7 +430,7 @@ fn key_index(channel: u8, pitch: u8) -> usize {
 /// A note-on (velocity above 0): the note gets its slot now, in note-on order (sorted by start
 /// within the track); the note-off fills in its end.
 #[inline(always)]
-fn note_on(s: &mut Scratch, tick: u64, ch: u8, key: u8, velocity: u8, track: u32) {
+fn note_on(s: &mut Scratch, tick: u64, ch: u8, key: u8, velocity: u8, track: u32, pedal: u32) {
     let k = key_index(ch, key);
     let slot = s.raw.len() as u32;
     let head = &mut s.first[k];
@@ -445,12 +454,14 @@ fn note_on(s: &mut Scratch, tick: u64, ch: u8, key: u8, velocity: u8, track: u32
         track,
         channel: ch,
         program: 0,
+        pedal_at_start: pedal,
+        pedal_at_end: 0,
     });
 }
 
 /// A note-off (or a note-on with velocity 0), with the channel's program now.
 #[inline(always)]
-fn note_off(s: &mut Scratch, tick: u64, ch: u8, key: u8, program: u8) {
+fn note_off(s: &mut Scratch, tick: u64, ch: u8, key: u8, program: u8, pedal: u32) {
     let k = key_index(ch, key);
     let head = s.first[k];
     if head.slot == 0 {
@@ -462,11 +473,12 @@ fn note_off(s: &mut Scratch, tick: u64, ch: u8, key: u8, program: u8) {
         if note.start_tick != tick {
             note.end_tick = tick;
             note.program = program;
+            note.pedal_at_end = pedal;
             s.closed += 1;
         }
         s.first[k].slot = 0;
     } else {
-        close_key(s, k, head, tick, program);
+        close_key(s, k, head, tick, program, pedal);
     }
 }
 
@@ -474,7 +486,7 @@ fn note_off(s: &mut Scratch, tick: u64, ch: u8, key: u8, program: u8) {
 /// tick. Those that started on it stay open only if an earlier one was closed; otherwise they are
 /// dropped (their slots stay OPEN).
 #[inline(never)]
-fn close_key(s: &mut Scratch, k: usize, head: Open, tick: u64, program: u8) {
+fn close_key(s: &mut Scratch, k: usize, head: Open, tick: u64, program: u8, pedal: u32) {
     let others = std::mem::take(&mut s.rest[k]);
     let mut kept: Vec<u32> = Vec::new();
     let mut closed = 0usize;
@@ -485,6 +497,7 @@ fn close_key(s: &mut Scratch, k: usize, head: Open, tick: u64, program: u8) {
             s.closed += 1;
             note.end_tick = tick;
             note.program = program;
+            note.pedal_at_end = pedal;
         } else {
             kept.push(slot);
         }
@@ -535,7 +548,10 @@ fn other_event(
             }
             p += len;
             match kind {
-                0xB if d0 == 64 => s.pedal.push((tick, d1, ch, track)),
+                0xB if d0 == 64 => {
+                    s.pedal.push((tick, d1, ch, track));
+                    rare.pedal[ch as usize] += 1;
+                }
                 0xC => rare.program[ch as usize] = d0,
                 _ => {}
             }

@@ -87,6 +87,9 @@ pub fn parse(bytes: &[u8]) -> Result<Notes> {
                                         track: track_idx,
                                         channel: ch,
                                         program: program[ch as usize],
+                                        // The pedal is not applied to this parser's notes.
+                                        pedal_at_start: 0,
+                                        pedal_at_end: 0,
                                     });
                                 }
                             }

@@ -64,133 +64,99 @@ impl Sustain {
 /// A pedal event as the parser records it: (tick, value, channel, track).
 pub(crate) type PedalEvent = (u64, u8, u8, u32);
 
-/// One (track, channel)'s pedal: the ticks with pedal events, whether the pedal is down after
-/// each, and the first release at or after each.
+/// One (track, channel)'s pedal, indexed by a number of its events in the track (the parser
+/// gives each note the number before its note-on and before its note-off: [`RawNote`]).
 struct Channel {
     track: u32,
     channel: u8,
-    /// Ticks with pedal events, increasing.
+    /// The events' ticks, in the track's order (non-decreasing).
     ticks: Vec<u64>,
-    /// Whether the pedal is down once the events of `ticks[i]` are done.
-    down: Vec<bool>,
-    /// The first tick at `ticks[i..]` with a release ([`NEVER`] if none).
-    next_release: Vec<u64>,
-    /// Indexed by [`Channel::seek`]'s answer `i` (the event ticks at or before a tick), so
-    /// without a branch: whether the pedal is down after the tick (`down[i - 1]`, false for 0)...
-    down_after: Vec<bool>,
-    /// ... and the first release after it (`next_release[i]`, [`NEVER`] for the last).
-    release_after: Vec<u64>,
-    /// Per bucket of `2^shift` ticks, the index of its first event tick (or the next bucket's).
-    bucket: Vec<u32>,
-    shift: u32,
+    /// At `i` where a tick's events end (`ticks[i - 1] < ticks[i]`, or 0, or the last): 0 if
+    /// the pedal is up after `ticks[..i]`, else the tick of the first release among
+    /// `ticks[i..]` ([`NEVER`] if none), which is after `ticks[i - 1]`, so never 0. One table,
+    /// so that a note's end is one lookup: the later of its release and this.
+    held_until: Vec<u64>,
 }
 
 /// No such tick.
 const NEVER: u64 = u64::MAX;
 
 impl Channel {
-    /// The number of event ticks at or before `tick`: a table lookup by the tick's high bits,
-    /// then a step or two (the table has a few buckets per event tick).
-    fn seek(&self, tick: u64) -> usize {
-        let b = (tick >> self.shift) as usize;
-        let Some(&first) = self.bucket.get(b) else {
-            return self.ticks.len();
-        };
-        let mut i = first as usize;
+    /// The number of events at or before `tick`, from `before`, the number before a note event
+    /// of that tick: pedal events after it in the track on its own tick count too (note_seq
+    /// handles the pedal before the notes of a tick).
+    #[inline(always)]
+    fn settle(&self, before: u32, tick: u64) -> usize {
+        let mut i = before as usize;
         while i < self.ticks.len() && self.ticks[i] <= tick {
             i += 1;
         }
         i
     }
 
-    /// Fills `next_release` (from which ticks have a release) and the lookup table of
-    /// [`Channel::seek`].
-    fn finish(&mut self, releases: &[bool]) {
-        let mut next = NEVER;
-        self.next_release = vec![NEVER; self.ticks.len()];
-        for i in (0..self.ticks.len()).rev() {
-            if releases[i] {
-                next = self.ticks[i];
+    /// The tables of a channel's events `(tick, value)`, in the track's order.
+    fn new(track: u32, channel: u8, events: impl ExactSizeIterator<Item = (u64, u8)>) -> Channel {
+        let n = events.len();
+        let mut ticks = Vec::with_capacity(n);
+        // Whether the pedal is down after each event's tick, at the last event of each tick.
+        let mut down_after = vec![false; n + 1];
+        let mut up = false;
+        for (i, (tick, value)) in events.enumerate() {
+            if ticks.last().is_some_and(|&t| t != tick) {
+                up = false;
             }
-            self.next_release[i] = next;
+            // A release at a tick wins over any press at the same tick (note_seq handles
+            // presses first).
+            up |= value < 64;
+            ticks.push(tick);
+            down_after[i + 1] = !up;
         }
-        self.down_after = std::iter::once(false)
-            .chain(self.down.iter().copied())
-            .collect();
-        self.release_after = self.next_release.iter().copied().chain([NEVER]).collect();
-        // Buckets of 2^shift ticks, about four per event tick.
-        let last = self.ticks.last().copied().unwrap_or(0);
-        let wanted = 4 * self.ticks.len() as u64 + 16;
-        self.shift = (u64::BITS - (last / wanted).leading_zeros()).min(63);
-        let buckets = (last >> self.shift) as usize + 1;
-        // bucket[b] = the number of event ticks in buckets before b.
-        self.bucket = vec![0; buckets];
-        for &t in &self.ticks {
-            self.bucket[(t >> self.shift) as usize] += 1;
+        let mut held_until = vec![0; n + 1];
+        let mut release = NEVER;
+        for i in (0..=n).rev() {
+            if down_after[i] {
+                held_until[i] = release;
+            }
+            // Going back over a tick's last event: the first release from the tick on is the
+            // tick's if any of its events is one.
+            if i > 0 && !down_after[i] && (i == n || ticks[i] != ticks[i - 1]) {
+                release = ticks[i - 1];
+            }
         }
-        let mut before = 0u32;
-        for b in self.bucket.iter_mut() {
-            let here = *b;
-            *b = before;
-            before += here;
+        Channel {
+            track,
+            channel,
+            ticks,
+            held_until,
         }
     }
 }
 
 /// The pedal of each (track, channel) that has pedal events.
 fn channels(pedal: &[PedalEvent]) -> Vec<Channel> {
-    // By (track, channel, tick); within a tick the order does not matter (ups win). The parser
-    // gives them by track, each track's in tick order: one pedalled channel is sorted already.
-    let key = |&(tick, _, ch, track): &PedalEvent| (track, ch, tick);
+    // By (track, channel), each in the track's order. The parser gives them by track, each
+    // track's in order: one pedalled channel is in order already.
+    let key = |&(_, _, ch, track): &PedalEvent| (track, ch);
     let sorted;
     let events = if pedal.is_sorted_by_key(key) {
         pedal
     } else {
         let mut events = pedal.to_vec();
-        events.sort_unstable_by_key(key);
+        events.sort_by_key(key);
         sorted = events;
         &sorted[..]
     };
-    let mut out: Vec<Channel> = Vec::new();
-    let mut releases: Vec<bool> = Vec::new();
-    for &(tick, value, ch, track) in events {
-        if out
-            .last()
-            .is_none_or(|c| (c.track, c.channel) != (track, ch))
-        {
-            if let Some(c) = out.last_mut() {
-                c.finish(&releases);
-            }
-            releases.clear();
-            out.push(Channel {
+    events
+        .chunk_by(|a, b| key(a) == key(b))
+        .map(|run| {
+            let (_, _, ch, track) = run[0];
+            Channel::new(
                 track,
-                channel: ch,
-                ticks: Vec::new(),
-                down: Vec::new(),
-                next_release: Vec::new(),
-                down_after: Vec::new(),
-                release_after: Vec::new(),
-                bucket: Vec::new(),
-                shift: 0,
-            });
-        }
-        let c = out.last_mut().expect("pushed above");
-        let down = value >= 64;
-        if c.ticks.last() == Some(&tick) {
-            // A release at a tick wins over any press at the same tick (note_seq handles presses
-            // first).
-            *c.down.last_mut().expect("one per tick") &= down;
-            *releases.last_mut().expect("one per tick") |= !down;
-        } else {
-            c.ticks.push(tick);
-            c.down.push(down);
-            releases.push(!down);
-        }
-    }
-    if let Some(c) = out.last_mut() {
-        c.finish(&releases);
-    }
-    out
+                ch,
+                run.iter().map(|&(tick, value, _, _)| (tick, value)),
+            )
+        })
+        .collect()
 }
 
 /// Applies the pedal to `raw` (notes sorted by start tick, in the parser's order within a tick):
@@ -203,14 +169,14 @@ pub(crate) fn apply(raw: &mut Vec<RawNote>, pedal: &[PedalEvent]) {
     // Most files have one pedalled channel: its state is a local value (kept in registers),
     // found without a search.
     let (last_note, dropped, to_last, states) = if let [one] = &channels[..] {
-        let mut state = [State::new(one)];
+        let mut state = [State::new()];
         let key = (one.track, one.channel);
         let (last_note, dropped, to_last) = pass(raw, &channels, &mut state, |r| {
             ((r.track, r.channel) == key).then_some(0)
         });
         (last_note, dropped, to_last, state.to_vec())
     } else {
-        let mut states: Vec<State> = channels.iter().map(State::new).collect();
+        let mut states: Vec<State> = channels.iter().map(|_| State::new()).collect();
         let (last_note, dropped, to_last) = pass(raw, &channels, &mut states, |r| {
             channels
                 .iter()
@@ -273,17 +239,14 @@ fn pass(
 struct State {
     /// Per pitch: the start of the nearest later note struck with the pedal down.
     restrike: [u64; 128],
-    /// The number of the channel's pedal event ticks at or before the last start seen.
-    at_start: usize,
     /// Whether a note (drums too) is on the channel.
     has_notes: bool,
 }
 
 impl State {
-    fn new(pedal: &Channel) -> State {
+    fn new() -> State {
         State {
             restrike: [NEVER; 128],
-            at_start: pedal.ticks.len(),
             has_notes: false,
         }
     }
@@ -297,14 +260,11 @@ impl State {
 fn hold(r: &mut RawNote, pedal: &Channel, state: &mut State) -> (bool, bool) {
     // Written to compile to conditional moves: whether the pedal holds a note is a coin toss
     // in a pedalled piece, too costly to branch on.
-    let at_end = pedal.seek(r.end_tick);
+    let at_end = pedal.settle(r.pedal_at_end, r.end_tick);
     let pitch = (r.pitch & 0x7f) as usize;
     let struck_again = state.restrike[pitch];
-    let released = if pedal.down_after[at_end] {
-        pedal.release_after[at_end] // NEVER: held to the last event
-    } else {
-        r.end_tick
-    };
+    // Held by the pedal: a later tick (NEVER: held to the last event).
+    let released = r.end_tick.max(pedal.held_until[at_end]);
     let end = released.min(struck_again);
     // Ended by a note struck on its own start tick: note_seq removes it.
     let gone = end == r.start_tick && struck_again == end;
@@ -313,13 +273,7 @@ fn hold(r: &mut RawNote, pedal: &Channel, state: &mut State) -> (bool, bool) {
         NEVER => TO_LAST,
         _ => end,
     };
-    // Starts come in decreasing order here: a cursor per channel walks back to each.
-    let mut at_start = state.at_start;
-    while at_start > 0 && pedal.ticks[at_start - 1] > r.start_tick {
-        at_start -= 1;
-    }
-    state.at_start = at_start;
-    if pedal.down_after[at_start] {
+    if pedal.held_until[pedal.settle(r.pedal_at_start, r.start_tick)] != 0 {
         state.restrike[pitch] = r.start_tick;
     }
     (gone, end == NEVER)
@@ -466,6 +420,9 @@ mod tests {
             track: 0,
             channel: 0,
             program: 0,
+            // Counted from the first event: settle finds the rest.
+            pedal_at_start: 0,
+            pedal_at_end: 0,
         }
     }
 
@@ -524,35 +481,22 @@ mod tests {
     }
 
     #[test]
-    fn seeking_finds_the_partition_point() {
+    fn the_tables_follow_the_events_of_each_tick() {
         let c = &channels(&[(5, 127, 0, 0), (9, 0, 0, 0), (9, 127, 0, 0), (20, 0, 0, 0)])[0];
-        assert_eq!(c.ticks, [5, 9, 20]);
-        assert_eq!(c.down, [true, false, false]);
-        assert_eq!(c.next_release, [9, 9, 20]);
-        assert_eq!(c.down_after, [false, true, false, false]);
-        assert_eq!(c.release_after, [9, 9, 20, NEVER]);
+        assert_eq!(c.ticks, [5, 9, 9, 20]);
+        // Read where a tick's events end: 0, 1, 3, 4 (index 2 is inside tick 9). Down only
+        // after tick 5, until tick 9.
+        assert_eq!([0, 1, 3, 4].map(|i| c.held_until[i]), [0, 9, 0, 0]);
+        let c = &channels(&[(5, 127, 0, 0), (7, 100, 0, 0), (9, 127, 0, 0), (9, 0, 0, 0)])[0];
+        assert_eq!([0, 1, 2, 4].map(|i| c.held_until[i]), [0, 9, 9, 0]);
+        let c = &channels(&[(5, 127, 0, 0), (7, 0, 0, 0), (9, 127, 0, 0)])[0];
+        assert_eq!([0, 1, 2, 3].map(|i| c.held_until[i]), [0, 7, 0, NEVER]);
+        // From any count of events before a tick, settle finds the count at or before it.
         for tick in 0..25 {
-            assert_eq!(c.seek(tick), c.ticks.partition_point(|&t| t <= tick));
-        }
-        // Ticks far apart, and near the top of the range.
-        let events: Vec<PedalEvent> = [0u64, 3, 1 << 20, (1 << 20) + 1, 1 << 40, u64::MAX - 1]
-            .iter()
-            .map(|&t| (t, 127, 0, 0))
-            .collect();
-        let c = &channels(&events)[0];
-        for &t in &[
-            0u64,
-            1,
-            3,
-            4,
-            1 << 20,
-            (1 << 20) + 2,
-            1 << 39,
-            1 << 40,
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            assert_eq!(c.seek(t), c.ticks.partition_point(|&x| x <= t), "{t}");
+            let at = c.ticks.partition_point(|&t| t <= tick);
+            for before in 0..=c.ticks.partition_point(|&t| t < tick) {
+                assert_eq!(c.settle(before as u32, tick), at, "{tick} {before}");
+            }
         }
     }
 
