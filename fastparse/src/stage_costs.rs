@@ -30,6 +30,11 @@ fn stage_costs() {
         .map(|f| crate::notes::parse(f).map(|n| n.len()).unwrap_or(0))
         .sum();
     assert!(notes > 0, "no shared corpus beside the repository");
+    // The parser's notes and pedal events, for the pedal pass alone.
+    let parsed: Vec<_> = files
+        .iter()
+        .filter_map(|f| crate::notes::raw_notes(f).ok())
+        .collect();
     let listed: Vec<PathBuf> = paths
         .iter()
         .cycle()
@@ -50,6 +55,31 @@ fn stage_costs() {
         }),
     )];
     let files = &files;
+    let parsed = &parsed;
+    for pass in [false, true] {
+        rows.push((
+            if pass {
+                "the pedal pass (and a copy)"
+            } else {
+                "a copy of the parser's notes"
+            }
+            .into(),
+            notes,
+            // The pedal pass alone, on copies of the parser's notes (less a row that only
+            // copies them).
+            Box::new(move || {
+                let mut copy = Vec::new();
+                for (raw, pedal) in parsed {
+                    copy.clear();
+                    copy.extend_from_slice(raw);
+                    if pass {
+                        crate::sustain::apply(&mut copy, pedal);
+                    }
+                    std::hint::black_box(&copy);
+                }
+            }),
+        ));
+    }
     for sustain in [Sustain::Ignore, Sustain::Apply] {
         rows.push((
             format!("parse, pedal {}", sustain.name()),

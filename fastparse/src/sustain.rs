@@ -166,125 +166,96 @@ pub(crate) fn apply(raw: &mut Vec<RawNote>, pedal: &[PedalEvent]) {
         return;
     }
     let channels = channels(pedal);
-    // Most files have one pedalled channel: its state is a local value (kept in registers),
-    // found without a search.
-    let (last_note, dropped, to_last, states) = if let [one] = &channels[..] {
-        let mut state = [State::new()];
+    let mut restrikes = vec![[NEVER; 128]; channels.len()];
+    // Most files have one pedalled channel: found without a search.
+    let (last_note, marked) = if let [one] = &channels[..] {
+        if one.channel == 9 {
+            return;
+        }
         let key = (one.track, one.channel);
-        let (last_note, dropped, to_last) = pass(raw, &channels, &mut state, |r| {
+        pass(raw, &channels, &mut restrikes, |r| {
             ((r.track, r.channel) == key).then_some(0)
-        });
-        (last_note, dropped, to_last, state.to_vec())
+        })
     } else {
-        let mut states: Vec<State> = channels.iter().map(|_| State::new()).collect();
-        let (last_note, dropped, to_last) = pass(raw, &channels, &mut states, |r| {
+        pass(raw, &channels, &mut restrikes, |r| {
             channels
                 .iter()
-                .position(|c| c.track == r.track && c.channel == r.channel)
-        });
-        (last_note, dropped, to_last, states)
+                .position(|c| c.track == r.track && c.channel == r.channel && c.channel != 9)
+        })
     };
-    if to_last {
+    if !marked {
+        return;
+    }
+    if raw.iter().any(|r| r.end_tick == NEVER) {
         // note_seq ends what the pedal still holds at its last event: the last note end or pedal
-        // event (of a channel that has notes: pretty_midi drops the others).
+        // event (of a channel that has notes, drums too: pretty_midi drops the others).
+        let has_notes = |c: &Channel| {
+            raw.iter()
+                .any(|r| (r.track, r.channel) == (c.track, c.channel))
+        };
         let last_pedal = channels
             .iter()
-            .zip(&states)
-            .filter(|(_, s)| s.has_notes)
-            .filter_map(|(c, _)| c.ticks.last().copied())
+            .filter(|c| has_notes(c))
+            .filter_map(|c| c.ticks.last().copied())
             .max()
             .unwrap_or(0);
         let last = last_note.max(last_pedal);
-        for r in raw.iter_mut().filter(|r| r.end_tick == TO_LAST) {
+        for r in raw.iter_mut().filter(|r| r.end_tick == NEVER) {
             r.end_tick = last;
         }
     }
-    if dropped {
-        raw.retain(|r| r.end_tick != DROPPED);
-    }
+    raw.retain(|r| r.end_tick != DROPPED);
 }
 
-/// [`apply`]'s backward pass over the notes: each note of a pedalled channel (`channel_of` finds
-/// its index in `channels` and `states`) held ([`hold`]). Returns the last note end (drums are not
-/// events to note_seq), whether a note was dropped, and whether one is held to the last event.
+/// [`apply`]'s backward pass over the notes: each note of a pedalled channel other than drums
+/// (`channel_of` finds its index in `channels`, and its table of restrikes) held ([`hold`]).
+/// Returns the last note end (drums are not events to note_seq) and whether a note was marked
+/// ([`hold`]).
 #[inline(always)]
 fn pass(
     raw: &mut [RawNote],
     channels: &[Channel],
-    states: &mut [State],
+    restrikes: &mut [[u64; 128]],
     channel_of: impl Fn(&RawNote) -> Option<usize>,
-) -> (u64, bool, bool) {
+) -> (u64, bool) {
     let mut last_note = 0u64;
-    let (mut dropped, mut to_last) = (false, false);
+    let mut marked = false;
     for r in raw.iter_mut().rev() {
-        if r.channel != 9 {
-            last_note = last_note.max(r.end_tick);
-        }
+        let end = if r.channel != 9 { r.end_tick } else { 0 };
+        last_note = last_note.max(end);
         let Some(c) = channel_of(r) else {
             continue;
         };
-        states[c].has_notes = true;
-        if r.channel == 9 {
-            continue;
-        }
-        let (gone, held_to_last) = hold(r, &channels[c], &mut states[c]);
-        dropped |= gone;
-        to_last |= held_to_last;
+        marked |= hold(r, &channels[c], &mut restrikes[c]);
     }
-    (last_note, dropped, to_last)
-}
-
-/// What [`apply`]'s backward pass keeps per pedalled (track, channel).
-#[derive(Clone)]
-struct State {
-    /// Per pitch: the start of the nearest later note struck with the pedal down.
-    restrike: [u64; 128],
-    /// Whether a note (drums too) is on the channel.
-    has_notes: bool,
-}
-
-impl State {
-    fn new() -> State {
-        State {
-            restrike: [NEVER; 128],
-            has_notes: false,
-        }
-    }
+    (last_note, marked)
 }
 
 /// Ends the note `r` where the pedal lets it go or its key is struck again (notes come in
-/// decreasing order of start). A note held to the last event gets [`TO_LAST`] (that event is
-/// known at the end of the pass; NEVER is more than any restrike, so the minimum is the same).
-/// Returns whether the note is dropped (struck twice at once) and whether it is held to the last.
+/// decreasing order of start; `restrike` has per pitch the start of the nearest later note
+/// struck with the pedal down). A note held to the last event (known at the end of the pass)
+/// ends at [`NEVER`] meanwhile, more than any restrike, so the minimum is the same; one struck
+/// twice at once is [`DROPPED`]. Returns whether the note is either.
 #[inline(always)]
-fn hold(r: &mut RawNote, pedal: &Channel, state: &mut State) -> (bool, bool) {
-    // Written to compile to conditional moves: whether the pedal holds a note is a coin toss
-    // in a pedalled piece, too costly to branch on.
+fn hold(r: &mut RawNote, pedal: &Channel, restrike: &mut [u64; 128]) -> bool {
+    // Written without a branch on the data: whether the pedal holds a note, or is down when
+    // a key is struck, is a coin toss in a pedalled piece.
     let at_end = pedal.settle(r.pedal_at_end, r.end_tick);
     let pitch = (r.pitch & 0x7f) as usize;
-    let struck_again = state.restrike[pitch];
+    let struck_again = restrike[pitch];
     // Held by the pedal: a later tick (NEVER: held to the last event).
-    let released = r.end_tick.max(pedal.held_until[at_end]);
-    let end = released.min(struck_again);
+    let end = r.end_tick.max(pedal.held_until[at_end]).min(struck_again);
     // Ended by a note struck on its own start tick: note_seq removes it.
-    let gone = end == r.start_tick && struck_again == end;
-    r.end_tick = match end {
-        _ if gone => DROPPED,
-        NEVER => TO_LAST,
-        _ => end,
-    };
-    if pedal.held_until[pedal.settle(r.pedal_at_start, r.start_tick)] != 0 {
-        state.restrike[pitch] = r.start_tick;
-    }
-    (gone, end == NEVER)
+    let gone = (end == r.start_tick) & (struck_again == end);
+    r.end_tick = if gone { DROPPED } else { end };
+    let down = pedal.held_until[pedal.settle(r.pedal_at_start, r.start_tick)] != 0;
+    restrike[pitch] = if down { r.start_tick } else { struck_again };
+    r.end_tick >= DROPPED
 }
 
-/// A note's end while [`apply`] has not yet found the last event, which ends it.
-const TO_LAST: u64 = u64::MAX - 1;
-
-/// A note's end marking it for removal (no real end is this large: ticks are sums of 28-bit
-/// deltas).
-const DROPPED: u64 = u64::MAX;
+/// A note's end marking it for removal, below [`NEVER`] (no real end is this large: ticks are
+/// sums of 28-bit deltas).
+const DROPPED: u64 = u64::MAX - 1;
 
 #[cfg(test)]
 mod tests {
