@@ -142,14 +142,14 @@ pub fn step(seconds: f64) -> u64 {
     // may round up to 1.0 (0.5 - 2^-54). Larger (absurd) times saturate, as a float-to-int cast
     // does; negative ones (none) would be 0.
     let x = seconds * 100.0;
-    if x.is_nan() || x >= 4_503_599_627_370_496.0 {
-        return x.round() as u64;
+    if (0.5..4_503_599_627_370_496.0).contains(&x) {
+        // Through i64, whose conversion is one instruction (u64's is not).
+        return (x + 0.5) as i64 as u64;
     }
     if x < 0.5 {
         return 0;
     }
-    // Through i64, whose conversion is one instruction (u64's is not).
-    (x + 0.5) as i64 as u64
+    x.round() as u64
 }
 
 /// Makes notes canonical: sorted by (onset, pitch), one per (onset, pitch) (the longest, then the
@@ -234,10 +234,17 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
     let mut any = false;
     let mut best = [0u64; 128];
     // The notes (drums left out) with their onset steps, one onset step at a time.
+    // A chord's notes share their start tick: one step for them all.
+    let mut last = (u64::MAX, 0);
     let mut notes = raw
         .iter()
         .filter(|r| r.channel != 9)
-        .map(|r| (starts.step(r.start_tick), r))
+        .map(|r| {
+            if r.start_tick != last.0 {
+                last = (r.start_tick, starts.step(r.start_tick));
+            }
+            (last.1, r)
+        })
         .peekable();
     while let Some((at, first)) = notes.next() {
         any = true;
@@ -248,9 +255,9 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
             let p = (r.pitch & 0x7f) as usize;
             let end = ends.step(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
             let rank = end << 8 | velocity_bin(r.velocity) as u64;
-            if pitches & 1 << p == 0 || rank > best[p] {
-                best[p] = rank;
-            }
+            // Ranks are above 0 (ends are at least 1), and `best` is 0 outside the onset's
+            // pitches (cleared as they are written): no test of whether the pitch is new.
+            best[p] = best[p].max(rank);
             pitches |= 1 << p;
             note = notes.next_if(|&(next, _)| next == at).map(|(_, r)| r);
         }
@@ -265,6 +272,7 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
             let p = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let (end, bin) = (best[p] >> 8, (best[p] & 0xff) as u8);
+            best[p] = 0;
             if end > MAX_STEPS {
                 return Err(too_long(end));
             }

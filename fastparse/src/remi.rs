@@ -579,24 +579,23 @@ impl<'a, S: Sink> Writer<'a, S> {
                         self.out.truncate(self.first);
                         return Ok(false);
                     }
-                    self.onset(start, pitches, &best)?;
+                    self.onset(start, pitches, &mut best)?;
                 }
                 current = Some(o.start);
                 pitches = 0;
             }
             let p = o.pitch as usize;
             let rank = (o.duration as u16) << 8 | o.velocity_bin as u16;
-            if pitches & 1 << p == 0 {
-                pitches |= 1 << p;
-                best[p] = rank;
-            } else if rank > best[p] {
-                best[p] = rank;
-            }
+            // Ranks are above 0 (durations are at least 1), and `best` is 0 outside the
+            // onset's pitches (`onset` clears what it writes): no test of whether the pitch is
+            // new.
+            best[p] = best[p].max(rank);
+            pitches |= 1 << p;
         }
         let Some(start) = current else {
             return Err(Error::NoNotes);
         };
-        self.onset(start, pitches, &best)?;
+        self.onset(start, pitches, &mut best)?;
         Ok(true)
     }
 
@@ -631,7 +630,7 @@ impl<'a, S: Sink> Writer<'a, S> {
     /// Writes one onset: its Position (after the bars before it), then its notes by pitch, each
     /// cutting the previous note of its pitch at this onset. The onset's tokens are gathered in
     /// `self.pending` and written at once: one length update of the sink per onset, not per token.
-    fn onset(&mut self, start: u64, mut pitches: u128, best: &[u16; 128]) -> Result<()> {
+    fn onset(&mut self, start: u64, mut pitches: u128, best: &mut [u16; 128]) -> Result<()> {
         if self.bars == 0 {
             self.open_bar()?;
         }
@@ -654,6 +653,7 @@ impl<'a, S: Sink> Writer<'a, S> {
                 }
             }
             let (duration, velocity_bin) = ((best[p] >> 8) as u8, best[p] as u8);
+            best[p] = 0;
             buf[len] = PITCH_ID + p as TokenId;
             buf[len + 1] = VELOCITY_ID + velocity_bin as TokenId;
             buf[len + 2] = DURATION_ID + duration as TokenId - 1;
