@@ -94,39 +94,35 @@ impl Channel {
         i
     }
 
-    /// The tables of a channel's events `(tick, value)`, in the track's order.
-    fn new(track: u32, channel: u8, events: impl ExactSizeIterator<Item = (u64, u8)>) -> Channel {
+    /// The tables of one (track, channel)'s events, in the track's order.
+    fn new(events: &[PedalEvent]) -> Channel {
         let n = events.len();
-        let mut ticks = Vec::with_capacity(n);
-        // Whether the pedal is down after each event's tick, at the last event of each tick.
-        let mut down_after = vec![false; n + 1];
-        let mut up = false;
-        for (i, (tick, value)) in events.enumerate() {
-            if ticks.last().is_some_and(|&t| t != tick) {
-                up = false;
-            }
+        let (_, _, channel, track) = events[0];
+        let mut held_until = vec![0; n + 1];
+        // Back over the ticks: `release` is the first release after the tick at hand.
+        let mut release = NEVER;
+        let mut end = n;
+        while end > 0 {
+            let tick = events[end - 1].0;
             // A release at a tick wins over any press at the same tick (note_seq handles
             // presses first).
-            up |= value < 64;
-            ticks.push(tick);
-            down_after[i + 1] = !up;
-        }
-        let mut held_until = vec![0; n + 1];
-        let mut release = NEVER;
-        for i in (0..=n).rev() {
-            if down_after[i] {
-                held_until[i] = release;
+            let mut up = events[end - 1].1 < 64;
+            let mut start = end - 1;
+            while start > 0 && events[start - 1].0 == tick {
+                start -= 1;
+                up |= events[start].1 < 64;
             }
-            // Going back over a tick's last event: the first release from the tick on is the
-            // tick's if any of its events is one.
-            if i > 0 && !down_after[i] && (i == n || ticks[i] != ticks[i - 1]) {
-                release = ticks[i - 1];
+            if up {
+                release = tick;
+            } else {
+                held_until[end] = release;
             }
+            end = start;
         }
         Channel {
             track,
             channel,
-            ticks,
+            ticks: events.iter().map(|e| e.0).collect(),
             held_until,
         }
     }
@@ -148,14 +144,7 @@ fn channels(pedal: &[PedalEvent]) -> Vec<Channel> {
     };
     events
         .chunk_by(|a, b| key(a) == key(b))
-        .map(|run| {
-            let (_, _, ch, track) = run[0];
-            Channel::new(
-                track,
-                ch,
-                run.iter().map(|&(tick, value, _, _)| (tick, value)),
-            )
-        })
+        .map(Channel::new)
         .collect()
 }
 
@@ -221,12 +210,15 @@ fn pass(
     let mut last_note = 0u64;
     let mut marked = false;
     for r in raw.iter_mut().rev() {
-        let end = if r.channel != 9 { r.end_tick } else { 0 };
-        last_note = last_note.max(end);
-        let Some(c) = channel_of(r) else {
-            continue;
-        };
-        marked |= hold(r, &channels[c], &mut restrikes[c]);
+        match channel_of(r) {
+            // Never drums: `channel_of` leaves them out.
+            Some(c) => {
+                last_note = last_note.max(r.end_tick);
+                marked |= hold(r, &channels[c], &mut restrikes[c]);
+            }
+            None if r.channel != 9 => last_note = last_note.max(r.end_tick),
+            None => {}
+        }
     }
     (last_note, marked)
 }
