@@ -347,6 +347,20 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
                 b
             };
             if status & 0xE0 != 0x80 {
+                // A sustain pedal event (most other events of a performance) here, without a
+                // call.
+                if status & 0xF0 == 0xB0 {
+                    if let (Some(&64), Some(&value)) = (raw.get(p), raw.get(p + 1)) {
+                        if value < 0x80 {
+                            let ch = status & 0x0F;
+                            s.pedal.push((tick, value, ch, track));
+                            rare.pedal[ch as usize] += 1;
+                            p += 2;
+                            running = status;
+                            break 'event true;
+                        }
+                    }
+                }
                 // Not a note-on or note-off (or no running status: 0 is no event).
                 match other_event(raw, p, status, running, tick, &mut rare, s) {
                     Some((next, next_running)) => {
