@@ -269,6 +269,8 @@ struct Scratch {
     touched: Vec<u16>,
     /// How many slots of `raw` a note-off closed (the others are dropped).
     closed: usize,
+    /// How many tracks gave notes (one: `raw` is sorted by start already).
+    tracks_with_notes: u32,
     raw: Vec<RawNote>,
     tempos: Vec<(u64, u32)>,
     /// (tick, value, channel, track)
@@ -771,7 +773,7 @@ fn scan_file<T>(
             }
             // Each track's notes are in note-on order, so sorted by start tick: a stable sort by
             // start tick merges the tracks (a single track is already sorted).
-            if !taken.raw.is_sorted_by_key(|r| r.start_tick) {
+            if taken.tracks_with_notes > 1 && !taken.raw.is_sorted_by_key(|r| r.start_tick) {
                 taken.raw.sort_by_key(|r| r.start_tick);
             }
             if sustain == Sustain::Apply {
@@ -821,6 +823,7 @@ fn scan_tracks<'a>(
     debug_assert!(s.first.iter().all(|o| o.slot == 0) && s.rest.iter().all(Vec::is_empty));
     debug_assert!(s.touched.is_empty());
     s.closed = 0;
+    s.tracks_with_notes = 0;
     s.raw.clear();
     s.tempos.clear();
     s.pedal.clear();
@@ -830,7 +833,9 @@ fn scan_tracks<'a>(
         let events = track.map_err(|e| Error::Malformed(first_line(e)))?;
         let raw = events.unread();
         let base = raw.as_ptr() as usize - bytes.as_ptr() as usize;
+        let before = s.raw.len();
         scan_track(raw, base, track_idx as u32, s)?;
+        s.tracks_with_notes += (s.raw.len() > before) as u32;
     }
     Ok(())
 }
