@@ -226,9 +226,12 @@ fn tokenize_bytes_into(bytes: &[u8], sustain: Sustain, out: &mut impl Sink) -> R
 /// pitch), the sounding notes on a wheel by end step ([`Sounding`]). The same tokens as canonicalizing first
 /// (`step_notes`; the tests compare them on every shared file) at a fraction of the cost.
 fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<()> {
-    let mut sounding = Sounding::default();
+    // The wheel (16 KB) of the thread's last file, empty again at its end: not zeroed anew.
+    let mut sounding = SOUNDING.with(|cell| cell.take()).unwrap_or_default();
     let (mut now, mut velocity) = (0u64, None);
-    out.reserve(raw.len() * 3 + 8);
+    // About 3.5 tokens a note (on, off, velocity changes, shifts): room for 4, so that a
+    // file seldom grows its buffer.
+    out.reserve(raw.len() * 4 + 16);
     let mut starts = Clock::new(tempo);
     let mut ends = Clock::new(tempo);
     let mut any = false;
@@ -259,10 +262,11 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
             // pitches (cleared as they are written): no test of whether the pitch is new.
             best[p] = best[p].max(rank);
             pitches |= 1 << p;
+            // A note of a pitch struck again is cut here (once: then it ends here).
+            sounding.cut(p, at);
             note = notes.next_if(|&(next, _)| next == at).map(|(_, r)| r);
         }
-        // A note of a pitch struck again is cut here; then what ends by now is released.
-        sounding.cut(pitches, at);
+        // What ends by now is released.
         let mut push = |id: TokenId| out.push(id);
         sounding.release_until(at, &mut now, &mut push);
         shift_ids(&mut push, at - now);
@@ -288,7 +292,18 @@ fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<(
         return Err(Error::NoNotes);
     }
     sounding.release_until(u64::MAX, &mut now, &mut |id| out.push(id));
+    // Every note released: as new (a file that fails drops its wheel instead).
+    debug_assert!(sounding.wheel.iter().all(|&b| b == 0));
+    debug_assert!(sounding.end_of.iter().all(|&e| e == Sounding::UP));
+    if sounding.count == 0 && sounding.full == [0; WHEEL / 64] {
+        SOUNDING.with(|cell| *cell.borrow_mut() = Some(sounding));
+    }
     Ok(())
+}
+
+thread_local! {
+    /// See [`write_raw`].
+    static SOUNDING: std::cell::RefCell<Option<Sounding>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The step of a tick ([`step`] of [`TempoMap::seconds`]), for ticks that come near one another.
@@ -374,22 +389,18 @@ impl Sounding {
         None
     }
 
-    /// Ends at `at` the sounding notes of the pitches in `pitches` that would last past it.
-    fn cut(&mut self, pitches: u128, at: u64) {
-        let mut bits = pitches;
-        while bits != 0 {
-            let p = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let end = self.end_of[p];
-            if end != Self::UP && end > at {
-                let b = end as usize % WHEEL;
-                self.wheel[b] &= !(1 << p);
-                if self.wheel[b] == 0 {
-                    self.full[b / 64] &= !(1 << (b % 64));
-                }
-                self.add(p, at);
-                self.end_of[p] = at;
+    /// Ends at `at` the sounding note of `pitch` if it would last past it.
+    #[inline(always)]
+    fn cut(&mut self, pitch: usize, at: u64) {
+        let end = self.end_of[pitch];
+        if end != Self::UP && end > at {
+            let b = end as usize % WHEEL;
+            self.wheel[b] &= !(1 << pitch);
+            if self.wheel[b] == 0 {
+                self.full[b / 64] &= !(1 << (b % 64));
             }
+            self.add(pitch, at);
+            self.end_of[pitch] = at;
         }
     }
 
