@@ -514,6 +514,13 @@ struct Written {
     index: usize,
 }
 
+/// [`Writer::last`] of a pitch not written yet: starts at 0 (before any onset) and lasts 0 steps.
+const NONE: Written = Written {
+    start: 0,
+    duration: 0,
+    index: 0,
+};
+
 /// Writes the token stream of notes sorted by onset, making them canonical on the way (as
 /// [`canonicalize`] does, without sorting): the bars, their time signatures, and per onset the
 /// notes by pitch.
@@ -530,8 +537,9 @@ struct Writer<'a, S: Sink> {
     bars: u64,
     bar_start: u64,
     bar_end: u64,
-    /// Per pitch, the last note written, so that a later onset of the pitch can cut it.
-    last: [Option<Written>; 128],
+    /// Per pitch, the last note written, so that a later onset of the pitch can cut it ([`NONE`]
+    /// before the first: a duration of 0 is never cut).
+    last: [Written; 128],
     /// The tokens of the onset being written: a Position and three per pitch.
     pending: [TokenId; 1 + 3 * 128],
 }
@@ -555,7 +563,7 @@ impl<'a, S: Sink> Writer<'a, S> {
             bars: 0,
             bar_start: 0,
             bar_end: 0,
-            last: [None; 128],
+            last: [NONE; 128],
             pending: [0; 1 + 3 * 128],
         }
     }
@@ -646,22 +654,21 @@ impl<'a, S: Sink> Writer<'a, S> {
             let p = pitches.trailing_zeros() as usize;
             pitches &= pitches - 1;
             // The previous note of the pitch is in an earlier onset, already in the sink.
-            if let Some(prev) = self.last[p] {
-                let gap = start - prev.start;
-                if prev.duration as u64 > gap {
-                    self.out.set(prev.index, DURATION_ID + gap as TokenId - 1);
-                }
+            let prev = self.last[p];
+            let gap = start - prev.start;
+            if prev.duration as u64 > gap {
+                self.out.set(prev.index, DURATION_ID + gap as TokenId - 1);
             }
             let (duration, velocity_bin) = ((best[p] >> 8) as u8, best[p] as u8);
             best[p] = 0;
             buf[len] = PITCH_ID + p as TokenId;
             buf[len + 1] = VELOCITY_ID + velocity_bin as TokenId;
             buf[len + 2] = DURATION_ID + duration as TokenId - 1;
-            self.last[p] = Some(Written {
+            self.last[p] = Written {
                 start,
                 duration,
                 index: first + len + 2,
-            });
+            };
             len += 3;
         }
         if len <= 16 {
