@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from conftest import checkpoint_weights, read_json, run_cli
 from ray_heads import Head
@@ -79,6 +80,18 @@ def _lose_mid_training(head: Head, jobdir: Path) -> tuple[int, list[str]]:
     # Rank 0 keeps the TensorBoard curves in the store as it trains: an epoch each, as far as the metrics go.
     assert [step for step, _ in curves(jobdir / TENSORBOARD)["val_loss"]] == list(range(1, len(rows) + 1))
     return latest["epoch"], rows
+
+
+def _train_workers(head: Head) -> list[psutil.Process]:
+    """The Ray Train worker processes on the head (Ray titles them `ray::RayTrainWorker...`)."""
+    found = []
+    for proc in head.processes():
+        try:
+            if " ".join(proc.cmdline()).startswith("ray::RayTrainWorker"):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def _check_continued(env, job: str, jobdir: Path, lost_at: int, rows_before: list[str],
@@ -171,8 +184,18 @@ def test_a_cancelled_job_resumes_on_the_same_cluster(head, env, five_files, unin
     while read_json(jobdir / "checkpoints" / "latest.json") is None:
         assert time.monotonic() < deadline, "no checkpoint"
         time.sleep(0.1)
+    # An epoch of this tiny job takes about half a second, and `composer cancel` (a new process) takes
+    # longer than that to land: it could land after the last epoch. So the job's Ray Train workers are
+    # frozen first (SIGSTOP): the cancel then stops a job mid-training for certain, and Ray ends them
+    # with the job.
+    workers = _train_workers(head)
+    assert workers, "no Ray Train worker on the head"
+    for worker in workers:
+        worker.suspend()
     cancelled = run_cli("cancel", job, env=env)
     assert cancelled.returncode == 0, cancelled.stderr
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"Ray left the stopped job's workers running: {alive}"
     stopped_at = json.loads((jobdir / "checkpoints" / "latest.json").read_text())["epoch"]
     assert stopped_at < EPOCHS, "training finished before the cancel landed: raise --steps-per-epoch"
     rows_before = (jobdir / "metrics.jsonl").read_text().splitlines()
