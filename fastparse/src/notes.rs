@@ -354,9 +354,7 @@ fn scan_track(raw: &[u8], base: usize, track: u32, s: &mut Scratch) -> Result<()
                 if status & 0xF0 == 0xB0 {
                     if let (Some(&64), Some(&value)) = (raw.get(p), raw.get(p + 1)) {
                         if value < 0x80 {
-                            let ch = status & 0x0F;
-                            s.pedal.push((tick, value, ch, track));
-                            rare.pedal[ch as usize] += 1;
+                            pedal_event(s, &mut rare, tick, status & 0x0F, value);
                             p += 2;
                             running = status;
                             break 'event true;
@@ -435,6 +433,14 @@ struct Rare {
     pedal: [u32; 16],
     /// Whether the track's end-of-track has been read (later junk is ignored).
     seen_end: bool,
+}
+
+/// A sustain pedal event (controller 64) of channel `ch`: recorded, and counted for the notes
+/// that follow it in the track ([`RawNote::pedal_at_start`]).
+#[inline(always)]
+fn pedal_event(s: &mut Scratch, rare: &mut Rare, tick: u64, ch: u8, value: u8) {
+    s.pedal.push((tick, value, ch, rare.track));
+    rare.pedal[ch as usize & 0x0F] += 1;
 }
 
 /// The index of a (channel, pitch) key in [`Scratch::first`] and [`Scratch::rest`].
@@ -564,10 +570,7 @@ fn other_event(
             }
             p += len;
             match kind {
-                0xB if d0 == 64 => {
-                    s.pedal.push((tick, d1, ch, track));
-                    rare.pedal[ch as usize] += 1;
-                }
+                0xB if d0 == 64 => pedal_event(s, rare, tick, ch, d1),
                 0xC => rare.program[ch as usize] = d0,
                 _ => {}
             }
