@@ -149,6 +149,9 @@ def test_the_time_budget_stops_the_sweep(ray_head, composer_home, five_files, tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     first, second = result["trials"]
-    assert first["phase"] == "stopped" and first["epoch"] >= 1 and "the time budget ran out" in first["message"]
+    # Alone, the first trial trains about 60 epochs within the budget; say how far it got, so that a
+    # run where it trained none (once in CI, under the whole suite's load) shows why.
+    assert first["phase"] == "stopped" and first["epoch"] >= 1 and "the time budget ran out" in first["message"], \
+        (first, round(took, 1))
     assert second["phase"] == "stopped" and second["epoch"] == 0 and "the time budget ran out" in second["message"]
     assert result["best"] is None and took < 45 + 60, took
