@@ -24,11 +24,19 @@ ray.get(group.ready())
 print("left", group.id.hex())
 """
 
-# What a job's driver does before training: release, then say what is free.
+# What a job's driver does before training: release, then say what is free. It runs as a sweep's
+# trial does (in a Tune actor: no RAY_ADDRESS), on a machine where Ray's last-started-cluster file
+# names a head that is gone (another head was started since): release must ask its own cluster, not
+# that one (it stalled 40 s there, and released nothing).
 RELEASE = """
-import json, time, ray
+import json, os, tempfile, time, ray
 from service.job import orphans
 ray.init(logging_level="ERROR")
+os.environ.pop("RAY_ADDRESS", None)
+os.environ["RAY_TMPDIR"] = tempfile.mkdtemp()
+os.makedirs(os.path.join(os.environ["RAY_TMPDIR"], "ray"))
+with open(os.path.join(os.environ["RAY_TMPDIR"], "ray", "ray_current_cluster"), "w") as f:
+    f.write("127.0.0.1:1")
 said = []
 released = orphans.release(said.append)
 for _ in range(50):  # a removal takes effect in a moment

@@ -10,6 +10,11 @@ submission ids start with `composer-` or `sweep-`) are removed. Other tools' job
 
 Best effort: a cluster whose state API does not answer in a few seconds is left as it is (Ray then
 queues the workers, as it would without this).
+
+The state API is asked at the address of the cluster this process is connected to. Left to find it
+itself, it reads Ray's last-started-cluster file when RAY_ADDRESS is unset (a sweep's trial runs in a
+Tune actor, where it is): after another head was started on the machine, that names a dead GCS,
+and every trial stalled 40 s on it (seen in CI) before its workers were asked for.
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ ENDED = {"STOPPED", "SUCCEEDED", "FAILED"}
 TIMEOUT_S = 5
 
 
-def ended_jobs() -> set[str]:
-    """The Ray job ids of composer's jobs that have ended."""
+def ended_jobs(address: str) -> set[str]:
+    """The Ray job ids of composer's jobs that have ended, on the cluster at `address` (its GCS)."""
     from ray.util.state import list_jobs
 
-    jobs = list_jobs(timeout=TIMEOUT_S, raise_on_missing_output=False)
+    jobs = list_jobs(address=address, timeout=TIMEOUT_S, raise_on_missing_output=False)
     return {j.job_id for j in jobs
             if j.job_id and (j.submission_id or "").startswith(PREFIXES) and str(j.status) in ENDED}
 
@@ -39,10 +44,11 @@ def release(say: Callable[[str], None]) -> int:
     from ray.util.state import list_placement_groups
 
     try:
-        ended = ended_jobs()
+        address = ray.get_runtime_context().gcs_address
+        ended = ended_jobs(address)
         if not ended:
             return 0
-        groups = list_placement_groups(detail=True, limit=10_000, timeout=TIMEOUT_S,
+        groups = list_placement_groups(address=address, detail=True, limit=10_000, timeout=TIMEOUT_S,
                                        raise_on_missing_output=False)
     except Exception:  # noqa: BLE001 - no state API answer: leave the cluster as it is
         return 0
