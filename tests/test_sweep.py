@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import read_json, run_cli
 from tensorboard_events import curves
@@ -139,19 +138,17 @@ def test_the_plan_is_every_grid_combination_for_each_random_draw_and_reproducibl
 
 
 def test_the_time_budget_stops_the_sweep(ray_head, composer_home, five_files, tmp_path):
-    """--time-budget 90 on trials that would train for minutes: the sweep ends near the budget, the
+    """--time-budget 60 on trials that would train for minutes: the sweep ends near the budget, the
     trial that was training is stopped with the reason, the one never started too, and none is best.
     Alone, the first trial trains from about 20 s into the budget. Twice in CI, under the whole suite,
-    it had not finished its first epoch after 45 s. In a full run whose Ray logs were read, the actors
-    of the previous test's sweep were still shutting down when this one started (Ray gives them 30 s,
-    then kills them), and the trial's worker came 51 s after the trial asked for it. Hence the wait
-    until the previous test's training processes are gone, and the budget's margin."""
+    it had not finished its first epoch after 45 s: its orphans.release asked Ray's last-started-cluster
+    file for the cluster, which named a head an earlier test had stopped, and stalled 40 s on it
+    (service/job/orphans.py now asks its own cluster; tests/test_orphans.py holds that case)."""
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
-    _wait_until_idle()
     started = time.monotonic()
     proc = run_cli("sweep", "--dataset", str(five_files), "--preset", "tiny", "--epochs", "1000", "--patience", "1000",
                    "--steps-per-epoch", "20", "--workers", "1", "--grid", "units=32,16", "--scheduler", "fifo",
-                   "--time-budget", "90", "--wait", "--json", env=env)
+                   "--time-budget", "60", "--wait", "--json", env=env)
     took = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
@@ -160,24 +157,7 @@ def test_the_time_budget_stops_the_sweep(ray_head, composer_home, five_files, tm
     assert first["phase"] == "stopped" and first["epoch"] >= 1 and "the time budget ran out" in first["message"], \
         f"after {took:.1f} s: {json.dumps(first)}\n{_log_tails(tmp_path / 'store' / 'jobs' / first['job_id'])}"
     assert second["phase"] == "stopped" and second["epoch"] == 0 and "the time budget ran out" in second["message"]
-    assert result["best"] is None and took < 90 + 60, took
-
-
-# Process titles of a training job's Ray actors: Ray Train's workers and controller, a Tune trial.
-TRAINING_PROCESSES = ("ray::RayTrainWorker", "ray::TrainController", "ray::ImplicitFunc")
-
-
-def _wait_until_idle(timeout: float = 180) -> None:
-    """Waits until no process of a training job is left on this machine: Ray Train's controllers and
-    workers, and Tune's trials (their process titles). Ray's idle workers hold nothing."""
-    deadline = time.monotonic() + timeout
-    while True:
-        titles = {" ".join(proc.info["cmdline"] or []).strip() for proc in psutil.process_iter(["cmdline"])}
-        busy = sorted(t for t in titles if t.startswith(TRAINING_PROCESSES))
-        if not busy:
-            return
-        assert time.monotonic() < deadline, f"training processes still there after {timeout:g} s: {busy}"
-        time.sleep(1)
+    assert result["best"] is None and took < 60 + 60, took
 
 
 def _log_tails(jobdir: Path) -> str:
