@@ -12,9 +12,9 @@ Best effort: a cluster whose state API does not answer in a few seconds is left 
 queues the workers, as it would without this).
 
 The state API is asked at the address of the cluster this process is connected to. Left to find it
-itself, it reads Ray's last-started-cluster file when RAY_ADDRESS is unset (a sweep's trial runs in a
-Tune actor, where it is): after another head was started on the machine, that names a dead GCS,
-and every trial stalled 40 s on it (seen in CI) before its workers were asked for.
+itself, it reads Ray's last-started-cluster file when RAY_ADDRESS is unset (as in a sweep's trial,
+which runs in a Tune actor): after another head was started and stopped on the machine, that file
+names a dead GCS, and every trial stalled 40 s on it (seen in CI) before asking for its workers.
 """
 
 from __future__ import annotations
