@@ -4,7 +4,9 @@ All tools read the same files in the same run: every MIDI file of ../shared/midi
 listed again and again until the list holds about --target-mb megabytes (50 by default). The slow
 tools get a slice of that list (--slow-files, --music21-files). Each tool is timed --repeats times
 and the median is reported as files/s, MB/s and notes/s. Notes are counted once per file with
-fastparse.read_notes (pretty_midi's notes), so notes/s means the same thing in every row.
+fastparse.read_notes (pretty_midi's notes), so notes/s means the same thing in every row. "first s"
+is a row's first timed call: the first call on the whole list, which a job's one tokenize is like
+(it touches the most fresh memory; an untimed call on the files listed once warms each tool first).
 
 Peak memory of fastparse.tokenize is measured in fresh subprocesses on 1/4, 1/2 and all of the list
 (the RSS high-water mark, reset through /proc/self/clear_refs just before the call, against the RSS
@@ -173,11 +175,11 @@ def fmt(x: float, digits: int = 1) -> str:
 
 
 def table(rows: list[Row], base: Row, symusic: Row | None) -> list[list[str]]:
-    header = ["tool", "files", "MB", "median s", "files/s", "MB/s", "notes/s", "x fastparse 1w", "x symusic"]
+    header = ["tool", "files", "MB", "median s", "first s", "files/s", "MB/s", "notes/s", "x fastparse 1w", "x symusic"]
     lines = [header]
     for r in rows:
         if not r.times:
-            lines.append([r.name, "-", "-", "-", "-", "-", "-", "-", "-", r.note][: len(header)])
+            lines.append([r.name, "-", "-", "-", "-", "-", "-", "-", "-", "-", r.note][: len(header)])
             continue
         mbs = r.rate(r.mb)
         lines.append(
@@ -186,6 +188,7 @@ def table(rows: list[Row], base: Row, symusic: Row | None) -> list[list[str]]:
                 str(r.files),
                 f"{r.mb:.1f}",
                 f"{r.seconds:.3f}",
+                f"{r.times[0]:.3f}",
                 fmt(r.rate(r.files)),
                 fmt(mbs),
                 fmt(r.rate(r.notes)),
