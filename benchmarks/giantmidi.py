@@ -4,6 +4,7 @@ store and on SeaweedFS, with the S3 requests counted.
 
     python benchmarks/giantmidi.py                      # 11,000 files; local store and SeaweedFS
     python benchmarks/giantmidi.py --files 2000 --stores local --no-jobs   # a quick look
+    python benchmarks/giantmidi.py --stores local --no-jobs --scheme remi  # the `fast` preset's scheme
 
 What it measures, in one run:
   1. import: `datasets.import_dataset` of the archive, beside uploading the same archive as one
@@ -122,7 +123,7 @@ class SeaweedFS:
         self.log.close()
 
 
-def stages(store, dataset: str, job_id: str, work: Path, digest: str = "") -> dict:
+def stages(store, dataset: str, job_id: str, work: Path, digest: str = "", scheme: str = "notes-chords") -> dict:
     """The driver's dataset and tokenize stages, as a job runs them; what they recorded."""
     from service.job import dataset as dataset_stage
     from service.job import tokenize
@@ -132,7 +133,8 @@ def stages(store, dataset: str, job_id: str, work: Path, digest: str = "") -> di
     from service.storage import jobstate
     from service.storage.joblog import JobLog
 
-    spec = JobSpec(job_id=job_id, dataset=dataset, store=store.uri, preset="tiny", seq_len=64, dataset_digest=digest)
+    spec = JobSpec(job_id=job_id, dataset=dataset, store=store.uri, preset="tiny", seq_len=64, dataset_digest=digest,
+                   scheme=scheme)
     jobstate.save_spec(store, spec)
     job = JobRun(spec, store, work, JobLog(store, job_id, "driver"))
     started = time.monotonic()
@@ -153,7 +155,7 @@ def open_bench_store(uri: str):
     return open_store(uri)
 
 
-def measure_driver_memory(uri: str, dataset: str, env: dict[str, str]) -> dict:
+def measure_driver_memory(uri: str, dataset: str, env: dict[str, str], scheme: str) -> dict:
     """Stages 1-2 with a cold cache in a fresh process: RSS high-water growth and the token array."""
     code = f"""
 import json, sys, tempfile
@@ -169,7 +171,7 @@ for key in store.list('cache/tokens'):
 open('/proc/self/clear_refs', 'w').write('5')
 before = hwm()
 with tempfile.TemporaryDirectory() as tmp:
-    result = giantmidi.stages(store, {dataset!r}, 'bench-memory', Path(tmp))
+    result = giantmidi.stages(store, {dataset!r}, 'bench-memory', Path(tmp), scheme={scheme!r})
 result['peak_growth'] = hwm() - before
 print(json.dumps(result))
 """
@@ -178,11 +180,12 @@ print(json.dumps(result))
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def job(dataset: str, store_uri: str, env: dict[str, str]) -> dict:
+def job(dataset: str, store_uri: str, env: dict[str, str], scheme: str) -> dict:
     composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
     started, submitted_at = time.monotonic(), time.time()
     proc = subprocess.run([*composer.split(), "submit", "--dataset", dataset, "--store", store_uri, "--preset", "tiny",
-                           "--epochs", "1", "--steps-per-epoch", "2", "--samples", "1", "--wait", "--json"],
+                           "--scheme", scheme, "--epochs", "1", "--steps-per-epoch", "2", "--samples", "1", "--wait",
+                           "--json"],
                           env={**os.environ, **env}, capture_output=True, text=True)
     wall = time.monotonic() - started
     if proc.returncode != 0:
@@ -235,17 +238,17 @@ def run_store(kind: str, uri: str, env: dict[str, str], archive: Path, small: Pa
     datasets.import_dataset(store, "gm200", small)
     requests.take()
     for run in ("cold", "warm"):
-        out[f"stages_{run}"] = stages(store, "gm", f"bench-{run}", tmp / run, meta.digest)
+        out[f"stages_{run}"] = stages(store, "gm", f"bench-{run}", tmp / run, meta.digest, args.scheme)
         out[f"stages_{run}"]["requests"] = requests.take()
     gets = out["stages_cold"]["requests"].get("dataset GetObject", 0)
     out["dataset_gets_per_32mb_cold"] = round(gets / (total_bytes / (32 << 20)), 2)
-    out["memory"] = measure_driver_memory(uri, "gm", env)
+    out["memory"] = measure_driver_memory(uri, "gm", env, args.scheme)
     if not args.no_jobs:
         for key in store.list("cache/tokens"):
             store.delete(key)
-        out["job_200"] = job("gm200", uri, env)
-        out["job_all_cold"] = job("gm", uri, env)
-        out["job_all_warm"] = job("gm", uri, env)
+        out["job_200"] = job("gm200", uri, env, args.scheme)
+        out["job_all_cold"] = job("gm", uri, env, args.scheme)
+        out["job_all_warm"] = job("gm", uri, env, args.scheme)
     return out
 
 
@@ -255,6 +258,7 @@ def main() -> None:
     ap.add_argument("--stores", default="local,s3", help="local, s3 or both (comma-separated)")
     ap.add_argument("--no-jobs", action="store_true", help="skip the whole jobs through Ray")
     ap.add_argument("--deflate", action="store_true", help="deflate the archive's files (about 2:1 here)")
+    ap.add_argument("--scheme", default="notes-chords", help="the jobs' token scheme (the `tiny` preset's by default)")
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="composer-giantmidi-") as name:
@@ -268,6 +272,7 @@ def main() -> None:
               f"{time.monotonic() - started:.1f} s", flush=True)
         home = tmp / "composer-home"
         results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} CPUs",
+                   "scheme": args.scheme,
                    "files": files, "bytes": total, "zipped": int(zipped * 1e6), "stores": []}
         for kind in args.stores.split(","):
             s3 = SeaweedFS(tmp / "s3") if kind == "s3" else None
