@@ -123,7 +123,7 @@ class SeaweedFS:
         self.log.close()
 
 
-def stages(store, dataset: str, job_id: str, work: Path, digest: str = "", scheme: str = "notes-chords") -> dict:
+def stages(store, dataset: str, job_id: str, work: Path, digest: str, scheme: str) -> dict:
     """The driver's dataset and tokenize stages, as a job runs them; what they recorded."""
     from service.job import dataset as dataset_stage
     from service.job import tokenize
@@ -171,7 +171,7 @@ for key in store.list('cache/tokens'):
 open('/proc/self/clear_refs', 'w').write('5')
 before = hwm()
 with tempfile.TemporaryDirectory() as tmp:
-    result = giantmidi.stages(store, {dataset!r}, 'bench-memory', Path(tmp), scheme={scheme!r})
+    result = giantmidi.stages(store, {dataset!r}, 'bench-memory', Path(tmp), '', {scheme!r})
 result['peak_growth'] = hwm() - before
 print(json.dumps(result))
 """

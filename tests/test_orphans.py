@@ -29,7 +29,7 @@ print("left", group.id.hex())
 # names a head that is gone (another head was started since): release must ask its own cluster, not
 # that one (it stalled 40 s there, and released nothing).
 RELEASE = """
-import json, os, tempfile, time, ray
+import json, os, shutil, tempfile, time, ray
 from service.job import orphans
 ray.init(logging_level="ERROR")
 os.environ.pop("RAY_ADDRESS", None)
@@ -38,7 +38,10 @@ os.makedirs(os.path.join(os.environ["RAY_TMPDIR"], "ray"))
 with open(os.path.join(os.environ["RAY_TMPDIR"], "ray", "ray_current_cluster"), "w") as f:
     f.write("127.0.0.1:1")
 said = []
-released = orphans.release(said.append)
+try:
+    released = orphans.release(said.append)
+finally:
+    shutil.rmtree(os.environ["RAY_TMPDIR"])
 for _ in range(50):  # a removal takes effect in a moment
     if not released or ray.available_resources().get("CPU", 0) >= 1:
         break
