@@ -708,11 +708,31 @@ def test_detokenize_round_trip_through_all_readers(tmp_path: Path):
     assert decode(fastparse.tokenize([path], vocab=vocab), 0) == names
 
 
+def test_a_grammar_push_takes_every_stream_or_none_and_names_a_refused_token():
+    vocab = ["Velocity_64", "NoteOn_60", "NoteOff_60", "TimeShift_1"]
+    g = fastparse.PerformanceGrammar(vocab, rows=2, notes=1)
+    # stream 0's Velocity is allowed, stream 1's NoteOn (before any Velocity) is not: neither moves
+    with pytest.raises(ValueError, match=r"stream 1 may not take NoteOn_60 \(id 1\) next"):
+        g.push([0, 1])
+    assert g.allowed()[:, 0].all() and not g.allowed()[:, 1].any()
+    g.push([0, 0])
+    assert g.allowed()[:, 1].all()
+    with pytest.raises(ValueError, match=r"stream 0 may not take id 9 \(the vocabulary has 4\)"):
+        g.push([9, 1])
+    for make in (lambda: fastparse.PerformanceGrammar(vocab, rows=2**40, notes=1),
+                 lambda: fastparse.RemiGrammar(["Bar", "Position_0"], rows=2**62)):
+        with pytest.raises(ValueError, match="at most 65536"):
+            make()
+
+
 def test_detokenize_inputs_and_errors():
     vocab = ["C4", "4.9"]
     a = fastparse.detokenize([0, 1], vocab)
     assert fastparse.detokenize(np.array([0, 1], dtype=np.int32), vocab) == a
     assert fastparse.detokenize(np.array([0, 1], dtype=np.int64), vocab) == a
+    # any strides: every other id, and a reversed array
+    assert fastparse.detokenize(np.array([0, 7, 1, 7], dtype=np.int64)[::2], vocab) == a
+    assert fastparse.detokenize(np.array([1, 0], dtype=np.int64)[::-1], vocab) == a
     assert fastparse.detokenize((0, 1), vocab, scheme="notes-chords") == a
     assert len(fastparse.read_notes(fastparse.detokenize([], vocab))) == 0
     with pytest.raises(ValueError, match="token 1: id 2 is outside the vocabulary"):

@@ -192,15 +192,18 @@ impl Grammar {
         }
     }
 
+    /// Whether stream `row` may take vocabulary id `id` next.
+    pub fn allows_id(&self, row: usize, id: usize) -> bool {
+        let s = &self.streams[row];
+        self.events
+            .get(id)
+            .is_some_and(|event| self.allows(s, self.room(s), event))
+    }
+
     /// Stream `row` takes vocabulary id `id`; an id the grammar does not allow there is an error.
     /// Only that id is checked (not the whole vocabulary, which `allowed` has just gone through).
     pub fn push(&mut self, row: usize, id: usize) -> Result<()> {
-        let s = &self.streams[row];
-        let ok = self
-            .events
-            .get(id)
-            .is_some_and(|event| self.allows(s, self.room(s), event));
-        if !ok {
+        if !self.allows_id(row, id) {
             return Err(Error::InvalidArgument(format!(
                 "token id {id} is not allowed next in stream {row}"
             )));

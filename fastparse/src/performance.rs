@@ -27,8 +27,9 @@
 //! # Lenient detokenizing (for model output)
 //! Tokens that are not scheme tokens are skipped; a `NoteOn` before any `Velocity` plays at 64; a
 //! `NoteOn` of a key that is down ends its note first; a `NoteOff` of a key that is up (or went down
-//! on this step) is skipped; notes still down at the end end there (at least one step long); notes
-//! are then made canonical as in tokenizing.
+//! on this step) is skipped; a `TimeShift` past [`MAX_STEPS`], and a `NoteOn` or `Velocity` at it,
+//! are skipped (so that the file written tokenizes again); notes still down at the end end there
+//! (at least one step long); notes are then made canonical as in tokenizing.
 //!
 //! # Written files
 //! Format 0, [`TICKS_PER_QUARTER`] = 500 ticks per quarter at 120 bpm (a tick is a millisecond, a
@@ -556,6 +557,10 @@ impl Stream {
             _ if self.after_velocity && !matches!(event, Event::NoteOn(_)) => {
                 Some("cannot follow a Velocity (expected NoteOn)")
             }
+            // A note struck at the end of the longest piece could never be released.
+            Event::NoteOn(_) | Event::Velocity(_) if self.now >= MAX_STEPS => {
+                Some("comes at the 10-hour end of a piece (no room for a note)")
+            }
             Event::NoteOn(_) if self.velocity.is_none() => Some("comes before any Velocity"),
             Event::NoteOn(p) if self.down[p as usize].is_some() => {
                 Some("is for a key that is down already")
@@ -640,6 +645,8 @@ pub fn decode<S: AsRef<str>>(tokens: &[S], strict: bool) -> Result<Vec<StepNote>
             }
         } else {
             match event {
+                // Past the 10-hour limit no note fits (the piece's time shifts stop there too).
+                Event::NoteOn(_) | Event::Velocity(_) if s.now >= MAX_STEPS => continue,
                 Event::NoteOn(p) => {
                     if let Some(start) = s.down[p as usize] {
                         if start < s.now {
@@ -673,8 +680,9 @@ pub fn decode<S: AsRef<str>>(tokens: &[S], strict: bool) -> Result<Vec<StepNote>
                 "the stream ends after a Velocity (expected NoteOn)".into()
             } else {
                 format!(
-                    "the stream ends with {} keys down (expected NoteOff)",
-                    s.sounding
+                    "the stream ends with {} {} down (expected NoteOff)",
+                    s.sounding,
+                    if s.sounding == 1 { "key" } else { "keys" }
                 )
             },
         });
@@ -855,6 +863,43 @@ mod tests {
             decode(&long, true),
             Err(Error::InvalidSequence { index: 12, .. })
         ));
+    }
+
+    /// At the 10-hour end of a piece no note may be struck: strict decoding refuses it, lenient
+    /// decoding skips it, so that the file it writes tokenizes again.
+    #[test]
+    fn nothing_is_struck_at_the_ten_hour_end() {
+        let mut stream: Vec<&str> = vec![
+            "Velocity_64",
+            "NoteOn_60",
+            "TimeShift_1",
+            "NoteOff_60",
+            "TimeShift_99",
+        ];
+        // To the end exactly: 1 + 99 + 35,999 * 100 steps.
+        stream.extend(std::iter::repeat_n("TimeShift_100", 35_999));
+        let at_end = stream.len();
+        stream.extend(["Velocity_100", "NoteOn_61", "TimeShift_1", "NoteOff_61"]);
+        match decode(&stream, true) {
+            Err(Error::InvalidSequence { index, why, .. }) => {
+                assert_eq!(index, at_end);
+                assert!(why.contains("10-hour end"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let notes = decode(&stream, false).unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let again = tokenize_bytes(&write(&notes).unwrap(), Sustain::Apply).unwrap();
+        assert_eq!(
+            strings(&again),
+            ["Velocity_64", "NoteOn_60", "TimeShift_1", "NoteOff_60"]
+        );
+        // A piece that ends at the limit with a key down: released there.
+        let mut held = vec!["Velocity_64", "NoteOn_60"];
+        held.extend(std::iter::repeat_n("TimeShift_100", 36_001));
+        let notes = decode(&held, false).unwrap();
+        assert_eq!((notes[0].start, notes[0].end), (0, MAX_NOTE_STEPS));
+        assert!(tokenize_bytes(&write(&notes).unwrap(), Sustain::Apply).is_ok());
     }
 
     #[test]

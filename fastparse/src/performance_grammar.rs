@@ -9,15 +9,18 @@
 //!   finished when its N notes are complete, with every key up;
 //! - a `Velocity` is offered only where a note-on can follow, and not the one in force;
 //! - at most [`MAX_SHIFTS_IN_A_ROW`] `TimeShift`s in a row (3 s of silence or holding), so that
-//!   N notes come in a bounded number of tokens however much an untrained model likes to wait.
+//!   N notes come in a bounded number of tokens however much an untrained model likes to wait;
+//! - a `TimeShift` leaves a step for each note still to strike and one more before the 10-hour end
+//!   of a piece ([`MAX_STEPS`]), where no note may be struck.
 //!
 //! No stream reaches a dead end: a key down since an earlier step can be released, a key that went
-//! down on this step can wait (`TimeShift_1` is in every usable vocabulary, and a note-on resets the
-//! count of waits), and with every key up a velocity or a note-on can come while notes are to be
-//! struck; when none are, the stream is finished.
+//! down on this step can wait (`TimeShift_1` is in every usable vocabulary, a note-on resets the
+//! count of waits, and the steps kept for the notes to strike leave room for it), and with every
+//! key up a velocity or a note-on can come while notes are to be struck (the kept steps put them
+//! before the end); when none are, the stream is finished.
 
 use crate::error::{Error, Result};
-use crate::performance::{parse_token, Event, Stream, NAME};
+use crate::performance::{parse_token, Event, Stream, MAX_STEPS, NAME};
 
 /// `TimeShift`s in a row that a sampled stream may write.
 pub const MAX_SHIFTS_IN_A_ROW: u32 = 3;
@@ -44,8 +47,14 @@ pub struct PerformanceGrammar {
 impl PerformanceGrammar {
     /// `rows` empty streams, each to write `notes` notes. A vocabulary that cannot write a
     /// performance (no pitch with both its `NoteOn` and `NoteOff`, no `Velocity`, no
-    /// `TimeShift_1`) is [`Error::InvalidArgument`].
+    /// `TimeShift_1`) is [`Error::InvalidArgument`], and so are more notes than a piece has steps.
     pub fn new<S: AsRef<str>>(vocab: &[S], rows: usize, notes: u64) -> Result<Self> {
+        if notes >= MAX_STEPS {
+            return Err(Error::InvalidArgument(format!(
+                "a {NAME} stream holds fewer than {MAX_STEPS} notes (one 10 ms step each at least), \
+                 not {notes}"
+            )));
+        }
         let events: Vec<Option<Event>> = vocab.iter().map(|t| parse_token(t.as_ref())).collect();
         let mut on = [false; 128];
         let mut off = [false; 128];
@@ -96,7 +105,12 @@ impl PerformanceGrammar {
             Event::NoteOn(p) => strike && self.playable[p as usize],
             Event::Velocity(b) => strike && free && s.velocity != Some(b),
             Event::NoteOff(_) => true,
-            Event::TimeShift(_) => row.shifts_in_a_row < MAX_SHIFTS_IN_A_ROW,
+            Event::TimeShift(k) => {
+                // Invariant: now + (notes to strike) + 1 <= MAX_STEPS, so that the notes still to
+                // come, and a wait for keys struck on this step, fit before the end.
+                let kept = self.notes - s.ons + 1;
+                row.shifts_in_a_row < MAX_SHIFTS_IN_A_ROW && s.now + k + kept <= MAX_STEPS
+            }
         }
     }
 
@@ -114,26 +128,28 @@ impl PerformanceGrammar {
         }
     }
 
+    /// Whether stream `row` may take vocabulary id `id` next (a finished stream takes none).
+    pub fn allows_id(&self, row: usize, id: usize) -> bool {
+        let Some(event) = self.events.get(id).copied().flatten() else {
+            return false;
+        };
+        let r = &self.rows[row];
+        let free = (0..128).any(|p| self.playable[p] && r.stream.down[p].is_none());
+        !self.finished(row) && self.allows(r, free, event)
+    }
+
     /// Appends vocabulary id `id` to stream `row`: [`Error::InvalidSequence`] if it is not
     /// allowed there.
     pub fn push(&mut self, row: usize, id: usize) -> Result<()> {
-        let refused = |why: &str| Error::InvalidSequence {
-            index: id,
-            token: String::new(),
-            scheme: NAME,
-            why: format!("id {id} {why}"),
-        };
-        let event = self
-            .events
-            .get(id)
-            .copied()
-            .flatten()
-            .ok_or_else(|| refused("is not a performance token of the vocabulary"))?;
-        let r = &self.rows[row];
-        let free = (0..128).any(|p| self.playable[p] && r.stream.down[p].is_none());
-        if self.finished(row) || !self.allows(r, free, event) {
-            return Err(refused("is not allowed at this point of the stream"));
+        if !self.allows_id(row, id) {
+            return Err(Error::InvalidSequence {
+                index: id,
+                token: String::new(),
+                scheme: NAME,
+                why: format!("id {id} is not allowed next in stream {row}"),
+            });
         }
+        let event = self.events[id].expect("allowed ids are tokens");
         let r = &mut self.rows[row];
         r.shifts_in_a_row = match event {
             Event::TimeShift(_) => r.shifts_in_a_row + 1,
@@ -233,6 +249,38 @@ mod tests {
         assert!(
             PerformanceGrammar::new(&["NoteOn_60", "NoteOff_60", "TimeShift_1"], 1, 1).is_err()
         );
+    }
+
+    /// A model that waits as long as it may between notes reaches the 10-hour end of a piece
+    /// before its notes are all struck: the steps kept for them leave no dead end, and the stream
+    /// still has the notes asked for.
+    #[test]
+    fn the_ten_hour_end_leaves_room_for_the_notes_asked_for() {
+        let vocab = [
+            "TimeShift_100",
+            "NoteOff_60",
+            "TimeShift_1",
+            "Velocity_64",
+            "NoteOn_60",
+        ];
+        // 6 s a note (3 s held, 3 s of silence): 6,002 notes would take 36,012 s.
+        let notes = 6_002;
+        let mut g = PerformanceGrammar::new(&vocab, 1, notes).unwrap();
+        let mut flags = [false; 5];
+        let mut stream = Vec::new();
+        while g.notes(0) < notes {
+            g.allowed(0, &mut flags);
+            // The first allowed in the order above: the longest wait first.
+            let id = flags.iter().position(|&f| f).expect("a dead end");
+            g.push(0, id).unwrap();
+            stream.push(vocab[id]);
+        }
+        assert!(g.can_end(0));
+        let decoded = decode(&stream, true).unwrap();
+        assert_eq!(decoded.len() as u64, notes);
+        assert!(decoded.iter().all(|n| n.end <= MAX_STEPS));
+        assert!(stream.iter().filter(|&&t| t == "TimeShift_1").count() > 0);
+        assert!(PerformanceGrammar::new(&vocab, 1, MAX_STEPS).is_err());
     }
 
     #[test]

@@ -395,8 +395,9 @@ fn invalid_argument(why: String) -> PyErr {
 /// the sorted set of tokens found; with `vocab` (a list of str) ids index it as given and tokens
 /// not in it are skipped, counted in `unknown`. `scheme` is one of `SCHEMES`: "notes-chords"
 /// (the paper's), "remi" (bars, positions, pitch, velocity, duration), "remi+key" (remi with a
-/// key token first). `pedal` is "apply" (the sustain pedal holds notes, note_seq's rule) or
-/// "ignore" (key-press lengths).
+/// key token first: the file's key signature), "remi+key-estimated" (the key estimated from the
+/// notes), "performance" (note-on, note-off, 10 ms time shifts, velocity). `pedal` is "apply"
+/// (the sustain pedal holds notes, note_seq's rule) or "ignore" (key-press lengths).
 #[pyfunction]
 #[pyo3(signature = (paths, scheme = "notes-chords", workers = None, vocab = None, pedal = "apply"))]
 fn tokenize(
@@ -517,7 +518,8 @@ fn py_tokenized(
 
 fn ids_of(tokens: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
     if let Ok(a) = tokens.extract::<PyReadonlyArray1<'_, i64>>() {
-        return Ok(a.as_slice()?.to_vec());
+        // Any strides (a reversed or sliced array), not only a contiguous one.
+        return Ok(a.as_array().iter().copied().collect());
     }
     if let Ok(a) = tokens.extract::<PyReadonlyArray1<'_, i32>>() {
         return Ok(a.as_array().iter().map(|&x| x as i64).collect());
@@ -535,9 +537,11 @@ fn ids_of(tokens: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
 /// detokenize(tokens, vocab, scheme="notes-chords", strict=True) -> bytes
 ///
 /// MIDI file bytes for a sequence of vocabulary ids. With `strict` (the default) raises
-/// ValueError for an id outside `vocab`, a token string that is not valid for the scheme, or (remi)
-/// a token out of place. With `strict=False` (for model output) what cannot be used is skipped
-/// instead: ids outside `vocab`, invalid tokens, and for remi the malformed parts of the stream.
+/// ValueError for an id outside `vocab`, a token string that is not valid for the scheme, or
+/// (remi, performance) a token out of place, such as a performance `NoteOff` for a key that is
+/// not down. With `strict=False` (for model output) what cannot be used is skipped instead: ids
+/// outside `vocab`, invalid tokens, and for remi and performance the malformed parts of the
+/// stream (fastparse/README.md has the rules of each).
 #[pyfunction]
 #[pyo3(signature = (tokens, vocab, scheme = "notes-chords", strict = true))]
 fn detokenize<'py>(
@@ -636,6 +640,21 @@ fn key_scale(index: i64) -> PyResult<Vec<i64>> {
 #[pyclass(name = "Grammar", module = "fastparse", subclass)]
 pub struct PyGrammar {
     grammar: Box<dyn Sampled + Send + Sync>,
+    /// The vocabulary, to name a refused token.
+    vocab: Vec<String>,
+}
+
+/// The most streams a grammar holds: far above a batch of samples, far below a size whose state
+/// (about 2 KB a stream) would not fit in memory.
+const MAX_ROWS: usize = 1 << 16;
+
+fn check_rows(rows: usize) -> PyResult<()> {
+    if rows > MAX_ROWS {
+        return Err(invalid_argument(format!(
+            "rows is one stream per sample: at most {MAX_ROWS}, not {rows}"
+        )));
+    }
+    Ok(())
 }
 
 #[pymethods]
@@ -654,6 +673,8 @@ impl PyGrammar {
     }
 
     /// Appends ids[i] to stream i (a negative id leaves stream i as it is: a finished stream).
+    /// Every stream or none: an id not allowed is a ValueError that names its stream and token,
+    /// and leaves all the streams as they were.
     fn push(&mut self, ids: Vec<i64>) -> PyResult<()> {
         let g = &mut self.grammar;
         if ids.len() != g.rows() {
@@ -663,10 +684,26 @@ impl PyGrammar {
                 ids.len()
             )));
         }
-        for (row, &id) in ids.iter().enumerate() {
-            if let Ok(id) = usize::try_from(id) {
-                g.push(row, id).map_err(|e| to_pyerr(None, e))?;
+        // (stream, id) for the streams that take one (a negative id: none).
+        let taken: Vec<(usize, usize)> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(row, &id)| Some((row, usize::try_from(id).ok()?)))
+            .collect();
+        for &(row, id) in &taken {
+            if !g.allows_id(row, id) {
+                let token = match self.vocab.get(id) {
+                    Some(t) => format!("{t} (id {id})"),
+                    None => format!("id {id} (the vocabulary has {})", self.vocab.len()),
+                };
+                return Err(invalid_argument(format!(
+                    "stream {row} may not take {token} next: see allowed() (a finished stream \
+                     takes -1)"
+                )));
             }
+        }
+        for (row, id) in taken {
+            g.push(row, id).map_err(|e| to_pyerr(None, e))?;
         }
         Ok(())
     }
@@ -712,8 +749,9 @@ impl PyRemiGrammar {
                 Scheme::Remi => false,
                 _ => true,
             };
+        check_rows(rows)?;
         let grammar = Box::new(Grammar::new(&vocab, with_key, rows, key_first));
-        Ok((PyRemiGrammar, PyGrammar { grammar }))
+        Ok((PyRemiGrammar, PyGrammar { grammar, vocab }))
     }
 }
 
@@ -731,12 +769,14 @@ impl PyPerformanceGrammar {
     #[new]
     #[pyo3(signature = (vocab, rows = 1, notes = 256))]
     fn new(vocab: Vec<String>, rows: usize, notes: u64) -> PyResult<(Self, PyGrammar)> {
+        check_rows(rows)?;
         let grammar =
             PerformanceGrammar::new(&vocab, rows, notes).map_err(|e| to_pyerr(None, e))?;
         Ok((
             PyPerformanceGrammar,
             PyGrammar {
                 grammar: Box::new(grammar),
+                vocab,
             },
         ))
     }
@@ -747,6 +787,7 @@ trait Sampled {
     fn rows(&self) -> usize;
     fn vocab_len(&self) -> usize;
     fn allowed(&self, row: usize, out: &mut [bool]);
+    fn allows_id(&self, row: usize, id: usize) -> bool;
     fn push(&mut self, row: usize, id: usize) -> crate::Result<()>;
     fn notes(&self, row: usize) -> u64;
     fn can_end(&self, row: usize) -> bool;
@@ -763,6 +804,9 @@ macro_rules! sampled {
             }
             fn allowed(&self, row: usize, out: &mut [bool]) {
                 <$t>::allowed(self, row, out)
+            }
+            fn allows_id(&self, row: usize, id: usize) -> bool {
+                <$t>::allows_id(self, row, id)
             }
             fn push(&mut self, row: usize, id: usize) -> crate::Result<()> {
                 <$t>::push(self, row, id)
