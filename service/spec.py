@@ -125,8 +125,7 @@ def new_job_id() -> str:
 
 def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: object) -> JobSpec:
     """Preset values first, then every override the user actually gave (None means not given)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(sorted(PRESETS))}")
+    check_choices(preset=preset)
     values: dict[str, object] = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values.get("key_conditioning") and overrides.get("scheme") is None:
@@ -137,6 +136,18 @@ def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: 
     spec = JobSpec(job_id=job_id, dataset=dataset, store=store, preset=preset, **values)  # type: ignore[arg-type]
     validate(spec)
     return spec
+
+
+def check_choices(preset: str | None = None, scheme: str | None = None, pedal: str | None = None,
+                  condition: str | None = None) -> None:
+    """The flags that name one of a few choices (None: not given): a wrong one is refused in one line that
+    lists the choices. `submit` asks first, before it opens the store or reads a job to continue."""
+    import fastparse
+
+    for flag, value, choices in (("preset", preset, sorted(PRESETS)), ("--scheme", scheme, fastparse.SCHEMES),
+                                 ("--pedal", pedal, fastparse.PEDAL_MODES), ("--condition", condition, CONDITIONS)):
+        if value is not None and value not in choices:
+            raise UserError(f"unknown {flag} {value!r}: choose one of {', '.join(choices)}")
 
 
 def validate(spec: JobSpec) -> None:
@@ -170,8 +181,6 @@ def validate(spec: JobSpec) -> None:
         raise UserError(f"dropout must be in [0, 1), got {spec.dropout}")
     if spec.architecture not in ARCHITECTURE_NAMES:
         raise UserError(f"unknown architecture {spec.architecture!r}: one of {', '.join(ARCHITECTURE_NAMES)}")
-    if spec.condition not in CONDITIONS:
-        raise UserError(f"unknown --condition {spec.condition!r}: choose one of {', '.join(CONDITIONS)}")
     if spec.optimizer not in ("adam", "rmsprop"):
         raise UserError(f"unknown optimizer {spec.optimizer!r}: adam or rmsprop")
     if spec.learning_rate <= 0:
@@ -180,12 +189,7 @@ def validate(spec: JobSpec) -> None:
     from service.model.augment import parse as parse_augment
 
     parse_augment(spec.augment)  # one line naming the choices
-    import fastparse
-
-    if spec.scheme not in fastparse.SCHEMES:
-        raise UserError(f"unknown --scheme {spec.scheme!r}: choose one of {', '.join(fastparse.SCHEMES)}")
-    if spec.pedal not in fastparse.PEDAL_MODES:
-        raise UserError(f"unknown --pedal {spec.pedal!r}: choose one of {', '.join(fastparse.PEDAL_MODES)}")
+    check_choices(scheme=spec.scheme, pedal=spec.pedal, condition=spec.condition)
     from service.music.keys import KEY_SCHEMES
 
     if spec.key_conditioning and spec.scheme not in KEY_SCHEMES:

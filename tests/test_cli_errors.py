@@ -60,6 +60,16 @@ def env(tmp_path):
          ["--augment 'sideways'", "choose one of none, transpose, stretch, transpose,stretch"]),
         (["submit", "--resume", "composer-x", "--augment", "transpose=20"], ["--augment 'transpose=20'"]),
         (["submit", "--dataset", "bach", "--pedal", "half"], ["unknown --pedal 'half'", "choose one of apply, ignore"]),
+        # a wrong choice is refused before the job to continue is read (none exists) or the store opened
+        (["submit", "--resume", "composer-x", "--pedal", "half"], ["unknown --pedal 'half'"]),
+        (["submit", "--resume", "composer-x", "--scheme", "PERFORMANCE", "--store", "s3://never-opened/p"],
+         ["unknown --scheme 'PERFORMANCE'", "performance"]),
+        # --condition composer where no corpus can give two composers: before any upload or cluster
+        (["submit", "--dataset", "bach", "--condition", "composer"], ["at least 2 composers", "bach dataset"]),
+        (["submit", "--dataset", "/no/such/folder", "--composers", "Chopin,chopin", "--condition", "composer"],
+         ["at least 2 composers", "--composers keeps one (chopin)"]),
+        (["sweep", "--dataset", "bach", "--grid", "units=32,64", "--condition", "composer"],
+         ["at least 2 composers", "bach dataset"]),
         (["submit", "--dataset", "bach", "--store", "ftp://host/x"], ["unsupported store"]),
         (["submit", "--dataset", "bach", "--address", "ray://10.1.2.3:10001"], ["Ray Client address"]),
         (["submit", "--dataset", "bach", "--address", "http://cluster.invalid:8265"],

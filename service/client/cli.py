@@ -99,7 +99,8 @@ def submit(
     composers: Annotated[str | None, typer.Option(help="Only these composers, e.g. chopin,debussy,liszt")] = None,
     preset: Annotated[str | None, typer.Option(help="tiny (CPU demo, tests), fast (default) or paper")] = None,
     scheme: Annotated[str | None, typer.Option(help="Tokens: notes-chords (the paper's), remi (rhythm), "
-                                               "remi+key, remi+key-estimated")] = None,
+                                               "remi+key, remi+key-estimated, performance (note-on, note-off, "
+                                               "10 ms time shifts: for transcribed performances)")] = None,
     pedal: Annotated[str | None, typer.Option(
         help="The sustain pedal: apply (default: notes sound while the pedal holds them, as in the recording) "
              "or ignore (key-press lengths)")] = None,
@@ -165,9 +166,13 @@ def submit(
 
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
+    from service.spec import check_choices
+
     max_bytes = _max_bytes(max_size)  # a bad size is refused before anything else happens
-    the_store = _store(store)
     settings = _settings(locals())  # submit's own parameters, by name
+    # Wrong choices first: before the store is opened (or created) and before a job to continue is read.
+    check_choices(preset=preset, scheme=scheme, pedal=pedal, condition=condition)
+    the_store = _store(store)
     if resume is not None:
         given = [flag for flag, value in (("--dataset", dataset), ("--job-id", job_id), ("--composers", composers),
                                           ("--max-size", max_size)) if value is not None]

@@ -57,6 +57,10 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
 
     names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
     spec = build_spec(job_id or new_job_id(), "pending", store.uri, preset, composers=names, **settings)
+    if spec.condition == "composer":
+        from service.model.composers import refuse_certain_failure
+
+        refuse_certain_failure(dataset, names)
     if job_id is not None and store.exists(job_key(job_id, jobstate.SPEC)):
         stored = jobstate.load_spec(store, job_id)
         # --test-share, --augment and --pedal only when given: a job from before the held-out split has 0 (it

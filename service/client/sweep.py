@@ -107,6 +107,10 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
         trial_preset = given.pop("preset", preset)
         specs.append(build_spec(f"{sweep_id}-t{number:02d}", "pending", store.uri, trial_preset, composers=names,
                                 **given))
+    if any(spec.condition == "composer" for spec in specs):
+        from service.model.composers import refuse_certain_failure
+
+        refuse_certain_failure(dataset, names)
     check_room(address, specs, max_concurrent)
     jobs.preflight(store, address)
     name, found = datasets.resolve(store, dataset, max_bytes)

@@ -145,6 +145,21 @@ def table_for(corpus: Corpus, spec: JobSpec, test: np.ndarray) -> ComposerTable 
     return table
 
 
+def refuse_certain_failure(dataset: str, picked: Sequence[str]) -> None:
+    """At submit, for --condition composer: the two requests that can never give two composers, refused
+    before anything is uploaded or started (the rest is known only from the corpus's names: `table_for`).
+    The bundled Bach chorales are named by BWV number (bwv1.6.mid), and --composers picking one composer
+    keeps that composer's pieces alone."""
+    if dataset == "bach":
+        raise UserError("--condition composer needs pieces of at least 2 composers, and the bach dataset's file "
+                        "names (bwv1.6.mid, ...) name none: train on files named `Surname, Firstname, Title, id.mid` "
+                        "or `Surname_Title_id.mid`, or submit without --condition")
+    distinct = sorted({name.casefold() for name in picked})
+    if len(distinct) == 1:
+        raise UserError(f"--condition composer needs pieces of at least 2 composers, and --composers keeps one "
+                        f"({distinct[0]}): name two or more, or submit without --condition")
+
+
 def too_few(table: ComposerTable) -> UserError:
     named = ", ".join(table.learned) or "none"
     return UserError(f"--condition composer needs pieces of at least 2 composers to train on, and the file names of "
