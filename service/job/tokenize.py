@@ -2,7 +2,7 @@
 stored for the training workers; the training windows are checked here, before any worker starts.
 
 For a sharded dataset the tokens are content-addressed in the token cache (storage/corpus.py): a
-job whose dataset, scheme, composer filter and tokenizer version were tokenized before reuses them
+job whose dataset, scheme, composer filter, pedal mode and tokenizer version were tokenized before reuses them
 and fetches nothing. Otherwise the shards stream in (a few downloads ahead) and each is tokenized
 in place as it arrives, so the head never holds the dataset, only a shard or two of it.
 """

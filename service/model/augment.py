@@ -14,7 +14,9 @@ A row whose drawn shift would move a token out of the vocabulary (or a pitch off
 nearest shift towards 0 that keeps every token of the row (0 always does): per-shift id -> id tables
 (music/transpose.py) make that a numpy gather per batch. Stretching maps each TimeShift_k to about
 k * factor, carrying the rounding error along the row so that the row's time does not drift, clamped
-to 1..100 and snapped to a TimeShift the vocabulary has; the token count never changes. Validation
+to 1..100 and snapped to a TimeShift the vocabulary has; the token count never changes. (The clamp is
+where the time can drift: a wait of 1 s or more stretched slower cannot grow, and its excess is carried
+on to the row's next shorter wait, or lost at the row's end.) Validation
 and test pieces are never augmented: their losses measure the music as it is.
 """
 
@@ -139,7 +141,8 @@ def transpose_rows(windows: np.ndarray, shifts: np.ndarray, tables: np.ndarray) 
 def stretch_rows(windows: np.ndarray, factors: np.ndarray, steps: np.ndarray, snap: np.ndarray,
                  ids: np.ndarray) -> np.ndarray:
     """Each row's TimeShift tokens scaled by its factor, the rounding error carried to the row's next
-    TimeShift so that its total time stays within a step of the exact one. `steps`: each id's k (0: not
+    TimeShift so that its total time stays within a step of the exact one (but for what the 1..100 clamp
+    holds back: carried on the same way, or lost at the row's end). `steps`: each id's k (0: not
     a TimeShift); `snap[k]`: the nearest k the vocabulary has; `ids[k]`: the id of TimeShift_k."""
     out = windows.copy()
     shift = steps[windows]
