@@ -720,9 +720,12 @@ def test_a_grammar_push_takes_every_stream_or_none_and_names_a_refused_token():
     with pytest.raises(ValueError, match=r"stream 0 may not take id 9 \(the vocabulary has 4\)"):
         g.push([9, 1])
     for make in (lambda: fastparse.PerformanceGrammar(vocab, rows=2**40, notes=1),
+                 lambda: fastparse.PerformanceGrammar(vocab, rows=-1, notes=1),
                  lambda: fastparse.RemiGrammar(["Bar", "Position_0"], rows=2**62)):
-        with pytest.raises(ValueError, match="at most 65536"):
+        with pytest.raises(ValueError, match="rows is one stream per sample: 0 to 65536"):
             make()
+    with pytest.raises(ValueError, match="notes must be 0 or more, not -1"):
+        fastparse.PerformanceGrammar(vocab, rows=1, notes=-1)
 
 
 def test_detokenize_inputs_and_errors():

@@ -648,13 +648,15 @@ pub struct PyGrammar {
 /// (about 2 KB a stream) would not fit in memory.
 const MAX_ROWS: usize = 1 << 16;
 
-fn check_rows(rows: usize) -> PyResult<()> {
-    if rows > MAX_ROWS {
-        return Err(invalid_argument(format!(
-            "rows is one stream per sample: at most {MAX_ROWS}, not {rows}"
-        )));
+/// `rows` as a count of streams: 0..=MAX_ROWS (taken as a Python int of any sign, so that a
+/// negative one is a ValueError like a huge one, not an OverflowError).
+fn rows_of(rows: i64) -> PyResult<usize> {
+    match usize::try_from(rows) {
+        Ok(n) if n <= MAX_ROWS => Ok(n),
+        _ => Err(invalid_argument(format!(
+            "rows is one stream per sample: 0 to {MAX_ROWS}, not {rows}"
+        ))),
     }
-    Ok(())
 }
 
 #[pymethods]
@@ -736,7 +738,7 @@ impl PyRemiGrammar {
     fn new(
         vocab: Vec<String>,
         scheme: &str,
-        rows: usize,
+        rows: i64,
         key_first: bool,
     ) -> PyResult<(Self, PyGrammar)> {
         let with_key =
@@ -749,7 +751,7 @@ impl PyRemiGrammar {
                 Scheme::Remi => false,
                 _ => true,
             };
-        check_rows(rows)?;
+        let rows = rows_of(rows)?;
         let grammar = Box::new(Grammar::new(&vocab, with_key, rows, key_first));
         Ok((PyRemiGrammar, PyGrammar { grammar, vocab }))
     }
@@ -768,8 +770,10 @@ pub struct PyPerformanceGrammar;
 impl PyPerformanceGrammar {
     #[new]
     #[pyo3(signature = (vocab, rows = 1, notes = 256))]
-    fn new(vocab: Vec<String>, rows: usize, notes: u64) -> PyResult<(Self, PyGrammar)> {
-        check_rows(rows)?;
+    fn new(vocab: Vec<String>, rows: i64, notes: i64) -> PyResult<(Self, PyGrammar)> {
+        let rows = rows_of(rows)?;
+        let notes = u64::try_from(notes)
+            .map_err(|_| invalid_argument(format!("notes must be 0 or more, not {notes}")))?;
         let grammar =
             PerformanceGrammar::new(&vocab, rows, notes).map_err(|e| to_pyerr(None, e))?;
         Ok((
