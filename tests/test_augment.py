@@ -227,9 +227,11 @@ def test_what_a_job_applies_and_reports():
     ("none", "none"), ("transpose", "transpose"), ("stretch", "stretch"), ("transpose,stretch", "transpose,stretch"),
     ("Stretch, transpose", "transpose,stretch"), ("transpose=3", "transpose"), ("transpose=5,stretch=0.1",
                                                                                   "transpose=5,stretch=0.1"),
+    ("stretch=0.04999999", "stretch=0.04999999"), ("stretch=0.1234567", "stretch=0.1234567"),  # every digit kept
 ])
 def test_augment_values_have_one_spelling(text, stored):
     assert augment.canonical(text) == stored
+    assert augment.canonical(stored) == stored
 
 
 @pytest.mark.parametrize("text", ["", "sideways", "none,transpose", "transpose,transpose", "transpose=",

@@ -15,8 +15,8 @@ nearest shift towards 0 that keeps every token of the row (0 always does): per-s
 (music/transpose.py) make that a numpy gather per batch. Stretching maps each TimeShift_k to about
 k * factor, carrying the rounding error along the row so that the row's time does not drift, clamped
 to 1..100 and snapped to a TimeShift the vocabulary has; the token count never changes. (The clamp is
-where the time can drift: a wait of 1 s or more stretched slower cannot grow, and its excess is carried
-on to the row's next shorter wait, or lost at the row's end.) Validation
+where the time can drift: a wait of 1 s stretched slower cannot grow, nor one of 10 ms stretched faster
+shrink, and what it could not take is carried on to the row's next wait, or lost at the row's end.) Validation
 and test pieces are never augmented: their losses measure the music as it is.
 """
 
@@ -52,7 +52,7 @@ class Augmentation:
         if self.transpose:
             parts.append("transpose" if self.transpose == DEFAULT_SEMITONES else f"transpose={self.transpose}")
         if self.stretch:
-            parts.append("stretch" if self.stretch == DEFAULT_STRETCH else f"stretch={self.stretch:g}")
+            parts.append("stretch" if self.stretch == DEFAULT_STRETCH else f"stretch={self.stretch!r}")
         return ",".join(parts) or "none"
 
 
@@ -82,7 +82,7 @@ def parse(text: str) -> Augmentation:
     if "transpose" in found and not 1 <= semitones <= MAX_SEMITONES:
         raise _refuse(text, f"transposes by {semitones} semitones")
     if "stretch" in found and not 0 < stretch <= MAX_STRETCH:
-        raise _refuse(text, f"stretches by {stretch:g}")
+        raise _refuse(text, f"stretches by {stretch!r}")
     return Augmentation(semitones, stretch)
 
 
