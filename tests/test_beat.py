@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from conftest import engraved_notes, quarter_notes_midi
 
 import fastparse
 from service.music.beat import Beat, estimate_beat, grid_distance, on_transcription_clock
-from service.music.render import GRID, quarter_bpm, render_sample
+from service.music.render import GRID, quarter_bpm, render_sample, score_quarters
 
 # A sequenced score (4/4, every onset on a sixteenth) whose quarter note is its beat.
 SCORE = "schubert_fantasie_D760_mov_1.mid"
@@ -117,3 +118,14 @@ def test_only_a_corpus_on_a_transcription_clock_with_rhythm_is_engraved_on_an_es
     assert not on_transcription_clock(True, "remi")
     assert not on_transcription_clock(None, "remi")  # not known: as before
     assert not on_transcription_clock(False, "notes-chords")  # no rhythm: its own clock is exact
+
+
+def test_a_first_note_a_little_before_its_beat_opens_the_score_on_that_beat():
+    """A first chord with one note 12 ms early is engraved on its beat: the score opens with the chord,
+    not with a beat's rest and every note a beat late."""
+    on = 1.0 + 0.5 * np.arange(32)
+    on = np.r_[on[0] - 0.012, on]
+    notes = SimpleNamespace(start=on, end=on + 0.4, is_drum=np.zeros(len(on), dtype=bool))
+    start, _, bpm = score_quarters(notes, beat=True)
+    assert (np.round(start * GRID) / GRID)[:4].tolist() == [0.0, 0.0, 1.0, 2.0]
+    assert bpm is not None and abs(bpm - 120) < 1

@@ -113,7 +113,9 @@ def score_quarters(notes, beat: bool) -> tuple[np.ndarray, np.ndarray, float | N
         start, end = np.asarray(notes.start_tick, dtype=np.float64), np.asarray(notes.end_tick, dtype=np.float64)
         return start / tpq, end / tpq, quarter_bpm(notes)
     start, end = found.quarters(notes.start), found.quarters(notes.end)
-    shift = np.floor(start[keep].min())
+    # The whole beats before the first note as it is engraved (on the sixteenth grid): a note a few ms
+    # before its beat is written on it, and must not open the score with a beat's rest.
+    shift = np.floor(np.round(start[keep].min() * GRID) / GRID)
     return start - shift, end - shift, found.bpm
 
 
