@@ -129,3 +129,13 @@ def test_a_first_note_a_little_before_its_beat_opens_the_score_on_that_beat():
     start, _, bpm = score_quarters(notes, beat=True)
     assert (np.round(start * GRID) / GRID)[:4].tolist() == [0.0, 0.0, 1.0, 2.0]
     assert bpm is not None and abs(bpm - 120) < 1
+
+
+def test_a_pulse_slower_than_the_range_is_beaten_twice_as_fast_not_off_its_beat():
+    """A steady 30 bpm pulse has no periodicity within 40..200 bpm: it is beaten at 60, one onset a half
+    note, every onset on the grid (the prior alone used to pick 40 bpm and put them anywhere)."""
+    on = 0.5 + 2.0 * np.arange(64)
+    found = estimate_beat(on)
+    assert found is not None and abs(found.bpm - 60) < 0.5
+    assert np.allclose(np.diff(np.round(found.quarters(on) * GRID) / GRID), 2.0)
+    assert grid_distance(found, on).max() < 0.002

@@ -9,7 +9,8 @@ dynamic programming", JNMR 2007; librosa's ``beat_track``):
    notes at once, weighs more);
 2. the tempo: the signal's autocorrelation over the lags of MIN_BPM..MAX_BPM quarter notes, weighted by
    a log-normal tempo prior (centre PRIOR_BPM, width PRIOR_OCTAVES): the strongest periodicity of a
-   musical tempo, not the finest grid (a faster tempo would fit any onsets better, trivially);
+   musical tempo, not the finest grid (a faster tempo would fit any onsets better, trivially); a pulse
+   slower than MIN_BPM, with no periodicity in range, is halved into it;
 3. the beats: the sequence of times that lands on strong onsets while keeping each step near that
    period (dynamic programming, each step's penalty TIGHTNESS * log(step / period)^2), so a rubato
    performance keeps its beat where one fixed grid would drift off it within bars.
@@ -114,6 +115,13 @@ def tempo_period(signal: np.ndarray) -> float:
     bpm = 60.0 / (lags * FRAME)
     weighted = ac[lags] * np.exp(-0.5 * (np.log2(bpm / PRIOR_BPM) / PRIOR_OCTAVES) ** 2)
     i = int(np.argmax(weighted))
+    if weighted[i] <= 0:
+        # No periodicity in range at all (a pulse slower than MIN_BPM: every lag in range falls between
+        # its onsets), where the prior would pick the least unlikely, at random: the strongest lag up to
+        # four times longer, halved into range (a steady 30 bpm is beaten at 60, one onset a half note).
+        longer = np.arange(MAX_LAG + 1, min(len(ac), 4 * MAX_LAG + 1))
+        if len(longer) and ac[best := longer[int(np.argmax(ac[longer]))]] > 0:
+            return float(best / 2 ** np.ceil(np.log2(best / MAX_LAG)))
     if 0 < i < len(lags) - 1:
         a, b, c = weighted[i - 1 : i + 2]
         denominator = a - 2 * b + c
