@@ -117,8 +117,9 @@ def tempo_period(signal: np.ndarray) -> float:
     i = int(np.argmax(weighted))
     if weighted[i] <= 0:
         # No periodicity in range at all (a pulse slower than MIN_BPM: every lag in range falls between
-        # its onsets), where the prior would pick the least unlikely, at random: the strongest lag up to
-        # four times longer, halved into range (a steady 30 bpm is beaten at 60, one onset a half note).
+        # its onsets). Weighting negative correlations by the prior favours where the prior is weakest,
+        # the ends of the range: take the strongest lag up to four times longer instead, halved into
+        # range (a steady 30 bpm is beaten at 60, one onset a half note).
         longer = np.arange(MAX_LAG + 1, min(len(ac), 4 * MAX_LAG + 1))
         if len(longer) and ac[best := longer[int(np.argmax(ac[longer]))]] > 0:
             return float(best / 2 ** np.ceil(np.log2(best / MAX_LAG)))
