@@ -20,7 +20,8 @@
 //! The stream starts at time 0 with no key down and no velocity. A `TimeShift` moves time on; a
 //! `NoteOn_p` needs a velocity set before and `p` up; a `NoteOff_p` needs `p` down since an
 //! earlier step; a `Velocity` is followed by a `NoteOn`; no note sounds longer than
-//! [`MAX_NOTE_STEPS`]; at the end every key is up. The tokenizer writes, at each step with events,
+//! [`MAX_NOTE_STEPS`]; a stream has a note, and ends on a `NoteOff` with every key up (no wait
+//! after the last release: a MIDI file would not keep it). The tokenizer writes, at each step with events,
 //! the note-offs by pitch, then per note-on by pitch its `Velocity` (when it changes) and `NoteOn`;
 //! for every such stream tokens -> MIDI -> tokens is the identity.
 //!
@@ -622,6 +623,8 @@ impl Stream {
 pub fn decode<S: AsRef<str>>(tokens: &[S], strict: bool) -> Result<Vec<StepNote>> {
     let mut s = Stream::default();
     let mut notes = Vec::new();
+    // Whether the last scheme token was a TimeShift (strict: the tokenizer ends on a NoteOff).
+    let mut shifted_last = false;
     for (index, token) in tokens.iter().enumerate() {
         let token = token.as_ref();
         let Some(event) = parse_token(token) else {
@@ -667,9 +670,25 @@ pub fn decode<S: AsRef<str>>(tokens: &[S], strict: bool) -> Result<Vec<StepNote>
                 _ => {}
             }
         }
+        shifted_last = matches!(event, Event::TimeShift(_));
         if let Some(n) = s.take(event) {
             notes.push(n);
         }
+    }
+    if strict && (notes.is_empty() || shifted_last) && !s.after_velocity && s.sounding == 0 {
+        // Streams the tokenizer writes have notes and end on their last release: a wait after it (or
+        // a stream of waits) would be lost by the MIDI file, and tokens -> MIDI -> tokens would not
+        // be the identity.
+        return Err(Error::InvalidSequence {
+            index: tokens.len(),
+            token: String::new(),
+            scheme: NAME,
+            why: if notes.is_empty() {
+                "the stream has no notes".into()
+            } else {
+                "the stream ends with a TimeShift (expected the end after the last NoteOff)".into()
+            },
+        });
     }
     if strict && (s.after_velocity || s.sounding > 0) {
         return Err(Error::InvalidSequence {
@@ -844,6 +863,19 @@ mod tests {
             (&["Velocity_64"], 1),
             (&["Velocity_65"], 0),
             (&["NoteOn_060"], 0),
+            // No note, or a wait after the last release: the tokenizer writes neither.
+            (&[], 0),
+            (&["TimeShift_5"], 1),
+            (
+                &[
+                    "Velocity_64",
+                    "NoteOn_60",
+                    "TimeShift_5",
+                    "NoteOff_60",
+                    "TimeShift_3",
+                ],
+                5,
+            ),
         ];
         for (tokens, at) in bad {
             match decode(tokens, true) {
