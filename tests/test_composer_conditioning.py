@@ -179,7 +179,7 @@ def test_held_out_pieces_score_better_under_their_own_composer(two_composers, tr
 
 def test_composer_errors_through_the_cli(trained, tmp_path):
     """`composer generate --composer`: a composer the model never learned, a blank one, and a model trained
-    without conditioning: one line each, exit 2, nothing written."""
+    without conditioning: one line each, exit 2, nothing else printed or written."""
     model = str(trained["composer"][2] / "model")
     meta = json.loads((Path(model) / "composer.json").read_text())
     assert meta["spec"]["condition"] == "composer" and meta["composers"]["names"] == [UNKNOWN, "Debussy", "Uematsu"]
@@ -189,8 +189,10 @@ def test_composer_errors_through_the_cli(trained, tmp_path):
                                   "Uematsu"), ("", "--composer needs a composer's name: one of Debussy, Uematsu")):
         proc = run_cli("generate", "--model", model, "--out", str(out), "--composer", name)
         assert_one_line_error(proc, 2, says)
+        assert proc.stdout == ""  # not the model's provenance line before the error
     proc = run_cli("generate", "--model", str(trained["none"][2] / "model"), "--out", str(out), "--composer", "Debussy")
     assert_one_line_error(proc, 2, "--composer needs a model trained with --condition composer")
+    assert proc.stdout == ""
     assert not out.exists()
 
 

@@ -604,14 +604,13 @@ def generate(
 ) -> None:
     """Sample new pieces locally from a pulled model."""
     from service.model import provenance
+    from service.model.generate import check_request, generate_from_model_dir
     from service.music.sampling import Sampling
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-    if (model / "composer.json").is_file():  # else generate says what is wrong with the folder
-        out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
+    check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
+    out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from service.model.generate import generate_from_model_dir
-
     paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio,
                                     composer)
     out.print(f"wrote {len(paths)} samples to {out_dir}/: open {out_dir / 'report.html'} to hear and see them "
