@@ -160,6 +160,43 @@ def test_the_time_budget_stops_the_sweep(ray_head, composer_home, five_files, tm
     assert result["best"] is None and took < 60 + 60, took
 
 
+def test_a_trials_last_word_in_flight_across_the_claim_does_not_undo_the_verdict(tmp_path):
+    """No cluster: a trial Tune stopped loads its record before the sweep driver claims it, and saves its
+    "stopped by the sweep" after (a store has no conditional write). Seen in CI: that save landed over the
+    driver's "the time budget ran out". The driver must wait for it, claim again, and have the last word."""
+    import threading
+
+    from service.job import sweep as sweep_job
+    from service.spec import JobSpec
+    from service.storage import jobstate
+    from service.storage.store import open_store
+    from service.storage.sweepstate import Sweep, SweepStatus
+
+    store = open_store(str(tmp_path / "store"))
+    job_id = "sweep-x-t01"
+    jobstate.save_spec(store, JobSpec(job_id=job_id, dataset="d", store=store.uri, epochs=1000))
+    jobstate.begin(store, job_id, 1000)
+    trial_run = jobstate.claim(store, job_id)
+    jobstate.update(store, job_id, trial_run, phase="train", epoch=7)
+    stale = jobstate.Progress.load(store, job_id)  # the trial's load, just before the driver's claim
+
+    def trial_saves_late() -> None:
+        deadline = time.monotonic() + 30
+        while jobstate.Progress.load(store, job_id).run_id == trial_run and time.monotonic() < deadline:
+            time.sleep(0.002)
+        stale.phase, stale.message = "stopped", sweep_job.STOPPING
+        stale.save(store)
+
+    trial = threading.Thread(target=trial_saves_late)
+    trial.start()
+    status = SweepStatus(phase="running", started=time.time() - 61)
+    sweep_job._settle(store, Sweep("sweep-x", [{"job_id": job_id, "options": {}}], "fifo", 1, 60.0), status)
+    trial.join()
+    progress = jobstate.Progress.load(store, job_id)
+    assert (progress.phase, progress.message) == ("stopped", "the time budget ran out after epoch 0 of 1000")
+    assert status.stopped_early == [job_id] and status.best is None
+
+
 def _log_tails(jobdir: Path) -> str:
     """The last lines of each of a job's logs (a local store), for an assertion's message."""
     return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-25:])

@@ -129,13 +129,14 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
     """After Tune: a trial whose training did not finish was stopped (by the scheduler or the time
     budget); the best trained one is published like a job; the rest say where they stand."""
     trials = {t["job_id"]: jobstate.Progress.load(store, t["job_id"]) for t in sweep.trials}
-    for job_id, progress in trials.items():
-        if progress is None or (ended(progress) and progress.message != STOPPING):
-            continue
-        # The sweep driver takes the trial over: a trial process Tune has not ended yet writes nothing more
-        # (its next write finds itself superseded), so what is decided here stays.
+    unsettled = {job_id: progress for job_id, progress in trials.items()
+                 if progress is not None and not (ended(progress) and progress.message != STOPPING)}
+    # The sweep driver takes these trials over: a trial process Tune has not ended yet writes nothing more
+    # (its next write finds itself superseded), so what is decided here stays.
+    owners = _take_over(store, unsettled)
+    for job_id, progress in unsettled.items():
         last_record = progress.updated
-        owner = jobstate.claim(store, job_id)
+        owner = owners[job_id]
         progress = jobstate.Progress.load(store, job_id) or progress
         if ended(progress) and progress.message != STOPPING:
             continue  # its last word came just before the claim
@@ -169,6 +170,30 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
             jobstate.update(store, job_id, message=f"trained and scored, not the best trial of "
                                                    f"{sweep.sweep_id}: `composer submit --resume {job_id}` publishes "
                                                    "its samples")
+
+
+# Long enough for a trial's save that was under way when the sweep driver claimed the trial to land.
+IN_FLIGHT_S = 2.0
+
+
+def _take_over(store: Store, unsettled: dict[str, jobstate.Progress]) -> dict[str, str]:
+    """Claim each trial for the sweep driver; returns the owners' run ids. A trial process Tune has not
+    ended yet may have loaded its record before the claim and save its last word (stopped, or failed)
+    after it: jobstate.update loads, checks the owner, then saves, and a store has no conditional write.
+    That save would undo the claim, and land over what the driver decides next (seen in CI: a trial the
+    time budget stopped said only "stopped by the sweep"). So where a trial may still be running, the
+    driver waits for such a save, and claims again any trial whose record it undid."""
+    owners = {job_id: jobstate.claim(store, job_id) for job_id in unsettled}
+    if all(ended(progress) for progress in unsettled.values()):
+        return owners  # each trial has had its last word: none is writing
+    for _ in range(5):  # a trial has one word left: the second look finds every claim kept
+        time.sleep(IN_FLIGHT_S)
+        undone = [job_id for job_id, owner in owners.items()
+                  if (jobstate.Progress.load(store, job_id) or jobstate.Progress(job_id)).run_id != owner]
+        if not undone:
+            break
+        owners.update({job_id: jobstate.claim(store, job_id) for job_id in undone})
+    return owners
 
 
 def run(store: Store, sweep_id: str, store_timeout: float) -> None:
