@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,19 @@ STEPS = 200  # training steps of 32 windows: 6 s here; the gap was 13 to 23 nats
     ("FF3_Battle_(Piano).mid", UNKNOWN),  # a first field that is no name
     ("Chopin, Études.mid", UNKNOWN),  # too few fields for the comma form, and no underscore
     ("bwv1.6.mid", UNKNOWN),
+    # A name from macOS, decomposed (ř as r and a combining caron): still Dvořák, and --composers dvorak picks it.
+    (unicodedata.normalize("NFD", "Dvořák, Antonín, Humoresque, Op.101, abcdefghijk.mid"), "Dvořák"),
+    ("Unknown_Nocturne_abc.mid", UNKNOWN),  # the unknown row, not a composer "Unknown" beside it
+    ("unknown, artist, Prelude, xyz.mid", UNKNOWN),
 ])
 def test_the_composer_of_a_file_name(name, composer):
     from service.storage.datasets import _matches_composer
 
     assert composer_of(name) == composer
-    if composer != UNKNOWN:  # the file --composers picks for that composer
-        assert _matches_composer(name, [composer.lower()])
+    if composer != UNKNOWN:  # the file --composers picks for that composer, in any case, accents or not
+        assert _matches_composer(name, [composer.lower()]) and _matches_composer(name, [composer.upper()])
+        plain = "".join(c for c in unicodedata.normalize("NFKD", composer) if not unicodedata.combining(c))
+        assert _matches_composer(name, [plain])
 
 
 def test_the_table_of_the_composers_a_model_learns():
@@ -67,6 +74,10 @@ def test_the_table_of_the_composers_a_model_learns():
         table.find("Liszt")
     with pytest.raises(UserError, match="needs a composer's name: one of Bach, Debussy, unknown"):
         table.find(" ")
+    # Accents or not, one composer; a surname "Unknown" is the unknown row.
+    accents = ComposerTable.of_names(["Dvořák_a_1.mid", "Dvorak_b_2.mid", "Unknown_c_3.mid", "Chopin_d_4.mid"])
+    assert accents.names == (UNKNOWN, "Chopin", "Dvorak") and accents.pieces == (1, 1, 2)
+    assert accents.find("DVOŘÁK") == accents.find("dvorak") == 2
     without_unknown = ComposerTable.of_names(["Debussy_a_1.mid", "Bach_b_2.mid"])
     with pytest.raises(UserError, match="it knows Bach, Debussy$"):  # no unknown training piece: not a choice
         without_unknown.find("unknown")

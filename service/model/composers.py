@@ -9,7 +9,8 @@ GiantMIDI-Piano uses and `--composers` already picks files by (storage/datasets.
     Surname_Title_id.mid                   "Debussy_Estampes_R-YcnPXY2yE_cut_no_1.mid"        -> Debussy
 
 A name in neither form, or whose first field is not a word (FF3_Battle_(Piano).mid), is "unknown".
-Composers are told apart by their surname without regard to case (Bach and bach are one).
+Composers are told apart by their surname without regard to case or accents (Bach and bach are one, and
+so are Dvořák and Dvorak); a surname "Unknown" is the unknown row.
 
 The table a model learns (ComposerTable) is made from the pieces it trains on, never the held-out test
 pieces: row 0 is always "unknown" (the pieces without a readable composer, and the input for a piece
@@ -21,6 +22,7 @@ one, and it travels with the model (model/composer.json) for `composer generate 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +44,8 @@ UNKNOWN = "unknown"
 EMBEDDING = 16
 def composer_of(file_name: str) -> str:
     """The composer a file name gives (its surname, first letter capitalized), or "unknown"."""
-    stem = PurePosixPath(file_name.replace("\\", "/")).name
+    # Composed Unicode: a name from macOS spells ř as r and a combining caron, which is not a letter.
+    stem = PurePosixPath(unicodedata.normalize("NFC", file_name).replace("\\", "/")).name
     stem = re.sub(r"\.midi?$", "", stem, flags=re.IGNORECASE)
     fields = [f.strip() for f in stem.split(",")]
     if len(fields) >= 4 and _is_surname(fields[0], spaces=True):  # Surname, Firstname, Title, id
@@ -52,6 +55,8 @@ def composer_of(file_name: str) -> str:
         if len(parts) < 3 or not _is_surname(parts[0], spaces=False):  # Surname_Title_id
             return UNKNOWN
         surname = parts[0]
+    if identity(surname) == UNKNOWN:  # "Unknown, ..." is no composer: the unknown row, not one of its own
+        return UNKNOWN
     return surname[:1].upper() + surname[1:]
 
 
@@ -62,8 +67,10 @@ def _is_surname(text: str, spaces: bool) -> bool:
     return len(text) >= 2 and text[0].isalpha() and all(c.isalpha() or c in allowed for c in text)
 
 
-def _identity(name: str) -> str:
-    return name.casefold()
+def identity(name: str) -> str:
+    """Who a name is, for telling composers apart: without regard to case or accents (Dvořák is Dvorak)."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 @dataclass(frozen=True)
@@ -81,9 +88,11 @@ class ComposerTable:
         for name, count in counted.items():
             if name == UNKNOWN:
                 continue
-            spelled, total = by_identity.get(_identity(name), (name, 0))
-            by_identity[_identity(name)] = (min(spelled, name), total + count)  # one spelling, whatever the order
-        learned = sorted(by_identity.values(), key=lambda item: _identity(item[0]))
+            spelled, total = by_identity.get(identity(name), (name, 0))
+            by_identity[identity(name)] = (min(spelled, name), total + count)  # one spelling, whatever the order
+        # Rows in the order of the names' case-folded spellings (as before accents were folded: the same
+        # rows for a job resumed across that change, unless two spellings of a composer merged).
+        learned = sorted(by_identity.values(), key=lambda item: item[0].casefold())
         return cls((UNKNOWN, *(name for name, _ in learned)),
                    (counted.get(UNKNOWN, 0), *(count for _, count in learned)))
 
@@ -97,16 +106,17 @@ class ComposerTable:
 
     def ids(self, file_names: Sequence[str]) -> np.ndarray:
         """Each file's row: its composer's, or 0 ("unknown") for a composer the table does not have."""
-        rows = {_identity(name): i for i, name in enumerate(self.names)}
-        return np.array([rows.get(_identity(composer_of(name)), 0) for name in file_names], dtype=np.int32)
+        rows = {identity(name): i for i, name in enumerate(self.names)}
+        return np.array([rows.get(identity(composer_of(name)), 0) for name in file_names], dtype=np.int32)
 
     def find(self, name: str) -> int:
-        """The row of a composer asked for by name (any case); a UserError that lists the choices."""
+        """The row of a composer asked for by name (any case, accents or not); a UserError that lists the
+        choices."""
         choices = ", ".join(self.choices())
         if not name.strip():
             raise UserError(f"--composer needs a composer's name: one of {choices}")
         for i, known in enumerate(self.names):
-            if _identity(known) == _identity(name.strip()) and self.pieces[i] > 0:
+            if identity(known) == identity(name.strip()) and self.pieces[i] > 0:
                 return i
         raise UserError(f"--composer {name}: this model never learned that composer; it knows {choices}")
 
@@ -117,7 +127,7 @@ class ComposerTable:
     def by_pieces(self) -> list[int]:
         """The learned composers' rows, most training pieces first (then by name): the job's samples go
         to them in this order, one each, so a small --samples shows the composers best learned."""
-        return sorted(range(1, len(self.names)), key=lambda i: (-self.pieces[i], _identity(self.names[i])))
+        return sorted(range(1, len(self.names)), key=lambda i: (-self.pieces[i], identity(self.names[i])))
 
     def describe(self) -> list[dict]:
         """report.json's `composers`: each learned composer and its training pieces."""
@@ -154,10 +164,10 @@ def refuse_certain_failure(dataset: str, picked: Sequence[str]) -> None:
         raise UserError("--condition composer needs pieces of at least 2 composers, and the bach dataset's file "
                         "names (bwv1.6.mid, ...) name none: train on files named `Surname, Firstname, Title, id.mid` "
                         "or `Surname_Title_id.mid`, or submit without --condition")
-    distinct = sorted({name.casefold() for name in picked})
+    distinct = {identity(name): name for name in picked}
     if len(distinct) == 1:
         raise UserError(f"--condition composer needs pieces of at least 2 composers, and --composers keeps one "
-                        f"({distinct[0]}): name two or more, or submit without --condition")
+                        f"({next(iter(distinct))}): name two or more, or submit without --condition")
 
 
 def too_few(table: ComposerTable) -> UserError:

@@ -383,9 +383,12 @@ def ensure_builtin(store: Store, name: str, workers: int = 2) -> DatasetInfo:
 
 
 def _matches_composer(rel: str, composers: list[str]) -> bool:
-    # GiantMIDI names files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid`.
-    lowered = Path(rel).name.lower()
-    return any(re.match(rf"{re.escape(c.lower())}[\s,_-]", lowered) for c in composers)
+    # GiantMIDI names files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid`. Names compare as
+    # composer conditioning tells composers apart: without regard to case or accents (Dvořák is Dvorak).
+    from service.model.composers import identity
+
+    name = identity(Path(rel).name)
+    return any(re.match(rf"{re.escape(identity(c))}[\s,_-]", name) for c in composers)
 
 
 def _check_free_disk(dest: Path, meta: DatasetInfo | None) -> None:
