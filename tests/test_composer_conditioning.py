@@ -188,6 +188,38 @@ def test_held_out_pieces_score_better_under_their_own_composer(two_composers, tr
     assert block["nats_per_second"] == pytest.approx(conditioned.own_nats_per_second, rel=1e-4)
 
 
+def test_a_piece_of_a_composer_never_trained_on_reads_the_mean_of_the_learned_rows(two_composers, trained):
+    """Every training piece here names its composer, so no window fed row 0 ("unknown"): the decoder reads
+    the mean of the learned rows there, and the held-out score reads a piece of a composer the model never
+    saw under it. A table with unnamed training pieces keeps its trained row 0."""
+    import dataclasses
+
+    from service.model.architecture import decoder_for
+    from service.model.score import held_out_score, score_pieces
+
+    corpus, test = two_composers
+    spec, model, _ = trained["composer"]
+    table = table_for(corpus, spec, test)
+    assert table.pieces[0] == 0
+    raw = decoder_for(model, spec, len(corpus.vocab)).composer_vectors
+    read = decoder_for(model, spec, len(corpus.vocab), table).composer_vectors
+    np.testing.assert_allclose(read[0], raw[1:].mean(axis=0), rtol=1e-6)
+    assert np.array_equal(read[1:], raw[1:]) and not np.allclose(read[0], raw[0])
+    unnamed = ComposerTable(table.names, (1, *table.pieces[1:]))
+    assert np.array_equal(decoder_for(model, spec, len(corpus.vocab), unnamed).composer_vectors, raw)
+
+    names = list(corpus.names)
+    names[test[0]] = "Liszt_Unseen_abcdefghijk.mid"  # a held-out piece of a composer never trained on
+    block = held_out_score(model, spec, dataclasses.replace(corpus, names=names), test)
+    assert block["composers"][0] == UNKNOWN
+    pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
+    who = table.ids([names[i] for i in test])
+    expected = score_pieces(decoder_for(model, spec, len(corpus.vocab), table), pieces, composers=who)
+    untrained = score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, composers=who)
+    assert block["nats"] == pytest.approx(expected.nats.sum(), abs=1e-3)
+    assert abs(expected.nats[0] - untrained.nats[0]) > 1e-3 and np.allclose(expected.nats[1:], untrained.nats[1:])
+
+
 def test_composer_errors_through_the_cli(trained, tmp_path):
     """`composer generate --composer`: a composer the model never learned, a blank one, and a model trained
     without conditioning: one line each, exit 2, nothing else printed or written."""

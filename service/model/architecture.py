@@ -7,7 +7,7 @@ TokenLstm or Paper, registered in ARCHITECTURES under the name `JobSpec.architec
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from service.model.decoder import LstmDecoder
 from service.model.paper import Paper
 from service.model.token_lstm import TokenLstm
 from service.spec import JobSpec
+
+if TYPE_CHECKING:
+    from service.model.composers import ComposerTable
 
 
 class Architecture(Protocol):
@@ -64,5 +67,11 @@ def model_input(spec: JobSpec, tokens: np.ndarray, vocab_size: int, keys: np.nda
     return inputs if len(inputs) > 1 else x
 
 
-def decoder_for(model, spec: JobSpec, vocab_size: int) -> LstmDecoder:
-    return architecture_for(spec).decoder(model, spec, vocab_size)
+def decoder_for(model, spec: JobSpec, vocab_size: int, composers: ComposerTable | None = None) -> LstmDecoder:
+    """The numpy decoder of a trained network; with its composer table, the "unknown" row a piece of a
+    composer it never trained on reads (the held-out score, a --primer file's composer) is made
+    meaningful where training never fed it (ComposerTable.decoder_vectors)."""
+    decoder = architecture_for(spec).decoder(model, spec, vocab_size)
+    if composers is not None and decoder.composer_vectors is not None:
+        decoder.composer_vectors = composers.decoder_vectors(decoder.composer_vectors)
+    return decoder

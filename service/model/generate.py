@@ -100,7 +100,7 @@ def save_model_dir(model, spec: JobSpec, vocab: list[str], scheme: str, primers:
 
 def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str,
                 composers: ComposerTable | None = None) -> TrainedModel:
-    return TrainedModel(spec, vocab, scheme, network_decoder(model, spec, len(vocab)), composers=composers)
+    return TrainedModel(spec, vocab, scheme, network_decoder(model, spec, len(vocab), composers), composers=composers)
 
 
 def read_model_info(path: Path) -> ModelInfo:

@@ -144,11 +144,12 @@ def held_out_score(model, spec: JobSpec, corpus: Corpus, test: np.ndarray) -> di
 
     pieces = [corpus.tokens[corpus.offsets[i]:corpus.offsets[i + 1]] for i in test]
     keys = piece_keys(corpus.tokens, corpus.offsets, corpus.vocab)[test] if spec.key_conditioning else None
-    # Each piece under its own composer (the "unknown" row for one the model never trained on).
+    # Each piece under its own composer (the "unknown" row for one the model never trained on: see
+    # ComposerTable.decoder_vectors).
     table = composers.table_for(corpus, spec, test)
     who = None if table is None else table.ids([corpus.names[i] for i in test])
     started = time.monotonic()
-    scores = score_pieces(decoder_for(model, spec, len(corpus.vocab)), pieces, keys, composers=who)
+    scores = score_pieces(decoder_for(model, spec, len(corpus.vocab), table), pieces, keys, composers=who)
     scoring = time.monotonic() - started
     notes, seconds = music_of(pieces, corpus.vocab, spec.scheme)
     files = [corpus.names[i] for i in test] if corpus.names else []
