@@ -181,3 +181,18 @@ def test_set_distances_and_compare() -> None:
     odd = mgeval.compare(ref[:11] + [{"x": np.array([20.0]), "h": np.full(12, 20.0)}], ref)
     assert odd is not None and odd["kl"]["x"] > same["kl"]["x"]
     assert mgeval.compare(ref, ref[:1]) is None and mgeval.compare([], ref) is None
+
+
+def test_a_feature_every_reference_piece_shares_compares_without_regard_to_scale() -> None:
+    """Every reference piece at one value (no empty beat in dense piano): the overlap is the share of the
+    generated set's distances at that value, whatever the others' scale. With a fixed floor bandwidth for
+    the reference, a piece 1e-4 off scored 0.07 and one 0.05 off 0.21."""
+    reference = [{"empty": np.zeros(1)} for _ in range(64)]
+
+    def overlap(*values: float) -> float:
+        return mgeval.compare([{"empty": np.array([v])} for v in values], reference)["overlap"]["empty"]
+
+    assert overlap(0, 0, 0, 0) == pytest.approx(0.9973, abs=1e-3)
+    for off in (1e-4, 0.05, 3.0):
+        assert overlap(0, 0, 0, off) == pytest.approx(0.75, abs=0.01), off
+    assert overlap(0, 0, 0.05, 0.05) == pytest.approx(0.5, abs=0.01)

@@ -35,21 +35,24 @@ KL_FLOOR = 1e-12
 _CHUNK = 1 << 22  # evaluation points x samples per block in a KDE evaluation (32 MiB of float64)
 
 
-def _bandwidth(x: np.ndarray) -> float:
+def _scott(x: np.ndarray) -> float:
+    """Scott's bandwidth, or 0.0 for a degenerate sample (fewer than 2 points, or all equal)."""
     spread = float(np.std(x, ddof=1)) if len(x) >= 2 else 0.0
-    if spread > 0.0:
-        return spread * len(x) ** (-1.0 / 5.0)
-    return 1e-3 * max(1.0, abs(float(np.mean(x))))
+    return spread * len(x) ** (-1.0 / 5.0) if spread > 0.0 else 0.0
+
+
+def _bandwidth(x: np.ndarray) -> float:
+    return _scott(x) or 1e-3 * max(1.0, abs(float(np.mean(x))))
 
 
 class GaussianKde:
     """A 1-d Gaussian kernel density estimate (see ``gaussian_kde``): call it on points for the density."""
 
-    def __init__(self, samples: Sequence[float] | np.ndarray) -> None:
+    def __init__(self, samples: Sequence[float] | np.ndarray, bandwidth: float | None = None) -> None:
         self.samples = np.asarray(samples, dtype=np.float64).ravel()
         if len(self.samples) == 0:
             raise ValueError("gaussian_kde needs at least one sample")
-        self.bandwidth = _bandwidth(self.samples)
+        self.bandwidth = bandwidth if bandwidth is not None else _bandwidth(self.samples)
 
     def __call__(self, points: Sequence[float] | np.ndarray) -> np.ndarray:
         x, h = self.samples, self.bandwidth
@@ -75,6 +78,17 @@ def gaussian_kde(samples: Sequence[float] | np.ndarray) -> GaussianKde:
     return GaussianKde(samples)
 
 
+def _pair(a: np.ndarray, b: np.ndarray) -> tuple[GaussianKde, GaussianKde]:
+    """The KDEs of two samples compared with each other. A degenerate sample (all equal: an intra-set
+    distance sample of a feature every reference piece shares, such as no empty beat in dense piano)
+    takes the other sample's bandwidth where that one has a spread, not the fixed floor: with the floor,
+    generated pieces 1e-4 off the shared value overlapped less (0.07) than pieces 0.05 off (0.21); with
+    the other's bandwidth the overlap is the share of the inter-set distances at the shared value,
+    whatever the scale of the rest."""
+    ha, hb = _scott(a), _scott(b)
+    return GaussianKde(a, ha or hb or None), GaussianKde(b, hb or ha or None)
+
+
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0)
 
@@ -96,7 +110,7 @@ def overlap_area(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
     """
     xa = np.asarray(a, dtype=np.float64).ravel()
     xb = np.asarray(b, dtype=np.float64).ravel()
-    pdf_a, pdf_b = gaussian_kde(xa), gaussian_kde(xb)
+    pdf_a, pdf_b = _pair(xa, xb)
     pad = OA_WIDEN_BANDWIDTHS * max(pdf_a.bandwidth, pdf_b.bandwidth)
     lo = min(float(xa.min()), float(xb.min())) - pad
     hi = max(float(xa.max()), float(xb.max())) + pad
@@ -121,7 +135,7 @@ def kl_divergence(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarr
     xa = np.asarray(a, dtype=np.float64).ravel()
     xb = np.asarray(b, dtype=np.float64).ravel()
     grid = np.linspace(min(xa.min(), xb.min()), max(xa.max(), xb.max()), KL_POINTS)
-    pdf_a, pdf_b = gaussian_kde(xa), gaussian_kde(xb)
+    pdf_a, pdf_b = _pair(xa, xb)
     p = pdf_a(grid)
     if not p.sum() > 0:  # a's density is a spike (a degenerate sample) between the grid's points
         grid = np.sort(np.concatenate([grid, xa]))
