@@ -38,7 +38,8 @@ every number:
   0.9..1.1 for both). notes-chords and remi write 120 bpm: GiantMIDI-Piano's clock, so their seconds
   are the music's there;
 - mgeval's overlap_mean and kl_mean of the samples and of the greedy pieces against the held-out
-  excerpts, and the held-out column's own overlap_mean against the training excerpts (the ceiling);
+  excerpts, and the held-out column's overlap_mean (the ceiling: the training excerpts against the
+  held-out excerpts, as the samples are);
 - the seconds the test score took, also as a share of one full training epoch (every training token a
   target once: seconds per step, measured here, x job/train.py's epoch_steps without the preset's cap);
 - with --condition composer (the network fed each piece's composer, read from its file name:

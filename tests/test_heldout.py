@@ -179,6 +179,39 @@ def test_excerpts_decode_as_the_piece_plays(shared_midi):
                 assert scheme == "remi" or vocab[excerpt[0]] == vocab[piece[0]]  # the piece's key
 
 
+def test_the_ceiling_compares_the_training_excerpts_with_the_held_out_set_as_the_samples_are(shared_midi):
+    """The held_out column's overlap and KL: the training excerpts against the held-out set's intra-set
+    distances, the reference the samples are compared with (not the held-out excerpts against the
+    training set's)."""
+    import fastparse
+    from service.music import evaluation, mgeval, quality, sample_metrics
+
+    files = sorted((shared_midi / "piano-scores").glob("*.mid"))[:10]
+    result = fastparse.tokenize([str(f) for f in files], scheme="remi")
+    vocab = list(result.vocab)
+    pieces = [np.asarray(result.tokens[result.offsets[i]:result.offsets[i + 1]])[:400] for i in range(len(files))]
+    training, held_out = pieces[:6], pieces[6:]
+    built = evaluation.build_reference(training, held_out, vocab, "remi", quality.reference_of(training, vocab, "remi"))
+    train_features = [sample_metrics.features(n, built.meter) for n in evaluation.notes_of(training, vocab, "remi")]
+    assert len(built.features) == len(held_out)
+    ceiling = mgeval.compare(train_features, built.features)
+    assert built.held_out["overlap"] == ceiling["overlap"] and built.held_out["kl_mean"] == ceiling["kl_mean"]
+    assert ceiling["overlap"] != mgeval.compare(built.features, train_features)["overlap"]
+
+
+def test_the_seconds_of_a_piece_count_from_its_start():
+    """A silence before the first note is written as tokens (and scored): its seconds count too."""
+    import fastparse
+    from service.model.score import music_of
+
+    vocab = ["TimeShift_100", "Velocity_80", "NoteOn_60", "TimeShift_50", "NoteOff_60"]
+    late = np.array([0, 0, 0, 1, 2, 3, 4])  # 3 s of silence, then a note of 0.5 s
+    early = np.array([1, 2, 3, 4])
+    notes, seconds = music_of([late, early], vocab, "performance")
+    assert notes.tolist() == [1, 1] and seconds.tolist() == [3.5, 0.5]
+    assert len(fastparse.read_notes(fastparse.detokenize(late, vocab, scheme="performance"))) == 1
+
+
 def test_the_test_block_adds_up():
     from service.model.score import Scores, test_block
 

@@ -123,15 +123,17 @@ def _nll_in_place(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def music_of(pieces: list[np.ndarray], vocab: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray]:
-    """(notes, seconds) each piece's tokens write: its notes, and the time from its first onset to its
-    last note's end (fastparse's lenient decoder, the one the quality measures read)."""
+    """(notes, seconds) each piece's tokens write: its notes, and the time from the piece's start to its
+    last note's end (fastparse's lenient decoder, the one the quality measures read). From the start, not
+    from the first onset: the tokens of a silence before the first note (TimeShifts, empty bars; up to
+    28 minutes in a GiantMIDI file) are scored, so their seconds count too."""
     import fastparse
 
     notes, seconds = np.zeros(len(pieces), np.int64), np.zeros(len(pieces), np.float64)
     for i, piece in enumerate(pieces):
         n = fastparse.read_notes(fastparse.detokenize(piece, vocab, scheme=scheme, strict=False))
         if len(n):
-            notes[i], seconds[i] = len(n), float(n.end.max() - n.start.min())
+            notes[i], seconds[i] = len(n), float(n.end.max())
     return notes, seconds
 
 

@@ -9,9 +9,9 @@ Each column has composer's own measures (music/quality.py) and the field's: MusP
 measures and the sounding-duration and inter-onset-interval distributions (music/sample_metrics.py),
 and for `sampled` and `greedy` mgeval's comparison with the held-out set (music/mgeval.py): per
 feature the overlapping area and KL divergence of the inter-set distances against the held-out
-set's intra-set ones, and their means `overlap_mean` and `kl_mean`. The `held_out` column's own
-comparison, against the training excerpts, is the ceiling to read them against: what real music of
-the corpus scores.
+set's intra-set ones, and their means `overlap_mean` and `kl_mean`. The `held_out` column's are the
+ceiling to read them against: the training excerpts compared with the held-out set in the same way,
+what real music of the corpus scores.
 
 Measures on a metric grid (onsets on a beat, notes per bar, empty beats, groove) are left out for a
 corpus without a meter (a transcription on a fixed clock, or notes-chords, which keeps no rhythm):
@@ -158,8 +158,10 @@ def column(pieces: list[np.ndarray], notes: list[PieceNotes], vocab: list[str], 
 
 def build_reference(training: list[np.ndarray], held_out: list[np.ndarray], vocab: list[str], scheme: str,
                     reference: quality.Reference) -> HeldOutReference:
-    """The training and held-out columns (the held-out one with its overlap against the training excerpts:
-    the ceiling for the samples') and the held-out features the samples are compared with."""
+    """The training and held-out columns and the held-out features the samples are compared with. The
+    held-out column's overlap and KL are the ceiling for the samples': the training excerpts, real music
+    of the corpus that is not the held-out pieces, compared with the held-out set exactly as the samples
+    are (against the same intra-set distances, as mgeval compares every set with one reference)."""
     training_notes, held_notes = notes_of(training, vocab, scheme), notes_of(held_out, vocab, scheme)
     meter, why = corpus_meter(training_notes + held_notes, scheme)
     training_column = column(training, training_notes, vocab, scheme, meter, reference)
@@ -167,7 +169,7 @@ def build_reference(training: list[np.ndarray], held_out: list[np.ndarray], voca
     held_column = None
     if held_out:
         held_column = column(held_out, held_notes, vocab, scheme, meter, reference)
-        versus = mgeval.compare(features, [sample_metrics.features(n, meter) for n in training_notes])
+        versus = mgeval.compare([sample_metrics.features(n, meter) for n in training_notes], features)
         held_column.update(_comparison(versus))
     return HeldOutReference(meter, why, training_column, held_column, features)
 

@@ -145,7 +145,8 @@ def _reference(notes: list[dict]) -> Reference:
 
 def describe(pieces: list[np.ndarray], vocab: list[str], scheme: str,
              reference: Reference | None = None) -> dict[str, float]:
-    """Quality metrics over a set of token sequences (means over pieces; loops: the worst piece)."""
+    """Quality metrics over a set of token sequences (means over pieces; loops: the worst piece; the pitch
+    class entropy and key_of_all: of all the pieces' notes together)."""
     import fastparse
 
     loops = [longest_loop(p) for p in pieces]
