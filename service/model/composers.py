@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.errors import UserError
+from service.storage.datasets import composer_identity as identity
 
 if TYPE_CHECKING:
     from service.spec import JobSpec
@@ -66,12 +67,6 @@ def _is_surname(text: str, spaces: bool) -> bool:
     comma form spaces: Van Dyke); at least two characters, the first a letter. Not FF3 or (Piano)."""
     allowed = "'’.-" + (" " if spaces else "")
     return len(text) >= 2 and text[0].isalpha() and all(c.isalpha() or c in allowed for c in text)
-
-
-def identity(name: str) -> str:
-    """Who a name is, for telling composers apart: without regard to case or accents (Dvořák is Dvorak)."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import time
+import unicodedata
 import zipfile
 import zlib
 from collections import deque
@@ -382,13 +383,17 @@ def ensure_builtin(store: Store, name: str, workers: int = 2) -> DatasetInfo:
     return _upload(store, name, "music21 corpus: bach", entries, sum(e.size for e in entries))
 
 
-def _matches_composer(rel: str, composers: list[str]) -> bool:
-    # GiantMIDI names files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid`. Names compare as
-    # composer conditioning tells composers apart: without regard to case or accents (Dvořák is Dvorak).
-    from service.model.composers import identity
+def composer_identity(name: str) -> str:
+    """Who a composer's name is, for telling composers apart: without regard to case or accents (Dvořák
+    is Dvorak). `--composers` picks files by it, and composer conditioning (model/composers.py) too."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
-    name = identity(Path(rel).name)
-    return any(re.match(rf"{re.escape(identity(c))}[\s,_-]", name) for c in composers)
+
+def _matches_composer(rel: str, composers: list[str]) -> bool:
+    # GiantMIDI names files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid`.
+    name = composer_identity(Path(rel).name)
+    return any(re.match(rf"{re.escape(composer_identity(c))}[\s,_-]", name) for c in composers)
 
 
 def _check_free_disk(dest: Path, meta: DatasetInfo | None) -> None:
