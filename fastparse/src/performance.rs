@@ -207,106 +207,270 @@ pub fn tokenize_bytes(bytes: &[u8], sustain: Sustain) -> Result<Vec<Token>> {
         alphabet: alphabet(),
         tokens: Vec::new(),
     };
-    tokenize_bytes_into(bytes, sustain, &mut out)?;
+    out.extend(&tokenize_ids(bytes, sustain)?);
     Ok(out.tokens)
 }
 
 /// [`tokenize_bytes`] as ids into [`alphabet`].
 pub fn tokenize_ids(bytes: &[u8], sustain: Sustain) -> Result<Vec<TokenId>> {
-    let mut out = Vec::new();
-    tokenize_bytes_into(bytes, sustain, &mut out)?;
-    Ok(out)
+    crate::notes::with_scan(bytes, sustain, |scan| write_raw(scan.notes, scan.tempo))?
 }
 
-fn tokenize_bytes_into(bytes: &[u8], sustain: Sustain, out: &mut impl Sink) -> Result<()> {
-    crate::notes::with_scan(bytes, sustain, |scan| {
-        write_raw(scan.notes, scan.tempo, out)
-    })?
-}
-
-/// [`write_tokens`] of the parser's notes (sorted by start tick, so by step) without sorting them:
-/// the notes of each onset step kept by pitch in a bitset (the longest, then the loudest, per
-/// pitch), the sounding notes on a wheel by end step ([`Sounding`]). The same tokens as canonicalizing first
-/// (`step_notes`; the tests compare them on every shared file) at a fraction of the cost.
-fn write_raw(raw: &[RawNote], tempo: &TempoMap, out: &mut impl Sink) -> Result<()> {
-    // The wheel (16 KB) of the thread's last file, empty again at its end: not zeroed anew.
-    let mut sounding = SOUNDING.with(|cell| cell.take()).unwrap_or_default();
-    let (mut now, mut velocity) = (0u64, None);
-    // About 3.5 tokens a note (on, off, velocity changes, shifts): room for 4, so that a
-    // file seldom grows its buffer.
-    out.reserve(raw.len() * 4 + 16);
-    let mut starts = Clock::new(tempo);
-    let mut ends = Clock::new(tempo);
-    let mut any = false;
-    let mut best = [0u64; 128];
-    // The notes (drums left out) with their onset steps, one onset step at a time.
-    // A chord's notes share their start tick: one step for them all.
-    let mut last = (u64::MAX, 0);
-    let mut notes = raw
-        .iter()
-        .filter(|r| r.channel != 9)
-        .map(|r| {
-            if r.start_tick != last.0 {
-                last = (r.start_tick, starts.step(r.start_tick));
-            }
-            (last.1, r)
-        })
-        .peekable();
-    while let Some((at, first)) = notes.next() {
-        any = true;
-        // The notes of this step: per pitch the best (end, velocity bin), as one number.
-        let mut pitches = 0u128;
-        let mut note = Some(first);
-        while let Some(r) = note {
-            let p = (r.pitch & 0x7f) as usize;
-            let end = ends.step(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
-            let rank = end << 8 | velocity_bin(r.velocity) as u64;
-            // Ranks are above 0 (ends are at least 1), and `best` is 0 outside the onset's
-            // pitches (cleared as they are written): no test of whether the pitch is new.
-            best[p] = best[p].max(rank);
-            pitches |= 1 << p;
-            // A note of a pitch struck again is cut here (once: then it ends here).
-            sounding.cut(p, at);
-            note = notes.next_if(|&(next, _)| next == at).map(|(_, r)| r);
+/// [`write_tokens`] of the parser's notes (sorted by start tick, so by step), as a few passes over
+/// flat arrays of packed keys rather than one loop that branches on what the music does next (a
+/// performance's next velocity, chord size or release is a coin toss to a branch predictor):
+///
+/// 1. each note's key `(onset, pitch, length, velocity bin)`, kept in order by an insertion that
+///    only moves the notes of a chord ([`push_sorted`]);
+/// 2. one per (onset, pitch), the last of its run (the longest, then the loudest); each cuts the
+///    note before it of its pitch at its onset, and gives its note-off key `(end, pitch)`;
+/// 3. the note-offs sorted ([`radix_sort`]);
+/// 4. the two sorted streams merged by a select, offs first at a step, each event written with
+///    its `TimeShift` and `Velocity` kept or dropped by a flag ([`Out::put_if`]).
+///
+/// The same tokens and errors as canonicalizing first ([`step_notes`]; the tests compare them on
+/// every shared file and on mutations of them). The arrays are kept per thread from file to file.
+fn write_raw(raw: &[RawNote], tempo: &TempoMap) -> Result<Vec<TokenId>> {
+    KEYS.with(|cell| {
+        let mut keys = cell.take();
+        let result = keys.write(raw, tempo);
+        // Keep the arrays for the next file, but not ones grown for a huge file.
+        if keys.ons.capacity() <= 1 << 20 {
+            *cell.borrow_mut() = keys;
         }
-        // What ends by now is released.
-        let mut push = |id: TokenId| out.push(id);
-        sounding.release_until(at, &mut now, &mut push);
-        shift_ids(&mut push, at - now);
-        now = at;
-        let mut bits = pitches;
-        while bits != 0 {
-            let p = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let (end, bin) = (best[p] >> 8, (best[p] & 0xff) as u8);
-            best[p] = 0;
-            if end > MAX_STEPS {
-                return Err(too_long(end));
-            }
-            if velocity != Some(bin) {
-                push(VELOCITY_ID + bin as TokenId);
-                velocity = Some(bin);
-            }
-            push(NOTE_ON_ID + p as TokenId);
-            sounding.strike(p, end);
-        }
-    }
-    if !any {
-        return Err(Error::NoNotes);
-    }
-    sounding.release_until(u64::MAX, &mut now, &mut |id| out.push(id));
-    // Every note released: as new (a file that fails drops its wheel instead).
-    debug_assert!(sounding.wheel.iter().all(|&b| b == 0));
-    debug_assert!(sounding.end_of.iter().all(|&e| e == Sounding::UP));
-    if sounding.count == 0 && sounding.full == [0; WHEEL / 64] {
-        SOUNDING.with(|cell| *cell.borrow_mut() = Some(sounding));
-    }
-    Ok(())
+        result
+    })
 }
 
 thread_local! {
     /// See [`write_raw`].
-    static SOUNDING: std::cell::RefCell<Option<Sounding>> = const { std::cell::RefCell::new(None) };
+    static KEYS: std::cell::RefCell<Keys> = const {
+        std::cell::RefCell::new(Keys { ons: Vec::new(), offs: Vec::new(), spare: Vec::new() })
+    };
+}
+
+/// The packed keys of [`write_raw`]. Each orders as the tokens do: a note-on
+/// `onset << 13 | 1 << 12 | pitch << 5 | velocity bin`, a note-off `end << 13 | pitch << 5`
+/// (kept as `end << 8 | pitch` while sorted), so that at one step the offs come first, each kind
+/// by pitch. Onsets are below [`MAX_STEPS`] here and ends within [`MAX_NOTE_STEPS`] of them, both
+/// below 2^22: a key fits 35 bits, a sorted note-off 30.
+#[derive(Default)]
+struct Keys {
+    ons: Vec<u64>,
+    offs: Vec<u32>,
+    /// The other buffer of [`radix_sort`].
+    spare: Vec<u32>,
+}
+
+/// A note-on key's bit above its pitch: after the offs of its step.
+const ON_BIT: u64 = 1 << 12;
+/// Past every key: the ends of the two streams (a note-off key as sorted, and a note-on key).
+const END_OF_OFFS: u32 = u32::MAX;
+const END_OF_ONS: u64 = 1 << 41;
+
+impl Keys {
+    fn write(&mut self, raw: &[RawNote], tempo: &TempoMap) -> Result<Vec<TokenId>> {
+        // 1. Keys in (onset, pitch, length, velocity bin) order: onset << 22 | pitch << 15 |
+        //    length << 5 | bin (lengths are 1..=MAX_NOTE_STEPS < 2^10).
+        let ons = &mut self.ons;
+        ons.clear();
+        ons.reserve(raw.len() + 1);
+        let mut starts = Clock::new(tempo);
+        let mut ends = Clock::new(tempo);
+        for r in raw.iter().filter(|r| r.channel != 9) {
+            let at = starts.step(r.start_tick);
+            if at >= MAX_STEPS {
+                // A note struck at the 10-hour end or past it: its end is too late whatever
+                // else the piece holds. Canonicalizing says how late the last note ends.
+                return write_steps(raw, tempo);
+            }
+            let end = ends.step(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
+            let key = at << 22 | ((r.pitch & 0x7f) as u64) << 15 | (end - at) << 5;
+            push_sorted(ons, key | velocity_bin(r.velocity) as u64);
+        }
+        if ons.is_empty() {
+            return Err(Error::NoNotes);
+        }
+        // 2. The last key of each (onset, pitch) run, rewritten in place as a note-on key; its
+        //    note-off key at the same index + 1 of `offs` (0 is a slot for cuts of nothing).
+        ons.push(u64::MAX);
+        let offs = &mut self.offs;
+        offs.clear();
+        offs.resize(ons.len() + 1, 0);
+        let mut last = [0usize; 128];
+        let mut kept = 0;
+        for i in 0..ons.len() - 1 {
+            let (key, next) = (ons[i], ons[i + 1]);
+            let (at, p) = (key >> 22, key >> 15 & 0x7f);
+            let end = at + (key >> 5 & 0x3ff);
+            // The note before of this pitch ends here at the latest (a pitch's earlier note of
+            // this same onset, in the slot about to be written again, too: harmless).
+            let before = &mut offs[last[p as usize]];
+            *before = (*before).min((at << 8 | p) as u32);
+            ons[kept] = at << 13 | ON_BIT | p << 5 | (key & 0x1f);
+            offs[kept + 1] = (end << 8 | p) as u32;
+            last[p as usize] = kept + 1;
+            // Kept when it is the last of its run: the next key has another onset or pitch.
+            kept += (key >> 15 != next >> 15) as usize;
+        }
+        // 3. The note-offs in order.
+        self.spare.resize(kept + 2, 0);
+        let offs = if radix_sort(&mut offs[1..=kept], &mut self.spare[1..=kept]) {
+            &mut self.spare
+        } else {
+            &mut self.offs
+        };
+        let last_end = (offs[kept] >> 8) as u64;
+        if last_end > MAX_STEPS {
+            return Err(too_long(last_end));
+        }
+        // 4. The merge: 2 events a note, a `Velocity` at most a note-on, and the `TimeShift`s
+        //    (one write an event, and one more per 100 steps of the piece).
+        let mut out = Out::with_capacity(5 * kept + (last_end / MAX_SHIFT) as usize + 1);
+        let ons = &mut self.ons;
+        ons[kept] = END_OF_ONS;
+        offs[kept + 1] = END_OF_OFFS;
+        let (mut on, mut off) = (0, 1);
+        let (mut now, mut velocity) = (0u64, NO_VELOCITY);
+        for _ in 0..2 * kept {
+            let a = (offs[off] as u64) << 5;
+            let b = ons[on];
+            let is_off = a < b;
+            let key = if is_off { a } else { b };
+            let (at, p, bin) = (key >> 13, (key >> 5 & 0x7f) as TokenId, (key & 0x1f) as u32);
+            out.shift(at - now);
+            now = at;
+            let is_on = !is_off;
+            out.put_if(VELOCITY_ID + bin as TokenId, is_on & (bin != velocity));
+            velocity = if is_on { bin } else { velocity };
+            out.put(if is_off { NOTE_OFF_ID } else { NOTE_ON_ID } + p);
+            off += is_off as usize;
+            on += is_on as usize;
+        }
+        Ok(out.finish())
+    }
+}
+
+/// Sorts `keys` (below 2^30) by up to three passes of a stable counting sort, on 11, 11 and 8
+/// bits, between `keys` and `spare` (as long): whether the sorted keys ended in `spare`. A pass
+/// where every key has the same digit is skipped (the top one for pieces under 2.7 minutes).
+fn radix_sort(keys: &mut [u32], spare: &mut [u32]) -> bool {
+    const DIGIT: u32 = 11;
+    const MASK: u32 = (1 << DIGIT) - 1;
+    let mut counts = [[0u32; 1 << DIGIT]; 3];
+    for &k in keys.iter() {
+        counts[0][(k & MASK) as usize] += 1;
+        counts[1][(k >> DIGIT & MASK) as usize] += 1;
+        counts[2][(k >> (2 * DIGIT) & MASK) as usize] += 1;
+    }
+    let (mut from, mut to) = (keys, spare);
+    let mut swapped = false;
+    for (pass, count) in counts.iter_mut().enumerate() {
+        let shift = DIGIT * pass as u32;
+        let Some(&first) = from.first() else {
+            break;
+        };
+        if count[(first >> shift & MASK) as usize] as usize == from.len() {
+            continue;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            (*c, sum) = (sum, sum + *c);
+        }
+        for &k in from.iter() {
+            let d = (k >> shift & MASK) as usize;
+            to[count[d] as usize] = k;
+            count[d] += 1;
+        }
+        (from, to) = (to, from);
+        swapped = !swapped;
+    }
+    swapped
+}
+
+/// Appends `key` to keys sorted so far, in its place. The parser's notes come by onset tick, so
+/// only a chord's notes (one onset step) move, past the few struck with it.
+#[inline(always)]
+fn push_sorted(keys: &mut Vec<u64>, key: u64) {
+    let mut i = keys.len();
+    keys.push(key);
+    while i > 0 && keys[i - 1] > key {
+        keys[i] = keys[i - 1];
+        i -= 1;
+    }
+    keys[i] = key;
+}
+
+/// [`write_tokens`] of the notes canonicalized first: for what the packed keys of [`Keys`] cannot
+/// hold (a note struck 10 hours in or later: an error).
+#[cold]
+fn write_steps(raw: &[RawNote], tempo: &TempoMap) -> Result<Vec<TokenId>> {
+    let mut notes: Vec<StepNote> = raw
+        .iter()
+        .filter(|r| r.channel != 9)
+        .map(|r| StepNote {
+            start: step(tempo.seconds(r.start_tick)),
+            pitch: r.pitch & 0x7f,
+            end: step(tempo.seconds(r.end_tick)),
+            velocity_bin: velocity_bin(r.velocity),
+        })
+        .collect();
+    canonicalize(&mut notes);
+    let mut out = Vec::new();
+    write_tokens(&notes, &mut out)?;
+    Ok(out)
+}
+
+/// No `Velocity` written yet.
+const NO_VELOCITY: u32 = u32::MAX;
+
+/// The token buffer of [`write_raw`], written without a capacity test per token: its capacity is
+/// set once for the most the piece can write.
+struct Out {
+    ids: Vec<TokenId>,
+    /// Tokens written (`ids` is kept at length 0 until [`Out::finish`]).
+    len: usize,
+}
+
+impl Out {
+    fn with_capacity(capacity: usize) -> Self {
+        Out {
+            ids: Vec::with_capacity(capacity),
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn put(&mut self, id: TokenId) {
+        self.put_if(id, true);
+    }
+
+    /// Writes `id`, and keeps it only if `keep`: a write either way, a branch neither way.
+    #[inline(always)]
+    fn put_if(&mut self, id: TokenId, keep: bool) {
+        debug_assert!(self.len < self.ids.capacity());
+        // SAFETY: `len` is below the capacity, which is set for the most tokens the piece can
+        // keep, plus one (where `Out` is made), and a write only follows a kept token.
+        unsafe { self.ids.as_mut_ptr().add(self.len).write(id) };
+        self.len += keep as usize;
+    }
+
+    /// `TimeShift`s for `steps`: whole seconds first, then the rest. At most `steps / 100 + 1`
+    /// writes.
+    #[inline(always)]
+    fn shift(&mut self, mut steps: u64) {
+        while steps > MAX_SHIFT {
+            self.put(TIME_SHIFT_ID + (MAX_SHIFT - 1) as TokenId);
+            steps -= MAX_SHIFT;
+        }
+        self.put_if(TIME_SHIFT_ID + steps.wrapping_sub(1) as TokenId, steps > 0);
+    }
+
+    fn finish(mut self) -> Vec<TokenId> {
+        // SAFETY: the first `len` slots were written (`put_if` writes before it counts).
+        unsafe { self.ids.set_len(self.len) };
+        self.ids
+    }
 }
 
 /// The step of a tick ([`step`] of [`TempoMap::seconds`]), for ticks that come near one another.
@@ -332,104 +496,6 @@ impl<'a> Clock<'a> {
             Clock::One { scale } if tick < 1 << 63 => step(*scale * tick as i64 as f64),
             Clock::One { scale } => step(*scale * tick as f64),
             Clock::Map { tempo, cursor } => step(tempo.seconds_near(tick, cursor)),
-        }
-    }
-}
-
-/// The notes sounding while [`write_raw`] writes, by the step they end: a wheel of
-/// [`WHEEL`] buckets of pitches (every sounding note ends within [`MAX_NOTE_STEPS`] < [`WHEEL`]
-/// steps of now, so a bucket holds one step), and per pitch the end of its note.
-struct Sounding {
-    wheel: Box<[u128; WHEEL]>,
-    /// One bit per bucket of `wheel`: whether it holds a pitch.
-    full: [u64; WHEEL / 64],
-    end_of: [u64; 128],
-    count: u32,
-}
-
-/// Buckets of [`Sounding`]'s wheel: a power of two above [`MAX_NOTE_STEPS`].
-const WHEEL: usize = 1024;
-
-impl Default for Sounding {
-    fn default() -> Self {
-        Sounding {
-            wheel: Box::new([0; WHEEL]),
-            full: [0; WHEEL / 64],
-            end_of: [Self::UP; 128],
-            count: 0,
-        }
-    }
-}
-
-impl Sounding {
-    /// `end_of` of a pitch that is not sounding.
-    const UP: u64 = u64::MAX;
-
-    fn strike(&mut self, pitch: usize, end: u64) {
-        self.end_of[pitch] = end;
-        self.add(pitch, end);
-        self.count += 1;
-    }
-
-    fn add(&mut self, pitch: usize, end: u64) {
-        let b = end as usize % WHEEL;
-        self.wheel[b] |= 1 << pitch;
-        self.full[b / 64] |= 1 << (b % 64);
-    }
-
-    /// The first step in `from..=to` (at most WHEEL steps) whose bucket holds a pitch.
-    fn next_full(&self, from: u64, to: u64) -> Option<u64> {
-        let mut at = from;
-        while at <= to {
-            let b = at as usize % WHEEL;
-            let word = self.full[b / 64] >> (b % 64);
-            if word != 0 {
-                let found = at + word.trailing_zeros() as u64;
-                return (found <= to).then_some(found);
-            }
-            at += 64 - (b % 64) as u64; // the next word
-        }
-        None
-    }
-
-    /// Ends at `at` the sounding note of `pitch` if it would last past it.
-    #[inline(always)]
-    fn cut(&mut self, pitch: usize, at: u64) {
-        let end = self.end_of[pitch];
-        if end != Self::UP && end > at {
-            let b = end as usize % WHEEL;
-            self.wheel[b] &= !(1 << pitch);
-            if self.wheel[b] == 0 {
-                self.full[b / 64] &= !(1 << (b % 64));
-            }
-            self.add(pitch, at);
-            self.end_of[pitch] = at;
-        }
-    }
-
-    /// Writes the note-offs of the notes that end by `limit`, by (end, pitch), with the
-    /// `TimeShift`s before them.
-    fn release_until(&mut self, limit: u64, now: &mut u64, push: &mut impl FnMut(TokenId)) {
-        // Every sounding note ends within MAX_NOTE_STEPS of now: the steps to look at.
-        let last = limit.min(*now + MAX_NOTE_STEPS);
-        let mut from = *now;
-        while self.count > 0 {
-            let Some(at) = self.next_full(from, last) else {
-                break;
-            };
-            let b = at as usize % WHEEL;
-            let mut bits = std::mem::take(&mut self.wheel[b]);
-            self.full[b / 64] &= !(1 << (b % 64));
-            shift_ids(push, at - *now);
-            *now = at;
-            while bits != 0 {
-                let p = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.end_of[p] = Self::UP;
-                self.count -= 1;
-                push(NOTE_OFF_ID + p as TokenId);
-            }
-            from = at + 1;
         }
     }
 }
@@ -849,6 +915,55 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 0 || crate::testdata::corpus().is_empty());
+    }
+
+    #[test]
+    fn the_bytes_path_writes_what_canonicalizing_first_does_on_mutated_files_too() {
+        // Mutations make the notes no real file has: chords of one key, notes of no length,
+        // notes past the end of the piece, absurd tempos. Errors must agree too.
+        let mut rng = crate::testdata::Rng(0x005E_ED0F_5EED);
+        for (i, file) in crate::testdata::corpus().iter().enumerate() {
+            for sustain in [Sustain::Apply, Sustain::Ignore] {
+                let canonical = |b: &[u8]| tokenize(&parse_with(b, sustain)?);
+                assert_eq!(tokenize_bytes(file, sustain), canonical(file), "file {i}");
+                for _ in 0..5 {
+                    let m = crate::testdata::mutate(&mut rng, file);
+                    assert_eq!(
+                        tokenize_bytes(&m, sustain),
+                        canonical(&m),
+                        "mutation of {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_past_the_ten_hour_end_is_refused_as_canonicalizing_first_refuses_it() {
+        let note = |start, pitch, end| StepNote {
+            start,
+            pitch,
+            end,
+            velocity_bin: 20,
+        };
+        let pieces = [
+            // The longest note is cut by its key struck again: the later end is the one named.
+            vec![
+                note(MAX_STEPS - 500, 60, MAX_STEPS + 400),
+                note(MAX_STEPS - 300, 62, MAX_STEPS + 20),
+                note(MAX_STEPS - 100, 60, MAX_STEPS + 50),
+            ],
+            // A note struck past the end (keys that do not fit the packed keys).
+            vec![note(10, 60, 20), note(MAX_STEPS + 10, 61, MAX_STEPS + 30)],
+        ];
+        for (i, notes) in pieces.iter().enumerate() {
+            let bytes = write(notes).unwrap();
+            let canonical = tokenize(&parse_with(&bytes, Sustain::Apply).unwrap());
+            let got = tokenize_bytes(&bytes, Sustain::Apply);
+            assert_eq!(got, canonical, "piece {i}");
+            let why = got.unwrap_err().to_string();
+            assert!(why.contains("more than 10 hours"), "{why}");
+        }
     }
 
     #[test]
