@@ -49,6 +49,25 @@ for _ in range(50):  # a removal takes effect in a moment
 print(json.dumps({"released": released, "said": said, "cpus": ray.available_resources().get("CPU", 0)}))
 """
 
+# A training job's driver while it waits for its workers: it looks again every half second here
+# (orphans.keep_releasing), and reports what it released and whether the CPUs came back.
+WATCH = """
+import json, time, ray
+from service.job import orphans
+ray.init(logging_level="ERROR")
+before = ray.available_resources().get("CPU", 0)
+said = []
+stop = orphans.keep_releasing(said.append, every=0.5)
+print("watching", flush=True)
+deadline = time.monotonic() + 90
+while not said and time.monotonic() < deadline:
+    time.sleep(0.2)
+while ray.available_resources().get("CPU", 0) < before and time.monotonic() < deadline:
+    time.sleep(0.2)
+stop()
+print(json.dumps({"said": said, "before": before, "cpus": ray.available_resources().get("CPU", 0)}))
+"""
+
 
 def _run(client, submission_id: str, code: str, timeout: float = 120) -> str:
     client.submit_job(entrypoint=f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", submission_id=submission_id)
@@ -82,3 +101,25 @@ def test_a_group_an_ended_composer_job_holds_is_released_and_others_are_left(ray
         "g.placement_group_id))))\n"
     )
     _run(client, f"cleanup-{tag}", cleanup)
+
+
+def test_a_group_left_after_a_job_began_to_wait_is_released_while_it_waits(ray_head):
+    """The race of CI: the job that leaves a group ends after the waiting job's first look."""
+    client = clusters.job_client(clusters.resolve(ray_head, start=False))
+    tag = uuid.uuid4().hex[:8]
+    watcher = f"composer-watch-{tag}"
+    client.submit_job(entrypoint=f"{shlex.quote(sys.executable)} -c {shlex.quote(WATCH)}", submission_id=watcher)
+    deadline = time.monotonic() + 120
+    while "watching" not in client.get_job_logs(watcher):
+        assert time.monotonic() < deadline and str(client.get_job_status(watcher)) not in ("FAILED", "STOPPED"), \
+            client.get_job_logs(watcher)
+        time.sleep(0.5)
+    _run(client, f"composer-late-{tag}", LEAVE)  # ends now, its group held
+    while str(client.get_job_status(watcher)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, client.get_job_logs(watcher)
+        time.sleep(0.5)
+    logs = client.get_job_logs(watcher)
+    assert str(client.get_job_status(watcher)) == "SUCCEEDED", logs
+    out = json.loads(logs.strip().splitlines()[-1])
+    assert out["said"] and "released a placement group (1 CPU)" in out["said"][0], out
+    assert out["cpus"] == out["before"], out  # the CPU the group held is free again

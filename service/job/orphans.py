@@ -8,6 +8,12 @@ stayed reserved, and every later two-worker job waited for it forever. A job tha
 nothing, so before a job (or a sweep) trains, the groups of composer jobs that have ended (their
 submission ids start with `composer-` or `sweep-`) are removed. Other tools' jobs are left alone.
 
+Once is not enough: a job that starts while another is still ending (a sweep's `--wait` returns as
+its last trial is stopped, and Tune's teardown takes seconds more) finds nothing ended to release,
+and the group left behind appears after its look: it would wait for its workers for good (the
+likely cause of a CI run's timeout: a two-worker job submitted right after the sweep tests waited
+300 s in `train`). So while a job trains, `keep_releasing` looks again every few seconds.
+
 Best effort: a cluster whose state API does not answer in a few seconds is left as it is (Ray then
 queues the workers, as it would without this).
 
@@ -19,12 +25,16 @@ names a dead GCS, and every trial stalled 40 s on it (seen in CI) before asking 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 # Submission ids of composer's Ray jobs (service/client/jobs.py, service/client/sweep.py).
 PREFIXES = ("composer-", "sweep-")
 ENDED = {"STOPPED", "SUCCEEDED", "FAILED"}
 TIMEOUT_S = 5
+# How often a training job looks again (keep_releasing): a job waiting for a CPU waits this long at
+# most for a group left after its start; one state API query each time.
+EVERY_S = 10.0
 
 
 def ended_jobs(address: str) -> set[str]:
@@ -66,3 +76,22 @@ def release(say: Callable[[str], None]) -> int:
         say(f"released a placement group ({bundles or 'no resources'}) that an ended job "
             f"({group.creator_job_id}) still held")
     return released
+
+
+def keep_releasing(say: Callable[[str], None], every: float = EVERY_S) -> Callable[[], None]:
+    """Runs `release` every `every` seconds in a daemon thread, from now until the returned function is
+    called (it stops the thread and waits for it)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            release(say)
+
+    thread = threading.Thread(target=loop, name="composer-orphans", daemon=True)
+    thread.start()
+
+    def stopped() -> None:
+        stop.set()
+        thread.join()
+
+    return stopped

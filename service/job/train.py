@@ -328,7 +328,12 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
         run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2),
                              callbacks=list(callbacks)),
     )
-    trainer.fit()
+    # Also what a job that ends while this one waits for its workers leaves behind (orphans.py).
+    stop_releasing = orphans.keep_releasing(job.say)
+    try:
+        trainer.fit()
+    finally:
+        stop_releasing()
     reason = jobstate.training_failure(store, spec.job_id)
     if reason is not None:
         raise JobFailed(reason)
