@@ -463,7 +463,9 @@ impl Out {
             self.put(TIME_SHIFT_ID + (MAX_SHIFT - 1) as TokenId);
             steps -= MAX_SHIFT;
         }
-        self.put_if(TIME_SHIFT_ID + steps.wrapping_sub(1) as TokenId, steps > 0);
+        // With no steps the id written (and dropped) wraps around: any value will do.
+        let id = TIME_SHIFT_ID.wrapping_add(steps.wrapping_sub(1) as TokenId);
+        self.put_if(id, steps > 0);
     }
 
     fn finish(mut self) -> Vec<TokenId> {
