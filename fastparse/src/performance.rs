@@ -277,6 +277,7 @@ impl Keys {
         ons.reserve(raw.len() + 1);
         let mut starts = Clock::new(tempo);
         let mut ends = Clock::new(tempo);
+        let mut sorted = true;
         for r in raw.iter().filter(|r| r.channel != 9) {
             let at = starts.step(r.start_tick);
             if at >= MAX_STEPS {
@@ -286,7 +287,10 @@ impl Keys {
             }
             let end = ends.step(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
             let key = at << 22 | ((r.pitch & 0x7f) as u64) << 15 | (end - at) << 5;
-            push_sorted(ons, key | velocity_bin(r.velocity) as u64);
+            sorted &= push_sorted(ons, key | velocity_bin(r.velocity) as u64);
+        }
+        if !sorted {
+            ons.sort_unstable();
         }
         if ons.is_empty() {
             return Err(Error::NoNotes);
@@ -388,18 +392,25 @@ fn radix_sort(keys: &mut [u32], spare: &mut [u32]) -> bool {
     swapped
 }
 
-/// Appends `key` to keys sorted so far, in its place. The parser's notes come by onset tick, so
-/// only a chord's notes (one onset step) move, past the few struck with it.
+/// Appends `key` to keys sorted so far, in its place, moving at most [`MAX_MOVES`] keys: whether
+/// the keys are still sorted. The parser's notes come by onset tick, so only a chord's notes (one
+/// onset step) move, past the few struck with it; a file made to move more (thousands of notes at
+/// one tick in falling pitch) would take quadratic time, and is sorted once at the end instead.
 #[inline(always)]
-fn push_sorted(keys: &mut Vec<u64>, key: u64) {
+fn push_sorted(keys: &mut Vec<u64>, key: u64) -> bool {
     let mut i = keys.len();
+    let floor = i.saturating_sub(MAX_MOVES);
     keys.push(key);
-    while i > 0 && keys[i - 1] > key {
+    while i > floor && keys[i - 1] > key {
         keys[i] = keys[i - 1];
         i -= 1;
     }
     keys[i] = key;
+    i == 0 || keys[i - 1] <= key
 }
+
+/// See [`push_sorted`]: more than a chord of every key moves.
+const MAX_MOVES: usize = 256;
 
 /// [`write_tokens`] of the notes canonicalized first: for what the packed keys of [`Keys`] cannot
 /// hold (a note struck 10 hours in or later: an error).
@@ -966,6 +977,31 @@ mod tests {
             let why = got.unwrap_err().to_string();
             assert!(why.contains("more than 10 hours"), "{why}");
         }
+    }
+
+    #[test]
+    fn every_key_struck_again_and_again_in_falling_pitch_at_one_tick_is_written_in_order() {
+        // 768 notes at tick 0, each run of 128 from the top key down: past a few hundred, the
+        // insertion gives up and the keys are sorted once (the same tokens).
+        use crate::testdata::{off, on, smf};
+        let mut body: Vec<u8> = Vec::new();
+        for run in 0..6u8 {
+            for p in (0..128u8).rev() {
+                body.extend_from_slice(&on(0, 0, p, 20 + run));
+            }
+        }
+        for run in 0..6u8 {
+            for p in 0..128u8 {
+                body.extend_from_slice(&off(if run == 0 && p == 0 { 96 } else { 0 }, 0, p));
+            }
+        }
+        let bytes = smf(0, 96, &[body]);
+        let got = tokenize_bytes(&bytes, Sustain::Apply).unwrap();
+        assert_eq!(
+            Ok(got.clone()),
+            tokenize(&parse_with(&bytes, Sustain::Apply).unwrap())
+        );
+        assert_eq!(got.iter().filter(|t| t.starts_with("NoteOn_")).count(), 128);
     }
 
     #[test]

@@ -80,18 +80,22 @@ def release(say: Callable[[str], None]) -> int:
 
 def keep_releasing(say: Callable[[str], None], every: float = EVERY_S) -> Callable[[], None]:
     """Runs `release` every `every` seconds in a daemon thread, from now until the returned function is
-    called (it stops the thread and waits for it)."""
+    called (it stops the thread, and waits a little for a look in flight)."""
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(every):
-            release(say)
+            try:
+                release(say)
+            except Exception:  # noqa: BLE001 - best effort, as release itself: look again next time
+                continue
 
     thread = threading.Thread(target=loop, name="composer-orphans", daemon=True)
     thread.start()
 
     def stopped() -> None:
         stop.set()
-        thread.join()
+        # A look in flight ends within its state API timeouts; a stuck one is a daemon thread, left.
+        thread.join(timeout=2 * TIMEOUT_S)
 
     return stopped
