@@ -564,14 +564,10 @@ fn write_tokens(notes: &[StepNote], out: &mut impl Sink) -> Result<()> {
 }
 
 /// `TimeShift`s for `steps`: whole seconds first, then the rest.
-fn shift(out: &mut impl Sink, steps: u64) {
-    shift_ids(&mut |id| out.push(id), steps);
-}
-
-fn shift_ids(push: &mut impl FnMut(TokenId), mut steps: u64) {
+fn shift(out: &mut impl Sink, mut steps: u64) {
     while steps > 0 {
         let k = steps.min(MAX_SHIFT);
-        push(TIME_SHIFT_ID + (k - 1) as TokenId);
+        out.push(TIME_SHIFT_ID + (k - 1) as TokenId);
         steps -= k;
     }
 }
