@@ -37,17 +37,21 @@ class Head:
                     os.environ[name] = value
 
     def processes(self) -> list[psutil.Process]:
-        """Every process of this head: its servers (they name its GCS port) and all they started."""
+        """Every process of this head: its servers (they name its GCS port, or share the process group
+        that its `ray start` made: Ray's client server names neither) and all they started."""
         port = json.loads((self.home / "ray-head.json").read_text())["gcs_port"]
         own = re.compile(rf"gcs[-_]server[-_]port={port}\b|gcs[-_]address=\S+:{port}\b")
+        named = [p for p in psutil.process_iter(["cmdline"]) if own.search(" ".join(p.info["cmdline"] or []))]
+        groups = {_pgid(p.pid) for p in named} - {None}
+        groups.discard(os.getpgrp())  # never our own (were the head started in it, the test would end too)
+        grouped = [p for p in psutil.process_iter() if _pgid(p.pid) in groups]
         found: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["cmdline"]):
-            if own.search(" ".join(proc.info["cmdline"] or [])):
-                try:
-                    family = [proc, *proc.children(recursive=True)]
-                except psutil.NoSuchProcess:  # it ended while we looked: nothing left to kill
-                    continue
-                found.update({p.pid: p for p in family})
+        for proc in named + grouped:
+            try:
+                family = [proc, *proc.children(recursive=True)]
+            except psutil.NoSuchProcess:  # it ended while we looked: nothing left to kill
+                continue
+            found.update({p.pid: p for p in family})
         return list(found.values())
 
     def lose(self) -> int:
@@ -61,3 +65,10 @@ class Head:
         psutil.wait_procs(victims, timeout=30)
         (self.home / "ray-head.json").unlink(missing_ok=True)
         return len(victims)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -1,5 +1,6 @@
 """composer's own local head listens on loopback only: every port of every one of its processes, and of
-its jobs' processes while they train (TensorFlow's servers included)."""
+its jobs' processes while they train (TensorFlow's servers included). A start that fails leaves
+nothing running."""
 
 from __future__ import annotations
 
@@ -101,3 +102,35 @@ def test_a_two_worker_job_listens_on_loopback_only(ray_head: str, composer_home:
     assert tf_ports <= set(seen), f"TensorFlow's servers {sorted(tf_ports)} were never seen listening"
     outside = {port: ips for port, ips in seen.items() if not all(loopback(ip) for ip in ips)}
     assert not outside, f"listening beyond loopback during the job: {outside} (TensorFlow's: {sorted(tf_ports)})"
+
+
+def test_a_failed_start_leaves_nothing_running(five_files: Path, tmp_path: Path):
+    """`ray start` that fails after its GCS and dashboard are up (here: an object store below Ray's
+    minimum, checked only then) leaves them running unless composer ends them: one line says why, it is
+    not tried again (only Ray's startup timeout is), and no process of that start outlives it."""
+    home = tmp_path / "home"
+    proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny",
+                   env={"COMPOSER_HOME": str(home), "COMPOSER_STORE": str(tmp_path / "store"),
+                        "RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.000001"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "could not start a local Ray head: ValueError" in errors[0], proc.stderr
+    assert "object store memory" in errors[0] and "tried twice" not in errors[0], errors[0]
+    assert not (home / "ray-head.json").exists()
+
+    import psutil
+
+    def left() -> list[str]:  # processes that inherited this start's COMPOSER_HOME (zombies have no environ)
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if p.environ().get("COMPOSER_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(" ".join(p.info["cmdline"] or [])[:80])
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return found
+
+    deadline = time.monotonic() + 10  # SIGKILLed, they may take a moment to go
+    while (survivors := left()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not survivors, survivors

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -162,6 +163,11 @@ def _ray_cli() -> list[str]:
     return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
+# Ray's own wait for a new raylet to register, 30 s and not configurable: a busy machine (two cores
+# importing TensorFlow elsewhere) can miss it while nothing is wrong. Such a start is tried once more.
+_STARTUP_TIMEOUT = "timed out during startup"
+
+
 def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
     """Start a Ray head on this machine with token auth; returns its dashboard URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # keys reach jobs via files only
@@ -173,24 +179,14 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
     # outside IP unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (which also means: no other node may join,
     # right for a head of one machine). Every process of the head and its jobs inherits the setting.
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ports = free_ports(9)
-    env["DASHBOARD_METRIC_PORT"], env["AUTOSCALER_METRIC_PORT"] = str(ports[7]), str(ports[8])  # fixed by default
     subprocess.run([*_ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
-    gcs_port, dash_port = ports[0], ports[1]
-    address = f"http://127.0.0.1:{dash_port}"
-    cmd = [*_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
-           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--ray-client-server-port={ports[2]}",
-           f"--dashboard-agent-listen-port={ports[3]}", f"--dashboard-agent-grpc-port={ports[4]}",
-           f"--metrics-export-port={ports[5]}", f"--runtime-env-agent-port={ports[6]}", "--disable-usage-stats"]
-    if num_cpus:
-        cmd.append(f"--num-cpus={num_cpus}")
-    home = private_dir(composer_home())
-    # A neutral working directory: jobs and workers inherit it, and a source checkout there (with an
-    # uncompiled fastparse/) would shadow the installed package.
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=home)
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise JobFailed(f"could not start a local Ray head: {last[0]}")
+    for attempt in (1, 2):
+        failure, address, gcs_port = _ray_start(env, num_cpus)
+        if failure is None:
+            break
+        if attempt == 2 or _STARTUP_TIMEOUT not in failure:
+            tried = " (tried twice)" if attempt == 2 else ""
+            raise JobFailed(f"could not start a local Ray head{tried}: {failure}")
     deadline = time.monotonic() + timeout
     while not _dashboard_alive(address):
         if time.monotonic() > deadline:
@@ -202,6 +198,37 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
     state = {"address": address, "gcs_port": gcs_port, "session_name": session, "started": time.time()}
     _head_state_file().write_text(json.dumps(state))
     return address
+
+
+def _ray_start(env: dict[str, str], num_cpus: int | None) -> tuple[str | None, str, int]:
+    """One `ray start --head` on fresh ports: (its last line when it failed, else None; dashboard URL;
+    GCS port). A failed start leaves nothing running: its servers are killed with their process group."""
+    ports = free_ports(9)
+    env = {**env, "DASHBOARD_METRIC_PORT": str(ports[7]), "AUTOSCALER_METRIC_PORT": str(ports[8])}  # fixed by default
+    gcs_port, dash_port = ports[0], ports[1]
+    cmd = [*_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--ray-client-server-port={ports[2]}",
+           f"--dashboard-agent-listen-port={ports[3]}", f"--dashboard-agent-grpc-port={ports[4]}",
+           f"--metrics-export-port={ports[5]}", f"--runtime-env-agent-port={ports[6]}", "--disable-usage-stats"]
+    if num_cpus:
+        cmd.append(f"--num-cpus={num_cpus}")
+    home = private_dir(composer_home())
+    # A neutral working directory: jobs and workers inherit it, and a source checkout there (with an
+    # uncompiled fastparse/) would shadow the installed package. A session of its own: every server
+    # the head starts stays in its process group, which a failed start is ended by (a Ctrl-C at the
+    # terminal does not reach the head either, which outlives the command that started it).
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home,
+                            start_new_session=True)
+    stdout, stderr = proc.communicate()
+    address = f"http://127.0.0.1:{dash_port}"
+    if proc.returncode == 0:
+        return None, address, gcs_port
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the GCS, dashboard and monitors a failed start leaves running
+    except ProcessLookupError:
+        pass
+    last = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
+    return last[0], address, gcs_port
 
 
 def stop_local_head() -> None:
