@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import unicodedata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from test_cli_errors import assert_one_line_error
 from service.errors import UserError
 from service.model.composers import UNKNOWN, ComposerTable, composer_of, table_for
 from service.spec import build_spec
+from service.storage.composer_names import is_by
 from service.storage.corpus import Corpus
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -53,13 +55,25 @@ STEPS = 200  # training steps of 32 windows: 6 s here; the gap was 13 to 23 nats
     ("unknown, artist, Prelude, xyz.mid", UNKNOWN),
 ])
 def test_the_composer_of_a_file_name(name, composer):
-    from service.storage.datasets import _matches_composer
-
     assert composer_of(name) == composer
+    first = re.split(r"[,_]", PurePosixPath(name).name)[0]  # a filter naming the first word of the name
     if composer != UNKNOWN:  # the file --composers picks for that composer, in any case, accents or not
-        assert _matches_composer(name, [composer.lower()]) and _matches_composer(name, [composer.upper()])
+        assert is_by(name, [composer.lower()]) and is_by(name, [composer.upper()]) and is_by(name, [first])
         plain = "".join(c for c in unicodedata.normalize("NFKD", composer) if not unicodedata.combining(c))
-        assert _matches_composer(name, [plain])
+        assert is_by(name, [plain]) and is_by(name, ["Satie", plain]) and not is_by(name, ["Satie"])
+    else:  # a name that gives no composer is picked by no filter: --composers keeps what conditioning learns
+        assert not is_by(name, [first]) and not is_by(name, [UNKNOWN])
+
+
+def test_composers_picks_the_files_conditioning_learns_as_theirs(shared_midi: Path):
+    """On every shared file name: --composers X picks a file exactly when conditioning reads X from its name
+    (scarlatti_k525.mid, two fields, is neither picked by --composers scarlatti nor learned as Scarlatti)."""
+    names = [p.name for p in sorted(shared_midi.rglob("*.mid"))]
+    assert len(names) > 100
+    for name in names:
+        first = re.split(r"[,_]", name)[0]
+        assert is_by(name, [first]) == (composer_of(name) != UNKNOWN), name
+    assert composer_of("scarlatti_k525.mid") == UNKNOWN and not is_by("scarlatti_k525.mid", ["scarlatti"])
 
 
 def test_the_table_of_the_composers_a_model_learns():
@@ -257,3 +271,14 @@ def test_the_page_lists_the_composers_and_each_pieces(shared_midi, tmp_path):
     assert "<td>Uematsu&lt;</td><td class=\"num\">9</td><td>sample-02</td>" in text and "Uematsu<" not in text
     assert "<td>Liszt</td><td class=\"num\">1</td><td>–</td>" in text
     assert text.count("composer Debussy</span>") == 2  # sample-01 and greedy-01
+
+
+def test_the_token_cache_of_a_composers_filter_is_keyed_by_the_rule(monkeypatch):
+    """Tokens cached for --composers are of the files the rule picked: a new rule, a new key. The keys of
+    a whole dataset (no filter) do not depend on it, so their caches stay valid."""
+    from service.storage import corpus as corpora
+
+    whole, chopin = (corpora.cache_key("d" * 64, "remi", who, 5, "apply") for who in ([], ["Chopin"]))
+    monkeypatch.setattr(corpora, "PICK_RULE", corpora.PICK_RULE + 1)
+    assert corpora.cache_key("d" * 64, "remi", [], 5, "apply") == whole
+    assert corpora.cache_key("d" * 64, "remi", ["Chopin"], 5, "apply") != chopin

@@ -96,6 +96,9 @@ def test_the_composer_filter_reads_giantmidi_names_and_only_the_shards_holding_t
     assert [m.name for m in datasets.select(index, ["debussy", "scarlatti"])] == [GIANTMIDI_NAMES[3],
                                                                                  GIANTMIDI_NAMES[5]]
     assert len(datasets.select(index, [])) == len(GIANTMIDI_NAMES)
+    # A filter that picks nothing says so, and by what rule it reads the names.
+    with pytest.raises(ComposerError, match=r"has no MIDI files by Satie: --composers reads the composer from"):
+        _stages(store, "satie", tmp_path, dataset="gm", scheme="notes-chords", composers=["Satie"])
     # A job on one composer fetches only the shards that hold that composer's files.
     assert len(index.shards) >= 4
     _stages(store, "chopin", tmp_path, dataset="gm", scheme="notes-chords", composers=["chopin"])

@@ -50,6 +50,9 @@ def run(job: JobRun) -> Selection:
                                                          spec.composers or None))
         job.say(f"{len(selection.paths)} MIDI files")
     if not selection.count:
-        who = f" by {', '.join(spec.composers)}" if spec.composers else ""
-        raise ComposerError(f"dataset {spec.dataset} has no MIDI files{who}")
+        if not spec.composers:
+            raise ComposerError(f"dataset {spec.dataset} has no MIDI files")
+        raise ComposerError(f"dataset {spec.dataset} has no MIDI files by {', '.join(spec.composers)}: --composers "
+                            "reads the composer from names `Surname, Firstname, Title, id.mid` or "
+                            "`Surname_Title_id.mid`")
     return selection

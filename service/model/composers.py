@@ -2,15 +2,9 @@
 
 `composer submit --condition composer` feeds a learned embedding of each piece's composer beside every
 token (as key conditioning feeds the key: model/network.py), so `composer generate --composer Chopin`
-can ask for a composer's style. The composer of a piece comes from its file name, in the two forms
-GiantMIDI-Piano uses and `--composers` already picks files by (storage/datasets.py):
-
-    Surname, Firstname, Title, id.mid      "Chopin, Frédéric, Études, Op.10, g0hoN6_HDVU.mid" -> Chopin
-    Surname_Title_id.mid                   "Debussy_Estampes_R-YcnPXY2yE_cut_no_1.mid"        -> Debussy
-
-A name in neither form, or whose first field is not a word (FF3_Battle_(Piano).mid), is "unknown".
-Composers are told apart by their surname without regard to case or accents (Bach and bach are one, and
-so are Dvořák and Dvorak); a surname "Unknown" is the unknown row.
+can ask for a composer's style. The composer of a piece comes from its file name, by the rule that
+`--composers` picks files by (storage/composer_names.py: GiantMIDI-Piano's `Surname, Firstname, Title,
+id.mid` and `Surname_Title_id.mid`; any other name is "unknown").
 
 The table a model learns (ComposerTable) is made from the pieces it trains on, never the held-out test
 pieces: row 0 is always "unknown" (the pieces without a readable composer, and the input for a piece
@@ -22,53 +16,26 @@ model (model/composer.json) for `composer generate --composer`.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.errors import UserError
-from service.storage.datasets import composer_identity as identity
+from service.storage.composer_names import UNKNOWN, composer_of
+from service.storage.composer_names import composer_identity as identity
 
 if TYPE_CHECKING:
     from service.spec import JobSpec
     from service.storage.corpus import Corpus
 
-UNKNOWN = "unknown"
 # The composer embedding's width: a handful of style dimensions per composer; wide enough for GiantMIDI's
 # ~2,800 composers to differ, small beside the token embedding so a composer with few pieces cannot
 # carry much of what the network memorizes about them.
 EMBEDDING = 16
-def composer_of(file_name: str) -> str:
-    """The composer a file name gives (its surname, first letter capitalized), or "unknown"."""
-    # Composed Unicode: a name from macOS spells ř as r and a combining caron, which is not a letter.
-    stem = PurePosixPath(unicodedata.normalize("NFC", file_name).replace("\\", "/")).name
-    stem = re.sub(r"\.midi?$", "", stem, flags=re.IGNORECASE)
-    fields = [f.strip() for f in stem.split(",")]
-    if len(fields) >= 4 and _is_surname(fields[0], spaces=True):  # Surname, Firstname, Title, id
-        surname = fields[0]
-    else:
-        parts = stem.split("_")
-        if len(parts) < 3 or not _is_surname(parts[0], spaces=False):  # Surname_Title_id
-            return UNKNOWN
-        surname = parts[0]
-    if identity(surname) == UNKNOWN:  # "Unknown, ..." is no composer: the unknown row, not one of its own
-        return UNKNOWN
-    return surname[:1].upper() + surname[1:]
-
-
-def _is_surname(text: str, spaces: bool) -> bool:
-    """Letters, with the apostrophes, hyphens and dots of names like d'Indy or Saint-Saëns (and in the
-    comma form spaces: Van Dyke); at least two characters, the first a letter. Not FF3 or (Piano)."""
-    allowed = "'’.-" + (" " if spaces else "")
-    return len(text) >= 2 and text[0].isalpha() and all(c.isalpha() or c in allowed for c in text)
-
-
 @dataclass(frozen=True)
 class ComposerTable:
     """The composers a model learned: row i is names[i], trained on pieces[i] pieces; row 0 is "unknown"."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.storage.composer_names import PICK_RULE
 from service.storage.jobstate import TOKENS, job_key
 from service.storage.store import NotFound, Store
 
@@ -65,8 +66,11 @@ class TokensRecord:
 def cache_key(dataset_digest: str, scheme: str, composers: Iterable[str], tokens_version: int,
               pedal: str = "apply") -> str:
     who = sorted({c.strip().lower() for c in composers})
-    text = json.dumps({"dataset": dataset_digest, "scheme": scheme, "pedal": pedal, "composers": who,
-                       "tokens": tokens_version, "corpus": CORPUS_FORMAT}, sort_keys=True)
+    fields = {"dataset": dataset_digest, "scheme": scheme, "pedal": pedal, "composers": who,
+              "tokens": tokens_version, "corpus": CORPUS_FORMAT}
+    if who:  # the files picked depend on the rule too (the keys of the whole dataset stay as they were)
+        fields["pick_rule"] = PICK_RULE
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

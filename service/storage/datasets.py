@@ -17,7 +17,6 @@ import re
 import shutil
 import tempfile
 import time
-import unicodedata
 import zipfile
 import zlib
 from collections import deque
@@ -31,6 +30,7 @@ from typing import BinaryIO
 
 from service.errors import JobFailed, UserError
 from service.storage import shards
+from service.storage.composer_names import is_by
 from service.storage.store import NotFound, Store
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -383,19 +383,6 @@ def ensure_builtin(store: Store, name: str, workers: int = 2) -> DatasetInfo:
     return _upload(store, name, "music21 corpus: bach", entries, sum(e.size for e in entries))
 
 
-def composer_identity(name: str) -> str:
-    """Who a composer's name is, for telling composers apart: without regard to case or accents (Dvořák
-    is Dvorak). `--composers` picks files by it, and composer conditioning (model/composers.py) too."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def _matches_composer(rel: str, composers: list[str]) -> bool:
-    # GiantMIDI names files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid`.
-    name = composer_identity(Path(rel).name)
-    return any(re.match(rf"{re.escape(composer_identity(c))}[\s,_-]", name) for c in composers)
-
-
 def _check_free_disk(dest: Path, meta: DatasetInfo | None) -> None:
     """Refuse a download that cannot fit, before it starts (the dataset's recorded size, plus a margin)."""
     if meta is None or not meta.bytes:
@@ -415,7 +402,7 @@ def load_index(store: Store, name: str) -> shards.Index:
 def select(index: shards.Index, composers: list[str] | None = None) -> list[shards.Member]:
     """The files of a sharded dataset a job reads: all, or those of the given composers (from the
     index alone, so only the shards that hold them are fetched)."""
-    return [m for m in index.files if not composers or _matches_composer(m.name, composers)]
+    return [m for m in index.files if not composers or is_by(m.name, composers)]
 
 
 def fetch(store: Store, name: str, dest: Path, composers: list[str] | None = None) -> list[Path]:
@@ -427,7 +414,7 @@ def fetch(store: Store, name: str, dest: Path, composers: list[str] | None = Non
     out: list[Path] = []
     for key in keys:
         rel = key[len(folder):]
-        if composers and not _matches_composer(rel, composers):
+        if composers and not is_by(rel, composers):
             continue
         target = dest / rel
         store.get_file(key, target)
