@@ -10,7 +10,9 @@
 //! whole of [`crate::tokenize_files`] on one thread (files read, tokens, vocabulary, the id
 //! array), the corpus listed 13 times as `benchmarks/tokenize_speed.py` lists it. Each row is the
 //! best of 10 runs, the rows taking turns, so that a busy moment of a shared machine does not
-//! land on one row. The differences between rows are the stages' costs.
+//! land on one row. The differences between rows are the stages' costs, but for the
+//! `tokenize_files` rows: this test binary runs on the system allocator (only the extension links
+//! mimalloc), which makes their cost over the bytes rows about twice the extension's.
 
 use std::path::PathBuf;
 use std::time::Instant;
