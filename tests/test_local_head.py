@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -117,20 +118,45 @@ def test_a_failed_start_leaves_nothing_running(five_files: Path, tmp_path: Path)
     assert len(errors) == 1 and "could not start a local Ray head: ValueError" in errors[0], proc.stderr
     assert "object store memory" in errors[0] and "tried twice" not in errors[0], errors[0]
     assert not (home / "ray-head.json").exists()
+    assert not (survivors := _gone_within(home, 10)), survivors
 
+
+def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: Path):
+    """Ctrl-C while the head starts: `ray start` runs in a session of its own (the terminal's Ctrl-C does
+    not reach it), so composer ends it and what it started, and no head runs unrecorded."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
+    env.update(COMPOSER_HOME=str(home), COMPOSER_STORE=str(tmp_path / "store"))
+    submit = subprocess.Popen([sys.executable, "-m", "service.client.cli", "submit", "--dataset", str(five_files),
+                               "--preset", "tiny"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any("gcs_server" in line for line in _processes_of(home)):  # the start is under way
+        assert submit.poll() is None and time.monotonic() < deadline, "the head's GCS never started"
+        time.sleep(0.1)
+    submit.send_signal(signal.SIGINT)
+    _, stderr = submit.communicate(timeout=60)
+    assert submit.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert not (home / "ray-head.json").exists()
+    assert not (survivors := _gone_within(home, 10)), survivors
+
+
+def _processes_of(home: Path) -> list[str]:
+    """The processes that inherited this COMPOSER_HOME (zombies have no environ), as command lines."""
     import psutil
 
-    def left() -> list[str]:  # processes that inherited this start's COMPOSER_HOME (zombies have no environ)
-        found = []
-        for p in psutil.process_iter(["cmdline"]):
-            try:
-                if p.environ().get("COMPOSER_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
-                    found.append(" ".join(p.info["cmdline"] or [])[:80])
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
-        return found
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if p.environ().get("COMPOSER_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(" ".join(p.info["cmdline"] or [])[:120])
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
 
-    deadline = time.monotonic() + 10  # SIGKILLed, they may take a moment to go
-    while (survivors := left()) and time.monotonic() < deadline:
+
+def _gone_within(home: Path, seconds: float) -> list[str]:
+    """What still runs of this COMPOSER_HOME after up to `seconds` (SIGKILLed processes take a moment)."""
+    deadline = time.monotonic() + seconds
+    while (survivors := _processes_of(home)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not survivors, survivors
+    return survivors

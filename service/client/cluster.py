@@ -180,29 +180,34 @@ def start_local_head(num_cpus: int | None = None, timeout: float = 90.0) -> str:
     # right for a head of one machine). Every process of the head and its jobs inherits the setting.
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     subprocess.run([*_ray_cli(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
-    for attempt in (1, 2):
-        failure, address, gcs_port = _ray_start(env, num_cpus)
-        if failure is None:
-            break
-        if attempt == 2 or _STARTUP_TIMEOUT not in failure:
-            tried = " (tried twice)" if attempt == 2 else ""
-            raise JobFailed(f"could not start a local Ray head{tried}: {failure}")
-    deadline = time.monotonic() + timeout
-    while not _dashboard_alive(address):
-        if time.monotonic() > deadline:
-            raise JobFailed(f"the local Ray head did not open its dashboard at {address} within {timeout:.0f} s")
-        time.sleep(0.5)
-    session = _session_name(address)
-    if session is None:
-        raise JobFailed(f"the local Ray head at {address} did not say which session it runs")
+    group, failure, address, gcs_port = _ray_start(env, num_cpus)
+    tried = ""
+    if failure is not None and _STARTUP_TIMEOUT in failure:
+        group, failure, address, gcs_port = _ray_start(env, num_cpus)
+        tried = " (tried twice)"
+    if failure is not None:
+        raise JobFailed(f"could not start a local Ray head{tried}: {failure}")
+    try:
+        deadline = time.monotonic() + timeout
+        while not _dashboard_alive(address):
+            if time.monotonic() > deadline:
+                raise JobFailed(f"the local Ray head did not open its dashboard at {address} within {timeout:.0f} s")
+            time.sleep(0.5)
+        session = _session_name(address)
+        if session is None:
+            raise JobFailed(f"the local Ray head at {address} did not say which session it runs")
+    except BaseException:  # a head nobody recorded would run on unseen, and the next submit start another
+        _kill_group(group)
+        raise
     state = {"address": address, "gcs_port": gcs_port, "session_name": session, "started": time.time()}
     _head_state_file().write_text(json.dumps(state))
     return address
 
 
-def _ray_start(env: dict[str, str], num_cpus: int | None) -> tuple[str | None, str, int]:
-    """One `ray start --head` on fresh ports: (its last line when it failed, else None; dashboard URL;
-    GCS port). A failed start leaves nothing running: its servers are killed with their process group."""
+def _ray_start(env: dict[str, str], num_cpus: int | None) -> tuple[int, str | None, str, int]:
+    """One `ray start --head` on fresh ports: (the head's process group; the start's last line when it
+    failed, else None; dashboard URL; GCS port). A failed or interrupted start leaves nothing running:
+    its servers are killed with their process group."""
     ports = free_ports(9)
     env = {**env, "DASHBOARD_METRIC_PORT": str(ports[7]), "AUTOSCALER_METRIC_PORT": str(ports[8])}  # fixed by default
     gcs_port, dash_port = ports[0], ports[1]
@@ -215,20 +220,29 @@ def _ray_start(env: dict[str, str], num_cpus: int | None) -> tuple[str | None, s
     home = private_dir(composer_home())
     # A neutral working directory: jobs and workers inherit it, and a source checkout there (with an
     # uncompiled fastparse/) would shadow the installed package. A session of its own: every server
-    # the head starts stays in its process group, which a failed start is ended by (a Ctrl-C at the
-    # terminal does not reach the head either, which outlives the command that started it).
+    # the head starts stays in its process group (Ray's workers make their own), which a failed start
+    # is ended by; a Ctrl-C at the terminal no longer reaches it, so one during the start ends it here.
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=home,
                             start_new_session=True)
-    stdout, stderr = proc.communicate()
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        _kill_group(proc.pid)
+        raise
     address = f"http://127.0.0.1:{dash_port}"
     if proc.returncode == 0:
-        return None, address, gcs_port
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the GCS, dashboard and monitors a failed start leaves running
-    except ProcessLookupError:
-        pass
+        return proc.pid, None, address, gcs_port
+    _kill_group(proc.pid)  # the GCS, dashboard and monitors a failed start leaves running
     last = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
-    return last[0], address, gcs_port
+    return proc.pid, last[0], address, gcs_port
+
+
+def _kill_group(group: int) -> None:
+    """SIGKILL a head's process group (gone already, or never ours: nothing to do)."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def stop_local_head() -> None:

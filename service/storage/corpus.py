@@ -6,8 +6,10 @@ vocab.json (written last: its presence means the folder is whole). Where a job's
 jobs/<id>/tokens.json, written once the corpus is complete (a continued job finds it there):
 
     cache/tokens/<key>/   for a sharded dataset: key = sha256 of (the dataset's content digest,
-                          the scheme, the composer filter, the tokenizer's TOKENS_VERSION), so a
-                          later job with the same inputs reuses it and fetches nothing
+                          the scheme, the pedal mode, the composer filter and, with a filter, the
+                          rule it picks files by (composer_names.PICK_RULE), the tokenizer's
+                          TOKENS_VERSION, the corpus format), so a later job with the same inputs
+                          reuses it and fetches nothing
     jobs/<id>/tokens/     for a dataset in the older one-object-per-file layout (no content digest)
 """
 
