@@ -254,12 +254,23 @@ def engraved_notes(musicxml: Path, grid: int) -> tuple[set[tuple[int, int]], lis
     return struck, [float(m.number) for m in score.recurse().getElementsByClass(tempo.MetronomeMark)]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed `composer` command as a user would, in a clean environment."""
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for the `composer` command (no keys, cluster or home of the test run's), plus `env`."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
     base.update(env or {})
+    return base
+
+
+def cli_command(*args: str) -> list[str]:
+    """The installed `composer` command with these arguments (not `python -m` from the checkout, whose
+    fastparse/ is not compiled on a clean clone)."""
     composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
-    return subprocess.run([*composer.split(), *args], env=base, capture_output=True, text=True, timeout=timeout)
+    return [*composer.split(), *args]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `composer` command as a user would, in a clean environment."""
+    return subprocess.run(cli_command(*args), env=cli_env(env), capture_output=True, text=True, timeout=timeout)
 
 
 @dataclass

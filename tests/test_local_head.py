@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import run_cli
+from conftest import cli_command, cli_env, run_cli
 
 
 def loopback(address: str) -> bool:
@@ -125,10 +125,9 @@ def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: 
     """Ctrl-C while the head starts: `ray start` runs in a session of its own (the terminal's Ctrl-C does
     not reach it), so composer ends it and what it started, and no head runs unrecorded."""
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
-    env.update(COMPOSER_HOME=str(home), COMPOSER_STORE=str(tmp_path / "store"))
-    submit = subprocess.Popen([sys.executable, "-m", "service.client.cli", "submit", "--dataset", str(five_files),
-                               "--preset", "tiny"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = cli_env({"COMPOSER_HOME": str(home), "COMPOSER_STORE": str(tmp_path / "store")})
+    submit = subprocess.Popen(cli_command("submit", "--dataset", str(five_files), "--preset", "tiny"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not any("gcs_server" in line for line in _processes_of(home)):  # the start is under way
         assert submit.poll() is None and time.monotonic() < deadline, "the head's GCS never started"
