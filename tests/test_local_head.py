@@ -110,15 +110,24 @@ def test_a_failed_start_leaves_nothing_running(five_files: Path, tmp_path: Path)
     minimum, checked only then) leaves them running unless composer ends them: one line says why, it is
     not tried again (only Ray's startup timeout is), and no process of that start outlives it."""
     home = tmp_path / "home"
-    proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny",
-                   env={"COMPOSER_HOME": str(home), "COMPOSER_STORE": str(tmp_path / "store"),
-                        "RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.000001"})
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "could not start a local Ray head: ValueError" in errors[0], proc.stderr
-    assert "object store memory" in errors[0] and "tried twice" not in errors[0], errors[0]
-    assert not (home / "ray-head.json").exists()
-    assert not (survivors := _gone_within(home, 10)), survivors
+    try:
+        proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny",
+                       env={"COMPOSER_HOME": str(home), "COMPOSER_STORE": str(tmp_path / "store"),
+                            "RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION": "0.000001"})
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "could not start a local Ray head: ValueError" in errors[0], proc.stderr
+        assert "object store memory" in errors[0] and "tried twice" not in errors[0], errors[0]
+        assert not (home / "ray-head.json").exists()
+        assert not (survivors := _left_within(home, 10)), survivors
+    finally:
+        _end_all(home)  # were it left running, the next tests' Ray clients could find it
+
+
+# Restores Ctrl-C's default before running the command: a test run started in the background (`cmd &`
+# without job control, as CI may start it) ignores SIGINT, and every process it starts inherits that.
+DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execvp(sys.argv[1], sys.argv[1:])")
 
 
 def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: Path):
@@ -126,36 +135,69 @@ def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: 
     not reach it), so composer ends it and what it started, and no head runs unrecorded."""
     home = tmp_path / "home"
     env = cli_env({"COMPOSER_HOME": str(home), "COMPOSER_STORE": str(tmp_path / "store")})
-    submit = subprocess.Popen(cli_command("submit", "--dataset", str(five_files), "--preset", "tiny"), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not any("gcs_server" in line for line in _processes_of(home)):  # the start is under way
-        assert submit.poll() is None and time.monotonic() < deadline, "the head's GCS never started"
-        time.sleep(0.1)
-    submit.send_signal(signal.SIGINT)
-    _, stderr = submit.communicate(timeout=60)
-    assert submit.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
-    assert not (home / "ray-head.json").exists()
-    assert not (survivors := _gone_within(home, 10)), survivors
+    submit = subprocess.Popen([sys.executable, "-c", DEFAULT_SIGINT,
+                               *cli_command("submit", "--dataset", str(five_files), "--preset", "tiny")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any("gcs_server" in " ".join(p.cmdline()) for p in _processes_of(home)):  # the start is on
+            assert submit.poll() is None and time.monotonic() < deadline, "the head's GCS never started"
+            time.sleep(0.1)
+        submit.send_signal(signal.SIGINT)
+        _, stderr = submit.communicate(timeout=60)
+        assert submit.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+        assert not (home / "ray-head.json").exists()
+        assert not (survivors := _left_within(home, 10)), survivors
+    finally:
+        submit.kill()
+        _end_all(home)
 
 
-def _processes_of(home: Path) -> list[str]:
-    """The processes that inherited this COMPOSER_HOME (zombies have no environ), as command lines."""
+def _processes_of(home: Path) -> list:
+    """The processes of a head started with this COMPOSER_HOME, and of the composer that started it:
+    those that inherited it, and the rest of their sessions (Ray's agents rename themselves over their
+    environment; `ray start` runs in a session of its own). Not zombies."""
     import psutil
 
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
+    def session(p: psutil.Process) -> int | None:
         try:
-            if p.environ().get("COMPOSER_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(" ".join(p.info["cmdline"] or [])[:120])
+            return os.getsid(p.pid)
+        except OSError:
+            return None
+
+    everyone = list(psutil.process_iter(["cmdline"]))
+    own = set()
+    for p in everyone:
+        try:
+            if p.environ().get("COMPOSER_HOME") == str(home):
+                own.add(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    sessions = {session(p) for p in everyone if p.pid in own} - {None, os.getsid(0)}
+    found = []
+    for p in everyone:
+        try:
+            if (p.pid in own or session(p) in sessions) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
     return found
 
 
-def _gone_within(home: Path, seconds: float) -> list[str]:
-    """What still runs of this COMPOSER_HOME after up to `seconds` (SIGKILLed processes take a moment)."""
+def _left_within(home: Path, seconds: float) -> list[str]:
+    """The command lines of what still runs of this COMPOSER_HOME after up to `seconds` (SIGKILLed
+    processes take a moment)."""
     deadline = time.monotonic() + seconds
     while (survivors := _processes_of(home)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return survivors
+    return [" ".join(p.info["cmdline"] or [])[:120] for p in survivors]
+
+
+def _end_all(home: Path) -> None:
+    import psutil
+
+    for p in _processes_of(home):
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
