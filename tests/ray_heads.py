@@ -37,16 +37,13 @@ class Head:
                     os.environ[name] = value
 
     def processes(self) -> list[psutil.Process]:
-        """Every process of this head: its servers (they name its GCS port, or share the process group
-        that its `ray start` made: Ray's client server names neither) and all they started."""
+        """Every process of this head: its servers (they name its GCS port, or share the session that
+        composer starts `ray start` in: Ray's client server names neither) and all they started."""
         port = json.loads((self.home / "ray-head.json").read_text())["gcs_port"]
         own = re.compile(rf"gcs[-_]server[-_]port={port}\b|gcs[-_]address=\S+:{port}\b")
         named = [p for p in psutil.process_iter(["cmdline"]) if own.search(" ".join(p.info["cmdline"] or []))]
-        groups = {_pgid(p.pid) for p in named} - {None}
-        groups.discard(os.getpgrp())  # never our own (were the head started in it, the test would end too)
-        grouped = [p for p in psutil.process_iter() if _pgid(p.pid) in groups]
         found: dict[int, psutil.Process] = {}
-        for proc in named + grouped:
+        for proc in named + in_sessions({session_of(p.pid) for p in named}):
             try:
                 family = [proc, *proc.children(recursive=True)]
             except psutil.NoSuchProcess:  # it ended while we looked: nothing left to kill
@@ -67,8 +64,23 @@ class Head:
         return len(victims)
 
 
-def _pgid(pid: int) -> int | None:
+
+def session_of(pid: int) -> int | None:
     try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
+        return os.getsid(pid)
+    except OSError:  # it ended
         return None
+
+
+def in_sessions(sessions: set[int | None]) -> list[psutil.Process]:
+    """The live processes (not zombies) of these sessions, never of the test run's own (were a head
+    started in it, the test would end too)."""
+    sessions = sessions - {None, os.getsid(0)}
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if session_of(p.pid) in sessions and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return found

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conftest import cli_command, cli_env, run_cli
+from ray_heads import in_sessions, session_of
 
 
 def loopback(address: str) -> bool:
@@ -159,29 +160,16 @@ def _processes_of(home: Path) -> list:
     environment; `ray start` runs in a session of its own). Not zombies."""
     import psutil
 
-    def session(p: psutil.Process) -> int | None:
+    own = []
+    for p in psutil.process_iter(["cmdline"]):
         try:
-            return os.getsid(p.pid)
-        except OSError:
-            return None
-
-    everyone = list(psutil.process_iter(["cmdline"]))
-    own = set()
-    for p in everyone:
-        try:
-            if p.environ().get("COMPOSER_HOME") == str(home):
-                own.add(p.pid)
+            if p.environ().get("COMPOSER_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
+                own.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
-    sessions = {session(p) for p in everyone if p.pid in own} - {None, os.getsid(0)}
-    found = []
-    for p in everyone:
-        try:
-            if (p.pid in own or session(p) in sessions) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            pass
-    return found
+    found = {p.pid: p for p in own}
+    found.update({p.pid: p for p in in_sessions({session_of(p.pid) for p in own})})
+    return list(found.values())
 
 
 def _left_within(home: Path, seconds: float) -> list[str]:
