@@ -251,9 +251,9 @@ thread_local! {
 
 /// The packed keys of [`write_raw`]. Each orders as the tokens do: a note-on
 /// `onset << 13 | 1 << 12 | pitch << 5 | velocity bin`, a note-off `end << 13 | pitch << 5`
-/// (kept as `end << 8 | pitch` while sorted), so that at one step the offs come first, each kind
+/// (kept as `end << 7 | pitch` while sorted, then `end << 8 | pitch`), so that at one step the offs come first, each kind
 /// by pitch. Onsets are below [`MAX_STEPS`] here and ends within [`MAX_NOTE_STEPS`] of them, both
-/// below 2^22: a key fits 35 bits, a sorted note-off 30.
+/// below 2^22: a key fits 35 bits, a sorted note-off 29.
 #[derive(Default)]
 struct Keys {
     ons: Vec<u64>,
@@ -310,16 +310,18 @@ impl Keys {
             // The note before of this pitch ends here at the latest (a pitch's earlier note of
             // this same onset, in the slot about to be written again, too: harmless).
             let before = &mut offs[last[p as usize]];
-            *before = (*before).min((at << 8 | p) as u32);
+            *before = (*before).min((at << 7 | p) as u32);
             ons[kept] = at << 13 | ON_BIT | p << 5 | (key & 0x1f);
-            offs[kept + 1] = (end << 8 | p) as u32;
+            offs[kept + 1] = (end << 7 | p) as u32;
             last[p as usize] = kept + 1;
             // Kept when it is the last of its run: the next key has another onset or pitch.
             kept += (key >> 15 != next >> 15) as usize;
         }
-        // 3. The note-offs in order.
+        // 3. The note-offs in order. None ends past the last onset's longest note.
         self.spare.resize(kept + 2, 0);
-        let offs = if radix_sort(&mut offs[1..=kept], &mut self.spare[1..=kept]) {
+        let last_onset = ons[kept - 1] >> 13;
+        let bound = ((last_onset + MAX_NOTE_STEPS) << 7 | 0x7f) as u32;
+        let offs = if radix_sort(&mut offs[1..=kept], &mut self.spare[1..=kept], bound) {
             &mut self.spare
         } else {
             &mut self.offs
@@ -355,42 +357,61 @@ impl Keys {
     }
 }
 
-/// Sorts `keys` (below 2^30) by up to three passes of a stable counting sort, on 11, 11 and 8
-/// bits, between `keys` and `spare` (as long): whether the sorted keys ended in `spare`. A pass
-/// where every key has the same digit is skipped (the top one for pieces under 2.7 minutes).
-fn radix_sort(keys: &mut [u32], spare: &mut [u32]) -> bool {
-    const DIGIT: u32 = 11;
-    const MASK: u32 = (1 << DIGIT) - 1;
-    let mut counts = [[0u32; 1 << DIGIT]; 3];
+/// Sorts note-off keys `end << 7 | pitch` (each at most `bound`, below 2^29) by a stable counting
+/// sort on as few digits as `bound` needs, of at most [`DIGIT_BITS`] bits each and equal widths
+/// (two passes of 11 bits for pieces under 5.3 minutes), between `keys` and `spare` (as long), and
+/// writes them as `end << 8 | pitch` in the last pass (the merge's form, whose bit 7 is the
+/// note-on's: packing the pitch in 7 bits while sorting saves a pass for pieces of 2.7 to 5.3
+/// minutes). Returns whether the sorted keys ended in `spare`. A pass but the last where every
+/// key has the same digit is skipped.
+fn radix_sort(keys: &mut [u32], spare: &mut [u32], bound: u32) -> bool {
+    let bits = u32::BITS - bound.leading_zeros();
+    let passes = bits.div_ceil(DIGIT_BITS).max(1) as usize;
+    let width = bits.div_ceil(passes as u32);
+    let mask = (1u32 << width) - 1;
+    let buckets = 1usize << width;
+    let mut counts = [[0u32; 1 << DIGIT_BITS]; 3];
     for &k in keys.iter() {
-        counts[0][(k & MASK) as usize] += 1;
-        counts[1][(k >> DIGIT & MASK) as usize] += 1;
-        counts[2][(k >> (2 * DIGIT) & MASK) as usize] += 1;
+        counts[0][(k & mask) as usize] += 1;
+        counts[1][(k >> width & mask) as usize] += 1;
+        counts[2][(k >> (2 * width) & mask) as usize] += 1;
     }
     let (mut from, mut to) = (keys, spare);
     let mut swapped = false;
-    for (pass, count) in counts.iter_mut().enumerate() {
-        let shift = DIGIT * pass as u32;
+    for (pass, count) in counts.iter_mut().take(passes).enumerate() {
+        let shift = width * pass as u32;
         let Some(&first) = from.first() else {
             break;
         };
-        if count[(first >> shift & MASK) as usize] as usize == from.len() {
+        let last = pass + 1 == passes;
+        if !last && count[(first >> shift & mask) as usize] as usize == from.len() {
             continue;
         }
         let mut sum = 0;
-        for c in count.iter_mut() {
+        for c in count[..buckets].iter_mut() {
             (*c, sum) = (sum, sum + *c);
         }
-        for &k in from.iter() {
-            let d = (k >> shift & MASK) as usize;
-            to[count[d] as usize] = k;
-            count[d] += 1;
+        if last {
+            for &k in from.iter() {
+                let d = (k >> shift & mask) as usize;
+                to[count[d] as usize] = k + (k & !0x7f);
+                count[d] += 1;
+            }
+        } else {
+            for &k in from.iter() {
+                let d = (k >> shift & mask) as usize;
+                to[count[d] as usize] = k;
+                count[d] += 1;
+            }
         }
         (from, to) = (to, from);
         swapped = !swapped;
     }
     swapped
 }
+
+/// The widest digit of [`radix_sort`]: three of them cover every key.
+const DIGIT_BITS: u32 = 11;
 
 /// Appends `key` to keys sorted so far, in its place, moving at most [`MAX_MOVES`] keys: whether
 /// the keys are still sorted. The parser's notes come by onset tick, so only a chord's notes (one
@@ -824,6 +845,34 @@ mod tests {
     }
 
     /// `step` is `f64::round` of the steps, on halves, their neighbours and random times.
+    #[test]
+    fn the_off_sort_orders_keys_of_every_length_of_piece() {
+        let mut rng = crate::testdata::Rng(0x9E37_79B9_7F4A_7C15);
+        // Pieces from 2 s to the 10-hour end: one pass of the sort to three, skipped passes too
+        // (ends crowded on a few steps).
+        for last_onset in [0, 200, 16_000, 40_000, 300_000, MAX_STEPS - 1] {
+            for spread in [1, 3, last_onset + MAX_NOTE_STEPS] {
+                let n = 1 + rng.below(3000);
+                let mut keys: Vec<u32> = (0..n)
+                    .map(|_| {
+                        let end = last_onset + MAX_NOTE_STEPS - rng.below(spread as usize) as u64;
+                        (end << 7 | rng.below(128) as u64) as u32
+                    })
+                    .collect();
+                let bound = ((last_onset + MAX_NOTE_STEPS) << 7 | 0x7f) as u32;
+                let mut want: Vec<u32> = keys.iter().map(|&k| k + (k & !0x7f)).collect();
+                want.sort_unstable();
+                let mut spare = vec![0; n];
+                let sorted = if radix_sort(&mut keys, &mut spare, bound) {
+                    spare
+                } else {
+                    keys
+                };
+                assert_eq!(sorted, want, "last onset {last_onset}, spread {spread}");
+            }
+        }
+    }
+
     #[test]
     fn steps_round_halves_away_from_zero() {
         let round = |seconds: f64| (seconds * 100.0).round().max(0.0) as u64;

@@ -13,6 +13,8 @@
 //! land on one row. The differences between rows are the stages' costs, but for the
 //! `tokenize_files` rows: this test binary runs on the system allocator (only the extension links
 //! mimalloc), which makes their cost over the bytes rows about twice the extension's.
+//!
+//! [`perf_loop`] is the loop to profile one scheme with.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -133,4 +135,34 @@ fn stage_costs() {
     for ((name, _, _), ns) in rows.iter().zip(best) {
         println!("{name:40} {ns:6.1} ns/note");
     }
+}
+
+/// One scheme's tokens from bytes in memory (the pedal applied), the shared corpus over and over:
+/// a steady loop to profile (`perf record`, `valgrind --tool=cachegrind`) and to time two builds
+/// against each other, taking turns. `SCHEME` (default "performance") and `ROUNDS` (default 40)
+/// choose; it prints the time of one round.
+///
+/// ```text
+/// SCHEME=remi cargo test --release --lib perf_loop -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore]
+fn perf_loop() {
+    let scheme: Scheme = std::env::var("SCHEME")
+        .as_deref()
+        .unwrap_or("performance")
+        .parse()
+        .unwrap();
+    let rounds: u32 = std::env::var("ROUNDS").map_or(40, |r| r.parse().unwrap());
+    let files: Vec<Vec<u8>> = corpus_paths()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for f in &files {
+            let _ = std::hint::black_box(scheme.tokenize_bytes_ids(f, Sustain::Apply));
+        }
+    }
+    println!("{:?} a round", start.elapsed() / rounds);
 }
