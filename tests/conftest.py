@@ -268,6 +268,14 @@ def cli_command(*args: str) -> list[str]:
     return [*composer.split(), *args]
 
 
+def interruptible(command: list[str]) -> list[str]:
+    """`command` with Ctrl-C's default restored before it runs: a test run started in the background (`cmd &`
+    without job control, as CI may start it) ignores SIGINT, and every process it starts inherits that."""
+    restore = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execvp(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", restore, *command]
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the installed `composer` command as a user would, in a clean environment."""
     return subprocess.run(cli_command(*args), env=cli_env(env), capture_output=True, text=True, timeout=timeout)

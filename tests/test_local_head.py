@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import cli_command, cli_env, run_cli
+from conftest import cli_command, cli_env, interruptible, run_cli
 from ray_heads import in_sessions, session_of
 
 
@@ -125,19 +125,12 @@ def test_a_failed_start_leaves_nothing_running(five_files: Path, tmp_path: Path)
         _end_all(home)  # were it left running, the next tests' Ray clients could find it
 
 
-# Restores Ctrl-C's default before running the command: a test run started in the background (`cmd &`
-# without job control, as CI may start it) ignores SIGINT, and every process it starts inherits that.
-DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                  "os.execvp(sys.argv[1], sys.argv[1:])")
-
-
 def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: Path):
     """Ctrl-C while the head starts: `ray start` runs in a session of its own (the terminal's Ctrl-C does
     not reach it), so composer ends it and what it started, and no head runs unrecorded."""
     home = tmp_path / "home"
     env = cli_env({"COMPOSER_HOME": str(home), "COMPOSER_STORE": str(tmp_path / "store")})
-    submit = subprocess.Popen([sys.executable, "-c", DEFAULT_SIGINT,
-                               *cli_command("submit", "--dataset", str(five_files), "--preset", "tiny")],
+    submit = subprocess.Popen(interruptible(cli_command("submit", "--dataset", str(five_files), "--preset", "tiny")),
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -147,6 +140,7 @@ def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: 
         submit.send_signal(signal.SIGINT)
         _, stderr = submit.communicate(timeout=60)
         assert submit.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+        assert stderr.splitlines()[-1:] == ["interrupted"], stderr[-3000:]  # not Typer's silent exit
         assert not (home / "ray-head.json").exists()
         assert not (survivors := _left_within(home, 10)), survivors
     finally:

@@ -9,16 +9,20 @@ leaking onto stdout (which scripts parse).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import termios
 import threading
 from pathlib import Path
+
+from conftest import cli_command, cli_env, interruptible, run_cli
 
 ERASE_LINE = "\x1b[2K"  # what Rich writes before it redraws the line in place
 
@@ -76,3 +80,30 @@ def test_the_live_line_is_redrawn_in_place_on_a_terminal(ray_head, composer_home
     final = [line.rsplit("\r", 1)[-1] for line in shown.split("\n")]
     assert len([line for line in final if line.strip()]) <= 6, final
     assert any("succeeded" in line and "done" in line for line in final), final
+
+
+def test_ctrl_c_stops_the_waiting_not_the_job(ray_head, composer_home: Path, five_files: Path, tmp_path: Path):
+    """Ctrl-C while `submit --wait` follows a job: one line says that the job goes on and how to follow,
+    fetch or stop it, exit 130 without a traceback, and the job is still there, not ended (then cancelled)."""
+    from service.client.jobs import TERMINAL
+
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    flags = ["--preset", "tiny", "--epochs", "50", "--steps-per-epoch", "15", "--workers", "1", "--samples", "1"]
+    proc = subprocess.Popen(interruptible(cli_command("submit", "--dataset", str(five_files), *flags, "--wait")),
+                            env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = None
+    try:
+        first = proc.stderr.readline()  # the first progress line: the job is submitted and followed
+        job = re.match(r"\S+ (composer-\S+): ", first)
+        assert job, first + proc.communicate(timeout=60)[1][-3000:]
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in rest, rest[-3000:]
+        assert rest.splitlines()[-1].startswith(f"stopped waiting: {job[1]} goes on; `composer status {job[1]}`"), rest
+        state = json.loads(run_cli("status", job[1], "--json", env=env).stdout)["state"]
+        assert state not in TERMINAL, state
+    finally:
+        proc.kill()
+        if job:
+            stopped = run_cli("cancel", job[1], env=env)
+            assert stopped.returncode == 0, stopped.stderr[-3000:]

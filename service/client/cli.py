@@ -225,7 +225,13 @@ def _wait_and_pull(store, job_id: str, address: str | None, to: Path | None, as_
     """`submit --wait [--to DIR]`: follow the job to its end, pull it when it succeeded; exit 1 otherwise."""
     from service.client import jobs
 
-    final = _follow(store, job_id, address)
+    try:
+        final = _follow(store, job_id, address)
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting: {job_id} goes on; `composer status {job_id}` shows it, `composer pull "
+                  f"{job_id} --to DIR` fetches it once it has succeeded, `composer cancel {job_id}` stops it",
+                  highlight=False, markup=False)
+        raise typer.Exit(130) from None
     pulled = jobs.pull(store, job_id, to) if final.state == "SUCCEEDED" and to is not None else None
     if as_json:
         print(json.dumps({**final.as_dict(), **({"to": str(to), "files": pulled} if pulled else {})}))
@@ -661,6 +667,16 @@ def datasets_migrate(name: str, store: StoreOpt = None) -> None:
     out.print(f"dataset {info.name}: {info.files} files in {info.shards} shards")
 
 
+def _interrupted(e: SystemExit) -> bool:
+    """Whether Typer exits for a Ctrl-C (`raise Exit(130) from KeyboardInterrupt`); an `Exit(130)` that a
+    command raised itself, having said why, is not one."""
+    import click
+
+    inner = e.__context__
+    exits = (typer.Exit, click.exceptions.Exit)  # Typer's own since 0.16, click's before
+    return e.code == 130 and isinstance(inner, exits) and isinstance(inner.__cause__, KeyboardInterrupt)
+
+
 def main() -> None:
     try:
         app()
@@ -672,6 +688,11 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except SystemExit as e:
+        # Typer turns a Ctrl-C that no command handled into a silent exit 130: say so.
+        if _interrupted(e):
+            err.print("interrupted")
+        raise
     except Exception as e:  # an unexpected failure: still one line unless --debug
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         err.print(f"error: {type(e).__name__}: {first} (rerun with --debug for details)", highlight=False, markup=False)
