@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
-import shutil
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from conftest import run_cli
+from conftest import cli_command, cli_env, run_cli
 
 from service.storage.joblog import JobLog, merged, read_lines
 from service.storage.jobstate import Progress
@@ -72,9 +69,7 @@ def test_composer_logs_reads_the_store_without_a_cluster(tmp_path):
     # --follow prints what arrives while it follows, as it arrives, and stops by itself when the job ends.
     # Each step waits on the follower's own output, so a follower that only printed everything at the end
     # (or read the log once) fails here.
-    composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
-    follower = subprocess.Popen([*composer.split(), "logs", "job-2", "--follow"], env={**base, **env},
+    follower = subprocess.Popen(cli_command("logs", "job-2", "--follow"), env=cli_env(env),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout], daemon=True)

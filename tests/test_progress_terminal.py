@@ -13,11 +13,9 @@ import json
 import os
 import pty
 import re
-import shutil
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import threading
 from pathlib import Path
@@ -31,14 +29,13 @@ def test_the_live_line_is_redrawn_in_place_on_a_terminal(ray_head, composer_home
                                                           tmp_path: Path):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))  # 40 rows, 140 columns
-    composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_", "CI"))}
-    env = {**base, "COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store"),
-           "TERM": "xterm-256color"}
-    env.pop("COLUMNS", None)
+    # A terminal's environment: none of the test run's CI settings, and Rich measures the width itself.
+    env = {k: v for k, v in cli_env().items() if not k.startswith("CI") and k != "COLUMNS"}
+    env.update({"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store"),
+                "TERM": "xterm-256color"})
     flags = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "15", "--patience", "5", "--workers", "1",
              "--samples", "1"]
-    proc = subprocess.Popen([*composer.split(), "submit", "--dataset", str(five_files), *flags, "--wait"],
+    proc = subprocess.Popen(cli_command("submit", "--dataset", str(five_files), *flags, "--wait"),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env)
     os.close(slave)
     chunks: list[bytes] = []

@@ -8,12 +8,11 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import cli_command, cli_env, run_cli
 
 from service.storage.jobstate import Progress
 from service.storage.manifest import publish_dir, pull
@@ -122,9 +121,7 @@ def _sha256(path: Path) -> str:
 
 def _start_pull(job: str, dest: Path, env: dict[str, str]) -> subprocess.Popen:
     """The installed `composer pull`, as run_cli runs it, but in the background."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS", "COMPOSER_"))}
-    composer = shutil.which("composer") or f"{sys.executable} -m service.client.cli"
-    return subprocess.Popen([*composer.split(), "pull", job, "--to", str(dest)], env={**base, **env},
+    return subprocess.Popen(cli_command("pull", job, "--to", str(dest)), env=cli_env(env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
