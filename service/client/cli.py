@@ -670,11 +670,8 @@ def datasets_migrate(name: str, store: StoreOpt = None) -> None:
 def _interrupted(e: SystemExit) -> bool:
     """Whether Typer exits for a Ctrl-C (`raise Exit(130) from KeyboardInterrupt`); an `Exit(130)` that a
     command raised itself, having said why, is not one."""
-    import click
-
     inner = e.__context__
-    exits = (typer.Exit, click.exceptions.Exit)  # Typer's own since 0.16, click's before
-    return e.code == 130 and isinstance(inner, exits) and isinstance(inner.__cause__, KeyboardInterrupt)
+    return e.code == 130 and isinstance(inner, typer.Exit) and isinstance(inner.__cause__, KeyboardInterrupt)
 
 
 def main() -> None:
