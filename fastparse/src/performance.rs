@@ -251,8 +251,8 @@ thread_local! {
 
 /// The packed keys of [`write_raw`]. Each orders as the tokens do: a note-on
 /// `onset << 13 | 1 << 12 | pitch << 5 | velocity bin`, a note-off `end << 13 | pitch << 5`
-/// (kept as `end << 7 | pitch` while sorted, then `end << 8 | pitch`), so that at one step the offs come first, each kind
-/// by pitch. Onsets are below [`MAX_STEPS`] here and ends within [`MAX_NOTE_STEPS`] of them, both
+/// (kept as `end << 7 | pitch` while sorted, then as `end << 8 | pitch`), so that at one step the
+/// offs come first, each kind by pitch. Onsets are below [`MAX_STEPS`] here and ends within [`MAX_NOTE_STEPS`] of them, both
 /// below 2^22: a key fits 35 bits, a sorted note-off 29.
 #[derive(Default)]
 struct Keys {
@@ -844,12 +844,11 @@ mod tests {
         tokens.iter().map(|t| t.to_string()).collect()
     }
 
-    /// `step` is `f64::round` of the steps, on halves, their neighbours and random times.
     #[test]
     fn the_off_sort_orders_keys_of_every_length_of_piece() {
         let mut rng = crate::testdata::Rng(0x9E37_79B9_7F4A_7C15);
-        // Pieces from 2 s to the 10-hour end: one pass of the sort to three, skipped passes too
-        // (ends crowded on a few steps).
+        // Pieces from 10 s to the 10-hour end: two passes of the sort or three, of every width,
+        // and passes skipped (ends crowded on a few steps).
         for last_onset in [0, 200, 16_000, 40_000, 300_000, MAX_STEPS - 1] {
             for spread in [1, 3, last_onset + MAX_NOTE_STEPS] {
                 let n = 1 + rng.below(3000);
@@ -873,6 +872,7 @@ mod tests {
         }
     }
 
+    /// `step` is `f64::round` of the steps, on halves, their neighbours and random times.
     #[test]
     fn steps_round_halves_away_from_zero() {
         let round = |seconds: f64| (seconds * 100.0).round().max(0.0) as u64;
