@@ -14,7 +14,8 @@
 //! `tokenize_files` rows: this test binary runs on the system allocator (only the extension links
 //! mimalloc), which makes their cost over the bytes rows about twice the extension's.
 //!
-//! [`perf_loop`] is the loop to profile one scheme with.
+//! [`perf_loop`] is the loop to profile one scheme with; [`note_event_branch`] times the parser's
+//! one unpredictable branch (note-on or note-off) on this host.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -165,4 +166,76 @@ fn perf_loop() {
         }
     }
     println!("{:?} a round", start.elapsed() / rounds);
+}
+
+/// What the parser's branch on whether a note event is a note-on or a note-off costs on this host:
+/// a loop that takes that branch for every note event of the shared GiantMIDI files (in file
+/// order, as the parser does), against the same loop on a sequence where on and off take turns
+/// (which a branch predictor follows). The difference is the mispredictions' cost per event.
+///
+/// ```text
+/// cargo test --release --lib note_event_branch -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore]
+fn note_event_branch() {
+    use midly::{MidiMessage, Smf, TrackEventKind};
+    let mut is_on: Vec<bool> = Vec::new();
+    for path in corpus_paths() {
+        if !path.to_string_lossy().contains("giantmidi") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let smf = Smf::parse(&bytes).unwrap();
+        for event in smf.tracks.iter().flatten() {
+            match event.kind {
+                TrackEventKind::Midi {
+                    message: MidiMessage::NoteOn { vel, .. },
+                    ..
+                } => is_on.push(vel > 0),
+                TrackEventKind::Midi {
+                    message: MidiMessage::NoteOff { .. },
+                    ..
+                } => is_on.push(false),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        !is_on.is_empty(),
+        "no shared GiantMIDI files beside the repository"
+    );
+    let turns: Vec<bool> = (0..is_on.len()).map(|i| i % 2 == 0).collect();
+    // The branch guards work of the parser's kind: a key table written on a note-on, read and
+    // cleared on a note-off (keys spread over the table, as a piece's are).
+    #[inline(never)]
+    fn run(is_on: &[bool]) -> u64 {
+        let mut table = [0u32; 128];
+        let (mut notes, mut sum) = (0u32, 0u64);
+        for (i, &on) in is_on.iter().enumerate() {
+            let key = i * 37 % 128;
+            if on {
+                table[key] = notes;
+                notes += 1;
+            } else {
+                sum += table[key] as u64;
+                table[key] = 0;
+            }
+        }
+        sum + notes as u64
+    }
+    let mut best = [f64::MAX; 2];
+    for _ in 0..10 {
+        for (b, events) in best.iter_mut().zip([&is_on, &turns]) {
+            let start = Instant::now();
+            std::hint::black_box(run(std::hint::black_box(events)));
+            *b = b.min(start.elapsed().as_nanos() as f64 / events.len() as f64);
+        }
+    }
+    println!(
+        "{} note events: {:.2} ns an event in file order, {:.2} taking turns",
+        is_on.len(),
+        best[0],
+        best[1]
+    );
 }
