@@ -252,8 +252,8 @@ thread_local! {
 /// The packed keys of [`write_raw`]. Each orders as the tokens do: a note-on
 /// `onset << 13 | 1 << 12 | pitch << 5 | velocity bin`, a note-off `end << 13 | pitch << 5`
 /// (kept as `end << 7 | pitch` while sorted, then as `end << 8 | pitch`), so that at one step the
-/// offs come first, each kind by pitch. Onsets are below [`MAX_STEPS`] here and ends within [`MAX_NOTE_STEPS`] of them, both
-/// below 2^22: a key fits 35 bits, a sorted note-off 29.
+/// offs come first, each kind by pitch. Onsets are below [`MAX_STEPS`] here and ends within
+/// [`MAX_NOTE_STEPS`] of them, both below 2^22: a key fits 35 bits, a sorted note-off 29.
 #[derive(Default)]
 struct Keys {
     ons: Vec<u64>,
