@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import subprocess
@@ -19,11 +20,24 @@ TINY = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "6", "--worker
 
 @pytest.fixture(scope="module")
 def s3_job(s3_server, ray_head, composer_home, five_files, tmp_path_factory) -> dict:
-    """One job on five GiantMIDI files with an S3 store, submitted and pulled through the CLI."""
+    """One job on five GiantMIDI files with an S3 store, submitted and pulled through the CLI, on a machine
+    where Ray's last-started-cluster file names a head that is gone (as after another head was started and
+    stopped here; see test_a_stale_last_started_cluster_file_does_not_stall_the_job)."""
+    from ray._private.utils import get_ray_address_file
+
     store = f"s3://{s3_server.bucket}/e2e"
     env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
-    submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--price-per-hour", "0.5",
-                        "--wait", "--json", env=env)
+    last_started = Path(get_ray_address_file(None))
+    kept = last_started.read_text() if last_started.exists() else None
+    last_started.write_text("127.0.0.1:9")  # nothing listens there
+    try:
+        submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--price-per-hour",
+                            "0.5", "--wait", "--json", env=env)
+    finally:
+        if kept is None:
+            last_started.unlink(missing_ok=True)
+        else:
+            last_started.write_text(kept)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     result = json.loads(submitted.stdout.strip().splitlines()[-1])
     out = tmp_path_factory.mktemp("pulled")
@@ -407,6 +421,22 @@ def test_the_log_says_when_each_worker_trained_its_first_step(s3_job):
         first = [i for i, line in enumerate(lines) if re.search(r"first training step done, \d+\.\d s after", line)]
         epoch = next(i for i, line in enumerate(lines) if ": epoch 1/" in line)
         assert first and 0 < first[0] < epoch, lines  # once per start of the worker group
+
+
+def test_a_stale_last_started_cluster_file_does_not_stall_the_job(s3_job):
+    """Ray Train's placement group cleaner asks Ray's state API with no address from the job's actors;
+    left to itself that reads the last-started-cluster file, which named a dead head here (s3_job), and
+    the job stalled 13 s after its last epoch. The job's environment names its own head instead, so the
+    driver goes on within a couple of seconds."""
+    logs = run_cli("logs", s3_job["result"]["job_id"], env=s3_job["env"])
+    assert logs.returncode == 0, logs.stderr
+
+    # Lines as composer stamps them, after Ray's "(RayTrainWorker pid=...)" prefix where Ray adds one.
+    stamped = [(datetime.datetime.fromisoformat(m[1].replace("Z", "+00:00")), m[2])
+               for m in re.finditer(r"(\d{4}-\d\d-\d\dT[\d:.]+Z) ((?:driver|worker-\d+): .*)$", logs.stdout, re.M)]
+    last_epoch = max(t for t, text in stamped if re.match(r"worker-\d+: epoch \d+/\d+:", text))
+    scoring = next(t for t, text in stamped if text.startswith("driver: scoring the "))
+    assert 0 < (scoring - last_epoch).total_seconds() < 6, [text for t, text in stamped if t >= last_epoch]
 
 
 def test_composer_s_own_head_runs_the_driver_with_the_submitting_python(s3_job, ray_head):

@@ -206,6 +206,11 @@ def hand_over(store: Store, address: str | None, submission_id: str, module: str
     env = dict(JOB_ENV)
     if cluster.local:
         env.update(loopback.job_env())
+        # Ray's state API, asked with no address (as Ray Train's placement group cleaner asks it from
+        # the job's actors), reads the machine's last-started-cluster file: after another head was
+        # started and stopped here it names a dead GCS, and every job stalled 13 s after its last
+        # epoch waiting on it. This variable names the head the job runs on instead.
+        env["RAY_API_SERVER_ADDRESS"] = cluster.address
     try:
         if cluster.local and not store.is_local():
             env.update(credentials.local_job_env(submission_id))
