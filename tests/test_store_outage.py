@@ -1,7 +1,7 @@
 """The store going away while a job runs, on real parts: SeaweedFS (the session's, stopped and started again
 on its data), composer's own local Ray head, real TensorFlow (tiny model, 1 worker).
 
-- Down for 20 s during training and again during publish, within the job's --store-timeout: the job waits
+- Down for 10 s during training and again during publish, within the job's --store-timeout: the job waits
   for the store and finishes as if nothing happened (no restart, no resume, the weights of an uninterrupted
   run). Catches a store call that fails on the first refused connection, or a job that retries by
   training again.
@@ -28,7 +28,7 @@ from service.storage.store import open_store
 EPOCHS = 4
 FLAGS = ["--preset", "tiny", "--epochs", str(EPOCHS), "--steps-per-epoch", "30", "--patience", "10", "--workers", "1",
          "--samples", "1", "--seed", "5"]
-OUTAGE = 20.0
+OUTAGE = 10.0  # longer than botocore's own retries of a call (a few seconds): the job's must wait it out
 PREFIX = "outage"
 
 
