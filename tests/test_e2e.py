@@ -426,8 +426,8 @@ def test_the_log_says_when_each_worker_trained_its_first_step(s3_job):
 def test_a_stale_last_started_cluster_file_does_not_stall_the_job(s3_job):
     """Ray Train's placement group cleaner asks Ray's state API with no address from the job's actors;
     left to itself that reads the last-started-cluster file, which named a dead head here (s3_job), and
-    the job stalled 13 s after its last epoch. The job's environment names its own head instead, so the
-    driver goes on within a couple of seconds."""
+    the job stalled 13 to 14 s after its last epoch here. The job's environment names its own head instead,
+    so the driver goes on within a few seconds (1 to 7 s in a CI run, the worker group's teardown)."""
     logs = run_cli("logs", s3_job["result"]["job_id"], env=s3_job["env"])
     assert logs.returncode == 0, logs.stderr
 
@@ -436,7 +436,7 @@ def test_a_stale_last_started_cluster_file_does_not_stall_the_job(s3_job):
                for m in re.finditer(r"(\d{4}-\d\d-\d\dT[\d:.]+Z) ((?:driver|worker-\d+): .*)$", logs.stdout, re.M)]
     last_epoch = max(t for t, text in stamped if re.match(r"worker-\d+: epoch \d+/\d+:", text))
     scoring = next(t for t, text in stamped if text.startswith("driver: scoring the "))
-    assert 0 < (scoring - last_epoch).total_seconds() < 6, [text for t, text in stamped if t >= last_epoch]
+    assert 0 < (scoring - last_epoch).total_seconds() < 10, [text for t, text in stamped if t >= last_epoch]
 
 
 def test_composer_s_own_head_runs_the_driver_with_the_submitting_python(s3_job, ray_head):
