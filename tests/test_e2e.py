@@ -426,7 +426,7 @@ def test_the_log_says_when_each_worker_trained_its_first_step(s3_job):
 def test_a_stale_last_started_cluster_file_does_not_stall_the_job(s3_job):
     """Ray Train's placement group cleaner asks Ray's state API with no address from the job's actors;
     left to itself that reads the last-started-cluster file, which named a dead head here (s3_job), and
-    the job stalled 13 to 14 s after its last epoch here. The job's environment names its own head instead,
+    the job stalled 13 to 14 s after its last epoch. The job's environment names its own head instead,
     so the driver goes on within a few seconds (1 to 7 s in a CI run, the worker group's teardown)."""
     logs = run_cli("logs", s3_job["result"]["job_id"], env=s3_job["env"])
     assert logs.returncode == 0, logs.stderr
