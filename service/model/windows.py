@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from service.model.augment import Augmenter
 
 NO_TEST = np.zeros(0, dtype=np.int64)  # no held-out test pieces
+# Batches gathered in parallel, and batches ready ahead of the step, per input pipeline.
+PIPELINE_DEPTH = 4
 
 
 class Split(NamedTuple):
@@ -218,8 +220,13 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
         return (x, keys, *who), y
 
     elements = tf.data.Dataset.range(first_step * replicas, np.iinfo(np.int64).max)
-    ds = elements.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = elements.map(gather, num_parallel_calls=PIPELINE_DEPTH, deterministic=True)
     options = tf.data.Options()
     # Each worker already takes its own slice (part): nothing may shard or rebatch it again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    # No autotuning: its model thread sleeps between optimizations, the sleeps doubling to a minute, and
+    # deleting the iterator (model.fit returning) waited for the current one to end: 9 to 23 s after the
+    # last epoch of 12 s to 2 min of training (ARCHITECTURE.md, traps). A batch is one gather (and the
+    # augmentation's few ops): fixed depths keep the network fed.
+    options.autotune.enabled = False
+    return ds.with_options(options).prefetch(PIPELINE_DEPTH)
