@@ -225,7 +225,7 @@ def make_dataset(tokens: np.ndarray, starts: np.ndarray, seq_len: int, batch: in
     # Each worker already takes its own slice (part): nothing may shard or rebatch it again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     # No autotuning: its model thread sleeps between optimizations, the sleeps doubling to a minute, and
-    # deleting the iterator (model.fit returning) waited for the current one to end: 9 to 23 s after the
+    # deleting the iterator (model.fit returning) waited for the current one to end: 9 to 57 s after the
     # last epoch of 12 s to 2 min of training (ARCHITECTURE.md, traps). A batch is one gather (and the
     # augmentation's few ops): fixed depths keep the network fed.
     options.autotune.enabled = False
