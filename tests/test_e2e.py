@@ -21,19 +21,25 @@ TINY = ["--preset", "tiny", "--epochs", "3", "--steps-per-epoch", "6", "--worker
 @pytest.fixture(scope="module")
 def s3_job(s3_server, ray_head, composer_home, five_files, tmp_path_factory) -> dict:
     """One job on five GiantMIDI files with an S3 store, submitted and pulled through the CLI, on a machine
-    where Ray's last-started-cluster file names a head that is gone (as after another head was started and
-    stopped here; see test_a_stale_last_started_cluster_file_does_not_stall_the_job)."""
+    where another Ray head runs beside composer's and Ray's last-started-cluster file names a head that is
+    gone (as after a third was started and stopped here). With two heads running, Ray's job supervisor
+    gives the driver that file's address: see test_a_stale_last_started_cluster_file_does_not_stall_the_job
+    and test_composer_s_own_head_runs_the_driver_with_the_submitting_python."""
     from ray._private.utils import get_ray_address_file
+    from ray_heads import Head
 
     store = f"s3://{s3_server.bucket}/e2e"
     env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
     last_started = Path(get_ray_address_file(None))
     kept = last_started.read_text() if last_started.exists() else None
-    last_started.write_text("127.0.0.1:9")  # nothing listens there
+    other = Head(tmp_path_factory.mktemp("other-head"))
     try:
+        other.start()
+        last_started.write_text("127.0.0.1:9")  # nothing listens there
         submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--price-per-hour",
                             "0.5", "--wait", "--json", env=env)
     finally:
+        other.lose()
         if kept is None:
             last_started.unlink(missing_ok=True)
         else:
@@ -441,14 +447,18 @@ def test_a_stale_last_started_cluster_file_does_not_stall_the_job(s3_job):
 
 def test_composer_s_own_head_runs_the_driver_with_the_submitting_python(s3_job, ray_head):
     """The local direction of "local by identity" (the remote one, `python` of the cluster's image, is in
-    test_container.py): composer's own head is this machine, so the driver runs in this very Python."""
+    test_container.py): composer's own head is this machine, so the driver runs in this very Python, told
+    its head's GCS (with another head running, Ray's supervisor names the dead one of s3_job's file)."""
+    from service.client import cluster
+
     job = s3_job["result"]["job_id"]
     listing = _ray_job_list(ray_head).stdout
-    found = re.search(r"entrypoint='(\S+) -P -m service\.job\.driver --store \S+ --store-timeout 300 --job "
-                      + re.escape(job) + "'", listing)
+    found = re.search(r"entrypoint='(\S+) -P -m service\.job\.driver --store \S+ --store-timeout 300 "
+                      r"--ray-address (\S+) --job " + re.escape(job) + "'", listing)
     assert found, listing[-3000:]
     python = Path(found.group(1))
     assert python.is_absolute() and python.resolve() == Path(sys.executable).resolve(), python
+    assert found.group(2) == cluster.own_head_gcs_address() != "127.0.0.1:9"
 
 
 def _ray_job_list(ray_head: str) -> subprocess.CompletedProcess:

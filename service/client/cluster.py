@@ -267,6 +267,12 @@ def resolve(address: str | None, start: bool) -> Cluster | None:
     return Cluster(url, local=True)
 
 
+def own_head_gcs_address() -> str | None:
+    """host:port of the GCS of composer's own head, as its state file records it (None without one)."""
+    port = _read_state().get("gcs_port")
+    return f"127.0.0.1:{port}" if isinstance(port, int) else None
+
+
 def own_head() -> Cluster | None:
     """Composer's own local head when it runs, whatever RAY_ADDRESS or --address say."""
     url = _local_head_address()

@@ -232,8 +232,14 @@ def entrypoint(cluster: clusters.Cluster, store: Store, module: str, args: str, 
     """The driver's command line. Composer's own head runs this very Python; any other cluster runs its
     own `python` (the image's virtual environment), never a path from the submitting machine."""
     python = shlex.quote(sys.executable) if cluster.local else "python"
+    # Ray's job supervisor gives the driver the machine's last-started cluster as RAY_ADDRESS whenever
+    # more than one runs here: another head, or a dead one's address. On composer's own head the
+    # driver is told its head's GCS instead (driver.py: use_ray_address).
+    gcs = clusters.own_head_gcs_address() if cluster.local else None
+    pinned = f" --ray-address {shlex.quote(gcs)}" if gcs else ""
     # -P: never import from the working directory, only the installed package.
-    return f"{python} -P -m {module} --store {shlex.quote(store.uri)} --store-timeout {store_timeout:g} {args}"
+    return (f"{python} -P -m {module} --store {shlex.quote(store.uri)} --store-timeout {store_timeout:g}{pinned} "
+            f"{args}")
 
 
 def _running_on_own_head() -> set[str] | None:

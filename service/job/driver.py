@@ -146,16 +146,26 @@ def forget_credentials(job_id: str) -> None:
 
 def arguments(argv: list[str] | None, description: str, id_flag: str) -> argparse.Namespace:
     """A driver's command line, as `composer submit` / `composer sweep` write it (client/jobs.py: entrypoint):
-    --store URI --store-timeout S and the id (`--job` or `--sweep`)."""
+    --store URI --store-timeout S, the id (`--job` or `--sweep`) and, on composer's own head, --ray-address."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--store", required=True)
     parser.add_argument(id_flag, required=True)
     parser.add_argument("--store-timeout", type=float, default=JobSpec.store_timeout)
+    parser.add_argument("--ray-address", help="the GCS (host:port) of the cluster this driver runs on")
     return parser.parse_args(argv)
+
+
+def use_ray_address(address: str | None) -> None:
+    """Connect this driver's Ray calls to `address`. Ray's job supervisor sets RAY_ADDRESS to the
+    machine's last-started cluster when several run here, so on a machine where another head was started
+    later (or died since) the driver would train on that cluster, or wait minutes for a dead one."""
+    if address:
+        os.environ["RAY_ADDRESS"] = address
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv, "composer job driver (started by `composer submit`)", "--job")
+    use_ray_address(args.ray_address)
     signal.signal(signal.SIGTERM, _stop)
     store = open_store(args.store, retry_for=args.store_timeout)
     log = JobLog(store, args.job, "driver")

@@ -216,6 +216,7 @@ def run(store: Store, sweep_id: str, store_timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = driver.arguments(argv, "composer sweep driver (started by `composer sweep`)", "--sweep")
+    driver.use_ray_address(args.ray_address)
     store = open_store(args.store, retry_for=args.store_timeout)
     try:
         run(store, args.sweep, args.store_timeout)
