@@ -32,14 +32,16 @@ def s3_job(s3_server, ray_head, composer_home, five_files, tmp_path_factory) -> 
     env = {**s3_server.env(), "COMPOSER_HOME": str(composer_home)}
     last_started = Path(get_ray_address_file(None))
     kept = last_started.read_text() if last_started.exists() else None
-    other = Head(tmp_path_factory.mktemp("other-head"))
+    other, started = Head(tmp_path_factory.mktemp("other-head")), False
     try:
         other.start()
+        started = True
         last_started.write_text("127.0.0.1:9")  # nothing listens there
         submitted = run_cli("submit", "--dataset", str(five_files), "--store", store, *TINY, "--price-per-hour",
                             "0.5", "--wait", "--json", env=env)
     finally:
-        other.lose()
+        if started:
+            other.lose()
         if kept is None:
             last_started.unlink(missing_ok=True)
         else:
