@@ -221,7 +221,7 @@ pub fn tokenize_ids(bytes: &[u8], sustain: Sustain) -> Result<Vec<TokenId>> {
 /// performance's next velocity, chord size or release is a coin toss to a branch predictor):
 ///
 /// 1. each note's key `(onset, pitch, length, velocity bin)`, kept in order by an insertion that
-///    only moves the notes of a chord ([`push_sorted`]);
+///    only moves the notes of a chord ([`note_on_keys`]);
 /// 2. one per (onset, pitch), the last of its run (the longest, then the loudest); each cuts the
 ///    note before it of its pitch at its onset, and gives its note-off key `(end, pitch)`;
 /// 3. the note-offs sorted ([`radix_sort`]);
@@ -273,22 +273,23 @@ impl Keys {
         // 1. Keys in (onset, pitch, length, velocity bin) order: onset << 22 | pitch << 15 |
         //    length << 5 | bin (lengths are 1..=MAX_NOTE_STEPS < 2^10).
         let ons = &mut self.ons;
-        ons.clear();
-        ons.reserve(raw.len() + 1);
-        let mut starts = Clock::new(tempo);
-        let mut ends = Clock::new(tempo);
-        let mut sorted = true;
-        for r in raw.iter().filter(|r| r.channel != 9) {
-            let at = starts.step(r.start_tick);
-            if at >= MAX_STEPS {
-                // A note struck at the 10-hour end or past it: its end is too late whatever
-                // else the piece holds. Canonicalizing says how late the last note ends.
-                return write_steps(raw, tempo);
+        // Each kind of clock in a loop of its own (most pieces have one tempo: no segment to
+        // look up, and no test of the kind a tick).
+        let sorted = match Clock::new(tempo) {
+            Clock::One { scale } => {
+                let steps = |tick: u64| Clock::One { scale }.step(tick);
+                note_on_keys(raw, ons, steps, steps)
             }
-            let end = ends.step(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
-            let key = at << 22 | ((r.pitch & 0x7f) as u64) << 15 | (end - at) << 5;
-            sorted &= push_sorted(ons, key | velocity_bin(r.velocity) as u64);
-        }
+            Clock::Map { .. } => {
+                let (mut starts, mut ends) = (Clock::new(tempo), Clock::new(tempo));
+                note_on_keys(raw, ons, |t| starts.step(t), |t| ends.step(t))
+            }
+        };
+        let Some(sorted) = sorted else {
+            // A note struck at the 10-hour end or past it: its end is too late whatever else the
+            // piece holds. Canonicalizing says how late the last note ends.
+            return write_steps(raw, tempo);
+        };
         if !sorted {
             ons.sort_unstable();
         }
@@ -413,24 +414,57 @@ fn radix_sort(keys: &mut [u32], spare: &mut [u32], bound: u32) -> bool {
 /// The widest digit of [`radix_sort`]: three of them cover every key.
 const DIGIT_BITS: u32 = 11;
 
-/// Appends `key` to keys sorted so far, in its place, moving at most [`MAX_MOVES`] keys: whether
-/// the keys are still sorted. The parser's notes come by onset tick, so only a chord's notes (one
-/// onset step) move, past the few struck with it; a file made to move more (thousands of notes at
-/// one tick in falling pitch) would take quadratic time, and is sorted once at the end instead.
+/// Step 1 of [`Keys::write`]: the note-on keys of the non-drum notes in `keys` (cleared first),
+/// with `start` and `end` the steps of their ticks: whether they came in order, or `None` for a
+/// note struck at [`MAX_STEPS`] or later.
+///
+/// Each key goes into its place among the keys so far by an insertion that moves at most
+/// [`MAX_MOVES`] keys. The parser's notes come by onset tick, so only a chord's notes (one onset
+/// step) move, past the few struck with it; a file made to move more (thousands of notes at one
+/// tick in falling pitch) would take quadratic time, and is sorted once at the end instead.
 #[inline(always)]
-fn push_sorted(keys: &mut Vec<u64>, key: u64) -> bool {
-    let mut i = keys.len();
-    let floor = i.saturating_sub(MAX_MOVES);
-    keys.push(key);
-    while i > floor && keys[i - 1] > key {
-        keys[i] = keys[i - 1];
-        i -= 1;
+fn note_on_keys(
+    raw: &[RawNote],
+    keys: &mut Vec<u64>,
+    mut start: impl FnMut(u64) -> u64,
+    mut end: impl FnMut(u64) -> u64,
+) -> Option<bool> {
+    keys.clear();
+    keys.reserve(raw.len() + 1);
+    // The insertion works on the reserved room by pointer: `len` stays below `raw.len()`, within
+    // the capacity, and no length or capacity is stored or tested a note.
+    let base = keys.as_mut_ptr();
+    let mut len = 0usize;
+    let mut sorted = true;
+    for r in raw.iter().filter(|r| r.channel != 9) {
+        let at = start(r.start_tick);
+        if at >= MAX_STEPS {
+            return None;
+        }
+        let end = end(r.end_tick).clamp(at + 1, at + MAX_NOTE_STEPS);
+        let key = at << 22
+            | ((r.pitch & 0x7f) as u64) << 15
+            | (end - at) << 5
+            | velocity_bin(r.velocity) as u64;
+        // SAFETY: slots `..=len` are within the capacity (above), and `..len` were written.
+        unsafe {
+            let mut i = len;
+            let floor = i.saturating_sub(MAX_MOVES);
+            while i > floor && *base.add(i - 1) > key {
+                *base.add(i) = *base.add(i - 1);
+                i -= 1;
+            }
+            *base.add(i) = key;
+            sorted &= i == 0 || *base.add(i - 1) <= key;
+        }
+        len += 1;
     }
-    keys[i] = key;
-    i == 0 || keys[i - 1] <= key
+    // SAFETY: the first `len` slots were written.
+    unsafe { keys.set_len(len) };
+    Some(sorted)
 }
 
-/// See [`push_sorted`]: more than a chord of every key moves.
+/// See [`note_on_keys`]: more than a chord of every key moves.
 const MAX_MOVES: usize = 256;
 
 /// [`write_tokens`] of the notes canonicalized first: for what the packed keys of [`Keys`] cannot
