@@ -36,6 +36,7 @@
 //! Format 0, [`TICKS_PER_QUARTER`] = 500 ticks per quarter at 120 bpm (a tick is a millisecond, a
 //! step 10 ticks), program 0, channel 0, 4/4.
 
+use std::hint::select_unpredictable;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
@@ -301,7 +302,7 @@ impl Keys {
         ons.push(u64::MAX);
         let offs = &mut self.offs;
         offs.clear();
-        offs.resize(ons.len() + 1, 0);
+        offs.resize(ons.len() + 2, 0);
         let mut last = [0usize; 128];
         let mut kept = 0;
         for i in 0..ons.len() - 1 {
@@ -319,7 +320,7 @@ impl Keys {
             kept += (key >> 15 != next >> 15) as usize;
         }
         // 3. The note-offs in order. None ends past the last onset's longest note.
-        self.spare.resize(kept + 2, 0);
+        self.spare.resize(kept + 3, 0);
         let last_onset = ons[kept - 1] >> 13;
         let bound = ((last_onset + MAX_NOTE_STEPS) << 7 | 0x7f) as u32;
         let offs = if radix_sort(&mut offs[1..=kept], &mut self.spare[1..=kept], bound) {
@@ -331,31 +332,56 @@ impl Keys {
         if last_end > MAX_STEPS {
             return Err(too_long(last_end));
         }
-        // 4. The merge: 2 events a note, a `Velocity` at most a note-on, and the `TimeShift`s
-        //    (one write an event, and one more per 100 steps of the piece).
-        let mut out = Out::with_capacity(5 * kept + (last_end / MAX_SHIFT) as usize + 1);
+        // 4. The merge. Each stream ends in its end key, and one slot more for the merge's
+        //    look-ahead (never taken: the merge ends when both streams are at their ends).
         let ons = &mut self.ons;
-        ons[kept] = END_OF_ONS;
+        ons.truncate(kept);
+        ons.extend([END_OF_ONS; 2]);
         offs[kept + 1] = END_OF_OFFS;
-        let (mut on, mut off) = (0, 1);
-        let (mut now, mut velocity) = (0u64, NO_VELOCITY);
-        for _ in 0..2 * kept {
-            let a = (offs[off] as u64) << 5;
-            let b = ons[on];
-            let is_off = a < b;
-            let key = if is_off { a } else { b };
-            let (at, p, bin) = (key >> 13, (key >> 5 & 0x7f) as TokenId, (key & 0x1f) as u32);
-            out.shift(at - now);
-            now = at;
-            let is_on = !is_off;
-            out.put_if(VELOCITY_ID + bin as TokenId, is_on & (bin != velocity));
-            velocity = if is_on { bin } else { velocity };
-            out.put(if is_off { NOTE_OFF_ID } else { NOTE_ON_ID } + p);
-            off += is_off as usize;
-            on += is_on as usize;
-        }
-        Ok(out.finish())
+        Ok(merge(ons, &offs[..kept + 3], last_end))
     }
+}
+
+/// Step 4 of [`Keys::write`]: the tokens of the note-on keys `ons` and the note-off keys `offs`
+/// (from index 1), each sorted and ending in its end key and one slot more, where `last_end` is
+/// the last note-off's step: 2 events a note, a `Velocity` at most a note-on, and the
+/// `TimeShift`s (one write an event, and one more per 100 steps of the piece). A function of its
+/// own, so that its values have the registers to themselves.
+#[inline(never)]
+fn merge(ons: &[u64], offs: &[u32], last_end: u64) -> Vec<TokenId> {
+    let kept = ons.len() - 2;
+    assert!(offs.len() == kept + 3 && ons[kept] == END_OF_ONS && offs[kept + 1] == END_OF_OFFS);
+    let mut out = Out::with_capacity(5 * kept + (last_end / MAX_SHIFT) as usize + 1);
+    let (mut on, mut off) = (0, 1);
+    let (mut now, mut velocity) = (0u64, NO_VELOCITY);
+    // The two streams' next keys, held across iterations: an iteration loads the key after each
+    // before it compares them, so the loads are not on the loop's chain of dependences (a
+    // comparison and two selects an event, not a comparison and the load it chooses).
+    let (mut a, mut b) = ((offs[off] as u64) << 5, ons[on]);
+    for _ in 0..2 * kept {
+        // SAFETY: each stream's index stops at its end key (the events are as many as the keys
+        // before the two end keys), whose next slot is within the slice (asserted above).
+        let (next_a, next_b) = unsafe {
+            (
+                (*offs.get_unchecked(off + 1) as u64) << 5,
+                *ons.get_unchecked(on + 1),
+            )
+        };
+        let is_off = a < b;
+        let key = select_unpredictable(is_off, a, b);
+        a = select_unpredictable(is_off, next_a, a);
+        b = select_unpredictable(is_off, b, next_b);
+        let (at, p, bin) = (key >> 13, (key >> 5 & 0x7f) as TokenId, (key & 0x1f) as u32);
+        out.shift(at - now);
+        now = at;
+        let is_on = !is_off;
+        out.put_if(VELOCITY_ID + bin as TokenId, is_on & (bin != velocity));
+        velocity = if is_on { bin } else { velocity };
+        out.put(if is_off { NOTE_OFF_ID } else { NOTE_ON_ID } + p);
+        off += is_off as usize;
+        on += is_on as usize;
+    }
+    out.finish()
 }
 
 /// Sorts note-off keys `end << 7 | pitch` (each at most `bound`, below 2^29) by a stable counting
