@@ -46,7 +46,7 @@ ENV CARGO_HOME=/opt/cargo \
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# Rust from Debian's packages: rustc-web/cargo-web (1.96 in bookworm-security; fastparse needs 1.87+).
+# Rust from Debian's packages: rustc-web/cargo-web (1.96 in bookworm-security; fastparse needs 1.88+).
 RUN --mount=type=secret,id=ca --mount=type=bind,source=infra/image/with-ca,target=/usr/local/bin/with-ca \
     with-ca apt-get update \
     && with-ca apt-get install -y --no-install-recommends gcc libc6-dev rustc-web cargo-web \
