@@ -456,7 +456,8 @@ fn note_on_keys(
     mut end: impl FnMut(u64) -> u64,
 ) -> Option<bool> {
     keys.clear();
-    keys.reserve(raw.len() + 1);
+    // With room for the end keys that steps 2 and 4 append.
+    keys.reserve(raw.len() + 2);
     // The insertion works on the reserved room by pointer: `len` stays below `raw.len()`, within
     // the capacity, and no length or capacity is stored or tested a note.
     let base = keys.as_mut_ptr();
