@@ -287,7 +287,7 @@ thread_local! {
 /// A midly-compatible variable-length number: at most 4 bytes, and at the end of the data the
 /// bytes read so far ("stay with what was read", midly's lenient rule).
 #[inline(always)]
-fn varlen(raw: &[u8], p: &mut usize) -> u32 {
+pub(crate) fn varlen(raw: &[u8], p: &mut usize) -> u32 {
     if let Some(&b) = raw.get(*p) {
         if b < 0x80 {
             *p += 1;

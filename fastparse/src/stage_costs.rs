@@ -5,7 +5,8 @@
 //! cargo test --release --lib stage_costs -- --ignored --nocapture
 //! ```
 //!
-//! Rows: reading the files; the parser alone (notes sorted by start, the pedal ignored, then
+//! Rows: reading the files; two floors of any parser of these files ([`decode_events`] alone, then
+//! with [`pair_events`]); the parser alone (notes sorted by start, the pedal ignored, then
 //! applied); each scheme's tokens from bytes in memory (pedal ignored and applied); and the
 //! whole of [`crate::tokenize_files`] on one thread (files read, tokens, vocabulary, the id
 //! array), the corpus listed 13 times as `benchmarks/tokenize_speed.py` lists it. Each row is the
@@ -40,6 +41,15 @@ fn stage_costs() {
         .iter()
         .filter_map(|f| crate::notes::raw_notes(f).ok())
         .collect();
+    // Each file's track chunks, for the floors.
+    let tracks: Vec<&[u8]> = files
+        .iter()
+        .flat_map(|f| {
+            let header = crate::notes::read_header(f).unwrap();
+            let declared = header.declared as usize;
+            header.tracks.take(declared).map(|t| t.unwrap().unread())
+        })
+        .collect();
     let listed: Vec<PathBuf> = paths
         .iter()
         .cycle()
@@ -59,6 +69,30 @@ fn stage_costs() {
             }
         }),
     )];
+    let tracks = &tracks;
+    for pair in [false, true] {
+        rows.push((
+            if pair {
+                "floor: decode and pair the note events"
+            } else {
+                "floor: decode the note events"
+            }
+            .into(),
+            notes,
+            Box::new(move || {
+                let (mut events, mut paired) = (Vec::new(), Vec::new());
+                for t in tracks {
+                    events.clear();
+                    decode_events(t, &mut events);
+                    if pair {
+                        paired.clear();
+                        pair_events(&events, &mut paired);
+                    }
+                    std::hint::black_box((&events, &paired));
+                }
+            }),
+        ));
+    }
     let files = &files;
     let parsed = &parsed;
     for pass in [false, true] {
@@ -135,6 +169,71 @@ fn stage_costs() {
     println!("{notes} notes in {} files", paths.len());
     for ((name, _, _), ns) in rows.iter().zip(best) {
         println!("{name:40} {ns:6.1} ns/note");
+    }
+}
+
+/// A floor of any parser of these files: a track's note events decoded (delta times, running
+/// status, note-on and note-off, other events skipped by their length) as `tick << 16 | pitch << 8
+/// | velocity` (0 for a note-off), with none of the checks, rules or results of the parser. Each
+/// event's start depends on the one before it, so this chain is the least a byte-at-a-time
+/// decoder pays.
+#[inline(never)]
+fn decode_events(raw: &[u8], out: &mut Vec<u64>) {
+    let (mut p, mut tick, mut running) = (0usize, 0u64, 0u8);
+    while p < raw.len() {
+        tick += crate::notes::varlen(raw, &mut p) as u64;
+        let Some(&b) = raw.get(p) else { break };
+        let status = if b < 0x80 {
+            running
+        } else {
+            p += 1;
+            b
+        };
+        match status {
+            0x80..=0xEF => {
+                running = status;
+                let (Some(&a), b) = (raw.get(p), raw.get(p + 1).copied().unwrap_or(0)) else {
+                    break;
+                };
+                // Program change and channel pressure have one data byte.
+                p += if matches!(status >> 4, 0xC | 0xD) {
+                    1
+                } else {
+                    2
+                };
+                if status & 0xE0 == 0x80 {
+                    let velocity = if status < 0x90 { 0 } else { b };
+                    out.push(tick << 16 | (a as u64) << 8 | velocity as u64);
+                }
+            }
+            0xFF | 0xF0 | 0xF7 => {
+                p += (status == 0xFF) as usize;
+                let len = crate::notes::varlen(raw, &mut p) as usize;
+                p += len;
+                if status != 0xFF {
+                    running = 0;
+                }
+            }
+            _ => break,
+        }
+    }
+}
+
+/// The second floor: [`decode_events`]' events paired into notes `[start << 8 | velocity, end]`
+/// with one open note per pitch (no channels, no repeated keys, no dropped notes): the branch on
+/// whether an event is a note-on or a note-off, which a performance makes a coin toss.
+#[inline(never)]
+fn pair_events(events: &[u64], notes: &mut Vec<[u64; 2]>) {
+    let mut open = [u32::MAX; 128];
+    for &e in events {
+        let (pitch, velocity) = ((e >> 8 & 0x7f) as usize, e & 0xff);
+        if velocity > 0 {
+            open[pitch] = notes.len() as u32;
+            notes.push([e >> 16 << 8 | velocity, u64::MAX]);
+        } else if let Some(note) = notes.get_mut(open[pitch] as usize) {
+            note[1] = e >> 16;
+            open[pitch] = u32::MAX;
+        }
     }
 }
 
