@@ -192,7 +192,8 @@ fn decode_events(raw: &[u8], out: &mut Vec<u64>) {
         match status {
             0x80..=0xEF => {
                 running = status;
-                let (Some(&a), b) = (raw.get(p), raw.get(p + 1).copied().unwrap_or(0)) else {
+                let (Some(&pitch), second) = (raw.get(p), raw.get(p + 1).copied().unwrap_or(0))
+                else {
                     break;
                 };
                 // Program change and channel pressure have one data byte.
@@ -202,8 +203,8 @@ fn decode_events(raw: &[u8], out: &mut Vec<u64>) {
                     2
                 };
                 if status & 0xE0 == 0x80 {
-                    let velocity = if status < 0x90 { 0 } else { b };
-                    out.push(tick << 16 | (a as u64) << 8 | velocity as u64);
+                    let velocity = if status < 0x90 { 0 } else { second };
+                    out.push(tick << 16 | (pitch as u64) << 8 | velocity as u64);
                 }
             }
             0xFF | 0xF0 | 0xF7 => {
