@@ -25,6 +25,10 @@ def test_render_a_real_piece(shared_midi, tmp_path):
     from music21 import converter
 
     assert len(converter.parse(musicxml).parts) == 2
+    # A grand staff: one piano part on two staves (MusicXML bars a part's staves together).
+    xml = musicxml.read_text()
+    assert xml.count("<score-part ") == 1 and "<staves>2</staves>" in xml
+    assert xml.count("<part-name>Piano</part-name>") == 1
 
     text = svg.read_text()
     assert text.lstrip().startswith("<svg") or "<svg" in text[:500]

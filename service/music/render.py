@@ -139,9 +139,11 @@ def midi_to_score(path: Path, title: str, key: int | None = None, beat: bool = F
         staves[pitch >= SPLIT][onset].append((pitch, length))
     score = stream.Score()
     score.insert(0, metadata.Metadata(title=title, composer="composer (LSTM)"))
+    # One instrument on two staves (a grand staff): MusicXML's one part with two staves, named once and
+    # barred together, as piano music is printed.
     parts = []
     for treble in (True, False):
-        part = stream.Part()
+        part = stream.PartStaff()
         part.insert(0, instrument.Piano())
         part.insert(0, clef.TrebleClef() if treble else clef.BassClef())
         part.insert(0, m21key.KeySignature(key_fifths(key)))
@@ -162,7 +164,7 @@ def midi_to_score(path: Path, title: str, key: int | None = None, beat: bool = F
         part.makeRests(fillGaps=True, inPlace=True, timeRangeFromBarDuration=True)
         score.insert(0, part)
         parts.append(part)
-    score.insert(0, layout.StaffGroup(parts, symbol="brace"))
+    score.insert(0, layout.StaffGroup(parts, name="Piano", abbreviation="Pno.", symbol="brace", barTogether=True))
     return score.makeNotation()
 
 
