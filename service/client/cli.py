@@ -609,6 +609,7 @@ def generate(
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Also write .ogg audio (piano)")] = True,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
+    from service.client import quiet_tensorflow
     from service.model import provenance
     from service.model.generate import check_request, generate_from_model_dir
     from service.music.sampling import Sampling
@@ -617,6 +618,8 @@ def generate(
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
     out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in jobs: TensorFlow's errors only, once it has loaded
+    quiet_tensorflow.load()
     paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio,
                                     composer)
     out.print(f"wrote {len(paths)} samples to {out_dir}/: open {out_dir / 'report.html'} to hear and see them "
