@@ -4,6 +4,7 @@ Python process, so that what reaches file descriptor 2 is what a terminal would 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -95,3 +96,14 @@ def test_a_tensorflow_that_loads_is_returned_with_its_devices_found(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["tensorflow", "['listed']", "True"]
     assert proc.stderr.splitlines() == [*KEPT, "from python"]
+
+
+def test_a_process_without_stderr_loads_as_well(tmp_path):
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import types\nconfig = types.SimpleNamespace(list_physical_devices=list)\n")
+    code = "from service.client import quiet_tensorflow as q; print(q.load().__name__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=False, stdout=subprocess.PIPE, text=True,
+                          timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                          preexec_fn=lambda: os.close(2))  # started as `2>&-` starts it
+    assert proc.returncode == 0 and proc.stdout == "tensorflow\n"

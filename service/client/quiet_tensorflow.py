@@ -45,18 +45,27 @@ def held_stderr() -> Iterator[list[str]]:
     """What the process writes to file descriptor 2 meanwhile (C++ libraries included), as lines
     filled in when the block ends; nothing of it reaches the terminal."""
     lines: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
+    _flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (`2>&-`): nothing reaches a terminal anyway
+        yield lines
+        return
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
             yield lines
         finally:
-            sys.stderr.flush()
+            _flush()
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
             lines.extend(held.read().decode(errors="replace").splitlines())
+
+
+def _flush() -> None:
+    if sys.stderr is not None:  # None where Python started without a descriptor 2
+        sys.stderr.flush()
 
 
 def load() -> ModuleType:
@@ -77,5 +86,5 @@ def load() -> ModuleType:
 
 def _pass_on(lines: list[str]) -> None:
     for line in lines:
-        if not is_chatter(line):
+        if not is_chatter(line) and sys.stderr is not None:
             print(line, file=sys.stderr)
