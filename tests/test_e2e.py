@@ -763,6 +763,7 @@ def test_performance_scheme_job(s3_server, ray_head, composer_home, five_files, 
     assert np.isfinite(report["test"]["nats_per_second"])
     assert report["meter"]["has_meter"] is False  # the performance keeps the transcription's clock
     assert report["augment"] == {"setting": "transpose,stretch", "transpose_semitones": 3, "time_stretch": 0.05}
+    assert report["pedal"] == "apply"  # shown on the page beside the augmentation
     for path in sorted((out / "samples").glob("sample-*.mid")):
         notes = fastparse.read_notes(path)
         assert len(notes) == 40 and (notes.end > notes.start).all()

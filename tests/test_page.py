@@ -79,7 +79,8 @@ def job_folder(shared_midi: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     write_report(folder / "report.json", {  # the keys service/job/publish.py writes
         "job_id": "job-ff", "dataset": FF, "scheme": SCHEME, "preset": "fast", "files": 61, "pieces": 61,
         "tokens": 251_904, "vocab_size": 214, "epochs_run": len(rows), "best_epoch": best["epoch"],
-        "best_val_loss": best["val_loss"], "workers": 2, "key_conditioning": False,
+        "best_val_loss": best["val_loss"], "workers": 2, "key_conditioning": False, "pedal": "apply",
+        "augment": {"setting": "transpose=2,stretch", "transpose_semitones": 2, "time_stretch": 0.05},
         "training_device": {"device": "CPU", "mixed_precision": False, "xla": False},
         "token_cache": {"location": "corpora/abc", "cache": "miss", "key": "abc", "seconds": {"tokenize": 0.4},
                         "shards_fetched": 1, "bytes_fetched": 812_000},
@@ -137,6 +138,9 @@ def test_job_page(chromium, job_folder: Path, tmp_path: Path) -> None:
     assert "composer job job-ff" in text and FF in text
     for shown in ("fast", "remi", "best validation loss", "workers", "temperature", "0.9", "top k", "20", "CPU"):
         assert shown in text, shown
+    settings = chromium.execute_script("return [...document.querySelectorAll('.settings tr')].map(r => r.innerText)")
+    assert "sustain pedal\tapply" in settings, settings
+    assert "augmentation\ttransposed up to 2 semitones down or up and stretched in time by up to 5%" in settings
     quality = json.loads((job_folder / "report.json").read_text())["quality"]
     row = chromium.execute_script(
         "return [...document.querySelectorAll('table.quality tbody tr')].find(r => r.cells[0].textContent"

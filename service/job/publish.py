@@ -37,7 +37,7 @@ def run(job: JobRun, corpus: corpora.Corpus, generated: dict, test: dict | None)
         "files": corpus.files, "pieces": corpus.pieces, "tokens": int(len(corpus.tokens)),
         "vocab_size": len(corpus.vocab), "epochs_run": len(rows), "best_epoch": best["epoch"],
         "best_val_loss": best["val_loss"], "workers": spec.workers, "key_conditioning": spec.key_conditioning,
-        "condition": spec.condition,
+        "condition": spec.condition, "pedal": spec.pedal,
         "augment": augment.report(spec.augment, corpus.vocab),
         "training_device": jobstate.training_device(job.store, spec.job_id), "token_cache": _tokens(job),
         "test": test, **({} if test is not None else {"test_note": _no_test(spec.test_share)}),

@@ -111,8 +111,14 @@ def report(text: str, vocab: list[str]) -> dict:
 def describe(text: str, vocab: list[str]) -> str:
     """One line for the workers' log: what the training windows get."""
     done = used(text, vocab)
-    parts = ([f"transposed up to {done.transpose} semitones down or up"] if done.transpose else []) + (
-        [f"stretched in time by up to {done.stretch:.0%}"] if done.stretch else [])
+    return in_words(done.transpose, done.stretch)
+
+
+def in_words(transpose: int, stretch: float) -> str:
+    """What training windows transposed up to `transpose` semitones and stretched by up to `stretch` get,
+    in words (the workers' log, the page's settings)."""
+    parts = ([f"transposed up to {transpose} semitones down or up"] if transpose else []) + (
+        [f"stretched in time by up to {stretch:.0%}"] if stretch else [])
     return " and ".join(parts) or "none"
 
 

@@ -457,7 +457,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     write_report(out / "report.json", {
         **pieces.report(trained, corpus, out), "settings": settings, "model_job_id": info.spec.job_id,
         "preset": info.spec.preset, "scheme": info.scheme, "key_conditioning": info.spec.key_conditioning,
-        "condition": info.spec.condition,
+        "condition": info.spec.condition, "pedal": info.spec.pedal,
     })
     _copy_loss_curve(model_dir, out)
     from service.music.page import write_page

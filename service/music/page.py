@@ -44,7 +44,7 @@ METRIC_ORDER = ("overlap_mean", "kl_mean", "pieces", "tokens_per_piece", "distin
                 "groove_consistency")
 # Training settings in reading order, with their labels; absent ones are skipped.
 TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme", "token scheme"),
-            ("files", "MIDI files"), ("pieces", "pieces"),
+            ("pedal", "sustain pedal"), ("augment", "augmentation"), ("files", "MIDI files"), ("pieces", "pieces"),
             ("tokens", "tokens"), ("vocab_size", "vocabulary"), ("epochs_run", "epochs run"),
             ("best_epoch", "best epoch"), ("best_val_loss", "best validation loss"), ("workers", "workers"),
             ("key_conditioning", "key conditioning"), ("condition", "conditioned on"),
@@ -235,6 +235,15 @@ def _device(value: Any) -> str | None:
     return ", ".join([str(value.get("device", "?")), *extras])
 
 
+def _augmentation(value: Any) -> str | None:
+    """report.json's `augment` (what the training windows got) as one cell."""
+    from service.model.augment import in_words
+
+    if not isinstance(value, dict):
+        return None
+    return in_words(value.get("transpose_semitones") or 0, value.get("time_stretch") or 0.0)
+
+
 def _table(caption: str, rows: list[tuple[str, str]]) -> str:
     cells = "\n".join(f"<tr><th>{_esc(label)}</th><td>{_esc(text)}</td></tr>" for label, text in rows)
     return f"<table>\n<caption>{_esc(caption)}</caption>\n{cells}\n</table>"
@@ -243,7 +252,8 @@ def _table(caption: str, rows: list[tuple[str, str]]) -> str:
 def _settings(report: dict[str, Any]) -> str:
     training = []
     for key, label in TRAINING:
-        text = _device(report.get(key)) if key == "training_device" else _fmt(report.get(key))
+        shown = {"training_device": _device, "augment": _augmentation}.get(key, _fmt)
+        text = shown(report.get(key))
         if text is not None:
             training.append((label, text))
     # A job's report has "sampling"; `composer generate`'s has "settings".
