@@ -6,6 +6,7 @@ Nothing secret ever goes in here: the store URI and settings only, never endpoin
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -138,6 +139,11 @@ def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: 
     return spec
 
 
+def _flag(name: str) -> str:
+    """The submit option that sets a spec field."""
+    return "length" if name == "sample_length" else name.replace("_", "-")
+
+
 def check_choices(preset: str | None = None, scheme: str | None = None, pedal: str | None = None,
                   condition: str | None = None) -> None:
     """The flags that name one of a few choices (None: not given): a wrong one is refused in one line that
@@ -151,12 +157,15 @@ def check_choices(preset: str | None = None, scheme: str | None = None, pedal: s
 
 
 def validate(spec: JobSpec) -> None:
+    for f in fields(spec):  # typer reads "nan" and "inf" as floats: no setting is either
+        value = getattr(spec, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
     positive = ["embedding", "units", "layers", "seq_len", "batch_size", "epochs", "workers", "samples",
                 "sample_length"]
     for name in positive:
         if getattr(spec, name) < 1:
-            flag = "length" if name == "sample_length" else name.replace("_", "-")
-            raise UserError(f"--{flag} must be at least 1, got {getattr(spec, name)}")
+            raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(spec, name)}")
     if spec.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {spec.patience}")
     if spec.steps_per_epoch is not None and spec.steps_per_epoch < 1:

@@ -24,6 +24,11 @@ def test_no_wait_returns_at_once_and_a_timeout_says_so(ray_head, composer_home, 
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
     with long_job(env, "--dataset", str(five_files)) as job:
         _cancel_a_frozen_job(env, job)
+    # A job the cluster never ran: composer's line, not Ray's 404.
+    never = "composer-20990101-000000-abcdef"
+    line = one_line_error(run_cli("cancel", never, env=env), 2)
+    assert line == f"error: cannot cancel {never}: the cluster at {clusters.own_head().address} has no such job: " \
+                   "see composer list", line
 
 
 def _cancel_a_frozen_job(env: dict[str, str], job: str) -> None:

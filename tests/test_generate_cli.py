@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from browser import check_page, open_page
 from conftest import run_cli
+from test_cli_errors import assert_one_line_error
 
 JOB = "composer-generate-page"
 FILES = 6  # final-fantasy pieces the tiny corpus is made of
@@ -180,3 +181,37 @@ def test_a_damaged_reference_is_one_line(pulled, tmp_path):
     proc = run_cli("generate", "--model", str(model), "--out", str(tmp_path / "out"), "--length", NOTES)
     assert proc.returncode == 2 and "reference.json is damaged" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_generate_never_mixes_its_files_with_an_earlier_runs(pulled, tmp_path):
+    """A folder holding an earlier run's files is refused before the model loads, and left as it was;
+    --force removes those files first, so a smaller run (fewer samples, no audio) leaves none of them."""
+    folder, _ = pulled
+    model, out = str(folder / "model"), tmp_path / "out"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    refused = run_cli("generate", "--model", model, "--out", str(a_file))
+    assert_one_line_error(refused, 2, f"--out {a_file} is a file, not a folder")
+    assert refused.stdout == "" and a_file.read_text() == "mine"
+
+    first = run_cli("generate", "--model", model, "--out", str(out), "--samples", "2", "--length", NOTES,
+                    "--no-sheet-music")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (out / "notes.txt").write_text("the user's own file")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"sample-02.mid", "sample-01.ogg", "report.json"} <= set(before)
+
+    again = run_cli("generate", "--model", model, "--out", str(out), "--samples", "1", "--length", NOTES)
+    line = assert_one_line_error(again, 2, f"--out {out} already holds {len(before) - 1} generated file(s)",
+                                 "add --force")
+    assert again.stdout == "" and {p.name: p.read_bytes() for p in out.iterdir()} == before, line
+
+    forced = run_cli("generate", "--model", model, "--out", str(out), "--samples", "1", "--length", NOTES,
+                     "--no-audio", "--no-sheet-music", "--force")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "wrote 1 sample to" in forced.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["greedy-01.mid", "greedy-01.roll.png", "loss.png", "notes.txt",
+                                                     "report.html", "report.json", "sample-01.mid",
+                                                     "sample-01.roll.png"]
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert json.loads((out / "report.json").read_text())["samples"] == ["sample-01.mid"]

@@ -7,19 +7,53 @@ stderr; --debug (before the verb) shows the traceback.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from service.errors import ComposerError, UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# click's UsageError, as typer raises it (typer ships its own copy of click): reached through typer's
+# public BadParameter, one of its kinds.
+_UsageError = next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == "UsageError")
+
+
+class _OneLineUsage(TyperGroup):
+    """A verb given a wrong option, a value of the wrong type or out of range, or no required option:
+    one line and exit 2 as for any bad input (see the module's docstring), where click would print the
+    usage and the message framed over several lines."""
+
+    def make_context(self, *args, **kwargs):  # `composer`'s own options
+        with _one_line_usage():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context):  # a verb's options and arguments, and the verb's name
+        with _one_line_usage():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_usage() -> Iterator[None]:
+    try:
+        yield
+    except _UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `composer datasets` alone: its help, as asked
+            raise
+        command = e.ctx.command_path if e.ctx is not None else "composer"
+        raise UserError(f"{e.format_message().rstrip('.')}: see {command} --help") from None
+
+
+app = typer.Typer(cls=_OneLineUsage, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train an LSTM on a MIDI corpus on Ray and fetch the music it writes.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets in the store: list, show, import, migrate.")
 app.add_typer(datasets_app, name="datasets")
@@ -65,6 +99,11 @@ def _private_home(folder: Path) -> None:
     except OSError as e:
         raise UserError(f"cannot make {folder} a private folder ({e.strerror}): set COMPOSER_HOME to a folder "
                         "you own, or give --store") from None
+
+
+def _count(n: int, thing: str) -> str:
+    """`1 sample`, `2 samples`."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def _augment(text: str) -> str:
@@ -551,6 +590,8 @@ def cancel(job: str, address: AddressOpt = None,
     """Stop a running job (and wait until it has stopped)."""
     from service.client import jobs
 
+    if not 0 <= timeout < math.inf:  # typer reads "nan" and "inf" as floats
+        raise UserError(f"--timeout must be a finite number of seconds, 0 or more, got {timeout}")
     if not jobs.cancel(_job(job), address):
         out.print(f"{job}: already finished")
         return
@@ -607,23 +648,26 @@ def generate(
     sheet_music: Annotated[bool, typer.Option("--sheet-music/--no-sheet-music",
                                               help="Also write .musicxml, .svg and .png")] = True,
     audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Also write .ogg audio (piano)")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace the files of an earlier generate in --out")]
+    = False,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
-    from service.client import quiet_tensorflow
+    from service.client import generate_out, quiet_tensorflow
     from service.model import provenance
     from service.model.generate import check_request, generate_from_model_dir
     from service.music.sampling import Sampling
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
+    generate_out.prepare(out_dir, force)
     out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in jobs: TensorFlow's errors only, once it has loaded
     quiet_tensorflow.load()
     paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio,
                                     composer)
-    out.print(f"wrote {len(paths)} samples to {out_dir}/: open {out_dir / 'report.html'} to hear and see them "
-              "(report.json has the settings and quality)")
+    out.print(f"wrote {_count(len(paths), 'sample')} to {out_dir}/: open {out_dir / 'report.html'} to hear and see "
+              "them (report.json has the settings and quality)")
 
 
 @datasets_app.command("list")
@@ -658,7 +702,7 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
     from service.storage import datasets
 
     info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
-    out.print(f"imported {info.files} files as dataset {info.name} ({info.shards} shards)")
+    out.print(f"imported {_count(info.files, 'file')} as dataset {info.name} ({_count(info.shards, 'shard')})")
 
 
 @datasets_app.command("migrate")

@@ -349,6 +349,9 @@ def cancel(job_id: str, address: str | None) -> bool:
     try:
         return bool(client.stop_job(job_id))
     except RuntimeError as e:
+        if "status code 404" in str(e):  # Ray's answer for a job it never ran
+            raise UserError(f"cannot cancel {job_id}: the cluster at {cluster.address} has no such job: see "
+                            "composer list") from None
         raise UserError(f"cannot cancel {job_id}: {str(e).splitlines()[0]}") from None
 
 

@@ -61,6 +61,8 @@ _DEFAULTS = JobSpec(job_id="x", dataset="x", store="x")
 
 def check_range(name: str, low: float, high: float) -> None:
     option = f"--{name.replace('_', '-')}"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UserError(f"--random {option[2:]}={low:g}..{high:g}: both ends must be finite numbers")
     if not low < high:
         raise UserError(f"--random {option[2:]}={low:g}..{high:g}: the low end must be below the high end")
     if name in RATES and low <= 0:
@@ -97,8 +99,8 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
         raise UserError(f"unknown --scheduler {scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
     if max_concurrent < 1:
         raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    if time_budget is not None and time_budget <= 0:
-        raise UserError(f"--time-budget must be above 0 seconds, got {time_budget:g}")
+    if time_budget is not None and not 0 < time_budget < math.inf:
+        raise UserError(f"--time-budget must be a finite number of seconds above 0, got {time_budget:g}")
     sweep_id = new_sweep_id()
     names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
     specs = []

@@ -5,6 +5,7 @@ Pure numpy over a batch of rows, so it is cheap to test and independent of the m
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,11 +21,12 @@ class Sampling:
     greedy: bool = False
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise UserError(f"--temperature must be above 0, got {self.temperature}")
+        # `not x > 0` and `not x <= 1`: NaN fails them; typer reads "nan" and "inf" as floats.
+        if not 0 < self.temperature < math.inf:
+            raise UserError(f"--temperature must be a finite number above 0, got {self.temperature}")
         if self.top_k < 0:
             raise UserError(f"--top-k must be 0 (off) or more, got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
+        if not 0.0 < self.top_p <= 1.0:  # NaN fails it too
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
 
     def describe(self) -> dict:
