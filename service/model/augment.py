@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import UserError
-from service.music.transpose import MAX_TIME_SHIFT, shift_tables, time_shift_steps
+from service.music.transpose import MAX_TIME_SHIFT, augmentation_in_words, shift_tables, time_shift_steps
 
 DEFAULT = "transpose,stretch"
 CHOICES = ("none", "transpose", "stretch", "transpose,stretch")
@@ -111,15 +111,7 @@ def report(text: str, vocab: list[str]) -> dict:
 def describe(text: str, vocab: list[str]) -> str:
     """One line for the workers' log: what the training windows get."""
     done = used(text, vocab)
-    return in_words(done.transpose, done.stretch)
-
-
-def in_words(transpose: int, stretch: float) -> str:
-    """What training windows transposed up to `transpose` semitones and stretched by up to `stretch` get,
-    in words (the workers' log, the page's settings)."""
-    parts = ([f"transposed up to {transpose} semitones down or up"] if transpose else []) + (
-        [f"stretched in time by up to {stretch:.0%}"] if stretch else [])
-    return " and ".join(parts) or "none"
+    return augmentation_in_words(done.transpose, done.stretch)
 
 
 def draw(seed: int, step: int, batch: int, settings: Augmentation) -> tuple[np.ndarray, np.ndarray]:

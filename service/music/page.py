@@ -237,11 +237,11 @@ def _device(value: Any) -> str | None:
 
 def _augmentation(value: Any) -> str | None:
     """report.json's `augment` (what the training windows got) as one cell."""
-    from service.model.augment import in_words
+    from service.music.transpose import augmentation_in_words
 
     if not isinstance(value, dict):
         return None
-    return in_words(value.get("transpose_semitones") or 0, value.get("time_stretch") or 0.0)
+    return augmentation_in_words(value.get("transpose_semitones") or 0, value.get("time_stretch") or 0.0)
 
 
 def _table(caption: str, rows: list[tuple[str, str]]) -> str:

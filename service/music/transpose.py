@@ -89,3 +89,11 @@ def shift_tables(vocab: list[str], max_shift: int) -> np.ndarray:
 def time_shift_steps(vocab: list[str]) -> np.ndarray:
     """For each token id, the k of `TimeShift_<k>` (steps of 10 ms), 0 for every other token."""
     return np.array([int(m.group(1)) if (m := _TIME_SHIFT.match(t)) else 0 for t in vocab], dtype=np.int32)
+
+
+def augmentation_in_words(transpose: int, stretch: float) -> str:
+    """What training windows transposed up to `transpose` semitones and stretched by up to `stretch`
+    get, in words (the workers' log, the page's settings)."""
+    parts = ([f"transposed up to {transpose} semitones down or up"] if transpose else []) + (
+        [f"stretched in time by up to {stretch:.0%}"] if stretch else [])
+    return " and ".join(parts) or "none"
