@@ -97,6 +97,8 @@ def env(tmp_path):
         (["generate", "--model", "/tmp", "--out", "x", "--samples", "0"],
          ["Invalid value for '--samples'", "greater than or equal to 1", "see composer generate --help"]),
         (["generate", "--model", "/tmp"], ["Missing option '--out'", "see composer generate --help"]),
+        (["generate", "--model", "/tmp", "--out", "x", "--samples"],
+         ["'--samples' requires an argument", "see composer generate --help"]),
         (["submit", "--frobnicate"], ["No such option: --frobnicate", "see composer submit --help"]),
         (["frobnicate"], ["No such command 'frobnicate'", "see composer --help"]),
         (["datasets", "show"], ["Missing argument", "see composer datasets show --help"]),

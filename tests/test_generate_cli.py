@@ -183,9 +183,10 @@ def test_a_damaged_reference_is_one_line(pulled, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-def test_generate_never_mixes_its_files_with_an_earlier_runs(pulled, tmp_path):
-    """A folder holding an earlier run's files is refused before the model loads, and left as it was;
-    --force removes those files first, so a smaller run (fewer samples, no audio) leaves none of them."""
+def test_generate_never_mixes_its_pieces_with_an_earlier_runs(pulled, tmp_path):
+    """A folder holding generated pieces is refused before the model loads, and left as it was; --force
+    removes those pieces first (only those), so a smaller run (fewer samples, no audio) leaves none of
+    them. A pulled job's folder (its pieces in samples/) is an --out as README shows."""
     folder, _ = pulled
     model, out = str(folder / "model"), tmp_path / "out"
     a_file = tmp_path / "a-file"
@@ -197,12 +198,14 @@ def test_generate_never_mixes_its_files_with_an_earlier_runs(pulled, tmp_path):
     first = run_cli("generate", "--model", model, "--out", str(out), "--samples", "2", "--length", NOTES,
                     "--no-sheet-music")
     assert first.returncode == 0, first.stderr[-3000:]
-    (out / "notes.txt").write_text("the user's own file")
+    for own in ("notes.txt", "sample-notes.txt"):
+        (out / own).write_text("the user's own file")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert {"sample-02.mid", "sample-01.ogg", "report.json"} <= set(before)
+    generated = [name for name in before if name.startswith(("sample-0", "greedy-0"))]
+    assert {"sample-02.mid", "sample-01.ogg", "greedy-02.roll.png"} <= set(generated)
 
     again = run_cli("generate", "--model", model, "--out", str(out), "--samples", "1", "--length", NOTES)
-    line = assert_one_line_error(again, 2, f"--out {out} already holds {len(before) - 1} generated file(s)",
+    line = assert_one_line_error(again, 2, f"--out {out} already holds {len(generated)} file(s) of generated pieces",
                                  "add --force")
     assert again.stdout == "" and {p.name: p.read_bytes() for p in out.iterdir()} == before, line
 
@@ -212,6 +215,13 @@ def test_generate_never_mixes_its_files_with_an_earlier_runs(pulled, tmp_path):
     assert "wrote 1 sample to" in forced.stdout
     assert sorted(p.name for p in out.iterdir()) == ["greedy-01.mid", "greedy-01.roll.png", "loss.png", "notes.txt",
                                                      "report.html", "report.json", "sample-01.mid",
-                                                     "sample-01.roll.png"]
-    assert (out / "notes.txt").read_text() == "the user's own file"
+                                                     "sample-01.roll.png", "sample-notes.txt"]
+    assert (out / "sample-notes.txt").read_text() == "the user's own file"
     assert json.loads((out / "report.json").read_text())["samples"] == ["sample-01.mid"]
+
+    job = tmp_path / "job"
+    shutil.copytree(folder, job)
+    into_job = run_cli("generate", "--model", str(job / "model"), "--out", str(job), "--samples", "1", "--length",
+                       NOTES, "--no-audio", "--no-sheet-music")
+    assert into_job.returncode == 0, into_job.stderr[-3000:]
+    assert (job / "sample-01.mid").is_file() and (job / "samples" / "sample-01.mid").is_file()

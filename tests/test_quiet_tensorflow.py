@@ -36,7 +36,7 @@ def _run(code: str, *path: Path) -> subprocess.CompletedProcess:
     """`code` in a new Python process (the installed composer), with `path` first on its sys.path."""
     env_path = ":".join(str(p) for p in path)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, cwd=path[0] if path else "/")
 
 
 def _write_lines() -> str:
@@ -105,5 +105,5 @@ def test_a_process_without_stderr_loads_as_well(tmp_path):
     code = "from service.client import quiet_tensorflow as q; print(q.load().__name__)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=False, stdout=subprocess.PIPE, text=True,
                           timeout=60, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-                          preexec_fn=lambda: os.close(2))  # started as `2>&-` starts it
+                          cwd=tmp_path, preexec_fn=lambda: os.close(2))  # started as `2>&-` starts it
     assert proc.returncode == 0 and proc.stdout == "tensorflow\n"

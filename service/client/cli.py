@@ -34,22 +34,27 @@ class _OneLineUsage(TyperGroup):
     usage and the message framed over several lines."""
 
     def make_context(self, *args, **kwargs):  # `composer`'s own options
-        with _one_line_usage():
+        with _one_line_usage(None):
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: typer.Context):  # a verb's options and arguments, and the verb's name
-        with _one_line_usage():
+        with _one_line_usage(ctx):
             return super().invoke(ctx)
 
 
 @contextmanager
-def _one_line_usage() -> Iterator[None]:
+def _one_line_usage(ctx: typer.Context | None) -> Iterator[None]:
     try:
         yield
     except _UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # `composer datasets` alone: its help, as asked
             raise
-        command = e.ctx.command_path if e.ctx is not None else "composer"
+        if e.ctx is not None:
+            command = e.ctx.command_path
+        elif ctx is not None and ctx.invoked_subcommand:  # an option missing its value: the error has no context
+            command = f"{ctx.command_path} {ctx.invoked_subcommand}"
+        else:
+            command = "composer"
         raise UserError(f"{e.format_message().rstrip('.')}: see {command} --help") from None
 
 
@@ -659,11 +664,14 @@ def generate(
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
-    generate_out.prepare(out_dir, force)
+    generate_out.check(out_dir, force)
     out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in jobs: TensorFlow's errors only, once it has loaded
-    quiet_tensorflow.load()
+    if not _debug["on"]:  # --debug: every line TensorFlow writes, as it writes them
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in jobs: its errors only, once it has loaded
+        quiet_tensorflow.load()
+    if force:
+        generate_out.clear(out_dir)  # the earlier pieces, once TensorFlow has loaded
     paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio,
                                     composer)
     out.print(f"wrote {_count(len(paths), 'sample')} to {out_dir}/: open {out_dir / 'report.html'} to hear and see "

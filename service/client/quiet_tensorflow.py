@@ -11,7 +11,9 @@ They come through absl before TensorFlow reads TF_CPP_MIN_LOG_LEVEL, so that var
 them, and none of them is a problem: they are absl's information and warning lines, and the note
 that a machine without an NVIDIA driver has no GPU. `load()` holds what reaches descriptor 2 while
 TensorFlow loads and finds its devices (the two steps that write them), then writes back every
-line but those, so that a real failure still shows. Jobs keep TensorFlow's own lines in their logs.
+line but those, so that a real failure still shows. A crash inside the import (an abort) would take
+the held lines with it: `composer --debug generate` loads TensorFlow as it is, every line shown as
+written. Jobs keep TensorFlow's own lines in their logs.
 """
 
 from __future__ import annotations
@@ -43,15 +45,21 @@ def is_chatter(line: str) -> bool:
 @contextmanager
 def held_stderr() -> Iterator[list[str]]:
     """What the process writes to file descriptor 2 meanwhile (C++ libraries included), as lines
-    filled in when the block ends; nothing of it reaches the terminal."""
+    filled in when the block ends; nothing of it reaches the terminal. Nothing is held where no
+    temporary file can be made or there is no descriptor 2 (`2>&-`)."""
     lines: list[str] = []
     _flush()
     try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (`2>&-`): nothing reaches a terminal anyway
+        held = tempfile.TemporaryFile()
+    except OSError:
         yield lines
         return
-    with tempfile.TemporaryFile() as held:
+    with held:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield lines
+            return
         os.dup2(held.fileno(), 2)
         try:
             yield lines
