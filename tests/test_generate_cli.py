@@ -11,6 +11,7 @@ model folder from before jobs kept the reference still generates, without the tr
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -87,6 +88,17 @@ def _generate(model: Path, out: Path, *extra: str) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     # TensorFlow's start-up lines (absl's, oneDNN's, "cuInit" without an NVIDIA driver) stay off the terminal
     assert not any(word in proc.stderr for word in ("absl", "oneDNN", "cuda", "cuInit")), proc.stderr[-3000:]
+    # Off a terminal, a timestamped line a stage on stderr (client/generate_progress.py), none a step
+    audio, sheet, greedy = "--no-audio" not in extra, "--no-sheet-music" not in extra, "--greedy" not in extra
+    expected = ([f"sampling 2 pieces of {NOTES} notes"] + ["engraving 2 pieces as sheet music"] * sheet
+                + ["rendering the audio of 2 pieces"] * audio
+                + [f"greedy pieces (the paper's argmax), {NOTES} notes each"] * greedy
+                + ["rendering the audio of the 2 greedy pieces"] * (audio and greedy)
+                + ["measuring the pieces and writing the report"])
+    stages = [line.split(" generate: ", 1) for line in proc.stderr.splitlines() if " generate: " in line]
+    assert [text for _, text in stages] == expected, proc.stderr[-3000:]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp) for stamp, _ in stages)
+    assert proc.stdout.strip().splitlines()[-1].startswith("wrote 2 samples to ")  # stdout: the result only
     assert (out / "report.html").is_file()
     return json.loads((out / "report.json").read_text())
 

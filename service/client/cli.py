@@ -106,11 +106,6 @@ def _private_home(folder: Path) -> None:
                         "you own, or give --store") from None
 
 
-def _count(n: int, thing: str) -> str:
-    """`1 sample`, `2 samples`."""
-    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
-
-
 def _augment(text: str) -> str:
     """--augment in its stored spelling (refused in one line naming the choices before anything happens)."""
     from service.model.augment import canonical
@@ -657,10 +652,11 @@ def generate(
     = False,
 ) -> None:
     """Sample new pieces locally from a pulled model."""
-    from service.client import generate_out, quiet_tensorflow
+    from service.client import generate_out, generate_progress, quiet_tensorflow
     from service.model import provenance
     from service.model.generate import check_request, generate_from_model_dir
     from service.music.sampling import Sampling
+    from service.storage.joblog import count
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
@@ -672,9 +668,13 @@ def generate(
         quiet_tensorflow.load()
     if force:
         generate_out.clear(out_dir)  # the earlier pieces, once TensorFlow has loaded
-    paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music, audio,
-                                    composer)
-    out.print(f"wrote {_count(len(paths), 'sample')} to {out_dir}/: open {out_dir / 'report.html'} to hear and see "
+    shown = generate_progress.shown(err, samples)  # on stderr: a live line on a terminal, else a line a stage
+    try:
+        paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music,
+                                        audio, composer, shown)
+    finally:
+        shown.close()
+    out.print(f"wrote {count(len(paths), 'sample')} to {out_dir}/: open {out_dir / 'report.html'} to hear and see "
               "them (report.json has the settings and quality)")
 
 
@@ -708,9 +708,10 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
 def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: MaxSizeOpt = None) -> None:
     """Upload a folder or zip of MIDI files to the store as dataset NAME (streamed, all or nothing)."""
     from service.storage import datasets
+    from service.storage.joblog import count
 
     info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
-    out.print(f"imported {_count(info.files, 'file')} as dataset {info.name} ({_count(info.shards, 'shard')})")
+    out.print(f"imported {count(info.files, 'file')} as dataset {info.name} ({count(info.shards, 'shard')})")
 
 
 @datasets_app.command("migrate")

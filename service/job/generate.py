@@ -11,6 +11,7 @@ import numpy as np
 
 from service.job.context import JobRun
 from service.storage import corpus as corpora
+from service.storage.joblog import count
 
 if TYPE_CHECKING:
     from service.model.generate import CorpusReference
@@ -24,7 +25,7 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     from service.music.beat import on_transcription_clock
 
     spec, out = job.spec, job.work / "out"
-    job.phase("generate", f"generating {spec.samples} samples")
+    job.phase("generate", f"generating {count(spec.samples, 'sample')}")
     model = job.best_model(corpus)
     rng = np.random.default_rng(spec.seed)
     table = job.composer_table(corpus)  # None unless conditioned on composers
@@ -44,7 +45,8 @@ def run(job: JobRun, corpus: corpora.Corpus) -> dict:
     pieces = generate_pieces(trained, primers, spec.sample_length, spec.sampling(), rng, out / "samples",
                              beat=on_transcription_clock(reference.evaluation.meter, spec.scheme))
     sampled = pieces.sampled
-    job.say(f"wrote {len(sampled.paths)} samples of {spec.sample_length} notes in {sampled.seconds:.2f} s "
+    job.say(f"wrote {count(len(sampled.paths), 'sample')} of {spec.sample_length} notes in "
+            f"{sampled.seconds:.2f} s "
             f"({sampled.ms_per_step:.2f} ms per step for the batch), with their audio (OGG), engraved as MusicXML, "
             "SVG and PNG, and as many greedy pieces from the same primers"
             + ("" if sampled.composers is None else f"; composers {', '.join(sampled.composers)}"))

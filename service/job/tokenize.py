@@ -21,6 +21,7 @@ from service.job.context import JobRun
 from service.job.dataset import Selection
 from service.storage import corpus as corpora
 from service.storage import datasets, jobstate, shards
+from service.storage.joblog import count
 
 
 def from_cache(job: JobRun, digest: str) -> corpora.Corpus | None:
@@ -45,7 +46,7 @@ def run(job: JobRun, selection: Selection) -> corpora.Corpus:
         cached = from_cache(job, selection.info.digest)
         if cached is not None:
             return cached
-    job.phase("tokenize", f"tokenizing {selection.count} files ({job.spec.scheme})")
+    job.phase("tokenize", f"tokenizing {count(selection.count, 'file')} ({job.spec.scheme})")
     if selection.index is not None:
         key = _cache_key(job, selection.info.digest)
         corpus, record = _from_shards(job, selection, corpora.cache_location(key))
@@ -76,7 +77,8 @@ def _commit(job: JobRun, corpus: corpora.Corpus, record: corpora.TokensRecord) -
     corpora.save_record(job.store, spec.job_id, record)
     jobstate.update(job.store, spec.job_id, job.run_id, token_cache=record.cache)
     seconds = ", ".join(f"{phase} {s:.2f} s" for phase, s in record.seconds.items())
-    job.say(f"{len(corpus.tokens)} tokens, {corpus.pieces} pieces, vocabulary {len(corpus.vocab)} ({seconds})")
+    job.say(f"{len(corpus.tokens)} tokens, {count(corpus.pieces, 'piece')}, vocabulary {len(corpus.vocab)} "
+            f"({seconds})")
     return corpus
 
 

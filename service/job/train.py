@@ -26,7 +26,7 @@ from service.model.architecture import architecture_for
 from service.spec import JobSpec
 from service.storage import corpus as corpora
 from service.storage import jobstate
-from service.storage.joblog import JobLog
+from service.storage.joblog import JobLog, count
 from service.storage.store import Store, open_store
 
 
@@ -306,7 +306,7 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     spec, store, run_id = job.spec, job.store, job.run_id
     # The phase first: importing Ray Train's TensorFlow part loads TensorFlow (about 4 s), which is
     # training's time, not the tokens' (a token-cache hit's tokenize phase took 4 s, not 0.01).
-    job.phase("train", f"training on {spec.workers} workers")
+    job.phase("train", f"training on {count(spec.workers, 'worker')}")
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer

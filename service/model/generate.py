@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,16 @@ PRIMER_COMPOSERS_FILE = "primer-composers.npy"  # a composer-conditioned model's
 # column and distributions the quality is measured against, and the training loss curve.
 REFERENCE_FILE = "reference.json"
 LOSS_FILE = "loss.png"
+
+# Told what a generation is doing, for `composer generate` to show (client/generate_progress.py): a stage
+# ("sampling", "greedy", "engraving", "audio", "greedy-audio", "measuring") and how far it is, as (done,
+# total): notes of the row furthest behind while sampling, else pieces; total 0 where there is nothing to
+# count. Called at every decoding step: it must be cheap.
+Progress = Callable[[str, int, int], None]
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    """The job's: its log has phases, not steps."""
 
 
 @dataclass
@@ -170,7 +181,7 @@ def banned_for_key(model: ModelInfo, key: int) -> np.ndarray:
 
 
 def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling, rng: np.random.Generator,
-           banned: np.ndarray | None = None) -> list[np.ndarray]:
+           banned: np.ndarray | None = None, progress: Progress = _quiet, stage: str = "sampling") -> list[np.ndarray]:
     """Continue each primer row until it has written `notes` notes; returns each row's new token ids.
 
     Every row is a stream that decodes strictly on its own: for the remi and performance schemes
@@ -179,7 +190,8 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     it; a performance row strikes its notes, then releases them all); for notes-chords, where every token is a
     note or a chord, tokens with more notes than a row has left are masked. The masks are numpy
     (and, for the grammar, four native calls per step for the whole batch: allowed, push, notes,
-    can_end): no framework call is added to a step."""
+    can_end): no framework call is added to a step. `progress` is told the notes of the row furthest
+    behind at every step, as `stage`."""
     keys, who = model.keys_for(primers), model.composers_for(primers)
     rows = len(primers.tokens)
     grammar = grammar_for(model.vocab, model.scheme, rows, notes, key_first=keys is not None)
@@ -196,6 +208,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
     out: list[list[int]] = [[] for _ in range(rows)]
     length = np.zeros(rows, dtype=np.int64)  # tokens in each row so far
     whole = np.zeros(rows, dtype=np.int64)  # each row's length when it last could end (after a note)
+    progress(stage, 0, notes)
     logits = model.decoder.run(primers.tokens, keys, who)
     # A note takes 4 tokens (Position, Pitch, Velocity, Duration), and the grammar allows at most two
     # empty bars (a TimeSig and a Bar each) before one: the cap is never reached by a remi stream. A
@@ -221,6 +234,7 @@ def sample(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling
         if grammar is not None:
             whole = np.where(~done & grammar.can_end(), length, whole)
         done |= written >= notes
+        progress(stage, min(int(written.min()), notes), notes)
         if done.all():
             break
         logits = model.decoder.step(chosen, keys, who)
@@ -281,13 +295,14 @@ class Generated:
 
 def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling, rng: np.random.Generator,
              out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
-             prefix: str = "sample", audio: bool = True, beat: bool = False) -> Generated:
+             prefix: str = "sample", audio: bool = True, beat: bool = False, progress: Progress = _quiet) -> Generated:
     """The one generation path, for the job's samples and for `composer generate`: continue each primer
     row by `notes` notes, write one MIDI file per row (PREFIX-NN.mid), its audio (PREFIX-NN.ogg)
     and its engraving when asked (with `beat`, on the beat estimated from its onsets: a corpus on a
     transcription clock; service/music/beat.py)."""
     started = time.monotonic()
-    tokens = sample(model, primers, notes, sampling, rng, banned)
+    stage = "greedy" if prefix == "greedy" else "sampling"
+    tokens = sample(model, primers, notes, sampling, rng, banned, progress, stage)
     seconds = time.monotonic() - started
     keys = model.keys_for(primers)
     paths = write_midi(model, tokens, out, prefix=prefix, keys=keys)
@@ -295,10 +310,11 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
         from service.music.render import render_sample
 
         for row, path in enumerate(paths):
+            progress("engraving", row, len(paths))
             render_sample(path, title=f"{model.spec.job_id}: {path.stem}",
                           key=None if keys is None else int(keys[row]), beat=beat)
     if audio:
-        write_audio(paths)
+        write_audio(paths, progress, "greedy-audio" if prefix == "greedy" else "audio")
     who = model.composers_for(primers)
     return Generated(paths, tokens, keys, seconds, None if who is None else [model.composers.names[i] for i in who])
 
@@ -374,24 +390,26 @@ class Pieces:
 
 def generate_pieces(model: TrainedModel, primers: Primers, notes: int, sampling: Sampling,
                     rng: np.random.Generator, out: Path, banned: np.ndarray | None = None, sheet_music: bool = True,
-                    audio: bool = True, beat: bool = False) -> Pieces:
+                    audio: bool = True, beat: bool = False, progress: Progress = _quiet) -> Pieces:
     """The job's and `composer generate`'s pieces: `generate` with the sampling asked for (sample-NN),
     then greedy argmax from the same primers (greedy-NN, audio but no score) to compare with."""
-    sampled = generate(model, primers, notes, sampling, rng, out, banned, sheet_music, audio=audio, beat=beat)
+    sampled = generate(model, primers, notes, sampling, rng, out, banned, sheet_music, audio=audio, beat=beat,
+                       progress=progress)
     greedy = None
     if not sampling.greedy:
         greedy = generate(model, primers, notes, Sampling(greedy=True), rng, out, banned, sheet_music=False,
-                          prefix="greedy", audio=audio)
+                          prefix="greedy", audio=audio, progress=progress)
     return Pieces(sampled, greedy)
 
 
-def write_audio(paths: list[Path]) -> list[Path]:
+def write_audio(paths: list[Path], progress: Progress = _quiet, stage: str = "audio") -> list[Path]:
     """PREFIX-NN.ogg beside each MIDI file that has notes (a piece without any has nothing to hear)."""
     import fastparse
     from service.music.audio import render
 
     written = []
-    for path in paths:
+    for done, path in enumerate(paths):
+        progress(stage, done, len(paths))
         if len(fastparse.read_notes(path)):
             render(path, path.with_suffix(".ogg"))
             written.append(path.with_suffix(".ogg"))
@@ -433,10 +451,12 @@ def check_request(model_dir: Path, samples: int, primer: Path | None = None, key
 
 def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
                             primer: Path | None = None, key: str | None = None, sheet_music: bool = True,
-                            audio: bool = True, composer: str | None = None) -> list[Path]:
+                            audio: bool = True, composer: str | None = None,
+                            progress: Progress = _quiet) -> list[Path]:
     """`composer generate`: sample from a pulled model into `out`, with greedy pieces from the same
     primers, report.json (settings and quality, against the job's corpus reference when the model
-    folder has one) and report.html (the page to hear and see them, with the job's loss curve)."""
+    folder has one) and report.html (the page to hear and see them, with the job's loss curve);
+    `progress` is told each stage."""
     from service.model.report import write_report
     from service.music.beat import on_transcription_clock
 
@@ -448,7 +468,8 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index, who)
     # A corpus on a transcription clock (GiantMIDI-Piano's fixed 120 bpm): samples engraved on their own beat.
     beat = corpus is not None and on_transcription_clock(corpus.evaluation.meter, info.scheme)
-    pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat)
+    pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat, progress)
+    progress("measuring", 0, 0)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
                 "primer": str(primer) if primer else "random training window", "key": key, "composer": composer,
                 "decoder": "stateful, batched", "ms_per_step": pieces.sampled.ms_per_step}

@@ -24,6 +24,11 @@ LOGS = "logs"
 _SOURCE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
+def count(n: int, thing: str) -> str:
+    """`1 sample`, `2 samples`: a count in a log line (the job's and the CLI's)."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
 def _key(job_id: str, source: str) -> str:
     if not _SOURCE.fullmatch(source):
         raise ValueError(f"invalid log source {source!r}")
