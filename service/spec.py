@@ -32,6 +32,7 @@ PRESETS: dict[str, dict[str, object]] = {
 
 
 MAX_STORE_TIMEOUT = 86_400.0  # a day: past that a store is not coming back for this job
+MAX_SEED = 2**32 - 1  # the seeds Keras (keras.utils.set_random_seed) and NumPy's legacy generator take
 MAX_TEST_SHARE = 0.5  # a larger held-out share would leave less to train on than to test
 CONDITIONS = ("none", "composer")  # --condition
 # The networks' names, which model/architecture.py registers (a test keeps the two equal): named here so
@@ -168,6 +169,8 @@ def validate(spec: JobSpec) -> None:
             raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(spec, name)}")
     if spec.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {spec.patience}")
+    if not 0 <= spec.seed <= MAX_SEED:  # Keras's set_random_seed takes no other (the job would fail in training)
+        raise UserError(f"--seed must be 0 to {MAX_SEED}, got {spec.seed}")
     if spec.steps_per_epoch is not None and spec.steps_per_epoch < 1:
         raise UserError(f"--steps-per-epoch must be at least 1, got {spec.steps_per_epoch}")
     if spec.autoscale_wait < 0:

@@ -103,6 +103,11 @@ def env(tmp_path):
         (["frobnicate"], ["No such command 'frobnicate'", "see composer --help"]),
         (["datasets", "show"], ["Missing argument", "see composer datasets show --help"]),
         (["datasets", "show", "nope"], ["no dataset 'nope'"]),
+        (["datasets", "show", "../x"], ["invalid dataset name '../x'", "beginning with a letter or digit"]),
+        # Keras takes seeds 0 to 2**32 - 1 only: refused before the job, not by a worker in training
+        (["submit", "--dataset", "bach", "--seed", "-1"], ["--seed must be 0 to 4294967295, got -1"]),
+        (["sweep", "--dataset", "bach", "--grid", "seed=1,4294967296"], ["--seed must be 0 to 4294967295"]),
+        (["generate", "--model", "/tmp", "--out", "x", "--seed", "-1"], ["Invalid value for '--seed'"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(env, args, fragments):
@@ -156,6 +161,8 @@ def test_import_never_overwrites_a_stored_dataset(env, five_files, shared_midi):
     assert json.loads(run_cli("datasets", "show", "mine", env=env).stdout) == shown
     listed = json.loads(run_cli("datasets", "list", "--json", env=env).stdout)
     assert [d["name"] for d in listed["stored"]] == ["mine"] and "bach" in listed["builtin"]
+    builtin = run_cli("datasets", "show", "bach", env=env)  # listed, so shown: what it is, not "no dataset"
+    assert builtin.returncode == 0 and json.loads(builtin.stdout)["builtin"] is True, builtin.stderr
 
 
 def test_pull_of_a_damaged_file_fails_and_says_so(env, tmp_path):

@@ -640,7 +640,7 @@ def generate(
     = False,
     primer: Annotated[Path | None, typer.Option(help="Continue this MIDI file (default: a random training window)")]
     = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed")] = 0,
     key: Annotated[str | None, typer.Option(help="Write in this key, e.g. 'D minor', 'F# major', 'Bb' "
                                                   "(a model trained with --key-conditioning)")] = None,
     composer: Annotated[str | None, typer.Option(help="Write in this composer's style, e.g. Chopin (a model "
@@ -698,7 +698,10 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
     """One stored dataset's details."""
     from service.storage import datasets
 
-    info = datasets.info(_store(store), name)
+    if name in datasets.BUILTINS:  # not in the store: what it is
+        print(json.dumps({"name": name, "builtin": True, "source": datasets.BUILTINS[name]}, indent=2))
+        return
+    info = datasets.info(_store(store), datasets.valid_name(name))
     if info is None:
         raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
     print(json.dumps(info.__dict__, indent=2))

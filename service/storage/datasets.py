@@ -61,9 +61,10 @@ def prefix(name: str) -> str:
     return f"datasets/{name}"
 
 
-def _valid_name(name: str) -> str:
+def valid_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
-        raise UserError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-'")
+        raise UserError(f"invalid dataset name {name!r}: up to 100 letters, digits, '.', '_' or '-', "
+                        "beginning with a letter or digit")
     return name
 
 
@@ -301,7 +302,7 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
 
 def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> DatasetInfo:
     """`composer datasets import NAME PATH`: refuses to replace an existing dataset."""
-    _valid_name(name)
+    valid_name(name)
     if name in BUILTINS:
         raise UserError(f"{name!r} is a built-in dataset name: choose another name")
     if info(store, name) is not None:
@@ -314,7 +315,7 @@ def migrate(store: Store, name: str) -> DatasetInfo:
     """Repack a dataset of the older one-object-per-file layout into shards under the same name. The
     new shards and index are written beside the old files, dataset.json switches to them in one
     write, and only then are the old files removed: an interruption leaves the dataset readable."""
-    old = info(store, _valid_name(name))
+    old = info(store, valid_name(name))
     if old is None:
         raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
     if old.layout == "shards":
