@@ -99,6 +99,35 @@ def test_a_different_file_in_the_folder_needs_force(published, tmp_path):
     assert snapshot(dest) == FILES
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_link_in_the_folder_never_takes_a_file_outside_it(published, tmp_path, force):
+    """--force replaces files in the folder, never outside it: `samples` here is a link to another folder."""
+    _, store_dir = published
+    dest, elsewhere = tmp_path / "dest", tmp_path / "elsewhere"
+    dest.mkdir()
+    elsewhere.mkdir()
+    (dest / "samples").symlink_to(elsewhere)
+    from service.errors import JobFailed
+
+    with pytest.raises(JobFailed, match="names a path outside the target directory: samples/sample-0"):
+        pull(open_store(str(store_dir)), "composer-done", dest, force=force)
+    assert not any(elsewhere.iterdir()) and snapshot(dest) == {}
+
+
+def test_curves_that_grew_since_an_earlier_pull_are_not_a_different_file(tmp_path):
+    """A running trial's curves gain an epoch at a time (`pull SWEEP` again); a user's own file is different."""
+    from service.storage.manifest import Staged
+
+    dest, staging = tmp_path / "t01", tmp_path / ".t01.pull-t01"
+    for folder, text in ((dest, '{"epoch": 1}\n'), (staging, '{"epoch": 1}\n{"epoch": 2}\n')):
+        folder.mkdir()
+        (folder / "metrics.jsonl").write_text(text)
+    assert Staged(dest, staging, ["metrics.jsonl"], grows=True).differing() == []
+    assert Staged(dest, staging, ["metrics.jsonl"]).differing() == ["metrics.jsonl"]  # a job's files do not grow
+    (dest / "metrics.jsonl").write_text("mine\n")
+    assert Staged(dest, staging, ["metrics.jsonl"], grows=True).differing() == ["metrics.jsonl"]
+
+
 def test_a_local_store_copy_is_atomic(tmp_path, small_disk):
     """A copy that fails half way (a full disk) leaves the file that was there whole, and no debris."""
     store = open_store(str(tmp_path / "store"))

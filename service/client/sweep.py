@@ -20,7 +20,7 @@ from service.client import jobs
 from service.errors import UserError
 from service.model import cost
 from service.spec import JobSpec, build_spec
-from service.storage import jobstate
+from service.storage import jobstate, manifest
 from service.storage.store import Store
 from service.storage.sweepstate import Sweep, SweepStatus
 
@@ -148,24 +148,56 @@ def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
 
 
 def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str]:
-    """Every trial into to/<trial>/: a published trial whole (jobs.pull: checksums, all or nothing), any
-    other its curves as far as it trained (tensorboard/, metrics.jsonl), so `tensorboard --logdir to` shows
-    every trial side by side. Returns the paths written, relative to `to`."""
+    """Every trial into to/<trial>/: a published trial whole (its MANIFEST's checksums), any other its
+    curves as far as it trained (tensorboard/, metrics.jsonl), so `tensorboard --logdir to` shows every
+    trial side by side. All or nothing, as a job's pull: every trial is staged beside its folder first,
+    and a different file already there (in any trial's folder) is replaced only with `force`; an earlier
+    pull's curves of a trial still training are brought up to date. Returns the paths written, relative
+    to `to`."""
+    if to.exists() and not to.is_dir():
+        raise UserError(f"--to {to} is a file, not a folder")
+    trials = [(trial["job_id"], to / trial["job_id"]) for trial in Sweep.load(store, sweep_id).trials]
+    for _, dest in trials:
+        if dest.exists() and not dest.is_dir():
+            raise UserError(f"{dest} is a file, not a folder: pull into another folder")
+    published = {job_id for job_id, _ in trials if jobstate.published(store, job_id)}
+    staged: list[manifest.Staged] = []
+    try:
+        # The curves of the unpublished trials (no checksums to compare against: staged, then compared),
+        # and what the published ones would replace (by their manifests, before anything is fetched).
+        for job_id, dest in trials:
+            if job_id not in published:
+                staged.append(_stage_curves(store, job_id, dest))
+        differing = [f"{s.dest.name}/{rel}" for s in staged for rel in s.differing()]
+        differing += [f"{dest.name}/{rel}" for job_id, dest in trials if job_id in published
+                      for rel in manifest.differing(store, job_id, dest)]
+        if not force:
+            manifest.refuse_differing(to, differing)
+        for job_id, dest in trials:
+            if job_id in published:
+                staged.append(manifest.stage(store, job_id, dest))
+    except BaseException:
+        for job_id, dest in trials:
+            if job_id not in published:  # a published trial's checked files stay staged for a rerun
+                manifest.Staged(dest, manifest.staging_for(dest, job_id), []).drop()
+        raise
+    return [f"{s.dest.name}/{rel}" for s in staged for rel in s.commit()]
+
+
+def _stage_curves(store: Store, job_id: str, dest: Path) -> manifest.Staged:
+    """An unpublished trial's curves, as far as it trained, downloaded beside its folder."""
     from service.storage.store import NotFound
 
-    written = []
-    for trial in Sweep.load(store, sweep_id).trials:
-        job_id = trial["job_id"]
-        if jobstate.published(store, job_id):
-            written += [f"{job_id}/{rel}" for rel in jobs.pull(store, job_id, to / job_id, force)]
-            continue
-        for name in (jobstate.TENSORBOARD, jobstate.METRICS):
-            try:
-                store.get_file(jobstate.job_key(job_id, name), to / job_id / name)
-            except NotFound:
-                continue  # a trial that never finished an epoch
-            written.append(f"{job_id}/{name}")
-    return written
+    staging = manifest.staging_for(dest, job_id)
+    files = []
+    for name in (jobstate.TENSORBOARD, jobstate.METRICS):
+        try:
+            store.get_file(jobstate.job_key(job_id, name), staging / name)
+        except NotFound:
+            continue  # a trial that never finished an epoch
+        files.append(name)
+    # A running trial's curves grow an epoch at a time: an earlier pull's are brought up to date.
+    return manifest.Staged(dest, staging, files, grows=True)
 
 
 def _trial_state(phase: str, sweep_state: str) -> str:
@@ -189,16 +221,19 @@ def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
     trials = []
     for trial in sweep.trials:
         progress = jobstate.Progress.load(store, trial["job_id"]) or jobstate.Progress(trial["job_id"])
-        spent = cost.of(jobstate.load_spec(store, trial["job_id"]), progress.elapsed())
+        # a trial of a sweep that has ended: its clock stops at its last record (Ray stopped it with the sweep)
+        spent = cost.of(jobstate.load_spec(store, trial["job_id"]),
+                        progress.elapsed(until=progress.updated if ray_state in jobs.TERMINAL else None))
         trials.append({"job_id": trial["job_id"], "options": trial["options"],
                        "state": _trial_state(progress.phase, ray_state), "phase": progress.phase,
-                       "epoch": progress.epoch, "stopped_early": trial["job_id"] in status.stopped_early,
+                       "epoch": progress.epoch, "epochs": progress.epochs,
+                       "stopped_early": trial["job_id"] in status.stopped_early,
                        "best_val_loss": progress.best_val_loss,
                        "nats_per_second": (progress.test or {}).get("nats_per_second"),
                        "device_seconds": spent["device_seconds"], "cost": spent["cost"],
                        "error": progress.error, "message": progress.message})
     priced = [t["cost"] for t in trials if t["cost"] is not None]
-    return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error,
+    return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error, "note": status.note,
             "scheduler": sweep.scheduler, "max_concurrent": sweep.max_concurrent, "trials": trials,
             "best": status.best, "device_seconds": round(sum(t["device_seconds"] for t in trials), 1),
             "cost": round(sum(priced), 4) if priced else None}

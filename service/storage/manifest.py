@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import JobFailed, UserError
@@ -39,25 +40,76 @@ def _same(path: Path, expected: str) -> bool:
     return path.is_file() and sha256_file(path) == expected
 
 
-def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str]:
-    """All of a job's published files into dest, or nothing: returns their relative paths.
+@dataclass
+class Staged:
+    """Files of one job downloaded (and checked) into `staging`, beside `dest`, not yet in it."""
 
-    Files are downloaded into a staging folder beside dest (.<dest>.pull-<job>) and each is checked
-    against MANIFEST.json; only when every one matches do they move into dest. A mismatch names every
-    bad file and leaves dest as it was; the verified files stay staged, so running the pull again
-    fetches only what is still missing. A different file already in dest is replaced only with force.
-    """
+    dest: Path
+    staging: Path
+    files: list[str]  # every file the pull brings, relative to dest (some may be in place already)
+    # The files only grow (a trial's curves: an epoch appended): one in dest that the staged file begins
+    # with is an earlier pull's, brought up to date, not a different file.
+    grows: bool = False
+
+    def differing(self) -> list[str]:
+        """The staged files that would replace a different file in dest."""
+        return sorted(rel for rel in self.files if (self.staging / rel).is_file() and (self.dest / rel).exists()
+                      and not self._same_or_earlier(self.staging / rel, self.dest / rel))
+
+    def _same_or_earlier(self, staged: Path, there: Path) -> bool:
+        if self.grows:
+            return there.is_file() and staged.read_bytes().startswith(there.read_bytes())
+        return sha256_file(staged) == sha256_file(there)
+
+    def commit(self) -> list[str]:
+        """Moves the staged files into dest; returns every file of the pull."""
+        for rel in sorted(self.files):
+            staged = self.staging / rel
+            if staged.is_file():
+                (self.dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, self.dest / rel)
+        self.drop()
+        return sorted(self.files)
+
+    def drop(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def staging_for(dest: Path, job_id: str) -> Path:
+    return dest.parent / f".{dest.name}.pull-{job_id}"
+
+
+def _entries(store: Store, job_id: str, dest: Path) -> dict[str, str]:
+    """A published job's MANIFEST.json (relative path -> sha256), refused where it names a path outside dest
+    (also through a link in dest), with --force or without."""
     entries: dict[str, str] = json.loads(store.get_bytes(job_key(job_id, MANIFEST)))["files"]
     root = dest.resolve()
     for rel in entries:
         if root not in (root / rel).resolve().parents:
             raise JobFailed(f"manifest of {job_id} names a path outside the target directory: {rel}")
-    differing = [rel for rel, sha in entries.items() if (dest / rel).exists() and not _same(dest / rel, sha)]
-    if differing and not force:
+    return entries
+
+
+def differing(store: Store, job_id: str, dest: Path) -> list[str]:
+    """The files of a published job's MANIFEST.json that are in dest with other content (a pull would replace
+    them)."""
+    entries = _entries(store, job_id, dest)
+    return sorted(rel for rel, sha in entries.items() if (dest / rel).exists() and not _same(dest / rel, sha))
+
+
+def refuse_differing(dest: Path, differing: list[str]) -> None:
+    if differing:
         raise UserError(f"{dest} already has {len(differing)} different file(s) the pull would replace: "
                         f"{', '.join(sorted(differing)[:5])}{' ...' if len(differing) > 5 else ''}: "
                         "pull into another folder, or add --force to replace them")
-    staging = dest.parent / f".{dest.name}.pull-{job_id}"
+
+
+def stage(store: Store, job_id: str, dest: Path) -> Staged:
+    """A published job's files downloaded beside dest and each checked against MANIFEST.json (a file already
+    in dest, or staged by an earlier interrupted pull, with the right content is not fetched again). A
+    mismatch names every bad file; the verified files stay staged, so that a rerun fetches only the rest."""
+    entries = _entries(store, job_id, dest)
+    staging = staging_for(dest, job_id)
     bad = []
     for rel, sha in sorted(entries.items()):
         staged = staging / rel
@@ -70,10 +122,18 @@ def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str
     if bad:
         raise JobFailed(f"checksum mismatch in {len(bad)} file(s) of job {job_id} (the stored copies are damaged): "
                         f"{', '.join(bad)}; nothing in {dest} changed")
-    for rel in sorted(entries):
-        staged = staging / rel
-        if staged.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, dest / rel)
-    shutil.rmtree(staging, ignore_errors=True)
-    return sorted(entries)
+    return Staged(dest, staging, sorted(entries))
+
+
+def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str]:
+    """All of a job's published files into dest, or nothing: returns their relative paths.
+
+    Files are downloaded into a staging folder beside dest (.<dest>.pull-<job>) and each is checked
+    against MANIFEST.json; only when every one matches do they move into dest. A mismatch names every
+    bad file and leaves dest as it was; the verified files stay staged, so running the pull again
+    fetches only what is still missing. A different file already in dest is replaced only with force.
+    """
+    replaced = differing(store, job_id, dest)
+    if not force:
+        refuse_differing(dest, replaced)
+    return stage(store, job_id, dest).commit()
