@@ -39,12 +39,19 @@ def env(tmp_path):
         (["submit", "--dataset", "bach", "--instance-type", "p9.huge"],
          ["no price for --instance-type 'p9.huge'", "g5.xlarge", "give --price-per-hour instead"]),
         (["submit", "--dataset", "bach", "--spot"], ["--spot needs --instance-type"]),
-        (["compare", "composer-x"], ["compare needs at least two different runs"]),
+        (["compare", "composer-x"], ["no job 'composer-x' in the store"]),
         (["sweep", "--dataset", "bach", "--grid", "nope=1,2"], ["--grid/--random nope: not an option that sets a job"]),
         (["sweep", "--dataset", "bach", "--grid", "units=abc"], ["Invalid value for '--units'"]),
         (["sweep", "--dataset", "bach", "--grid", "units="], ["give OPTION=V1,V2,... with at least one value"]),
         (["sweep", "--dataset", "bach"], ["a sweep needs --grid OPTION=V1,V2 or --random OPTION=LO..HI"]),
         (["sweep", "--dataset", "bach", "--grid", "learning-rate=-1,1e-3"], ["--learning-rate must be above 0"]),
+        (["sweep", "--dataset", "bach", "--grid", "epochs=2", "--grid", "epochs=3"],
+         ["--grid/--random epochs is given twice", "--grid epochs=V1,V2"]),
+        (["sweep", "--dataset", "bach", "--grid", "units=32", "--random", "units=16..64"], ["units is given twice"]),
+        (["sweep", "--dataset", "bach", "--grid", "learning-rate=0.001,1e-3"],
+         ["--grid learning-rate: 0.001 is there twice"]),
+        (["sweep", "--dataset", "bach", "--epochs", "1", "--grid", "epochs=2,3"], ["--epochs is set and swept"]),
+        (["sweep", "--dataset", "bach", "--length", "64", "--grid", "length=32,128"], ["--length is set and swept"]),
         (["sweep", "--dataset", "bach", "--random", "learning-rate=1e-2..1e-4"], ["the low end must be below"]),
         (["sweep", "--dataset", "bach", "--grid", "units=32", "--scheduler", "x"], ["unknown --scheduler 'x'"]),
         (["sweep", "--dataset", "bach", "--grid", "units=32", "--price-per-hour", "-2"],
@@ -135,6 +142,12 @@ def test_folder_without_midi_is_rejected(env, tmp_path):
     assert_one_line_error(run_cli("submit", "--dataset", str(empty), env=env), 2, "no .mid or .midi files")
 
 
+def test_list_of_an_empty_store_says_so(env):
+    proc = run_cli("list", env=env)
+    assert proc.returncode == 0 and proc.stdout == "" and "no jobs in the store" in proc.stderr, proc
+    assert json.loads(run_cli("list", "--json", env=env).stdout) == []
+
+
 def test_logs_of_an_unknown_job_without_a_cluster(env):
     """No cluster answers, so the log would come from the store, which has no such job."""
     assert_one_line_error(run_cli("logs", "composer-x", env=env), 2, "no job 'composer-x' in the store")
@@ -161,6 +174,8 @@ def test_import_never_overwrites_a_stored_dataset(env, five_files, shared_midi):
     assert json.loads(run_cli("datasets", "show", "mine", env=env).stdout) == shown
     listed = json.loads(run_cli("datasets", "list", "--json", env=env).stdout)
     assert [d["name"] for d in listed["stored"]] == ["mine"] and "bach" in listed["builtin"]
+    small = run_cli("datasets", "import", "small", str(five_files), "--max-size", "1KiB", env=env)
+    assert_one_line_error(small, 2, "above the limit of 1.0 KiB")  # not "of 0.0 MiB"
     builtin = run_cli("datasets", "show", "bach", env=env)  # listed, so shown: what it is, not "no dataset"
     assert builtin.returncode == 0 and json.loads(builtin.stdout)["builtin"] is True, builtin.stderr
 

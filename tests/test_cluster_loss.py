@@ -170,6 +170,9 @@ def test_the_same_job_id_submitted_again_continues_the_job(head, env, five_files
     assert json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"] == starts
     changed = run_cli("submit", "--job-id", job, "--dataset", str(five_files), *FLAGS, "--seed", "4", env=env)
     assert changed.returncode == 2 and "seed" in changed.stderr, changed.stderr
+    more = run_cli(*command, "--epochs", str(EPOCHS + 2), env=env)  # finished: more epochs is a new job
+    assert more.returncode == 2 and len(more.stderr.strip().splitlines()) == 1, more.stderr
+    assert f"has finished with epochs {EPOCHS}, not {EPOCHS + 2}" in more.stderr and "another --job-id" in more.stderr
 
 
 def test_a_cancelled_job_resumes_on_the_same_cluster(head, env, five_files, uninterrupted):
@@ -231,5 +234,8 @@ def test_a_job_lost_after_training_resumes_without_training_again(head, env, uni
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["state"] == "SUCCEEDED"
     assert json.loads((jobdir / "checkpoints" / "attempts.json").read_text())["starts"] == starts  # no workers
     assert "training finished in an earlier run" in (jobdir / "logs" / "driver.log").read_text()
+    # and no train phase for it: nothing trained, so no time (priced for every worker) went to training
+    after = json.loads((jobdir / "status.json").read_text())
+    assert after["phase_seconds"]["train"] == status["phase_seconds"]["train"], (status, after)
     assert (jobdir / "checkpoints" / f"epoch-{EPOCHS:04d}.npz").read_bytes() == weights
     assert (jobdir / "MANIFEST.json").is_file()

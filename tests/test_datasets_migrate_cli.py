@@ -91,7 +91,7 @@ def test_migrate_repacks_a_per_file_dataset_into_shards_byte_for_byte(store, sha
 
     done = run_cli("datasets", "migrate", "legacy", *store_args, env=env, timeout=120)
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
-    assert done.stdout == f"dataset legacy: {len(originals)} files in 1 shards\n"
+    assert done.stdout == f"dataset legacy: {len(originals)} files in 1 shard\n"
 
     # Only the shard layout is left: no per-file object, nothing else.
     assert store.list("datasets/legacy") == ["datasets/legacy/dataset.json", "datasets/legacy/index.json",

@@ -580,6 +580,14 @@ def test_cancel_stops_a_running_job(ray_head, composer_home, five_files, tmp_pat
         time.sleep(1)
     assert state["state"] == "STOPPED"
     assert not (tmp_path / "store" / "jobs" / job / "MANIFEST.json").exists()
+    # Its clock stopped with it: the time in its phase (device-seconds, cost) no longer grows
+    recorded = json.loads((tmp_path / "store" / "jobs" / job / "status.json").read_text())
+    assert recorded["message"] == "stopped" and recorded["phase_started"] == 0, recorded
+    time.sleep(1.5)
+    again = json.loads(run_cli("status", job, "--json", env=env).stdout)
+    assert again["phase_seconds"] == state["phase_seconds"] and again["cost"] == state["cost"], (state, again)
+    listed = {run["job_id"]: run for run in json.loads(run_cli("list", "--json", env=env).stdout)}
+    assert listed[job]["wall_seconds"] == round(sum(state["phase_seconds"].values()), 1)
 
 
 def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, tmp_path):

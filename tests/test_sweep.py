@@ -8,14 +8,17 @@ trial early, the failing trials must not stop the sweep, and the best trial is p
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 from conftest import read_json, run_cli
 from tensorboard_events import curves
+from test_cli_errors import assert_one_line_error
 
-from service.storage.jobstate import TENSORBOARD
+from service.client import jobs
+from service.storage.jobstate import METRICS, TENSORBOARD
 
 EPOCHS = 4
 
@@ -46,6 +49,13 @@ def test_asha_stops_the_trial_that_cannot_learn_and_a_failed_trial_does_not_stop
         assert failed["phase"] == "failed" and "--seq-len" in failed["error"], failed
         assert "\n" not in failed["error"]
     assert result["best"] == good["job_id"] and good["best_val_loss"] < stuck["best_val_loss"]
+    # --wait's lines on stderr: timestamped, a line an epoch, and why a trial stopped
+    lines = swept["stderr"].splitlines()
+    stamped = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert any(re.fullmatch(rf"{stamped} {good['job_id']}: \w+, epoch {EPOCHS}/{EPOCHS}, best val_loss \d+\.\d{{4}}",
+                            line) for line in lines), swept["stderr"][-3000:]
+    assert any(re.fullmatch(rf"{stamped} {stuck['job_id']}: stopped, epoch \d+/{EPOCHS}, best val_loss \d+\.\d{{4}}: "
+                            r".*stop.*", line) for line in lines), swept["stderr"][-3000:]
 
 
 def test_every_trial_is_a_job_status_compare_and_pull_work_on(swept, tmp_path):
@@ -56,6 +66,7 @@ def test_every_trial_is_a_job_status_compare_and_pull_work_on(swept, tmp_path):
     shown = run_cli("status", result["sweep_id"], env=env)  # a sweep's id: the sweep's table
     assert f"best trial {good['job_id']}" in shown.stdout and "learning-rate" in shown.stdout, shown.stdout
     table = json.loads(run_cli("compare", result["sweep_id"], "--json", env=env).stdout)
+    assert_one_line_error(run_cli("compare", good["job_id"], env=env), 2, "compare needs at least two different runs")
     assert table["differing"] == ["seq-len", "learning-rate"]
     assert [r["job_id"] for r in table["runs"]] == [t["job_id"] for t in result["trials"]]
     # cost of the stopped trial: its one CPU worker's train seconds at 0.25 per device-hour
@@ -66,6 +77,8 @@ def test_every_trial_is_a_job_status_compare_and_pull_work_on(swept, tmp_path):
     assert [step for step, _ in curves(tmp_path / "best" / TENSORBOARD)["val_loss"]] == list(range(1, EPOCHS + 1))
     refused = run_cli("pull", stuck["job_id"], "--to", str(tmp_path / "stuck"), env=env)
     assert refused.returncode == 1 and "no published results (phase stopped" in refused.stderr
+    followed = run_cli("logs", stuck["job_id"], "--follow", env=env, timeout=60)  # it has ended: so does --follow
+    assert followed.returncode == 0 and "driver: training on 1 worker" in followed.stdout, followed
     # the whole sweep: the best trial whole, the stopped one's curves as far as it went, nothing of a failed one
     whole = run_cli("pull", result["sweep_id"], "--to", str(tmp_path / "sweep"), "--json", env=env)
     assert whole.returncode == 0, whole.stderr
@@ -74,6 +87,27 @@ def test_every_trial_is_a_job_status_compare_and_pull_work_on(swept, tmp_path):
     assert [step for step, _ in stopped_curve] == list(range(1, stuck["epoch"] + 1))
     assert not (tmp_path / "sweep" / result["trials"][1]["job_id"]).exists()
     assert result["cost"] == pytest.approx(sum(t["cost"] for t in result["trials"]), abs=1e-3)
+    again = run_cli("pull", result["sweep_id"], "--to", str(tmp_path / "sweep"), env=env)  # the same files: fine
+    assert again.returncode == 0, again.stderr
+    # All or nothing, as a job's pull: a user's different file in any trial's folder is refused, none replaced
+    mine = {tmp_path / "mine" / good["job_id"] / "report.json": "mine", tmp_path / "mine" / stuck["job_id"] / METRICS:
+            "also mine"}
+    for path, text in mine.items():
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+    refused = run_cli("pull", result["sweep_id"], "--to", str(tmp_path / "mine"), env=env)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "2 different file(s)" in refused.stderr and "--force" in refused.stderr
+    assert {p: p.read_text() for p in mine} == mine
+    assert sorted(p.name for p in (tmp_path / "mine").rglob("*")) == sorted(
+        [good["job_id"], stuck["job_id"], "report.json", METRICS])  # nothing fetched beside them either
+    forced = run_cli("pull", result["sweep_id"], "--to", str(tmp_path / "mine"), "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert all(p.read_text() != text for p, text in mine.items())
+    assert not list((tmp_path / "mine").glob(".*"))  # no staging folder left
+    (tmp_path / "a-file").write_text("x")
+    assert_one_line_error(run_cli("pull", result["sweep_id"], "--to", str(tmp_path / "a-file"), env=env), 2,
+                          "is a file, not a folder")
 
 
 def test_more_concurrent_trials_than_the_head_can_ever_hold_are_refused_before_anything(ray_head, composer_home,
@@ -101,9 +135,25 @@ def test_a_sweep_whose_driver_was_stopped_resumes_its_trials_from_their_checkpoi
     while read_json(Path(store) / "jobs" / first / "checkpoints" / "latest.json") is None:
         assert time.monotonic() < deadline, "no checkpoint of the first trial within 300 s"
         time.sleep(0.2)
-    assert run_cli("cancel", sweep_id, env=env).returncode == 0  # the sweep's driver goes, its trials with it
+    # The sweep's driver goes, its trials with it. --no-wait: what the records say is the driver's own doing
+    assert run_cli("cancel", sweep_id, "--no-wait", env=env).returncode == 0
+    assert jobs.wait_stopped(sweep_id, None, 120) == "STOPPED"
     lost_at = read_json(Path(store) / "jobs" / first / "checkpoints" / "latest.json")["epoch"]
     assert lost_at < 5, "the first trial finished before the sweep was stopped: raise --steps-per-epoch"
+    # Cancelled, not failed; the trials say so, and their clocks (device-seconds, cost) have stopped
+    for trial in submitted["trials"]:
+        record = read_json(Path(store) / "jobs" / trial["job_id"] / "status.json")
+        assert record["phase_started"] == 0 and record["message"] == "stopped with its sweep (composer cancel)", record
+    stopped = json.loads(run_cli("sweep-status", sweep_id, "--json", env=env).stdout)
+    assert (stopped["state"], stopped["phase"], stopped["error"]) == ("STOPPED", "stopped", None), stopped
+    trial = stopped["trials"][0]
+    assert trial["state"] == "STOPPED" and trial["error"] is None, trial
+    assert trial["message"] == "stopped with its sweep (composer cancel)", trial
+    shown = json.loads(run_cli("status", first, "--json", env=env).stdout)
+    assert shown["state"] == "STOPPED" and shown["error"] is None, shown  # not "the Ray cluster ... unreachable"
+    time.sleep(1.5)
+    later = json.loads(run_cli("sweep-status", sweep_id, "--json", env=env).stdout)
+    assert later["device_seconds"] == stopped["device_seconds"] > 0
 
     resumed = run_cli("sweep", "--resume", sweep_id, "--wait", "--json", env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -156,8 +206,11 @@ def test_the_time_budget_stops_the_sweep(ray_head, composer_home, five_files, tm
     # Should it still train none, the message says how far it got and what its logs say.
     assert first["phase"] == "stopped" and first["epoch"] >= 1 and "the time budget ran out" in first["message"], \
         f"after {took:.1f} s: {json.dumps(first)}\n{_log_tails(tmp_path / 'store' / 'jobs' / first['job_id'])}"
-    assert second["phase"] == "stopped" and second["epoch"] == 0 and "the time budget ran out" in second["message"]
+    assert second["phase"] == "stopped" and second["epoch"] == 0
+    assert second["message"] == "the time budget ran out before its first epoch ended"
     assert result["best"] is None and took < 60 + 60, took
+    # Nothing published: the sweep says so, and which trial to go on with
+    assert f"`composer submit --resume {first['job_id']}` trains it to the end" in result["note"], result["note"]
 
 
 def test_a_trials_last_word_in_flight_across_the_claim_does_not_undo_the_verdict(tmp_path):
@@ -193,8 +246,9 @@ def test_a_trials_last_word_in_flight_across_the_claim_does_not_undo_the_verdict
     sweep_job._settle(store, Sweep("sweep-x", [{"job_id": job_id, "options": {}}], "fifo", 1, 60.0), status)
     trial.join()
     progress = jobstate.Progress.load(store, job_id)
-    assert (progress.phase, progress.message) == ("stopped", "the time budget ran out after epoch 0 of 1000")
+    assert (progress.phase, progress.message) == ("stopped", "the time budget ran out before its first epoch ended")
     assert status.stopped_early == [job_id] and status.best is None
+    assert status.note == "no trial finished training, so none was published"  # none has a validation loss
 
 
 def _log_tails(jobdir: Path) -> str:

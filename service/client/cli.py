@@ -6,6 +6,7 @@ stderr; --debug (before the verb) shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -360,10 +361,13 @@ def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the jobs recorded in the store, with their best validation loss, held-out score and cost."""
     from service.client.compare import list_runs
 
-    rows = list_runs(_store(store))
+    the_store = _store(store)
+    rows = list_runs(the_store)
     if as_json:
         print(json.dumps(rows))
         return
+    if not rows:
+        err.print(f"no jobs in the store {the_store.uri}: `composer submit` starts one", highlight=False)
     for r in rows:
         out.print(f"{r['job_id']}  {r['phase']:9} epoch {r['epoch']}/{r['epochs']}  val {_number(r['best_val_loss'])}  "
                   f"test {_number(r['nats_per_second'], ' nats/s')}  {_cost_cell(r)}  {r['error'] or r['message']}",
@@ -399,7 +403,7 @@ def compare(runs: Annotated[list[str], typer.Argument(help="Job ids (or sweep id
     if as_json:
         print(json.dumps(table))
         return
-    header = ["job", *table["differing"], "epochs", "best val loss", "test nats/s", "wall", "device-s", "cost"]
+    header = ["job", *table["differing"], "epochs done", "best val loss", "test nats/s", "wall", "device-s", "cost"]
     rows = [[r["job_id"], *[str(v) for v in r["options"].values()], f"{r['epoch']}/{r['epochs']}",
              _number(r["best_val_loss"]), _number(r["nats_per_second"]), duration(r["wall_seconds"]),
              "-" if r["device_seconds"] is None else f"{r['device_seconds']:g}",
@@ -453,6 +457,7 @@ def sweep(
         ranges = [_range(item) for item in random_options or []]
         if not varied and not ranges:
             raise UserError("a sweep needs --grid OPTION=V1,V2 or --random OPTION=LO..HI")
+        _refuse_ambiguous(varied, ranges, params)
         if trials is not None and not ranges:
             raise UserError("--trials counts the draws of --random options: give --random OPTION=LO..HI")
         if trials is not None and trials < 1:
@@ -521,6 +526,26 @@ def _grid(item: str) -> tuple[str, list]:
     return typed[0][0], [value for _, value in typed]
 
 
+def _refuse_ambiguous(varied: list[tuple[str, list]], ranges: list[tuple[str, float, float]], params: dict) -> None:
+    """An option swept twice (its first values were silently dropped), a value given twice (two identical
+    trials, twice the cost), or an option both set and swept (the setting was silently dropped)."""
+    def flag(field: str) -> str:
+        return "length" if field == "sample_length" else field.replace("_", "-")
+
+    named = [name for name, _ in varied] + [name for name, _, _ in ranges]
+    twice = next((name for name in named if named.count(name) > 1), None)
+    if twice is not None:
+        raise UserError(f"--grid/--random {flag(twice)} is given twice: give all its values in one, e.g. "
+                        f"--grid {flag(twice)}=V1,V2")
+    for name, values in varied:
+        repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if repeated is not None:
+            raise UserError(f"--grid {flag(name)}: {repeated!r} is there twice (it would train the same trials twice)")
+    set_too = next((name for name in named if params.get(flag(name).replace("-", "_")) is not None), None)
+    if set_too is not None:
+        raise UserError(f"--{flag(set_too)} is set and swept: drop --{flag(set_too)}, or sweep it without setting it")
+
+
 def _range(item: str) -> tuple[str, float, float]:
     from service.client.sweep import check_range
 
@@ -537,17 +562,28 @@ def _range(item: str) -> tuple[str, float, float]:
 
 
 def _follow_sweep(store, sweep_id: str, address: str | None) -> dict:
-    """Wait for the sweep to end, a line on stderr whenever a trial changes phase."""
+    """Wait for the sweep to end: on stderr, a timestamped line whenever a trial changes phase or ends an
+    epoch (as `submit --wait` writes off a terminal), with the best validation loss so far and, for a
+    trial that stopped, why."""
     from service.client import jobs
     from service.client import sweep as sweeps
+    from service.storage.joblog import stamp
 
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, int]] = {}
     while True:
         now = sweeps.state(store, sweep_id, address)
         for trial in now["trials"]:
-            if seen.get(trial["job_id"]) != trial["phase"]:
-                seen[trial["job_id"]] = trial["phase"]
-                err.print(f"{sweep_id}: {trial['job_id']} {trial['phase']} (epoch {trial['epoch']})", highlight=False)
+            if seen.get(trial["job_id"]) == (trial["phase"], trial["epoch"]):
+                continue
+            seen[trial["job_id"]] = (trial["phase"], trial["epoch"])
+            line = f"{stamp()} {trial['job_id']}: {trial['phase']}"
+            if trial["epoch"]:
+                line += f", epoch {trial['epoch']}/{trial['epochs']}"
+            if trial["best_val_loss"] is not None:
+                line += f", best val_loss {trial['best_val_loss']:.4f}"
+            if trial["phase"] in ("stopped", "failed") and (trial["error"] or trial["message"]):
+                line += f": {trial['error'] or trial['message']}"
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
         if now["state"] in jobs.TERMINAL:
             return now
         time.sleep(1.0)
@@ -564,6 +600,8 @@ def _show_sweep(state: dict) -> None:
     out.print(f"{state['sweep_id']}: {state['state']} ({state['phase']}), best trial {state['best'] or '-'}; "
               f"{state['device_seconds']:g} device-seconds{spent}", highlight=False, markup=False)
     out.print(_columns(header, rows), highlight=False, markup=False)
+    if state.get("note"):
+        out.print(state["note"], highlight=False, markup=False)
 
 
 @app.command("sweep-status")
@@ -584,7 +622,7 @@ def _test_line(test: dict) -> str:
 
 
 @app.command()
-def cancel(job: str, address: AddressOpt = None,
+def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
            wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Return once the job has stopped")] = True,
            timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster to confirm")] = 120.0) -> None:
     """Stop a running job (and wait until it has stopped)."""
@@ -593,12 +631,23 @@ def cancel(job: str, address: AddressOpt = None,
     if not 0 <= timeout < math.inf:  # typer reads "nan" and "inf" as floats
         raise UserError(f"--timeout must be a finite number of seconds, 0 or more, got {timeout}")
     if not jobs.cancel(_job(job), address):
+        _record_stopped(job, store)  # an earlier `cancel --no-wait`'s stop, recorded now
         out.print(f"{job}: already finished")
         return
     out.print(f"{job}: stopping")
     if wait:
         final = jobs.wait_stopped(job, address, timeout)
+        _record_stopped(job, store)
         out.print(f"{job}: {final.lower()}")
+
+
+def _record_stopped(job: str, store: str | None) -> None:
+    """The stop in the job's (or sweep's) record, where it does not say so yet (jobs.record_stopped). Best
+    effort: `status` reads the end from Ray anyway, and the job has stopped whatever the store answers."""
+    from service.client import jobs
+
+    with contextlib.suppress(ComposerError):
+        jobs.record_stopped(_store(store), job)
 
 
 @app.command()
@@ -698,10 +747,11 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
     """One stored dataset's details."""
     from service.storage import datasets
 
-    if name in datasets.BUILTINS:  # not in the store: what it is
-        print(json.dumps({"name": name, "builtin": True, "source": datasets.BUILTINS[name]}, indent=2))
-        return
     info = datasets.info(_store(store), datasets.valid_name(name))
+    if name in datasets.BUILTINS:  # in the store once a job used it (its files, shards, digest); else what it is
+        shown = info.__dict__ if info is not None else {"name": name, "source": datasets.BUILTINS[name]}
+        print(json.dumps({**shown, "builtin": True}, indent=2))
+        return
     if info is None:
         raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
     print(json.dumps(info.__dict__, indent=2))
@@ -721,9 +771,10 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
 def datasets_migrate(name: str, store: StoreOpt = None) -> None:
     """Repack a dataset stored one object per file (before shards) into shards, in place."""
     from service.storage import datasets
+    from service.storage.joblog import count
 
     info = datasets.migrate(_store(store), name)
-    out.print(f"dataset {info.name}: {info.files} files in {info.shards} shards")
+    out.print(f"dataset {info.name}: {count(info.files, 'file')} in {count(info.shards, 'shard')}")
 
 
 def _interrupted(e: SystemExit) -> bool:

@@ -48,16 +48,16 @@ def compare(store: Store, names: list[str]) -> dict[str, Any]:
     between them."""
     job_ids = [job_id for name in names for job_id in (
         [t["job_id"] for t in Sweep.load(store, name).trials] if sweepstate.exists(store, name) else [name])]
-    if len(set(job_ids)) < 2:
-        raise UserError("compare needs at least two different runs: composer compare JOB JOB ...")
     runs, specs = [], []
-    for job_id in dict.fromkeys(job_ids):
+    for job_id in dict.fromkeys(job_ids):  # an unknown id first: `compare nope` is about nope, not the count
         progress = jobstate.Progress.load(store, job_id)
         spec = _spec(store, job_id)
         if progress is None or spec is None:
             raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
         runs.append(summary(progress, spec))
         specs.append({k: v for k, v in asdict(spec).items() if k not in NOT_OPTIONS})
+    if len(runs) < 2:
+        raise UserError("compare needs at least two different runs: composer compare JOB JOB ...")
     differing = [name for name in specs[0] if len({repr(s[name]) for s in specs}) > 1]
     for run, options in zip(runs, specs, strict=True):
         run["options"] = {name.replace("_", "-"): options[name] for name in differing}

@@ -111,7 +111,13 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
     as it is: the idempotent resubmission of submit_new)."""
     spec = jobstate.load_spec(store, jobstate.check_job_id(job_id))
     if jobstate.finished(store, job_id):
-        if finished_ok:
+        if finished_ok:  # the same submission again; one that asks for more (--epochs 4 of a job of 3) is not
+            changed = [name for name, value in settings.items() if value is not None and getattr(spec, name) != value]
+            if changed:
+                name = changed[0]
+                raise UserError(f"job {job_id} has finished with {name.replace('_', '-')} {getattr(spec, name)!r}, "
+                                f"not {settings[name]!r}: a finished job trains no more; fetch it with "
+                                f"`composer pull {job_id}`, or submit a new job (another --job-id)")
             return spec
         raise UserError(f"job {job_id} has finished already: fetch it with `composer pull {job_id}`, "
                         "or submit a new job to train more")
@@ -304,9 +310,10 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
         raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
     progress = progress or Progress(job_id)
     if ray_state is None and progress.sweep and progress.phase not in jobstate.ENDED:
-        # A sweep's trial runs inside the sweep's Ray job: while that runs, so does the trial.
-        ray_state = cluster_state(cluster, progress.sweep)[0]
-        ray_state = ray_state if ray_state not in (None, *TERMINAL) else None
+        # A sweep's trial runs inside the sweep's Ray job: while that runs, so does the trial; once it has
+        # ended, the trial ended with it (not a lost cluster).
+        sweep_state = cluster_state(cluster, progress.sweep)[0]
+        ray_state = "STOPPED" if sweep_state in TERMINAL else sweep_state
     if ray_state is None:
         # The cluster is gone (or never knew the job): the store's record is all there is. A trial a
         # sweep stopped says why in its message.
@@ -321,7 +328,9 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
     left = None
     if ray_state not in TERMINAL and progress.phase == "train" and progress.epoch_seconds:
         left = round(max(progress.epochs - progress.epoch, 0) * progress.epoch_seconds, 1)
-    elapsed = progress.elapsed()
+    # A job that ended without its record saying so (stopped while queued, its driver killed): its clock
+    # stops at its last record, not now.
+    elapsed = progress.elapsed(until=progress.updated if ray_state in TERMINAL else None)
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
                     progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
                     elapsed, progress.resumes, progress.token_cache, progress.test, _cost(store, job_id, elapsed))
@@ -353,6 +362,18 @@ def cancel(job_id: str, address: str | None) -> bool:
             raise UserError(f"cannot cancel {job_id}: the cluster at {cluster.address} has no such job: see "
                             "composer list") from None
         raise UserError(f"cannot cancel {job_id}: {str(e).splitlines()[0]}") from None
+
+
+def record_stopped(store: Store, job_id: str) -> None:
+    """Once the cluster says a job (or sweep) has stopped: where its record in the store does not say so yet
+    (stopped while queued, before its driver ran), it does now, and its clock stops there. A store that
+    does not hold it (the job was submitted to another --store) is left alone."""
+    from service.storage import sweepstate
+
+    if sweepstate.exists(store, job_id):
+        sweepstate.record_stopped(store, job_id)
+    else:
+        jobstate.record_stopped(store, job_id)
 
 
 def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float = 0.5) -> str:
@@ -391,7 +412,7 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, poll: flo
     job; otherwise the log the job kept in the store (driver and workers, merged in time order)."""
     found = _ray_job(clusters.resolve(address, start=False), job_id)
     if found is None:
-        _store_logs(store, job_id, follow, poll)
+        _store_logs(store, job_id, address, follow, poll)
         return
     client = found[0]
     try:
@@ -410,8 +431,9 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, poll: flo
         raise UserError(f"no logs for {job_id}: {str(e).splitlines()[0]}") from None
 
 
-def _store_logs(store: Store, job_id: str, follow: bool, poll: float) -> None:
-    """Print the job's log from the store; with follow, keep printing new lines until the job ends."""
+def _store_logs(store: Store, job_id: str, address: str | None, follow: bool, poll: float) -> None:
+    """Print the job's log from the store; with follow, keep printing new lines until the job ends (`_ended`:
+    a trial that its sweep stopped, or that ended with its sweep, has ended too)."""
     printed: dict[str, int] = {}
     finished = False
     while True:
@@ -428,10 +450,21 @@ def _store_logs(store: Store, job_id: str, follow: bool, poll: float) -> None:
         printed.update({key: len(lines) for key, lines in found.items()})
         if not follow or finished:
             return
-        progress = Progress.load(store, job_id)
         # One more read after the end: the driver uploads its last lines after the final status.
-        finished = progress is not None and progress.phase in ("done", "failed")
+        finished = _ended(store, job_id, address)
         time.sleep(poll)
+
+
+def _ended(store: Store, job_id: str, address: str | None) -> bool:
+    """Whether a job whose log comes from the store has ended: its record says so (done, failed, stopped,
+    or its clock stopped by a cancel), or a cluster that answered says it (or, for a trial, its sweep) has.
+    A cluster that does not answer says nothing: `--follow` goes on reading the store."""
+    progress = Progress.load(store, job_id)
+    if progress is not None and (progress.phase in jobstate.ENDED or not progress.phase_started):
+        return True
+    cluster = clusters.resolve(address, start=False)
+    ids = [job_id] + ([progress.sweep] if progress is not None and progress.sweep else [])
+    return any(cluster_state(cluster, name)[0] in TERMINAL for name in ids)
 
 
 def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:

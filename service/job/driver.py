@@ -130,7 +130,7 @@ class Stopped(BaseException):
     """`composer cancel` (Ray's stop_job) sent SIGTERM: not a failure, but the driver still cleans up."""
 
 
-def _stop(signum: int, frame: object) -> None:
+def stop(signum: int, frame: object) -> None:
     raise Stopped()
 
 
@@ -166,7 +166,7 @@ def use_ray_address(address: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv, "composer job driver (started by `composer submit`)", "--job")
     use_ray_address(args.ray_address)
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, stop)
     store = open_store(args.store, retry_for=args.store_timeout)
     log = JobLog(store, args.job, "driver")
     run_id: str | None = None
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (Stopped, SystemExit):  # SystemExit: Ray's own SIGTERM handler, once ray.init replaced ours
         log.line("stopped (composer cancel)")
-        record(message="stopped")
+        record(message="stopped", stop_clock=True)  # its time (device-seconds, cost) ends here
         return 143
     except BaseException as e:  # record every failure, then let Ray mark the job FAILED
         if any(isinstance(cause, jobstate.Superseded) for cause in causes(e)):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ from service.errors import ComposerError
 from service.job import driver, orphans
 from service.job.train import finished as training_finished
 from service.spec import JobSpec
-from service.storage import jobstate
+from service.storage import jobstate, sweepstate
 from service.storage.joblog import JobLog
 from service.storage.store import Store, open_store
 from service.storage.sweepstate import Sweep, SweepStatus
@@ -147,9 +148,9 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
                 time.time() - status.started >= sweep.time_budget else f"{sweep.scheduler.upper()} stopped it early"
             # A trial Tune killed before it could say so: its clock (and device-seconds) stops at its last
             # record, as Tune stops a trial right after a report.
-            trials[job_id] = jobstate.update(
-                store, job_id, owner, phase="stopped", at=last_record,
-                message=f"{why} after epoch {latest['epoch'] if latest else 0} of {spec.epochs}")
+            where = f"after epoch {latest['epoch']} of {spec.epochs}" if latest else "before its first epoch ended"
+            trials[job_id] = jobstate.update(store, job_id, owner, phase="stopped", at=last_record,
+                                             message=f"{why} {where}")
             status.stopped_early.append(job_id)
         else:  # trained, then stopped before its test score (the time budget)
             trials[job_id] = jobstate.update(store, job_id, owner, phase="stopped", at=last_record,
@@ -157,6 +158,9 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
                                                      f"--resume {job_id}` scores and publishes it")
     best = best_trial([p for p in trials.values() if p is not None])
     status.best = best.job_id if best is not None else None
+    status.note = "" if best is not None else _no_best(trials)
+    if status.note:
+        print(f"sweep {sweep.sweep_id}: {status.note}", flush=True)
     status.save(store, sweep.sweep_id)
     if best is not None and best.phase != "done":
         log = JobLog(store, best.job_id, "driver")
@@ -170,6 +174,19 @@ def _settle(store: Store, sweep: Sweep, status: SweepStatus) -> None:
             jobstate.update(store, job_id, message=f"trained and scored, not the best trial of "
                                                    f"{sweep.sweep_id}: `composer submit --resume {job_id}` publishes "
                                                    "its samples")
+
+
+def _no_best(trials: dict[str, jobstate.Progress | None]) -> str:
+    """Why a sweep publishes nothing (no trial finished training: the time budget, or every trial failed),
+    and the trial to go on with: the lowest validation loss so far."""
+    losses = {job_id: p.best_val_loss for job_id, p in trials.items()
+              if p is not None and p.phase == "stopped" and p.best_val_loss is not None
+              and math.isfinite(p.best_val_loss)}
+    if not losses:
+        return "no trial finished training, so none was published"
+    lowest = min(losses, key=losses.__getitem__)
+    return (f"no trial finished training, so none was published: the lowest validation loss so far is {lowest}'s "
+            f"({losses[lowest]:.4f}); `composer submit --resume {lowest}` trains it to the end and publishes it")
 
 
 # Long enough for a trial's save that was under way when the sweep driver claimed the trial to land.
@@ -201,7 +218,7 @@ def run(store: Store, sweep_id: str, store_timeout: float) -> None:
     status = SweepStatus.load(store, sweep_id)
     if status.phase != "queued":
         status.resumes += 1
-    status.phase, status.error, status.started = "running", None, time.time()
+    status.phase, status.error, status.note, status.started = "running", None, "", time.time()
     status.save(store, sweep_id)
     pending = [t["job_id"] for t in sweep.trials if not ended(jobstate.Progress.load(store, t["job_id"]))]
     print(f"sweep {sweep_id}: {len(pending)} of {len(sweep.trials)} trials to run, at most {sweep.max_concurrent} "
@@ -217,10 +234,18 @@ def run(store: Store, sweep_id: str, store_timeout: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = driver.arguments(argv, "composer sweep driver (started by `composer sweep`)", "--sweep")
     driver.use_ray_address(args.ray_address)
+    signal.signal(signal.SIGTERM, driver.stop)
     store = open_store(args.store, retry_for=args.store_timeout)
     try:
         run(store, args.sweep, args.store_timeout)
         return 0
+    except (driver.Stopped, SystemExit):  # SystemExit: Ray's own SIGTERM handler, once ray.init replaced ours
+        print(f"sweep {args.sweep}: stopped (composer cancel)", flush=True)
+        try:
+            sweepstate.record_stopped(store, args.sweep)
+        except ComposerError:
+            pass  # the store may be gone: Ray's record says STOPPED
+        return 143
     except BaseException as e:  # the sweep fails with one line; its trials keep their own records
         message, expected = driver.failure_reason(e)
         if not expected:

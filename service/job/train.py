@@ -304,6 +304,12 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     the cluster can never hold the workers (feasibility.py). `callbacks`: Ray Train's (a sweep's trial
     passes Ray Tune's, which reports each epoch to the sweep's scheduler)."""
     spec, store, run_id = job.spec, job.store, job.run_id
+    if finished(spec, jobstate.latest_checkpoint(store, spec.job_id)):
+        # Straight on to the test score, in its phase: nothing trains, and time in the train phase is priced
+        # as every worker's (a sweep's best trial, published after Tune, was charged a second "training on 2
+        # workers" for nothing; a job resumed in the train phase after its last epoch, its driver's start).
+        job.phase("evaluate", "training finished in an earlier run: going on with its best weights")
+        return
     # The phase first: importing Ray Train's TensorFlow part loads TensorFlow (about 4 s), which is
     # training's time, not the tokens' (a token-cache hit's tokenize phase took 4 s, not 0.01).
     job.phase("train", f"training on {count(spec.workers, 'worker')}")
@@ -312,10 +318,6 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     from ray.train.tensorflow import TensorflowTrainer
 
     from service.job import feasibility, orphans
-
-    if finished(spec, jobstate.latest_checkpoint(store, spec.job_id)):
-        job.say("training finished in an earlier run: going on with its best weights")
-        return
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
     orphans.release(job.say)  # what an ended job may still hold (orphans.py)

@@ -169,6 +169,11 @@ def parse_size(text: str) -> int:
 
 
 def _mib(n: int) -> str:
+    """A size in MiB, or in KiB or bytes below one (a --max-size of 1KiB is not "0.0 MiB")."""
+    if n < 1 << 10:
+        return f"{n} bytes"
+    if n < 1 << 20:
+        return f"{n / (1 << 10):.1f} KiB"
     return f"{n / (1 << 20):.1f} MiB"
 
 

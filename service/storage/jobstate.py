@@ -124,11 +124,13 @@ class Progress:
     test: dict | None = None  # the held-out test score (job/evaluate.py), once scored; its files in report.json
     sweep: str = ""  # the sweep this job is a trial of (storage/sweepstate.py), "" for a job of its own
 
-    def elapsed(self) -> dict[str, float]:
-        """Seconds per phase, the current one up to now (a phase that comes again adds up)."""
+    def elapsed(self, until: float | None = None) -> dict[str, float]:
+        """Seconds per phase, the current one up to now (a phase that comes again adds up); `until`: up to
+        then (a job the cluster says has ended, whose record never said so: up to its last record)."""
         seconds = dict(self.phase_seconds)
         if self.phase_started and self.phase not in ENDED:
-            seconds[self.phase] = round(seconds.get(self.phase, 0.0) + time.time() - self.phase_started, 3)
+            end = max(time.time() if until is None else until, self.phase_started)
+            seconds[self.phase] = round(seconds.get(self.phase, 0.0) + end - self.phase_started, 3)
         return seconds
 
     def save(self, store: Store) -> None:
@@ -168,26 +170,37 @@ def check_owner(progress: Progress | None, job_id: str, owner: str | None) -> No
         raise Superseded(f"another run of job {job_id} took it over: this one stops")
 
 
-def update(store: Store, job_id: str, owner: str | None = None, at: float | None = None, **changes: Any) -> Progress:
+def update(store: Store, job_id: str, owner: str | None = None, at: float | None = None, stop_clock: bool = False,
+           **changes: Any) -> Progress:
     """The one way to change a job's progress record: load it (or start one), change, save. A new
     phase closes the timing of the one before (status and report.json give seconds per phase), at
     `at` where the change is recorded after it happened (a sweep's trial that Tune stopped), else now.
+    `stop_clock`: the job stopped where it stood (composer cancel): its phase's time ends, and counts
+    no more (no device-seconds, no cost) until a resumed run starts the clock again (phase_started).
     With `owner` (a run id from claim), raises Superseded instead when another run owns the job."""
     progress = Progress.load(store, job_id) or Progress(job_id)
     check_owner(progress, job_id, owner)
     new_phase = changes.get("phase")
-    if new_phase is not None and new_phase != progress.phase:
+    if stop_clock or (new_phase is not None and new_phase != progress.phase):
         now = time.time() if at is None else max(at, progress.phase_started)
         if progress.phase_started and progress.phase not in ENDED:
             progress.phase_seconds = {**progress.phase_seconds, progress.phase: round(
                 progress.phase_seconds.get(progress.phase, 0.0) + now - progress.phase_started, 3)}
-        progress.phase_started = now
+        progress.phase_started = 0.0 if stop_clock else now
     for name, value in changes.items():
         if name not in Progress.__dataclass_fields__:
             raise TypeError(f"Progress has no field {name!r}")
         setattr(progress, name, value)
     progress.save(store)
     return progress
+
+
+def record_stopped(store: Store, job_id: str) -> None:
+    """`composer cancel JOB`, once the cluster says the job has stopped: a record that does not say so (a job
+    stopped while queued, whose driver never ran) stops its clock there."""
+    progress = Progress.load(store, job_id)
+    if progress is not None and progress.phase not in ENDED and progress.phase_started:
+        update(store, job_id, stop_clock=True, message="stopped (composer cancel)")
 
 
 # ---------------------------------------------------------------------------- metrics and checkpoints

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from service.errors import UserError
+from service.storage import jobstate
 from service.storage.store import NotFound, Store
 
 SWEEP = "sweep.json"
@@ -51,13 +52,14 @@ def exists(store: Store, sweep_id: str) -> bool:
 
 @dataclass
 class SweepStatus:
-    phase: str = "queued"  # queued, running, done, failed
+    phase: str = "queued"  # queued, running, done, failed, stopped (composer cancel)
     stopped_early: list[str] = field(default_factory=list)  # trials the scheduler (or the time budget) stopped
     best: str | None = None
     error: str | None = None
     started: float = 0.0
     ended: float = 0.0
     resumes: int = 0
+    note: str = ""  # what the user should know of its end (no trial finished training: which one to go on with)
 
     def save(self, store: Store, sweep_id: str) -> None:
         store.put_bytes(sweep_key(sweep_id, STATUS), json.dumps(asdict(self), indent=1).encode())
@@ -65,6 +67,35 @@ class SweepStatus:
     @classmethod
     def load(cls, store: Store, sweep_id: str) -> SweepStatus:
         try:
-            return cls(**json.loads(store.get_bytes(sweep_key(sweep_id, STATUS))))
+            data = json.loads(store.get_bytes(sweep_key(sweep_id, STATUS)))
         except NotFound:
             return cls()
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+CANCELLED = "stopped with its sweep (composer cancel)"
+
+
+def record_stopped(store: Store, sweep_id: str) -> None:
+    """`composer cancel SWEEP` (the sweep driver on its SIGTERM, then the CLI once Ray says it stopped):
+    every trial not yet ended says so and its clock stops (its device-seconds and cost no longer grow),
+    then the sweep. Each trial is claimed first, so that a trial process Ray has not ended yet writes
+    nothing over it; a trial already stopped is left as it is, so that the second call finishes what a
+    first one killed part-way did not. `composer sweep --resume` runs them on."""
+    status = SweepStatus.load(store, sweep_id)
+    if status.phase in ("done", "failed"):
+        return
+    for trial in Sweep.load(store, sweep_id).trials:
+        progress = jobstate.Progress.load(store, trial["job_id"])
+        if progress is None or progress.phase in jobstate.ENDED or not progress.phase_started:
+            continue
+        for _ in range(3):  # a trial that wrote between the claim and the update: claim again
+            try:
+                jobstate.update(store, trial["job_id"], jobstate.claim(store, trial["job_id"]), stop_clock=True,
+                                message=CANCELLED)
+                break
+            except jobstate.Superseded:
+                continue
+    if status.phase != "stopped":
+        status.phase, status.error, status.ended = "stopped", None, time.time()
+        status.save(store, sweep_id)
