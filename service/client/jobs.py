@@ -456,11 +456,11 @@ def _store_logs(store: Store, job_id: str, address: str | None, follow: bool, po
 
 
 def _ended(store: Store, job_id: str, address: str | None) -> bool:
-    """Whether a job whose log comes from the store has ended: its record says so (done, failed, stopped,
-    or its clock stopped by a cancel), or a cluster that answered says it (or, for a trial, its sweep) has.
-    A cluster that does not answer says nothing: `--follow` goes on reading the store."""
+    """Whether a job whose log comes from the store has ended: its record says so (done, failed, stopped),
+    or a cluster that answered says it (or, for a trial, its sweep) has. A cluster that does not answer
+    says nothing: `--follow` goes on reading the store."""
     progress = Progress.load(store, job_id)
-    if progress is not None and (progress.phase in jobstate.ENDED or not progress.phase_started):
+    if progress is not None and progress.phase in jobstate.ENDED:
         return True
     cluster = clusters.resolve(address, start=False)
     ids = [job_id] + ([progress.sweep] if progress is not None and progress.sweep else [])
