@@ -140,7 +140,7 @@ def build_spec(job_id: str, dataset: str, store: str, preset: str, **overrides: 
     return spec
 
 
-def _flag(name: str) -> str:
+def option_flag(name: str) -> str:
     """The submit option that sets a spec field."""
     return "length" if name == "sample_length" else name.replace("_", "-")
 
@@ -161,12 +161,12 @@ def validate(spec: JobSpec) -> None:
     for f in fields(spec):  # typer reads "nan" and "inf" as floats: no setting is either
         value = getattr(spec, f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise UserError(f"--{_flag(f.name)} must be a finite number, got {value}")
+            raise UserError(f"--{option_flag(f.name)} must be a finite number, got {value}")
     positive = ["embedding", "units", "layers", "seq_len", "batch_size", "epochs", "workers", "samples",
                 "sample_length"]
     for name in positive:
         if getattr(spec, name) < 1:
-            raise UserError(f"--{_flag(name)} must be at least 1, got {getattr(spec, name)}")
+            raise UserError(f"--{option_flag(name)} must be at least 1, got {getattr(spec, name)}")
     if spec.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {spec.patience}")
     if not 0 <= spec.seed <= MAX_SEED:  # Keras's set_random_seed takes no other (the job would fail in training)

@@ -529,8 +529,7 @@ def _grid(item: str) -> tuple[str, list]:
 def _refuse_ambiguous(varied: list[tuple[str, list]], ranges: list[tuple[str, float, float]], params: dict) -> None:
     """An option swept twice (its first values were silently dropped), a value given twice (two identical
     trials, twice the cost), or an option both set and swept (the setting was silently dropped)."""
-    def flag(field: str) -> str:
-        return "length" if field == "sample_length" else field.replace("_", "-")
+    from service.spec import option_flag as flag
 
     named = [name for name, _ in varied] + [name for name, _, _ in ranges]
     twice = next((name for name in named if named.count(name) > 1), None)

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from service.storage.joblog import stamp
+from service.storage.joblog import count, stamp
 
 
 def pieces(n: int) -> str:
-    return f"{n} piece" if n == 1 else f"{n} pieces"
+    return count(n, "piece")
 
 
 # Each stage in words, from its total (notes a piece while sampling, else pieces) and the pieces asked for.

@@ -160,7 +160,9 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
     for _, dest in trials:
         if dest.exists() and not dest.is_dir():
             raise UserError(f"{dest} is a file, not a folder: pull into another folder")
-    published = {job_id for job_id, _ in trials if jobstate.published(store, job_id)}
+    # The published trials' manifests (read once: compared, then staged by them)
+    published = {job_id: manifest.entries_for(store, job_id, dest) for job_id, dest in trials
+                 if jobstate.published(store, job_id)}
     staged: list[manifest.Staged] = []
     try:
         # The curves of the unpublished trials (no checksums to compare against: staged, then compared),
@@ -170,12 +172,12 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
                 staged.append(_stage_curves(store, job_id, dest))
         differing = [f"{s.dest.name}/{rel}" for s in staged for rel in s.differing()]
         differing += [f"{dest.name}/{rel}" for job_id, dest in trials if job_id in published
-                      for rel in manifest.differing(store, job_id, dest)]
+                      for rel in manifest.differing(published[job_id], dest)]
         if not force:
             manifest.refuse_differing(to, differing)
         for job_id, dest in trials:
             if job_id in published:
-                staged.append(manifest.stage(store, job_id, dest))
+                staged.append(manifest.stage(store, job_id, dest, published[job_id]))
     except BaseException:
         for job_id, dest in trials:
             if job_id not in published:  # a published trial's checked files stay staged for a rerun

@@ -301,8 +301,8 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
     and its engraving when asked (with `beat`, on the beat estimated from its onsets: a corpus on a
     transcription clock; service/music/beat.py)."""
     started = time.monotonic()
-    stage = "greedy" if prefix == "greedy" else "sampling"
-    tokens = sample(model, primers, notes, sampling, rng, banned, progress, stage)
+    greedy = prefix == "greedy"  # the progress stages of the paper's pieces: "greedy", "greedy-audio"
+    tokens = sample(model, primers, notes, sampling, rng, banned, progress, "greedy" if greedy else "sampling")
     seconds = time.monotonic() - started
     keys = model.keys_for(primers)
     paths = write_midi(model, tokens, out, prefix=prefix, keys=keys)
@@ -314,7 +314,7 @@ def generate(model: TrainedModel, primers: Primers, notes: int, sampling: Sampli
             render_sample(path, title=f"{model.spec.job_id}: {path.stem}",
                           key=None if keys is None else int(keys[row]), beat=beat)
     if audio:
-        write_audio(paths, progress, "greedy-audio" if prefix == "greedy" else "audio")
+        write_audio(paths, progress, "greedy-audio" if greedy else "audio")
     who = model.composers_for(primers)
     return Generated(paths, tokens, keys, seconds, None if who is None else [model.composers.names[i] for i in who])
 

@@ -79,7 +79,7 @@ def staging_for(dest: Path, job_id: str) -> Path:
     return dest.parent / f".{dest.name}.pull-{job_id}"
 
 
-def _entries(store: Store, job_id: str, dest: Path) -> dict[str, str]:
+def entries_for(store: Store, job_id: str, dest: Path) -> dict[str, str]:
     """A published job's MANIFEST.json (relative path -> sha256), refused where it names a path outside dest
     (also through a link in dest), with --force or without."""
     entries: dict[str, str] = json.loads(store.get_bytes(job_key(job_id, MANIFEST)))["files"]
@@ -90,10 +90,9 @@ def _entries(store: Store, job_id: str, dest: Path) -> dict[str, str]:
     return entries
 
 
-def differing(store: Store, job_id: str, dest: Path) -> list[str]:
-    """The files of a published job's MANIFEST.json that are in dest with other content (a pull would replace
-    them)."""
-    entries = _entries(store, job_id, dest)
+def differing(entries: dict[str, str], dest: Path) -> list[str]:
+    """The files of a published job's MANIFEST.json (`entries_for`) that are in dest with other content (a pull
+    would replace them)."""
     return sorted(rel for rel, sha in entries.items() if (dest / rel).exists() and not _same(dest / rel, sha))
 
 
@@ -104,11 +103,11 @@ def refuse_differing(dest: Path, differing: list[str]) -> None:
                         "pull into another folder, or add --force to replace them")
 
 
-def stage(store: Store, job_id: str, dest: Path) -> Staged:
+def stage(store: Store, job_id: str, dest: Path, entries: dict[str, str]) -> Staged:
     """A published job's files downloaded beside dest and each checked against MANIFEST.json (a file already
     in dest, or staged by an earlier interrupted pull, with the right content is not fetched again). A
-    mismatch names every bad file; the verified files stay staged, so that a rerun fetches only the rest."""
-    entries = _entries(store, job_id, dest)
+    mismatch names every bad file; the verified files stay staged, so that a rerun fetches only the rest.
+    `entries`: its MANIFEST.json, as `entries_for` read it."""
     staging = staging_for(dest, job_id)
     bad = []
     for rel, sha in sorted(entries.items()):
@@ -133,7 +132,7 @@ def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str
     bad file and leaves dest as it was; the verified files stay staged, so running the pull again
     fetches only what is still missing. A different file already in dest is replaced only with force.
     """
-    replaced = differing(store, job_id, dest)
+    entries = entries_for(store, job_id, dest)
     if not force:
-        refuse_differing(dest, replaced)
-    return stage(store, job_id, dest).commit()
+        refuse_differing(dest, differing(entries, dest))
+    return stage(store, job_id, dest, entries).commit()
