@@ -90,7 +90,8 @@ def test_a_large_archive_streams_with_bounded_memory_and_respects_the_total_cap(
     archive = tmp_path / "large.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for i in range(3):
-            zf.writestr(f"piece-{i}.mid", bytes([i]) * (100 << 20))  # 300 MiB in all, each under the file cap
+            # 300 MiB in all, each under the file cap; each begins as MIDI does, or the import refuses it
+            zf.writestr(f"piece-{i}.mid", b"MThd" + bytes([i]) * ((100 << 20) - 4))
     capped = run_cli("datasets", "import", "large", str(archive), "--max-size", "250MiB", env=env)
     assert "300.0 MiB" in one_line_error(capped, 2) and stored(tmp_path, "large") == []
     proc, rss = peak_rss_mib("datasets", "import", "large", str(archive), env=env)
@@ -98,7 +99,7 @@ def test_a_large_archive_streams_with_bounded_memory_and_respects_the_total_cap(
     assert rss < 200, f"importing 300 MiB peaked at {rss:.0f} MiB: it must stream, not hold the files"
     index = datasets.load_index(open_store(str(tmp_path / "store")), "large")
     assert [(m.name, m.size, m.shard) for m in index.files] == [(f"piece-{i}.mid", 100 << 20, i) for i in range(3)]
-    assert index.files[2].sha256 == hashlib.sha256(bytes([2]) * (100 << 20)).hexdigest()
+    assert index.files[2].sha256 == hashlib.sha256(b"MThd" + bytes([2]) * ((100 << 20) - 4)).hexdigest()
 
 
 def test_a_damaged_archive_leaves_nothing_behind(env, tmp_path):
@@ -229,3 +230,47 @@ def test_a_large_entry_that_holds_more_than_declared_is_stopped_and_removed(stor
         datasets._upload(store, "liar", Path("source"), entries, 9 * size)
     assert first_shard_stored.is_set()
     assert store.list("datasets/liar") == [], "the uploaded shard is removed"
+
+
+def test_files_that_are_not_midi_are_named_and_none_at_all_is_refused(env, tmp_path):
+    """A `.mid` that is no MIDI file (a renamed text or audio file) was imported silently, and a folder of
+    nothing else failed only in the job's tokenize, after a cluster had started. The small files are read
+    ahead and the large one streamed: both ways are checked."""
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.mid").write_bytes(b"RIFF....WAVEfmt ")
+    (junk / "big.mid").write_bytes(b"ID3" + bytes(datasets.WHOLE_FILE + 1))
+    line = one_line_error(run_cli("datasets", "import", "junk", str(junk), env=env), 2)
+    assert line == (f"error: none of the 2 .mid or .midi files in {junk} is a MIDI file (they do not begin with MThd, "
+                    "e.g. a.mid): nothing was imported")
+    assert stored(tmp_path, "junk") == []
+
+    (junk / "c.mid").write_bytes((MIDI / "AT.mid").read_bytes())
+    proc = run_cli("datasets", "import", "junk", str(junk), env=env)
+    assert (proc.returncode, proc.stdout) == (0, "imported 3 files as dataset junk (1 shard)\n"), proc.stderr
+    assert proc.stderr == ("note: 2 files of them are not MIDI (no MThd at the start), and jobs will skip them: "
+                           "a.mid, big.mid (`composer datasets show junk` lists them)\n")
+    assert datasets.info(open_store(str(tmp_path / "store")), "junk").not_midi == ["a.mid", "big.mid"]
+
+
+def test_a_name_that_differs_only_in_case_is_refused(env, tmp_path):
+    """`Gm` and `gm` are one folder on macOS and Windows: a local store there would mix their shards."""
+    assert run_cli("datasets", "import", "Gm", str(MIDI), env=env).returncode == 0
+    before = {k: open_store(str(tmp_path / "store")).get_bytes(k) for k in stored(tmp_path, "Gm")}
+    line = one_line_error(run_cli("datasets", "import", "gm", str(MIDI), env=env), 2)
+    assert line == "error: dataset 'Gm' in the store differs from 'gm' only in case: choose another name"
+    line = one_line_error(run_cli("datasets", "import", "Bach", str(MIDI), env=env), 2)
+    assert line == "error: 'Bach' is in all but case the built-in dataset 'bach': choose another name"
+    assert {k: open_store(str(tmp_path / "store")).get_bytes(k) for k in stored(tmp_path, "Gm")} == before
+    assert stored(tmp_path, "gm") == stored(tmp_path, "Bach") == []
+
+
+def test_the_source_is_recorded_absolute(tmp_path, monkeypatch):
+    """A relative path was recorded as typed: `datasets show` could not say which folder it was."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.mid").write_bytes((MIDI / "AT.mid").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    store = open_store(str(tmp_path / "store"))
+    assert datasets.import_dataset(store, "rel", Path("corpus")).source == str(tmp_path / "corpus")
+    assert datasets.info(store, "rel").source == str(tmp_path / "corpus")
+    assert datasets.stage_local(store, Path("./corpus")).source == str(tmp_path / "corpus")

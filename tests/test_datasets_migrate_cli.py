@@ -81,6 +81,7 @@ def _digest(originals: dict[str, bytes]) -> str:
 def test_migrate_repacks_a_per_file_dataset_into_shards_byte_for_byte(store, shared_midi, tmp_path, request):
     originals = _folder(shared_midi, tmp_path / "legacy-src", SOURCES)
     assert legacy_dataset(store, "legacy", tmp_path / "legacy-src") == len(originals)
+    created = json.loads(store.get_bytes("datasets/legacy/dataset.json"))["created"]
     _folder(shared_midi, tmp_path / "neighbour", {"a.mid": "final-fantasy/DOS.mid"})
     legacy_dataset(store, "legacy2", tmp_path / "neighbour")
     neighbour = _contents(store, "datasets/legacy2")
@@ -100,6 +101,7 @@ def test_migrate_repacks_a_per_file_dataset_into_shards_byte_for_byte(store, sha
     assert {k: meta[k] for k in ("name", "layout", "files", "bytes", "shards", "digest", "source")} == {
         "name": "legacy", "layout": "shards", "files": len(originals), "bytes": sum(map(len, originals.values())),
         "shards": 1, "digest": _digest(originals), "source": str(tmp_path / "legacy-src")}
+    assert meta["created"] == created  # when it was imported, not when it was repacked
 
     index = json.loads(store.get_bytes("datasets/legacy/index.json"))
     assert [f["name"] for f in index["files"]] == sorted(originals)

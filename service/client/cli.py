@@ -764,6 +764,11 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
 
     info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
     out.print(f"imported {count(info.files, 'file')} as dataset {info.name} ({count(info.shards, 'shard')})")
+    if bad := info.not_midi:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        err.print(f"note: {count(len(bad), 'file')} of them {'is' if len(bad) == 1 else 'are'} not MIDI (no MThd "
+                  f"at the start), and jobs will skip {'it' if len(bad) == 1 else 'them'}: {shown} "
+                  f"(`composer datasets show {info.name}` lists them)", highlight=False, markup=False, soft_wrap=True)
 
 
 @datasets_app.command("migrate")

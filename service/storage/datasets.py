@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +35,7 @@ from service.storage.composer_names import is_by
 from service.storage.store import NotFound, Store
 
 MIDI_SUFFIXES = (".mid", ".midi")
+MIDI_MAGIC = b"MThd"  # how every Standard MIDI File begins (fastparse refuses anything else)
 MAX_FILE_BYTES = 128 << 20  # the most fastparse reads of one file
 # The total a folder or archive may unpack to unless --max-size says otherwise: GiantMIDI-Piano is
 # about 210 MB of MIDI (193 MB zipped), so ten times that leaves room for larger corpora.
@@ -55,6 +57,7 @@ class DatasetInfo:
     layout: str = "files"  # "shards" (index.json + shards/), or "files": one object per MIDI file (older)
     digest: str = ""  # the content's sha256 (shards.Index.digest), for the token cache; "" for "files"
     shards: int = 0
+    not_midi: list[str] = field(default_factory=list)  # files named .mid that are not MIDI: jobs skip them
 
 
 def prefix(name: str) -> str:
@@ -221,9 +224,11 @@ def _why(source: Path) -> str:
         "the archive is damaged or forged"
 
 
-def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -> None:
+def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -> list[str]:
     """Every entry into the shards, in order: small ones read ahead on a helper thread (a bounded
-    amount), large ones streamed here so that memory never holds one whole."""
+    amount), large ones streamed here so that memory never holds one whole. Returns the names of the
+    entries that do not begin as a MIDI file does (jobs skip them; none at all is refused)."""
+    not_midi: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-read") as pool:
         ahead: deque[tuple[_Entry, Future[tuple[bytes, str]] | None]] = deque()
         waiting = 0
@@ -236,13 +241,18 @@ def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -
                 if waiting >= READ_AHEAD or not small:
                     break
             if not ahead:
-                return
+                return not_midi
             entry, future = ahead.popleft()
             if future is None:
+                with entry.open() as head:
+                    if head.read(len(MIDI_MAGIC)) != MIDI_MAGIC:
+                        not_midi.append(entry.name)
                 _stream(writer, entry, source)
                 continue
             data, sha256 = future.result()
             waiting -= entry.size
+            if not data.startswith(MIDI_MAGIC):
+                not_midi.append(entry.name)
             writer.add_bytes(entry.name, data, sha256)
 
 
@@ -258,9 +268,12 @@ def _stream(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
         capped.readinto(bytearray(1))  # one byte past the declared size raises
 
 
-def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], total: int) -> DatasetInfo:
+def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], total: int,
+            created: float | None = None) -> DatasetInfo:
     """Pack the entries into tar shards and upload each as soon as it is full (multipart, while the
-    next one fills), then index.json, then dataset.json; on any failure remove what was written."""
+    next one fills), then index.json, then dataset.json; on any failure remove what was written.
+    Entries that are not MIDI files are kept (a job skips them and says so) and listed in the record's
+    `not_midi`, unless no entry is one: then nothing is imported."""
     written: list[str] = []
     uploads: list[Future[None]] = []
 
@@ -283,7 +296,11 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
 
             writer = shards.ShardWriter(Path(tmp), finished)
             try:
-                _pack_all(writer, sorted(entries, key=lambda e: e.name), Path(source))
+                not_midi = _pack_all(writer, sorted(entries, key=lambda e: e.name), Path(source))
+                if len(not_midi) == len(entries):
+                    raise UserError(f"none of the {len(entries)} .mid or .midi files in {source} is a MIDI file "
+                                    f"(they do not begin with {MIDI_MAGIC.decode()}, e.g. {not_midi[0]}): "
+                                    "nothing was imported")
                 index = writer.close()
                 for upload in uploads:
                     upload.result()
@@ -292,8 +309,9 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
                 raise
         written.append(f"{prefix(name)}/{shards.INDEX}")
         store.put_bytes(written[-1], index.to_json())
-        meta = DatasetInfo(name=name, source=str(source), files=len(entries), created=time.time(), bytes=total,
-                           layout="shards", digest=index.digest(), shards=len(index.shards))
+        meta = DatasetInfo(name=name, source=str(source), files=len(entries), bytes=total, layout="shards",
+                           created=time.time() if created is None else created, digest=index.digest(),
+                           shards=len(index.shards), not_midi=not_midi)
         # dataset.json last: a dataset without it is an interrupted upload and is not listed.
         store.put_bytes(f"{prefix(name)}/dataset.json", json.dumps(meta.__dict__, indent=2).encode())
         return meta
@@ -306,14 +324,25 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
 
 
 def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> DatasetInfo:
-    """`composer datasets import NAME PATH`: refuses to replace an existing dataset."""
+    """`composer datasets import NAME PATH`: refuses to replace an existing dataset, or to add one whose
+    name differs from another's only in case (one folder on macOS and Windows, where a store or a pull
+    would mix them up)."""
     valid_name(name)
-    if name in BUILTINS:
-        raise UserError(f"{name!r} is a built-in dataset name: choose another name")
+    if builtin := next((b for b in BUILTINS if b.lower() == name.lower()), None):
+        raise UserError(f"{name!r} is {'' if builtin == name else 'in all but case '}the built-in dataset "
+                        f"{builtin!r}: choose another name")
     if info(store, name) is not None:
         raise UserError(f"dataset {name!r} already exists in the store: choose another name")
+    if other := next((d.name for d in list_datasets(store) if d.name.lower() == name.lower()), None):
+        raise UserError(f"dataset {other!r} in the store differs from {name!r} only in case: choose another name")
     with _local_source(path, max_bytes) as (entries, total):
-        return _upload(store, name, path, entries, total)
+        return _upload(store, name, _absolute(path), entries, total)
+
+
+def _absolute(path: Path) -> Path:
+    """Where a local folder or archive is, as a dataset's `source` records it: absolute, so that the
+    record still says which one it was when read from another folder or machine."""
+    return Path(os.path.abspath(path.expanduser()))
 
 
 def migrate(store: Store, name: str) -> DatasetInfo:
@@ -328,7 +357,7 @@ def migrate(store: Store, name: str) -> DatasetInfo:
     with tempfile.TemporaryDirectory(prefix="composer-migrate-") as tmp:
         fetch(store, name, Path(tmp))
         with _local_source(Path(tmp), max(DEFAULT_MAX_BYTES, old.bytes)) as (entries, total):
-            new = _upload(store, name, old.source, entries, total)
+            new = _upload(store, name, old.source, entries, total, created=old.created)
     for key in store.list(f"{prefix(name)}/files"):
         store.delete(key)
     return new
@@ -339,7 +368,7 @@ def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) ->
     with _local_source(path, max_bytes) as (entries, total):
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.") or "local"
         name = f"{stem[:60]}-{_content_hash(entries, path)[:10]}"
-        return info(store, name) or _upload(store, name, path, entries, total)
+        return info(store, name) or _upload(store, name, _absolute(path), entries, total)
 
 
 def resolve(store: Store, dataset: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, DatasetInfo | None]:
