@@ -339,8 +339,15 @@ def test_status_and_list_report_the_job(s3_job):
     listed = run_cli("list", "--store", s3_job["store"], "--json", env=s3_job["env"])
     row = next(row for row in json.loads(listed.stdout) if row["job_id"] == job)
     assert row["nats_per_second"] == report["test"]["nats_per_second"]
+    assert (row["dataset"], row["scheme"], row["phase"]) == (report["dataset"], report["scheme"], "done")
     shown = run_cli("list", "--store", s3_job["store"], env=s3_job["env"])
-    assert f"test {report['test']['nats_per_second']:.4f} nats/s" in shown.stdout, shown.stdout
+    header, *lines = shown.stdout.splitlines()
+    assert re.split(r"\s{2,}", header) == ["job", "dataset", "scheme", "phase", "epoch", "best val loss",
+                                           "test nats/s", "wall", "cost", "message"], shown.stdout
+    cells = re.split(r"\s{2,}", next(line for line in lines if line.startswith(job + " ")))
+    assert cells[:7] == [job, report["dataset"], report["scheme"], "done", f"{row['epoch']}/{row['epochs']}",
+                         f"{report['best_val_loss']:.4f}", f"{report['test']['nats_per_second']:.4f}"], cells
+    assert cells[8] == f"${row['cost']:.4f}", cells
 
 
 def test_the_job_records_its_cost_and_its_curves_for_tensorboard(s3_job):

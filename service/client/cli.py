@@ -360,22 +360,25 @@ def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="
 def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the jobs recorded in the store, with their best validation loss, held-out score and cost."""
     from service.client.compare import list_runs
+    from service.client.progress import duration
 
     the_store = _store(store)
-    rows = list_runs(the_store)
+    runs = list_runs(the_store)
     if as_json:
-        print(json.dumps(rows))
+        print(json.dumps(runs))
         return
-    if not rows:
+    if not runs:
         err.print(f"no jobs in the store {the_store.uri}: `composer submit` starts one", highlight=False)
-    for r in rows:
-        out.print(f"{r['job_id']}  {r['phase']:9} epoch {r['epoch']}/{r['epochs']}  val {_number(r['best_val_loss'])}  "
-                  f"test {_number(r['nats_per_second'], ' nats/s')}  {_cost_cell(r)}  {r['error'] or r['message']}",
-                  highlight=False)
+        return
+    header = ["job", "dataset", "scheme", "phase", "epoch", "best val loss", "test nats/s", "wall", "cost", "message"]
+    rows = [[r["job_id"], r["dataset"] or "-", r["scheme"] or "-", r["phase"], f"{r['epoch']}/{r['epochs']}",
+             _number(r["best_val_loss"]), _number(r["nats_per_second"]), duration(r["wall_seconds"]), _cost_cell(r),
+             r["error"] or r["message"]] for r in runs]
+    out.print(_columns(header, rows), highlight=False, markup=False, soft_wrap=True)
 
 
-def _number(value: float | None, unit: str = "") -> str:
-    return "-" if value is None else f"{value:.4f}{unit}"
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _cost_cell(run: dict) -> str:

@@ -39,8 +39,14 @@ def _spec(store: Store, job_id: str) -> JobSpec | None:
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
-    """`composer list`: every job of the store, by id."""
-    return [summary(p, _spec(store, p.job_id)) for p in jobstate.list_jobs(store)]
+    """`composer list`: every job of the store, by id, with its dataset and scheme ("" for a job whose
+    settings are not in the store)."""
+    runs = []
+    for progress in jobstate.list_jobs(store):
+        spec = _spec(store, progress.job_id)
+        runs.append({**summary(progress, spec), "dataset": spec.dataset if spec else "",
+                     "scheme": spec.scheme if spec else ""})
+    return runs
 
 
 def compare(store: Store, names: list[str]) -> dict[str, Any]:
