@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -151,6 +152,10 @@ def test_list_of_an_empty_store_says_so(env):
 def test_logs_of_an_unknown_job_without_a_cluster(env):
     """No cluster answers, so the log would come from the store, which has no such job."""
     assert_one_line_error(run_cli("logs", "composer-x", env=env), 2, "no job 'composer-x' in the store")
+    # Ray's own log needs a cluster that knows the job: none runs here, and nothing may start one.
+    assert_one_line_error(run_cli("logs", "composer-x", "--ray", env=env), 2,
+                          "no reachable Ray cluster knows job composer-x", "`composer logs composer-x` shows")
+    assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
 
 
 def test_wrong_s3_secret_is_refused_without_echoing_it(s3_server, five_files, env):

@@ -431,11 +431,25 @@ def test_the_log_says_when_each_worker_trained_its_first_step(s3_job):
     after its own start lines and before its first epoch's line."""
     logs = run_cli("logs", s3_job["result"]["job_id"], env=s3_job["env"])
     assert logs.returncode == 0, logs.stderr
+    # composer's lines alone, from the store, while the cluster still knows the job: no Ray start-up lines,
+    # worker prefixes or colour codes (Ray's log had them all).
+    assert all(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z (driver|worker-[01]): ", line)
+               for line in logs.stdout.splitlines()), logs.stdout[:3000]
     for rank in (0, 1):
         lines = [line for line in logs.stdout.splitlines() if f" worker-{rank}: " in line]
         first = [i for i, line in enumerate(lines) if re.search(r"first training step done, \d+\.\d s after", line)]
         epoch = next(i for i, line in enumerate(lines) if ": epoch 1/" in line)
         assert first and 0 < first[0] < epoch, lines  # once per start of the worker group
+
+
+def test_logs_ray_is_the_cluster_s_own_log_without_colours_in_a_pipe(s3_job):
+    """`--ray`: what the job's process printed as Ray keeps it (its workers' lines under Ray's prefix), with
+    the colour codes of Ray's prefixes left out of a pipe."""
+    job = s3_job["result"]["job_id"]
+    raw = run_cli("logs", job, "--ray", env=s3_job["env"])
+    assert raw.returncode == 0, raw.stderr
+    assert "(RayTrainWorker pid=" in raw.stdout and "\x1b[" not in raw.stdout, raw.stdout[:3000]
+    assert re.search(r"^\S+Z driver: done: results in ", raw.stdout, re.M), raw.stdout[-3000:]
 
 
 def test_a_stale_last_started_cluster_file_does_not_stall_the_job(s3_job):

@@ -349,11 +349,15 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
 
 @app.command()
 def logs(job: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends")]
-         = False, address: AddressOpt = None, store: StoreOpt = None) -> None:
-    """Print a job's log: from the cluster while it has the job, else from the store."""
-    from service.client import jobs
+         = False,
+         ray: Annotated[bool, typer.Option("--ray", help="Ray's own log of the job, from the cluster: everything "
+                                           "its process printed, Ray's lines and tracebacks included")] = False,
+         address: AddressOpt = None, store: StoreOpt = None) -> None:
+    """Print a job's log: composer's lines of the driver and every worker, from the store (Ray's log until the
+    job has written one)."""
+    from service.client.logs import logs as show
 
-    jobs.logs(_store(store), _job(job), address, follow)
+    show(_store(store), _job(job), address, follow, ray)
 
 
 @app.command("list")

@@ -14,7 +14,7 @@ from service.client import cluster as clusters
 from service.client import credentials, loopback
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec, validate
-from service.storage import joblog, jobstate
+from service.storage import jobstate
 from service.storage.jobstate import Progress, job_key
 from service.storage.manifest import pull as pull_files
 from service.storage.store import Store
@@ -142,7 +142,7 @@ def free_id(address: str | None, submission_id: str, what: str) -> None:
     the new submission needs. Forget it there (its log is kept in the store), once Ray is done with it;
     a run still going is an error."""
     cluster = clusters.resolve(address, start=True)
-    found = _ray_job(cluster, submission_id)
+    found = ray_job(cluster, submission_id)
     if found is None:
         return
     assert cluster is not None
@@ -296,7 +296,7 @@ class JobState:
 
 def cluster_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | None, str | None]:
     """Ray's view of the job; (None, None) when no cluster answers or it does not know the job."""
-    found = _ray_job(cluster, job_id)
+    found = ray_job(cluster, job_id)
     if found is None:
         return None, None
     return _status(found[1]), found[1].message
@@ -380,7 +380,7 @@ def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float =
     """Ray's final state of a job being stopped; a JobFailed if the cluster does not confirm in time."""
     deadline = time.monotonic() + timeout
     while True:
-        found = _ray_job(clusters.resolve(address, start=False), job_id)
+        found = ray_job(clusters.resolve(address, start=False), job_id)
         status = None if found is None else _status(found[1])
         if status in TERMINAL:
             credentials.remove(job_id)
@@ -396,7 +396,7 @@ def _status(info) -> str:
     return str(getattr(info.status, "value", info.status))
 
 
-def _ray_job(cluster: clusters.Cluster | None, job_id: str):
+def ray_job(cluster: clusters.Cluster | None, job_id: str):
     """(the cluster's Job API client, Ray's info on the job) when the cluster answers and knows the job."""
     if cluster is None:
         return None
@@ -405,66 +405,6 @@ def _ray_job(cluster: clusters.Cluster | None, job_id: str):
         return client, client.get_job_info(job_id)
     except (JobFailed, RuntimeError):
         return None
-
-
-def logs(store: Store, job_id: str, address: str | None, follow: bool, poll: float = 2.0) -> None:
-    """The job's log: Ray's (the driver's output, workers' lines forwarded) while the cluster knows the
-    job; otherwise the log the job kept in the store (driver and workers, merged in time order)."""
-    found = _ray_job(clusters.resolve(address, start=False), job_id)
-    if found is None:
-        _store_logs(store, job_id, address, follow, poll)
-        return
-    client = found[0]
-    try:
-        if not follow:
-            sys.stdout.write(client.get_job_logs(job_id))
-            return
-        import asyncio
-
-        async def tail() -> None:
-            async for chunk in client.tail_job_logs(job_id):
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
-
-        asyncio.run(tail())
-    except RuntimeError as e:
-        raise UserError(f"no logs for {job_id}: {str(e).splitlines()[0]}") from None
-
-
-def _store_logs(store: Store, job_id: str, address: str | None, follow: bool, poll: float) -> None:
-    """Print the job's log from the store; with follow, keep printing new lines until the job ends (`_ended`:
-    a trial that its sweep stopped, or that ended with its sweep, has ended too)."""
-    printed: dict[str, int] = {}
-    finished = False
-    while True:
-        found = joblog.read_lines(store, job_id)
-        if not printed and not found:
-            if Progress.load(store, job_id) is None:
-                raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
-            if not follow:
-                raise JobFailed(f"no log of {job_id} in the store {store.uri}, and no reachable cluster has one")
-        new = {key: lines[printed.get(key, 0):] for key, lines in found.items()}
-        for line in joblog.merged(new):
-            sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-        printed.update({key: len(lines) for key, lines in found.items()})
-        if not follow or finished:
-            return
-        # One more read after the end: the driver uploads its last lines after the final status.
-        finished = _ended(store, job_id, address)
-        time.sleep(poll)
-
-
-def _ended(store: Store, job_id: str, address: str | None) -> bool:
-    """Whether a job whose log comes from the store has ended: its record says so (done, failed, stopped),
-    or a cluster that answered says it (or, for a trial, its sweep) has. A cluster that does not answer
-    says nothing: `--follow` goes on reading the store."""
-    progress = Progress.load(store, job_id)
-    if progress is not None and progress.phase in jobstate.ENDED:
-        return True
-    cluster = clusters.resolve(address, start=False)
-    ids = [job_id] + ([progress.sweep] if progress is not None and progress.sweep else [])
-    return any(cluster_state(cluster, name)[0] in TERMINAL for name in ids)
 
 
 def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:

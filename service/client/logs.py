@@ -1,0 +1,137 @@
+"""`composer logs JOB`: composer's own log of a job, from the store; Ray's raw log with `--ray`.
+
+The store's log (storage/joblog.py) holds composer's timestamped lines of the driver and every training
+worker, uploaded every few seconds while the job runs and kept after its cluster is gone: the log a user
+reads. Ray's job log holds everything the driver's process printed (Ray's start-up lines, its workers'
+prefixes and colours, a traceback the job did not catch): `--ray` shows it, and so does a plain `logs` for
+a job that has not written a line to the store (still starting, or failed before it could).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shlex
+import sys
+import time
+
+from service.client import cluster as clusters
+from service.client.jobs import TERMINAL, cluster_state, ray_job
+from service.errors import JobFailed, UserError
+from service.storage import joblog, jobstate
+from service.storage.jobstate import Progress
+from service.storage.store import Store, open_store
+
+# Colour and cursor codes in Ray's log (its workers' prefixes): kept for a terminal, dropped for a pipe or a file.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool = False,
+         poll: float = 2.0) -> None:
+    """The job's log: the store's (driver and workers merged in time order) once the job has written to it,
+    else Ray's; `ray`: Ray's own log of the job, from the cluster, whatever the store has."""
+    if ray:
+        found = ray_job(clusters.resolve(address, start=False), job_id)
+        if found is None:
+            raise UserError(f"no reachable Ray cluster knows job {job_id} (gone, or another --address): "
+                            f"`composer logs {job_id}` shows its log from the store")
+        _ray_log(found[0], job_id, follow)
+        return
+    if not joblog.sources(store, job_id):
+        found = ray_job(clusters.resolve(address, start=False), job_id)
+        if found is not None and (theirs := _store_of(found[1])) not in (None, store.uri):
+            # Submitted with another --store than this one (a user's S3 store, read here without --store):
+            # the cluster's job names it.
+            store = open_store(theirs)
+            if joblog.sources(store, job_id):
+                _store_logs(store, job_id, address, follow, poll)
+                return
+        if found is not None and not _first_line(store, job_id, found, follow, poll):
+            # The job ended, or is starting and this is no --follow, without a line in the store: what its
+            # process printed (a traceback it did not catch) is in Ray's log alone.
+            _ray_log(found[0], job_id, follow=False)
+            return
+    _store_logs(store, job_id, address, follow, poll)
+
+
+def _first_line(store: Store, job_id: str, found: tuple, follow: bool, poll: float) -> bool:
+    """With --follow, wait until the job writes its first line to the store (True) or its cluster says it
+    has ended without one (False); without it, False at once."""
+    if not follow:
+        return False
+    client = found[0]
+    print(f"waiting for {job_id}'s first log line (it is {_status(client, job_id).lower()})", file=sys.stderr,
+          flush=True)
+    while not joblog.sources(store, job_id):
+        if _status(client, job_id) in TERMINAL:
+            return bool(joblog.sources(store, job_id))
+        time.sleep(poll)
+    return True
+
+
+def _store_of(info) -> str | None:
+    """The store a job of the cluster was submitted with: its driver's `--store` (jobs.entrypoint)."""
+    words = shlex.split(info.entrypoint or "")
+    return next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--store"), None)
+
+
+def _status(client, job_id: str) -> str:
+    return str(getattr(status := client.get_job_status(job_id), "value", status))
+
+
+def _ray_log(client, job_id: str, follow: bool) -> None:
+    """Ray's log of the job, as the cluster has it (colours only on a terminal)."""
+    plain = not sys.stdout.isatty()
+
+    def write(text: str) -> None:
+        sys.stdout.write(_ANSI.sub("", text) if plain else text)
+        sys.stdout.flush()
+
+    try:
+        if not follow:
+            write(client.get_job_logs(job_id))
+            return
+
+        async def tail() -> None:
+            async for chunk in client.tail_job_logs(job_id):
+                write(chunk)
+
+        asyncio.run(tail())
+    except RuntimeError as e:
+        raise UserError(f"no logs for {job_id}: {str(e).splitlines()[0]}") from None
+
+
+def _store_logs(store: Store, job_id: str, address: str | None, follow: bool, poll: float) -> None:
+    """Print the job's log from the store; with follow, keep printing new lines until the job ends (`_ended`:
+    a trial that its sweep stopped, or that ended with its sweep, has ended too)."""
+    printed: dict[str, int] = {}
+    finished = False
+    while True:
+        found = joblog.read_lines(store, job_id)
+        if not printed and not found:
+            if Progress.load(store, job_id) is None:
+                raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
+            if not follow:
+                raise JobFailed(f"no log of {job_id} in the store {store.uri}, and no reachable cluster has one")
+        new = {key: lines[printed.get(key, 0):] for key, lines in found.items()}
+        for line in joblog.merged(new):
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        printed.update({key: len(lines) for key, lines in found.items()})
+        if not follow or finished:
+            return
+        # One more read after the end: the driver uploads its last lines after the final status.
+        finished = _ended(store, job_id, address)
+        time.sleep(poll)
+
+
+def _ended(store: Store, job_id: str, address: str | None) -> bool:
+    """Whether a job whose log comes from the store has ended: its record says so (done, failed, stopped),
+    or a cluster that answered says it (or, for a trial, its sweep) has. A cluster that does not answer
+    says nothing: `--follow` goes on reading the store."""
+    progress = Progress.load(store, job_id)
+    if progress is not None and progress.phase in jobstate.ENDED:
+        return True
+    cluster = clusters.resolve(address, start=False)
+    ids = [job_id] + ([progress.sweep] if progress is not None and progress.sweep else [])
+    return any(cluster_state(cluster, name)[0] in TERMINAL for name in ids)
