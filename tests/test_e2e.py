@@ -336,6 +336,11 @@ def test_status_and_list_report_the_job(s3_job):
     assert state["state"] == "SUCCEEDED"
     report = json.loads((s3_job["out"] / "report.json").read_text())
     assert state["test"] == {k: v for k, v in report["test"].items() if k != "files"}
+    # Asked without --store (the default store has no such job), the cluster names the job's S3 store: the
+    # same record, not an empty "queued" one.
+    bare = run_cli("status", job, "--json", env=s3_job["env"])
+    assert bare.returncode == 0, bare.stderr
+    assert json.loads(bare.stdout) == state
     listed = run_cli("list", "--store", s3_job["store"], "--json", env=s3_job["env"])
     row = next(row for row in json.loads(listed.stdout) if row["job_id"] == job)
     assert row["nats_per_second"] == report["test"]["nats_per_second"]

@@ -320,10 +320,11 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
     from service.client import jobs
     from service.storage import sweepstate
 
-    if sweepstate.exists(_store(store), _job(job)):
-        sweep_status(job, address, store, as_json)
+    the_store = jobs.store_for(_store(store), _job(job), address)
+    if sweepstate.exists(the_store, job):
+        sweep_status(job, address, the_store.uri, as_json)
         return
-    state = jobs.state(_store(store), _job(job), address)
+    state = jobs.state(the_store, job, address)
     if as_json:
         print(json.dumps(state.as_dict()))
         return
@@ -613,9 +614,10 @@ def _show_sweep(state: dict) -> None:
 @app.command("sweep-status")
 def sweep_status(sweep_id: str, address: AddressOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show a sweep's state and every trial."""
+    from service.client import jobs
     from service.client import sweep as sweeps
 
-    state = sweeps.state(_store(store), _job(sweep_id), address)
+    state = sweeps.state(jobs.store_for(_store(store), _job(sweep_id), address), sweep_id, address)
     if as_json:
         print(json.dumps(state))
     else:
@@ -637,23 +639,24 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
     if not 0 <= timeout < math.inf:  # typer reads "nan" and "inf" as floats
         raise UserError(f"--timeout must be a finite number of seconds, 0 or more, got {timeout}")
     if not jobs.cancel(_job(job), address):
-        _record_stopped(job, store)  # an earlier `cancel --no-wait`'s stop, recorded now
+        _record_stopped(job, store, address)  # an earlier `cancel --no-wait`'s stop, recorded now
         out.print(f"{job}: already finished")
         return
     out.print(f"{job}: stopping")
     if wait:
         final = jobs.wait_stopped(job, address, timeout)
-        _record_stopped(job, store)
+        _record_stopped(job, store, address)
         out.print(f"{job}: {final.lower()}")
 
 
-def _record_stopped(job: str, store: str | None) -> None:
-    """The stop in the job's (or sweep's) record, where it does not say so yet (jobs.record_stopped). Best
-    effort: `status` reads the end from Ray anyway, and the job has stopped whatever the store answers."""
+def _record_stopped(job: str, store: str | None, address: str | None) -> None:
+    """The stop in the job's (or sweep's) record, where it does not say so yet (jobs.record_stopped), in the
+    store it was submitted with. Best effort: `status` reads the end from Ray anyway, and the job has stopped
+    whatever the store answers."""
     from service.client import jobs
 
     with contextlib.suppress(ComposerError):
-        jobs.record_stopped(_store(store), job)
+        jobs.record_stopped(jobs.store_for(_store(store), job, address), job)
 
 
 @app.command()
@@ -666,8 +669,8 @@ def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to writ
     from service.client import sweep as sweeps
     from service.storage import sweepstate
 
-    the_store = _store(store)
-    if sweepstate.exists(the_store, _job(job)):
+    the_store = jobs.store_for(_store(store), _job(job), None)
+    if sweepstate.exists(the_store, job):
         files = sweeps.pull(the_store, job, to, force)
         if as_json:
             print(json.dumps({"sweep_id": job, "to": str(to), "files": files}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 import time
@@ -14,10 +15,10 @@ from service.client import cluster as clusters
 from service.client import credentials, loopback
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec, validate
-from service.storage import jobstate
+from service.storage import jobstate, sweepstate
 from service.storage.jobstate import Progress, job_key
 from service.storage.manifest import pull as pull_files
-from service.storage.store import Store
+from service.storage.store import Store, open_store
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # Set in every process of the job. TF_USE_LEGACY_KERAS before TensorFlow is imported: Keras 3 fails
@@ -405,6 +406,19 @@ def ray_job(cluster: clusters.Cluster | None, job_id: str):
         return client, client.get_job_info(job_id)
     except (JobFailed, RuntimeError):
         return None
+
+
+def store_for(store: Store, job_id: str, address: str | None) -> Store:
+    """The store that holds job (or sweep) `job_id`: `store`, unless it has no record of it and a cluster that
+    answers knows it as submitted with another `--store` (an S3 store, asked after without --store)."""
+    if store.exists(job_key(job_id, jobstate.STATUS)) or sweepstate.exists(store, job_id):
+        return store
+    cluster = clusters.resolve(address, start=False)
+    # A sweep's trial runs inside its sweep's Ray job (`<sweep>-tNN`).
+    found = ray_job(cluster, job_id) or ray_job(cluster, re.sub(r"-t\d+$", "", job_id))
+    words = shlex.split(found[1].entrypoint or "") if found is not None else []
+    theirs = next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--store"), None)
+    return store if theirs in (None, store.uri) else open_store(theirs)
 
 
 def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:

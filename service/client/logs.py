@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shlex
 import sys
 import time
 
 from service.client import cluster as clusters
-from service.client.jobs import TERMINAL, cluster_state, ray_job
+from service.client.jobs import TERMINAL, cluster_state, ray_job, store_for
 from service.errors import JobFailed, UserError
 from service.storage import joblog, jobstate
 from service.storage.jobstate import Progress
-from service.storage.store import Store, open_store
+from service.storage.store import Store
 
 # Colour and cursor codes in Ray's log (its workers' prefixes): kept for a terminal, dropped for a pipe or a file.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -37,15 +36,9 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
                             f"`composer logs {job_id}` shows its log from the store")
         _ray_log(found[0], job_id, follow)
         return
+    store = store_for(store, job_id, address)
     if not joblog.sources(store, job_id):
         found = ray_job(clusters.resolve(address, start=False), job_id)
-        if found is not None and (theirs := _store_of(found[1])) not in (None, store.uri):
-            # Submitted with another --store than this one (a user's S3 store, read here without --store):
-            # the cluster's job names it.
-            store = open_store(theirs)
-            if joblog.sources(store, job_id):
-                _store_logs(store, job_id, address, follow, poll)
-                return
         if found is not None and not _first_line(store, job_id, found, follow, poll):
             # The job ended, or is starting and this is no --follow, without a line in the store: what its
             # process printed (a traceback it did not catch) is in Ray's log alone.
@@ -67,12 +60,6 @@ def _first_line(store: Store, job_id: str, found: tuple, follow: bool, poll: flo
             return bool(joblog.sources(store, job_id))
         time.sleep(poll)
     return True
-
-
-def _store_of(info) -> str | None:
-    """The store a job of the cluster was submitted with: its driver's `--store` (jobs.entrypoint)."""
-    words = shlex.split(info.entrypoint or "")
-    return next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--store"), None)
 
 
 def _status(client, job_id: str) -> str:
