@@ -33,6 +33,11 @@ PRESETS: dict[str, dict[str, object]] = {
 
 MAX_STORE_TIMEOUT = 86_400.0  # a day: past that a store is not coming back for this job
 MAX_SEED = 2**32 - 1  # the seeds Keras (keras.utils.set_random_seed) and NumPy's legacy generator take
+# A job or `composer generate` samples, engraves and renders each piece (about 10 s each for 2,000 notes on a
+# laptop core): more than this many pieces, or notes a piece, is a mistake, and the decoders refuse far less
+# than their own limits would (65,536 streams; a performance holds under 3,600,000 notes) only after training.
+MAX_SAMPLES = 1024
+MAX_LENGTH = 100_000
 MAX_TEST_SHARE = 0.5  # a larger held-out share would leave less to train on than to test
 CONDITIONS = ("none", "composer")  # --condition
 # The networks' names, which model/architecture.py registers (a test keeps the two equal): named here so
@@ -167,6 +172,9 @@ def validate(spec: JobSpec) -> None:
     for name in positive:
         if getattr(spec, name) < 1:
             raise UserError(f"--{option_flag(name)} must be at least 1, got {getattr(spec, name)}")
+    for name, most in (("samples", MAX_SAMPLES), ("sample_length", MAX_LENGTH)):
+        if getattr(spec, name) > most:
+            raise UserError(f"--{option_flag(name)} must be 1 to {most}, got {getattr(spec, name)}")
     if spec.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {spec.patience}")
     if not 0 <= spec.seed <= MAX_SEED:  # Keras's set_random_seed takes no other (the job would fail in training)

@@ -84,6 +84,9 @@ def test_the_table_of_the_composers_a_model_learns():
     assert table.ids(["BACH_x_1.mid", "Debussy_y_2.mid", "Liszt_z_3.mid", "x.mid"]).tolist() == [1, 2, 0, 0]
     assert table.find("debussy") == 2 and table.find(" Bach ") == 1 and table.find("Unknown") == 0
     assert ComposerTable.from_json(json.loads(json.dumps(table.to_json()))) == table
+    # report.json's list: the learned composers, then the unknown row where pieces trained it
+    assert table.describe() == [{"composer": "Bach", "pieces": 3}, {"composer": "Debussy", "pieces": 1},
+                                {"composer": UNKNOWN, "pieces": 1}]
     with pytest.raises(UserError, match="never learned that composer; it knows Bach, Debussy, unknown"):
         table.find("Liszt")
     with pytest.raises(UserError, match="needs a composer's name: one of Bach, Debussy, unknown"):
@@ -93,6 +96,7 @@ def test_the_table_of_the_composers_a_model_learns():
     assert accents.names == (UNKNOWN, "Chopin", "Dvorak") and accents.pieces == (1, 1, 2)
     assert accents.find("DVOŘÁK") == accents.find("dvorak") == 2
     without_unknown = ComposerTable.of_names(["Debussy_a_1.mid", "Bach_b_2.mid"])
+    assert [row["composer"] for row in without_unknown.describe()] == ["Bach", "Debussy"]
     with pytest.raises(UserError, match="it knows Bach, Debussy$"):  # no unknown training piece: not a choice
         without_unknown.find("unknown")
 
@@ -104,7 +108,14 @@ def test_fewer_than_two_composers_to_train_on_are_refused():
     corpus = Corpus(np.zeros(4, np.int32), np.arange(5), ["x"], "remi", 4, names)
     spec = build_spec("composer-cc", "d", "/tmp/s", "tiny", condition="composer")
     with pytest.raises(UserError) as refused:
-        table_for(corpus, spec, np.array([3]))  # Liszt's only piece held out
+        table_for(corpus, spec, np.array([3]))  # Liszt's only piece held out: the names give two, training one
+    line = str(refused.value)
+    assert "\n" not in line and "at least 2 composers" in line, line
+    assert f"held-out test pieces (--test-share {spec.test_share:g}) take every piece of Liszt, leaving Chopin" in line
+    assert "with --test-share 0" in line
+    alone = Corpus(np.zeros(4, np.int32), np.arange(5), ["x"], "remi", 4, [*names[:3], "9.mid"])
+    with pytest.raises(UserError) as refused:
+        table_for(alone, spec, np.array([3]))  # one composer and pieces of none, whatever is held out
     line = str(refused.value)
     assert "\n" not in line and "at least 2 composers" in line and "give 1 (Chopin; 1 unknown)" in line
     assert "Surname_Title_id.mid" in line and "without --condition" in line
@@ -264,8 +275,10 @@ def test_the_page_lists_the_composers_and_each_pieces(shared_midi, tmp_path):
         "job_id": "j", "condition": "composer", "samples": ["sample-01.mid", "sample-02.mid"],
         "greedy_samples": ["greedy-01.mid"], "sample_composers": ["Debussy", "Uematsu<"],
         "composers": [{"composer": "Debussy", "pieces": 7}, {"composer": "Uematsu<", "pieces": 9},
-                      {"composer": "Liszt", "pieces": 1}]}))
+                      {"composer": "Liszt", "pieces": 1}, {"composer": "unknown", "pieces": 2}]}))
     text = write_page(tmp_path).read_text()
+    assert "learned 3 composers" in text and "unknown: the pieces whose names gave none" in text
+    assert "<td>unknown</td><td class=\"num\">2</td><td>–</td>" in text
     assert "<h2>Composers</h2>" in text and "conditioned on" in text
     assert "<td>Debussy</td><td class=\"num\">7</td><td>sample-01</td>" in text
     assert "<td>Uematsu&lt;</td><td class=\"num\">9</td><td>sample-02</td>" in text and "Uematsu<" not in text

@@ -195,6 +195,37 @@ def test_a_damaged_reference_is_one_line(pulled, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("damage", "says"), [
+    (lambda m: (m / "composer.json").write_text('{"spec": '), "composer.json is damaged (Expecting value"),
+    (lambda m: (m / "model.keras").write_bytes(b"not a model"), "model.keras is damaged ("),
+    (lambda m: (m / "primers.npy").unlink(), "primers.npy is damaged ("),
+])
+def test_a_damaged_model_folder_is_one_line_and_force_keeps_the_earlier_pieces(pulled, tmp_path, damage, says):
+    """A model folder cut short or edited was a raw JSONDecodeError, OSError or FileNotFoundError (exit 1),
+    and with --force the earlier pieces were gone by then: now one line, exit 2, and they stay."""
+    folder, _ = pulled
+    model, out = tmp_path / "model", tmp_path / "out"
+    shutil.copytree(folder / "model", model)
+    out.mkdir()
+    (out / "sample-01.mid").write_bytes(b"an earlier piece")
+    damage(model)
+    proc = run_cli("generate", "--model", str(model), "--out", str(out), "--length", NOTES, "--force")
+    line = assert_one_line_error(proc, 2, says, "pull the job again")
+    assert "Traceback" not in proc.stderr, line
+    assert (out / "sample-01.mid").read_bytes() == b"an earlier piece"
+
+
+def test_a_folder_inside_a_file_is_refused_in_one_line(pulled, tmp_path):
+    folder, _ = pulled
+    (tmp_path / "a-file").write_text("mine")
+    proc = run_cli("generate", "--model", str(folder / "model"), "--out", str(tmp_path / "a-file" / "sub"))
+    assert_one_line_error(proc, 2, f"--out {tmp_path / 'a-file' / 'sub'}: {tmp_path / 'a-file'} is a file")
+    proc = run_cli("pull", "composer-x", "--to", str(tmp_path / "a-file" / "sub"),
+                   env={"COMPOSER_STORE": str(tmp_path / "store"), "COMPOSER_HOME": str(tmp_path / "home")})
+    assert_one_line_error(proc, 2, f"--to {tmp_path / 'a-file' / 'sub'}: {tmp_path / 'a-file'} is a file")
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
 def test_generate_never_mixes_its_pieces_with_an_earlier_runs(pulled, tmp_path):
     """A folder holding generated pieces is refused before the model loads, and left as it was; --force
     removes those pieces first (only those), so a smaller run (fewer samples, no audio) leaves none of

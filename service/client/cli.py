@@ -23,6 +23,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from service.errors import ComposerError, UserError
+from service.spec import MAX_LENGTH, MAX_SAMPLES, MAX_SEED
 
 # click's UsageError, as typer raises it (typer ships its own copy of click): reached through typer's
 # public BadParameter, one of its kinds.
@@ -669,6 +670,7 @@ def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to writ
     from service.client import sweep as sweeps
     from service.storage import sweepstate
 
+    _check_folder("--to", to)
     the_store = jobs.store_for(_store(store), _job(job), None)
     if sweepstate.exists(the_store, job):
         files = sweeps.pull(the_store, job, to, force)
@@ -689,8 +691,8 @@ def pull(job: str, to: Annotated[Path, typer.Option("--to", help="Folder to writ
 def generate(
     model: Annotated[Path, typer.Option("--model", help="The model/ folder of a pulled job")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the generated files")],
-    samples: Annotated[int, typer.Option(min=1)] = 4,
-    length: Annotated[int, typer.Option(min=1, help="Notes per sample (in every scheme)")] = 256,
+    samples: Annotated[int, typer.Option(min=1, max=MAX_SAMPLES)] = 4,
+    length: Annotated[int, typer.Option(min=1, max=MAX_LENGTH, help="Notes per sample (in every scheme)")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0)")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample from the k likeliest tokens only (0: off)")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass in (0, 1] (1: off)")] = 1.0,
@@ -698,7 +700,7 @@ def generate(
     = False,
     primer: Annotated[Path | None, typer.Option(help="Continue this MIDI file (default: a random training window)")]
     = None,
-    seed: Annotated[int, typer.Option(min=0, help="Random seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed")] = 0,
     key: Annotated[str | None, typer.Option(help="Write in this key, e.g. 'D minor', 'F# major', 'Bb' "
                                                   "(a model trained with --key-conditioning)")] = None,
     composer: Annotated[str | None, typer.Option(help="Write in this composer's style, e.g. Chopin (a model "
@@ -718,18 +720,19 @@ def generate(
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
+    _check_folder("--out", out_dir)
     generate_out.check(out_dir, force)
     out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     if not _debug["on"]:  # --debug: every line TensorFlow writes, as it writes them
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in jobs: its errors only, once it has loaded
         quiet_tensorflow.load()
-    if force:
-        generate_out.clear(out_dir)  # the earlier pieces, once TensorFlow has loaded
     shown = generate_progress.shown(err, samples)  # on stderr: a live line on a terminal, else a line a stage
     try:
+        # --force: the earlier pieces go once the model has loaded (a damaged one leaves them be).
         paths = generate_from_model_dir(model, out_dir, samples, length, sampling, seed, primer, key, sheet_music,
-                                        audio, composer, shown)
+                                        audio, composer, shown,
+                                        before_writing=lambda: generate_out.clear(out_dir) if force else None)
     finally:
         shown.close()
     out.print(f"wrote {count(len(paths), 'sample')} to {out_dir}/: open {out_dir / 'report.html'} to hear and see "
@@ -798,7 +801,32 @@ def _interrupted(e: SystemExit) -> bool:
     return e.code == 130 and isinstance(inner, typer.Exit) and isinstance(inner.__cause__, KeyboardInterrupt)
 
 
+def _check_folder(flag: str, path: Path) -> None:
+    """A folder to write into: refused in one line where it, or a folder it would be made in, is a file."""
+    for where in (path, *path.parents):
+        if where.exists():
+            if not where.is_dir():
+                raise UserError(f"{flag} {path}: {where} is a file, not a folder" if where != path
+                                else f"{flag} {path} is a file, not a folder")
+            return
+
+
+def _empty_value(argv: list[str]) -> str | None:
+    """The option (or argument) given as an empty string, if one is. No composer value is empty, and a path
+    that is becomes the current folder (`--dataset "$UNSET"` uploaded it, `--out ""` wrote into it)."""
+    for i, arg in enumerate(argv):
+        if arg == "":
+            before = argv[i - 1] if i else ""
+            return before if before.startswith("--") and "=" not in before else "an argument"
+        if arg.startswith("--") and arg.endswith("=") and len(arg) > 3:
+            return arg[:-1]
+    return None
+
+
 def main() -> None:
+    if (empty := _empty_value(sys.argv[1:])) is not None:
+        err.print(f"error: {empty} is empty: give a value (an unset shell variable?)", highlight=False, markup=False)
+        sys.exit(2)
     try:
         app()
     except ComposerError as e:

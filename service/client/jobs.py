@@ -16,6 +16,7 @@ from service.client import credentials, loopback
 from service.errors import JobFailed, UserError
 from service.spec import JobSpec, validate
 from service.storage import jobstate, sweepstate
+from service.storage.composer_names import parse_filter
 from service.storage.jobstate import Progress, job_key
 from service.storage.manifest import pull as pull_files
 from service.storage.store import Store, open_store
@@ -56,7 +57,7 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     from service.spec import build_spec, new_job_id
     from service.storage import datasets
 
-    names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
+    names = parse_filter(composers)
     spec = build_spec(job_id or new_job_id(), "pending", store.uri, preset, composers=names, **settings)
     if spec.condition == "composer":
         from service.model.composers import refuse_certain_failure

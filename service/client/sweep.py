@@ -21,6 +21,7 @@ from service.errors import UserError
 from service.model import cost
 from service.spec import JobSpec, build_spec
 from service.storage import jobstate, manifest
+from service.storage.composer_names import parse_filter
 from service.storage.store import Store
 from service.storage.sweepstate import Sweep, SweepStatus
 
@@ -102,7 +103,7 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
     if time_budget is not None and not 0 < time_budget < math.inf:
         raise UserError(f"--time-budget must be a finite number of seconds above 0, got {time_budget:g}")
     sweep_id = new_sweep_id()
-    names = [c.strip().lower() for c in composers.split(",") if c.strip()] if composers else []
+    names = parse_filter(composers)
     specs = []
     for number, options in enumerate(planned, start=1):
         given = {**{k: v for k, v in settings.items() if v is not None}, **options}

@@ -93,9 +93,12 @@ class ComposerTable:
         return sorted(range(1, len(self.names)), key=lambda i: (-self.pieces[i], identity(self.names[i])))
 
     def describe(self) -> list[dict]:
-        """report.json's `composers`: each learned composer and its training pieces."""
-        return [{"composer": name, "pieces": count} for name, count in zip(self.names[1:], self.pieces[1:],
-                                                                            strict=True)]
+        """report.json's `composers`: each learned composer and its training pieces, then "unknown" with the
+        pieces whose names gave no composer, where there were any (its row was trained on them too, and
+        `composer generate --composer unknown` takes it)."""
+        rows = [{"composer": name, "pieces": count} for name, count in zip(self.names[1:], self.pieces[1:],
+                                                                           strict=True)]
+        return rows + ([{"composer": UNKNOWN, "pieces": self.pieces[0]}] if self.pieces[0] else [])
 
     def decoder_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """The composer vectors a decoder reads, from the trained embedding's. Where every training piece
@@ -126,6 +129,13 @@ def table_for(corpus: Corpus, spec: JobSpec, test: np.ndarray) -> ComposerTable 
 
     table = ComposerTable.of_names([corpus.names[i] for i in train_pieces(corpus.pieces, test)])
     if len(table.learned) < 2:
+        every = ComposerTable.of_names(corpus.names)
+        if len(every.learned) >= 2:  # the names give two, but the held-out test pieces took all of one's
+            gone = ", ".join(c for c in every.learned if c not in table.learned)
+            raise UserError(f"--condition composer needs pieces of at least 2 composers to train on, and the "
+                            f"held-out test pieces (--test-share {spec.test_share:g}) take every piece of {gone}, "
+                            f"leaving {', '.join(table.learned) or 'none'}: add more of their files, or submit "
+                            "with --test-share 0 (no held-out score)")
         raise too_few(table)
     return table
 

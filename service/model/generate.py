@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,23 +116,41 @@ def decoder_for(model, spec: JobSpec, vocab: list[str], scheme: str,
 
 
 def read_model_info(path: Path) -> ModelInfo:
+    if not path.exists():
+        raise UserError(f"--model {path} does not exist: give the model/ folder of `composer pull`")
     if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
         raise UserError(f"{path} is not a composer model directory (no {META_FILE} / {MODEL_FILE}): "
                         "give the model/ folder of `composer pull`")
-    meta = json.loads((path / META_FILE).read_text())
-    table = ComposerTable.from_json(meta["composers"]) if "composers" in meta else None
-    return ModelInfo(JobSpec.from_json(json.dumps(meta["spec"])), meta["vocab"], meta["scheme"], composers=table)
+    with _damaged(path, META_FILE):
+        meta = json.loads((path / META_FILE).read_text())
+        table = ComposerTable.from_json(meta["composers"]) if "composers" in meta else None
+        return ModelInfo(JobSpec.from_json(json.dumps(meta["spec"])), meta["vocab"], meta["scheme"], composers=table)
+
+
+@contextmanager
+def _damaged(folder: Path, name: str) -> Iterator[None]:
+    """A model folder's file that cannot be read (cut short, edited, another program's) in one line."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{folder / name} is damaged ({why}): pull the job again "
+                        "(`composer pull JOB --to DIR --force`)") from None
 
 
 def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:
     from service.model.network import keras
 
     info = read_model_info(path)
-    trained = keras().models.load_model(path / MODEL_FILE, compile=False)
-    tokens = np.load(path / PRIMERS_FILE, allow_pickle=False)
+    with _damaged(path, MODEL_FILE):
+        trained = keras().models.load_model(path / MODEL_FILE, compile=False)
+    with _damaged(path, PRIMERS_FILE):
+        tokens = np.load(path / PRIMERS_FILE, allow_pickle=False)
     keys_file = path / PRIMER_KEYS_FILE  # absent in model folders from before key conditioning
-    keys = np.load(keys_file, allow_pickle=False) if keys_file.is_file() else np.zeros(len(tokens), np.int8)
-    who = np.load(path / PRIMER_COMPOSERS_FILE, allow_pickle=False) if info.composers is not None else None
+    with _damaged(path, PRIMER_KEYS_FILE):
+        keys = np.load(keys_file, allow_pickle=False) if keys_file.is_file() else np.zeros(len(tokens), np.int8)
+    with _damaged(path, PRIMER_COMPOSERS_FILE):
+        who = np.load(path / PRIMER_COMPOSERS_FILE, allow_pickle=False) if info.composers is not None else None
     return decoder_for(trained, info.spec, info.vocab, info.scheme, info.composers), Primers(tokens, keys, who)
 
 
@@ -452,11 +471,13 @@ def check_request(model_dir: Path, samples: int, primer: Path | None = None, key
 def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
                             primer: Path | None = None, key: str | None = None, sheet_music: bool = True,
                             audio: bool = True, composer: str | None = None,
-                            progress: Progress = _quiet) -> list[Path]:
+                            progress: Progress = _quiet, before_writing: Callable[[], None] = lambda: None
+                            ) -> list[Path]:
     """`composer generate`: sample from a pulled model into `out`, with greedy pieces from the same
     primers, report.json (settings and quality, against the job's corpus reference when the model
     folder has one) and report.html (the page to hear and see them, with the job's loss curve);
-    `progress` is told each stage."""
+    `progress` is told each stage; `before_writing` runs once the model has loaded, before any file is
+    written (`--force` clears the earlier pieces there: a damaged model leaves them as they were)."""
     from service.model.report import write_report
     from service.music.beat import on_transcription_clock
 
@@ -466,6 +487,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)
     chosen = from_file if from_file is not None else choose_primers(info, bank, samples, rng, key_index, who)
+    before_writing()
     # A corpus on a transcription clock (GiantMIDI-Piano's fixed 120 bpm): samples engraved on their own beat.
     beat = corpus is not None and on_transcription_clock(corpus.evaluation.meter, info.scheme)
     pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat, progress)

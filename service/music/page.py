@@ -292,6 +292,7 @@ def _composers(report: dict[str, Any]) -> str:
     learned = report.get("composers")
     if not isinstance(learned, list) or not learned:
         return ""
+    named = [c for c in learned if isinstance(c, dict) and c.get("composer") != "unknown"]
     written: dict[str, list[str]] = {}
     for name, who in zip(report.get("samples") or [], report.get("sample_composers") or [], strict=False):
         written.setdefault(str(who), []).append(Path(str(name)).stem)
@@ -302,8 +303,10 @@ def _composers(report: dict[str, Any]) -> str:
     return ("<h2>Composers</h2>\n<table>\n<thead><tr><th scope=\"col\">composer</th>"
             "<th class=\"num\" scope=\"col\">training pieces</th><th scope=\"col\">samples</th></tr></thead>\n"
             f"<tbody>\n{rows}\n</tbody>\n</table>\n"
-            f'<p class="note">The model learned {len(learned)} composers from its training pieces\' file names '
-            "(<code>--condition composer</code>): each sample is written with one of them as its composer, and "
+            f'<p class="note">The model learned {len(named)} composers from its training pieces\' file names '
+            "(<code>--condition composer</code>"
+            f"{'; unknown: the pieces whose names gave none' if len(named) < len(learned) else ''}"
+            "): each sample is written with one of them as its composer, and "
             "<code>composer generate --composer NAME</code> asks for one.</p>")
 
 

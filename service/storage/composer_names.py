@@ -19,6 +19,8 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
+from service.errors import UserError
+
 UNKNOWN = "unknown"
 # Which files a --composers filter picks, as a number: token caches of a job with --composers are keyed by
 # it (storage/corpus.py), so a change to the rule never reuses tokens of the files the old rule picked.
@@ -49,6 +51,22 @@ def composer_of(file_name: str) -> str:
     if composer_identity(surname) == UNKNOWN:  # "Unknown, ..." is no composer: the unknown row
         return UNKNOWN
     return surname[:1].upper() + surname[1:]
+
+
+def parse_filter(text: str | None) -> list[str]:
+    """`--composers chopin,Debussy`: the names, lowercased. An empty name (`chopin,,liszt`, `,`) and
+    `unknown`, which no filter picks, are refused: either would leave a filter that does not say what it
+    seems to (`,` read as no filter at all, `unknown,chopin` as Chopin alone)."""
+    if not text:
+        return []
+    names = [c.strip().lower() for c in text.split(",")]
+    if "" in names:
+        raise UserError(f"--composers {text!r} holds an empty name: give names separated by commas, e.g. "
+                        "chopin,debussy")
+    if any(composer_identity(name) == UNKNOWN for name in names):
+        raise UserError("--composers: no filter picks 'unknown' (the files whose names give no composer): "
+                        "leave it out, or drop --composers to read every file")
+    return names
 
 
 def is_by(file_name: str, composers: Iterable[str]) -> bool:

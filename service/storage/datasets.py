@@ -138,6 +138,8 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
             yield _checked(path, entries, max_bytes)
     elif path.is_file():
         raise UserError(f"dataset {str(path)!r} is a file but not a zip archive: give a folder or a .zip of MIDI files")
+    elif path.exists():  # a device, a pipe, a socket
+        raise UserError(f"dataset {str(path)!r} is neither a folder nor a file: give a folder or a .zip of MIDI files")
     else:
         raise UserError(f"dataset {str(path)!r} does not exist")
 
@@ -379,7 +381,10 @@ def resolve(store: Store, dataset: str, max_bytes: int = DEFAULT_MAX_BYTES) -> t
         return dataset, info(store, dataset)
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) and (found := info(store, dataset)) is not None:
         return dataset, found
-    path = Path(dataset).expanduser()
+    try:
+        path = Path(dataset).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise UserError(f"dataset {dataset!r}: there is no such user's home folder") from None
     if path.exists():
         staged = stage_local(store, path, max_bytes)
         return staged.name, staged
