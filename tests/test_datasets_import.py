@@ -248,7 +248,7 @@ def test_files_that_are_not_midi_are_named_and_none_at_all_is_refused(env, tmp_p
     (junk / "c.mid").write_bytes((MIDI / "AT.mid").read_bytes())
     proc = run_cli("datasets", "import", "junk", str(junk), env=env)
     assert (proc.returncode, proc.stdout) == (0, "imported 3 files as dataset junk (1 shard)\n"), proc.stderr
-    assert proc.stderr == ("note: 2 files of them are not MIDI (no MThd at the start), and jobs will skip them: "
+    assert proc.stderr == ("note: 2 of the files are not MIDI (no MThd at the start), and jobs will skip them: "
                            "a.mid, big.mid (`composer datasets show junk` lists them)\n")
     assert datasets.info(open_store(str(tmp_path / "store")), "junk").not_midi == ["a.mid", "big.mid"]
 

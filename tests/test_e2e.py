@@ -341,6 +341,13 @@ def test_status_and_list_report_the_job(s3_job):
     bare = run_cli("status", job, "--json", env=s3_job["env"])
     assert bare.returncode == 0, bare.stderr
     assert json.loads(bare.stdout) == state
+    # What the job trains on and how, as submitted (README: status gives the augmentation as spelled).
+    settings = state["settings"]
+    assert (settings["dataset"], settings["scheme"], settings["augment"], settings["workers"]) == (
+        report["dataset"], report["scheme"], report["augment"]["setting"], report["workers"])
+    shown = run_cli("status", job, "--store", s3_job["store"], env=s3_job["env"]).stdout
+    assert (f"settings: dataset {report['dataset']}, preset tiny, scheme {report['scheme']}, pedal "
+            f"{settings['pedal']}, augment {report['augment']['setting']}, condition none") in shown, shown
     listed = run_cli("list", "--store", s3_job["store"], "--json", env=s3_job["env"])
     row = next(row for row in json.loads(listed.stdout) if row["job_id"] == job)
     assert row["nats_per_second"] == report["test"]["nats_per_second"]
@@ -706,7 +713,7 @@ def _composers_learned(meta: dict, report: dict, out: Path, generated: dict, tmp
     page = (out / "report.html").read_text()
     assert "<h2>Composers</h2>" in page and f"composer {learned[0]}</span>" in page
     assert generated["sample_composers"] == [learned[-1]] * 2
-    assert generated["settings"]["composer"] == learned[-1].upper()
+    assert generated["settings"]["composer"] == learned[-1]  # as the model knows it, not as typed (upper case)
     refused = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "n"), "--composer", "Satie")
     assert refused.returncode == 2 and f"it knows {', '.join(learned)}" in refused.stderr, refused.stderr
 

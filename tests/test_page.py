@@ -215,3 +215,14 @@ def test_generate_into_a_pulled_jobs_folder_shows_its_own_pieces(shared_midi: Pa
     (tmp_path / "report.json").write_text(json.dumps({"job_id": "j", "samples": ["sample-01.mid"]}))
     text = write_page(tmp_path).read_text()  # the job's own report: its pieces are in samples/
     assert 'href="samples/sample-01.mid"' in text
+
+
+def test_an_augmentation_asked_and_not_done_says_why() -> None:
+    """`--augment stretch` on a remi scheme trains with none: the page said "none" alone, report.json why."""
+    from service.music.page import _augmentation
+
+    note = "no time stretch: the scheme has no TimeShift tokens (only the performance scheme does)"
+    assert _augmentation({"setting": "stretch", "transpose_semitones": 0, "time_stretch": 0.0, "note": note}) == \
+        f"none ({note})"
+    assert _augmentation({"setting": "transpose", "transpose_semitones": 3, "time_stretch": 0.0}) == \
+        "transposed up to 3 semitones down or up"

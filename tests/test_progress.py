@@ -56,3 +56,20 @@ def test_epochs_during_training_are_each_told_once():
         shown.update(state(epoch=epoch, epochs=5, seconds_left=None, phase_seconds={"train": 1.0 * epoch}))
     told = [line.split(", train: ")[1].split(",")[0] for line in out.getvalue().splitlines()]
     assert told == ["epoch 1/5", "epoch 2/5", "epoch 3/5", "epoch 4/5", "epoch 5/5"]
+
+
+def test_a_job_that_fails_says_which_phase_it_failed_in_not_that_it_was_done():
+    """It said "failed, tokenize done in 0 s" and then "failed, failed" for a job that failed in tokenize."""
+    out = io.StringIO()
+    shown = PlainProgress(Console(file=out, width=200), "composer-x", lambda: [])
+    shown.update(state(phase="tokenize", epoch=0, seconds_left=None, phase_seconds={"queued": 1.0, "tokenize": 0.2}))
+    shown.update(state(state="FAILED", phase="failed", epoch=0, seconds_left=None,
+                       phase_seconds={"queued": 1.0, "tokenize": 0.4}))
+    # Ray's record can still say RUNNING while the job's own says it failed (its driver is ending).
+    other = PlainProgress(Console(file=out, width=200), "composer-y", lambda: [])
+    other.update(state(phase="failed", epoch=0, seconds_left=None,
+                       phase_seconds={"queued": 1.0, "train": 9.0, "generate": 2.0}))
+    lines = [line.split(": ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == ["running, queued done in 1 s", "running, tokenize, 0 s in tokenize",
+                     "failed, tokenize failed after 0 s",
+                     "running, queued done in 1 s", "running, train done in 9 s", "running, generate failed after 2 s"]

@@ -23,7 +23,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from service.errors import ComposerError, UserError
-from service.spec import MAX_LENGTH, MAX_SAMPLES, MAX_SEED
+from service.spec import MAX_LENGTH, MAX_SAMPLES, MAX_SEED, option_flag
 
 # click's UsageError, as typer raises it (typer ships its own copy of click): reached through typer's
 # public BadParameter, one of its kinds.
@@ -332,6 +332,11 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
     out.print(f"{state.job_id}: [bold]{state.state}[/] phase={state.phase} epoch={state.epoch}/{state.epochs} "
               f"best_val_loss={state.best_val_loss if state.best_val_loss is None else round(state.best_val_loss, 4)}"
               f" restarts={state.restarts} resumes={state.resumes}")
+    if state.settings:
+        shown = {**state.settings, "key_conditioning": "on" if state.settings["key_conditioning"] else "off",
+                 "test_share": f"{state.settings['test_share']:g}"}
+        out.print("settings: " + ", ".join(f"{option_flag(k)} {v}" for k, v in shown.items()), highlight=False,
+                  markup=False)
     if state.phase_seconds:
         from service.client.progress import duration
 
@@ -345,6 +350,8 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
         out.print(f"cost: {cost.line(state.cost)}", highlight=False)
     if state.test:
         out.print(f"held-out test: {_test_line(state.test)}", highlight=False)
+    elif state.settings and state.settings["test_share"] == 0:
+        out.print("held-out test: none (--test-share 0 holds no pieces out)", highlight=False)
     if state.error:
         out.print(f"error: {state.error}", highlight=False)
 
@@ -538,20 +545,20 @@ def _grid(item: str) -> tuple[str, list]:
 def _refuse_ambiguous(varied: list[tuple[str, list]], ranges: list[tuple[str, float, float]], params: dict) -> None:
     """An option swept twice (its first values were silently dropped), a value given twice (two identical
     trials, twice the cost), or an option both set and swept (the setting was silently dropped)."""
-    from service.spec import option_flag as flag
-
     named = [name for name, _ in varied] + [name for name, _, _ in ranges]
     twice = next((name for name in named if named.count(name) > 1), None)
     if twice is not None:
-        raise UserError(f"--grid/--random {flag(twice)} is given twice: give all its values in one, e.g. "
-                        f"--grid {flag(twice)}=V1,V2")
+        raise UserError(f"--grid/--random {option_flag(twice)} is given twice: give all its values in one, e.g. "
+                        f"--grid {option_flag(twice)}=V1,V2")
     for name, values in varied:
         repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
         if repeated is not None:
-            raise UserError(f"--grid {flag(name)}: {repeated!r} is there twice (it would train the same trials twice)")
-    set_too = next((name for name in named if params.get(flag(name).replace("-", "_")) is not None), None)
+            raise UserError(f"--grid {option_flag(name)}: {repeated!r} is there twice (it would train the same "
+                            "trials twice)")
+    set_too = next((name for name in named if params.get(option_flag(name).replace("-", "_")) is not None), None)
     if set_too is not None:
-        raise UserError(f"--{flag(set_too)} is set and swept: drop --{flag(set_too)}, or sweep it without setting it")
+        flag = option_flag(set_too)
+        raise UserError(f"--{flag} is set and swept: drop --{flag}, or sweep it without setting it")
 
 
 def _range(item: str) -> tuple[str, float, float]:
@@ -750,8 +757,10 @@ def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         return
     for name, what in datasets.BUILTINS.items():
         out.print(f"{name:24} built-in: {what}", highlight=False)
+    from service.storage.joblog import count
+
     for d in stored:
-        out.print(f"{d.name:24} {d.files} files from {d.source}", highlight=False)
+        out.print(f"{d.name:24} {count(d.files, 'file')} from {d.source}", highlight=False)
 
 
 @datasets_app.command("show")
@@ -777,11 +786,16 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
 
     info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
     out.print(f"imported {count(info.files, 'file')} as dataset {info.name} ({count(info.shards, 'shard')})")
-    if bad := info.not_midi:
+    _note_not_midi(info.name, info.not_midi)
+
+
+def _note_not_midi(name: str, bad: list[str]) -> None:
+    """On stderr: the files of a dataset just stored that are not MIDI (jobs skip them)."""
+    if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        err.print(f"note: {count(len(bad), 'file')} of them {'is' if len(bad) == 1 else 'are'} not MIDI (no MThd "
+        err.print(f"note: {len(bad)} of the files {'is' if len(bad) == 1 else 'are'} not MIDI (no MThd "
                   f"at the start), and jobs will skip {'it' if len(bad) == 1 else 'them'}: {shown} "
-                  f"(`composer datasets show {info.name}` lists them)", highlight=False, markup=False, soft_wrap=True)
+                  f"(`composer datasets show {name}` lists them)", highlight=False, markup=False, soft_wrap=True)
 
 
 @datasets_app.command("migrate")
@@ -792,6 +806,7 @@ def datasets_migrate(name: str, store: StoreOpt = None) -> None:
 
     info = datasets.migrate(_store(store), name)
     out.print(f"dataset {info.name}: {count(info.files, 'file')} in {count(info.shards, 'shard')}")
+    _note_not_midi(info.name, info.not_midi)
 
 
 def _interrupted(e: SystemExit) -> bool:

@@ -291,6 +291,7 @@ class JobState:
     token_cache: str = ""  # "hit" (tokens reused from the cache), "miss" (made and cached), "off"
     test: dict | None = None  # the held-out test score once the job has one (report.json -> test, less its files)
     cost: dict | None = None  # device-seconds and cost so far (model/cost.py); None for a job the store has no spec of
+    settings: dict | None = None  # what the job trains on and how (SETTINGS of its spec); None as for cost
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -335,17 +336,22 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
     elapsed = progress.elapsed(until=progress.updated if ray_state in TERMINAL else None)
     return JobState(job_id, ray_state, progress.phase, progress.epoch, progress.epochs, progress.best_val_loss,
                     progress.restarts, error, progress.message, progress.loss, progress.val_loss, left,
-                    elapsed, progress.resumes, progress.token_cache, progress.test, _cost(store, job_id, elapsed))
+                    elapsed, progress.resumes, progress.token_cache, progress.test, *_priced(store, job_id, elapsed))
 
 
-def _cost(store: Store, job_id: str, phase_seconds: dict[str, float]) -> dict | None:
-    """The job's device-seconds and cost so far, from its spec (None when the store has none)."""
+# What `status` shows of a job's settings: the data, how it is read, and what conditions the model.
+SETTINGS = ("dataset", "preset", "scheme", "pedal", "augment", "condition", "key_conditioning", "workers", "test_share")
+
+
+def _priced(store: Store, job_id: str, phase_seconds: dict[str, float]) -> tuple[dict | None, dict | None]:
+    """The job's device-seconds and cost so far, and its settings, from its spec (None when the store has none)."""
     from service.model import cost
 
     try:
-        return cost.of(jobstate.load_spec(store, job_id), phase_seconds)
+        spec = jobstate.load_spec(store, job_id)
     except UserError:
-        return None
+        return None, None
+    return cost.of(spec, phase_seconds), {name: getattr(spec, name) for name in SETTINGS}
 
 
 def list_jobs(store: Store) -> list[Progress]:

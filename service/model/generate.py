@@ -493,7 +493,9 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat, progress)
     progress("measuring", 0, 0)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
-                "primer": str(primer) if primer else "random training window", "key": key, "composer": composer,
+                "primer": str(primer) if primer else "random training window", "key": key,
+                # the name as the model knows it (--composer DEBUSSY asks for Debussy)
+                "composer": info.composers.names[who] if composer is not None and info.composers else None,
                 "decoder": "stateful, batched", "ms_per_step": pieces.sampled.ms_per_step}
     if corpus is not None:
         settings["corpus_excerpt_tokens"] = corpus.excerpt_tokens

@@ -241,7 +241,9 @@ def _augmentation(value: Any) -> str | None:
 
     if not isinstance(value, dict):
         return None
-    return augmentation_in_words(value.get("transpose_semitones") or 0, value.get("time_stretch") or 0.0)
+    done = augmentation_in_words(value.get("transpose_semitones") or 0, value.get("time_stretch") or 0.0)
+    # What was asked and not done (a time stretch of a scheme without time shifts) says why beside it.
+    return f"{done} ({value['note']})" if value.get("note") else done
 
 
 def _table(caption: str, rows: list[tuple[str, str]]) -> str:
