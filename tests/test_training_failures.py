@@ -81,16 +81,31 @@ def test_one_piece_is_too_few_for_a_held_out_test_score(env, five_files, tmp_pat
 
 
 def test_composer_conditioning_with_one_composer_is_refused_before_training(env, five_files, tmp_path):
-    """--condition composer on files whose names give one composer (the others' names give none): the
-    tokenize stage refuses it in one line that says what the names give and what to do."""
+    """--condition composer on files whose names give one composer (the others' names give none): refused at
+    submit from the dataset's index (exit 2, no job), in one line that says what the names give and what to
+    do. Names that give two, where the held-out test piece is all one composer had, reach the job: its
+    tokenize stage refuses them before training and says why."""
     folder = tmp_path / "one-composer"
     folder.mkdir()
     for i, path in enumerate(sorted(five_files.glob("*.mid"))[:3]):
         name = path.name if path.name.startswith("Chopin_") else f"piece-{i}.mid"  # not GiantMIDI's forms
         (folder / name).write_bytes(path.read_bytes())
-    line, status, _ = _failed(env, str(folder), "--epochs", "1", "--condition", "composer", "--test-share", "0")
+    proc = run_cli("submit", "--dataset", str(folder), *TINY, "--epochs", "1", "--condition", "composer",
+                   "--test-share", "0", "--wait", env=env)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
+    line = proc.stderr.strip()
     assert "--condition composer needs pieces of at least 2 composers" in line, line
-    assert "give 1 (Chopin; 2 unknown)" in line and "without --condition" in line, line
+    assert "this dataset's files give 1 (Chopin; 2 unknown)" in line and "without --condition" in line, line
+    assert json.loads(run_cli("list", "--json", env=env).stdout) == []  # no job: nothing was started
+
+    two = tmp_path / "two-composers"
+    two.mkdir()
+    for path in sorted(five_files.glob("*.mid")):
+        if path.name.startswith(("Chopin_", "Debussy_")):
+            (two / path.name).write_bytes(path.read_bytes())
+    line, status, _ = _failed(env, str(two), "--epochs", "1", "--condition", "composer")
+    assert "--condition composer needs pieces of at least 2 composers" in line, line
+    assert "held-out test pieces (--test-share 0.1) take every piece of" in line and "--test-share 0" in line, line
     assert status["epoch"] == 0 and status["phase_seconds"].get("train") is None  # refused before training
 
 

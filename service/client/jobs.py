@@ -80,6 +80,10 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
     preflight(store, address)
     spec.dataset, found = datasets.resolve(store, dataset, max_bytes)
     spec.dataset_digest = found.digest if found is not None else ""
+    if spec.condition == "composer":
+        from service.model.composers import refuse_named_too_few
+
+        refuse_named_too_few(store, found, names)
     submit(spec, store, address)
     return spec
 

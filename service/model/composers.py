@@ -31,6 +31,8 @@ from service.storage.composer_names import composer_identity as identity
 if TYPE_CHECKING:
     from service.spec import JobSpec
     from service.storage.corpus import Corpus
+    from service.storage.datasets import DatasetInfo
+    from service.storage.store import Store
 
 # The composer embedding's width: a handful of style dimensions per composer; wide enough for GiantMIDI's
 # ~2,800 composers to differ, small beside the token embedding so a composer with few pieces cannot
@@ -155,10 +157,24 @@ def refuse_certain_failure(dataset: str, picked: Sequence[str]) -> None:
                         f"({next(iter(distinct))}): name two or more, or submit without --condition")
 
 
-def too_few(table: ComposerTable) -> UserError:
+def refuse_named_too_few(store: Store, dataset: DatasetInfo | None, picked: Sequence[str]) -> None:
+    """At submit, for --condition composer, once the dataset is in the store: a sharded dataset's index names
+    its files, so names that give fewer than two composers are refused before a cluster is asked (the job
+    would fail in its tokenize stage). Necessary, not enough: the held-out split is known only to the job."""
+    from service.storage import datasets
+
+    if dataset is None or dataset.layout != "shards":
+        return
+    table = ComposerTable.of_names([m.name for m in datasets.select(datasets.load_index(store, dataset.name),
+                                                                    list(picked))])
+    if len(table.learned) < 2:
+        raise too_few(table, "the file names of this dataset's files")
+
+
+def too_few(table: ComposerTable, whose: str = "the file names of this corpus's training pieces") -> UserError:
     named = ", ".join(table.learned) or "none"
-    return UserError(f"--condition composer needs pieces of at least 2 composers to train on, and the file names of "
-                     f"this corpus's training pieces give {len(table.learned)} ({named}; {table.pieces[0]} unknown): "
+    return UserError(f"--condition composer needs pieces of at least 2 composers to train on, and {whose} "
+                     f"give {len(table.learned)} ({named}; {table.pieces[0]} unknown): "
                      "name the files `Surname, Firstname, Title, id.mid` or `Surname_Title_id.mid` (GiantMIDI's "
                      "forms), add another composer's files, or submit without --condition")
 
