@@ -254,7 +254,7 @@ def test_composer_errors_through_the_cli(trained, tmp_path):
     assert np.load(Path(model) / "primer-composers.npy").dtype == np.int32
     out = tmp_path / "out"
     for name, says in (("Chopin", "--composer Chopin: this model never learned that composer; it knows Debussy, "
-                                  "Uematsu"), ("", "--composer needs a composer's name: one of Debussy, Uematsu")):
+                                  "Uematsu"), (" ", "--composer needs a composer's name: one of Debussy, Uematsu")):
         proc = run_cli("generate", "--model", model, "--out", str(out), "--composer", name)
         assert_one_line_error(proc, 2, says)
         assert proc.stdout == ""  # not the model's provenance line before the error

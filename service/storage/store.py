@@ -8,15 +8,19 @@ role); nothing here ever prints or stores them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from urllib.parse import urlsplit
 
 from service.errors import JobFailed, UserError
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 
 def composer_home() -> Path:
@@ -141,6 +145,13 @@ class LocalStore:
 # A longer outage is S3Store's `retry_for`: the job keeps trying a call for that long before it fails.
 S3_RETRIES = {"mode": "standard", "max_attempts": 3}
 S3_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
+# The CLI's first call to an S3 store is preceded by one small request (a one-key list) with short timeouts
+# and a single retry, so that an endpoint that accepts connections but never replies is said within about
+# 10 s instead of after 4 tries of 60 s. Only that probe is short: read_timeout bounds each socket read, and a
+# working server may well be silent for longer while it stores a 64 MiB part it has just received, so every
+# real call (s3transfer's multipart uploads and downloads included) keeps S3_TIMEOUTS.
+_PROBE_RETRIES = {"mode": "standard", "total_max_attempts": 2}
+_PROBE_TIMEOUTS = {"connect_timeout": 3, "read_timeout": 4}
 # S3 error codes and HTTP statuses that say "try again later" (botocore's retries gave up on them already).
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
                     "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests"}
@@ -151,20 +162,19 @@ class S3Store:
     """``s3://bucket/prefix`` through boto3's default credential and endpoint chain.
 
     `retry_for`: seconds to keep retrying a call the store does not answer (no connection, reset, timeout,
-    throttling, 5xx) before failing with one line naming the store and the key. 0 (the CLI's): fail once
-    botocore's own retries give up, so a wrong endpoint says so at once. A job uses its --store-timeout."""
+    throttling, 5xx) before failing with one line naming the store and the key; a job uses its
+    --store-timeout. None (the CLI's): fail once botocore's own retries give up, and probe the endpoint
+    quickly before the first call (_PROBE_TIMEOUTS), so a wrong endpoint says so at once."""
 
-    def __init__(self, bucket: str, prefix: str, retry_for: float = 0.0) -> None:
-        import boto3
+    def __init__(self, bucket: str, prefix: str, retry_for: float | None = None) -> None:
         from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.retry_for = retry_for
-        # A fresh session: the default one caches credentials from the first time it was used.
-        session = boto3.session.Session()
-        self._client = session.client("s3", config=Config(retries=dict(S3_RETRIES), **S3_TIMEOUTS))
+        self.retry_for = retry_for or 0.0
+        self._client = _s3_client(Config(retries=dict(S3_RETRIES), **S3_TIMEOUTS))
+        self._unprobed = retry_for is None
 
     def is_local(self) -> bool:
         return False
@@ -176,7 +186,53 @@ class S3Store:
     def _call(self, what: str, fn, *args, rewind=None, retry: bool = True, **kwargs):
         """Run one boto3 call, retrying it while the store does not answer for up to `retry_for` seconds
         (`rewind`: puts an upload's stream back where it started; `retry=False`: a call that cannot be
-        repeated), and turn its failures into one clear line (never echoing credentials)."""
+        repeated), and turn its failures into one clear line (never echoing credentials). The CLI's first
+        call probes the endpoint first."""
+        if self._unprobed:
+            self._retrying(what, self._probe, retry=False)
+            self._unprobed = False  # only once it answered: a caller that goes on after an error probes again
+        return self._retrying(what, fn, *args, rewind=rewind, retry=retry, **kwargs)
+
+    def _probe(self) -> None:
+        """One quick listing of the prefix (one key): an endpoint that never replies fails within seconds, a
+        missing bucket or wrong keys say so before any real work, and an HTTP server that answers without
+        S3's XML (a filer or web port) is named as such instead of reading as an empty store."""
+        from botocore.config import Config
+        from botocore.exceptions import ClientError, HTTPClientError
+
+        client = _s3_client(Config(retries=dict(_PROBE_RETRIES), **_PROBE_TIMEOUTS))
+
+        def not_s3(how: str) -> UserError:
+            return UserError(f"{_mask(client.meta.endpoint_url)} does not look like an S3 server: it {how}: check "
+                             "AWS_ENDPOINT_URL (the S3 port, not a filer or web port)")
+
+        try:
+            listing = client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "/" if self.prefix else "",
+                                             MaxKeys=1)
+            if "IsTruncated" not in listing:  # well-formed XML, but no listing (boto3's paging needs this field)
+                raise not_s3(f"answered a listing of {self.uri} with XML that is no S3 listing")
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if code.isdigit() and status != 429:  # S3 names every error of a GET in its XML
+                if status < 500:
+                    raise not_s3(f"answered a listing of {self.uri} with HTTP {status} and no S3 error code") from None
+                # A proxy's 502, or a 200 that is no XML (botocore makes it a 500: a truncated answer of S3)
+                raise _Unanswered(f"HTTP {status} without an S3 error code (a failing S3 server, or no S3 server "
+                                  "at all: check AWS_ENDPOINT_URL)") from None
+            if code in ("NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch") or code in _TRANSIENT_CODES \
+                    or status >= 500 or status == 429:
+                raise  # _call_once says what it is
+            # Any other S3 error (AccessDenied: keys that may read and write objects but not list them): an S3
+            # server answered, and the real calls will say what they may not do.
+        except (HTTPClientError, RecursionError) as e:
+            # botocore follows a plain 301 (a web server's "add a slash") forever, as a region redirect
+            if isinstance(e, RecursionError) or isinstance(e.kwargs.get("error"), RecursionError):
+                raise not_s3(f"redirects a listing of {self.uri} without end") from None
+            raise
+
+    def _retrying(self, what: str, fn, *args, rewind=None, retry: bool = True, **kwargs):
+        """_call without the probe."""
         started = time.monotonic()
         pause = _BACKOFF_FIRST
         budget = self.retry_for if retry else 0.0
@@ -196,6 +252,7 @@ class S3Store:
     def _call_once(self, what: str, fn, *args, **kwargs):
         from boto3.exceptions import RetriesExceededError, S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.parsers import ResponseParserError
 
         try:
             try:
@@ -225,13 +282,16 @@ class S3Store:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
                 raise _Unanswered(f"{code or status}") from None
-            raise JobFailed(f"S3 error on {what} in {self.uri}: {code or e}") from None
+            raise JobFailed(f"S3 error on {what} in {self.uri}: {code or _said(e)}") from None
+        except ResponseParserError as e:  # an answer that is not S3's XML (no BotoCoreError; no secret in it)
+            raise JobFailed(f"cannot use the S3 store {self.uri} ({what}): {_said(e)}") from None
         except (BotoCoreError, S3UploadFailedError, RetriesExceededError) as e:
             # EndpointConnectionError, reset connections, timeouts (and s3transfer's wrappings of them):
-            # their text names the endpoint, never keys.
+            # their text names the endpoint (its userinfo masked by _said), never keys.
             if isinstance(e, BotoCoreError) and not _unanswered(e):
-                raise JobFailed(f"cannot use the S3 store {self.uri} ({what}): {e}") from None
-            raise _Unanswered(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from None
+                failure = JobFailed(f"cannot use the S3 store {self.uri} ({what}): {_said(e)}")
+                raise _config_error(e) or failure from None
+            raise _Unanswered(_said(e)) from None
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call(key, self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
@@ -292,18 +352,102 @@ def _unanswered(e: Exception) -> bool:
     return isinstance(e, BotoConnectionError | HTTPClientError | ReadTimeoutError)
 
 
+def _s3_client(config: Config) -> Any:
+    """A boto3 S3 client from the standard chain; a setting it cannot use is one line saying which (UserError)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        # A fresh session: the default one caches credentials from the first time it was used.
+        return boto3.session.Session().client("s3", config=config)
+    except (BotoCoreError, ValueError) as e:
+        raise _config_error(e) or UserError(f"the AWS configuration cannot be used: {_said(e)}") from None
+
+
+# userinfo of a URL (`://user:password@`): the user (group 1) is kept, the rest masked.
+_USERINFO = re.compile(r"://(?:([^/:@\s\"'`]*):)?[^/\s\"'`]*@")
+
+
+def _mask(text: str) -> str:
+    """`text` with the userinfo of every URL in it masked (`http://user:***@host`): an endpoint URL may carry
+    a password, and botocore's messages quote the URL whole."""
+    return _USERINFO.sub(lambda m: f"://{m[1]}:***@" if m[1] else "://***@", text)
+
+
+def _said(e: BaseException) -> str:
+    """What composer may print of a botocore error: its first line, userinfo masked; a read timeout plainly."""
+    from botocore.exceptions import ReadTimeoutError
+
+    if isinstance(e, ReadTimeoutError):  # botocore's text is the whole request URL, query and all
+        url = urlsplit(str(e.kwargs.get("endpoint_url", "")))
+        return _mask(f"{url.scheme}://{url.netloc} accepted the connection but sent no reply (read timeout)")
+    text = str(e).strip()
+    return _mask(text.splitlines()[0]) if text else type(e).__name__
+
+
+def _config_error(e: BaseException) -> UserError | None:
+    """A setting of the AWS chain that botocore cannot use, as one line saying what to fix (None: not one).
+    botocore's own texts name exception classes or a regular expression; none of these name a secret."""
+    from botocore.exceptions import (
+        EndpointResolutionError,
+        InvalidRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    if isinstance(e, ProfileNotFound):
+        return UserError(f"AWS profile {e.kwargs.get('profile')!r} is not in the AWS config files: fix "
+                         "AWS_PROFILE or create that profile (aws configure --profile NAME)")
+    if isinstance(e, PartialCredentialsError):
+        where = {"env": "the environment", "shared-credentials-file": "the AWS credentials file",
+                 "config-file": "the AWS config file"}.get(e.kwargs.get("provider", ""), e.kwargs.get("provider"))
+        return UserError(f"incomplete AWS credentials in {where}: {e.kwargs.get('cred_var')} is missing: give "
+                         "both the access key id and the secret access key")
+    if isinstance(e, InvalidRegionError):
+        return UserError(f"AWS region {e.kwargs.get('region_name')!r} is not a region name: set "
+                         "AWS_DEFAULT_REGION (or the profile's region) to one like us-east-1")
+    if isinstance(e, ValueError) and str(e).startswith("Invalid endpoint"):  # botocore: "Invalid endpoint: URL"
+        url = str(e).partition(": ")[2]
+        return UserError(f"the S3 endpoint {_mask(url)!r} is not a URL: set AWS_ENDPOINT_URL (or the profile's "
+                         "endpoint_url) to http(s)://HOST[:PORT]")
+    if isinstance(e, EndpointResolutionError):  # e.g. an endpoint URL that is no http(s) URL
+        return UserError(f"the S3 endpoint cannot be used ({_said(e)}): set AWS_ENDPOINT_URL to "
+                         "http(s)://HOST[:PORT]")
+    return None
+
+
 def resolve_store_uri(option: str | None) -> str:
     """--store, else COMPOSER_STORE, else the default directory in COMPOSER_HOME."""
     return option or os.environ.get("COMPOSER_STORE") or str(default_store())
 
 
-def open_store(uri: str, retry_for: float = 0.0) -> Store:
-    """The store at `uri`; an S3 store keeps retrying a call it gets no answer to for `retry_for` seconds."""
-    if uri.startswith("s3://"):
-        parsed = urlparse(uri)
-        if not parsed.netloc:
-            raise UserError(f"store {uri!r} has no bucket: use s3://BUCKET/PREFIX")
-        return S3Store(parsed.netloc, parsed.path, retry_for)
+# S3's rules for a bucket name (the legacy us-east-1 names with capitals or underscores aside).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_S3_FORM = "use s3://BUCKET[/PREFIX]"
+
+
+def _s3_location(uri: str) -> tuple[str, str]:
+    """Bucket and prefix of a store URI that begins with `s3:` (any case): a mistyped one is refused, never
+    taken as a local folder named `s3:`."""
+    if not uri.startswith("s3://"):
+        raise UserError(f"store {uri!r} is not an S3 URL: {_S3_FORM}")
+    if "?" in uri or "#" in uri:
+        raise UserError(f"store {uri!r} has a query or fragment (? or #), which composer would not use: {_S3_FORM}")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise UserError(f"store {uri!r} has no bucket: {_S3_FORM}")
+    if not _BUCKET.fullmatch(bucket):
+        raise UserError(f"store {uri!r}: {bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, digits, "
+                        f"dots and hyphens, beginning and ending with a letter or digit): {_S3_FORM}")
+    return bucket, prefix
+
+
+def open_store(uri: str, retry_for: float | None = None) -> Store:
+    """The store at `uri`; an S3 store keeps retrying a call it gets no answer to for `retry_for` seconds (a
+    job's --store-timeout). None (the CLI): it fails fast, probing the endpoint before its first call."""
+    if uri[:3].lower() == "s3:":
+        bucket, prefix = _s3_location(uri)
+        return S3Store(bucket, prefix, retry_for)
     if "://" in uri:
         raise UserError(f"unsupported store {uri!r}: use s3://BUCKET/PREFIX or a local directory")
     root = Path(uri).expanduser().resolve()
