@@ -236,7 +236,7 @@ def test_augment_values_have_one_spelling(text, stored):
 
 @pytest.mark.parametrize("text", ["", "sideways", "none,transpose", "transpose,transpose", "transpose=",
                                   "transpose=0", "transpose=13", "transpose=two", "stretch=0.9", "stretch=-0.1",
-                                  "stretch=1e-9", "transpose=\u0663"])
+                                  "transpose=\u0663", "transpose=1_0", "stretch=0x1"])
 def test_a_wrong_augment_value_names_the_choices(text):
     with pytest.raises(UserError, match="choose one of none, transpose, stretch, transpose,stretch"):
         augment.parse(text)

@@ -87,10 +87,11 @@ def env(tmp_path):
         (["generate", "--model", "/no/such/model", "--out", "x"], ["--model /no/such/model does not exist"]),
         (["generate", "--model", "/tmp", "--out", "x"], ["/tmp is not a composer model directory"]),
         # an empty value (an unset shell variable) was the current folder: uploaded, written into
-        (["submit", "--dataset", ""], ["--dataset is empty"]),
-        (["datasets", "import", "x", ""], ["an argument is empty"]),
-        (["generate", "--model=", "--out", "x"], ["--model is empty"]),
-        (["pull", "composer-x", "--to", ""], ["--to is empty"]),
+        (["submit", "--dataset", ""], ["an empty value after --dataset: give one"]),
+        (["datasets", "import", "x", ""], ["an empty value after x"]),
+        (["generate", "--model=", "--out", "x"], ["an empty value in --model="]),
+        (["pull", "composer-x", "--to", ""], ["an empty value after --to"]),
+        (["logs", "--follow", ""], ["an empty value after --follow"]),  # the job id, not the flag's
         (["submit", "--dataset", "/dev/null"], ["dataset '/dev/null' is neither a folder nor a file"]),
         (["submit", "--dataset", "~no-such-user-here/x"], ["there is no such user's home folder"]),
         # beyond these the job failed only after training (the decoders' limits)
@@ -232,3 +233,13 @@ def test_pull_before_results_exist_is_a_runtime_error(env):
 @pytest.mark.parametrize("job", ["../../x", "a/b", "..", "job id"])
 def test_a_job_id_that_is_no_job_id_is_refused(env, verb, job):
     assert_one_line_error(run_cli(verb[0], job, *verb[1:], env=env), 2, "is not a job id")
+
+
+def test_a_value_with_an_equals_sign_is_no_empty_value():
+    """`--out=results=` names a folder `results=`: only `--opt=` with nothing after is empty."""
+    from service.client.cli import _empty_value
+
+    assert _empty_value(["generate", "--out=results=", "--model", "m"]) is None
+    assert _empty_value(["generate", "--out="]) == "in --out="
+    assert _empty_value(["status", "--json", ""]) == "after --json"
+    assert _empty_value(["", "status"]) == "as the first argument"

@@ -134,7 +134,7 @@ def test_migrate_repacks_a_per_file_dataset_into_shards_byte_for_byte(store, sha
     ("nope", "error: no dataset 'nope' in the store: see `composer datasets list`"),
     ("../legacy", "error: invalid dataset name '../legacy': up to 100 letters, digits, '.', '_' or '-', "
                   "beginning with a letter or digit"),
-    ("", "error: an argument is empty: give a value (an unset shell variable?)"),
+    ("", "error: an empty value after migrate: give one (an unset shell variable?)"),
 ])
 def test_migrate_of_a_missing_or_invalid_name_is_one_line_exit_2(store, shared_midi, tmp_path, request, name, line):
     _folder(shared_midi, tmp_path / "legacy-src", {"8.mid": "final-fantasy/8.mid"})

@@ -196,9 +196,9 @@ def test_a_damaged_reference_is_one_line(pulled, tmp_path):
 
 
 @pytest.mark.parametrize(("damage", "says"), [
-    (lambda m: (m / "composer.json").write_text('{"spec": '), "composer.json is damaged (Expecting value"),
-    (lambda m: (m / "model.keras").write_bytes(b"not a model"), "model.keras is damaged ("),
-    (lambda m: (m / "primers.npy").unlink(), "primers.npy is damaged ("),
+    (lambda m: (m / "composer.json").write_text('{"spec": '), "composer.json cannot be read (Expecting value"),
+    (lambda m: (m / "model.keras").write_bytes(b"not a model"), "model.keras cannot be read ("),
+    (lambda m: (m / "primers.npy").unlink(), "primers.npy cannot be read ("),
 ])
 def test_a_damaged_model_folder_is_one_line_and_force_keeps_the_earlier_pieces(pulled, tmp_path, damage, says):
     """A model folder cut short or edited was a raw JSONDecodeError, OSError or FileNotFoundError (exit 1),
@@ -210,7 +210,7 @@ def test_a_damaged_model_folder_is_one_line_and_force_keeps_the_earlier_pieces(p
     (out / "sample-01.mid").write_bytes(b"an earlier piece")
     damage(model)
     proc = run_cli("generate", "--model", str(model), "--out", str(out), "--length", NOTES, "--force")
-    line = assert_one_line_error(proc, 2, says, "pull the job again")
+    line = assert_one_line_error(proc, 2, says, "it is damaged (pull the job again")
     assert "Traceback" not in proc.stderr, line
     assert (out / "sample-01.mid").read_bytes() == b"an earlier piece"
 

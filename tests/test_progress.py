@@ -59,17 +59,26 @@ def test_epochs_during_training_are_each_told_once():
 
 
 def test_a_job_that_fails_says_which_phase_it_failed_in_not_that_it_was_done():
-    """It said "failed, tokenize done in 0 s" and then "failed, failed" for a job that failed in tokenize."""
+    """It said "failed, tokenize done in 0 s" and then "failed, failed" for a job that failed in tokenize. The
+    phase it ended in is the last that ran (jobstate keeps them in that order), also when it began and failed
+    between two polls, and when a resumed job fails again in a phase it had run before."""
     out = io.StringIO()
     shown = PlainProgress(Console(file=out, width=200), "composer-x", lambda: [])
-    shown.update(state(phase="tokenize", epoch=0, seconds_left=None, phase_seconds={"queued": 1.0, "tokenize": 0.2}))
-    shown.update(state(state="FAILED", phase="failed", epoch=0, seconds_left=None,
-                       phase_seconds={"queued": 1.0, "tokenize": 0.4}))
-    # Ray's record can still say RUNNING while the job's own says it failed (its driver is ending).
-    other = PlainProgress(Console(file=out, width=200), "composer-y", lambda: [])
-    other.update(state(phase="failed", epoch=0, seconds_left=None,
-                       phase_seconds={"queued": 1.0, "train": 9.0, "generate": 2.0}))
+    shown.update(state(phase="dataset", epoch=0, seconds_left=None, phase_seconds={"queued": 1.0, "dataset": 0.2}))
+    # Between two polls: tokenize began and failed. Ray's record may say RUNNING first (its driver is ending).
+    for ray in ("RUNNING", "FAILED"):
+        shown.update(state(state=ray, phase="failed", epoch=0, seconds_left=None,
+                           phase_seconds={"queued": 1.0, "dataset": 0.4, "tokenize": 0.4}))
+    # A resumed job: the first poll shows the earlier run's phases; it then fails in train again.
+    rows = [{"epoch": 1, "loss": 2.9, "val_loss": 3.0}]
+    resumed = PlainProgress(Console(file=out, width=200), "composer-y", lambda: rows)
+    resumed.update(state(phase="train", epoch=1, epochs=3, seconds_left=None,
+                         phase_seconds={"queued": 1.0, "tokenize": 2.0, "train": 9.0}))
+    resumed.update(state(state="FAILED", phase="failed", epoch=1, epochs=3, seconds_left=None,
+                         phase_seconds={"queued": 2.0, "tokenize": 2.0, "train": 12.0}))
     lines = [line.split(": ", 1)[1] for line in out.getvalue().splitlines()]
-    assert lines == ["running, queued done in 1 s", "running, tokenize, 0 s in tokenize",
-                     "failed, tokenize failed after 0 s",
-                     "running, queued done in 1 s", "running, train done in 9 s", "running, generate failed after 2 s"]
+    assert lines == ["running, queued done in 1 s", "running, dataset, 0 s in dataset",
+                     "running, dataset done in 0 s", "running, tokenize failed after 0 s",
+                     "running, queued done in 1 s", "running, tokenize done in 2 s",
+                     "running, train: epoch 1/3, loss 2.3100, val_loss 2.4000, 9 s in train",
+                     "failed, train failed after 12 s"], lines

@@ -58,7 +58,7 @@ def free_port() -> int:
                                 "and hyphens, beginning and ending with a letter or digit)"]),
         ("s3://ab/x", ["'ab' is not an S3 bucket name"]),
         ("s3://-qa31/x", ["'-qa31' is not an S3 bucket name"]),
-        (f"s3://{'a' * 64}/x", ["is not an S3 bucket name"]),
+        (f"s3://{'a' * 256}/x", ["is not an S3 bucket name"]),
     ],
 )
 def test_a_mistyped_s3_store_is_refused_and_never_a_local_folder(store, fragments, env, tmp_path):

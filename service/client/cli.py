@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,6 +24,9 @@ from typer.core import TyperGroup
 
 from service.errors import ComposerError, UserError
 from service.spec import MAX_LENGTH, MAX_SAMPLES, MAX_SEED, option_flag
+
+if TYPE_CHECKING:
+    from service.storage.store import Store
 
 # click's UsageError, as typer raises it (typer ships its own copy of click): reached through typer's
 # public BadParameter, one of its kinds.
@@ -87,7 +90,7 @@ def _job(job_id: str) -> str:
     return check_job_id(job_id)
 
 
-def _store(option: str | None):
+def _store(option: str | None) -> Store:
     from service.storage.store import default_store, open_store, resolve_store_uri
 
     uri = resolve_store_uri(option)
@@ -323,7 +326,7 @@ def status(job: str, address: AddressOpt = None, store: StoreOpt = None, as_json
 
     the_store = jobs.store_for(_store(store), _job(job), address)
     if sweepstate.exists(the_store, job):
-        sweep_status(job, address, the_store.uri, as_json)
+        _show_sweep_status(the_store, job, address, as_json)
         return
     state = jobs.state(the_store, job, address)
     if as_json:
@@ -623,9 +626,14 @@ def _show_sweep(state: dict) -> None:
 def sweep_status(sweep_id: str, address: AddressOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show a sweep's state and every trial."""
     from service.client import jobs
+
+    _show_sweep_status(jobs.store_for(_store(store), _job(sweep_id), address), sweep_id, address, as_json)
+
+
+def _show_sweep_status(store: Store, sweep_id: str, address: str | None, as_json: bool) -> None:
     from service.client import sweep as sweeps
 
-    state = sweeps.state(jobs.store_for(_store(store), _job(sweep_id), address), sweep_id, address)
+    state = sweeps.state(store, sweep_id, address)
     if as_json:
         print(json.dumps(state))
     else:
@@ -827,20 +835,21 @@ def _check_folder(flag: str, path: Path) -> None:
 
 
 def _empty_value(argv: list[str]) -> str | None:
-    """The option (or argument) given as an empty string, if one is. No composer value is empty, and a path
-    that is becomes the current folder (`--dataset "$UNSET"` uploaded it, `--out ""` wrote into it)."""
+    """Where an empty string was given, if one was: no composer value is empty, and a path that is becomes
+    the current folder (`--dataset "$UNSET"` uploaded it, `--out ""` wrote into it)."""
     for i, arg in enumerate(argv):
         if arg == "":
-            before = argv[i - 1] if i else ""
-            return before if before.startswith("--") and "=" not in before else "an argument"
-        if arg.startswith("--") and arg.endswith("=") and len(arg) > 3:
-            return arg[:-1]
+            return f"after {argv[i - 1]}" if i else "as the first argument"
+        name, equals, value = arg.partition("=")
+        if name.startswith("--") and len(name) > 2 and equals and not value:
+            return f"in {arg}"
     return None
 
 
 def main() -> None:
-    if (empty := _empty_value(sys.argv[1:])) is not None:
-        err.print(f"error: {empty} is empty: give a value (an unset shell variable?)", highlight=False, markup=False)
+    if (where := _empty_value(sys.argv[1:])) is not None:
+        err.print(f"error: an empty value {where}: give one (an unset shell variable?)", highlight=False,
+                  markup=False)
         sys.exit(2)
     try:
         app()

@@ -29,9 +29,7 @@ def pieces(out: Path) -> list[Path]:
 
 
 def check(out: Path, force: bool) -> None:
-    """Refuse an `--out` that is no folder, or one holding generated pieces unless `force`."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
+    """Refuse an `--out` holding generated pieces unless `force` (one that is no folder: cli._check_folder)."""
     earlier = pieces(out)
     if earlier and not force:
         names = ", ".join(p.name for p in earlier[:3]) + (", ..." if len(earlier) > 3 else "")

@@ -13,7 +13,7 @@ from typing import Any
 
 from service.client import cluster as clusters
 from service.client import credentials, loopback
-from service.errors import JobFailed, UserError
+from service.errors import ComposerError, JobFailed, UserError
 from service.spec import JobSpec, validate
 from service.storage import jobstate, sweepstate
 from service.storage.composer_names import parse_filter
@@ -152,7 +152,7 @@ def free_id(address: str | None, submission_id: str, what: str) -> None:
     if found is None:
         return
     assert cluster is not None
-    status = _status(found[1])
+    status = ray_status(found[1])
     if status not in TERMINAL:
         raise UserError(f"{what} {submission_id} is still {status.lower()} on the cluster at {cluster.address}: "
                         f"follow it with `composer status {submission_id}`, or `composer cancel {submission_id}` "
@@ -261,7 +261,8 @@ def _running_on_own_head() -> set[str] | None:
     if cluster is None:
         return None if clusters.recorded_head_listening() else set()
     try:
-        return {job.submission_id for job in clusters.job_client(cluster).list_jobs() if _status(job) not in TERMINAL}
+        listed = clusters.job_client(cluster).list_jobs()
+        return {job.submission_id for job in listed if ray_status(job) not in TERMINAL}
     except (JobFailed, RuntimeError, OSError):
         return None
 
@@ -306,7 +307,7 @@ def cluster_state(cluster: clusters.Cluster | None, job_id: str) -> tuple[str | 
     found = ray_job(cluster, job_id)
     if found is None:
         return None, None
-    return _status(found[1]), found[1].message
+    return ray_status(found[1]), found[1].message
 
 
 def state(store: Store, job_id: str, address: str | None) -> JobState:
@@ -393,7 +394,7 @@ def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float =
     deadline = time.monotonic() + timeout
     while True:
         found = ray_job(clusters.resolve(address, start=False), job_id)
-        status = None if found is None else _status(found[1])
+        status = None if found is None else ray_status(found[1])
         if status in TERMINAL:
             credentials.remove(job_id)
             return status
@@ -403,7 +404,7 @@ def wait_stopped(job_id: str, address: str | None, timeout: float, poll: float =
         time.sleep(poll)
 
 
-def _status(info) -> str:
+def ray_status(info) -> str:
     """PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED from Ray's JobDetails (an enum or a plain string)."""
     return str(getattr(info.status, "value", info.status))
 
@@ -425,11 +426,30 @@ def store_for(store: Store, job_id: str, address: str | None) -> Store:
     if store.exists(job_key(job_id, jobstate.STATUS)) or sweepstate.exists(store, job_id):
         return store
     cluster = clusters.resolve(address, start=False)
-    # A sweep's trial runs inside its sweep's Ray job (`<sweep>-tNN`).
-    found = ray_job(cluster, job_id) or ray_job(cluster, re.sub(r"-t\d+$", "", job_id))
-    words = shlex.split(found[1].entrypoint or "") if found is not None else []
-    theirs = next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--store"), None)
-    return store if theirs in (None, store.uri) else open_store(theirs)
+    found = ray_job(cluster, job_id)
+    if found is None and (sweep := re.fullmatch(r"(.+)-t\d+", job_id)):
+        # A sweep's trial runs inside its sweep's Ray job (`<sweep>-tNN`): that job, if it is a sweep's.
+        found = ray_job(cluster, sweep[1])
+        found = found if found is not None and "-m service.job.sweep " in (found[1].entrypoint or "") else None
+    theirs = store_of(found[1].entrypoint or "") if found is not None else None
+    if theirs in (None, store.uri):
+        return store
+    try:
+        other = open_store(theirs)
+        other.exists(job_key(job_id, jobstate.STATUS))  # reads it once: a store this machine cannot read says so
+    except ComposerError as e:
+        raise UserError(f"{job_id} was submitted with --store {theirs}, which cannot be read here ({e}): give "
+                        "--store and the keys for it") from None
+    return other
+
+
+def store_of(command: str) -> str | None:
+    """The `--store` of a driver's command line as `entrypoint` writes it (None: not one of composer's)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: no command of composer's
+        return None
+    return next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--store"), None)
 
 
 def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:

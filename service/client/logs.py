@@ -15,7 +15,7 @@ import sys
 import time
 
 from service.client import cluster as clusters
-from service.client.jobs import TERMINAL, cluster_state, ray_job, store_for
+from service.client.jobs import TERMINAL, cluster_state, ray_job, ray_status, store_for
 from service.errors import JobFailed, UserError
 from service.storage import joblog, jobstate
 from service.storage.jobstate import Progress
@@ -32,8 +32,11 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
     if ray:
         found = ray_job(clusters.resolve(address, start=False), job_id)
         if found is None:
+            trial = re.fullmatch(r"(.+)-t\d+", job_id)
+            inside = f"; a sweep's trial runs inside its sweep's Ray job: `composer logs {trial[1]} --ray`" \
+                if trial else ""
             raise UserError(f"no reachable Ray cluster knows job {job_id} (gone, or another --address): "
-                            f"`composer logs {job_id}` shows its log from the store")
+                            f"`composer logs {job_id}` shows its log from the store{inside}")
         _ray_log(found[0], job_id, follow)
         return
     store = store_for(store, job_id, address)
@@ -53,17 +56,17 @@ def _first_line(store: Store, job_id: str, found: tuple, follow: bool, poll: flo
     if not follow:
         return False
     client = found[0]
-    print(f"waiting for {job_id}'s first log line (it is {_status(client, job_id).lower()})", file=sys.stderr,
+    print(f"waiting for {job_id}'s first log line (it is {ray_status(found[1]).lower()})", file=sys.stderr,
           flush=True)
     while not joblog.sources(store, job_id):
-        if _status(client, job_id) in TERMINAL:
+        try:
+            ended = ray_status(client.get_job_info(job_id)) in TERMINAL
+        except (RuntimeError, OSError):  # the cluster went, or forgot the job: the store is all there is
+            return True
+        if ended:
             return bool(joblog.sources(store, job_id))
         time.sleep(poll)
     return True
-
-
-def _status(client, job_id: str) -> str:
-    return str(getattr(status := client.get_job_status(job_id), "value", status))
 
 
 def _ray_log(client, job_id: str, follow: bool) -> None:

@@ -74,31 +74,36 @@ class PlainProgress:
         self.seen: tuple[str, str, int] | None = None
         self.epoch = 0
         self.finished: set[str] = set()  # phases whose end was told
+        self.told_end = False  # the line of the phase the job failed or stopped in
 
     def _print(self, text: str) -> None:
         self.console.print(f"{stamp()} {self.job_id}: {text}", highlight=False, markup=False, soft_wrap=True)
 
     def update(self, state: JobState) -> None:
         ended = state.phase in ("failed", "stopped")
-        # The phase the job failed or stopped in: the one last seen running, else the last to begin.
-        last = self.seen[1] if self.seen and self.seen[1] in state.phase_seconds else next(
-            reversed(state.phase_seconds), None)
+        # The phase the job failed or stopped in: the last to have run (jobstate keeps them in that order).
+        last = next(reversed(state.phase_seconds), None) if ended else None
         for phase, seconds in state.phase_seconds.items():  # in the order they ran, also between polls
             if phase == state.phase or phase in self.finished:
                 continue
             if phase == "train":
                 self._epochs_until(state, state.epoch)
             self.finished.add(phase)
-            how = f"{state.phase} after" if ended and phase == last else "done in"
-            self._print(f"{state.state.lower()}, {phase} {how} {duration(seconds)}")
+            if phase != last:  # that one's line says how it ended, below
+                self._print(f"{state.state.lower()}, {phase} done in {duration(seconds)}")
         if state.phase == "train":
             self._epochs_until(state, state.epoch - 1)  # the newest epoch is the current line below
             self.epoch = max(self.epoch, state.epoch)
+        if ended:
+            if not self.told_end:  # once, though Ray may say RUNNING at one poll and FAILED at the next
+                self.told_end = True
+                where = f"{last} {state.phase} after {duration(state.phase_seconds[last])}" if last else state.phase
+                self._print(f"{state.state.lower()}, {where}")  # why: the CLI's error line
+            return
         now = (state.state, state.phase, state.epoch)
         if now != self.seen:
             self.seen = now
-            if not ended:  # an end's line is the phase it ended in (above); why, the CLI's error line
-                self._print(f"{state.state.lower()}, {describe(state)}")
+            self._print(f"{state.state.lower()}, {describe(state)}")
 
     def _epochs_until(self, state: JobState, last: int) -> None:
         """A line for each epoch after the last one told, up to `last`, from the job's metrics."""

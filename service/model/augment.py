@@ -22,6 +22,7 @@ and test pieces are never augmented: their losses measure the music as it is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +36,6 @@ DEFAULT_SEMITONES = 3
 DEFAULT_STRETCH = 0.05
 MAX_SEMITONES = 12  # an octave each way: further moves only push more rows off the piano
 MAX_STRETCH = 0.5
-# Less moves no time shift by a step: a 1 s shift (100 steps) stretched by under 0.5% rounds to itself.
-MIN_STRETCH = 0.01
 _SALT = 0x6175676D  # "augm": keeps this stream apart from any other draw seeded by the job's seed
 
 
@@ -61,7 +60,7 @@ class Augmentation:
 def _refuse(text: str, why: str = "") -> UserError:
     return UserError(f"--augment {text!r} {why or 'is not an augmentation'}: choose one of {', '.join(CHOICES)} "
                      f"(amounts: transpose=SEMITONES up to {MAX_SEMITONES}, default {DEFAULT_SEMITONES}; "
-                     f"stretch=FRACTION {MIN_STRETCH:g} to {MAX_STRETCH:g}, default {DEFAULT_STRETCH:g})")
+                     f"stretch=FRACTION up to {MAX_STRETCH:g}, default {DEFAULT_STRETCH:g})")
 
 
 def parse(text: str) -> Augmentation:
@@ -76,7 +75,8 @@ def parse(text: str) -> Augmentation:
         if name not in ("transpose", "stretch") or name in found or (equals and not amount):
             raise _refuse(text)
         found[name] = amount or None
-    if not all(a is None or a.isascii() for a in found.values()):  # int() reads "٣" as 3
+    # Plain decimals only: int() and float() also read "٣" as 3 and "1_0" as 10.
+    if not all(a is None or re.fullmatch(r"(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?", a, re.ASCII) for a in found.values()):
         raise _refuse(text, "has an amount that is not a number")
     try:
         semitones = int(found.get("transpose") or DEFAULT_SEMITONES) if "transpose" in found else 0
@@ -85,7 +85,7 @@ def parse(text: str) -> Augmentation:
         raise _refuse(text, "has an amount that is not a number") from None
     if "transpose" in found and not 1 <= semitones <= MAX_SEMITONES:
         raise _refuse(text, f"transposes by {semitones} semitones")
-    if "stretch" in found and not MIN_STRETCH <= stretch <= MAX_STRETCH:
+    if "stretch" in found and not 0 < stretch <= MAX_STRETCH:
         raise _refuse(text, f"stretches by {stretch!r}")
     return Augmentation(semitones, stretch)
 

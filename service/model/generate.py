@@ -129,13 +129,14 @@ def read_model_info(path: Path) -> ModelInfo:
 
 @contextmanager
 def _damaged(folder: Path, name: str) -> Iterator[None]:
-    """A model folder's file that cannot be read (cut short, edited, another program's) in one line."""
+    """A model folder's file that cannot be read in one line: cut short or edited (pull it again), or written by
+    another version of composer or TensorFlow than this machine's (the same error to Keras)."""
     try:
         yield
     except (OSError, ValueError, KeyError, TypeError) as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{folder / name} is damaged ({why}): pull the job again "
-                        "(`composer pull JOB --to DIR --force`)") from None
+        raise UserError(f"{folder / name} cannot be read ({why}): it is damaged (pull the job again: `composer "
+                        "pull JOB --to DIR --force`), or another version of composer or TensorFlow wrote it") from None
 
 
 def load_model_dir(path: Path) -> tuple[TrainedModel, Primers]:

@@ -79,9 +79,13 @@ def info(store: Store, name: str) -> DatasetInfo | None:
     return DatasetInfo(**{k: v for k, v in data.items() if k in DatasetInfo.__dataclass_fields__})
 
 
+def dataset_names(store: Store) -> list[str]:
+    """The names of the datasets in the store (those whose dataset.json, written last, is there)."""
+    return sorted({k.split("/")[1] for k in store.list("datasets") if k.endswith("/dataset.json")})
+
+
 def list_datasets(store: Store) -> list[DatasetInfo]:
-    names = sorted({k.split("/")[1] for k in store.list("datasets") if k.endswith("/dataset.json")})
-    return [d for d in (info(store, n) for n in names) if d is not None]
+    return [d for d in (info(store, n) for n in dataset_names(store)) if d is not None]
 
 
 @dataclass
@@ -335,7 +339,7 @@ def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT
                         f"{builtin!r}: choose another name")
     if info(store, name) is not None:
         raise UserError(f"dataset {name!r} already exists in the store: choose another name")
-    if other := next((d.name for d in list_datasets(store) if d.name.lower() == name.lower()), None):
+    if other := next((n for n in dataset_names(store) if n.lower() == name.lower()), None):
         raise UserError(f"dataset {other!r} in the store differs from {name!r} only in case: choose another name")
     with _local_source(path, max_bytes) as (entries, total):
         return _upload(store, name, _absolute(path), entries, total)

@@ -3,11 +3,11 @@
 Each process of a job that has something to say (the driver, each Ray Train worker) owns one log
 object and appends timestamped lines to it; a background thread uploads the object at most every
 `flush_every` seconds while lines arrive, and `close()` uploads the rest. Every line is also printed,
-so Ray's own job log (read from the cluster while it lives) carries the same lines. Only composer's
-lines go to the store: Ray's per-worker noise stays in Ray's log.
+so Ray's own job log (`composer logs --ray`, while the cluster lives) carries the same lines. Only
+composer's lines go to the store: Ray's per-worker noise stays in Ray's log.
 
-`read` merges every source of a job by timestamp, which is how `composer logs` shows a job whose
-cluster is gone.
+`merged` orders every source of a job by timestamp: what `composer logs` shows, while the job runs and
+after its cluster is gone (client/logs.py).
 """
 
 from __future__ import annotations

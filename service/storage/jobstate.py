@@ -130,7 +130,7 @@ class Progress:
         seconds = dict(self.phase_seconds)
         if self.phase_started and self.phase not in ENDED:
             end = max(time.time() if until is None else until, self.phase_started)
-            seconds[self.phase] = round(seconds.get(self.phase, 0.0) + end - self.phase_started, 3)
+            seconds = _added(seconds, self.phase, end - self.phase_started)
         return seconds
 
     def save(self, store: Store) -> None:
@@ -184,8 +184,7 @@ def update(store: Store, job_id: str, owner: str | None = None, at: float | None
     if stop_clock or (new_phase is not None and new_phase != progress.phase):
         now = time.time() if at is None else max(at, progress.phase_started)
         if progress.phase_started and progress.phase not in ENDED:
-            progress.phase_seconds = {**progress.phase_seconds, progress.phase: round(
-                progress.phase_seconds.get(progress.phase, 0.0) + now - progress.phase_started, 3)}
+            progress.phase_seconds = _added(progress.phase_seconds, progress.phase, now - progress.phase_started)
         progress.phase_started = 0.0 if stop_clock else now
     for name, value in changes.items():
         if name not in Progress.__dataclass_fields__:
@@ -193,6 +192,13 @@ def update(store: Store, job_id: str, owner: str | None = None, at: float | None
         setattr(progress, name, value)
     progress.save(store)
     return progress
+
+
+def _added(seconds: dict[str, float], phase: str, more: float) -> dict[str, float]:
+    """Phase times with `more` seconds of `phase`, which moves to the end: the phases in the order they last
+    ran, so that the last is the one a job is in, or failed or stopped in (a resumed job's train too)."""
+    total = round(seconds.get(phase, 0.0) + more, 3)
+    return {**{name: value for name, value in seconds.items() if name != phase}, phase: total}
 
 
 def record_stopped(store: Store, job_id: str) -> None:

@@ -12,6 +12,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -151,7 +153,7 @@ S3_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 60}
 # working server may well be silent for longer while it stores a 64 MiB part it has just received, so every
 # real call (s3transfer's multipart uploads and downloads included) keeps S3_TIMEOUTS.
 _PROBE_RETRIES = {"mode": "standard", "total_max_attempts": 2}
-_PROBE_TIMEOUTS = {"connect_timeout": 3, "read_timeout": 4}
+_PROBE_TIMEOUTS = {"connect_timeout": 3, "read_timeout": 8}  # a disk spinning up, a cold filer: a few seconds
 # S3 error codes and HTTP statuses that say "try again later" (botocore's retries gave up on them already).
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
                     "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests"}
@@ -173,7 +175,10 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.retry_for = retry_for or 0.0
-        self._client = _s3_client(Config(retries=dict(S3_RETRIES), **S3_TIMEOUTS))
+        # One session for the store's clients: credentials are resolved once (an MFA prompt, a
+        # credential_process or an assumed role once, not again for the probe).
+        self._session = _session()
+        self._client = _s3_client(Config(retries=dict(S3_RETRIES), **S3_TIMEOUTS), self._session)
         self._unprobed = retry_for is None
 
     def is_local(self) -> bool:
@@ -200,7 +205,7 @@ class S3Store:
         from botocore.config import Config
         from botocore.exceptions import ClientError, HTTPClientError
 
-        client = _s3_client(Config(retries=dict(_PROBE_RETRIES), **_PROBE_TIMEOUTS))
+        client = _s3_client(Config(retries=dict(_PROBE_RETRIES), **_PROBE_TIMEOUTS), self._session)
 
         def not_s3(how: str) -> UserError:
             return UserError(f"{_mask(client.meta.endpoint_url)} does not look like an S3 server: it {how}: check "
@@ -352,14 +357,26 @@ def _unanswered(e: Exception) -> bool:
     return isinstance(e, BotoConnectionError | HTTPClientError | ReadTimeoutError)
 
 
-def _s3_client(config: Config) -> Any:
-    """A boto3 S3 client from the standard chain; a setting it cannot use is one line saying which (UserError)."""
+def _session() -> Any:
+    """A fresh boto3 session (the default one caches credentials from the first time it was used)."""
     import boto3
+
+    with _aws_settings():
+        return boto3.session.Session()
+
+
+def _s3_client(config: Config, session: Any) -> Any:
+    """A boto3 S3 client from the standard chain; a setting it cannot use is one line saying which (UserError)."""
+    with _aws_settings():
+        return session.client("s3", config=config)
+
+
+@contextmanager
+def _aws_settings() -> Iterator[None]:
     from botocore.exceptions import BotoCoreError
 
     try:
-        # A fresh session: the default one caches credentials from the first time it was used.
-        return boto3.session.Session().client("s3", config=config)
+        yield
     except (BotoCoreError, ValueError) as e:
         raise _config_error(e) or UserError(f"the AWS configuration cannot be used: {_said(e)}") from None
 
@@ -421,8 +438,8 @@ def resolve_store_uri(option: str | None) -> str:
     return option or os.environ.get("COMPOSER_STORE") or str(default_store())
 
 
-# S3's rules for a bucket name (the legacy us-east-1 names with capitals or underscores aside).
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# S3's rules for a bucket name, and the older us-east-1 names (capitals, underscores, up to 255) that still work.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _S3_FORM = "use s3://BUCKET[/PREFIX]"
 
 
