@@ -104,8 +104,9 @@ def _refused(world: World, bad: str, *args: str) -> None:
     before = world.snapshot()
     done = run_cli("submit", *args, env=world.env, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert done.stderr.splitlines() == [
-        f"error: {bad!r} is not a job id (they look like {EXAMPLE}): see `composer list`"]
+    said = (f"error: an empty value in {args[-1]}: give one (an unset shell variable?)" if bad == "" else
+            f"error: {bad!r} is not a job id (they look like {EXAMPLE}): see `composer list`")
+    assert done.stderr.splitlines() == [said]
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert world.snapshot() == before
     assert not world.contacted()

@@ -129,8 +129,9 @@ def test_killed_worker_resumes_from_the_checkpoint(ray_head, composer_home, five
     assert final["restarts"] >= 1, final
     assert json.loads((jobdir / "status.json").read_text())["restarts"] >= 1
 
-    # A new worker process resumed from the checkpoint that was there at the kill (or a later one), not from 0.
-    logs = run_cli("logs", job, env=env).stdout
+    # A new worker process resumed from the checkpoint that was there at the kill (or a later one), not from 0:
+    # Ray's own log names each worker's process (composer's log in the store names the rank).
+    logs = run_cli("logs", job, "--ray", env=env).stdout
     resumed = [
         (int(pid), int(epoch))
         for pid, epoch in re.findall(r"pid=(\d+)\).*resuming from the checkpoint of epoch (\d+)", logs)
