@@ -93,6 +93,8 @@ def env(tmp_path):
         (["pull", "composer-x", "--to", ""], ["an empty value after --to"]),
         (["logs", "--follow", ""], ["an empty value after --follow"]),  # the job id, not the flag's
         (["submit", "--dataset", "/dev/null"], ["dataset '/dev/null' is neither a folder nor a file"]),
+        # --to of submit --wait is checked before the job: a file there failed only after training
+        (["submit", "--dataset", "bach", "--wait", "--to", "/etc/passwd"], ["--to /etc/passwd is a file"]),
         (["submit", "--dataset", "~no-such-user-here/x"], ["there is no such user's home folder"]),
         # beyond these the job failed only after training (the decoders' limits)
         (["submit", "--dataset", "bach", "--samples", "1025"], ["--samples must be 1 to 1024, got 1025"]),

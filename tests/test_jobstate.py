@@ -100,3 +100,13 @@ def test_the_job_layout_knows_which_jobs_are_there_and_finished(store):
     assert jobstate.published(store, spec.job_id) and jobstate.finished(store, spec.job_id)
     jobstate.update(store, spec.job_id, phase="publish")
     assert jobstate.published(store, spec.job_id) and not jobstate.finished(store, spec.job_id)
+
+
+def test_a_trial_id_names_its_sweep():
+    """`status`, `logs` and `cancel` of a trial the store has no record of find its sweep's Ray job by it."""
+    from service.storage.sweepstate import sweep_of, trial_id
+
+    assert trial_id("sweep-20261206-1", 3) == "sweep-20261206-1-t03"
+    assert sweep_of(trial_id("sweep-20261206-1", 3)) == "sweep-20261206-1"
+    assert sweep_of(trial_id("s", 120)) == "s"
+    assert sweep_of("composer-20261206-193341-f71ddd") is None and sweep_of("nightly-t") is None

@@ -210,6 +210,8 @@ def submit(
 
     if to is not None and not wait:
         raise UserError("--to needs --wait: the results exist only once the job has finished")
+    if to is not None:
+        _check_folder("--to", to)  # before the job, not after it has trained
     from service.spec import check_choices
 
     max_bytes = _max_bytes(max_size)  # a bad size is refused before anything else happens
@@ -758,6 +760,7 @@ def generate(
 def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Built-in datasets and those in the store."""
     from service.storage import datasets
+    from service.storage.joblog import count
 
     stored = datasets.list_datasets(_store(store))
     if as_json:
@@ -765,8 +768,6 @@ def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         return
     for name, what in datasets.BUILTINS.items():
         out.print(f"{name:24} built-in: {what}", highlight=False)
-    from service.storage.joblog import count
-
     for d in stored:
         out.print(f"{d.name:24} {count(d.files, 'file')} from {d.source}", highlight=False)
 

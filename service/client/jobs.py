@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 import time
@@ -427,9 +426,9 @@ def store_for(store: Store, job_id: str, address: str | None) -> Store:
         return store
     cluster = clusters.resolve(address, start=False)
     found = ray_job(cluster, job_id)
-    if found is None and (sweep := re.fullmatch(r"(.+)-t\d+", job_id)):
-        # A sweep's trial runs inside its sweep's Ray job (`<sweep>-tNN`): that job, if it is a sweep's.
-        found = ray_job(cluster, sweep[1])
+    if found is None and (sweep := sweepstate.sweep_of(job_id)):
+        # A sweep's trial runs inside its sweep's Ray job: that job, if it is a sweep's.
+        found = ray_job(cluster, sweep)
         found = found if found is not None and "-m service.job.sweep " in (found[1].entrypoint or "") else None
     theirs = store_of(found[1].entrypoint or "") if found is not None else None
     if theirs in (None, store.uri):
@@ -460,6 +459,4 @@ def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:
             raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
         raise JobFailed(f"job {job_id} has no published results (phase {progress.phase}"
                         f"{': ' + progress.error if progress.error else ''})")
-    if to.exists() and not to.is_dir():
-        raise UserError(f"--to {to} is a file, not a folder")
-    return pull_files(store, job_id, to, force)
+    return pull_files(store, job_id, to, force)  # a --to that is no folder: refused by the CLI (_check_folder)

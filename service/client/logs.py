@@ -17,7 +17,7 @@ import time
 from service.client import cluster as clusters
 from service.client.jobs import TERMINAL, cluster_state, ray_job, ray_status, store_for
 from service.errors import JobFailed, UserError
-from service.storage import joblog, jobstate
+from service.storage import joblog, jobstate, sweepstate
 from service.storage.jobstate import Progress
 from service.storage.store import Store
 
@@ -32,9 +32,9 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
     if ray:
         found = ray_job(clusters.resolve(address, start=False), job_id)
         if found is None:
-            trial = re.fullmatch(r"(.+)-t\d+", job_id)
-            inside = f"; a sweep's trial runs inside its sweep's Ray job: `composer logs {trial[1]} --ray`" \
-                if trial else ""
+            sweep = sweepstate.sweep_of(job_id)
+            inside = f"; a sweep's trial runs inside its sweep's Ray job: `composer logs {sweep} --ray`" \
+                if sweep else ""
             raise UserError(f"no reachable Ray cluster knows job {job_id} (gone, or another --address): "
                             f"`composer logs {job_id}` shows its log from the store{inside}")
         _ray_log(found[0], job_id, follow)

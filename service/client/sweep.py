@@ -20,7 +20,7 @@ from service.client import jobs
 from service.errors import UserError
 from service.model import cost
 from service.spec import JobSpec, build_spec
-from service.storage import jobstate, manifest
+from service.storage import jobstate, manifest, sweepstate
 from service.storage.composer_names import parse_filter
 from service.storage.store import Store
 from service.storage.sweepstate import Sweep, SweepStatus
@@ -108,8 +108,8 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
     for number, options in enumerate(planned, start=1):
         given = {**{k: v for k, v in settings.items() if v is not None}, **options}
         trial_preset = given.pop("preset", preset)
-        specs.append(build_spec(f"{sweep_id}-t{number:02d}", "pending", store.uri, trial_preset, composers=names,
-                                **given))
+        specs.append(build_spec(sweepstate.trial_id(sweep_id, number), "pending", store.uri, trial_preset,
+                                composers=names, **given))
     if any(spec.condition == "composer" for spec in specs):
         from service.model.composers import refuse_certain_failure
 

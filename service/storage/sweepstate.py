@@ -10,6 +10,7 @@ Each trial is a composer job of its own (jobstate), whose progress record names 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,6 +45,17 @@ class Sweep:
             return cls(**json.loads(store.get_bytes(sweep_key(sweep_id, SWEEP))))
         except NotFound:
             raise UserError(f"no sweep {sweep_id!r} in the store {store.uri}: see `composer list`") from None
+
+
+def trial_id(sweep_id: str, number: int) -> str:
+    """The job id of a sweep's trial `number` (from 1): `<sweep>-tNN`."""
+    return f"{sweep_id}-t{number:02d}"
+
+
+def sweep_of(job_id: str) -> str | None:
+    """The sweep a job id names as a trial's (`trial_id`), or None: what a trial's id says when no record does."""
+    found = re.fullmatch(r"(.+)-t\d{2,}", job_id)
+    return found[1] if found else None
 
 
 def exists(store: Store, sweep_id: str) -> bool:
