@@ -24,8 +24,8 @@ SCALES = {C_MAJOR: (0, 2, 4, 5, 7, 9, 11), F_SHARP_MAJOR: (6, 8, 10, 11, 1, 3, 5
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("C major", "C major"), ("D minor", "D minor"), ("Dm", "D minor"), ("F#", "F# major"), ("Bb", "A# major"),
-    ("b flat minor", "A# minor"), ("E-flat major", "D# major"), ("g# min", "G# minor"), ("Cb", "B major"),
+    ("C major", "C major"), ("D minor", "D minor"), ("Dm", "D minor"), ("F#", "F# major"), ("Bb", "Bb major"),
+    ("b flat minor", "Bb minor"), ("E-flat major", "Eb major"), ("g# min", "G# minor"), ("Cb", "B major"),
 ])
 def test_parse_key(text, expected):
     assert key_name(parse_key(text)) == expected

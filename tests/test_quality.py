@@ -50,19 +50,25 @@ def test_describe_tells_a_loop_from_varied_music():
     assert varied_stats["notes_per_onset"] == 1.0
 
 
-def test_every_key_in_a_report_has_the_token_s_spelling():
-    """One owner (fastparse) for key names: the quality report, the keys field and the Key_ tokens agree."""
-    from service.music.keys import key_name, key_token, parse_key
+def test_every_key_in_a_report_is_spelled_as_its_signature():
+    """Reports, the page and messages spell a key as its engraved signature does ("Bb minor", five
+    flats), and it reads back; the tokens keep fastparse's sharps (Key_A#_minor)."""
+    from service.music.keys import key_fifths, key_name, key_token, parse_key
     from service.music.quality import Key
 
     for index in range(24):
         assert str(Key(index)) == key_name(index)
-        assert key_token(index) == "Key_" + key_name(index).replace(" ", "_")
         assert parse_key(key_name(index)) == index
+        assert key_token(index) == "Key_" + fastparse.key_names()[index].replace(" ", "_")
+        accidental = key_name(index).split()[0][1:]
+        assert accidental in ("", "#", "b") and (accidental != "#" or key_fifths(index) > 0)
+        assert accidental != "b" or key_fifths(index) < 0
     e_flat = np.zeros(12)
     e_flat[[3, 5, 7, 8, 10, 0, 2]] += 1
     e_flat[[3, 7, 10]] += 2
-    assert str(estimate_key(e_flat)) == "D# major"  # as the Key_D#_major token spells it; never "E- major"
+    assert str(estimate_key(e_flat)) == "Eb major"  # three flats; its token is Key_D#_major
+    assert [key_name(parse_key(k)) for k in ("Db", "bb minor", "C# minor", "F#", "Gb", "D# minor")] == [
+        "Db major", "Bb minor", "C# minor", "F# major", "F# major", "D# minor"]
 
 
 def test_rhythm_measures_tell_an_even_pulse_from_real_rhythm(shared_midi):

@@ -4,7 +4,9 @@ A key-conditioned model sees a one-hot key vector beside every input token (the 
 8.3, X_augmented = [X; M]). The key of a piece is its `Key_<tonic>_<mode>` token, which the
 `remi+key` schemes put first in every piece (the file's key signature or a Krumhansl-Schmuckler
 estimate). fastparse owns the keys: their order (index = 2 * pitch class + (1 if minor)), their
-names, their scales and the estimator; every name here and in the reports is fastparse's.
+scales, the estimator and the tokens' names, which spell every tonic with a sharp (`Key_A#_minor`).
+What users read (reports, the page, messages) spells a key as its engraved signature does (B flat
+minor has five flats: "Bb minor"), from the same tables the score's pitch names come from.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import numpy as np
 import fastparse
 from service.errors import UserError
 
-_NAMES = tuple(fastparse.key_names())  # "C major", "C minor", "C# major", ...
+_NAMES = tuple(fastparse.key_names())  # the tokens' names: "C major", "C minor", "C# major", ...
 KEY_COUNT = len(_NAMES)
 KEY_SCHEMES = ("remi+key", "remi+key-estimated")
-_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+# The key signature (in fifths: sharps > 0, flats < 0) of each major key by its tonic's pitch
+# class, with the usual choice for the enharmonic pairs (D flat, not C sharp; F sharp, not G flat).
+MAJOR_FIFTHS = (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5)
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
+SHARP_ORDER, FLAT_ORDER = "FCGDAEB", "BEADGCF"  # the order a key signature adds them
+ACCIDENTALS = {-1: "-", 0: "", 1: "#", 2: "##"}  # music21's spelling
 _SPELLING = re.compile(r"^\s*([A-Ga-g])\s*(#|♯|b|♭|-|sharp|flat)?\s*(major|minor|maj|min|m)?\s*$", re.IGNORECASE)
 
 
@@ -28,7 +37,33 @@ def key_token(index: int) -> str:
 
 
 def key_name(index: int) -> str:
-    return _NAMES[index]
+    """The key as it is engraved: its tonic spelled by its signature ("Db major", "Bb minor", "F# major")."""
+    tonic, minor = divmod(index, 2)
+    return pitch_names(index)[tonic].replace("-", "b") + (" minor" if minor else " major")
+
+
+def key_fifths(key: int) -> int:
+    """The key signature of a key index (2 * tonic pitch class + (1 if minor)): a minor key has its
+    relative major's signature."""
+    tonic, minor = divmod(key, 2)
+    return MAJOR_FIFTHS[(tonic + 3 * minor) % 12]
+
+
+def pitch_names(key: int) -> list[str]:
+    """The name of each pitch class in a key (music21's spelling, "B-" for B flat): its scale's letters
+    with the signature's accidentals, a minor key's raised seventh (the leading tone: C sharp in D
+    minor), the rest by the signature's side (sharps or flats)."""
+    fifths = key_fifths(key)
+    names = list(SHARP_NAMES if fifths >= 0 else FLAT_NAMES)
+    altered = SHARP_ORDER[:fifths] if fifths > 0 else FLAT_ORDER[:-fifths]
+    alter = {letter: (1 if fifths > 0 else -1) if letter in altered else 0 for letter in LETTERS}
+    for letter, alteration in alter.items():
+        names[(LETTERS[letter] + alteration) % 12] = letter + ACCIDENTALS[alteration]
+    tonic, minor = divmod(key, 2)
+    if minor:
+        seventh = names[(tonic + 10) % 12][0]  # the natural seventh's letter, raised a semitone
+        names[(tonic + 11) % 12] = seventh + ACCIDENTALS[alter[seventh] + 1]
+    return names
 
 
 def estimate_key(pc_histogram: np.ndarray) -> int:
@@ -48,7 +83,7 @@ def parse_key(text: str) -> int:
         raise UserError(f"--key {text!r} is not a key: write a tonic and a mode, e.g. 'D minor', 'F# major', 'Bb'")
     letter, accidental, mode = match.groups()
     shift = {"#": 1, "♯": 1, "sharp": 1, "b": -1, "♭": -1, "-": -1, "flat": -1}.get((accidental or "").lower(), 0)
-    pitch_class = (_LETTERS[letter.upper()] + shift) % 12
+    pitch_class = (LETTERS[letter.upper()] + shift) % 12
     minor = (mode or "").lower() in ("minor", "min", "m")
     return 2 * pitch_class + int(minor)
 

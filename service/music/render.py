@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from service.music.beat import estimate_beat
+from service.music.keys import key_fifths, pitch_names
 
 GRID = 4  # divisions per quarter note: sixteenths
 SPLIT = 60  # middle C starts the treble staff
@@ -38,39 +39,7 @@ def _q(quarters: float) -> float:
     return max(0.0, round(quarters * GRID) / GRID)
 
 
-# The key signature (in fifths: sharps > 0, flats < 0) of each major key by its tonic's pitch
-# class, with the usual choice for the enharmonic pairs (D flat, not C sharp; F sharp, not G flat).
-MAJOR_FIFTHS = (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5)
-SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 METRONOME_NOTES = {"\ueca3": "𝅗𝅥", "\ueca5": "♩", "\ueca7": "♪"}  # SMuFL half, quarter, eighth (stem up)
-LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-SHARP_ORDER, FLAT_ORDER = "FCGDAEB", "BEADGCF"  # the order a key signature adds them
-ACCIDENTALS = {-1: "-", 0: "", 1: "#", 2: "##"}  # music21's spelling
-FLAT_NAMES = ("C", "D-", "D", "E-", "E", "F", "G-", "G", "A-", "A", "B-", "B")
-
-
-def key_fifths(key: int) -> int:
-    """The key signature of a key index (2 * tonic pitch class + (1 if minor)): a minor key has its
-    relative major's signature."""
-    tonic, minor = divmod(key, 2)
-    return MAJOR_FIFTHS[(tonic + 3 * minor) % 12]
-
-
-def pitch_names(key: int) -> list[str]:
-    """The name of each pitch class in a key: its scale's letters with the signature's accidentals,
-    a minor key's raised seventh (the leading tone: C sharp in D minor), the rest by the signature's
-    side (sharps or flats)."""
-    fifths = key_fifths(key)
-    names = list(SHARP_NAMES if fifths >= 0 else FLAT_NAMES)
-    altered = SHARP_ORDER[:fifths] if fifths > 0 else FLAT_ORDER[:-fifths]
-    alter = {letter: (1 if fifths > 0 else -1) if letter in altered else 0 for letter in LETTERS}
-    for letter, alteration in alter.items():
-        names[(LETTERS[letter] + alteration) % 12] = letter + ACCIDENTALS[alteration]
-    tonic, minor = divmod(key, 2)
-    if minor:
-        seventh = names[(tonic + 10) % 12][0]  # the natural seventh's letter, raised a semitone
-        names[(tonic + 11) % 12] = seventh + ACCIDENTALS[alter[seventh] + 1]
-    return names
 
 
 def spelled(midi: int, names: list[str]):
