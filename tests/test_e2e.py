@@ -669,7 +669,7 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
         assert total > 0 and report["quality"][column]["in_conditioned_key_share"] == pytest.approx(inside / total)
 
     known = next(t for t in meta["vocab"] if t.startswith("Key_"))  # a key the model saw
-    wanted = known.removeprefix("Key_").replace("_", " ")
+    wanted = key_name(parse_key(known.removeprefix("Key_").replace("_", " ")))  # as reports spell it
     composer = meta["composers"]["names"][-1]  # in any case: --composer DEBUSSY is Debussy
     gen = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "k"), "--samples", "2",
                   "--length", "60", "--key", wanted, "--composer", composer.upper(), "--no-sheet-music")
