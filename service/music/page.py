@@ -40,8 +40,8 @@ METRIC_ORDER = ("overlap_mean", "kl_mean", "pieces", "tokens_per_piece", "distin
                 "duration_js_distance_to_corpus", "ioi_js_distance_to_corpus", "onsets_on_beat_share",
                 "min_distinct_durations", "dropped_tokens", "notes_per_bar", "notes_per_onset", "polyphony",
                 "in_key_share", "in_conditioned_key_share", "key_of_all", "pitch_range", "scale_consistency",
-                "duration_median", "duration_mean", "ioi_median", "ioi_mean", "time_unit", "empty_beat_rate",
-                "groove_consistency")
+                "duration_median", "duration_mean", "median_duration", "ioi_median", "ioi_mean", "median_ioi",
+                "time_unit", "empty_beat_rate", "groove_consistency")
 # Training settings in reading order, with their labels; absent ones are skipped.
 TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme", "token scheme"),
             ("pedal", "sustain pedal"), ("augment", "augmentation"), ("files", "MIDI files"), ("pieces", "pieces"),
@@ -68,7 +68,9 @@ QUALITY_NOTE = (
     "(pitches sounding together, when any sounds), <code>scale_consistency</code>, <code>pitch_class_entropy</code>, "
     "<code>empty_beat_rate</code> and <code>groove_consistency</code> are MusPy's (muspy.metrics), means over "
     "the pieces; <code>duration_*</code> and <code>ioi_*</code> are the notes' sounding durations and the "
-    "intervals between onsets, in <code>time_unit</code>. "
+    "intervals between onsets, in <code>time_unit</code>, over every note of the set pooled (long pieces "
+    "weigh more); <code>median_duration</code> and <code>median_ioi</code> are each piece's median, averaged "
+    "over the pieces. "
     "<code>distinct_4gram_ratio</code> is the share of a piece's token 4-grams that are distinct (1: it never "
     "repeats itself); <code>longest_loop_tokens</code> is the longest stretch of tokens, in the worst piece, "
     "that is one pattern repeated back to back (<code>longest_loop_period</code>: that pattern's length; "
