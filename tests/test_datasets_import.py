@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import legacy_dataset, run_cli
 
+from service.errors import UserError
 from service.storage import datasets
 from service.storage.store import open_store
 
@@ -274,3 +275,15 @@ def test_the_source_is_recorded_absolute(tmp_path, monkeypatch):
     assert datasets.import_dataset(store, "rel", Path("corpus")).source == str(tmp_path / "corpus")
     assert datasets.info(store, "rel").source == str(tmp_path / "corpus")
     assert datasets.stage_local(store, Path("./corpus")).source == str(tmp_path / "corpus")
+
+
+def test_a_broken_link_is_refused_not_skipped(tmp_path):
+    """A `.mid` link whose file has gone was skipped silently: the dataset lacked a piece the folder shows."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.mid").write_bytes((MIDI / "AT.mid").read_bytes())
+    (tmp_path / "corpus" / "b.mid").symlink_to(tmp_path / "gone.mid")
+    store = open_store(str(tmp_path / "store"))
+    with pytest.raises(UserError, match=r"^\S+/corpus/b.mid is a link to \S+/gone.mid, which does not "
+                       "exist: restore the file or remove the link$"):
+        datasets.import_dataset(store, "links", tmp_path / "corpus")
+    assert stored(tmp_path, "links") == []

@@ -131,8 +131,12 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
     anything is read: (entries, total bytes). A zip stays open, once, while the entries are read (its
     directory is parsed one time, not once per entry)."""
     if path.is_dir():
+        found = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in MIDI_SUFFIXES]
+        if broken := next((p for p in found if p.is_symlink() and not p.exists()), None):
+            raise UserError(f"{broken} is a link to {os.readlink(broken)}, which does not exist: "
+                            "restore the file or remove the link")
         entries = [_Entry(p.relative_to(path).as_posix(), p.stat().st_size, partial(p.open, "rb"))
-                   for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES]
+                   for p in found if p.is_file()]
         yield _checked(path, entries, max_bytes)
     elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
