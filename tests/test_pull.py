@@ -99,6 +99,22 @@ def test_a_different_file_in_the_folder_needs_force(published, tmp_path):
     assert snapshot(dest) == FILES
 
 
+@pytest.mark.parametrize(("mine", "in_the_way"), [("samples", "samples"), ("report.json/notes.txt", "report.json")])
+def test_a_path_in_the_way_is_refused_before_anything_moves(published, tmp_path, mine, in_the_way):
+    """A user's file named `samples` (where the samples' folder goes), or a folder named `report.json`: the pull
+    moved half the job in and died on a raw FileExistsError or IsADirectoryError (exit 1), --force too."""
+    env, _ = published
+    dest = tmp_path / "dest"
+    (dest / mine).parent.mkdir(parents=True, exist_ok=True)
+    (dest / mine).write_text("mine")
+    for force in ([], ["--force"]):
+        proc = run_cli("pull", "composer-done", "--to", str(dest), *force, env=env)
+        assert proc.returncode == 2 and proc.stderr == (
+            f"error: {dest} has 1 path(s) in the way of the pull (a folder where a file goes, or a file where a "
+            f"folder goes): {in_the_way}: move them away or pull into another folder\n"), proc.stderr
+        assert snapshot(dest) == {mine: b"mine"}
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_a_link_in_the_folder_never_takes_a_file_outside_it(published, tmp_path, force):
     """--force replaces files in the folder, never outside it: `samples` here is a link to another folder."""

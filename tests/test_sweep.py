@@ -251,6 +251,33 @@ def test_a_trials_last_word_in_flight_across_the_claim_does_not_undo_the_verdict
     assert status.note == "no trial finished training, so none was published"  # none has a validation loss
 
 
+def test_a_sweep_whose_every_trial_failed_fails(tmp_path):
+    """No cluster: it said SUCCEEDED and `sweep --wait` exited 0 with nothing trained (a QA run: every trial's
+    --seq-len longer than the corpus). One failed trial among others does not fail a sweep (the test above)."""
+    from service.errors import JobFailed
+    from service.job import sweep as sweep_job
+    from service.spec import JobSpec
+    from service.storage import jobstate
+    from service.storage.store import open_store
+    from service.storage.sweepstate import Sweep, SweepStatus
+
+    store = open_store(str(tmp_path / "store"))
+    sweep = Sweep("sweep-y", [{"job_id": f"sweep-y-t0{n}", "options": {}} for n in (1, 2)], "fifo", 1, None)
+    sweep.save(store)
+    SweepStatus().save(store, "sweep-y")
+    for trial in sweep.trials:
+        jobstate.save_spec(store, JobSpec(job_id=trial["job_id"], dataset="d", store=store.uri))
+        jobstate.begin(store, trial["job_id"], 4)
+        jobstate.update(store, trial["job_id"], phase="failed", error="the corpus is too small for --seq-len 5000")
+    with pytest.raises(JobFailed, match=r"^every trial failed \(sweep-y-t01: the corpus is too small for --seq-len "
+                                        r"5000\)$"):
+        sweep_job.run(store, "sweep-y", 10.0)
+    jobstate.update(store, "sweep-y-t02", phase="stopped", message="ASHA stopped it early after epoch 1 of 4")
+    sweep_job.run(store, "sweep-y", 10.0)  # not every trial failed: done, with nothing published
+    status = SweepStatus.load(store, "sweep-y")
+    assert (status.phase, status.best) == ("done", None) and status.note.startswith("no trial finished training")
+
+
 def _log_tails(jobdir: Path) -> str:
     """The last lines of each of a job's logs (a local store), for an assertion's message."""
     return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-25:])

@@ -175,6 +175,9 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
         for job_id, dest in trials:
             if job_id not in published:
                 staged.append(_stage_curves(store, job_id, dest))
+        wanted = [(s.dest, s.files) for s in staged] + [(dest, list(published[job_id])) for job_id, dest in trials
+                                                        if job_id in published]
+        manifest.refuse_blocked(to, [f"{d.name}/{rel}" for d, files in wanted for rel in manifest.blocked(d, files)])
         differing = [f"{s.dest.name}/{rel}" for s in staged for rel in s.differing()]
         differing += [f"{dest.name}/{rel}" for job_id, dest in trials if job_id in published
                       for rel in manifest.differing(published[job_id], dest)]

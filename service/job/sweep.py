@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 
-from service.errors import ComposerError
+from service.errors import ComposerError, JobFailed
 from service.job import driver, orphans
 from service.job.train import finished as training_finished
 from service.spec import JobSpec
@@ -226,9 +226,20 @@ def run(store: Store, sweep_id: str, store_timeout: float) -> None:
     if pending:
         _tune(store, sweep, pending, store_timeout)
     _settle(store, sweep, status)
+    _refuse_all_failed(store, sweep)
     status.phase, status.ended = "done", time.time()
     status.save(store, sweep_id)
     print(f"sweep {sweep_id}: done, best trial {status.best}", flush=True)
+
+
+def _refuse_all_failed(store: Store, sweep: Sweep) -> None:
+    """A sweep whose every trial failed is a failed sweep (`sweep --wait` exits 1): it trained nothing, and a
+    script's `composer sweep ... --wait && composer pull ...` must not go on. One that trained something, or
+    was stopped by its scheduler or time budget, is done and says what it has (SweepStatus.note)."""
+    trials = [jobstate.Progress.load(store, t["job_id"]) for t in sweep.trials]
+    failed = [p for p in trials if p is not None and p.phase == "failed"]
+    if failed and len(failed) == len(trials):
+        raise JobFailed(f"every trial failed ({failed[0].job_id}: {failed[0].error or 'see its log'})")
 
 
 def main(argv: list[str] | None = None) -> int:

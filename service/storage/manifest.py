@@ -103,6 +103,29 @@ def refuse_differing(dest: Path, differing: list[str]) -> None:
                         "pull into another folder, or add --force to replace them")
 
 
+def blocked(dest: Path, files: list[str]) -> list[str]:
+    """The paths in dest that no pull can replace, with --force or without: a folder where one of `files`
+    goes, or a file where one of their folders goes (a user's file named `samples`). Moving the files in
+    would fail half way, so they are found before anything moves."""
+    found = set()
+    for rel in files:
+        parts = Path(rel).parts
+        for depth in range(1, len(parts) + 1):
+            path = dest.joinpath(*parts[:depth])
+            last = depth == len(parts)
+            if (path.is_dir() and not path.is_symlink()) if last else (path.exists() and not path.is_dir()):
+                found.add(Path(*parts[:depth]).as_posix())
+                break
+    return sorted(found)
+
+
+def refuse_blocked(dest: Path, blocked: list[str]) -> None:
+    if blocked:
+        raise UserError(f"{dest} has {len(blocked)} path(s) in the way of the pull (a folder where a file goes, or "
+                        f"a file where a folder goes): {', '.join(blocked[:5])}{' ...' if len(blocked) > 5 else ''}: "
+                        "move them away or pull into another folder")
+
+
 def stage(store: Store, job_id: str, dest: Path, entries: dict[str, str]) -> Staged:
     """A published job's files downloaded beside dest and each checked against MANIFEST.json (a file already
     in dest, or staged by an earlier interrupted pull, with the right content is not fetched again). A
@@ -133,6 +156,7 @@ def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str
     fetches only what is still missing. A different file already in dest is replaced only with force.
     """
     entries = entries_for(store, job_id, dest)
+    refuse_blocked(dest, blocked(dest, list(entries)))
     if not force:
         refuse_differing(dest, differing(entries, dest))
     return stage(store, job_id, dest, entries).commit()
