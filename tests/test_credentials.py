@@ -69,7 +69,8 @@ def _cancel_and_check(s3_server, composer_home: Path, env: dict, store: str, job
 
 
 def test_a_failed_submission_leaves_no_files(s3_server, ray_head, composer_home, five_files):
-    """The cluster refuses the job (an id it already has): the files written for it go at once."""
+    """A second job of an id the cluster already has is refused before anything is written (records, credential
+    files); the files of the first go when it ends."""
     from service.client import jobs
     from service.spec import build_spec
     from service.storage.store import open_store
@@ -84,13 +85,16 @@ def test_a_failed_submission_leaves_no_files(s3_server, ray_head, composer_home,
             assert time.monotonic() < deadline
             time.sleep(1)
         assert not (composer_home / "credentials" / "composer-refused-1").exists()
-        second = build_spec("composer-refused-1", "x", store.uri, "tiny")
+        status = store.get_bytes("jobs/composer-refused-1/status.json")
+        second = build_spec("composer-refused-1", "y", store.uri, "tiny")
         try:
             jobs.submit(second, store, None)
             raise AssertionError("the cluster took the same job id twice")
-        except jobs.JobFailed as e:
-            assert "refused the job" in str(e)
+        except jobs.UserError as e:
+            assert "already has a job composer-refused-1 (submitted with another store?)" in str(e)
         assert not (composer_home / "credentials" / "composer-refused-1").exists()
+        assert store.get_bytes("jobs/composer-refused-1/status.json") == status  # the first job's record stands
+        assert jobs.jobstate.load_spec(store, "composer-refused-1").dataset == "x"
     finally:
         for key in s3_server.env():
             os.environ.pop(key, None)

@@ -251,6 +251,64 @@ def test_a_trials_last_word_in_flight_across_the_claim_does_not_undo_the_verdict
     assert status.note == "no trial finished training, so none was published"  # none has a validation loss
 
 
+def test_a_trial_never_runs_in_its_sweep_and_on_its_own_at_once(ray_head, composer_home, tmp_path):
+    """`submit --resume TRIAL` while its sweep ran was accepted (trials are not Ray jobs: nothing of that id
+    was running), and so was `sweep --resume` while a trial ran on its own: two runs trained one trial, each
+    taking the other's checkpoints. A sleeping Ray job stands for the running one."""
+    import shlex
+    import sys
+    import uuid
+
+    from service.client import cluster as clusters
+    from service.spec import JobSpec
+    from service.storage import jobstate
+    from service.storage.store import open_store
+    from service.storage.sweepstate import Sweep, SweepStatus
+
+    store = open_store(str(tmp_path / "store"))
+    sweep_id = f"sweep-run-{uuid.uuid4().hex[:6]}"
+    trial = f"{sweep_id}-t01"
+    Sweep(sweep_id, [{"job_id": trial, "options": {}}], "fifo", 1, None).save(store)
+    SweepStatus(phase="stopped").save(store, sweep_id)
+    jobstate.save_spec(store, JobSpec(job_id=trial, dataset="bach", store=store.uri, preset="tiny"))
+    jobstate.begin(store, trial, 4)
+    jobstate.update(store, trial, sweep=sweep_id, phase="stopped", message="stopped with its sweep (composer cancel)")
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    client = clusters.job_client(clusters.resolve(ray_head, start=False))
+    sleep = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(120)'"
+    for running, verb, line in (
+            (sweep_id, ("submit", "--resume", trial), f"error: trial {trial} belongs to sweep {sweep_id}, which is "
+                                                      "still "),
+            (trial, ("sweep", "--resume", sweep_id), f"error: trial {trial} of sweep {sweep_id}, resumed as a job of "
+                                                     "its own, is still ")):
+        client.submit_job(entrypoint=sleep, submission_id=running)
+        try:
+            said = assert_one_line_error(run_cli(*verb, env=env), 2)
+            assert re.fullmatch(re.escape(line) + r"(pending|running) on the cluster at http://\S+: follow it with "
+                                f"`composer status {running}`, or `composer cancel {running}` first", said), said
+        finally:
+            client.stop_job(running)
+    assert jobstate.Progress.load(store, trial).resumes == 0
+
+
+def test_a_sweep_s_id_is_no_job_id(tmp_path):
+    """`submit --job-id SWEEP` wrote a job record under the sweep's id before the cluster refused it (listed as
+    queued for ever); `submit --resume` of it then deleted the sweep's Ray job and ran the ghost."""
+    from service.storage.store import open_store
+    from service.storage.sweepstate import Sweep, SweepStatus
+
+    store = open_store(str(tmp_path / "store"))
+    Sweep("sweep-z", [{"job_id": "sweep-z-t01", "options": {}}], "fifo", 1, None).save(store)
+    SweepStatus(phase="done").save(store, "sweep-z")
+    env = {"COMPOSER_HOME": str(tmp_path / "home"), "COMPOSER_STORE": str(tmp_path / "store")}
+    before = sorted(store.list(""))
+    assert assert_one_line_error(run_cli("submit", "--dataset", "bach", "--job-id", "sweep-z", env=env), 2) == (
+        f"error: --job-id sweep-z is the id of a sweep in the store {store.uri}: choose another")
+    assert assert_one_line_error(run_cli("submit", "--resume", "sweep-z", env=env), 2) == (
+        "error: sweep-z is a sweep: continue it with `composer sweep --resume sweep-z`")
+    assert sorted(store.list("")) == before
+
+
 def test_a_sweep_whose_every_trial_failed_fails(tmp_path):
     """No cluster: it said SUCCEEDED and `sweep --wait` exited 0 with nothing trained (a QA run: every trial's
     --seq-len longer than the corpus). One failed trial among others does not fail a sweep (the test above)."""

@@ -62,6 +62,8 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
         from service.model.composers import refuse_certain_failure
 
         refuse_certain_failure(dataset, names)
+    if job_id is not None and sweepstate.exists(store, job_id):
+        raise UserError(f"--job-id {job_id} is the id of a sweep in the store {store.uri}: choose another")
     if job_id is not None and store.exists(job_key(job_id, jobstate.SPEC)):
         stored = jobstate.load_spec(store, job_id)
         # --test-share, --augment and --pedal only when given: a job from before the held-out split has 0 (it
@@ -114,7 +116,9 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
     stored spec, where only --epochs and --patience may grow (and --autoscale-wait and --store-timeout
     change); any other setting given must equal the stored one. A finished job is an error (or, with finished_ok, left
     as it is: the idempotent resubmission of submit_new)."""
-    spec = jobstate.load_spec(store, jobstate.check_job_id(job_id))
+    if sweepstate.exists(store, jobstate.check_job_id(job_id)):
+        raise UserError(f"{job_id} is a sweep: continue it with `composer sweep --resume {job_id}`")
+    spec = jobstate.load_spec(store, job_id)
     if jobstate.finished(store, job_id):
         if finished_ok:  # the same submission again; one that asks for more (--epochs 4 of a job of 3) is not
             changed = [name for name, value in settings.items() if value is not None and getattr(spec, name) != value]
@@ -137,9 +141,27 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
             setattr(spec, name, settings[name])
     validate(spec)
     preflight(store, address)
+    sweep = (Progress.load(store, job_id) or Progress(job_id)).sweep
+    if sweep:  # a trial runs in its sweep's Ray job, not in one of its own
+        refuse_running(address, sweep, f"trial {job_id} belongs to sweep {sweep}, which")
     free_id(address, job_id, "job")
     submit(spec, store, address, resuming=True)
     return spec
+
+
+def refuse_running(address: str | None, submission_id: str, subject: str) -> None:
+    """A run of `submission_id` that the cluster has not ended is an error: two runs of one job (or of a
+    sweep's trial, in the sweep and on its own) would train it at once, each taking the other's checkpoints."""
+    cluster = clusters.resolve(address, start=True)
+    found = ray_job(cluster, submission_id)
+    if found is not None and ray_status(found[1]) not in TERMINAL:
+        raise _still_running(cluster, submission_id, ray_status(found[1]), subject)
+
+
+def _still_running(cluster: clusters.Cluster | None, submission_id: str, status: str, subject: str) -> UserError:
+    assert cluster is not None
+    return UserError(f"{subject} is still {status.lower()} on the cluster at {cluster.address}: follow it with "
+                     f"`composer status {submission_id}`, or `composer cancel {submission_id}` first")
 
 
 def free_id(address: str | None, submission_id: str, what: str) -> None:
@@ -151,11 +173,8 @@ def free_id(address: str | None, submission_id: str, what: str) -> None:
     if found is None:
         return
     assert cluster is not None
-    status = ray_status(found[1])
-    if status not in TERMINAL:
-        raise UserError(f"{what} {submission_id} is still {status.lower()} on the cluster at {cluster.address}: "
-                        f"follow it with `composer status {submission_id}`, or `composer cancel {submission_id}` "
-                        "first")
+    if ray_status(found[1]) not in TERMINAL:
+        raise _still_running(cluster, submission_id, ray_status(found[1]), f"{what} {submission_id}")
     _wait_for_monitor_end(cluster, submission_id)
     found[0].delete_job(submission_id)
 
@@ -199,19 +218,34 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
         else:
             jobstate.begin(store, spec.job_id, spec.epochs)
 
+    def forget() -> None:  # only what record() wrote: a new job's id had no records (submit_new)
+        forget_records(store, job_key(spec.job_id, jobstate.SPEC), job_key(spec.job_id, jobstate.STATUS))
+
     hand_over(store, address, spec.job_id, "service.job.driver", f"--job {spec.job_id}", spec.store_timeout, record,
-              {"dataset": spec.dataset})
+              {"dataset": spec.dataset}, forget=None if resuming else forget)
     return spec.job_id
 
 
+def forget_records(store: Store, *prefixes: str) -> None:
+    """What `record()` wrote for a new job or sweep that the cluster then refused (every key under each
+    prefix): no record of a run that never was (it was listed as queued, its clock running)."""
+    for prefix in prefixes:
+        for key in store.list(prefix):
+            store.delete(key)
+
+
 def hand_over(store: Store, address: str | None, submission_id: str, module: str, args: str, store_timeout: float,
-              record: Callable[[], None], metadata: dict[str, str]) -> None:
+              record: Callable[[], None], metadata: dict[str, str], forget: Callable[[], None] | None = None) -> None:
     """Submit `python -m <module> --store URI --store-timeout S <args>` to the cluster as Ray job
-    `submission_id`, after `record()` has written what the driver reads; on composer's own head with an
-    S3 store, with credential files for it alone (removed again when the submission fails)."""
+    `submission_id`, after `record()` has written what the driver reads (and `forget()` removes again if the
+    cluster refuses the job); on composer's own head with an S3 store, with credential files for it alone
+    (removed again when the submission fails)."""
     cluster = clusters.resolve(address, start=True)
     assert cluster is not None
     check_reachable(store, cluster)
+    if ray_job(cluster, submission_id) is not None:  # a resumed run's ended one is gone already (free_id)
+        raise UserError(f"the cluster at {cluster.address} already has a job {submission_id} (submitted with another "
+                        "store?): choose another --job-id")
     if cluster.local:
         sweep_credentials()
     env = dict(JOB_ENV)
@@ -232,8 +266,11 @@ def hand_over(store: Store, address: str | None, submission_id: str, module: str
                               submission_id=submission_id, runtime_env={"env_vars": env},
                               metadata={"composer": "1", **metadata})
         except RuntimeError as e:
-            raise JobFailed(f"the cluster at {cluster.address} refused the job: {str(e).strip().splitlines()[0]}") \
-                from None
+            if forget is not None:
+                forget()
+            # Ray's answer is an HTTP status and its server's traceback: the last line says why.
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            raise JobFailed(f"the cluster at {cluster.address} refused the job: {lines[-1]}") from None
     except BaseException:
         credentials.remove(submission_id)  # a failed submission leaves no keys behind
         raise

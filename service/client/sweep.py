@@ -134,7 +134,9 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
         SweepStatus().save(store, sweep_id)
 
     jobs.hand_over(store, address, sweep_id, "service.job.sweep", f"--sweep {sweep_id}", specs[0].store_timeout,
-                   record, {"dataset": name, "sweep": "1"})
+                   record, {"dataset": name, "sweep": "1"},
+                   forget=lambda: jobs.forget_records(store, f"sweeps/{sweep_id}/",
+                                                      *(f"jobs/{trial.job_id}/" for trial in specs)))
     return sweep
 
 
@@ -145,6 +147,9 @@ def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
     if status.phase == "done":
         raise UserError(f"sweep {sweep_id} has finished already: see `composer sweep-status {sweep_id}`")
     jobs.preflight(store, address)
+    for trial in sweep.trials:  # one resumed as a job of its own (`submit --resume TRIAL`) still training
+        jobs.refuse_running(address, trial["job_id"], f"trial {trial['job_id']} of sweep {sweep_id}, resumed as a "
+                            "job of its own,")
     jobs.free_id(address, sweep_id, "sweep")
     timeout = jobstate.load_spec(store, sweep.trials[0]["job_id"]).store_timeout
     jobs.hand_over(store, address, sweep_id, "service.job.sweep", f"--sweep {sweep_id}", timeout, lambda: None,
