@@ -270,6 +270,7 @@ def _say_submitted(store, spec, address: str | None, verb: str, as_json: bool) -
 def _wait_and_pull(store, job_id: str, address: str | None, to: Path | None, as_json: bool) -> None:
     """`submit --wait [--to DIR]`: follow the job to its end, pull it when it succeeded; exit 1 otherwise."""
     from service.client import jobs
+    from service.storage.manifest import PullRefused
 
     try:
         final = _follow(store, job_id, address)
@@ -278,7 +279,11 @@ def _wait_and_pull(store, job_id: str, address: str | None, to: Path | None, as_
                   f"{job_id} --to DIR` fetches it once it has succeeded, `composer cancel {job_id}` stops it",
                   highlight=False, markup=False)
         raise typer.Exit(130) from None
-    pulled = jobs.pull(store, job_id, to) if final.state == "SUCCEEDED" and to is not None else None
+    try:
+        pulled = jobs.pull(store, job_id, to) if final.state == "SUCCEEDED" and to is not None else None
+    except PullRefused as e:  # submit has no --force: say how to pull the job that did succeed
+        raise UserError(f"{job_id} succeeded but is not pulled: {e.problem}: `composer pull {job_id} --to DIR` pulls "
+                        "it into another folder (or, --force, over different files)") from None
     if as_json:
         print(json.dumps({**final.as_dict(), **({"to": str(to), "files": pulled} if pulled else {})}))
     elif final.state == "SUCCEEDED" and pulled and to is not None:
@@ -425,7 +430,7 @@ def compare(runs: Annotated[list[str], typer.Argument(help="Job ids (or sweep id
         print(json.dumps(table))
         return
     header = ["job", *table["differing"], "epochs done", "best val loss", "test nats/s", "wall", "device-s", "cost"]
-    rows = [[r["job_id"], *[str(v) for v in r["options"].values()], f"{r['epoch']}/{r['epochs']}",
+    rows = [[r["job_id"], *["-" if v is None else str(v) for v in r["options"].values()], f"{r['epoch']}/{r['epochs']}",
              _number(r["best_val_loss"]), _number(r["nats_per_second"]), duration(r["wall_seconds"]),
              "-" if r["device_seconds"] is None else f"{r['device_seconds']:g}",
              "-" if r["cost"] is None else f"${r['cost']:.4f}"] for r in table["runs"]]
@@ -489,7 +494,12 @@ def sweep(
                                  _max_bytes(params.get("max_size")), settings, planned, scheduler, max_concurrent,
                                  time_budget).sweep_id
     if wait:
-        final = _follow_sweep(the_store, sweep_id, address)
+        try:
+            final = _follow_sweep(the_store, sweep_id, address)
+        except KeyboardInterrupt:
+            err.print(f"stopped waiting: sweep {sweep_id} goes on; `composer sweep-status {sweep_id}` shows it, "
+                      f"`composer cancel {sweep_id}` stops it", highlight=False, markup=False)
+            raise typer.Exit(130) from None
         if as_json:
             print(json.dumps(final))
         else:
@@ -595,7 +605,10 @@ def _follow_sweep(store, sweep_id: str, address: str | None) -> dict:
         for trial in now["trials"]:
             if seen.get(trial["job_id"]) == (trial["phase"], trial["epoch"]):
                 continue
+            before = seen.get(trial["job_id"], ("", 0))[1]
             seen[trial["job_id"]] = (trial["phase"], trial["epoch"])
+            for missed in _epochs_between(store, trial, before):  # epochs that ended within one poll
+                err.print(f"{stamp()} {trial['job_id']}: {missed}", highlight=False, markup=False, soft_wrap=True)
             line = f"{stamp()} {trial['job_id']}: {trial['phase']}"
             if trial["epoch"]:
                 line += f", epoch {trial['epoch']}/{trial['epochs']}"
@@ -607,6 +620,27 @@ def _follow_sweep(store, sweep_id: str, address: str | None) -> dict:
         if now["state"] in jobs.TERMINAL:
             return now
         time.sleep(1.0)
+
+
+def _epochs_between(store, trial: dict, shown: int) -> list[str]:
+    """A line for each epoch of `trial` after epoch `shown` and before its current one (each epoch gets a
+    line, as `submit --wait`'s do, however fast they end), from its metrics."""
+    from service.storage import jobstate
+    from service.storage.store import NotFound
+
+    if trial["epoch"] <= shown + 1:
+        return []
+    try:
+        rows = jobstate.metrics(store, trial["job_id"])[0]
+    except NotFound:
+        return []
+    lines, best = [], None
+    for row in rows:
+        if row.get("val_loss") is not None:
+            best = row["val_loss"] if best is None else min(best, row["val_loss"])
+        if shown < row["epoch"] < trial["epoch"] and best is not None:
+            lines.append(f"{trial['phase']}, epoch {row['epoch']}/{trial['epochs']}, best val_loss {best:.4f}")
+    return lines
 
 
 def _show_sweep(state: dict) -> None:
@@ -656,7 +690,16 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
 
     if not 0 <= timeout < math.inf:  # typer reads "nan" and "inf" as floats
         raise UserError(f"--timeout must be a finite number of seconds, 0 or more, got {timeout}")
-    if not jobs.cancel(_job(job), address):
+    try:
+        stopping = jobs.cancel(_job(job), address)
+    except jobs.NoSuchJob:
+        from service.storage import sweepstate
+
+        if (sweep := sweepstate.sweep_of(job)) is None:
+            raise
+        raise UserError(f"{job} is a trial of sweep {sweep}, which runs its trials: `composer cancel {sweep}` "
+                        "stops them all") from None
+    if not stopping:
         _record_stopped(job, store, address)  # an earlier `cancel --no-wait`'s stop, recorded now
         out.print(f"{job}: already finished")
         return

@@ -176,7 +176,12 @@ def free_id(address: str | None, submission_id: str, what: str) -> None:
     if ray_status(found[1]) not in TERMINAL:
         raise _still_running(cluster, submission_id, ray_status(found[1]), f"{what} {submission_id}")
     _wait_for_monitor_end(cluster, submission_id)
-    found[0].delete_job(submission_id)
+    try:
+        found[0].delete_job(submission_id)
+    except RuntimeError:  # another `--resume` of it, at the same moment, has just started a run
+        again = ray_job(cluster, submission_id)
+        state = ray_status(again[1]) if again is not None else "PENDING"
+        raise _still_running(cluster, submission_id, state, f"{what} {submission_id}") from None
 
 
 def _wait_for_monitor_end(cluster: clusters.Cluster, job_id: str, timeout: float = SUPERVISOR_EXIT_TIMEOUT) -> None:
@@ -399,6 +404,10 @@ def list_jobs(store: Store) -> list[Progress]:
     return jobstate.list_jobs(store)
 
 
+class NoSuchJob(UserError):
+    """The cluster never ran a job of that id."""
+
+
 def cancel(job_id: str, address: str | None) -> bool:
     cluster = clusters.resolve(address, start=False)
     if cluster is None:
@@ -408,7 +417,7 @@ def cancel(job_id: str, address: str | None) -> bool:
         return bool(client.stop_job(job_id))
     except RuntimeError as e:
         if "status code 404" in str(e):  # Ray's answer for a job it never ran
-            raise UserError(f"cannot cancel {job_id}: the cluster at {cluster.address} has no such job: see "
+            raise NoSuchJob(f"cannot cancel {job_id}: the cluster at {cluster.address} has no such job: see "
                             "composer list") from None
         raise UserError(f"cannot cancel {job_id}: {str(e).splitlines()[0]}") from None
 

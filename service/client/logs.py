@@ -42,6 +42,9 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
     store = store_for(store, job_id, address)
     if not joblog.sources(store, job_id):
         found = ray_job(clusters.resolve(address, start=False), job_id)
+        if found is not None and sweepstate.exists(store, job_id):  # a sweep's lines are in Ray's log alone
+            _ray_log(found[0], job_id, follow)
+            return
         if found is not None and not _first_line(store, job_id, found, follow, poll):
             # The job ended, or is starting and this is no --follow, without a line in the store: what its
             # process printed (a traceback it did not catch) is in Ray's log alone.
@@ -53,7 +56,7 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
 def _first_line(store: Store, job_id: str, found: tuple, follow: bool, poll: float) -> bool:
     """With --follow, wait until the job writes its first line to the store (True) or its cluster says it
     has ended without one (False); without it, False at once."""
-    if not follow:
+    if not follow or ray_status(found[1]) in TERMINAL:
         return False
     client = found[0]
     print(f"waiting for {job_id}'s first log line (it is {ray_status(found[1]).lower()})", file=sys.stderr,

@@ -248,7 +248,16 @@ def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
                        "device_seconds": spent["device_seconds"], "cost": spent["cost"],
                        "error": progress.error, "message": progress.message})
     priced = [t["cost"] for t in trials if t["cost"] is not None]
-    return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error, "note": status.note,
+    best, note = status.best, status.note
+    published = [t for t in trials if t["phase"] == "done"]
+    if best is None and published and status.phase == "done":
+        # The sweep published none, and its note named a trial to finish with `submit --resume`: done since.
+        def rank(t: dict[str, Any]) -> tuple[float, float]:  # as the sweep ranks: held-out score, then val loss
+            return tuple(math.inf if t[k] is None else t[k] for k in ("nats_per_second", "best_val_loss"))
+
+        best = min(published, key=rank)["job_id"]
+        note = f"{best} was published after the sweep, by `composer submit --resume {best}`"
+    return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error, "note": note,
             "scheduler": sweep.scheduler, "max_concurrent": sweep.max_concurrent, "trials": trials,
-            "best": status.best, "device_seconds": round(sum(t["device_seconds"] for t in trials), 1),
+            "best": best, "device_seconds": round(sum(t["device_seconds"] for t in trials), 1),
             "cost": round(sum(priced), 4) if priced else None}

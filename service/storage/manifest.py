@@ -96,11 +96,22 @@ def differing(entries: dict[str, str], dest: Path) -> list[str]:
     return sorted(rel for rel, sha in entries.items() if (dest / rel).exists() and not _same(dest / rel, sha))
 
 
+class PullRefused(UserError):
+    """What is in the way of a pull (`problem`), and the way out."""
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        super().__init__(f"{problem}: {remedy}")
+        self.problem = problem
+
+
+def _some(paths: list[str]) -> str:
+    return f"{', '.join(sorted(paths)[:5])}{' ...' if len(paths) > 5 else ''}"
+
+
 def refuse_differing(dest: Path, differing: list[str]) -> None:
     if differing:
-        raise UserError(f"{dest} already has {len(differing)} different file(s) the pull would replace: "
-                        f"{', '.join(sorted(differing)[:5])}{' ...' if len(differing) > 5 else ''}: "
-                        "pull into another folder, or add --force to replace them")
+        raise PullRefused(f"{dest} already has {len(differing)} different file(s) the pull would replace: "
+                          f"{_some(differing)}", "pull into another folder, or add --force to replace them")
 
 
 def blocked(dest: Path, files: list[str]) -> list[str]:
@@ -121,9 +132,9 @@ def blocked(dest: Path, files: list[str]) -> list[str]:
 
 def refuse_blocked(dest: Path, blocked: list[str]) -> None:
     if blocked:
-        raise UserError(f"{dest} has {len(blocked)} path(s) in the way of the pull (a folder where a file goes, or "
-                        f"a file where a folder goes): {', '.join(blocked[:5])}{' ...' if len(blocked) > 5 else ''}: "
-                        "move them away or pull into another folder")
+        raise PullRefused(f"{dest} has {len(blocked)} path(s) in the way of the pull (a folder where a file goes, "
+                          f"or a file where a folder goes): {_some(blocked)}", "move them away or pull into another "
+                          "folder")
 
 
 def stage(store: Store, job_id: str, dest: Path, entries: dict[str, str]) -> Staged:

@@ -44,7 +44,8 @@ class Sweep:
         try:
             return cls(**json.loads(store.get_bytes(sweep_key(sweep_id, SWEEP))))
         except NotFound:
-            raise UserError(f"no sweep {sweep_id!r} in the store {store.uri}: see `composer list`") from None
+            raise UserError(f"no sweep {sweep_id!r} in the store {store.uri}: see `composer list` (a sweep's trials "
+                            "are listed as SWEEP-t01, ...)") from None
 
 
 def trial_id(sweep_id: str, number: int) -> str:
