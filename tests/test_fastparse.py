@@ -416,7 +416,7 @@ def test_key_names_and_scales():
         scale = fastparse.key_scale(index)
         assert len(scale) == 7 and scale[0] == index // 2
     for bad in (-1, 24):
-        with pytest.raises(ValueError, match=f"key index {bad} is outside 0..24"):
+        with pytest.raises(ValueError, match=f"key index {bad} is outside 0 to 23"):
             fastparse.key_scale(bad)
 
 

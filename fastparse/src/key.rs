@@ -63,7 +63,7 @@ impl Key {
         match usize::try_from(index) {
             Ok(i) if i < 24 => Ok(Key::from_index(i)),
             _ => Err(Error::InvalidArgument(format!(
-                "key index {index} is outside 0..24 (2 * tonic pitch class + 1 if minor)"
+                "key index {index} is outside 0 to 23 (2 * tonic pitch class + 1 if minor)"
             ))),
         }
     }

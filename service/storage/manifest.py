@@ -85,8 +85,16 @@ def entries_for(store: Store, job_id: str, dest: Path) -> dict[str, str]:
     entries: dict[str, str] = json.loads(store.get_bytes(job_key(job_id, MANIFEST)))["files"]
     root = dest.resolve()
     for rel in entries:
-        if root not in (root / rel).resolve().parents:
+        if root in (root / rel).resolve().parents:
+            continue
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts:
             raise JobFailed(f"manifest of {job_id} names a path outside the target directory: {rel}")
+        # A clean path that leaves dest: a link in dest takes it out (the user's, not the manifest's doing).
+        steps = (dest.joinpath(*parts[:i]) for i in range(1, len(parts) + 1))
+        link = next((path for path in steps if path.is_symlink()), dest / rel)
+        raise UserError(f"{link} is a link out of {dest}, where the pull writes {rel}: remove the link or pull into "
+                        "another folder")
     return entries
 
 
