@@ -53,8 +53,9 @@ def test_asha_stops_the_trial_that_cannot_learn_and_a_failed_trial_does_not_stop
     lines = swept["stderr"].splitlines()
     stamped = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     for epoch in range(1, EPOCHS + 1):  # every epoch, also those that end within one poll of the store
-        assert any(re.fullmatch(rf"{stamped} {good['job_id']}: \w+, epoch {epoch}/{EPOCHS}, best val_loss \d+\.\d{{4}}",
-                                line) for line in lines), swept["stderr"][-3000:]
+        assert any(re.fullmatch(rf"{stamped} {good['job_id']}: (train|evaluate|generate|publish|done|stopped), epoch "
+                                rf"{epoch}/{EPOCHS}, best val_loss \d+\.\d{{4}}", line) for line in lines), \
+            swept["stderr"][-3000:]
     assert any(re.fullmatch(rf"{stamped} {stuck['job_id']}: stopped, epoch \d+/{EPOCHS}, best val_loss \d+\.\d{{4}}: "
                             r".*stop.*", line) for line in lines), swept["stderr"][-3000:]
 
@@ -357,6 +358,11 @@ def test_a_sweep_whose_every_trial_failed_fails(tmp_path):
     with pytest.raises(JobFailed, match=r"^every trial failed \(sweep-y-t01: the corpus is too small for --seq-len "
                                         r"5000\)$"):
         sweep_job.run(store, "sweep-y", 10.0)
+    from service.client import sweep as sweeps
+    from service.errors import UserError
+
+    with pytest.raises(UserError, match="^every trial of sweep sweep-y failed, and a failed trial does not run again"):
+        sweeps.resume(store, "sweep-y", None)  # it would run nothing and fail again
     jobstate.update(store, "sweep-y-t02", phase="stopped", message="ASHA stopped it early after epoch 1 of 4")
     sweep_job.run(store, "sweep-y", 10.0)  # not every trial failed: done, with nothing published
     status = SweepStatus.load(store, "sweep-y")

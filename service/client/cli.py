@@ -605,10 +605,10 @@ def _follow_sweep(store, sweep_id: str, address: str | None) -> dict:
         for trial in now["trials"]:
             if seen.get(trial["job_id"]) == (trial["phase"], trial["epoch"]):
                 continue
-            before = seen.get(trial["job_id"], ("", 0))[1]
+            if trial["job_id"] in seen:  # the epochs that ended since the last look (not a resumed sweep's past)
+                for missed in _epochs_between(store, trial, seen[trial["job_id"]][1]):
+                    err.print(f"{stamp()} {trial['job_id']}: {missed}", highlight=False, markup=False, soft_wrap=True)
             seen[trial["job_id"]] = (trial["phase"], trial["epoch"])
-            for missed in _epochs_between(store, trial, before):  # epochs that ended within one poll
-                err.print(f"{stamp()} {trial['job_id']}: {missed}", highlight=False, markup=False, soft_wrap=True)
             line = f"{stamp()} {trial['job_id']}: {trial['phase']}"
             if trial["epoch"]:
                 line += f", epoch {trial['epoch']}/{trial['epochs']}"
@@ -639,7 +639,7 @@ def _epochs_between(store, trial: dict, shown: int) -> list[str]:
         if row.get("val_loss") is not None:
             best = row["val_loss"] if best is None else min(best, row["val_loss"])
         if shown < row["epoch"] < trial["epoch"] and best is not None:
-            lines.append(f"{trial['phase']}, epoch {row['epoch']}/{trial['epochs']}, best val_loss {best:.4f}")
+            lines.append(f"train, epoch {row['epoch']}/{trial['epochs']}, best val_loss {best:.4f}")
     return lines
 
 
@@ -695,7 +695,12 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
     except jobs.NoSuchJob:
         from service.storage import sweepstate
 
-        if (sweep := sweepstate.sweep_of(job)) is None:
+        sweep = sweepstate.sweep_of(job)
+        try:  # a job of its own may be named like a trial (--job-id run-t01): only a sweep the store has
+            known = sweep is not None and sweepstate.exists(jobs.store_for(_store(store), sweep, address), sweep)
+        except ComposerError:
+            known = False
+        if not known:
             raise
         raise UserError(f"{job} is a trial of sweep {sweep}, which runs its trials: `composer cancel {sweep}` "
                         "stops them all") from None

@@ -79,6 +79,8 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
         return resume(store, job_id, address, finished_ok=True,
                       **{name: settings.get(name) for name in GROWABLE})
     preflight(store, address)
+    if job_id is not None:  # before a folder is uploaded for it (no cluster up yet: none has the id)
+        refuse_taken(clusters.resolve(address, start=False), job_id)
     spec.dataset, found = datasets.resolve(store, dataset, max_bytes)
     spec.dataset_digest = found.digest if found is not None else ""
     if spec.condition == "composer":
@@ -158,6 +160,18 @@ def refuse_running(address: str | None, submission_id: str, subject: str) -> Non
         raise _still_running(cluster, submission_id, ray_status(found[1]), subject)
 
 
+def refuse_taken(cluster: clusters.Cluster | None, submission_id: str) -> None:
+    """The cluster has a run of this id (a resumed run's ended one is gone already: free_id): refused, before
+    anything is written, or in place of Ray's refusal when another submission of it has just won."""
+    found = ray_job(cluster, submission_id)
+    if found is None or cluster is None:
+        return
+    if ray_status(found[1]) not in TERMINAL:
+        raise _still_running(cluster, submission_id, ray_status(found[1]), f"job {submission_id}")
+    raise UserError(f"the cluster at {cluster.address} already has a job {submission_id} (submitted with another "
+                    "store?): choose another --job-id")
+
+
 def _still_running(cluster: clusters.Cluster | None, submission_id: str, status: str, subject: str) -> UserError:
     assert cluster is not None
     return UserError(f"{subject} is still {status.lower()} on the cluster at {cluster.address}: follow it with "
@@ -178,10 +192,13 @@ def free_id(address: str | None, submission_id: str, what: str) -> None:
     _wait_for_monitor_end(cluster, submission_id)
     try:
         found[0].delete_job(submission_id)
-    except RuntimeError:  # another `--resume` of it, at the same moment, has just started a run
+    except RuntimeError as e:  # another `--resume` of it, at the same moment, has just started a run
         again = ray_job(cluster, submission_id)
-        state = ray_status(again[1]) if again is not None else "PENDING"
-        raise _still_running(cluster, submission_id, state, f"{what} {submission_id}") from None
+        if again is not None and ray_status(again[1]) not in TERMINAL:
+            raise _still_running(cluster, submission_id, ray_status(again[1]), f"{what} {submission_id}") from None
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        raise JobFailed(f"the cluster at {cluster.address} could not forget the ended run of {submission_id}: "
+                        f"{lines[-1]}") from None
 
 
 def _wait_for_monitor_end(cluster: clusters.Cluster, job_id: str, timeout: float = SUPERVISOR_EXIT_TIMEOUT) -> None:
@@ -224,7 +241,8 @@ def submit(spec: JobSpec, store: Store, address: str | None, resuming: bool = Fa
             jobstate.begin(store, spec.job_id, spec.epochs)
 
     def forget() -> None:  # only what record() wrote: a new job's id had no records (submit_new)
-        forget_records(store, job_key(spec.job_id, jobstate.SPEC), job_key(spec.job_id, jobstate.STATUS))
+        for name in (jobstate.SPEC, jobstate.STATUS):
+            store.delete(job_key(spec.job_id, name))
 
     hand_over(store, address, spec.job_id, "service.job.driver", f"--job {spec.job_id}", spec.store_timeout, record,
               {"dataset": spec.dataset}, forget=None if resuming else forget)
@@ -248,9 +266,7 @@ def hand_over(store: Store, address: str | None, submission_id: str, module: str
     cluster = clusters.resolve(address, start=True)
     assert cluster is not None
     check_reachable(store, cluster)
-    if ray_job(cluster, submission_id) is not None:  # a resumed run's ended one is gone already (free_id)
-        raise UserError(f"the cluster at {cluster.address} already has a job {submission_id} (submitted with another "
-                        "store?): choose another --job-id")
+    refuse_taken(cluster, submission_id)
     if cluster.local:
         sweep_credentials()
     env = dict(JOB_ENV)
@@ -271,6 +287,7 @@ def hand_over(store: Store, address: str | None, submission_id: str, module: str
                               submission_id=submission_id, runtime_env={"env_vars": env},
                               metadata={"composer": "1", **metadata})
         except RuntimeError as e:
+            refuse_taken(cluster, submission_id)  # another submission of this id, at the same moment, won
             if forget is not None:
                 forget()
             # Ray's answer is an HTTP status and its server's traceback: the last line says why.

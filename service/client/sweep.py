@@ -146,6 +146,10 @@ def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
     status = SweepStatus.load(store, sweep_id)
     if status.phase == "done":
         raise UserError(f"sweep {sweep_id} has finished already: see `composer sweep-status {sweep_id}`")
+    progresses = [jobstate.Progress.load(store, t["job_id"]) for t in sweep.trials]
+    if all(p is not None and p.phase == "failed" for p in progresses):
+        raise UserError(f"every trial of sweep {sweep_id} failed, and a failed trial does not run again: see why "
+                        f"with `composer sweep-status {sweep_id}`, then submit a new sweep")
     jobs.preflight(store, address)
     for trial in sweep.trials:  # one resumed as a job of its own (`submit --resume TRIAL`) still training
         jobs.refuse_running(address, trial["job_id"], f"trial {trial['job_id']} of sweep {sweep_id}, resumed as a "
@@ -252,10 +256,7 @@ def state(store: Store, sweep_id: str, address: str | None) -> dict[str, Any]:
     published = [t for t in trials if t["phase"] == "done"]
     if best is None and published and status.phase == "done":
         # The sweep published none, and its note named a trial to finish with `submit --resume`: done since.
-        def rank(t: dict[str, Any]) -> tuple[float, float]:  # as the sweep ranks: held-out score, then val loss
-            return tuple(math.inf if t[k] is None else t[k] for k in ("nats_per_second", "best_val_loss"))
-
-        best = min(published, key=rank)["job_id"]
+        best = min(published, key=lambda t: sweepstate.rank(t["nats_per_second"], t["best_val_loss"]))["job_id"]
         note = f"{best} was published after the sweep, by `composer submit --resume {best}`"
     return {"sweep_id": sweep_id, "state": ray_state, "phase": status.phase, "error": status.error, "note": note,
             "scheduler": sweep.scheduler, "max_concurrent": sweep.max_concurrent, "trials": trials,

@@ -90,12 +90,10 @@ def ended(progress: jobstate.Progress | None) -> bool:
 def best_trial(trials: list[jobstate.Progress]) -> jobstate.Progress | None:
     """The trained trial with the lowest held-out nats per second (where they have one), else the lowest
     validation loss."""
-    trained = [p for p in trials if p.message == TRAINED or p.phase == "done"]
-    scored = [p for p in trained if (p.test or {}).get("nats_per_second") is not None]
-    if scored:
-        return min(scored, key=lambda p: p.test["nats_per_second"])
-    losses = [p for p in trained if p.best_val_loss is not None and math.isfinite(p.best_val_loss)]
-    return min(losses, key=lambda p: p.best_val_loss) if losses else None
+    ranked = [(sweepstate.rank((p.test or {}).get("nats_per_second"), p.best_val_loss), p) for p in trials
+              if p.message == TRAINED or p.phase == "done"]
+    ranked = [(key, p) for key, p in ranked if key != (math.inf, math.inf)]
+    return min(ranked, key=lambda kp: kp[0])[1] if ranked else None
 
 
 def _tune(store: Store, sweep: Sweep, pending: list[str], store_timeout: float) -> None:

@@ -36,7 +36,7 @@ def write_report(path: Path, body: dict[str, Any]) -> None:
         if isinstance(value, dict):
             keys = list(value) if name in IN_ORDER else sorted(value)
             return {k: sorted_keys(value[k], k) for k in keys}
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             return [sorted_keys(v) for v in value]
         return value
 

@@ -14,6 +14,14 @@ from service.storage.jobstate import MANIFEST, job_key
 from service.storage.store import Store
 
 
+class PullRefused(UserError):
+    """What is in the way of a pull (`problem`), and the way out."""
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        super().__init__(f"{problem}: {remedy}")
+        self.problem = problem
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -93,8 +101,8 @@ def entries_for(store: Store, job_id: str, dest: Path) -> dict[str, str]:
         # A clean path that leaves dest: a link in dest takes it out (the user's, not the manifest's doing).
         steps = (dest.joinpath(*parts[:i]) for i in range(1, len(parts) + 1))
         link = next((path for path in steps if path.is_symlink()), dest / rel)
-        raise UserError(f"{link} is a link out of {dest}, where the pull writes {rel}: remove the link or pull into "
-                        "another folder")
+        raise PullRefused(f"{link} is a link out of {dest}, where the pull writes {rel}", "remove the link or pull "
+                          "into another folder")
     return entries
 
 
@@ -102,14 +110,6 @@ def differing(entries: dict[str, str], dest: Path) -> list[str]:
     """The files of a published job's MANIFEST.json (`entries_for`) that are in dest with other content (a pull
     would replace them)."""
     return sorted(rel for rel, sha in entries.items() if (dest / rel).exists() and not _same(dest / rel, sha))
-
-
-class PullRefused(UserError):
-    """What is in the way of a pull (`problem`), and the way out."""
-
-    def __init__(self, problem: str, remedy: str) -> None:
-        super().__init__(f"{problem}: {remedy}")
-        self.problem = problem
 
 
 def _some(paths: list[str]) -> str:

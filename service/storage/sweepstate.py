@@ -10,6 +10,7 @@ Each trial is a composer job of its own (jobstate), whose progress record names 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,13 @@ def sweep_of(job_id: str) -> str | None:
     """The sweep a job id names as a trial's (`trial_id`), or None: what a trial's id says when no record does."""
     found = re.fullmatch(r"(.+)-t\d{2,}", job_id)
     return found[1] if found else None
+
+
+def rank(nats_per_second: float | None, best_val_loss: float | None) -> tuple[float, float]:
+    """How a sweep orders its trained trials, best first: held-out nats per second, then validation loss (none,
+    or not finite, last)."""
+    return tuple(x if x is not None and math.isfinite(x) else math.inf  # type: ignore[return-value]
+                 for x in (nats_per_second, best_val_loss))
 
 
 def exists(store: Store, sweep_id: str) -> bool:
