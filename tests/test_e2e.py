@@ -764,6 +764,7 @@ def test_a_second_job_on_the_same_files_reuses_the_cached_tokens(s3_job, five_fi
     shown = run_cli("compare", s3_job["result"]["job_id"], job["job_id"], "--store", s3_job["store"],
                     env=s3_job["env"]).stdout
     assert "steps-per-epoch" in shown.splitlines()[0] and "m5.2xlarge" in shown, shown
+    assert "None" not in shown, shown  # an option one run has not set reads -, as the other columns' gaps do
 
 
 def test_a_dataset_stored_one_object_per_file_still_trains(ray_head, composer_home, shared_midi, tmp_path):

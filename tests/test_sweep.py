@@ -277,7 +277,11 @@ def test_a_trial_never_runs_in_its_sweep_and_on_its_own_at_once(ray_head, compos
     jobstate.update(store, trial, sweep=sweep_id, phase="stopped", message="stopped with its sweep (composer cancel)")
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
     client = clusters.job_client(clusters.resolve(ray_head, start=False))
-    sleep = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(120)'"
+    sleep = f"{shlex.quote(sys.executable)} -c 'import time; print(\"a sweep line\", flush=True); time.sleep(120)'"
+    # A trial is no Ray job of its own: cancel points to its sweep's
+    assert assert_one_line_error(run_cli("cancel", trial, env=env), 2) == (
+        f"error: {trial} is a trial of sweep {sweep_id}, which runs its trials: `composer cancel {sweep_id}` stops "
+        "them all")
     for running, verb, line in (
             (sweep_id, ("submit", "--resume", trial), f"error: trial {trial} belongs to sweep {sweep_id}, which is "
                                                       "still "),
@@ -288,6 +292,11 @@ def test_a_trial_never_runs_in_its_sweep_and_on_its_own_at_once(ray_head, compos
             said = assert_one_line_error(run_cli(*verb, env=env), 2)
             assert re.fullmatch(re.escape(line) + r"(pending|running) on the cluster at http://\S+: follow it with "
                                 f"`composer status {running}`, or `composer cancel {running}` first", said), said
+            if running == sweep_id:  # a sweep's lines are in Ray's log (--follow waited for a store line)
+                deadline = time.monotonic() + 30
+                while "a sweep line" not in (shown := run_cli("logs", sweep_id, env=env)).stdout:
+                    assert time.monotonic() < deadline, (shown.stdout, shown.stderr)
+                    time.sleep(1)
         finally:
             client.stop_job(running)
     assert jobstate.Progress.load(store, trial).resumes == 0
