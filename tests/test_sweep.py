@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import read_json, run_cli
+from conftest import cli_command, cli_env, read_json, run_cli
 from tensorboard_events import curves
 from test_cli_errors import assert_one_line_error
 
@@ -292,11 +293,19 @@ def test_a_trial_never_runs_in_its_sweep_and_on_its_own_at_once(ray_head, compos
             said = assert_one_line_error(run_cli(*verb, env=env), 2)
             assert re.fullmatch(re.escape(line) + r"(pending|running) on the cluster at http://\S+: follow it with "
                                 f"`composer status {running}`, or `composer cancel {running}` first", said), said
-            if running == sweep_id:  # a sweep's lines are in Ray's log (--follow waited for a store line)
-                deadline = time.monotonic() + 30
-                while "a sweep line" not in (shown := run_cli("logs", sweep_id, env=env)).stdout:
-                    assert time.monotonic() < deadline, (shown.stdout, shown.stderr)
-                    time.sleep(1)
+            if running == sweep_id:  # a sweep's lines are in Ray's log: --follow waited for a store line for ever
+                out = tmp_path / "follow.out"
+                with out.open("w") as sink:
+                    follow = subprocess.Popen(cli_command("logs", sweep_id, "--follow"), env=cli_env(env),
+                                              stdout=sink, stderr=subprocess.STDOUT)
+                try:
+                    deadline = time.monotonic() + 30
+                    while "a sweep line" not in out.read_text():
+                        assert time.monotonic() < deadline and follow.poll() is None, out.read_text()
+                        time.sleep(0.5)
+                finally:
+                    follow.kill()
+                    follow.wait()
         finally:
             client.stop_job(running)
     assert jobstate.Progress.load(store, trial).resumes == 0

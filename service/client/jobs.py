@@ -145,37 +145,35 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
     preflight(store, address)
     sweep = (Progress.load(store, job_id) or Progress(job_id)).sweep
     if sweep:  # a trial runs in its sweep's Ray job, not in one of its own
-        refuse_running(address, sweep, f"trial {job_id} belongs to sweep {sweep}, which")
+        refuse_running(clusters.resolve(address, start=True), sweep, f"trial {job_id} belongs to sweep {sweep}, which")
     free_id(address, job_id, "job")
     submit(spec, store, address, resuming=True)
     return spec
 
 
-def refuse_running(address: str | None, submission_id: str, subject: str) -> None:
+def refuse_running(cluster: clusters.Cluster | None, submission_id: str, subject: str):
     """A run of `submission_id` that the cluster has not ended is an error: two runs of one job (or of a
-    sweep's trial, in the sweep and on its own) would train it at once, each taking the other's checkpoints."""
-    cluster = clusters.resolve(address, start=True)
+    sweep's trial, in the sweep and on its own) would train it at once, each taking the other's checkpoints.
+    Returns the ended run as `ray_job` gives it, or None where the cluster has no run of that id."""
     found = ray_job(cluster, submission_id)
-    if found is not None and ray_status(found[1]) not in TERMINAL:
-        raise _still_running(cluster, submission_id, ray_status(found[1]), subject)
+    if found is not None and cluster is not None and ray_status(found[1]) not in TERMINAL:
+        raise UserError(f"{subject} is still {ray_status(found[1]).lower()} on the cluster at {cluster.address}: "
+                        f"follow it with `composer status {submission_id}`, or `composer cancel {submission_id}` "
+                        "first")
+    return found
 
 
 def refuse_taken(cluster: clusters.Cluster | None, submission_id: str) -> None:
     """The cluster has a run of this id (a resumed run's ended one is gone already: free_id): refused, before
     anything is written, or in place of Ray's refusal when another submission of it has just won."""
-    found = ray_job(cluster, submission_id)
-    if found is None or cluster is None:
-        return
-    if ray_status(found[1]) not in TERMINAL:
-        raise _still_running(cluster, submission_id, ray_status(found[1]), f"job {submission_id}")
-    raise UserError(f"the cluster at {cluster.address} already has a job {submission_id} (submitted with another "
-                    "store?): choose another --job-id")
+    if refuse_running(cluster, submission_id, f"job {submission_id}") is not None and cluster is not None:
+        raise UserError(f"the cluster at {cluster.address} already has a job {submission_id} (submitted with "
+                        "another store?): choose another --job-id")
 
 
-def _still_running(cluster: clusters.Cluster | None, submission_id: str, status: str, subject: str) -> UserError:
-    assert cluster is not None
-    return UserError(f"{subject} is still {status.lower()} on the cluster at {cluster.address}: follow it with "
-                     f"`composer status {submission_id}`, or `composer cancel {submission_id}` first")
+def _ray_said(e: Exception) -> str:
+    """The last line of a Ray Job API error: an HTTP status, then its server's traceback, whose end says why."""
+    return ([line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__])[-1]
 
 
 def free_id(address: str | None, submission_id: str, what: str) -> None:
@@ -183,22 +181,16 @@ def free_id(address: str | None, submission_id: str, what: str) -> None:
     the new submission needs. Forget it there (its log is kept in the store), once Ray is done with it;
     a run still going is an error."""
     cluster = clusters.resolve(address, start=True)
-    found = ray_job(cluster, submission_id)
-    if found is None:
+    found = refuse_running(cluster, submission_id, f"{what} {submission_id}")
+    if found is None or cluster is None:
         return
-    assert cluster is not None
-    if ray_status(found[1]) not in TERMINAL:
-        raise _still_running(cluster, submission_id, ray_status(found[1]), f"{what} {submission_id}")
     _wait_for_monitor_end(cluster, submission_id)
     try:
         found[0].delete_job(submission_id)
     except RuntimeError as e:  # another `--resume` of it, at the same moment, has just started a run
-        again = ray_job(cluster, submission_id)
-        if again is not None and ray_status(again[1]) not in TERMINAL:
-            raise _still_running(cluster, submission_id, ray_status(again[1]), f"{what} {submission_id}") from None
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        refuse_running(cluster, submission_id, f"{what} {submission_id}")
         raise JobFailed(f"the cluster at {cluster.address} could not forget the ended run of {submission_id}: "
-                        f"{lines[-1]}") from None
+                        f"{_ray_said(e)}") from None
 
 
 def _wait_for_monitor_end(cluster: clusters.Cluster, job_id: str, timeout: float = SUPERVISOR_EXIT_TIMEOUT) -> None:
@@ -290,9 +282,7 @@ def hand_over(store: Store, address: str | None, submission_id: str, module: str
             refuse_taken(cluster, submission_id)  # another submission of this id, at the same moment, won
             if forget is not None:
                 forget()
-            # Ray's answer is an HTTP status and its server's traceback: the last line says why.
-            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-            raise JobFailed(f"the cluster at {cluster.address} refused the job: {lines[-1]}") from None
+            raise JobFailed(f"the cluster at {cluster.address} refused the job: {_ray_said(e)}") from None
     except BaseException:
         credentials.remove(submission_id)  # a failed submission leaves no keys behind
         raise

@@ -151,8 +151,9 @@ def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
         raise UserError(f"every trial of sweep {sweep_id} failed, and a failed trial does not run again: see why "
                         f"with `composer sweep-status {sweep_id}`, then submit a new sweep")
     jobs.preflight(store, address)
+    cluster = jobs.clusters.resolve(address, start=True)
     for trial in sweep.trials:  # one resumed as a job of its own (`submit --resume TRIAL`) still training
-        jobs.refuse_running(address, trial["job_id"], f"trial {trial['job_id']} of sweep {sweep_id}, resumed as a "
+        jobs.refuse_running(cluster, trial["job_id"], f"trial {trial['job_id']} of sweep {sweep_id}, resumed as a "
                             "job of its own,")
     jobs.free_id(address, sweep_id, "sweep")
     timeout = jobstate.load_spec(store, sweep.trials[0]["job_id"]).store_timeout
