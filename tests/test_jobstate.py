@@ -82,6 +82,24 @@ def test_a_worker_killed_by_ray_for_memory_gets_its_reason():
         "out-of-memory protection: lower --batch-size or --seq-len, or give the workers more memory", True)
 
 
+def test_a_stop_is_a_stop_also_where_an_import_wrapped_it():
+    """`composer cancel` as a job begins to train: the SIGTERM lands while TensorFlow's C++ modules load,
+    and pybind11 turns the driver's Stopped into "ImportError: initialization failed" (seen in CI)."""
+    from service.job.driver import Stopped, was_stopped
+
+    def importing() -> None:
+        try:
+            raise Stopped()
+        except Stopped as e:
+            raise ImportError("initialization failed") from e
+
+    try:
+        importing()
+    except ImportError as e:
+        assert was_stopped(e)
+    assert was_stopped(SystemExit(0)) and not was_stopped(ImportError("initialization failed"))
+
+
 def test_the_job_layout_knows_which_jobs_are_there_and_finished(store):
     """jobstate owns the layout `list`, `resume`, `pull` and the driver ask: a job is listed once its spec
     is written, published once MANIFEST.json is there, and finished only when its record also says done

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from service.client import cluster as clusters
+from service.client import jobs
 
 # A group that outlives its job on purpose (detached), the way the race leaves one: a CPU held by a
 # job that has ended.
@@ -86,6 +87,10 @@ def test_a_group_an_ended_composer_job_holds_is_released_and_others_are_left(ray
     # Another tool's ended job: its group is not composer's to remove.
     _run(client, f"other-{tag}", LEAVE)
     _run(client, f"composer-leak-{tag}", LEAVE)
+    # The leaking job was continued since (`--resume`: a new run under its id), so Ray's job list shows
+    # only that run: the ended run that holds the group is still found.
+    jobs.free_id(ray_head, f"composer-leak-{tag}", "job")  # as `submit --resume` forgets the ended run
+    _run(client, f"composer-leak-{tag}", "import ray\nray.init(logging_level='ERROR')")  # a driver of its own
     out = json.loads(_run(client, f"composer-release-{tag}", RELEASE).strip().splitlines()[-1])
     assert out["released"] == 1 and "1 CPU" in out["said"][0] and "still held" in out["said"][0], out
     # The composer job's CPU is free again; the other tool's group still holds the other.

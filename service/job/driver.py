@@ -134,6 +134,14 @@ def stop(signum: int, frame: object) -> None:
     raise Stopped()
 
 
+def was_stopped(e: BaseException) -> bool:
+    """Whether a driver ends because it was stopped: Stopped, or SystemExit (Ray's own SIGTERM handler, once
+    ray.init replaced ours), also wrapped. A SIGTERM while TensorFlow's C++ modules load surfaces as
+    "ImportError: initialization failed" caused by Stopped (seen in CI: a job cancelled as it began to
+    train was recorded FAILED)."""
+    return any(isinstance(cause, (Stopped, SystemExit)) for cause in causes(e))
+
+
 def forget_credentials(job_id: str) -> None:
     """Remove the credential files the CLI wrote for this job (composer's own local head only: the two
     paths in the job's env, inside COMPOSER_HOME/credentials/<job>/). Nothing else is ever removed."""
@@ -191,11 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         if run_id is not None:
             run(store, args.job, log, run_id)
         return 0
-    except (Stopped, SystemExit):  # SystemExit: Ray's own SIGTERM handler, once ray.init replaced ours
-        log.line("stopped (composer cancel)")
-        record(message="stopped", stop_clock=True)  # its time (device-seconds, cost) ends here
-        return 143
     except BaseException as e:  # record every failure, then let Ray mark the job FAILED
+        if was_stopped(e):
+            log.line("stopped (composer cancel)")
+            record(message="stopped", stop_clock=True)  # its time (device-seconds, cost) ends here
+            return 143
         if any(isinstance(cause, jobstate.Superseded) for cause in causes(e)):
             log.line(superseded)
             return 1

@@ -30,7 +30,8 @@ from collections.abc import Callable
 
 # Submission ids of composer's Ray jobs (service/client/jobs.py, service/client/sweep.py).
 PREFIXES = ("composer-", "sweep-")
-ENDED = {"STOPPED", "SUCCEEDED", "FAILED"}
+# Where Ray's job table keeps a driver's submission id (ray.dashboard.modules.job.common.JOB_ID_METADATA_KEY).
+SUBMISSION_ID = "job_submission_id"
 TIMEOUT_S = 5
 # How often a training job looks again (keep_releasing): a job waiting for a CPU waits this long at
 # most for a group left after its start; one state API query each time.
@@ -38,12 +39,18 @@ EVERY_S = 10.0
 
 
 def ended_jobs(address: str) -> set[str]:
-    """The Ray job ids of composer's jobs that have ended, on the cluster at `address` (its GCS)."""
-    from ray.util.state import list_jobs
+    """The Ray job ids of composer's drivers that have ended, on the cluster at `address` (its GCS).
 
-    jobs = list_jobs(address=address, timeout=TIMEOUT_S, raise_on_missing_output=False)
-    return {j.job_id for j in jobs
-            if j.job_id and (j.submission_id or "").startswith(PREFIXES) and str(j.status) in ENDED}
+    Every driver counts, from the GCS job table: Ray's job list (`list_jobs`) shows only a submission's
+    last driver, and a job or sweep continued with `--resume` runs again under its id. The run that was
+    stopped, and a group it left, were then invisible (seen in CI: `cancel SWEEP` as a trial started its
+    workers, `sweep --resume`, and a later two-worker job waited for the CPU the stopped run held)."""
+    from ray._raylet import GcsClient
+
+    jobs = GcsClient(address=address).get_all_job_info(skip_submission_job_info_field=True,
+                                                       skip_is_running_tasks_field=True, timeout=TIMEOUT_S)
+    return {info.job_id.hex() for info in jobs.values()
+            if info.is_dead and dict(info.config.metadata).get(SUBMISSION_ID, "").startswith(PREFIXES)}
 
 
 def release(say: Callable[[str], None]) -> int:

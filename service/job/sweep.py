@@ -248,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(store, args.sweep, args.store_timeout)
         return 0
-    except (driver.Stopped, SystemExit):  # SystemExit: Ray's own SIGTERM handler, once ray.init replaced ours
-        print(f"sweep {args.sweep}: stopped (composer cancel)", flush=True)
-        try:
-            sweepstate.record_stopped(store, args.sweep)
-        except ComposerError:
-            pass  # the store may be gone: Ray's record says STOPPED
-        return 143
     except BaseException as e:  # the sweep fails with one line; its trials keep their own records
+        if driver.was_stopped(e):
+            print(f"sweep {args.sweep}: stopped (composer cancel)", flush=True)
+            try:
+                sweepstate.record_stopped(store, args.sweep)
+            except ComposerError:
+                pass  # the store may be gone: Ray's record says STOPPED
+            return 143
         message, expected = driver.failure_reason(e)
         if not expected:
             traceback.print_exc()
