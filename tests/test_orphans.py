@@ -11,6 +11,8 @@ import sys
 import time
 import uuid
 
+from conftest import run_cli
+
 from service.client import cluster as clusters
 from service.client import jobs
 
@@ -69,6 +71,17 @@ stop()
 print(json.dumps({"said": said, "before": before, "cpus": ray.available_resources().get("CPU", 0)}))
 """
 
+# Removes every detached group still placed: the ones this module's tests left on purpose.
+CLEANUP = """
+import ray
+from ray.util.state import list_placement_groups
+from ray.util.placement_group import PlacementGroup
+ray.init(logging_level="ERROR")
+for g in list_placement_groups(detail=True):
+    if g.state == "CREATED" and g.is_detached:
+        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(g.placement_group_id))))
+"""
+
 
 def _run(client, submission_id: str, code: str, timeout: float = 120) -> str:
     client.submit_job(entrypoint=f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}", submission_id=submission_id)
@@ -98,14 +111,34 @@ def test_a_group_an_ended_composer_job_holds_is_released_and_others_are_left(ray
     again = json.loads(_run(client, f"composer-again-{tag}", RELEASE).strip().splitlines()[-1])
     assert again["released"] == 0, again
     # Leave the shared head as it was: the other tool's group goes too (by hand).
-    cleanup = (
-        "import ray\nfrom ray.util.state import list_placement_groups\nfrom ray.util.placement_group import "
-        "PlacementGroup\nray.init(logging_level='ERROR')\nfor g in list_placement_groups(detail=True):\n"
-        "    if g.state == 'CREATED' and g.is_detached:\n"
-        "        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex("
-        "g.placement_group_id))))\n"
-    )
-    _run(client, f"cleanup-{tag}", cleanup)
+    _run(client, f"cleanup-{tag}", CLEANUP)
+
+
+def test_a_job_whose_workers_wait_for_room_says_so_and_when_it_has_it(ray_head, composer_home, five_files, tmp_path):
+    """service/job/room.py: another tool's group holds one of the head's two CPUs, and a two-worker job
+    waits for it (Ray Train asks again every minute, for good): its status message says so."""
+    client = clusters.job_client(clusters.resolve(ray_head, start=False))
+    tag = uuid.uuid4().hex[:8]
+    env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(tmp_path / "store")}
+    _run(client, f"other-{tag}", LEAVE)
+    try:
+        proc = run_cli("submit", "--dataset", str(five_files), "--preset", "tiny", "--workers", "2", "--epochs", "1",
+                       "--samples", "1", "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        job = json.loads(proc.stdout)["job_id"]
+        deadline = time.monotonic() + 150
+        while "waiting for room" not in (status := json.loads(run_cli("status", job, "--json", env=env).stdout))[
+                "message"]:
+            assert time.monotonic() < deadline and status["state"] in ("PENDING", "RUNNING"), status
+            time.sleep(1)
+        assert status["phase"] == "train" and "2 workers with 1 CPU each: 1 of 2 CPU free now" in status["message"]
+    finally:
+        _run(client, f"cleanup-{tag}", CLEANUP)  # the other tool's group goes: the workers get their room
+    log = tmp_path / "store" / "jobs" / job / "logs" / "driver.log"
+    while "training: the cluster had room for 2 workers with 1 CPU each after" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(1)
+    assert run_cli("cancel", job, env=env).returncode == 0
 
 
 def test_a_group_left_after_a_job_began_to_wait_is_released_while_it_waits(ray_head):

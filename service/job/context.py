@@ -30,6 +30,11 @@ class JobRun:
     def say(self, message: str) -> None:
         self.log.line(message)
 
+    def note(self, message: str) -> None:
+        """Say it, and make it the job's status message (`list`, `status --json`) within its phase."""
+        jobstate.update(self.store, self.spec.job_id, self.run_id, message=message)
+        self.log.line(message)
+
     def phase(self, phase: str, message: str) -> None:
         """Enter a phase: status.json says so, and the log."""
         jobstate.update(self.store, self.spec.job_id, self.run_id, phase=phase, message=message)

@@ -31,6 +31,12 @@ def worker_resources(spec: JobSpec, cpus_per_worker: int) -> dict[str, float]:
     return need
 
 
+def workers_line(spec: JobSpec, cpus_per_worker: int) -> str:
+    """The job's workers as its messages name them: "2 workers with 1 CPU each"."""
+    return f"{spec.workers} worker{'s' if spec.workers != 1 else ''} with " + ", ".join(
+        f"{amount:g} {name}" for name, amount in worker_resources(spec, cpus_per_worker).items()) + " each"
+
+
 def fits(node: dict[str, float], need: dict[str, float]) -> int:
     """How many workers needing `need` one node with `node` resources can hold. Ray places a
     fraction of a GPU inside one GPU: 0.6 GPU each is one worker per GPU, not 3 on 2 GPUs."""
@@ -129,8 +135,7 @@ def check(spec: JobSpec, cpus_per_worker: int, say: Callable[[str], None] = prin
     can, or when the autoscaler has not made room within spec.autoscale_wait seconds. `probe` reads
     the cluster, `request` asks its autoscaler for room (and withdraws the request at the end)."""
     need = worker_resources(spec, cpus_per_worker)
-    what = f"{spec.workers} worker{'s' if spec.workers != 1 else ''} with " + ", ".join(
-        f"{amount:g} {name}" for name, amount in need.items()) + " each"
+    what = workers_line(spec, cpus_per_worker)
     found = probe(need)
     if found.now >= spec.workers:
         return found

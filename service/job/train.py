@@ -317,7 +317,7 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
-    from service.job import feasibility, orphans
+    from service.job import feasibility, orphans, room
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
     orphans.release(job.say)  # what an ended job may still hold (orphans.py)
@@ -334,10 +334,16 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     )
     # Also what a job that ends while this one waits for its workers leaves behind (orphans.py).
     stop_releasing = orphans.keep_releasing(job.say)
+    # A job says when its workers wait for room that others hold (room.py). A sweep's trials share
+    # their sweep's Ray job, whose groups cannot be told apart: Tune queues them as it sees fit.
+    stop_watching = None if callbacks else room.watch(
+        feasibility.workers_line(spec, cpus_per_worker), feasibility.worker_resources(spec, cpus_per_worker), job.note)
     try:
         trainer.fit()
     finally:
         stop_releasing()
+        if stop_watching is not None:
+            stop_watching()
     reason = jobstate.training_failure(store, spec.job_id)
     if reason is not None:
         raise JobFailed(reason)
