@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -671,6 +672,18 @@ def test_tokenize_argument_errors(tmp_path: Path):
     assert as_bytes.files == [str(p)] and decode(as_bytes, 0) == ["C4"]
     with pytest.raises(TypeError, match="paths must hold"):
         fastparse.tokenize([p, 3])
+    # A file's data where its path goes: said, not read as a path of MIDI bytes
+    with pytest.raises(TypeError, match="MIDI file's data: read_notes takes bytes, tokenize_members"):
+        fastparse.tokenize([p.read_bytes()])
+    # Threads: at most 1024, and no more than there are files (a million took minutes to start)
+    with pytest.raises(ValueError, match="workers must be at most 1024, got 1000000"):
+        fastparse.tokenize([p], workers=10**6)
+    assert decode(fastparse.tokenize([p], workers=1024), 0) == ["C4"]
+    # A name that is not UTF-8 comes back as given (it names the file), in files and errors alike
+    latin = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.mid")
+    shutil.copy(p, os.fsencode(latin))
+    named = fastparse.tokenize([latin, latin + "-missing"])
+    assert named.files == [latin] and named.errors[0][0] == latin + "-missing" and os.path.exists(named.files[0])
     empty = fastparse.tokenize([])
     assert len(empty) == 0 and empty.offsets.tolist() == [0] and empty.vocab == [] and len(empty.tokens) == 0
 

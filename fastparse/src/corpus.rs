@@ -177,10 +177,18 @@ fn tokenize_each<I: Sync>(
     };
     match options.workers {
         Some(0) => Err(Error::InvalidArgument("workers must be at least 1".into())),
-        Some(n) => Ok(pool(n)?.install(work)),
+        Some(n) if n > MAX_WORKERS => Err(Error::InvalidArgument(format!(
+            "workers must be at most {MAX_WORKERS}, got {n}"
+        ))),
+        // More threads than items would have nothing to do: a pool of a million threads took
+        // minutes to start for one file, and ignored Ctrl-C meanwhile.
+        Some(n) => Ok(pool(n.min(items.len()).max(1))?.install(work)),
         None => Ok(work()),
     }
 }
+
+/// The most threads a call may ask for.
+pub const MAX_WORKERS: usize = 1024;
 
 /// In a table from alphabet ids to vocabulary ids: a token that is not in the vocabulary.
 const UNKNOWN: i32 = -1;

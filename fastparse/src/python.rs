@@ -13,7 +13,8 @@ use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 use pyo3::PyTypeInfo;
 
 use crate::corpus::{
-    detokenize_ids_with, tokenize_files, tokenize_spans, Options, Tokenized, TOKENS_VERSION,
+    detokenize_ids_with, tokenize_files, tokenize_spans, Options, Tokenized, MAX_WORKERS,
+    TOKENS_VERSION,
 };
 use crate::error::{catch, Error};
 use crate::grammar::Grammar;
@@ -389,8 +390,10 @@ fn invalid_argument(why: String) -> PyErr {
 
 /// tokenize(paths, scheme="notes-chords", workers=None, vocab=None, pedal="apply") -> Tokenized
 ///
-/// Tokenizes MIDI files in parallel on `workers` threads (None: all cores) with the GIL released.
-/// A file that fails is listed in `errors` as `(path, message)` and the others go on; the result
+/// Tokenizes MIDI files in parallel on `workers` threads (None: all cores; at most 1024, and no
+/// more than the files) with the GIL released. `files` and `errors` name each file as given (a
+/// bytes path as `os.fsdecode` reads it). A file that fails is listed in `errors` as
+/// `(path, message)` and the others go on; the result
 /// is in input order and the same for any number of workers. Without `vocab` the vocabulary is
 /// the sorted set of tokens found; with `vocab` (a list of str) ids index it as given and tokens
 /// not in it are skipped, counted in `unknown`. `scheme` is one of `SCHEMES`: "notes-chords"
@@ -419,11 +422,20 @@ fn tokenize(
         ));
     }
     let workers = workers_of(workers)?;
+    let os = PyModule::import(py, "os")?;
     let mut path_bufs = Vec::new();
     let mut names = Vec::new();
     for item in paths.try_iter()? {
         let item = item?;
-        let (p, name) = path_of(&item).map_err(|_| {
+        if let Ok(b) = item.cast::<PyBytes>() {
+            if b.as_bytes().starts_with(b"MThd") {
+                return Err(PyTypeError::new_err(
+                    "paths must hold paths, and this is a MIDI file's data: read_notes takes \
+                     bytes, tokenize_members tokenizes MIDI data in memory",
+                ));
+            }
+        }
+        let (p, _) = path_of(&item).map_err(|_| {
             PyTypeError::new_err(format!(
                 "paths must hold str, bytes or os.PathLike, got {}",
                 item.get_type()
@@ -433,7 +445,9 @@ fn tokenize(
             ))
         })?;
         path_bufs.push(p);
-        names.push(name);
+        // As given (os.fspath, bytes decoded as os.fsdecode does): a name that is not UTF-8 comes
+        // back as the same str, which names the same file (a lossy copy named none).
+        names.push(os.call_method1("fsdecode", (&item,))?.unbind());
     }
     let options = Options {
         scheme,
@@ -473,7 +487,10 @@ fn tokenize_members(
         sustain: sustain_of(pedal)?,
     };
     let spans: Vec<(usize, usize)> = members.iter().map(|&(_, o, n)| (o, n)).collect();
-    let names: Vec<String> = members.into_iter().map(|(name, _, _)| name).collect();
+    let names: Vec<Py<PyAny>> = members
+        .into_iter()
+        .map(|(name, _, _)| PyString::new(py, &name).into_any().unbind())
+        .collect();
     let bytes = data.as_bytes();
     let result = py
         .detach(|| catch(|| tokenize_spans(bytes, &spans, &options)))
@@ -486,6 +503,9 @@ fn workers_of(workers: Option<i64>) -> PyResult<Option<usize>> {
         Some(n) if n < 1 => Err(invalid_argument(format!(
             "workers must be at least 1, got {n}"
         ))),
+        Some(n) if n > MAX_WORKERS as i64 => Err(invalid_argument(format!(
+            "workers must be at most {MAX_WORKERS}, got {n}"
+        ))),
         Some(n) => Ok(Some(n as usize)),
         None => Ok(None),
     }
@@ -495,14 +515,15 @@ fn workers_of(workers: Option<i64>) -> PyResult<Option<usize>> {
 fn py_tokenized(
     py: Python<'_>,
     result: Tokenized,
-    names: &[String],
+    names: &[Py<PyAny>],
     scheme: Scheme,
 ) -> PyResult<PyTokenized> {
     let pieces = result.files.len();
-    let files = PyList::new(py, result.files.iter().map(|&i| names[i].as_str()))?;
+    let files = PyList::new(py, result.files.iter().map(|&i| names[i].bind(py)))?;
     let errors = PyList::empty(py);
     for (i, e) in &result.errors {
-        errors.append(PyTuple::new(py, [names[*i].clone(), e.to_string()])?)?;
+        let message = PyString::new(py, &e.to_string()).into_any();
+        errors.append(PyTuple::new(py, [names[*i].bind(py).clone(), message])?)?;
     }
     Ok(PyTokenized {
         tokens: array(py, result.tokens),
