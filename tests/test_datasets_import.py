@@ -64,6 +64,19 @@ def test_names_are_normalized(env, tmp_path):
     assert [m.name for m in index.files] == ["a.mid", "b/c.mid"]
 
 
+def test_a_file_name_that_is_not_utf8_is_read_as_windows_1252(env, tmp_path):
+    """An old file system's Latin-1 name (b"Dvor\\xe1k"): the import died on a raw UnicodeEncodeError."""
+    folder = tmp_path / "latin"
+    folder.mkdir()
+    data = (MIDI / "AT.mid").read_bytes()
+    (Path(os.fsdecode(bytes(folder) + b"/Dvor\xe1k_Humoresque_x1.mid"))).write_bytes(data)
+    proc = run_cli("datasets", "import", "latin", str(folder), env=env)
+    assert proc.returncode == 0, proc.stderr
+    index = datasets.load_index(open_store(str(tmp_path / "store")), "latin")
+    expected = [("Dvor\u00e1k_Humoresque_x1.mid", hashlib.sha256(data).hexdigest())]
+    assert [(m.name, m.sha256) for m in index.files] == expected
+
+
 @pytest.mark.parametrize("names", [["ok.mid", "../evil.mid"], ["/etc/evil.mid"], ["a.mid", "./a.mid"]])
 def test_names_that_escape_or_collide_are_refused_before_anything_is_written(env, tmp_path, names):
     archive = tmp_path / "bad.zip"

@@ -125,6 +125,22 @@ def _normalized(raw: str, source: Path) -> str:
     return "/".join(parts)
 
 
+def _utf8_name(name: str) -> str:
+    """A file's name as the dataset keeps it (UTF-8). One that is not UTF-8 on disk (an old Latin-1
+    file system, a copy out of an old zip: b"Dvor\\xe1k_...") comes from Python with surrogates, which no
+    index can hold (the import died on a raw UnicodeEncodeError): its bytes are read as Windows-1252,
+    the code page such names usually come from ("Dvorák_...")."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:  # one of the five bytes Windows-1252 leaves undefined
+            return raw.decode("latin-1")
+
+
 @contextmanager
 def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], int]]:
     """The MIDI files of a folder or zip with their declared sizes, checked against the caps before
@@ -135,7 +151,7 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
         if broken := next((p for p in found if p.is_symlink() and not p.exists()), None):
             raise UserError(f"{broken} is a link to {os.readlink(broken)}, which does not exist: "
                             "restore the file or remove the link")
-        entries = [_Entry(p.relative_to(path).as_posix(), p.stat().st_size, partial(p.open, "rb"))
+        entries = [_Entry(_utf8_name(p.relative_to(path).as_posix()), p.stat().st_size, partial(p.open, "rb"))
                    for p in found if p.is_file()]
         yield _checked(path, entries, max_bytes)
     elif path.is_file() and zipfile.is_zipfile(path):
