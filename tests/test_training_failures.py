@@ -90,12 +90,21 @@ def test_composer_conditioning_with_one_composer_is_refused_before_training(env,
     for i, path in enumerate(sorted(five_files.glob("*.mid"))[:3]):
         name = path.name if path.name.startswith("Chopin_") else f"piece-{i}.mid"  # not GiantMIDI's forms
         (folder / name).write_bytes(path.read_bytes())
+    # A file named as a second composer's that is no MIDI file (the import keeps it, as not_midi): no composer
+    (folder / "Zzz, Fake, Text, abc.mid").write_text("not midi")
     proc = run_cli("submit", "--dataset", str(folder), *TINY, "--epochs", "1", "--condition", "composer",
                    "--test-share", "0", "--wait", env=env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
     line = proc.stderr.strip()
     assert "--condition composer needs pieces of at least 2 composers" in line, line
     assert "this dataset's files give 1 (Chopin; 2 unknown)" in line and "without --condition" in line, line
+    # A --composers name that picks no MIDI file (that one too): refused there, not by the job after a cluster
+    for flags, unmatched in ((["--composers", "chopin,mozart"], "mozart"),
+                             (["--composers", "zzz,chopin", "--condition", "composer"], "zzz")):
+        proc = run_cli("submit", "--dataset", str(folder), *TINY, "--epochs", "1", *flags, "--wait", env=env)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
+        assert f"--composers {unmatched}: no MIDI file of dataset one-composer-" in proc.stderr, proc.stderr
+        assert "is by that composer (its file names give Chopin): fix the name, or drop it" in proc.stderr
     assert json.loads(run_cli("list", "--json", env=env).stdout) == []  # no job: nothing was started
 
     two = tmp_path / "two-composers"

@@ -83,10 +83,9 @@ def submit_new(store: Store, dataset: str, address: str | None, preset: str, com
         refuse_taken(clusters.resolve(address, start=False), job_id)
     spec.dataset, found = datasets.resolve(store, dataset, max_bytes)
     spec.dataset_digest = found.digest if found is not None else ""
-    if spec.condition == "composer":
-        from service.model.composers import refuse_named_too_few
+    from service.model.composers import refuse_unmatched
 
-        refuse_named_too_few(store, found, names)
+    refuse_unmatched(store, found, names, spec.condition == "composer")
     submit(spec, store, address)
     return spec
 

@@ -117,10 +117,9 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
     check_room(address, specs, max_concurrent)
     jobs.preflight(store, address)
     name, found = datasets.resolve(store, dataset, max_bytes)
-    if any(spec.condition == "composer" for spec in specs):
-        from service.model.composers import refuse_named_too_few
+    from service.model.composers import refuse_unmatched
 
-        refuse_named_too_few(store, found, names)
+    refuse_unmatched(store, found, names, any(spec.condition == "composer" for spec in specs))
     sweep = Sweep(sweep_id, [{"job_id": s.job_id, "options": {k.replace("_", "-"): v for k, v in o.items()}}
                              for s, o in zip(specs, planned, strict=True)], scheduler, max_concurrent, time_budget)
 

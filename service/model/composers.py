@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.errors import UserError
-from service.storage.composer_names import UNKNOWN, composer_of
+from service.storage.composer_names import UNKNOWN, composer_of, is_by
 from service.storage.composer_names import composer_identity as identity
 
 if TYPE_CHECKING:
@@ -157,17 +157,26 @@ def refuse_certain_failure(dataset: str, picked: Sequence[str]) -> None:
                         f"({next(iter(distinct))}): name two or more, or submit without --condition")
 
 
-def refuse_named_too_few(store: Store, dataset: DatasetInfo | None, picked: Sequence[str]) -> None:
-    """At submit, for --condition composer, once the dataset is in the store: a sharded dataset's index names
-    its files, so names that give fewer than two composers are refused before a cluster is asked (the job
-    would fail in its tokenize stage). Necessary, not enough: the held-out split is known only to the job."""
+def refuse_unmatched(store: Store, dataset: DatasetInfo | None, picked: Sequence[str], condition: bool) -> None:
+    """At submit, once the dataset is in the store: a sharded dataset's index names its files, so what the job's
+    files would fail on is refused before a cluster is asked (the job failed in its dataset or tokenize stage,
+    exit 1): a `--composers` name that picks no MIDI file, and, for --condition composer, names that give fewer
+    than two composers. Files the import found not to be MIDI (`not_midi`) count for neither. Necessary, not
+    enough: the held-out split is known only to the job."""
     from service.storage import datasets
 
-    if dataset is None or dataset.layout != "shards":
+    if dataset is None or dataset.layout != "shards" or not (picked or condition):
         return
-    table = ComposerTable.of_names([m.name for m in datasets.select(datasets.load_index(store, dataset.name),
-                                                                    list(picked))])
-    if len(table.learned) < 2:
+    skipped = set(dataset.not_midi)
+    usable = [m.name for m in datasets.load_index(store, dataset.name).files if m.name not in skipped]
+    if missing := [name for name in picked if not any(is_by(file, [name]) for file in usable)]:
+        every = ComposerTable.of_names(usable).learned
+        some = ", ".join(every[:8]) + (f", ... ({len(every)} in all)" if len(every) > 8 else "")
+        raise UserError(f"--composers {', '.join(missing)}: no MIDI file of dataset {dataset.name} is by "
+                        f"{'them' if len(missing) > 1 else 'that composer'} (its file names give "
+                        f"{some or 'no composer'}): fix the name, or drop it")
+    table = ComposerTable.of_names([name for name in usable if not picked or is_by(name, picked)])
+    if condition and len(table.learned) < 2:
         raise too_few(table, "the file names of this dataset's files")
 
 
