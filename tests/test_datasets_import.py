@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -254,17 +255,21 @@ def test_files_that_are_not_midi_are_named_and_none_at_all_is_refused(env, tmp_p
     junk.mkdir()
     (junk / "a.mid").write_bytes(b"RIFF....WAVEfmt ")
     (junk / "big.mid").write_bytes(b"ID3" + bytes(datasets.WHOLE_FILE + 1))
+    (junk / "Chopin, Frédéric, Études.mid").write_text("not midi")  # shown as named, not "Fr\\u00e9d\\u00e9ric"
     line = one_line_error(run_cli("datasets", "import", "junk", str(junk), env=env), 2)
-    assert line == (f"error: none of the 2 .mid or .midi files in {junk} is a MIDI file (they do not begin with MThd, "
-                    "e.g. a.mid): nothing was imported")
+    assert line == (f"error: none of the 3 .mid or .midi files in {junk} is a MIDI file (they do not begin with MThd, "
+                    "e.g. Chopin, Frédéric, Études.mid): nothing was imported")
     assert stored(tmp_path, "junk") == []
 
     (junk / "c.mid").write_bytes((MIDI / "AT.mid").read_bytes())
     proc = run_cli("datasets", "import", "junk", str(junk), env=env)
-    assert (proc.returncode, proc.stdout) == (0, "imported 3 files as dataset junk (1 shard)\n"), proc.stderr
-    assert proc.stderr == ("note: 2 of the files are not MIDI (no MThd at the start), and jobs will skip them: "
-                           "a.mid, big.mid (`composer datasets show junk` lists them)\n")
-    assert datasets.info(open_store(str(tmp_path / "store")), "junk").not_midi == ["a.mid", "big.mid"]
+    assert (proc.returncode, proc.stdout) == (0, "imported 4 files as dataset junk (1 shard)\n"), proc.stderr
+    assert proc.stderr == ("note: 3 of the files are not MIDI (no MThd at the start), and jobs will skip them: "
+                           "Chopin, Frédéric, Études.mid, a.mid, big.mid (`composer datasets show junk` lists them)\n")
+    not_midi = ["Chopin, Frédéric, Études.mid", "a.mid", "big.mid"]
+    assert datasets.info(open_store(str(tmp_path / "store")), "junk").not_midi == not_midi
+    shown = run_cli("datasets", "show", "junk", env=env).stdout
+    assert '"Chopin, Frédéric, Études.mid"' in shown and json.loads(shown)["not_midi"] == not_midi
 
 
 def test_a_name_that_differs_only_in_case_is_refused(env, tmp_path):
@@ -277,6 +282,8 @@ def test_a_name_that_differs_only_in_case_is_refused(env, tmp_path):
     assert line == "error: 'Bach' is in all but case the built-in dataset 'bach': choose another name"
     assert {k: open_store(str(tmp_path / "store")).get_bytes(k) for k in stored(tmp_path, "Gm")} == before
     assert stored(tmp_path, "gm") == stored(tmp_path, "Bach") == []
+    line = one_line_error(run_cli("datasets", "show", "gm", env=env), 2)
+    assert line == "error: no dataset 'gm' in the store, but there is 'Gm' (names are case-sensitive)"
 
 
 def test_the_source_is_recorded_absolute(tmp_path, monkeypatch):

@@ -825,14 +825,17 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
     """One stored dataset's details."""
     from service.storage import datasets
 
-    info = datasets.info(_store(store), datasets.valid_name(name))
+    opened = _store(store)
+    info = datasets.info(opened, datasets.valid_name(name))
     if name in datasets.BUILTINS:  # in the store once a job used it (its files, shards, digest); else what it is
         shown = info.__dict__ if info is not None else {"name": name, "source": datasets.BUILTINS[name]}
-        print(json.dumps({**shown, "builtin": True}, indent=2))
+        print(json.dumps({**shown, "builtin": True}, indent=2, ensure_ascii=False))
         return
     if info is None:
+        if other := next((n for n in datasets.dataset_names(opened) if n.lower() == name.lower()), None):
+            raise UserError(f"no dataset {name!r} in the store, but there is {other!r} (names are case-sensitive)")
         raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
-    print(json.dumps(info.__dict__, indent=2))
+    print(json.dumps(info.__dict__, indent=2, ensure_ascii=False))  # "Frédéric", not "Fr\u00e9d\u00e9ric"
 
 
 @datasets_app.command("import")
