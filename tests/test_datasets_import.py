@@ -68,13 +68,13 @@ def test_names_are_normalized(env, tmp_path):
 def test_a_file_name_that_is_not_utf8_is_read_as_windows_1252(env, tmp_path):
     """An old file system's Latin-1 name (b"Dvor\\xe1k"): the import died on a raw UnicodeEncodeError."""
     folder = tmp_path / "latin"
-    folder.mkdir()
+    (folder / "Frédéric").mkdir(parents=True)  # a UTF-8 folder name stays as it is
     data = (MIDI / "AT.mid").read_bytes()
-    (Path(os.fsdecode(bytes(folder) + b"/Dvor\xe1k_Humoresque_x1.mid"))).write_bytes(data)
+    (Path(os.fsdecode(bytes(folder / "Frédéric") + b"/Dvor\xe1k_Humoresque_x1.mid"))).write_bytes(data)
     proc = run_cli("datasets", "import", "latin", str(folder), env=env)
     assert proc.returncode == 0, proc.stderr
     index = datasets.load_index(open_store(str(tmp_path / "store")), "latin")
-    expected = [("Dvor\u00e1k_Humoresque_x1.mid", hashlib.sha256(data).hexdigest())]
+    expected = [("Frédéric/Dvorák_Humoresque_x1.mid", hashlib.sha256(data).hexdigest())]
     assert [(m.name, m.sha256) for m in index.files] == expected
 
 

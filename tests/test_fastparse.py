@@ -675,6 +675,7 @@ def test_tokenize_argument_errors(tmp_path: Path):
     # A file's data where its path goes: said, not read as a path of MIDI bytes
     with pytest.raises(TypeError, match="MIDI file's data: read_notes takes bytes, tokenize_members"):
         fastparse.tokenize([p.read_bytes()])
+    assert fastparse.tokenize([b"MThd_notes.mid"]).errors[0][0] == "MThd_notes.mid"  # a path, though
     # Threads: at most 1024, and no more than there are files (a million took minutes to start)
     with pytest.raises(ValueError, match="workers must be at most 1024, got 1000000"):
         fastparse.tokenize([p], workers=10**6)

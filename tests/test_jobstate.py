@@ -93,10 +93,9 @@ def test_a_stop_is_a_stop_also_where_an_import_wrapped_it():
         except Stopped as e:
             raise ImportError("initialization failed") from e
 
-    try:
+    with pytest.raises(ImportError) as wrapped:
         importing()
-    except ImportError as e:
-        assert was_stopped(e)
+    assert was_stopped(wrapped.value)
     assert was_stopped(SystemExit(0)) and not was_stopped(ImportError("initialization failed"))
 
 

@@ -428,7 +428,8 @@ fn tokenize(
     for item in paths.try_iter()? {
         let item = item?;
         if let Ok(b) = item.cast::<PyBytes>() {
-            if b.as_bytes().starts_with(b"MThd") {
+            // A MIDI header holds NUL bytes (its length), which no path can: `b"MThd_notes.mid"` is a path.
+            if b.as_bytes().starts_with(b"MThd") && b.as_bytes().contains(&0) {
                 return Err(PyTypeError::new_err(
                     "paths must hold paths, and this is a MIDI file's data: read_notes takes \
                      bytes, tokenize_members tokenizes MIDI data in memory",

@@ -30,9 +30,12 @@ class JobRun:
     def say(self, message: str) -> None:
         self.log.line(message)
 
-    def note(self, message: str) -> None:
-        """Say it, and make it the job's status message (`list`, `status --json`) within its phase."""
-        jobstate.update(self.store, self.spec.job_id, self.run_id, message=message)
+    def note(self, message: str, replacing: str | None = None) -> None:
+        """Say it, and make it the job's status message (`list`, `status --json`) within its phase; with
+        `replacing`, only where the message still begins so (a worker may have recorded an epoch since)."""
+        current = jobstate.Progress.load(self.store, self.spec.job_id) if replacing is not None else None
+        if current is None or current.message.startswith(replacing or ""):
+            jobstate.update(self.store, self.spec.job_id, self.run_id, message=message)
         self.log.line(message)
 
     def phase(self, phase: str, message: str) -> None:

@@ -38,17 +38,18 @@ TIMEOUT_S = 5
 EVERY_S = 10.0
 
 
-def ended_jobs(address: str) -> set[str]:
-    """The Ray job ids of composer's drivers that have ended, on the cluster at `address` (its GCS).
+def ended_jobs() -> set[str]:
+    """The Ray job ids of composer's drivers that have ended, on the cluster this process is connected to.
 
     Every driver counts, from the GCS job table: Ray's job list (`list_jobs`) shows only a submission's
     last driver, and a job or sweep continued with `--resume` runs again under its id. The run that was
     stopped, and a group it left, were then invisible (seen in CI: `cancel SWEEP` as a trial started its
     workers, `sweep --resume`, and a later two-worker job waited for the CPU the stopped run held)."""
-    from ray._raylet import GcsClient
+    from ray._private.worker import global_worker
 
-    jobs = GcsClient(address=address).get_all_job_info(skip_submission_job_info_field=True,
-                                                       skip_is_running_tasks_field=True, timeout=TIMEOUT_S)
+    # The connection ray.init made (a new client each look would connect anew every 10 s).
+    jobs = global_worker.gcs_client.get_all_job_info(skip_submission_job_info_field=True,
+                                                     skip_is_running_tasks_field=True, timeout=TIMEOUT_S)
     return {info.job_id.hex() for info in jobs.values()
             if info.is_dead and dict(info.config.metadata).get(SUBMISSION_ID, "").startswith(PREFIXES)}
 
@@ -62,7 +63,7 @@ def release(say: Callable[[str], None]) -> int:
 
     try:
         address = ray.get_runtime_context().gcs_address
-        ended = ended_jobs(address)
+        ended = ended_jobs()
         if not ended:
             return 0
         groups = list_placement_groups(address=address, detail=True, limit=10_000, timeout=TIMEOUT_S,

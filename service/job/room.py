@@ -4,8 +4,8 @@ feasibility.check lets a job go on once the cluster's nodes could hold its worke
 hold those CPUs (or GPUs) now. Ray Train then asks for its workers' placement group, and waits for
 it for as long as it takes, retrying every minute: the job sat in `train` with "training on 2
 workers" and nothing else, for good (seen in CI, where a stopped job's group held one of the head's
-two CPUs). So while the job's group is pending, after WAIT_S, its status message and log say what
-the workers need and what the cluster has free; once the group is placed, they say so too.
+two CPUs). So while the job trains, a group seen pending for WAIT_S makes its status message and log
+say what the workers need and what the cluster has free; once the group is placed, they say so too.
 
 Best effort, as orphans.py: a state API that does not answer in a few seconds is asked again later.
 """
@@ -39,10 +39,11 @@ def free_line(need: dict[str, float], free: dict[str, float], total: dict[str, f
     return ", ".join(f"{free.get(name, 0.0):g} of {total.get(name, 0.0):g} {name} free" for name in need)
 
 
-def watch(what: str, need: dict[str, float], note: Callable[[str], None], wait: float = WAIT_S,
-          every: float = EVERY_S) -> Callable[[], None]:
+def watch(what: str, need: dict[str, float], waiting: Callable[[str], None], placed: Callable[[str], None],
+          wait: float = WAIT_S, every: float = EVERY_S) -> Callable[[], None]:
     """From now until the returned function is called, a daemon thread looks every `every` seconds at
-    this job's placement group, and `note`s once it has waited `wait` seconds and once it is placed.
+    this job's placement group until it is placed: once it has been seen pending for `wait` seconds,
+    `waiting` says so; once placed after that, `placed` does.
     `what`: the workers, as the job's messages name them ("2 workers with 1 CPU each"). Needs ray.init."""
     import ray
 
@@ -56,17 +57,22 @@ def watch(what: str, need: dict[str, float], note: Callable[[str], None], wait: 
         while not stop.wait(every):
             try:
                 state = group_state(address, job_id)
-                if state == "PENDING" and pending_since is None:
-                    pending_since = time.monotonic()
-                if state == "PENDING" and not said and time.monotonic() - pending_since >= wait:
-                    held = free_line(need, ray.available_resources(), ray.cluster_resources())
-                    note(f"waiting for room for {what}: {held} now (other jobs hold the rest; `ray status` "
-                         "shows them): the workers start once it is free")
-                    said = True
+                if stop.is_set():
+                    return
+                if state == "PENDING":
+                    pending_since = pending_since or time.monotonic()
+                    if not said and time.monotonic() - pending_since >= wait:
+                        # Summed over the nodes: a worker needs its share on one node, which `ray status` shows.
+                        held = free_line(need, ray.available_resources(), ray.cluster_resources())
+                        waiting(f"waiting for room for {what}: {held} on the cluster now (`ray status` shows "
+                                "what holds the rest): the workers start once there is room")
+                        said = True
                 elif state == "CREATED":
                     if said:
-                        note(f"training: the cluster had room for {what} after "
-                             f"{time.monotonic() - pending_since:.0f} s")
+                        placed(f"training: the cluster had room for {what} after "
+                               f"{time.monotonic() - pending_since:.0f} s")
+                    # Not a look every 5 s through hours of training: a worker group Ray Train starts
+                    # anew after a lost worker, and waits for room again, goes unsaid.
                     return
             except Exception:  # noqa: BLE001 - best effort: look again next time
                 continue

@@ -337,7 +337,8 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
     # A job says when its workers wait for room that others hold (room.py). A sweep's trials share
     # their sweep's Ray job, whose groups cannot be told apart: Tune queues them as it sees fit.
     stop_watching = None if callbacks else room.watch(
-        feasibility.workers_line(spec, cpus_per_worker), feasibility.worker_resources(spec, cpus_per_worker), job.note)
+        feasibility.workers_line(spec, cpus_per_worker), feasibility.worker_resources(spec, cpus_per_worker),
+        job.note, lambda line: job.note(line, replacing="waiting for room"))
     try:
         trainer.fit()
     finally:

@@ -158,11 +158,13 @@ def refuse_certain_failure(dataset: str, picked: Sequence[str]) -> None:
 
 
 def refuse_unmatched(store: Store, dataset: DatasetInfo | None, picked: Sequence[str], condition: bool) -> None:
-    """At submit, once the dataset is in the store: a sharded dataset's index names its files, so what the job's
-    files would fail on is refused before a cluster is asked (the job failed in its dataset or tokenize stage,
-    exit 1): a `--composers` name that picks no MIDI file, and, for --condition composer, names that give fewer
-    than two composers. Files the import found not to be MIDI (`not_midi`) count for neither. Necessary, not
-    enough: the held-out split is known only to the job."""
+    """At submit, once the dataset is in the store: a sharded dataset's index names its files, so requests its
+    files cannot meet are refused before a cluster is asked. A `--composers` name that picks no MIDI file (a
+    typo, most likely: the job trained on the others' files without a word, or, where no name picked one,
+    failed after a cluster had started), and, for --condition composer, names that give fewer than two
+    composers (the job failed in its tokenize stage). Files the import found not to be MIDI (`not_midi`)
+    count for neither. Necessary, not enough: the held-out split is known only to the job. A dataset of the
+    older one-object-per-file layout has no index: its job finds out."""
     from service.storage import datasets
 
     if dataset is None or dataset.layout != "shards" or not (picked or condition):

@@ -126,19 +126,19 @@ def _normalized(raw: str, source: Path) -> str:
 
 
 def _utf8_name(name: str) -> str:
-    """A file's name as the dataset keeps it (UTF-8). One that is not UTF-8 on disk (an old Latin-1
-    file system, a copy out of an old zip: b"Dvor\\xe1k_...") comes from Python with surrogates, which no
-    index can hold (the import died on a raw UnicodeEncodeError): its bytes are read as Windows-1252,
-    the code page such names usually come from ("Dvorák_...")."""
+    """A file's name as the dataset keeps it (UTF-8). A name with bytes that are not UTF-8 on disk (an old
+    Latin-1 file system, a copy out of an old zip: b"Dvor\\xe1k_...") comes from Python with surrogates,
+    which no index can hold (the import died on a raw UnicodeEncodeError): each such byte is read as
+    Windows-1252, the code page such names usually come from ("Dvorák_..."), and the rest is kept."""
+    return "".join(_cp1252(ord(c) - 0xDC00) if "\udc80" <= c <= "\udcff" else c for c in name)
+
+
+def _cp1252(byte: int) -> str:
+    """One byte as Windows-1252 reads it; Latin-1 for the five it leaves undefined."""
     try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        raw = os.fsencode(name)
-        try:
-            return raw.decode("cp1252")
-        except UnicodeDecodeError:  # one of the five bytes Windows-1252 leaves undefined
-            return raw.decode("latin-1")
+        return bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:
+        return bytes([byte]).decode("latin-1")
 
 
 @contextmanager
