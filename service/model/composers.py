@@ -177,8 +177,10 @@ def refuse_unmatched(store: Store, dataset: DatasetInfo | None, picked: Sequence
         raise UserError(f"--composers {', '.join(missing)}: no MIDI file of dataset {dataset.name} is by "
                         f"{'them' if len(missing) > 1 else 'that composer'} (its file names give "
                         f"{some or 'no composer'}): fix the name, or drop it")
+    if not condition:
+        return
     table = ComposerTable.of_names([name for name in usable if not picked or is_by(name, picked)])
-    if condition and len(table.learned) < 2:
+    if len(table.learned) < 2:
         raise too_few(table, "the file names of this dataset's files")
 
 
