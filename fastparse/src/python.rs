@@ -279,13 +279,18 @@ fn source_of<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Source<'a>> {
     let (path, name) = path_of(obj).map_err(|_| {
         PyTypeError::new_err(format!(
             "expected str, os.PathLike or bytes, got {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
+            type_name(obj)
         ))
     })?;
     Ok(Source::Path(path, name))
+}
+
+/// The name of an object's type, for a TypeError's message.
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 /// A path-like object as a `PathBuf` and its `os.fspath` (decoded) string for messages.
@@ -436,19 +441,20 @@ fn tokenize(
                 ));
             }
         }
-        let (p, _) = path_of(&item).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "paths must hold str, bytes or os.PathLike, got {}",
-                item.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        path_bufs.push(p);
-        // As given (os.fspath, bytes decoded as os.fsdecode does): a name that is not UTF-8 comes
-        // back as the same str, which names the same file (a lossy copy named none).
-        names.push(os.call_method1("fsdecode", (&item,))?.unbind());
+        // The name as given (os.fspath, bytes decoded as os.fsdecode does), and the path from it: a
+        // name that is not UTF-8 comes back as the same str, which names the same file (a lossy copy
+        // named none).
+        let (path, name) = os
+            .call_method1("fsdecode", (&item,))
+            .and_then(|n| Ok((n.extract::<PathBuf>()?, n)))
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "paths must hold str, bytes or os.PathLike, got {}",
+                    type_name(&item)
+                ))
+            })?;
+        path_bufs.push(path);
+        names.push(name.unbind());
     }
     let options = Options {
         scheme,

@@ -150,7 +150,7 @@ def resume(store: Store, job_id: str, address: str | None, finished_ok: bool = F
     return spec
 
 
-def refuse_running(cluster: clusters.Cluster | None, submission_id: str, subject: str):
+def refuse_running(cluster: clusters.Cluster | None, submission_id: str, subject: str) -> tuple | None:
     """A run of `submission_id` that the cluster has not ended is an error: two runs of one job (or of a
     sweep's trial, in the sweep and on its own) would train it at once, each taking the other's checkpoints.
     Returns the ended run as `ray_job` gives it, or None where the cluster has no run of that id."""

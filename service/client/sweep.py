@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.client import cluster as clusters
 from service.client import jobs
 from service.errors import UserError
 from service.model import cost
@@ -73,7 +74,7 @@ def check_range(name: str, low: float, high: float) -> None:
 def check_room(address: str | None, specs: list[JobSpec], max_concurrent: int) -> None:
     """Refuse a --max-concurrent that composer's own Ray head can never hold: its resources are all it
     will ever have. Another cluster may have an autoscaler: each trial's own check waits for its room."""
-    cluster = jobs.clusters.resolve(address, start=True)
+    cluster = clusters.resolve(address, start=True)
     if cluster is None or not cluster.local:
         return
     from ray.util.state import list_nodes
@@ -150,7 +151,7 @@ def resume(store: Store, sweep_id: str, address: str | None) -> Sweep:
         raise UserError(f"every trial of sweep {sweep_id} failed, and a failed trial does not run again: see why "
                         f"with `composer sweep-status {sweep_id}`, then submit a new sweep")
     jobs.preflight(store, address)
-    cluster = jobs.clusters.resolve(address, start=True)
+    cluster = clusters.resolve(address, start=True)
     for trial in sweep.trials:  # one resumed as a job of its own (`submit --resume TRIAL`) still training
         jobs.refuse_running(cluster, trial["job_id"], f"trial {trial['job_id']} of sweep {sweep_id}, resumed as a "
                             "job of its own,")

@@ -28,6 +28,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from service.job import looking
+
 # Submission ids of composer's Ray jobs (service/client/jobs.py, service/client/sweep.py).
 PREFIXES = ("composer-", "sweep-")
 # Where Ray's job table keeps a driver's submission id (ray.dashboard.modules.job.common.JOB_ID_METADATA_KEY).
@@ -88,22 +90,10 @@ def release(say: Callable[[str], None]) -> int:
 
 def keep_releasing(say: Callable[[str], None], every: float = EVERY_S) -> Callable[[], None]:
     """Runs `release` every `every` seconds in a daemon thread, from now until the returned function is
-    called (it stops the thread, and waits a little for a look in flight)."""
-    stop = threading.Event()
+    called (it stops the thread, and waits a little for a look in flight: its state API timeouts)."""
 
-    def loop() -> None:
-        while not stop.wait(every):
-            try:
-                release(say)
-            except Exception:  # noqa: BLE001 - best effort, as release itself: look again next time
-                continue
+    def look(_: threading.Event) -> bool:
+        release(say)
+        return False  # until the job's training ends
 
-    thread = threading.Thread(target=loop, name="composer-orphans", daemon=True)
-    thread.start()
-
-    def stopped() -> None:
-        stop.set()
-        # A look in flight ends within its state API timeouts; a stuck one is a daemon thread, left.
-        thread.join(timeout=2 * TIMEOUT_S)
-
-    return stopped
+    return looking.repeat(look, every, "composer-orphans", 2 * TIMEOUT_S)

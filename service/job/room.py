@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from service.job import looking
+
 # How long a group may be pending before the job says it waits (Ray places a free group in well
 # under a second), and how often it looks.
 WAIT_S = 15.0
@@ -49,39 +51,28 @@ def watch(what: str, need: dict[str, float], waiting: Callable[[str], None], pla
 
     context = ray.get_runtime_context()
     address, job_id = context.gcs_address, context.get_job_id()
-    stop = threading.Event()
+    pending_since: float | None = None
+    said = False
 
-    def loop() -> None:
-        pending_since: float | None = None
-        said = False
-        while not stop.wait(every):
-            try:
-                state = group_state(address, job_id)
-                if stop.is_set():
-                    return
-                if state == "PENDING":
-                    pending_since = pending_since or time.monotonic()
-                    if not said and time.monotonic() - pending_since >= wait:
-                        # Summed over the nodes: a worker needs its share on one node, which `ray status` shows.
-                        held = free_line(need, ray.available_resources(), ray.cluster_resources())
-                        waiting(f"waiting for room for {what}: {held} on the cluster now (`ray status` shows "
-                                "what holds the rest): the workers start once there is room")
-                        said = True
-                elif state == "CREATED":
-                    if said:
-                        placed(f"training: the cluster had room for {what} after "
-                               f"{time.monotonic() - pending_since:.0f} s")
-                    # Not a look every 5 s through hours of training: a worker group Ray Train starts
-                    # anew after a lost worker, and waits for room again, goes unsaid.
-                    return
-            except Exception:  # noqa: BLE001 - best effort: look again next time
-                continue
+    def look(stop: threading.Event) -> bool:
+        nonlocal pending_since, said
+        state = group_state(address, job_id)
+        if stop.is_set():
+            return True
+        if state == "PENDING":
+            pending_since = pending_since or time.monotonic()
+            if not said and time.monotonic() - pending_since >= wait:
+                # Summed over the nodes: a worker needs its share on one node, which `ray status` shows.
+                held = free_line(need, ray.available_resources(), ray.cluster_resources())
+                waiting(f"waiting for room for {what}: {held} on the cluster now (`ray status` shows "
+                        "what holds the rest): the workers start once there is room")
+                said = True
+        elif state == "CREATED":
+            if said:
+                placed(f"training: the cluster had room for {what} after {time.monotonic() - pending_since:.0f} s")
+            # Not a look every 5 s through hours of training: a worker group Ray Train starts anew after a
+            # lost worker, and waits for room again, goes unsaid.
+            return True
+        return False
 
-    thread = threading.Thread(target=loop, name="composer-room", daemon=True)
-    thread.start()
-
-    def stopped() -> None:
-        stop.set()
-        thread.join(timeout=2 * TIMEOUT_S)
-
-    return stopped
+    return looking.repeat(look, every, "composer-room", 2 * TIMEOUT_S)
