@@ -134,7 +134,8 @@ def test_a_start_interrupted_leaves_nothing_running(five_files: Path, tmp_path: 
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not any("gcs_server" in " ".join(p.cmdline()) for p in _processes_of(home)):  # the start is on
+        # info["cmdline"] was read as the processes were listed: one that ends since is no error
+        while not any("gcs_server" in " ".join(p.info["cmdline"] or []) for p in _processes_of(home)):
             assert submit.poll() is None and time.monotonic() < deadline, "the head's GCS never started"
             time.sleep(0.1)
         submit.send_signal(signal.SIGINT)
