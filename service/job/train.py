@@ -1,4 +1,4 @@
-"""Data-parallel training on Ray Train workers: TensorflowTrainer + MultiWorkerMirroredStrategy.
+"""Data-parallel training on Ray Train workers: DataParallelTrainer + MultiWorkerMirroredStrategy.
 
 Each worker loads the tokens from the store, takes its slice of every global batch of the one data
 order (model/windows.py), and runs model.fit; gradients are all-reduced by the strategy. Rank 0
@@ -310,23 +310,25 @@ def run(job: JobRun, cpus_per_worker: int = 1, callbacks: tuple = ()) -> None:
         # workers" for nothing; a job resumed in the train phase after its last epoch, its driver's start).
         job.phase("evaluate", "training finished in an earlier run: going on with its best weights")
         return
-    # The phase first: importing Ray Train's TensorFlow part loads TensorFlow (about 4 s), which is
-    # training's time, not the tokens' (a token-cache hit's tokenize phase took 4 s, not 0.01).
     job.phase("train", f"training on {count(spec.workers, 'worker')}")
+    # Ray's TensorflowTrainer is DataParallelTrainer with ray.train.tensorflow's backend config, whose
+    # import loads TensorFlow in the driver and in Ray Train's controller (tf_cluster.py says why not).
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     from service.job import feasibility, orphans, room
+    from service.job.tf_cluster import TensorFlowCluster
     if not ray.is_initialized():
         ray.init(logging_level="ERROR")
     orphans.release(job.say)  # what an ended job may still hold (orphans.py)
     feasibility.check(spec, cpus_per_worker, job.say)
     jobstate.clear_training_failure(store, spec.job_id)  # an earlier run's: this one decides anew
     storage = os.path.join(tempfile.gettempdir(), "composer-ray-train")
-    trainer = TensorflowTrainer(
+    trainer = DataParallelTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec.to_json(), "cpus_per_worker": cpus_per_worker, "run_id": run_id},
+        backend_config=TensorFlowCluster(),
         scaling_config=ScalingConfig(num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0,
                                      resources_per_worker=feasibility.worker_resources(spec, cpus_per_worker)),
         run_config=RunConfig(name=spec.job_id, storage_path=storage, failure_config=FailureConfig(max_failures=2),
