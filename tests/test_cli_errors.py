@@ -40,6 +40,7 @@ def env(tmp_path):
         (["submit", "--dataset", "bach", "--instance-type", "p9.huge"],
          ["no price for --instance-type 'p9.huge'", "g5.xlarge", "give --price-per-hour instead"]),
         (["submit", "--dataset", "bach", "--spot"], ["--spot needs --instance-type"]),
+        (["submit", "--dataset", "bach", "--to", "out"], ["--to needs --wait", "only once the job has finished"]),
         (["compare", "composer-x"], ["no job 'composer-x' in the store"]),
         (["sweep", "--dataset", "bach", "--grid", "nope=1,2"], ["--grid/--random nope: not an option that sets a job"]),
         (["sweep", "--dataset", "bach", "--grid", "units=abc"], ["Invalid value for '--units'"]),
