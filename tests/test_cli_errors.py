@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -229,7 +230,8 @@ def test_pull_before_results_exist_is_a_runtime_error(env):
 
     Progress("composer-running", phase="train", epoch=2).save(open_store(env["COMPOSER_STORE"]))
     proc = run_cli("pull", "composer-running", "--to", "x", env=env)
-    assert_one_line_error(proc, 1, "has no published results", "phase train")
+    assert_one_line_error(proc, 1, "has no published results", "phase train", "`composer status composer-running` "
+                          "says which", "`composer submit --resume composer-running`")
 
 
 @pytest.mark.parametrize("verb", [["status"], ["logs"], ["cancel"], ["pull", "--to", "x"]])
@@ -246,3 +248,19 @@ def test_a_value_with_an_equals_sign_is_no_empty_value():
     assert _empty_value(["generate", "--out="]) == "in --out="
     assert _empty_value(["status", "--json", ""]) == "after --json"
     assert _empty_value(["", "status"]) == "as the first argument"
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_runs(env, tmp_path):
+    """--to (submit --wait, pull) and --out in a folder that is not writable: refused at once in one line,
+    not after the job trained or the model loaded (a raw PermissionError then)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root")  # root writes anywhere else
+    try:
+        for args in (["submit", "--dataset", "bach", "--wait", "--to", str(ro / "out")],
+                     ["pull", "composer-x", "--to", str(ro / "out")]):
+            assert_one_line_error(run_cli(*args, env=env), 2, f"--to {ro / 'out'}: {ro} is not writable",
+                                  "choose a folder you can write to")
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)

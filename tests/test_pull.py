@@ -131,6 +131,64 @@ def test_a_link_in_the_folder_never_takes_a_file_outside_it(published, tmp_path,
     assert not any(elsewhere.iterdir()) and snapshot(dest) == {}
 
 
+def test_a_mount_point_is_pulled_into_with_the_files_modes_a_new_file_gets(published, small_disk):
+    """DIR a mount point (a Docker volume, a mounted disk): the files were staged beside it, on the folder
+    above's file system, and every move failed with EXDEV (exit 1, staging left behind). And pulled files
+    have the mode any new file gets (a local store's copies were 0600: a web server could not serve them)."""
+    env, _ = published
+    proc = run_cli("pull", "composer-done", "--to", str(small_disk), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(small_disk) == FILES  # and no staging folder left, inside or beside
+    assert not list(small_disk.parent.glob(f".{small_disk.name}.pull-*"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {(small_disk / rel).stat().st_mode & 0o777 for rel in FILES} == {0o666 & ~mask}
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_moves(published, tmp_path):
+    """A read-only samples/ in DIR: the pull moved report.json and the model in, then died on a raw
+    PermissionError with DIR half pulled. A file where the staging folder goes: a raw FileExistsError."""
+    env, _ = published
+    dest = tmp_path / "dest"
+    (dest / "samples").mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(dest / "samples")]).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root")  # root writes anywhere else
+    try:
+        proc = run_cli("pull", "composer-done", "--to", str(dest), env=env)
+        assert proc.returncode == 2 and proc.stderr == (
+            f"error: the pull cannot write into {dest / 'samples'}: make it writable or pull into another "
+            "folder\n"), proc.stderr
+        assert snapshot(dest) == {} and not list(tmp_path.glob(".dest.pull-*"))
+    finally:
+        subprocess.run(["umount", str(dest / "samples")], check=True)
+    (tmp_path / ".dest.pull-composer-done").write_text("mine")
+    proc = run_cli("pull", "composer-done", "--to", str(dest), env=env)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: {tmp_path / '.dest.pull-composer-done'} is in the way of the pull, which stages its files in a "
+        "folder of that name: remove it and pull again\n"), proc.stderr
+
+
+def test_a_move_that_fails_even_so_says_how_far_it_got_and_a_rerun_finishes(published, tmp_path):
+    """A file of DIR made immutable (--force would replace it): the move fails after the checks. One line
+    says how many files moved and where the rest wait; once the cause is gone, the pull finishes."""
+    env, _ = published
+    dest = tmp_path / "dest"
+    (dest / "samples").mkdir(parents=True)
+    (dest / "samples" / "sample-01.mid").write_bytes(b"mine")
+    if subprocess.run(["chattr", "+i", str(dest / "samples" / "sample-01.mid")]).returncode:
+        pytest.skip("chattr +i needs root and a file system that has it")
+    try:
+        proc = run_cli("pull", "composer-done", "--to", str(dest), "--force", env=env)
+        assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert (f"the pull stopped after moving 3 of 5 files into {dest}: {dest / 'samples' / 'sample-01.mid'}: "
+                f"Operation not permitted; the rest wait in {tmp_path / '.dest.pull-composer-done'}") in proc.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(dest / "samples" / "sample-01.mid")], check=True)
+    proc = run_cli("pull", "composer-done", "--to", str(dest), "--force", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(dest) == FILES and not list(tmp_path.glob(".dest.pull-*"))
+
+
 def test_curves_that_grew_since_an_earlier_pull_are_not_a_different_file(tmp_path):
     """A running trial's curves gain an epoch at a time (`pull SWEEP` again); a user's own file is different."""
     from service.storage.manifest import Staged

@@ -503,12 +503,24 @@ def store_of(command: str) -> str | None:
     return next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--store"), None)
 
 
+def _unpublished_hint(job_id: str, phase: str) -> str:
+    """What to do about a job that has nothing to pull. Its record alone cannot tell a running job from one
+    whose driver was stopped or lost mid-phase; `composer status` asks Ray."""
+    if phase == "failed":
+        return f"`composer logs {job_id}` shows what happened"
+    if phase == "stopped":
+        return f"`composer status {job_id}` says why it stopped"
+    return (f"it has not finished, or it stopped on the way: `composer status {job_id}` says which (a job that "
+            f"stopped goes on with `composer submit --resume {job_id}`)")
+
+
 def pull(store: Store, job_id: str, to: Path, force: bool = False) -> list[str]:
     """A finished job's published files into `to`, every checksum verified (MANIFEST.json)."""
     if not jobstate.published(store, job_id):
         progress = Progress.load(store, job_id)
         if progress is None:
             raise UserError(f"no job {job_id!r} in the store {store.uri}: see `composer list`")
-        raise JobFailed(f"job {job_id} has no published results (phase {progress.phase}"
-                        f"{': ' + progress.error if progress.error else ''})")
+        why = f": {progress.error}" if progress.error else ""
+        raise JobFailed(f"job {job_id} has no published results (phase {progress.phase}{why}): "
+                        f"{_unpublished_hint(job_id, progress.phase)}")
     return pull_files(store, job_id, to, force)  # a --to that is no folder: refused by the CLI (_check_folder)

@@ -188,6 +188,7 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
         wanted = [(s.dest, s.files) for s in staged] + [(dest, list(published[job_id])) for job_id, dest in trials
                                                         if job_id in published]
         manifest.refuse_blocked(to, [f"{d.name}/{rel}" for d, files in wanted for rel in manifest.blocked(d, files)])
+        manifest.refuse_unwritable(sorted({w for d, files in wanted for w in manifest.unwritable(d, files)}))
         differing = [f"{s.dest.name}/{rel}" for s in staged for rel in s.differing()]
         differing += [f"{dest.name}/{rel}" for job_id, dest in trials if job_id in published
                       for rel in manifest.differing(published[job_id], dest)]
@@ -209,6 +210,7 @@ def _stage_curves(store: Store, job_id: str, dest: Path) -> manifest.Staged:
     from service.storage.store import NotFound
 
     staging = manifest.staging_for(dest, job_id)
+    manifest.make_staging(staging)
     files = []
     for name in (jobstate.TENSORBOARD, jobstate.METRICS):
         try:

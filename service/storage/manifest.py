@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -70,12 +71,18 @@ class Staged:
         return sha256_file(staged) == sha256_file(there)
 
     def commit(self) -> list[str]:
-        """Moves the staged files into dest; returns every file of the pull."""
-        for rel in sorted(self.files):
-            staged = self.staging / rel
-            if staged.is_file():
-                (self.dest / rel).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, self.dest / rel)
+        """Moves the staged files into dest; returns every file of the pull. What is in the way was refused
+        before anything moved (`blocked`, `unwritable`); a move that fails even so (a file of dest made
+        immutable, a disk that went read-only) says how far it got, and the rest stay staged for a rerun."""
+        mode = _file_mode()
+        waiting = [rel for rel in sorted(self.files) if (self.staging / rel).is_file()]
+        for done, rel in enumerate(waiting):
+            try:
+                _move_in(self.staging / rel, self.dest / rel, mode)
+            except OSError as e:
+                raise JobFailed(f"the pull stopped after moving {done} of {len(waiting)} files into {self.dest}: "
+                                f"{self.dest / rel}: {e.strerror}; the rest wait in {self.staging}: fix that and "
+                                "pull again to finish") from None
         self.drop()
         return sorted(self.files)
 
@@ -83,8 +90,50 @@ class Staged:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
+def _file_mode() -> int:
+    """What a new file gets under this process's umask: pulled files are the user's files like any other
+    (a local store's are written private, 0600, and a web server could not serve a pulled report)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _move_in(staged: Path, target: Path, mode: int) -> None:
+    """One staged file into dest, whole or not at all. Across file systems (a mount inside dest) a rename
+    cannot: the file is copied beside its target first, then renamed over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(staged, mode)
+    try:
+        os.replace(staged, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        beside = target.with_name(f".{target.name}.pulling")
+        shutil.copyfile(staged, beside)
+        os.chmod(beside, mode)
+        os.replace(beside, target)
+        staged.unlink()
+
+
 def staging_for(dest: Path, job_id: str) -> Path:
+    """Beside dest (.<dest>.pull-<job>), so that dest stays as it was until every file is checked; inside
+    dest (.pull-<job>) where dest is a mount point (a Docker volume, a mounted disk: a rename into it from
+    the folder above would cross file systems) or the folder above is not the user's to write."""
+    if dest.is_dir() and (os.path.ismount(dest) or not os.access(dest.parent, os.W_OK | os.X_OK)):
+        return dest / f".pull-{job_id}"
     return dest.parent / f".{dest.name}.pull-{job_id}"
+
+
+def make_staging(staging: Path) -> None:
+    """The staging folder, or one line on what keeps the pull from making it."""
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise PullRefused(f"{staging} is in the way of the pull, which stages its files in a folder of that name",
+                          "remove it and pull again")
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PullRefused(f"cannot make the pull's staging folder {staging} ({e.strerror})",
+                          "pull into a folder you can write to") from None
 
 
 def entries_for(store: Store, job_id: str, dest: Path) -> dict[str, str]:
@@ -145,12 +194,32 @@ def refuse_blocked(dest: Path, blocked: list[str]) -> None:
                           "folder")
 
 
+def unwritable(dest: Path, files: list[str]) -> list[str]:
+    """The folders the pull must write files or folders into and may not (read-only, immutable, another
+    user's): found before anything is fetched, since moving in would stop half way."""
+    found = set()
+    for rel in files:
+        folder = (dest / rel).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the folder the pull's mkdir writes into
+        if not os.access(folder, os.W_OK | os.X_OK):
+            found.add(str(folder))
+    return sorted(found)
+
+
+def refuse_unwritable(unwritable: list[str]) -> None:
+    if unwritable:
+        raise PullRefused(f"the pull cannot write into {_some(unwritable)}", "make it writable or pull into "
+                          "another folder")
+
+
 def stage(store: Store, job_id: str, dest: Path, entries: dict[str, str]) -> Staged:
     """A published job's files downloaded beside dest and each checked against MANIFEST.json (a file already
     in dest, or staged by an earlier interrupted pull, with the right content is not fetched again). A
     mismatch names every bad file; the verified files stay staged, so that a rerun fetches only the rest.
     `entries`: its MANIFEST.json, as `entries_for` read it."""
     staging = staging_for(dest, job_id)
+    make_staging(staging)
     bad = []
     for rel, sha in sorted(entries.items()):
         staged = staging / rel
@@ -169,13 +238,14 @@ def stage(store: Store, job_id: str, dest: Path, entries: dict[str, str]) -> Sta
 def pull(store: Store, job_id: str, dest: Path, force: bool = False) -> list[str]:
     """All of a job's published files into dest, or nothing: returns their relative paths.
 
-    Files are downloaded into a staging folder beside dest (.<dest>.pull-<job>) and each is checked
+    Files are downloaded into a staging folder beside dest (`staging_for`) and each is checked
     against MANIFEST.json; only when every one matches do they move into dest. A mismatch names every
     bad file and leaves dest as it was; the verified files stay staged, so running the pull again
     fetches only what is still missing. A different file already in dest is replaced only with force.
     """
     entries = entries_for(store, job_id, dest)
     refuse_blocked(dest, blocked(dest, list(entries)))
+    refuse_unwritable(unwritable(dest, list(entries)))
     if not force:
         refuse_differing(dest, differing(entries, dest))
     return stage(store, job_id, dest, entries).commit()
