@@ -675,11 +675,11 @@ def test_rhythm_aware_key_conditioned_job(ray_head, composer_home, five_files, t
     wanted = key_name(parse_key(known.removeprefix("Key_").replace("_", " ")))  # as reports spell it
     composer = meta["composers"]["names"][-1]  # in any case: --composer DEBUSSY is Debussy
     gen = run_cli("generate", "--model", str(out / "model"), "--out", str(tmp_path / "k"), "--samples", "2",
-                  "--length", "60", "--key", wanted, "--composer", composer.upper(), "--no-sheet-music")
+                  "--length", "60", "--key", wanted.lower(), "--composer", composer.upper(), "--no-sheet-music")
     assert gen.returncode == 0, gen.stderr
     assert signatures(tmp_path / "k") == [parse_key(wanted)] * 2
     generated = json.loads((tmp_path / "k" / "report.json").read_text())
-    assert generated["keys"] == [wanted] * 2 and generated["settings"]["key"] == wanted
+    assert generated["keys"] == [wanted] * 2 and generated["settings"]["key"] == wanted  # as spelled everywhere
     # A primer in a key the model never saw, without --key: one line, exit 2.
     unseen = next(k for k in range(24) if key_token(k) not in meta["vocab"])
     scale = fastparse.key_scale(unseen)

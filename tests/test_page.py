@@ -154,6 +154,18 @@ def test_job_page(chromium, job_folder: Path, tmp_path: Path) -> None:
     shot = screenshot(chromium, target)
     assert shot.stat().st_size < 300_000, shot.stat().st_size
 
+    # In a narrow window (a phone, half a laptop screen) the scores shrink with it: no sideways scrolling.
+    size = chromium.get_window_size()
+    chromium.set_window_size(600, size["height"])
+    try:
+        widths = chromium.execute_script(
+            "const page = document.documentElement.clientWidth;"
+            "return [page, document.documentElement.scrollWidth,"
+            " Math.max(...[...document.querySelectorAll('img.score')].map(i => i.getBoundingClientRect().right))]")
+        assert widths[0] <= 600 and widths[1] <= widths[0] and widths[2] <= widths[0], widths
+    finally:
+        chromium.set_window_size(size["width"], size["height"])
+
 
 def test_generate_page(chromium, generate_folder: Path) -> None:
     page = write_page(generate_folder)
@@ -170,6 +182,20 @@ def test_generate_page(chromium, generate_folder: Path) -> None:
     # The user's primer path is shown as text, not parsed as markup.
     assert PRIMER in seen["text"]
     assert chromium.execute_script("return document.querySelectorAll('my').length") == 0  # no <my ...> element
+
+
+def test_a_greedy_generate_lists_no_sampling_settings_it_did_not_use(shared_midi: Path, tmp_path: Path) -> None:
+    """`composer generate --greedy`: temperature, top-k and top-p do not apply to argmax decoding."""
+    from service.music.sampling import Sampling
+
+    shutil.copyfile(shared_midi / FF / "8.mid", tmp_path / "sample-01.mid")
+    for greedy, shown in ((True, False), (False, True)):
+        (tmp_path / "report.json").write_text(json.dumps({"settings": {
+            **Sampling(temperature=1.3, top_k=7, greedy=greedy).describe(), "seed": 3}}))
+        text = write_page(tmp_path).read_text()
+        settings = text[text.index("<h2>Settings</h2>"):]
+        assert ("temperature" in settings and "top k" in settings) is shown, settings
+        assert ">greedy<" in settings if greedy else ">sample<" in settings
 
 
 def test_page_shows_numbers_and_skips_the_rest(shared_midi: Path, tmp_path: Path) -> None:

@@ -141,6 +141,21 @@ def test_has_meter_on_real_corpora(shared_midi: Path) -> None:
     assert sm.has_meter([EMPTY]) == (False, "no notes")
 
 
+def test_scores_in_the_performance_scheme_have_no_meter_and_the_reason_says_why(shared_midi: Path) -> None:
+    """Sequenced scores have a meter; the same files through the performance scheme (10 ms steps, written at
+    120 bpm) have none, and the reason names the scheme, not only "a transcription clock"."""
+    import fastparse
+    from service.music.evaluation import corpus_meter
+
+    files = midi_files(shared_midi, "piano-scores", 10)
+    assert corpus_meter([sm.PieceNotes.from_midi(p.read_bytes()) for p in files], "remi") == (True, "")
+    tokens = fastparse.tokenize([str(p) for p in files], scheme="performance")
+    pieces = [sm.PieceNotes.from_midi(fastparse.detokenize(tokens.tokens[a:b], tokens.vocab, scheme="performance"))
+              for a, b in zip(tokens.offsets[:-1], tokens.offsets[1:], strict=True)]
+    meter, why = corpus_meter(pieces, "performance")
+    assert not meter and "the performance scheme's time in 10 ms steps (it keeps no beat)" in why, why
+
+
 def test_kde_overlap_and_kl() -> None:
     rng = np.random.default_rng(7)
     a = rng.normal(size=200)

@@ -494,7 +494,9 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     pieces = generate_pieces(trained, chosen, notes, sampling, rng, out, banned, sheet_music, audio, beat, progress)
     progress("measuring", 0, 0)
     settings = {**sampling.describe(), "notes": notes, "seed": seed, "model": str(model_dir),
-                "primer": str(primer) if primer else "random training window", "key": key,
+                # the key as every other place spells it (--key d# asks for Eb major)
+                "primer": str(primer) if primer else "random training window",
+                "key": None if key_index is None else key_name(key_index),
                 # the name as the model knows it (--composer DEBUSSY asks for Debussy)
                 "composer": info.composers.names[who] if composer is not None and info.composers else None,
                 "decoder": "stateful, batched", "ms_per_step": pieces.sampled.ms_per_step}

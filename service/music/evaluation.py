@@ -116,6 +116,9 @@ def corpus_meter(pieces: list[PieceNotes], scheme: str) -> tuple[bool, str]:
     """Whether the corpus has a meter to measure beats against, and if not, why."""
     if scheme == "notes-chords":
         return False, NO_RHYTHM
+    if scheme == "performance":  # its pieces are written at 120 bpm from 10 ms steps: a score's beat is gone too
+        return sample_metrics.has_meter(pieces, "a transcription clock, or the performance scheme's time in 10 ms "
+                                                "steps (it keeps no beat)")
     return sample_metrics.has_meter(pieces)
 
 

@@ -52,6 +52,8 @@ TRAINING = (("model_job_id", "trained by job"), ("preset", "preset"), ("scheme",
 # Sampling keys shown first (the rest follow in the report's order); "greedy" repeats "method".
 SAMPLING_FIRST = ("method", "temperature", "top_k", "top_p", "notes", "seed", "primer", "key", "composer", "model")
 SAMPLING_HIDDEN = {"greedy"}
+# Greedy decoding takes the likeliest token: these settings do not apply to it (report.json keeps them).
+GREEDY_HIDDEN = {"temperature", "top_k", "top_p"}
 
 QUALITY_NOTE = (
     "Each column describes a set of pieces as long in notes as the job's samples: <b>training</b> is excerpts "
@@ -128,7 +130,8 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .piece audio { width: 100%; max-width: 520px; display: block; margin: 6px 0; }
 img { max-width: 100%; height: auto; display: block; }
 .roll { margin: 8px 0; }
-.score { margin: 8px 0; border: 1px solid var(--line); background: #fff; max-width: 860px; }
+.score { margin: 8px 0; border: 1px solid var(--line); background: #fff; max-width: min(860px, 100%);
+         box-sizing: border-box; }
 .quality td:first-child { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.9em; }
 .note { max-width: 80ch; }
 """
@@ -264,8 +267,9 @@ def _settings(report: dict[str, Any]) -> str:
     sampling_raw = report.get("sampling") if isinstance(report.get("sampling"), dict) else report.get("settings")
     sampling_raw = sampling_raw if isinstance(sampling_raw, dict) else {}
     order = [k for k in SAMPLING_FIRST if k in sampling_raw] + [k for k in sampling_raw if k not in SAMPLING_FIRST]
+    hidden = SAMPLING_HIDDEN | (GREEDY_HIDDEN if sampling_raw.get("method") == "greedy" else set())
     sampling = [(k.replace("_", " "), text) for k in order
-                if k not in SAMPLING_HIDDEN and (text := _fmt(sampling_raw[k])) is not None]
+                if k not in hidden and (text := _fmt(sampling_raw[k])) is not None]
     tables = [_table(caption, rows) for caption, rows in (("Training", training), ("Sampling", sampling)) if rows]
     if not tables:
         return ""
