@@ -42,7 +42,9 @@ def held_out(digests: Sequence[str], share: float) -> np.ndarray:
     if chosen.all():  # keep one file to train on: the highest digest (every copy of it)
         chosen &= where != where.max()
     if not chosen.any():  # every piece is the same file
-        raise too_few(1)
+        raise UserError(f"the corpus's {len(digests)} pieces are copies of one file (the same bytes under other "
+                        "names); a held-out test score needs at least 2 different pieces (one held out, one to "
+                        "train on): add other files, or submit with --test-share 0")
     return np.flatnonzero(chosen).astype(np.int64)
 
 
