@@ -179,7 +179,8 @@ def test_a_dataset_none_of_whose_files_tokenize_fails_in_one_line(tmp_path):
     (folder / "a.mid").write_bytes(b"MThd not really")
     store = open_store(str(tmp_path / "store"))
     datasets.import_dataset(store, "junk", folder)
-    with pytest.raises(ComposerError, match=r"no file of dataset junk could be tokenized \(1 errors\)"):
+    with pytest.raises(ComposerError, match=r"no file of dataset junk could be tokenized: 1 file failed \(the "
+                                            r"first, a\.mid: .*\); `composer logs junk` names each"):
         _stages(store, "junk", tmp_path, dataset="junk", scheme="remi")
     assert "skipped a.mid: " in store.get_bytes("jobs/junk/logs/driver.log").decode()
     assert corpora.record(store, "junk") is None

@@ -124,7 +124,7 @@ def test_a_dataset_with_no_usable_file_fails_with_its_reason(env, tmp_path):
     (folder / "a.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\xff\xff\xff\xff")
     (folder / "b.mid").write_bytes(b"not a MIDI file at all")
     line, status, _ = _failed(env, str(folder), "--epochs", "1")
-    assert "could be tokenized (2 errors)" in line, line
+    assert "could be tokenized: 2 files failed (the first, " in line and "`composer logs " in line, line
 
 
 def test_a_worker_killed_for_lack_of_memory_fails_with_its_reason(five_files, tmp_path):
