@@ -810,14 +810,20 @@ def datasets_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     from service.storage import datasets
     from service.storage.joblog import count
 
-    stored = datasets.list_datasets(_store(store))
-    if as_json:
-        print(json.dumps({"builtin": list(datasets.BUILTINS), "stored": [d.__dict__ for d in stored]}))
+    stored, damaged = datasets.list_datasets(_store(store))
+    # A damaged record is named on stderr and the listing goes on (exit 0): `list` reports what the store
+    # holds, and one bad dataset.json hid every good one; `show` or a job on it fails in one line.
+    for bad in damaged:
+        err.print(f"warning: {bad}", highlight=False, markup=False)
+    if as_json:  # the true strings (JSON escapes what it must); "damaged": each unreadable record's name and why
+        print(json.dumps({"builtin": list(datasets.BUILTINS), "stored": [d.__dict__ for d in stored],
+                          "damaged": [{"name": bad.name, "error": str(bad)} for bad in damaged]}))
         return
     for name, what in datasets.BUILTINS.items():
-        out.print(f"{name:24} built-in: {what}", highlight=False)
-    for d in stored:
-        out.print(f"{d.name:24} {count(d.files, 'file')} from {d.source}", highlight=False)
+        out.print(f"{name:24} built-in: {what}", highlight=False, markup=False)
+    for d in stored:  # shown(): a newline or escape code in a source folder's name cannot fake a row
+        out.print(f"{datasets.shown(d.name):24} {count(d.files, 'file')} from {datasets.shown(d.source)}",
+                  highlight=False, markup=False)
 
 
 @datasets_app.command("show")
@@ -825,17 +831,23 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
     """One stored dataset's details."""
     from service.storage import datasets
 
+    def printed(record: dict) -> None:
+        # JSON escapes the control characters below U+0020 only: the others (U+0085, U+202E, a lone
+        # surrogate, which could not even be printed) as JSON's \uXXXX, so the text still reads back true.
+        text = json.dumps(record, indent=2, ensure_ascii=False)  # "Frédéric", not "Fr\u00e9d\u00e9ric"
+        print("".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text))
+
     opened = _store(store)
     info = datasets.info(opened, datasets.valid_name(name))
     if name in datasets.BUILTINS:  # in the store once a job used it (its files, shards, digest); else what it is
         shown = info.__dict__ if info is not None else {"name": name, "source": datasets.BUILTINS[name]}
-        print(json.dumps({**shown, "builtin": True}, indent=2, ensure_ascii=False))
+        printed({**shown, "builtin": True})
         return
     if info is None:
         if other := next((n for n in datasets.dataset_names(opened) if n.lower() == name.lower()), None):
             raise UserError(f"no dataset {name!r} in the store, but there is {other!r} (names are case-sensitive)")
         raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
-    print(json.dumps(info.__dict__, indent=2, ensure_ascii=False))  # "Frédéric", not "Fr\u00e9d\u00e9ric"
+    printed(info.__dict__)
 
 
 @datasets_app.command("import")
@@ -845,8 +857,9 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
     from service.storage.joblog import count
 
     info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
-    out.print(f"imported {count(info.files, 'file')} as dataset {info.name} ({count(info.shards, 'shard')})")
-    _note_not_midi(info.name, info.not_midi)
+    out.print(f"imported {count(info.files, 'file')} as dataset {info.name} ({count(info.shards, 'shard')})",
+              highlight=False, markup=False)
+    _note_not_midi(info.name, [datasets.shown(n) for n in info.not_midi])  # names from an archive: any text
 
 
 def _note_not_midi(name: str, bad: list[str]) -> None:
@@ -864,9 +877,27 @@ def datasets_migrate(name: str, store: StoreOpt = None) -> None:
     from service.storage import datasets
     from service.storage.joblog import count
 
-    info = datasets.migrate(_store(store), name)
-    out.print(f"dataset {info.name}: {count(info.files, 'file')} in {count(info.shards, 'shard')}")
-    _note_not_midi(info.name, info.not_midi)
+    opened = _store(store)
+    if name in datasets.BUILTINS and datasets.info(opened, name) is None:
+        # `list` shows the built-ins whether or not a job has exported one to this store yet.
+        out.print(f"{name} is built in and not in this store yet: the first job on it stores it as shards "
+                  "already; nothing to migrate", highlight=False, markup=False)
+        return
+    done = datasets.repack(opened, name)
+    info = done.info
+    if done.leftovers:  # a migrate interrupted after the switch to shards, before the old objects went
+        out.print(f"dataset {info.name}: removed the {count(done.leftovers, 'per-file object')} an interrupted "
+                  "migrate left (the shards hold them)", highlight=False, markup=False)
+    out.print(f"dataset {info.name}: {count(info.files, 'file')} in {count(info.shards, 'shard')}",
+              highlight=False, markup=False)
+    _note_not_midi(info.name, [datasets.shown(n) for n in info.not_midi])
+    if done.kept:
+        names = ", ".join(datasets.shown(n) for n in done.kept[:3]) + \
+            (f" and {len(done.kept) - 3} more" if len(done.kept) > 3 else "")
+        err.print(f"note: kept {count(len(done.kept), 'object')} under {datasets.prefix(info.name)}/files/ that "
+                  f"{'is' if len(done.kept) == 1 else 'are'} no .mid or .midi file, so in no shard and never read by "
+                  f"a job: {names}; move or remove {'it' if len(done.kept) == 1 else 'them'} yourself",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _interrupted(e: SystemExit) -> bool:

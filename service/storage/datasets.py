@@ -71,21 +71,86 @@ def valid_name(name: str) -> str:
     return name
 
 
+class DamagedDataset(JobFailed):
+    """A dataset.json in the store that is no dataset's record (cut short, edited by hand, another tool's).
+    Exit 1, as a damaged shard or job file: the store is wrong, not what the user typed."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        where = prefix(shown(name))
+        super().__init__(f"dataset {shown(name)} is damaged: its record {where}/dataset.json cannot be read ({why}); "
+                         f"import its files again under another name, or remove {where}/ from the store")
+
+
+# The record's fields and their JSON types (DatasetInfo's); the first four have no default.
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "source": str, "files": int, "created": (int, float), "bytes": int, "layout": str,
+    "digest": str, "shards": int, "not_midi": list,
+}
+_REQUIRED = ("name", "source", "files", "created")
+
+
 def info(store: Store, name: str) -> DatasetInfo | None:
+    """The dataset's record; None where there is none; DamagedDataset where it is no record (one line, not
+    a JSONDecodeError or TypeError from deep inside)."""
     try:
-        data = json.loads(store.get_bytes(f"{prefix(name)}/dataset.json"))
+        raw = store.get_bytes(f"{prefix(name)}/dataset.json")
     except NotFound:
         return None
-    return DatasetInfo(**{k: v for k, v in data.items() if k in DatasetInfo.__dataclass_fields__})
+    try:
+        data = json.loads(raw)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        raise DamagedDataset(name, "it is not JSON") from None
+    if not isinstance(data, dict):
+        raise DamagedDataset(name, "it is not a JSON object")
+    if why := _wrong_field(data):
+        raise DamagedDataset(name, why)
+    return DatasetInfo(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+def _wrong_field(data: dict[str, object]) -> str | None:
+    """What makes a parsed dataset.json no record: a missing field, or one of the wrong type or value."""
+    for key, kind in _FIELDS.items():
+        if key not in data:
+            if key in _REQUIRED:
+                return f"it has no {key!r}"
+        elif isinstance(data[key], bool) or not isinstance(data[key], kind):  # JSON true is no file count
+            return f"its {key!r} is {json.dumps(data[key])[:40]}"
+    if data.get("layout", "files") not in ("files", "shards"):
+        return f"its layout {json.dumps(data['layout'])[:40]} is neither \"files\" nor \"shards\""
+    if not all(isinstance(n, str) for n in data.get("not_midi", [])):
+        return "its 'not_midi' is not a list of file names"
+    return None
+
+
+def shown(text: str) -> str:
+    """Text from the store as a line may show it: as it is, or where it holds a newline, an escape code or
+    another character that is not printable, as Python's repr writes it (a source folder named
+    "x\\nfake-row 9 files" printed a fake row in `datasets list`; a lone surrogate raised on print)."""
+    return text if text.isprintable() else repr(text)
 
 
 def dataset_names(store: Store) -> list[str]:
-    """The names of the datasets in the store (those whose dataset.json, written last, is there)."""
-    return sorted({k.split("/")[1] for k in store.list("datasets") if k.endswith("/dataset.json")})
+    """The names of the datasets in the store (those whose dataset.json, written last, is there; not a
+    file of that name deeper down, as a per-file dataset's files/x/dataset.json)."""
+    return sorted({parts[1] for k in store.list("datasets")
+                   if len(parts := k.split("/")) == 3 and parts[2] == "dataset.json"})
 
 
-def list_datasets(store: Store) -> list[DatasetInfo]:
-    return [d for d in (info(store, n) for n in dataset_names(store)) if d is not None]
+def list_datasets(store: Store) -> tuple[list[DatasetInfo], list[DamagedDataset]]:
+    """The datasets whose record can be read, and one DamagedDataset for each whose record cannot (one
+    damaged record no longer hides the others)."""
+    found: list[DatasetInfo] = []
+    damaged: list[DamagedDataset] = []
+    for name in dataset_names(store):
+        try:
+            meta = info(store, name)
+        except DamagedDataset as e:
+            damaged.append(e)
+            continue
+        if meta is not None:
+            found.append(meta)
+    return found, damaged
 
 
 @dataclass
@@ -165,7 +230,7 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
     elif path.exists():  # a device, a pipe, a socket
         raise UserError(f"dataset {str(path)!r} is neither a folder nor a file: give a folder or a .zip of MIDI files")
     else:
-        raise UserError(f"dataset {str(path)!r} does not exist")
+        raise UserError(f"{str(path)!r} does not exist: give a folder or a .zip of MIDI files")
 
 
 def _checked(path: Path, entries: list[_Entry], max_bytes: int) -> tuple[list[_Entry], int]:
@@ -371,22 +436,77 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path.expanduser()))
 
 
+@dataclass
+class Migrated:
+    """What `repack` did beyond the new record, for `datasets migrate` to say (nothing it removes or
+    leaves goes unsaid)."""
+
+    info: DatasetInfo
+    leftovers: int = 0  # per-file objects an interrupted migrate left behind, removed by this one
+    kept: list[str] = field(default_factory=list)  # objects under files/ that no shard holds: left as they are
+
+
 def migrate(store: Store, name: str) -> DatasetInfo:
+    """`repack`, for a caller that wants the new record only."""
+    return repack(store, name).info
+
+
+def repack(store: Store, name: str) -> Migrated:
     """Repack a dataset of the older one-object-per-file layout into shards under the same name. The
     new shards and index are written beside the old files, dataset.json switches to them in one
-    write, and only then are the old files removed: an interruption leaves the dataset readable."""
+    write, and only then are the old files removed: an interruption leaves the dataset readable, and a
+    rerun removes the old files an interruption left (after the switch, the record says "shards")."""
     old = info(store, valid_name(name))
     if old is None:
+        if other := next((n for n in dataset_names(store) if n.lower() == name.lower()), None):
+            raise UserError(f"no dataset {name!r} in the store, but there is {other!r} (names are case-sensitive)")
         raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
     if old.layout == "shards":
-        return old
+        return _drop_per_file(store, name, old, interrupted=True)
     with tempfile.TemporaryDirectory(prefix="composer-migrate-") as tmp:
         fetch(store, name, Path(tmp))
+        _check_migratable(name, Path(tmp))
         with _local_source(Path(tmp), max(DEFAULT_MAX_BYTES, old.bytes)) as (entries, total):
             new = _upload(store, name, old.source, entries, total, created=old.created)
-    for key in store.list(f"{prefix(name)}/files"):
+    return _drop_per_file(store, name, new, interrupted=False)
+
+
+def _drop_per_file(store: Store, name: str, meta: DatasetInfo, interrupted: bool) -> Migrated:
+    """Remove the per-file objects that the shards now hold (by name, from the index), and only those:
+    an object that is no .mid or .midi file (a readme, a .kar) was never read by a job and is in no
+    shard, so it is kept, named, for its owner to move or remove, rather than lost without a word."""
+    folder = f"{prefix(name)}/files/"
+    keys = store.list(folder)
+    if not keys:  # the usual case for a sharded dataset: one listing, no index read
+        return Migrated(meta)
+    held = {m.name for m in load_index(store, name).files}
+    kept = [key[len(folder):] for key in keys if key[len(folder):] not in held]
+    removed = [key for key in keys if key[len(folder):] in held]
+    for key in removed:
         store.delete(key)
-    return new
+    return Migrated(meta, len(removed) if interrupted else 0, kept)
+
+
+def _check_migratable(name: str, folder: Path) -> None:
+    """Refuse, naming the stored dataset, one whose per-file objects give no MIDI file to repack (the
+    import's refusals named the temporary folder they were fetched to, or the long-gone source)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    midi = [p for p in files if p.suffix.lower() in MIDI_SUFFIXES]
+    where = f"{prefix(name)}/files/"
+    if not midi:
+        others = f" (only {len(files)} other object{'s' if len(files) > 1 else ''} there)" if files else ""
+        raise UserError(f"dataset {name} has no .mid or .midi file in the store ({where}){others}: nothing to "
+                        f"migrate, and it is left as it was; jobs cannot use it: remove {prefix(name)}/ from the store")
+    if not any(_begins_as_midi(p) for p in midi):
+        example = shown(midi[0].relative_to(folder).as_posix())
+        raise UserError(f"none of the {len(midi)} .mid or .midi files of dataset {name} ({where}) is a MIDI file "
+                        f"(they do not begin with {MIDI_MAGIC.decode()}, e.g. {example}): nothing was migrated, and "
+                        f"it is left as it was; jobs cannot use it: remove {prefix(name)}/ from the store")
+
+
+def _begins_as_midi(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(len(MIDI_MAGIC)) == MIDI_MAGIC
 
 
 def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> DatasetInfo:
