@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import missing, run_cli
 
 
 def assert_one_line_error(proc, code: int, *fragments: str) -> str:
@@ -256,7 +256,7 @@ def test_a_folder_that_cannot_be_written_is_refused_before_anything_runs(env, tm
     ro = tmp_path / "ro"
     ro.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode:
-        pytest.skip("mounting a read-only tmpfs needs root")  # root writes anywhere else
+        missing("mounting a read-only tmpfs needs root")  # root writes anywhere else
     try:
         for args in (["submit", "--dataset", "bach", "--wait", "--to", str(ro / "out")],
                      ["pull", "composer-x", "--to", str(ro / "out")]):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_command, cli_env, run_cli
+from conftest import cli_command, cli_env, missing, run_cli
 
 from service.storage.jobstate import Progress
 from service.storage.manifest import publish_dir, pull
@@ -152,7 +152,7 @@ def test_a_folder_that_cannot_be_written_is_refused_before_anything_moves(publis
     dest = tmp_path / "dest"
     (dest / "samples").mkdir(parents=True)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(dest / "samples")]).returncode:
-        pytest.skip("mounting a read-only tmpfs needs root")  # root writes anywhere else
+        missing("mounting a read-only tmpfs needs root")  # root writes anywhere else
     try:
         proc = run_cli("pull", "composer-done", "--to", str(dest), env=env)
         assert proc.returncode == 2 and proc.stderr == (
@@ -176,7 +176,7 @@ def test_a_move_that_fails_even_so_says_how_far_it_got_and_a_rerun_finishes(publ
     (dest / "samples").mkdir(parents=True)
     (dest / "samples" / "sample-01.mid").write_bytes(b"mine")
     if subprocess.run(["chattr", "+i", str(dest / "samples" / "sample-01.mid")]).returncode:
-        pytest.skip("chattr +i needs root and a file system that has it")
+        missing("chattr +i needs root and a file system that has it")
     try:
         proc = run_cli("pull", "composer-done", "--to", str(dest), "--force", env=env)
         assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
