@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -186,17 +187,24 @@ def ray_head(composer_home: Path) -> Iterator[str]:
             os.environ["COMPOSER_HOME"] = old
 
 
+@contextmanager
+def tmpfs(folder: Path, options: str = "size=1m") -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted on `folder` (made if missing; `options` as mount -o takes them, `ro` for a
+    folder even root cannot write), unmounted afterwards whatever happens. Needs root."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True).returncode:
+        missing("mounting a tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a 1 MiB tmpfs (a full disk on demand); unmounted afterwards. Needs root."""
-    small = tmp_path / "small-disk"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
-        missing("mounting a 1 MiB tmpfs needs root")
-    try:
+    with tmpfs(tmp_path / "small-disk") as small:
         yield small
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
 
 
 def read_json(path: Path) -> dict | None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import missing, run_cli
+from conftest import run_cli, tmpfs
 
 
 def assert_one_line_error(proc, code: int, *fragments: str) -> str:
@@ -253,14 +252,8 @@ def test_a_value_with_an_equals_sign_is_no_empty_value():
 def test_a_folder_that_cannot_be_written_is_refused_before_anything_runs(env, tmp_path):
     """--to (submit --wait, pull) and --out in a folder that is not writable: refused at once in one line,
     not after the job trained or the model loaded (a raw PermissionError then)."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)]).returncode:
-        missing("mounting a read-only tmpfs needs root")  # root writes anywhere else
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:  # root writes anywhere else
         for args in (["submit", "--dataset", "bach", "--wait", "--to", str(ro / "out")],
                      ["pull", "composer-x", "--to", str(ro / "out")]):
             assert_one_line_error(run_cli(*args, env=env), 2, f"--to {ro / 'out'}: {ro} is not writable",
                                   "choose a folder you can write to")
-    finally:
-        subprocess.run(["umount", str(ro)], check=True)

@@ -191,10 +191,10 @@ def test_a_greedy_generate_lists_no_sampling_settings_it_did_not_use(shared_midi
     shutil.copyfile(shared_midi / FF / "8.mid", tmp_path / "sample-01.mid")
     for greedy, shown in ((True, False), (False, True)):
         (tmp_path / "report.json").write_text(json.dumps({"settings": {
-            **Sampling(temperature=1.3, top_k=7, greedy=greedy).describe(), "seed": 3}}))
+            **Sampling(temperature=1.3, top_k=7, top_p=0.9, greedy=greedy).describe(), "seed": 3}}))
         text = write_page(tmp_path).read_text()
         settings = text[text.index("<h2>Settings</h2>"):]
-        assert ("temperature" in settings and "top k" in settings) is shown, settings
+        assert [label in settings for label in ("temperature", "top k", "top p")] == [shown] * 3, settings
         assert ">greedy<" in settings if greedy else ">sample<" in settings
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_command, cli_env, missing, run_cli
+from conftest import cli_command, cli_env, missing, run_cli, tmpfs
 
 from service.storage.jobstate import Progress
 from service.storage.manifest import publish_dir, pull
@@ -136,13 +136,28 @@ def test_a_mount_point_is_pulled_into_with_the_files_modes_a_new_file_gets(publi
     above's file system, and every move failed with EXDEV (exit 1, staging left behind). And pulled files
     have the mode any new file gets (a local store's copies were 0600: a web server could not serve them)."""
     env, _ = published
-    proc = run_cli("pull", "composer-done", "--to", str(small_disk), env=env)
+    mask = os.umask(0o022)  # the pull's own: files 0644 (under 077 they would be 0600 either way)
+    try:
+        proc = run_cli("pull", "composer-done", "--to", str(small_disk), env=env)
+    finally:
+        os.umask(mask)
     assert proc.returncode == 0, proc.stderr
-    assert snapshot(small_disk) == FILES  # and no staging folder left, inside or beside
+    assert snapshot(small_disk) == FILES  # and no staging folder left, inside or beside:
+    assert not (small_disk / ".pull-composer-done").exists()
     assert not list(small_disk.parent.glob(f".{small_disk.name}.pull-*"))
-    mask = os.umask(0)
-    os.umask(mask)
-    assert {(small_disk / rel).stat().st_mode & 0o777 for rel in FILES} == {0o666 & ~mask}
+    assert {(small_disk / rel).stat().st_mode & 0o777 for rel in FILES} == {0o644}
+
+
+def test_a_mount_inside_the_folder_is_pulled_into_across_file_systems(published, tmp_path):
+    """DIR/samples a mount of its own: the samples cannot be renamed into it from the staging folder, so
+    each is copied beside its place and renamed there (no part of a file, no copy left behind)."""
+    env, _ = published
+    dest = tmp_path / "dest"
+    with tmpfs(dest / "samples"):
+        proc = run_cli("pull", "composer-done", "--to", str(dest), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert snapshot(dest) == FILES and not list(tmp_path.glob(".dest.pull-*"))
+        assert sorted(p.name for p in (dest / "samples").iterdir()) == ["sample-01.mid", "sample-02.mid"]
 
 
 def test_a_folder_that_cannot_be_written_is_refused_before_anything_moves(published, tmp_path):
@@ -150,17 +165,12 @@ def test_a_folder_that_cannot_be_written_is_refused_before_anything_moves(publis
     PermissionError with DIR half pulled. A file where the staging folder goes: a raw FileExistsError."""
     env, _ = published
     dest = tmp_path / "dest"
-    (dest / "samples").mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(dest / "samples")]).returncode:
-        missing("mounting a read-only tmpfs needs root")  # root writes anywhere else
-    try:
+    with tmpfs(dest / "samples", "ro,size=1m"):  # root writes anywhere else
         proc = run_cli("pull", "composer-done", "--to", str(dest), env=env)
         assert proc.returncode == 2 and proc.stderr == (
             f"error: the pull cannot write into {dest / 'samples'}: make it writable or pull into another "
             "folder\n"), proc.stderr
         assert snapshot(dest) == {} and not list(tmp_path.glob(".dest.pull-*"))
-    finally:
-        subprocess.run(["umount", str(dest / "samples")], check=True)
     (tmp_path / ".dest.pull-composer-done").write_text("mine")
     proc = run_cli("pull", "composer-done", "--to", str(dest), env=env)
     assert proc.returncode == 2 and proc.stderr == (
@@ -175,8 +185,9 @@ def test_a_move_that_fails_even_so_says_how_far_it_got_and_a_rerun_finishes(publ
     dest = tmp_path / "dest"
     (dest / "samples").mkdir(parents=True)
     (dest / "samples" / "sample-01.mid").write_bytes(b"mine")
-    if subprocess.run(["chattr", "+i", str(dest / "samples" / "sample-01.mid")]).returncode:
-        missing("chattr +i needs root and a file system that has it")
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(dest / "samples" / "sample-01.mid")]
+                                                    ).returncode:
+        missing("chattr +i needs e2fsprogs, root and a file system that has it")
     try:
         proc = run_cli("pull", "composer-done", "--to", str(dest), "--force", env=env)
         assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr

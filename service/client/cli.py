@@ -910,14 +910,18 @@ def _interrupted(e: SystemExit) -> bool:
 def _check_folder(flag: str, path: Path) -> None:
     """A folder to write into: refused in one line where it, or a folder it would be made in, is a file or
     may not be written (before a model loads or a job trains, not at its first file)."""
-    for where in (path, *path.parents):
-        if where.exists():
-            if not where.is_dir():
-                raise UserError(f"{flag} {path}: {where} is a file, not a folder" if where != path
-                                else f"{flag} {path} is a file, not a folder")
-            if not os.access(where, os.W_OK | os.X_OK):
-                raise UserError(f"{flag} {path}: {where} is not writable: choose a folder you can write to")
-            return
+    from service.storage.manifest import nearest, writable
+
+    try:
+        where = nearest(path)
+    except PermissionError:  # a folder above it that this user cannot enter
+        raise UserError(f"{flag} {path}: a folder above it cannot be entered: choose a folder you can write "
+                        "to") from None
+    if not where.is_dir():
+        raise UserError(f"{flag} {path}: {where} is a file, not a folder" if where != path
+                        else f"{flag} {path} is a file, not a folder")
+    if not writable(where):
+        raise UserError(f"{flag} {path}: {where} is not writable: choose a folder you can write to")
 
 
 def _empty_value(argv: list[str]) -> str | None:

@@ -29,7 +29,9 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # when it sees an epoch's report (a sweep's scheduler decides on it) and the end of training; Ray's 2 s
 # made each trial a sweep stops train on for a second more on average, and each job's training end wait.
 JOB_ENV = {"TF_USE_LEGACY_KERAS": "1", "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "RAY_DEDUP_LOGS": "0",
-           "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+           "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+           # train.py trains on Ray Train v2's DataParallelTrainer: a cluster set to v1 would refuse it
+           "RAY_TRAIN_V2_ENABLED": "1"}
 
 
 def check_reachable(store: Store, cluster: clusters.Cluster | None) -> None:

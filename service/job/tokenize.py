@@ -147,7 +147,8 @@ def _finish(job: JobRun, writer: corpora.CorpusWriter, location: str) -> corpora
     for path, message in writer.errors:
         job.say(f"skipped {path}: {message}")
     if not writer.files:
-        first = f" (the first, {writer.errors[0][0]}: {writer.errors[0][1]})" if writer.errors else ""
+        # a name from an archive may hold a newline: escaped, as `datasets list` shows names
+        first = f" (the first, {datasets.shown(writer.errors[0][0])}: {writer.errors[0][1]})" if writer.errors else ""
         raise ComposerError(f"no file of dataset {job.spec.dataset} could be tokenized: "
                             f"{count(len(writer.errors), 'file')} failed{first}; `composer logs {job.spec.job_id}` "
                             "names each, and `fastparse.read_notes(PATH)` says why a file does not read")

@@ -187,7 +187,7 @@ def _tensorflow_server() -> str | None:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker (TF_CONFIG is set by TensorflowTrainer)."""
+    """Runs on every Ray Train worker (TF_CONFIG is set by the backend config: tf_cluster.py)."""
     import ray.train
 
     spec = JobSpec.from_json(config["spec"])

@@ -82,7 +82,7 @@ class Staged:
             except OSError as e:
                 raise JobFailed(f"the pull stopped after moving {done} of {len(waiting)} files into {self.dest}: "
                                 f"{self.dest / rel}: {e.strerror}; the rest wait in {self.staging}: fix that and "
-                                "pull again to finish") from None
+                                "run the same pull again to finish") from None
         self.drop()
         return sorted(self.files)
 
@@ -92,10 +92,27 @@ class Staged:
 
 def _file_mode() -> int:
     """What a new file gets under this process's umask: pulled files are the user's files like any other
-    (a local store's are written private, 0600, and a web server could not serve a pulled report)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    (a local store's are written private, 0600, and a web server could not serve a pulled report). Read
+    from /proc where there is one: setting the umask to read it would touch a file another thread makes."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        mask = os.umask(0)
+        os.umask(mask)
     return 0o666 & ~mask
+
+
+def nearest(path: Path) -> Path:
+    """path, or the nearest folder above it that exists: the one a mkdir of path writes into. Raises
+    PermissionError where a folder above cannot be entered."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def _move_in(staged: Path, target: Path, mode: int) -> None:
@@ -109,9 +126,13 @@ def _move_in(staged: Path, target: Path, mode: int) -> None:
         if e.errno != errno.EXDEV:
             raise
         beside = target.with_name(f".{target.name}.pulling")
-        shutil.copyfile(staged, beside)
-        os.chmod(beside, mode)
-        os.replace(beside, target)
+        try:
+            shutil.copyfile(staged, beside)
+            os.chmod(beside, mode)
+            os.replace(beside, target)
+        except BaseException:  # a full disk: no part of a file left in dest
+            beside.unlink(missing_ok=True)
+            raise
         staged.unlink()
 
 
@@ -119,7 +140,7 @@ def staging_for(dest: Path, job_id: str) -> Path:
     """Beside dest (.<dest>.pull-<job>), so that dest stays as it was until every file is checked; inside
     dest (.pull-<job>) where dest is a mount point (a Docker volume, a mounted disk: a rename into it from
     the folder above would cross file systems) or the folder above is not the user's to write."""
-    if dest.is_dir() and (os.path.ismount(dest) or not os.access(dest.parent, os.W_OK | os.X_OK)):
+    if dest.is_dir() and (os.path.ismount(dest) or not writable(dest.parent)):
         return dest / f".pull-{job_id}"
     return dest.parent / f".{dest.name}.pull-{job_id}"
 
@@ -199,10 +220,12 @@ def unwritable(dest: Path, files: list[str]) -> list[str]:
     user's): found before anything is fetched, since moving in would stop half way."""
     found = set()
     for rel in files:
-        folder = (dest / rel).parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent  # the folder the pull's mkdir writes into
-        if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            folder = nearest((dest / rel).parent)
+        except PermissionError:  # a folder on the way that cannot be entered
+            found.add(str((dest / rel).parent))
+            continue
+        if not writable(folder):
             found.add(str(folder))
     return sorted(found)
 
