@@ -844,9 +844,7 @@ def datasets_show(name: str, store: StoreOpt = None) -> None:
         printed({**shown, "builtin": True})
         return
     if info is None:
-        if other := next((n for n in datasets.dataset_names(opened) if n.lower() == name.lower()), None):
-            raise UserError(f"no dataset {name!r} in the store, but there is {other!r} (names are case-sensitive)")
-        raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
+        raise datasets.not_stored(opened, name)
     printed(info.__dict__)
 
 
@@ -859,13 +857,20 @@ def datasets_import(name: str, path: Path, store: StoreOpt = None, max_size: Max
     info = datasets.import_dataset(_store(store), name, path, _max_bytes(max_size))
     out.print(f"imported {count(info.files, 'file')} as dataset {info.name} ({count(info.shards, 'shard')})",
               highlight=False, markup=False)
-    _note_not_midi(info.name, [datasets.shown(n) for n in info.not_midi])  # names from an archive: any text
+    _note_not_midi(info.name, info.not_midi)
+
+
+def _first_names(names: list[str]) -> str:
+    """Up to three file names of a dataset, as a line may show them (a name from an archive: any text)."""
+    from service.storage.datasets import shown
+
+    return ", ".join(shown(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _note_not_midi(name: str, bad: list[str]) -> None:
     """On stderr: the files of a dataset just stored that are not MIDI (jobs skip them)."""
     if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        shown = _first_names(bad)
         err.print(f"note: {len(bad)} of the files {'is' if len(bad) == 1 else 'are'} not MIDI (no MThd "
                   f"at the start), and jobs will skip {'it' if len(bad) == 1 else 'them'}: {shown} "
                   f"(`composer datasets show {name}` lists them)", highlight=False, markup=False, soft_wrap=True)
@@ -890,10 +895,9 @@ def datasets_migrate(name: str, store: StoreOpt = None) -> None:
                   "migrate left (the shards hold them)", highlight=False, markup=False)
     out.print(f"dataset {info.name}: {count(info.files, 'file')} in {count(info.shards, 'shard')}",
               highlight=False, markup=False)
-    _note_not_midi(info.name, [datasets.shown(n) for n in info.not_midi])
+    _note_not_midi(info.name, info.not_midi)
     if done.kept:
-        names = ", ".join(datasets.shown(n) for n in done.kept[:3]) + \
-            (f" and {len(done.kept) - 3} more" if len(done.kept) > 3 else "")
+        names = _first_names(done.kept)
         err.print(f"note: kept {count(len(done.kept), 'object')} under {datasets.prefix(info.name)}/files/ that "
                   f"{'is' if len(done.kept) == 1 else 'are'} no .mid or .midi file, so in no shard and never read by "
                   f"a job: {names}; move or remove {'it' if len(done.kept) == 1 else 'them'} yourself",

@@ -130,6 +130,13 @@ def shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def not_stored(store: Store, name: str) -> UserError:
+    """The error for a name no stored dataset has; it names the one that differs only in case, if any."""
+    if other := next((n for n in dataset_names(store) if n.lower() == name.lower()), None):
+        return UserError(f"no dataset {name!r} in the store, but there is {other!r} (names are case-sensitive)")
+    return UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
+
+
 def dataset_names(store: Store) -> list[str]:
     """The names of the datasets in the store (those whose dataset.json, written last, is there; not a
     file of that name deeper down, as a per-file dataset's files/x/dataset.json)."""
@@ -458,9 +465,7 @@ def repack(store: Store, name: str) -> Migrated:
     rerun removes the old files an interruption left (after the switch, the record says "shards")."""
     old = info(store, valid_name(name))
     if old is None:
-        if other := next((n for n in dataset_names(store) if n.lower() == name.lower()), None):
-            raise UserError(f"no dataset {name!r} in the store, but there is {other!r} (names are case-sensitive)")
-        raise UserError(f"no dataset {name!r} in the store: see `composer datasets list`")
+        raise not_stored(store, name)
     if old.layout == "shards":
         return _drop_per_file(store, name, old, interrupted=True)
     with tempfile.TemporaryDirectory(prefix="composer-migrate-") as tmp:
