@@ -142,6 +142,29 @@ def test_a_rerun_finishes_a_migrate_interrupted_before_the_old_objects_went(env,
     assert (third.returncode, third.stdout, third.stderr) == (0, "dataset old: 3 files in 1 shard\n", "")
 
 
+def test_a_rerun_keeps_a_leftover_written_again_since_the_interrupted_migrate(env, store, tmp_path, monkeypatch):
+    """The rerun deletes a leftover only where its bytes are the ones the shards hold: a file written again
+    between the two runs (by hand, or by an older composer) is kept and named, not lost."""
+    names = ["8.mid", "AT.mid", "Cids.mid"]
+    legacy_dataset(store, "old", folder_of(tmp_path, "src", {n: (MIDI / n).read_bytes() for n in names}))
+    monkeypatch.setattr(store, "delete", lambda key: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        datasets.migrate(store, "old")
+    monkeypatch.undo()
+    rewritten = (MIDI / "8.mid").read_bytes() + b"\0"
+    store.put_bytes("datasets/old/files/AT.mid", rewritten)
+
+    again = run_cli("datasets", "migrate", "old", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ("dataset old: removed the 2 per-file objects an interrupted migrate left (the shards "
+                            "hold them)\ndataset old: 3 files in 1 shard\n")
+    assert again.stderr == ("note: kept 1 object under datasets/old/files/ whose bytes are not the ones the shards "
+                            "hold (it was written again since an interrupted migrate packed it; jobs read the "
+                            "shards): AT.mid; import it anew if wanted, then remove it yourself\n")
+    assert store.list("datasets/old/files") == ["datasets/old/files/AT.mid"]
+    assert store.get_bytes("datasets/old/files/AT.mid") == rewritten
+
+
 @pytest.mark.parametrize(("files", "line"), [
     ({}, "error: dataset old has no .mid or .midi file in the store (datasets/old/files/): nothing to migrate, and "
          "it is left as it was; jobs cannot use it: remove datasets/old/ from the store"),

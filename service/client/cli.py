@@ -902,6 +902,13 @@ def datasets_migrate(name: str, store: StoreOpt = None) -> None:
                   f"{'is' if len(done.kept) == 1 else 'are'} no .mid or .midi file, so in no shard and never read by "
                   f"a job: {names}; move or remove {'it' if len(done.kept) == 1 else 'them'} yourself",
                   highlight=False, markup=False, soft_wrap=True)
+    if done.changed:
+        one = len(done.changed) == 1
+        err.print(f"note: kept {count(len(done.changed), 'object')} under {datasets.prefix(info.name)}/files/ whose "
+                  f"bytes are not the ones the shards hold ({'it was' if one else 'they were'} written again since "
+                  f"an interrupted migrate packed {'it' if one else 'them'}; jobs read the shards): "
+                  f"{_first_names(done.changed)}; import {'it' if one else 'them'} anew if wanted, then remove "
+                  f"{'it' if one else 'them'} yourself", highlight=False, markup=False, soft_wrap=True)
 
 
 def _interrupted(e: SystemExit) -> bool:

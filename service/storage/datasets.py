@@ -451,6 +451,7 @@ class Migrated:
     info: DatasetInfo
     leftovers: int = 0  # per-file objects an interrupted migrate left behind, removed by this one
     kept: list[str] = field(default_factory=list)  # objects under files/ that no shard holds: left as they are
+    changed: list[str] = field(default_factory=list)  # leftovers whose bytes are not what the shards hold: kept
 
 
 def migrate(store: Store, name: str) -> DatasetInfo:
@@ -479,17 +480,24 @@ def repack(store: Store, name: str) -> Migrated:
 def _drop_per_file(store: Store, name: str, meta: DatasetInfo, interrupted: bool) -> Migrated:
     """Remove the per-file objects that the shards now hold (by name, from the index), and only those:
     an object that is no .mid or .midi file (a readme, a .kar) was never read by a job and is in no
-    shard, so it is kept, named, for its owner to move or remove, rather than lost without a word."""
+    shard, so it is kept, named, for its owner to move or remove, rather than lost without a word.
+    Leftovers of an interrupted migrate are read first and go only where their bytes are the ones the
+    shards hold (the index's sha256): one written again since the shards were packed is kept, named."""
     folder = f"{prefix(name)}/files/"
     keys = store.list(folder)
     if not keys:  # the usual case for a sharded dataset: one listing, no index read
         return Migrated(meta)
-    held = {m.name for m in load_index(store, name).files}
+    held = {m.name: m.sha256 for m in load_index(store, name).files}
     kept = [key[len(folder):] for key in keys if key[len(folder):] not in held]
     removed = [key for key in keys if key[len(folder):] in held]
+    changed: list[str] = []
+    if interrupted:  # this run did not pack them: it cannot know they are unchanged without reading them
+        changed = [key[len(folder):] for key in removed
+                   if hashlib.sha256(store.get_bytes(key)).hexdigest() != held[key[len(folder):]]]
+        removed = [key for key in removed if key[len(folder):] not in changed]
     for key in removed:
         store.delete(key)
-    return Migrated(meta, len(removed) if interrupted else 0, kept)
+    return Migrated(meta, len(removed) if interrupted else 0, kept, changed)
 
 
 def _check_migratable(name: str, folder: Path) -> None:
