@@ -7,7 +7,9 @@
    as it is in the controller.
 2. With --jobs N: N tiny two-worker jobs on composer's local Ray head and a local store, each job's
    timeline from its logs: submit to "training on 2 workers", from there to the workers' first line
-   (the controller and the worker group started), to the first training step, and to done.
+   (the controller and the worker group started), to the first training step, from the last epoch to
+   the held-out test score (the driver's TensorFlow import, unless it was loaded during training), and
+   to done.
 
     python benchmarks/job_start.py                 # 7 rounds of the unpickle, 3 jobs
     python benchmarks/job_start.py --jobs 0        # the unpickle only (no Ray head)
@@ -83,6 +85,9 @@ def job_timeline(env: dict[str, str], dataset: str) -> dict[str, float]:
             "training to workers": stamp(logs / "worker-0.log", "worker 1/2") - training,
             "workers to first step": stamp(logs / "worker-0.log", "first training step")
             - stamp(logs / "worker-0.log", "worker 1/2"),
+            # the driver's TensorFlow import, before its test score could start (service/job/preload.py)
+            "last epoch to test score": stamp(logs / "driver.log", "held-out test score")
+            - stamp(logs / "worker-0.log", "epoch 1/1"),
             "submit to done": stamp(logs / "driver.log", "done: results") - submitted}
 
 
@@ -93,7 +98,7 @@ def main() -> None:
     parser.add_argument("--dataset", default=str(FIVE), help="a MIDI folder for the jobs")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    for name, times in unpickle_rounds(args.rounds).items():
+    for name, times in (unpickle_rounds(args.rounds) if args.rounds else {}).items():
         print(f"{name}: median {statistics.median(times):.2f} s, min {min(times):.2f} s over {len(times)}")
     if not args.jobs:
         return
