@@ -307,3 +307,24 @@ def test_a_broken_link_is_refused_not_skipped(tmp_path):
                        "exist: restore the file or remove the link$"):
         datasets.import_dataset(store, "links", tmp_path / "corpus")
     assert stored(tmp_path, "links") == []
+
+
+def test_links_to_folders_are_followed_once_and_a_loop_of_links_is_named(tmp_path):
+    """A folder of links to one's collection is imported whole (links to folders were skipped without a word),
+    a link back up the tree adds nothing, and a `.mid` link to itself is called a loop, not a missing file."""
+    elsewhere = tmp_path / "collection" / "chopin"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "AT.mid").write_bytes((MIDI / "AT.mid").read_bytes())
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "8.mid").write_bytes((MIDI / "8.mid").read_bytes())
+    (tmp_path / "corpus" / "chopin").symlink_to(elsewhere)
+    (elsewhere / "up").symlink_to(tmp_path / "corpus")  # corpus/chopin/up is corpus again
+    store = open_store(str(tmp_path / "store"))
+    info = datasets.import_dataset(store, "linked", tmp_path / "corpus")
+    assert info.files == 2
+    assert [m.name for m in datasets.load_index(store, "linked").files] == ["8.mid", "chopin/AT.mid"]
+
+    (tmp_path / "corpus" / "self.mid").symlink_to("self.mid")
+    with pytest.raises(UserError, match=r"^\S+/corpus/self.mid is a link to self.mid, which leads back to itself "
+                       r"\(a loop of links\): remove the link$"):
+        datasets.import_dataset(store, "looped", tmp_path / "corpus")

@@ -10,6 +10,7 @@ folder with the same name never overwrites it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -219,10 +220,9 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
     anything is read: (entries, total bytes). A zip stays open, once, while the entries are read (its
     directory is parsed one time, not once per entry)."""
     if path.is_dir():
-        found = [p for p in sorted(path.rglob("*")) if p.suffix.lower() in MIDI_SUFFIXES]
+        found = [p for p in _walk(path) if p.suffix.lower() in MIDI_SUFFIXES]
         if broken := next((p for p in found if p.is_symlink() and not p.exists()), None):
-            raise UserError(f"{broken} is a link to {os.readlink(broken)}, which does not exist: "
-                            "restore the file or remove the link")
+            raise UserError(_broken_link(broken))
         entries = [_Entry(_utf8_name(p.relative_to(path).as_posix()), p.stat().st_size, partial(p.open, "rb"))
                    for p in found if p.is_file()]
         yield _checked(path, entries, max_bytes)
@@ -238,6 +238,41 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
         raise UserError(f"dataset {str(path)!r} is neither a folder nor a file: give a folder or a .zip of MIDI files")
     else:
         raise UserError(f"{str(path)!r} does not exist: give a folder or a .zip of MIDI files")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every path under `folder`, sorted, with links to folders followed (a folder of links to one's
+    collection is imported whole), each real folder once: a link back up the tree adds nothing."""
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+
+    def visit(at: Path) -> None:
+        stat = at.stat()
+        if (stat.st_dev, stat.st_ino) in seen:
+            return
+        seen.add((stat.st_dev, stat.st_ino))
+        try:
+            children = sorted(at.iterdir())
+        except PermissionError:  # skipped, as pathlib's rglob skips it
+            return
+        for child in children:
+            found.append(child)
+            if child.is_dir():  # a folder, or a link to one
+                visit(child)
+
+    visit(folder)
+    return sorted(found)
+
+
+def _broken_link(link: Path) -> str:
+    """What is wrong with a `.mid` link that leads to no file: gone, or a loop of links."""
+    target = os.readlink(link)
+    try:
+        link.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"{link} is a link to {target}, which leads back to itself (a loop of links): remove the link"
+    return f"{link} is a link to {target}, which does not exist: restore the file or remove the link"
 
 
 def _checked(path: Path, entries: list[_Entry], max_bytes: int) -> tuple[list[_Entry], int]:
