@@ -295,3 +295,19 @@ def test_the_token_cache_of_a_composers_filter_is_keyed_by_the_rule(monkeypatch)
     monkeypatch.setattr(corpora, "PICK_RULE", corpora.PICK_RULE + 1)
     assert corpora.cache_key("d" * 64, "remi", [], 5, "apply") == whole
     assert corpora.cache_key("d" * 64, "remi", ["Chopin"], 5, "apply") != chopin
+
+
+def test_generate_without_a_composer_writes_one_sample_per_composer_as_the_job_does(trained, tmp_path):
+    """A conditioned model asked for no composer: one sample per composer learned, most pieces first, round
+    again (each sample was conditioned on its random primer's composer, so two could be the same one)."""
+    from service.model.composers import ComposerTable
+
+    model = trained["composer"][2] / "model"
+    table = ComposerTable.from_json(json.loads((model / "composer.json").read_text())["composers"])
+    order = [table.names[i] for i in table.by_pieces()]
+    assert sorted(order) == ["Debussy", "Uematsu"]
+    proc = run_cli("generate", "--model", str(model), "--out", str(tmp_path / "out"), "--samples", "3", "--length",
+                   "16", "--no-sheet-music", "--no-audio", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["sample_composers"] == [order[0], order[1], order[0]], report["sample_composers"]

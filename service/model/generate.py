@@ -439,9 +439,16 @@ def write_audio(paths: list[Path], progress: Progress = _quiet, stage: str = "au
 def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Generator,
                    key: int | None = None, composer: int | None = None) -> Primers:
     """`count` rows from the model's primer bank, from pieces in `key` (by `composer`) when it has any;
-    with a key (a composer), every row is then conditioned on it."""
+    with a key (a composer), every row is then conditioned on it. A composer-conditioned model asked for
+    no composer writes as its job did: one sample per composer learned, most pieces first."""
+    from service.model.composers import rows_per_composer
+
     if key is not None and len(in_that_key := np.flatnonzero(bank.keys == key)):
         bank = bank.take(in_that_key)
+    if composer is None and info.composers is not None and bank.composers is not None:
+        rows, composers = rows_per_composer(bank.composers, info.composers, count, rng)
+        chosen = bank.take(rows).by_composer(composers)
+        return chosen if key is None else chosen.in_key(key)
     if composer is not None and bank.composers is not None and len(
             theirs := np.flatnonzero(bank.composers == composer)):
         bank = bank.take(theirs)
