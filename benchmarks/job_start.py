@@ -8,8 +8,8 @@
 2. With --jobs N: N tiny two-worker jobs on composer's local Ray head and a local store, each job's
    timeline from its logs: submit to "training on 2 workers", from there to the workers' first line
    (the controller and the worker group started), to the first training step, from the last epoch to
-   the held-out test score (the driver's TensorFlow import, unless it was loaded during training), and
-   to done.
+   the held-out test score (the driver imports TensorFlow, builds the best weights' model and scores),
+   and to done.
 
     python benchmarks/job_start.py                 # 7 rounds of the unpickle, 3 jobs
     python benchmarks/job_start.py --jobs 0        # the unpickle only (no Ray head)
@@ -85,7 +85,7 @@ def job_timeline(env: dict[str, str], dataset: str) -> dict[str, float]:
             "training to workers": stamp(logs / "worker-0.log", "worker 1/2") - training,
             "workers to first step": stamp(logs / "worker-0.log", "first training step")
             - stamp(logs / "worker-0.log", "worker 1/2"),
-            # the driver's TensorFlow import, before its test score could start (service/job/preload.py)
+            # the driver's TensorFlow import, the best weights' model and the scoring (BENCHMARKS.md)
             "last epoch to test score": stamp(logs / "driver.log", "held-out test score")
             - stamp(logs / "worker-0.log", "epoch 1/1"),
             "submit to done": stamp(logs / "driver.log", "done: results") - submitted}

@@ -310,21 +310,27 @@ def test_a_broken_link_is_refused_not_skipped(tmp_path):
 
 
 def test_links_to_folders_are_followed_once_and_a_loop_of_links_is_named(tmp_path):
-    """A folder of links to one's collection is imported whole (links to folders were skipped without a word),
-    a link back up the tree adds nothing, and a `.mid` link to itself is called a loop, not a missing file."""
+    """A folder of links to one's collection is imported whole (links to folders were skipped without a word);
+    a link to a folder the walk reaches anyway adds nothing and leaves the real folder's names as they were; a
+    link to the dataset's folder or above it is not followed; a `.mid` link to itself is called a loop."""
     elsewhere = tmp_path / "collection" / "chopin"
     elsewhere.mkdir(parents=True)
     (elsewhere / "AT.mid").write_bytes((MIDI / "AT.mid").read_bytes())
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "8.mid").write_bytes((MIDI / "8.mid").read_bytes())
-    (tmp_path / "corpus" / "chopin").symlink_to(elsewhere)
-    (elsewhere / "up").symlink_to(tmp_path / "corpus")  # corpus/chopin/up is corpus again
+    corpus = tmp_path / "corpus"
+    (corpus / "bach").mkdir(parents=True)
+    (corpus / "8.mid").write_bytes((MIDI / "8.mid").read_bytes())
+    (corpus / "bach" / "Cids.mid").write_bytes((MIDI / "Cids.mid").read_bytes())
+    (corpus / "all").symlink_to(corpus / "bach")  # sorts before bach/: still bach/Cids.mid
+    (corpus / "chopin").symlink_to(elsewhere)
+    (corpus / "home").symlink_to(tmp_path)  # above the dataset: would take in stray.mid
+    (tmp_path / "stray.mid").write_bytes((MIDI / "8.mid").read_bytes())
+    (elsewhere / "up").symlink_to(corpus)  # corpus/chopin/up is the dataset's folder again
     store = open_store(str(tmp_path / "store"))
-    info = datasets.import_dataset(store, "linked", tmp_path / "corpus")
-    assert info.files == 2
-    assert [m.name for m in datasets.load_index(store, "linked").files] == ["8.mid", "chopin/AT.mid"]
+    info = datasets.import_dataset(store, "linked", corpus)
+    assert [m.name for m in datasets.load_index(store, "linked").files] == ["8.mid", "bach/Cids.mid", "chopin/AT.mid"]
+    assert info.files == 3
 
-    (tmp_path / "corpus" / "self.mid").symlink_to("self.mid")
+    (corpus / "self.mid").symlink_to("self.mid")
     with pytest.raises(UserError, match=r"^\S+/corpus/self.mid is a link to self.mid, which leads back to itself "
                        r"\(a loop of links\): remove the link$"):
-        datasets.import_dataset(store, "looped", tmp_path / "corpus")
+        datasets.import_dataset(store, "looped", corpus)

@@ -242,25 +242,38 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
 
 def _walk(folder: Path) -> list[Path]:
     """Every path under `folder`, sorted, with links to folders followed (a folder of links to one's
-    collection is imported whole), each real folder once: a link back up the tree adds nothing."""
+    collection is imported whole) once every real folder has been walked, and each folder once: a link
+    to a folder the walk reached already adds nothing, so a real folder keeps its files' names. A link to
+    the dataset's folder or to one above it is not followed (it would take in the folders beside it); an
+    entry that cannot be read is skipped, as pathlib's rglob skips it."""
+    top = folder.resolve()
     seen: set[tuple[int, int]] = set()
     found: list[Path] = []
+    links: list[Path] = []
 
     def visit(at: Path) -> None:
-        stat = at.stat()
+        try:
+            stat = at.stat()
+            children = sorted(at.iterdir())
+        except OSError:
+            return
         if (stat.st_dev, stat.st_ino) in seen:
             return
         seen.add((stat.st_dev, stat.st_ino))
-        try:
-            children = sorted(at.iterdir())
-        except PermissionError:  # skipped, as pathlib's rglob skips it
-            return
         for child in children:
             found.append(child)
-            if child.is_dir():  # a folder, or a link to one
-                visit(child)
+            try:
+                if child.is_symlink():
+                    if child.is_dir() and not top.is_relative_to(child.resolve()):
+                        links.append(child)
+                elif child.is_dir():
+                    visit(child)
+            except (OSError, RuntimeError):  # RuntimeError: resolve() of a loop of links
+                continue
 
     visit(folder)
+    while links:  # in the order met; a linked folder's own links join the end
+        visit(links.pop(0))
     return sorted(found)
 
 
@@ -527,9 +540,14 @@ def _drop_per_file(store: Store, name: str, meta: DatasetInfo, interrupted: bool
     removed = [key for key in keys if key[len(folder):] in held]
     changed: list[str] = []
     if interrupted:  # this run did not pack them: it cannot know they are unchanged without reading them
-        changed = [key[len(folder):] for key in removed
-                   if hashlib.sha256(store.get_bytes(key)).hexdigest() != held[key[len(folder):]]]
-        removed = [key for key in removed if key[len(folder):] not in changed]
+        unchanged = []
+        for key in removed:
+            try:
+                same = hashlib.sha256(store.get_bytes(key)).hexdigest() == held[key[len(folder):]]
+            except NotFound:  # gone since the listing (another rerun): nothing to remove
+                continue
+            (unchanged if same else changed).append(key)
+        changed, removed = [key[len(folder):] for key in changed], unchanged
     for key in removed:
         store.delete(key)
     return Migrated(meta, len(removed) if interrupted else 0, kept, changed)
