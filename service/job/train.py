@@ -301,9 +301,9 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     model.fit(per_worker(train_starts, True, first_step, augmenter), epochs=spec.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, validation_data=per_worker(val_set, False, 0), validation_steps=val_steps,
               verbose=0, callbacks=[reporter, _first_step_callback(log, started)])
-    # Said only when it happens: twice, tf.data's autotuning made fit return up to a minute late (now off),
-    # and a README demo in CI still lost 57 s between its last epoch and its test score once (not yet seen
-    # where); this line tells the worker's share of such a wait from Ray's.
+    # Said only when it happens: tf.data's autotuning made fit return up to a minute late, and still does
+    # at times through the strategy's own input iterators (ARCHITECTURE.md, traps); this line tells the
+    # worker's share of such a wait from Ray's.
     if reporter.ended is not None and (late := time.monotonic() - reporter.ended) > LATE_FIT_S:
         log.line(f"model.fit returned {late:.0f} s after the last epoch ended")
 
