@@ -254,12 +254,12 @@ def _walk(folder: Path) -> list[Path]:
     def visit(at: Path) -> None:
         try:
             stat = at.stat()
+            if (stat.st_dev, stat.st_ino) in seen:
+                return
+            seen.add((stat.st_dev, stat.st_ino))
             children = sorted(at.iterdir())
         except OSError:
             return
-        if (stat.st_dev, stat.st_ino) in seen:
-            return
-        seen.add((stat.st_dev, stat.st_ino))
         for child in children:
             found.append(child)
             try:
@@ -543,11 +543,14 @@ def _drop_per_file(store: Store, name: str, meta: DatasetInfo, interrupted: bool
         unchanged = []
         for key in removed:
             try:
-                same = hashlib.sha256(store.get_bytes(key)).hexdigest() == held[key[len(folder):]]
+                data = store.get_bytes(key)
             except NotFound:  # gone since the listing (another rerun): nothing to remove
                 continue
-            (unchanged if same else changed).append(key)
-        changed, removed = [key[len(folder):] for key in changed], unchanged
+            if hashlib.sha256(data).hexdigest() == held[key[len(folder):]]:
+                unchanged.append(key)
+            else:
+                changed.append(key[len(folder):])
+        removed = unchanged
     for key in removed:
         store.delete(key)
     return Migrated(meta, len(removed) if interrupted else 0, kept, changed)
