@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from service.errors import JobFailed
+from service.job import strategy_input
 from service.job.context import JobRun
 from service.model.architecture import architecture_for
 from service.spec import JobSpec
@@ -293,7 +294,7 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
                                 shuffle=shuffle, first_step=first, part=(context.input_pipeline_id,
                                                                           context.num_input_pipelines),
                                 replicas=replicas, augment=augmenter, piece_composers=who)
-        return strategy.distribute_datasets_from_function(dataset)
+        return strategy_input.distribute(strategy, dataset)
 
     # The best weights are read back from the store (jobstate.best_weights), so no Keras EarlyStopping with
     # restore_best_weights: its patience counter would start over on every resume.
@@ -301,9 +302,9 @@ def _train_worker(spec: JobSpec, store: Store, rank: int, world: int, cpus: int,
     model.fit(per_worker(train_starts, True, first_step, augmenter), epochs=spec.epochs, initial_epoch=initial_epoch,
               steps_per_epoch=steps, validation_data=per_worker(val_set, False, 0), validation_steps=val_steps,
               verbose=0, callbacks=[reporter, _first_step_callback(log, started)])
-    # Said only when it happens: tf.data's autotuning made fit return up to a minute late, and still does
-    # at times through the strategy's own input iterators (ARCHITECTURE.md, traps); this line tells the
-    # worker's share of such a wait from Ray's.
+    # Said only when it happens: tf.data's autotuning made fit return up to a minute late, in composer's
+    # pipelines and then in the strategy's own per-device ones (ARCHITECTURE.md, traps; both now untuned);
+    # this line would tell the worker's share of such a wait from Ray's.
     if reporter.ended is not None and (late := time.monotonic() - reporter.ended) > LATE_FIT_S:
         log.line(f"model.fit returned {late:.0f} s after the last epoch ended")
 
