@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -69,6 +70,8 @@ print(json.dumps({"trained": b.ended - b.started, "late": time.monotonic() - b.e
 
 
 def free_ports(count: int) -> list[int]:
+    """Ports free now; closed again before the workers bind them, so another process could take one
+    first (a round then fails and says so: rerun it)."""
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
         s.bind(("127.0.0.1", 0))
@@ -79,29 +82,44 @@ def free_ports(count: int) -> list[int]:
 
 
 def one_round(script: Path, epochs: int, variant: str) -> list[dict]:
-    """Both workers' {"trained", "late"}, in worker order."""
+    """Both workers' {"trained", "late"}, in worker order. A worker that fails leaves the other waiting
+    in its all-reduce: the round stops both and shows the failed one's log."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT),
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        log = script.with_name(f"worker{index}.log")  # a file, not a pipe: neither worker blocks on its log
-        with log.open("w") as err:
-            procs.append((subprocess.Popen([sys.executable, str(script), str(epochs), variant], env=env,
-                                           stdout=subprocess.PIPE, stderr=err, text=True), log))
-    results = []
-    for index, (proc, log) in enumerate(procs):
-        out, _ = proc.communicate(timeout=600)
-        if proc.returncode != 0:
-            raise SystemExit(f"worker {index} ({variant}) exited with {proc.returncode}: "
-                             f"{log.read_text()[-2000:].strip()}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    procs: list[tuple[subprocess.Popen, Path]] = []
+    try:
+        for index in range(2):
+            env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT),
+                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            log = script.with_name(f"worker{index}.log")  # a file, not a pipe: no worker blocks on its log
+            with log.open("w") as err:
+                procs.append((subprocess.Popen([sys.executable, str(script), str(epochs), variant], env=env,
+                                               stdout=subprocess.PIPE, stderr=err, text=True), log))
+        deadline = time.monotonic() + 600
+        while None in [proc.poll() for proc, _ in procs]:  # every worker polled, each time
+            for index, (proc, log) in enumerate(procs):
+                if proc.returncode not in (None, 0):
+                    raise SystemExit(f"worker {index} ({variant}) exited with {proc.returncode}: "
+                                     f"{log.read_text()[-2000:].strip()}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"a round of {variant} ran past 10 minutes")
+            time.sleep(0.2)
+        results = []
+        for index, (proc, log) in enumerate(procs):
+            if proc.returncode != 0:
+                raise SystemExit(f"worker {index} ({variant}) exited with {proc.returncode}: "
+                                 f"{log.read_text()[-2000:].strip()}")
+            results.append(json.loads(proc.stdout.read().strip().splitlines()[-1]))
+        return results
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=8, choices=range(1, 1001), metavar="N")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of 20 steps a round")
     parser.add_argument("--late", type=float, default=1.0, help="seconds after which a return counts as late")
     args = parser.parse_args()
@@ -113,7 +131,8 @@ def main() -> None:
         script = Path(tmp) / "worker.py"
         script.write_text(WORKER)
         for number in range(1, args.rounds + 1):
-            for variant in variants:
+            # Each first in every other round: whatever the round's first run leaves on the host falls on both.
+            for variant in variants if number % 2 else variants[::-1]:
                 workers = one_round(script, args.epochs, variant)
                 late[variant] += [w["late"] for w in workers]
                 print(f"round {number} {variant:9}: trained {workers[0]['trained']:.1f} s; fit returned " +

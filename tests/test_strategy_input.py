@@ -12,20 +12,21 @@ TOKENS = np.arange(2000, dtype=np.int32) % 50
 STARTS = np.arange(0, 1900, 7, dtype=np.int64)
 
 
-def _windows(context=None):
+def _windows(context: object = None):
     return make_dataset(TOKENS, STARTS, 16, 8, seed=0, shuffle=True)
 
 
-def _device_datasets(iterator) -> list:
+def _device_datasets(iterator: object) -> list:
     """The per-device datasets TensorFlow built for a distributed iterator (its private structure, TF 2.21)."""
     return [device._dataset for worker in iterator._iterators for device in worker._iterator._device_iterators]
 
 
-def test_the_strategy_s_per_device_datasets_are_untuned_and_give_the_pipeline_s_batches():
+def test_the_strategy_s_per_device_datasets_are_untuned_and_give_the_pipeline_s_batches(monkeypatch):
     """Whether a deletion then waits depends on thread timing (benchmarks/late_fit.py counts late fits);
     what makes it wait at all is an autotuned dataset, which this finds."""
     import tensorflow as tf
 
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # one worker of its own, not a cluster to join
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # one local worker, as each Ray worker runs it
     distributed = strategy_input.distribute(strategy, _windows)
     iterator = iter(distributed)

@@ -8,7 +8,8 @@ MultiWorkerMirroredStrategy feeds every replica through per-device datasets of i
 builds with default options (autotuning on) whatever `tf.distribute.InputOptions` say: each is a
 prefetch of one element, nothing to tune. `distribute` builds them with autotuning off.
 
-TensorFlow has no option for those datasets, so this wraps the one function that builds them
+TensorFlow has no option for those datasets (tf.data's debug mode turns autotuning off everywhere, but
+runs every map function eagerly: far slower), so this wraps the one function that builds them
 (`multi_device_iterator_ops._create_device_dataset`, TensorFlow 2.21, the version pyproject.toml pins);
 a TensorFlow without it fails the job with a line that says so, and so does the test
 (tests/test_strategy_input.py), rather than bringing the late fit back unseen.
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-def distribute(strategy: tf.distribute.Strategy, dataset_fn: Callable[[tf.distribute.InputContext], Any]) -> Any:
+def distribute(strategy: tf.distribute.Strategy,
+               dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset]) -> tf.distribute.DistributedDataset:
     """`strategy.distribute_datasets_from_function(dataset_fn)`, its per-device datasets untuned."""
     untune_device_datasets()
     return strategy.distribute_datasets_from_function(dataset_fn)
