@@ -535,6 +535,9 @@ def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head,
 
     from browser import check_page, open_page, screenshot
     from conftest import REPO
+    from music21 import corpus as music21_corpus
+
+    from service.storage import datasets
 
     store = tmp_path / "store"
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
@@ -547,6 +550,11 @@ def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head,
     assert f"open {out / 'report.html'} to hear and see it" in proc.stdout
     meta = json.loads((store / "datasets" / "bach" / "dataset.json").read_text())
     assert meta["files"] > 300  # the chorales bundled with music21, exported once
+    # The export (a minute on 2 cores) says what it does, how far it got, and what it stored.
+    driver_log = next(store.glob("jobs/*/logs/driver.log")).read_text()
+    chorales = len(datasets.chorale_scores([str(p) for p in music21_corpus.getComposer("bach")]))
+    assert f"driver: exporting the {chorales} Bach chorales bundled with music21 to MIDI" in driver_log
+    assert re.search(rf"driver: exported {meta['files']} of {chorales} chorales in \d+ s", driver_log), driver_log
     index = json.loads((store / "datasets" / "bach" / "index.json").read_text())
     assert len(index["files"]) == meta["files"]
     first = index["files"][0]

@@ -42,6 +42,7 @@ MAX_FILE_BYTES = 128 << 20  # the most fastparse reads of one file
 # about 210 MB of MIDI (193 MB zipped), so ten times that leaves room for larger corpora.
 DEFAULT_MAX_BYTES = 2 << 30
 BUILTINS = {"bach": "the Bach chorales bundled with music21, exported to MIDI on first use"}
+EXPORT_EVERY_S = 10.0  # how often a built-in's export says how far it got
 # Named here so that users get told how to bring them in, rather than 'unknown dataset'.
 IMPORTABLE = {
     "giantmidi": "GiantMIDI-Piano: download its archive, then `composer datasets import giantmidi ARCHIVE.zip`",
@@ -619,8 +620,22 @@ def _export_chorale(path: str) -> tuple[str, bytes | None]:
         return Path(path).stem, None
 
 
-def ensure_builtin(store: Store, name: str, workers: int = 2) -> DatasetInfo:
-    """Export a built-in corpus to MIDI once and cache it in the store (runs in the job driver)."""
+def chorale_scores(paths: list[str]) -> list[str]:
+    """The chorales of music21's `bach` corpus, one file each: not its Roman-numeral analyses
+    (`riemenschneider*.rntxt`: a reading of the harmony as block chords, not Bach's voices), and the
+    MusicXML of a chorale it also holds in Humdrum (bwv277, bwv281, bwv366). Sorted by name."""
+    chosen: dict[str, str] = {}
+    # MusicXML last, so that it is the one kept (the one the export kept before, by the corpus's order).
+    for path in sorted(paths, key=lambda p: (Path(p).suffix.lower() == ".mxl", p)):
+        if Path(path).suffix.lower() != ".rntxt":
+            chosen[Path(path).stem] = path
+    return [chosen[stem] for stem in sorted(chosen)]
+
+
+def ensure_builtin(store: Store, name: str, workers: int = 2,
+                   say: Callable[[str], None] = lambda line: None) -> DatasetInfo:
+    """Export a built-in corpus to MIDI once and cache it in the store (runs in the job driver); `say`
+    hears how far the export got, every EXPORT_EVERY_S, and what it exported (a minute on 2 cores)."""
     existing = info(store, name)
     if existing is not None:
         return existing
@@ -628,9 +643,22 @@ def ensure_builtin(store: Store, name: str, workers: int = 2) -> DatasetInfo:
         raise UserError(f"unknown built-in dataset {name!r}")
     from music21 import corpus
 
-    paths = [str(p) for p in corpus.getComposer("bach")]
+    paths = chorale_scores([str(p) for p in corpus.getComposer("bach")])
+    say(f"exporting the {len(paths)} Bach chorales bundled with music21 to MIDI: once, for this store")
+    started = last = time.monotonic()
+    exported: dict[str, bytes | None] = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        exported = dict(pool.map(_export_chorale, paths, chunksize=8))
+        for stem, data in pool.map(_export_chorale, paths, chunksize=8):
+            exported[stem] = data
+            if time.monotonic() - last >= EXPORT_EVERY_S and len(exported) < len(paths):
+                last = time.monotonic()
+                say(f"exported {len(exported)} of {len(paths)} chorales")
+    failed = sorted(stem for stem, data in exported.items() if data is None)
+    said = f"exported {len(paths) - len(failed)} of {len(paths)} chorales in {time.monotonic() - started:.0f} s"
+    if failed:
+        said += f"; music21 could not translate {len(failed)}, left out: {', '.join(failed[:5])}"
+        said += " ..." if len(failed) > 5 else ""
+    say(said)
     entries = [_Entry(f"{stem}.mid", len(data), lambda data=data: io.BytesIO(data))
                for stem, data in sorted(exported.items()) if data is not None]
     return _upload(store, name, "music21 corpus: bach", entries, sum(e.size for e in entries))

@@ -1,0 +1,27 @@
+"""The built-in `bach` dataset: the chorales of music21's corpus, one file each (datasets.chorale_scores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.storage import datasets
+
+
+def test_a_chorale_held_twice_is_kept_as_musicxml_and_the_analyses_are_left_out():
+    paths = ["/m/bach/bwv2.krn", "/m/bach/riemenschneider001.rntxt", "/m/bach/bwv1.mxl", "/m/bach/bwv3.xml",
+             "/m/bach/bwv1.krn", "/m/bach/bwv4.mxl", "/m/bach/bwv4.krn"]
+    assert datasets.chorale_scores(paths) == ["/m/bach/bwv1.mxl", "/m/bach/bwv2.krn", "/m/bach/bwv3.xml",
+                                              "/m/bach/bwv4.mxl"]
+
+
+def test_music21_s_bach_corpus_gives_each_chorale_once_and_no_analysis():
+    from music21 import corpus
+
+    paths = [str(p) for p in corpus.getComposer("bach")]
+    chosen = datasets.chorale_scores(paths)
+    names = [Path(p).name for p in chosen]
+    assert len(paths) == 433 and len(chosen) == 410  # music21 10.5.1: 20 analyses, 3 chorales held twice
+    assert not [n for n in names if n.startswith("riemenschneider") or n.endswith(".rntxt")]
+    assert len({Path(p).stem for p in chosen}) == len(chosen)
+    assert {"bwv277.mxl", "bwv281.mxl", "bwv366.mxl"} <= set(names)
+    assert not {"bwv277.krn", "bwv281.krn", "bwv366.krn"} & set(names)
