@@ -621,9 +621,11 @@ def _export_chorale(path: str) -> tuple[str, bytes | None]:
 
 
 def chorale_scores(paths: list[str]) -> list[str]:
-    """The chorales of music21's `bach` corpus, one file each: not its Roman-numeral analyses
-    (`riemenschneider*.rntxt`: a reading of the harmony as block chords, not Bach's voices), and the
-    MusicXML of a chorale it also holds in Humdrum (bwv277, bwv281, bwv366). Sorted by name."""
+    """music21's `bach` corpus without its Roman-numeral analyses (`riemenschneider*.rntxt`: a reading
+    of the harmony as block chords, not Bach's voices), and one file for a chorale it holds in both
+    Humdrum and MusicXML (bwv277, bwv281, bwv366: the MusicXML). Sorted by name. The rest is the corpus
+    as music21 has it: a few chorales in two settings (`bwv248.9-1` and `bwv248.9-s`), some with their
+    instrumental parts, and one prelude (bwv846)."""
     chosen: dict[str, str] = {}
     # MusicXML last, so that it is the one kept (the one the export kept before, by the corpus's order).
     for path in sorted(paths, key=lambda p: (Path(p).suffix.lower() == ".mxl", p)):
