@@ -1,4 +1,4 @@
-"""The built-in `bach` dataset: the chorales of music21's corpus, one file each (datasets.chorale_scores)."""
+"""The built-in `bach` dataset: music21's bach corpus, one file a name, no analysis (datasets.chorale_scores)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_a_chorale_held_twice_is_kept_as_musicxml_and_the_analyses_are_left_out(
                                               "/m/bach/bwv4.mxl"]
 
 
-def test_music21_s_bach_corpus_gives_each_chorale_once_and_no_analysis():
+def test_music21_s_bach_corpus_gives_one_file_a_name_and_no_analysis():
     from music21 import corpus
 
     paths = [str(p) for p in corpus.getComposer("bach")]
