@@ -95,21 +95,17 @@ def one_round(script: Path, epochs: int, variant: str) -> list[dict]:
                 procs.append((subprocess.Popen([sys.executable, str(script), str(epochs), variant], env=env,
                                                stdout=subprocess.PIPE, stderr=err, text=True), log))
         deadline = time.monotonic() + 600
-        while None in [proc.poll() for proc, _ in procs]:  # every worker polled, each time
-            for index, (proc, log) in enumerate(procs):
-                if proc.returncode not in (None, 0):
-                    raise SystemExit(f"worker {index} ({variant}) exited with {proc.returncode}: "
+        while True:
+            codes = [proc.poll() for proc, _ in procs]  # every worker polled, each time
+            for index, ((_, log), code) in enumerate(zip(procs, codes, strict=True)):
+                if code not in (None, 0):
+                    raise SystemExit(f"worker {index} ({variant}) exited with {code}: "
                                      f"{log.read_text()[-2000:].strip()}")
+            if None not in codes:
+                return [json.loads(proc.stdout.read().strip().splitlines()[-1]) for proc, _ in procs]
             if time.monotonic() > deadline:
                 raise SystemExit(f"a round of {variant} ran past 10 minutes")
             time.sleep(0.2)
-        results = []
-        for index, (proc, log) in enumerate(procs):
-            if proc.returncode != 0:
-                raise SystemExit(f"worker {index} ({variant}) exited with {proc.returncode}: "
-                                 f"{log.read_text()[-2000:].strip()}")
-            results.append(json.loads(proc.stdout.read().strip().splitlines()[-1]))
-        return results
     finally:
         for proc, _ in procs:
             if proc.poll() is None:
