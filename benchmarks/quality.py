@@ -176,13 +176,13 @@ def midi_files(dataset: str, store_uri: str | None, into: Path) -> tuple[Path, l
     if folder.is_dir():
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI)
         return folder, files, f"folder {folder.resolve()}"
-    from service.storage import datasets, shards
+    from service.storage import builtin_bach, datasets, shards
     from service.storage.store import open_store, resolve_store_uri
 
     store = open_store(resolve_store_uri(store_uri))
     if dataset in datasets.BUILTINS:
         started = time.monotonic()
-        datasets.ensure_builtin(store, dataset, workers=max(1, os.cpu_count() or 1))
+        builtin_bach.ensure_builtin(store, dataset, workers=max(1, os.cpu_count() or 1))
         print(f"built-in dataset {dataset} in the store {store.uri} ({time.monotonic() - started:.1f} s)", flush=True)
     meta = datasets.info(store, dataset)
     if meta is None:

@@ -1,28 +1,102 @@
-"""The built-in `bach` dataset: music21's bach corpus, one file a name, no analysis (datasets.chorale_scores)."""
+"""The built-in `bach` dataset: the chorales of music21's bach corpus, each once (builtin_bach.chorale_scores)."""
 
 from __future__ import annotations
 
+import difflib
+from itertools import pairwise
 from pathlib import Path
 
-from service.storage import datasets
+import pytest
+
+from service.storage import builtin_bach
+
+VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 
 
-def test_a_chorale_held_twice_is_kept_as_musicxml_and_the_analyses_are_left_out():
+def test_a_chorale_held_twice_is_kept_as_musicxml_and_the_analyses_and_twins_are_left_out():
     paths = ["/m/bach/bwv2.krn", "/m/bach/riemenschneider001.rntxt", "/m/bach/bwv1.mxl", "/m/bach/bwv3.xml",
-             "/m/bach/bwv1.krn", "/m/bach/bwv4.mxl", "/m/bach/bwv4.krn"]
-    assert datasets.chorale_scores(paths) == ["/m/bach/bwv1.mxl", "/m/bach/bwv2.krn", "/m/bach/bwv3.xml",
-                                              "/m/bach/bwv4.mxl"]
+             "/m/bach/bwv1.krn", "/m/bach/bwv4.mxl", "/m/bach/bwv4.krn", "/m/bach/bwv398.mxl",
+             "/m/bach/bwv846.mxl"]
+    assert builtin_bach.chorale_scores(paths) == ["/m/bach/bwv1.mxl", "/m/bach/bwv2.krn", "/m/bach/bwv3.xml",
+                                                  "/m/bach/bwv4.mxl"]
 
 
-def test_music21_s_bach_corpus_gives_one_file_a_name_and_no_analysis():
+@pytest.fixture(scope="module")
+def corpus_paths() -> dict[str, str]:
     from music21 import corpus
 
-    paths = [str(p) for p in corpus.getComposer("bach")]
-    chosen = datasets.chorale_scores(paths)
+    return {Path(p).name: str(p) for p in corpus.getComposer("bach")}
+
+
+def test_music21_s_bach_corpus_gives_each_chorale_once(corpus_paths):
+    chosen = builtin_bach.chorale_scores(list(corpus_paths.values()))
     names = [Path(p).name for p in chosen]
-    assert len(paths) == 433  # music21 10.5.1 (pyproject.toml pins it)
-    assert len(chosen) == 410  # less its 20 analyses and the second encoding of 3 chorales
+    stems = {Path(p).stem for p in chosen}
+    assert len(corpus_paths) == 433  # music21 10.5.1 (pyproject.toml pins it)
+    assert len(chosen) == 396  # less its 20 analyses, 3 second encodings, a prelude and 13 twins
     assert not [n for n in names if n.startswith("riemenschneider") or n.endswith(".rntxt")]
-    assert len({Path(p).stem for p in chosen}) == len(chosen)
+    assert len(stems) == len(chosen)
     assert {"bwv277.mxl", "bwv281.mxl", "bwv366.mxl"} <= set(names)
     assert not {"bwv277.krn", "bwv281.krn", "bwv366.krn"} & set(names)
+    # every name left out is one the corpus has (the list is not stale), and every twin's kept one is in
+    corpus_stems = {Path(n).stem for n in corpus_paths}
+    assert builtin_bach.LEFT_OUT <= corpus_stems
+    assert not builtin_bach.LEFT_OUT & stems
+    assert set(builtin_bach.TWINS.values()) <= stems
+
+
+def _voices(path: str) -> dict[str, tuple[int, ...]]:
+    """Each vocal part's melodic intervals (so that a transposed setting matches)."""
+    from music21 import corpus
+
+    voices = {}
+    for part in corpus.parse(path).parts:
+        if part.partName in VOICES:
+            pitches = [n.pitch.midi for n in part.flatten().notes if n.isNote]
+            voices[part.partName] = tuple(b - a for a, b in pairwise(pitches))
+    return voices
+
+
+def _same_setting(a: str, b: str) -> bool:
+    """Two files set the chorale alike: each of the four voices nearly note for note the same."""
+    one, two = _voices(a), _voices(b)
+    return all(v in one and v in two and
+               difflib.SequenceMatcher(None, one[v], two[v], autojunk=False).ratio() >= 0.9 for v in VOICES)
+
+
+def test_each_twin_left_out_sets_its_chorale_as_the_kept_one_does(corpus_paths):
+    def path(stem: str) -> str:
+        return corpus_paths.get(f"{stem}.mxl") or corpus_paths[f"{stem}.krn"]
+
+    assert len(builtin_bach.TWINS) == 13
+    not_alike = [f"{left} / {kept}" for left, kept in builtin_bach.TWINS.items()
+                 if not _same_setting(path(left), path(kept))]
+    assert not not_alike
+    # the check can tell settings apart: the same melody harmonized otherwise, or nearly alike (80 to 87%)
+    assert not _same_setting(path("bwv244.15"), path("bwv244.44"))
+    assert not _same_setting(path("bwv166.6"), path("bwv84.5"))
+    assert "Soprano" not in _voices(path("bwv846"))  # the prelude has no voices to sing
+
+
+def test_a_store_s_older_export_is_kept_and_the_job_is_told_how_to_renew_it(tmp_path):
+    """An export from before the twins were left out is used as it is (jobs already trained on it), and
+    the job's log says so; the current export is used without a word."""
+    import io
+    import json
+
+    from service.storage import datasets
+    from service.storage.store import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    midi = next((Path(__file__).resolve().parents[2] / "shared" / "midi" / "final-fantasy").glob("*.mid")).read_bytes()
+    entries = [datasets.Entry(name, len(midi), lambda: io.BytesIO(midi)) for name in ("bwv1.mid", "bwv2.mid")]
+    datasets.upload(store, "bach", "music21 corpus: bach", entries, 2 * len(midi))
+    said: list[str] = []
+    assert builtin_bach.ensure_builtin(store, "bach", say=said.append).files == 2
+    assert said == ["this store's bach dataset is an export from before 2026-12-07 (2 files, a few chorales "
+                    "twice): remove datasets/bach/ from the store to export the chorales anew"]
+    record = json.loads(store.get_bytes("datasets/bach/dataset.json"))
+    store.put_bytes("datasets/bach/dataset.json", json.dumps({**record, "source": builtin_bach.SOURCE}).encode())
+    said.clear()
+    assert builtin_bach.ensure_builtin(store, "bach", say=said.append).files == 2
+    assert said == []

@@ -239,10 +239,10 @@ def test_a_large_entry_that_holds_more_than_declared_is_stopped_and_removed(stor
         return io.BytesIO(b"\x01" * (size + 1))
 
     store.put_file = put_file  # the real store; the test only learns when an upload has finished
-    entries = [datasets._Entry(f"{i:02d}.mid", size, lambda i=i: io.BytesIO(bytes([i]) * size)) for i in range(8)]
-    entries.append(datasets._Entry("99.mid", size, lying_stream))
+    entries = [datasets.Entry(f"{i:02d}.mid", size, lambda i=i: io.BytesIO(bytes([i]) * size)) for i in range(8)]
+    entries.append(datasets.Entry("99.mid", size, lying_stream))
     with pytest.raises(UserError, match=r"99\.mid in source holds more bytes than its archive declares \(9437184\)"):
-        datasets._upload(store, "liar", Path("source"), entries, 9 * size)
+        datasets.upload(store, "liar", Path("source"), entries, 9 * size)
     assert first_shard_stored.is_set()
     assert store.list("datasets/liar") == [], "the uploaded shard is removed"
 

@@ -537,7 +537,7 @@ def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head,
     from conftest import REPO
     from music21 import corpus as music21_corpus
 
-    from service.storage import datasets
+    from service.storage import builtin_bach
 
     store = tmp_path / "store"
     env = {"COMPOSER_HOME": str(composer_home), "COMPOSER_STORE": str(store)}
@@ -552,7 +552,7 @@ def test_the_readme_demo_writes_music_with_rhythm_that_a_browser_plays(ray_head,
     assert meta["files"] > 300  # the chorales bundled with music21, exported once
     # The export (a minute on 2 cores) says what it does, how far it got, and what it stored.
     driver_log = next(store.glob("jobs/*/logs/driver.log")).read_text()
-    chorales = len(datasets.chorale_scores([str(p) for p in music21_corpus.getComposer("bach")]))
+    chorales = len(builtin_bach.chorale_scores([str(p) for p in music21_corpus.getComposer("bach")]))
     assert f"driver: exporting the {chorales} Bach chorales bundled with music21 to MIDI" in driver_log
     assert re.search(rf"driver: exported {meta['files']} of {chorales} chorales in \d+ s", driver_log), driver_log
     index = json.loads((store / "datasets" / "bach" / "index.json").read_text())

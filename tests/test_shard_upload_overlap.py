@@ -1,6 +1,6 @@
 """Importing a dataset into S3 uploads each shard (multipart) while the next one is packed.
 
-README ("each shard uploaded (multipart) while the next one fills") and datasets._upload promise a
+README ("each shard uploaded (multipart) while the next one fills") and datasets.upload promise a
 pipeline: ShardWriter hands every finished shard to `finished`, which submits `store.put_file` to a
 2-thread "shard-upload" pool and returns, so the packer goes straight on to the next shard. This test
 imports a folder of real MIDI files (../shared/midi, copied nine times under distinct names: about

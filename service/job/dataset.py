@@ -13,7 +13,7 @@ from pathlib import Path
 
 from service.errors import ComposerError
 from service.job.context import JobRun
-from service.storage import datasets, shards
+from service.storage import builtin_bach, datasets, shards
 
 
 @dataclass
@@ -32,7 +32,7 @@ def run(job: JobRun) -> Selection:
     spec = job.spec
     job.phase("dataset", f"looking up dataset {spec.dataset}")
     if spec.dataset in datasets.BUILTINS:
-        datasets.ensure_builtin(job.store, spec.dataset, workers=max(1, os.cpu_count() or 1), say=job.note)
+        builtin_bach.ensure_builtin(job.store, spec.dataset, workers=max(1, os.cpu_count() or 1), say=job.note)
     meta = datasets.info(job.store, spec.dataset)
     if meta is None:
         raise ComposerError(f"dataset {spec.dataset} is not in the store {job.store.uri}: "

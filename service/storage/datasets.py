@@ -23,7 +23,7 @@ import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,7 +42,6 @@ MAX_FILE_BYTES = 128 << 20  # the most fastparse reads of one file
 # about 210 MB of MIDI (193 MB zipped), so ten times that leaves room for larger corpora.
 DEFAULT_MAX_BYTES = 2 << 30
 BUILTINS = {"bach": "the Bach chorales bundled with music21, exported to MIDI on first use"}
-EXPORT_EVERY_S = 10.0  # how often a built-in's export says how far it got
 # Named here so that users get told how to bring them in, rather than 'unknown dataset'.
 IMPORTABLE = {
     "giantmidi": "GiantMIDI-Piano: download its archive, then `composer datasets import giantmidi ARCHIVE.zip`",
@@ -163,7 +162,7 @@ def list_datasets(store: Store) -> tuple[list[DatasetInfo], list[DamagedDataset]
 
 
 @dataclass
-class _Entry:
+class Entry:
     """One MIDI file of a local folder or zip archive, read only when it is streamed."""
 
     name: str  # its relative name in the dataset, normalized
@@ -174,7 +173,7 @@ class _Entry:
 class _Capped(io.RawIOBase):
     """A stream that fails once it gives more bytes than the entry declared (a lying archive)."""
 
-    def __init__(self, stream: BinaryIO, entry: _Entry, source: Path) -> None:
+    def __init__(self, stream: BinaryIO, entry: Entry, source: Path) -> None:
         self.stream, self.entry, self.source, self.read_so_far = stream, entry, source, 0
 
     def readable(self) -> bool:
@@ -216,7 +215,7 @@ def _cp1252(byte: int) -> str:
 
 
 @contextmanager
-def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], int]]:
+def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[Entry], int]]:
     """The MIDI files of a folder or zip with their declared sizes, checked against the caps before
     anything is read: (entries, total bytes). A zip stays open, once, while the entries are read (its
     directory is parsed one time, not once per entry)."""
@@ -224,12 +223,12 @@ def _local_source(path: Path, max_bytes: int) -> Iterator[tuple[list[_Entry], in
         found = [p for p in _walk(path) if p.suffix.lower() in MIDI_SUFFIXES]
         if broken := next((p for p in found if p.is_symlink() and not p.exists()), None):
             raise UserError(_broken_link(broken))
-        entries = [_Entry(_utf8_name(p.relative_to(path).as_posix()), p.stat().st_size, partial(p.open, "rb"))
+        entries = [Entry(_utf8_name(p.relative_to(path).as_posix()), p.stat().st_size, partial(p.open, "rb"))
                    for p in found if p.is_file()]
         yield _checked(path, entries, max_bytes)
     elif path.is_file() and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            entries = [_Entry(_normalized(i.filename, path), i.file_size, partial(archive.open, i))
+            entries = [Entry(_normalized(i.filename, path), i.file_size, partial(archive.open, i))
                        for i in archive.infolist()
                        if not i.is_dir() and i.filename.lower().endswith(MIDI_SUFFIXES)]
             yield _checked(path, entries, max_bytes)
@@ -289,7 +288,7 @@ def _broken_link(link: Path) -> str:
     return f"{link} is a link to {target}, which does not exist: restore the file or remove the link"
 
 
-def _checked(path: Path, entries: list[_Entry], max_bytes: int) -> tuple[list[_Entry], int]:
+def _checked(path: Path, entries: list[Entry], max_bytes: int) -> tuple[list[Entry], int]:
     """Refuse duplicate names, a file above the tokenizer's cap and a total above max_bytes."""
     if not entries:
         raise UserError(f"no .mid or .midi files in {str(path)!r}")
@@ -327,9 +326,9 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
 
 
-def _content_hash(entries: list[_Entry], source: Path) -> str:
+def _content_hash(entries: list[Entry], source: Path) -> str:
     """The dataset's content digest (shards.content_digest), streamed: the name of a staged local dataset."""
-    def sha256(entry: _Entry) -> str:
+    def sha256(entry: Entry) -> str:
         digest = hashlib.sha256()
         with entry.open() as raw:
             capped = io.BufferedReader(_Capped(raw, entry, source), 1 << 20)
@@ -344,7 +343,7 @@ WHOLE_FILE = 8 << 20  # files up to this size are read whole, ahead, on a helper
 READ_AHEAD = 32 << 20  # how much of them may wait in memory for the packer
 
 
-def _read_whole(entry: _Entry, source: Path) -> tuple[bytes, str]:
+def _read_whole(entry: Entry, source: Path) -> tuple[bytes, str]:
     """A small entry's bytes and sha256 (decompressing and hashing release the GIL: this runs beside
     the packing and the uploads)."""
     with entry.open() as raw:
@@ -353,7 +352,7 @@ def _read_whole(entry: _Entry, source: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _check_size(entry: _Entry, size: int, source: Path) -> None:
+def _check_size(entry: Entry, size: int, source: Path) -> None:
     """The bytes read must be the size the caps were checked against (an archive's directory can lie,
     and a folder's file can change, or be no plain file, between the listing and the read)."""
     if size != entry.size:
@@ -371,13 +370,13 @@ def _why(source: Path) -> str:
         "the archive is damaged or forged"
 
 
-def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -> list[str]:
+def _pack_all(writer: shards.ShardWriter, entries: list[Entry], source: Path) -> list[str]:
     """Every entry into the shards, in order: small ones read ahead on a helper thread (a bounded
     amount), large ones streamed here so that memory never holds one whole. Returns the names of the
     entries that do not begin as a MIDI file does (jobs skip them; none at all is refused)."""
     not_midi: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-read") as pool:
-        ahead: deque[tuple[_Entry, Future[tuple[bytes, str]] | None]] = deque()
+        ahead: deque[tuple[Entry, Future[tuple[bytes, str]] | None]] = deque()
         waiting = 0
         todo = iter(entries)
         while True:
@@ -403,7 +402,7 @@ def _pack_all(writer: shards.ShardWriter, entries: list[_Entry], source: Path) -
             writer.add_bytes(entry.name, data, sha256)
 
 
-def _stream(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
+def _stream(writer: shards.ShardWriter, entry: Entry, source: Path) -> None:
     """One large entry into the shards, streamed; refused when it holds more or fewer bytes than declared."""
     with entry.open() as raw:
         capped = _Capped(raw, entry, source)
@@ -415,7 +414,7 @@ def _stream(writer: shards.ShardWriter, entry: _Entry, source: Path) -> None:
         capped.readinto(bytearray(1))  # one byte past the declared size raises
 
 
-def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], total: int,
+def upload(store: Store, name: str, source: Path | str, entries: list[Entry], total: int,
             created: float | None = None) -> DatasetInfo:
     """Pack the entries into tar shards and upload each as soon as it is full (multipart, while the
     next one fills), then index.json, then dataset.json; on any failure remove what was written.
@@ -449,8 +448,8 @@ def _upload(store: Store, name: str, source: Path | str, entries: list[_Entry], 
                                     f"(they do not begin with {MIDI_MAGIC.decode()}, e.g. {not_midi[0]}): "
                                     "nothing was imported")
                 index = writer.close()
-                for upload in uploads:
-                    upload.result()
+                for pending in uploads:
+                    pending.result()
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)  # uploads not begun never begin
                 raise
@@ -483,7 +482,7 @@ def import_dataset(store: Store, name: str, path: Path, max_bytes: int = DEFAULT
     if other := next((n for n in dataset_names(store) if n.lower() == name.lower()), None):
         raise UserError(f"dataset {other!r} in the store differs from {name!r} only in case: choose another name")
     with _local_source(path, max_bytes) as (entries, total):
-        return _upload(store, name, _absolute(path), entries, total)
+        return upload(store, name, _absolute(path), entries, total)
 
 
 def _absolute(path: Path) -> Path:
@@ -522,7 +521,7 @@ def repack(store: Store, name: str) -> Migrated:
         fetch(store, name, Path(tmp))
         _check_migratable(name, Path(tmp))
         with _local_source(Path(tmp), max(DEFAULT_MAX_BYTES, old.bytes)) as (entries, total):
-            new = _upload(store, name, old.source, entries, total, created=old.created)
+            new = upload(store, name, old.source, entries, total, created=old.created)
     return _drop_per_file(store, name, new, interrupted=False)
 
 
@@ -584,7 +583,7 @@ def stage_local(store: Store, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) ->
     with _local_source(path, max_bytes) as (entries, total):
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem if path.is_file() else path.name).strip("-.") or "local"
         name = f"{stem[:60]}-{_content_hash(entries, path)[:10]}"
-        return info(store, name) or _upload(store, name, _absolute(path), entries, total)
+        return info(store, name) or upload(store, name, _absolute(path), entries, total)
 
 
 def resolve(store: Store, dataset: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, DatasetInfo | None]:
@@ -608,62 +607,6 @@ def resolve(store: Store, dataset: str, max_bytes: int = DEFAULT_MAX_BYTES) -> t
         f"unknown dataset {dataset!r}: not a built-in ({', '.join(BUILTINS)}), not in the store, "
         "and no such folder or zip file; see `composer datasets list`"
     )
-
-
-def _export_chorale(path: str) -> tuple[str, bytes | None]:
-    from music21 import corpus
-    from music21.midi.translate import streamToMidiFile
-
-    try:
-        return Path(path).stem, streamToMidiFile(corpus.parse(path)).writestr()
-    except Exception:  # a corpus file music21 itself cannot translate is skipped, not fatal
-        return Path(path).stem, None
-
-
-def chorale_scores(paths: list[str]) -> list[str]:
-    """music21's `bach` corpus without its Roman-numeral analyses (`riemenschneider*.rntxt`: a reading
-    of the harmony as block chords, not Bach's voices), and one file for a chorale it holds in both
-    Humdrum and MusicXML (bwv277, bwv281, bwv366: the MusicXML). Sorted by name. The rest is the corpus
-    as music21 has it: a few chorales in two settings (`bwv248.9-1` and `bwv248.9-s`), some with their
-    instrumental parts, and one prelude (bwv846)."""
-    chosen: dict[str, str] = {}
-    # MusicXML last, so that it is the one kept (the one the export kept before, by the corpus's order).
-    for path in sorted(paths, key=lambda p: (Path(p).suffix.lower() == ".mxl", p)):
-        if Path(path).suffix.lower() != ".rntxt":
-            chosen[Path(path).stem] = path
-    return [chosen[stem] for stem in sorted(chosen)]
-
-
-def ensure_builtin(store: Store, name: str, workers: int = 2,
-                   say: Callable[[str], None] = lambda line: None) -> DatasetInfo:
-    """Export a built-in corpus to MIDI once and cache it in the store (runs in the job driver); `say`
-    hears how far the export got, every EXPORT_EVERY_S, and what it exported (a minute on 2 cores)."""
-    existing = info(store, name)
-    if existing is not None:
-        return existing
-    if name != "bach":
-        raise UserError(f"unknown built-in dataset {name!r}")
-    from music21 import corpus
-
-    paths = chorale_scores([str(p) for p in corpus.getComposer("bach")])
-    say(f"exporting the {len(paths)} Bach chorales bundled with music21 to MIDI: once, for this store")
-    started = last = time.monotonic()
-    exported: dict[str, bytes | None] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for stem, data in pool.map(_export_chorale, paths, chunksize=8):
-            exported[stem] = data
-            if time.monotonic() - last >= EXPORT_EVERY_S and len(exported) < len(paths):
-                last = time.monotonic()
-                say(f"exported {len(exported)} of {len(paths)} chorales")
-    failed = sorted(stem for stem, data in exported.items() if data is None)
-    said = f"exported {len(paths) - len(failed)} of {len(paths)} chorales in {time.monotonic() - started:.0f} s"
-    if failed:
-        said += f"; music21 could not translate {len(failed)}, left out: {', '.join(failed[:5])}"
-        said += " ..." if len(failed) > 5 else ""
-    say(said)
-    entries = [_Entry(f"{stem}.mid", len(data), lambda data=data: io.BytesIO(data))
-               for stem, data in sorted(exported.items()) if data is not None]
-    return _upload(store, name, "music21 corpus: bach", entries, sum(e.size for e in entries))
 
 
 def _check_free_disk(dest: Path, meta: DatasetInfo | None) -> None:
