@@ -165,6 +165,25 @@ def test_folder_without_midi_is_rejected(env, tmp_path):
     assert_one_line_error(run_cli("submit", "--dataset", str(empty), env=env), 2, "no .mid or .midi files")
 
 
+@pytest.mark.parametrize("case", ["no midi", "no such composer"])
+def test_a_sweep_on_a_wrong_dataset_is_refused_before_any_cluster(env, tmp_path, five_files, case):
+    """The dataset's own checks come before composer's local head is started (a sweep started one first,
+    to check --max-concurrent against it, and left it running)."""
+    from ray_heads import Head
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not midi")
+    dataset, extra, said = {"no midi": (empty, [], "no .mid or .midi files"),
+                            "no such composer": (five_files, ["--composers", "nobody"], "--composers nobody")}[case]
+    proc = run_cli("sweep", "--dataset", str(dataset), *extra, "--grid", "units=16,32", env=env)
+    started = (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
+    if started:  # the old order: stop the head it started, then fail
+        Head(Path(env["COMPOSER_HOME"])).lose()
+    assert not started, "a local Ray head was started"
+    assert_one_line_error(proc, 2, said)
+
+
 def test_list_of_an_empty_store_says_so(env):
     proc = run_cli("list", env=env)
     assert proc.returncode == 0 and proc.stdout == "" and "no jobs in the store" in proc.stderr, proc

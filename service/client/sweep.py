@@ -71,12 +71,15 @@ def check_range(name: str, low: float, high: float) -> None:
         raise UserError(f"--random {option[2:]}: a rate is drawn log-uniformly, so its low end must be above 0")
 
 
-def check_room(address: str | None, specs: list[JobSpec], max_concurrent: int) -> None:
+def check_room(address: str | None, specs: list[JobSpec], max_concurrent: int, start: bool) -> bool:
     """Refuse a --max-concurrent that composer's own Ray head can never hold: its resources are all it
-    will ever have. Another cluster may have an autoscaler: each trial's own check waits for its room."""
-    cluster = clusters.resolve(address, start=True)
-    if cluster is None or not cluster.local:
-        return
+    will ever have. Another cluster may have an autoscaler: each trial's own check waits for its room.
+    False where no cluster was checked: none runs, and `start` is False."""
+    cluster = clusters.resolve(address, start=start)
+    if cluster is None:
+        return False
+    if not cluster.local:
+        return True
     from ray.util.state import list_nodes
 
     nodes = [n.resources_total for n in list_nodes(address=cluster.address, raise_on_missing_output=False)
@@ -89,6 +92,7 @@ def check_room(address: str | None, specs: list[JobSpec], max_concurrent: int) -
         raise UserError(f"--max-concurrent {max_concurrent} runs up to {len(largest)} trials at once, whose workers "
                         f"need {need['CPU']:g} CPU and {need['GPU']:g} GPU, and composer's own Ray head has "
                         f"{have['CPU']:g} CPU and {have['GPU']:g} GPU: lower --max-concurrent or --workers")
+    return True
 
 
 def submit(store: Store, dataset: str, address: str | None, preset: str, composers: str | None, max_bytes: int,
@@ -115,12 +119,16 @@ def submit(store: Store, dataset: str, address: str | None, preset: str, compose
         from service.model.composers import refuse_certain_failure
 
         refuse_certain_failure(dataset, names)
-    check_room(address, specs, max_concurrent)
+    # A running head is asked before anything is uploaded; none is started before the dataset's own
+    # checks (a wrong --dataset must not leave a local head running), but before any trial is recorded.
+    checked = check_room(address, specs, max_concurrent, start=False)
     jobs.preflight(store, address)
     name, found = datasets.resolve(store, dataset, max_bytes)
     from service.model.composers import refuse_unmatched
 
     refuse_unmatched(store, found, names, any(spec.condition == "composer" for spec in specs))
+    if not checked:
+        check_room(address, specs, max_concurrent, start=True)
     sweep = Sweep(sweep_id, [{"job_id": s.job_id, "options": {k.replace("_", "-"): v for k, v in o.items()}}
                              for s, o in zip(specs, planned, strict=True)], scheduler, max_concurrent, time_budget)
 
