@@ -184,6 +184,36 @@ def test_a_sweep_on_a_wrong_dataset_is_refused_before_any_cluster(env, tmp_path,
     assert_one_line_error(proc, 2, said)
 
 
+def test_a_damaged_job_record_is_named_and_list_goes_on(env):
+    """One cut-short status.json (or a job.json that is no JSON) made `list`, `status` and `compare` fail
+    with a bare JSONDecodeError that named no job and no file."""
+    import pickle
+
+    from service.spec import build_spec
+    from service.storage import jobstate
+    from service.storage.store import open_store
+
+    store = open_store(env["COMPOSER_STORE"])
+    for job_id in ("job-a", "job-b", "job-c"):
+        jobstate.save_spec(store, build_spec(job_id, "bach", store.uri, "tiny"))
+        jobstate.begin(store, job_id, 3)
+    store.put_bytes("jobs/job-b/status.json", b'{"job_id": "job-b", "phase": "tr')
+    store.put_bytes("jobs/job-c/job.json", b"[1, 2]")
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 0 and [line.split()[0] for line in listed.stdout.splitlines()] == ["job", "job-a"]
+    warnings = listed.stderr.strip().splitlines()
+    assert len(warnings) == 2 and "Traceback" not in listed.stderr, listed.stderr
+    assert warnings[0].startswith("warning: job job-b is damaged: its record jobs/job-b/status.json cannot be read")
+    assert "jobs/job-c/job.json cannot be read (a JSON list, not an object)" in warnings[1]
+    assert [run["job_id"] for run in json.loads(run_cli("list", "--json", env=env).stdout)] == ["job-a"]
+    line = assert_one_line_error(run_cli("status", "job-b", env=env), 1, "job job-b is damaged", "remove jobs/job-b/")
+    assert "JSONDecodeError" not in line
+    assert_one_line_error(run_cli("compare", "job-a", "job-c", env=env), 1, "jobs/job-c/job.json cannot be read")
+    # Ray pickles a worker's error: the copy says the same
+    damaged = jobstate.DamagedJob("job-b", "status.json", "cut short")
+    assert str(pickle.loads(pickle.dumps(damaged))) == str(damaged)
+
+
 def test_list_of_an_empty_store_says_so(env):
     proc = run_cli("list", env=env)
     assert proc.returncode == 0 and proc.stdout == "" and "no jobs in the store" in proc.stderr, proc

@@ -384,13 +384,18 @@ def list_(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the jobs recorded in the store, with their best validation loss, held-out score and cost."""
     from service.client.compare import list_runs
     from service.client.progress import duration
+    from service.storage.jobstate import DamagedJob
 
     the_store = _store(store)
-    runs = list_runs(the_store)
+    damaged: list[DamagedJob] = []
+    runs = list_runs(the_store, damaged)
+    # A damaged record is named on stderr and the listing goes on (exit 0), as `datasets list` does.
+    for bad in damaged:
+        err.print(f"warning: {bad}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(runs))
         return
-    if not runs:
+    if not runs and not damaged:
         err.print(f"no jobs in the store {the_store.uri}: `composer submit` starts one", highlight=False)
         return
     header = ["job", "dataset", "scheme", "phase", "epoch", "best val loss", "test nats/s", "wall", "cost", "message"]

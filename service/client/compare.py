@@ -38,12 +38,16 @@ def _spec(store: Store, job_id: str) -> JobSpec | None:
         return None
 
 
-def list_runs(store: Store) -> list[dict[str, Any]]:
+def list_runs(store: Store, damaged: list[jobstate.DamagedJob]) -> list[dict[str, Any]]:
     """`composer list`: every job of the store, by id, with its dataset and scheme ("" for a job whose
-    settings are not in the store)."""
+    settings are not in the store). A job whose record is damaged is left out and added to `damaged`."""
     runs = []
-    for progress in jobstate.list_jobs(store):
-        spec = _spec(store, progress.job_id)
+    for progress in jobstate.list_jobs(store, damaged):
+        try:
+            spec = _spec(store, progress.job_id)
+        except jobstate.DamagedJob as e:
+            damaged.append(e)
+            continue
         runs.append({**summary(progress, spec), "dataset": spec.dataset if spec else "",
                      "scheme": spec.scheme if spec else ""})
     return runs

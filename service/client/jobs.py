@@ -408,10 +408,6 @@ def _priced(store: Store, job_id: str, phase_seconds: dict[str, float]) -> tuple
     return cost.of(spec, phase_seconds), {name: getattr(spec, name) for name in SETTINGS}
 
 
-def list_jobs(store: Store) -> list[Progress]:
-    return jobstate.list_jobs(store)
-
-
 class NoSuchJob(UserError):
     """The cluster never ran a job of that id."""
 

@@ -80,9 +80,45 @@ def finished(store: Store, job_id: str, progress: Progress | None = None) -> boo
     return progress is not None and progress.phase == "done" and published(store, job_id)
 
 
-def list_jobs(store: Store) -> list[Progress]:
-    """The progress record of every job in the store, by id."""
-    return [p for p in (Progress.load(store, i) for i in job_ids(store)) if p is not None]
+class DamagedJob(JobFailed):
+    """A job's spec or progress record that is no record (cut short, edited by hand, another tool's): one
+    line naming it, exit 1 (the store is wrong, not what the user typed), not a JSONDecodeError."""
+
+    def __init__(self, job_id: str, name: str, why: str) -> None:
+        self.job_id, self.name, self.why = job_id, name, why
+        super().__init__(f"job {job_id} is damaged: its record {job_key(job_id, name)} cannot be read ({why}); "
+                         f"remove jobs/{job_id}/ from the store once you no longer need its files")
+
+    def __reduce__(self):  # rebuilt from its three arguments where Ray pickles it (a worker's error)
+        return (DamagedJob, (self.job_id, self.name, self.why))
+
+
+def _record(store: Store, job_id: str, name: str) -> dict:
+    """A job's JSON record as a dict (NotFound where there is none)."""
+    try:
+        data = json.loads(store.get_bytes(job_key(job_id, name)))
+    except ValueError as e:  # not UTF-8, not JSON
+        raise DamagedJob(job_id, name, str(e).splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise DamagedJob(job_id, name, f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def list_jobs(store: Store, damaged: list[DamagedJob] | None = None) -> list[Progress]:
+    """The progress record of every job in the store, by id. A damaged record raises DamagedJob, or with
+    `damaged` given is left out and added to it (`composer list` names it and goes on)."""
+    found = []
+    for job_id in job_ids(store):
+        try:
+            progress = Progress.load(store, job_id)
+        except DamagedJob as e:
+            if damaged is None:
+                raise
+            damaged.append(e)
+            continue
+        if progress is not None:
+            found.append(progress)
+    return found
 
 
 # ---------------------------------------------------------------------------- spec
@@ -94,9 +130,13 @@ def save_spec(store: Store, spec: JobSpec) -> None:
 
 def load_spec(store: Store, job_id: str) -> JobSpec:
     try:
-        return JobSpec.from_json(store.get_bytes(job_key(job_id, SPEC)).decode())
+        data = _record(store, job_id, SPEC)
     except NotFound:
         raise UserError(f"no job {job_id!r} in the store {store.uri}") from None
+    try:
+        return JobSpec.from_json(json.dumps(data))
+    except (TypeError, ValueError) as e:  # a field missing or of another kind
+        raise DamagedJob(job_id, SPEC, str(e).splitlines()[0]) from None
 
 
 # ---------------------------------------------------------------------------- progress
@@ -140,10 +180,13 @@ class Progress:
     @classmethod
     def load(cls, store: Store, job_id: str) -> Progress | None:
         try:
-            data = json.loads(store.get_bytes(job_key(job_id, STATUS)))
+            data = _record(store, job_id, STATUS)
         except NotFound:
             return None
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except TypeError as e:  # no job_id
+            raise DamagedJob(job_id, STATUS, str(e).splitlines()[0]) from None
 
 
 def begin(store: Store, job_id: str, epochs: int) -> Progress:
