@@ -214,6 +214,25 @@ def test_a_damaged_job_record_is_named_and_list_goes_on(env):
     assert str(pickle.loads(pickle.dumps(damaged))) == str(damaged)
 
 
+def test_cancel_without_a_cluster_says_what_the_store_knows(env):
+    """With no cluster running, `cancel` said "no Ray cluster is running" (exit 1) of any id, one the
+    store never had and one that had finished long ago alike."""
+    from service.spec import build_spec
+    from service.storage import jobstate
+    from service.storage.store import open_store
+
+    store = open_store(env["COMPOSER_STORE"])
+    for job_id in ("job-done", "job-queued"):
+        jobstate.save_spec(store, build_spec(job_id, "bach", store.uri, "tiny"))
+        jobstate.begin(store, job_id, 3)
+    jobstate.update(store, "job-done", phase="done", message="finished")
+    assert_one_line_error(run_cli("cancel", "nojob", env=env), 2, "no job 'nojob' in the store")
+    done = run_cli("cancel", "job-done", env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "job-done: already finished (done)", done
+    assert_one_line_error(run_cli("cancel", "job-queued", env=env), 1, "no Ray cluster is running")
+    assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
+
+
 def test_list_of_an_empty_store_says_so(env):
     proc = run_cli("list", env=env)
     assert proc.returncode == 0 and proc.stdout == "" and "no jobs in the store" in proc.stderr, proc

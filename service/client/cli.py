@@ -697,6 +697,19 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
         raise UserError(f"--timeout must be a finite number of seconds, 0 or more, got {timeout}")
     try:
         stopping = jobs.cancel(_job(job), address)
+    except jobs.NoCluster:
+        from service.storage.jobstate import ENDED
+
+        # The store says more: a job it never had, or one that has ended.
+        known, phase = True, ""
+        with contextlib.suppress(ComposerError):  # a store that does not answer: no cluster is the news
+            known, phase = _recorded(job, _store(store))
+        if not known:
+            raise UserError(f"no job {job!r} in the store {_store(store).uri}: see `composer list`") from None
+        if phase in ENDED:
+            out.print(f"{job}: already finished ({phase})")
+            return
+        raise
     except jobs.NoSuchJob:
         from service.storage import sweepstate
 
@@ -718,6 +731,16 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
         final = jobs.wait_stopped(job, address, timeout)
         _record_stopped(job, store, address)
         out.print(f"{job}: {final.lower()}")
+
+
+def _recorded(job: str, store: Store) -> tuple[bool, str]:
+    """Whether the store has the job (or sweep), and the job's phase ("" for a sweep)."""
+    from service.storage import jobstate, sweepstate
+
+    if sweepstate.exists(store, job):
+        return True, ""
+    progress = jobstate.Progress.load(store, job)
+    return progress is not None, progress.phase if progress is not None else ""
 
 
 def _record_stopped(job: str, store: str | None, address: str | None) -> None:

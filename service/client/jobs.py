@@ -412,10 +412,14 @@ class NoSuchJob(UserError):
     """The cluster never ran a job of that id."""
 
 
+class NoCluster(JobFailed):
+    """No Ray cluster runs to cancel a job on."""
+
+
 def cancel(job_id: str, address: str | None) -> bool:
     cluster = clusters.resolve(address, start=False)
     if cluster is None:
-        raise JobFailed("no Ray cluster is running: nothing to cancel")
+        raise NoCluster("no Ray cluster is running: nothing to cancel")
     client = clusters.job_client(cluster)
     try:
         return bool(client.stop_job(job_id))
