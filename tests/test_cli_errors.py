@@ -233,6 +233,24 @@ def test_cancel_without_a_cluster_says_what_the_store_knows(env):
     assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
 
 
+def test_a_path_too_long_or_not_ours_is_bad_input_in_one_line(env, tmp_path):
+    """The file system's refusals were "OSError: [Errno 36] File name too long" (exit 1) from every verb."""
+    import errno
+
+    from service.client.cli import _os_error_line
+
+    too_long = str(tmp_path / ("x" * 300))
+    for args in (["submit", "--dataset", too_long], ["datasets", "import", "ok", too_long],
+                 ["list", "--store", too_long]):
+        line = assert_one_line_error(run_cli(*args, env=env), 2, "a path is too long", "choose a shorter one")
+        assert "Errno" not in line
+    refused = OSError(errno.EROFS, "Read-only file system", "/mnt/store")
+    assert _os_error_line(refused) == ("cannot write or read /mnt/store: read-only file system: choose a folder "
+                                       "or store you can write to", 2)
+    assert _os_error_line(OSError(errno.ENOSPC, "No space left on device"))[1] == 1
+    assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
+
+
 def test_list_of_an_empty_store_says_so(env):
     proc = run_cli("list", env=env)
     assert proc.returncode == 0 and proc.stdout == "" and "no jobs in the store" in proc.stderr, proc

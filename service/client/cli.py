@@ -975,6 +975,24 @@ def _empty_value(argv: list[str]) -> str | None:
     return None
 
 
+def _os_error_line(e: OSError) -> tuple[str, int]:
+    """What a file system refusal that no command turned into its own words says, and its exit code: a
+    path given that is too long or not ours to write is bad input (2); anything else a failure (1)."""
+    import errno
+
+    where = f" {e.filename}" if e.filename else ""
+    if e.errno == errno.ENAMETOOLONG:
+        return (f"a path is too long:{where} (a name in a path may have at most 255 bytes on most file "
+                "systems): choose a shorter one"), 2
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = (e.strerror or "not permitted").lower()
+        return f"cannot write or read{where}: {why}: choose a folder or store you can write to", 2
+    if e.errno == errno.ENOSPC:
+        return f"no space left on the device of{where or ' a file written'}: free some space and run it again", 1
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first} (rerun with --debug for details)", 1
+
+
 def main() -> None:
     if (where := _empty_value(sys.argv[1:])) is not None:
         err.print(f"error: an empty value {where}: give one (an unset shell variable?)", highlight=False,
@@ -995,6 +1013,12 @@ def main() -> None:
         if _interrupted(e):
             err.print("interrupted")
         raise
+    except OSError as e:
+        said, code = _os_error_line(e)
+        err.print(f"error: {said}", highlight=False, markup=False)
+        if _debug["on"]:
+            traceback.print_exc()
+        sys.exit(code)
     except Exception as e:  # an unexpected failure: still one line unless --debug
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         err.print(f"error: {type(e).__name__}: {first} (rerun with --debug for details)", highlight=False, markup=False)
