@@ -215,6 +215,14 @@ def test_a_damaged_model_folder_is_one_line_and_force_keeps_the_earlier_pieces(p
     assert (out / "sample-01.mid").read_bytes() == b"an earlier piece"
 
 
+def test_a_key_for_a_model_without_key_conditioning_is_refused_before_the_model_loads(pulled, tmp_path):
+    """It was refused after the model line and TensorFlow's load (some 6 s): a wrong request is one line."""
+    folder, _ = pulled
+    proc = run_cli("generate", "--model", str(folder / "model"), "--out", str(tmp_path / "out"), "--key", "D minor")
+    assert_one_line_error(proc, 2, "--key needs a model trained with key conditioning")
+    assert proc.stdout == "" and not (tmp_path / "out").exists()
+
+
 def test_a_folder_inside_a_file_is_refused_in_one_line(pulled, tmp_path):
     folder, _ = pulled
     (tmp_path / "a-file").write_text("mine")

@@ -469,6 +469,8 @@ def check_request(model_dir: Path, samples: int, primer: Path | None = None, key
         raise UserError(f"--primer {primer} is not a file")
     key_index = None if key is None else parse_key(key)
     info = read_model_info(model_dir)
+    if key_index is not None:
+        banned_for_key(info, key_index)  # a model without key conditioning, or a key it never saw
     who = requested(info.composers, info.spec, composer, primer)
     from_file = primer_from_midi(info, primer, samples, key_index) if primer is not None else None
     if from_file is not None and who is not None:
