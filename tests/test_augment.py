@@ -4,6 +4,7 @@ piano, a draw that is a pure function of (seed, global batch), time kept by the 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -239,6 +240,17 @@ def test_augment_values_have_one_spelling(text, stored):
                                   "transpose=\u0663", "transpose=1_0", "stretch=0x1"])
 def test_a_wrong_augment_value_names_the_choices(text):
     with pytest.raises(UserError, match="choose one of none, transpose, stretch, transpose,stretch"):
+        augment.parse(text)
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("transpose=-2", "transposes by -2 semitones"), ("stretch=-0.1", "stretches by -0.1"),
+    ("transpose=2.5", "transposes by 2.5, not a whole number of semitones"),
+    ("transpose=two", "has an amount that is not a number"), ("transpose=1_0", "has an amount that is not a number"),
+])
+def test_a_wrong_augment_amount_says_what_is_wrong_with_it(text, why):
+    """A negative or fractional amount was said to be "not a number"."""
+    with pytest.raises(UserError, match=f"^--augment '{re.escape(text)}' {re.escape(why)}: choose one of"):
         augment.parse(text)
 
 

@@ -75,14 +75,14 @@ def parse(text: str) -> Augmentation:
         if name not in ("transpose", "stretch") or name in found or (equals and not amount):
             raise _refuse(text)
         found[name] = amount or None
-    # Plain decimals only: int() and float() also read "٣" as 3 and "1_0" as 10.
-    if not all(a is None or re.fullmatch(r"(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?", a, re.ASCII) for a in found.values()):
+    # Plain decimals only: int() and float() also read "٣" as 3 and "1_0" as 10. A negative one is a
+    # number out of range (said so below), not "not a number".
+    if not all(a is None or re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?", a, re.ASCII) for a in found.values()):
         raise _refuse(text, "has an amount that is not a number")
-    try:
-        semitones = int(found.get("transpose") or DEFAULT_SEMITONES) if "transpose" in found else 0
-        stretch = float(found.get("stretch") or DEFAULT_STRETCH) if "stretch" in found else 0.0
-    except ValueError:
-        raise _refuse(text, "has an amount that is not a number") from None
+    if found.get("transpose") and not re.fullmatch(r"-?\d+", found["transpose"] or "", re.ASCII):
+        raise _refuse(text, f"transposes by {found['transpose']}, not a whole number of semitones")
+    semitones = int(found.get("transpose") or DEFAULT_SEMITONES) if "transpose" in found else 0
+    stretch = float(found.get("stretch") or DEFAULT_STRETCH) if "stretch" in found else 0.0
     if "transpose" in found and not 1 <= semitones <= MAX_SEMITONES:
         raise _refuse(text, f"transposes by {semitones} semitones")
     if "stretch" in found and not 0 < stretch <= MAX_STRETCH:
