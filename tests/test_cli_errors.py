@@ -260,10 +260,29 @@ def test_list_of_an_empty_store_says_so(env):
 def test_logs_of_an_unknown_job_without_a_cluster(env):
     """No cluster answers, so the log would come from the store, which has no such job."""
     assert_one_line_error(run_cli("logs", "composer-x", env=env), 2, "no job 'composer-x' in the store")
-    # Ray's own log needs a cluster that knows the job: none runs here, and nothing may start one.
-    assert_one_line_error(run_cli("logs", "composer-x", "--ray", env=env), 2,
-                          "no reachable Ray cluster knows job composer-x", "`composer logs composer-x` shows")
+    # Ray's own log needs a cluster that knows the job: none runs here, and nothing may start one. The
+    # store has no such job either: the store's log is not offered.
+    line = assert_one_line_error(run_cli("logs", "composer-x", "--ray", env=env), 2,
+                                 "no job 'composer-x' in the store", "no reachable Ray cluster knows composer-x")
+    assert "composer logs composer-x` shows" not in line
     assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
+
+
+def test_logs_of_a_sweep_whose_cluster_is_gone_points_at_its_trials(env):
+    """A sweep's own log is Ray's alone: with its cluster gone, `logs SWEEP` said the store had no such job
+    (it has the sweep), and `logs SWEEP --ray` offered `logs SWEEP`, which said that."""
+    from service.storage import jobstate, sweepstate
+    from service.storage.store import open_store
+
+    store = open_store(env["COMPOSER_STORE"])
+    sweepstate.Sweep("sweep-x", [{"job_id": "sweep-x-t01", "options": {"units": 16}}]).save(store)
+    jobstate.begin(store, "sweep-x-t01", 3)
+    for args in (["logs", "sweep-x"], ["logs", "sweep-x", "--ray"]):
+        assert_one_line_error(run_cli(*args, env=env), 2, "no reachable Ray cluster knows sweep-x",
+                              "its trials' logs are in the store", "`composer sweep-status sweep-x` lists them")
+    # a trial's --ray still says where its log is
+    assert_one_line_error(run_cli("logs", "sweep-x-t01", "--ray", env=env), 2,
+                          "`composer logs sweep-x-t01` shows its log from the store", "`composer logs sweep-x --ray`")
 
 
 def test_wrong_s3_secret_is_refused_without_echoing_it(s3_server, five_files, env):

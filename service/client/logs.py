@@ -16,7 +16,7 @@ import time
 
 from service.client import cluster as clusters
 from service.client.jobs import TERMINAL, cluster_state, ray_job, ray_status, store_for
-from service.errors import JobFailed, UserError
+from service.errors import ComposerError, JobFailed, UserError
 from service.storage import joblog, jobstate, sweepstate
 from service.storage.jobstate import Progress
 from service.storage.store import Store
@@ -32,16 +32,14 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
     if ray:
         found = ray_job(clusters.resolve(address, start=False), job_id)
         if found is None:
-            sweep = sweepstate.sweep_of(job_id)
-            inside = f"; a sweep's trial runs inside its sweep's Ray job: `composer logs {sweep} --ray`" \
-                if sweep else ""
-            raise UserError(f"no reachable Ray cluster knows job {job_id} (gone, or another --address): "
-                            f"`composer logs {job_id}` shows its log from the store{inside}")
+            raise UserError(_not_on_a_cluster(store, job_id))
         _ray_log(found[0], job_id, follow)
         return
     store = store_for(store, job_id, address)
     if not joblog.sources(store, job_id):
         found = ray_job(clusters.resolve(address, start=False), job_id)
+        if found is None and sweepstate.exists(store, job_id):
+            raise UserError(_not_on_a_cluster(store, job_id))
         if found is not None and sweepstate.exists(store, job_id):  # a sweep's lines are in Ray's log alone
             _ray_log(found[0], job_id, follow)
             return
@@ -51,6 +49,24 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
             _ray_log(found[0], job_id, follow=False)
             return
     _store_logs(store, job_id, address, follow, poll)
+
+
+def _not_on_a_cluster(store: Store, job_id: str) -> str:
+    """What to say of a job or sweep whose Ray log no reachable cluster has, by what the store holds."""
+    gone = f"no reachable Ray cluster knows {job_id} (gone, or another --address)"
+    try:
+        is_sweep = sweepstate.exists(store, job_id)
+        in_store = is_sweep or store.exists(jobstate.job_key(job_id, jobstate.STATUS))
+    except ComposerError:  # a store that does not answer: the cluster is the news
+        is_sweep, in_store = False, True
+    if is_sweep:
+        return (f"{gone}, and a sweep's own log is Ray's alone: its trials' logs are in the store "
+                f"(`composer sweep-status {job_id}` lists them, `composer logs TRIAL` shows one)")
+    if not in_store:
+        return f"no job {job_id!r} in the store {store.uri}, and {gone}: see `composer list`"
+    sweep = sweepstate.sweep_of(job_id)
+    inside = f"; a sweep's trial runs inside its sweep's Ray job: `composer logs {sweep} --ray`" if sweep else ""
+    return f"{gone}: `composer logs {job_id}` shows its log from the store{inside}"
 
 
 def _first_line(store: Store, job_id: str, found: tuple, follow: bool, poll: float) -> bool:
