@@ -251,6 +251,26 @@ def test_a_path_too_long_or_not_ours_is_bad_input_in_one_line(env, tmp_path):
     assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
 
 
+def test_a_trial_stopped_with_its_sweep_says_so_once_the_cluster_is_gone(env):
+    """Its record said "stopped with its sweep (composer cancel)", and `status` said the Ray cluster running
+    it was no longer reachable; a trial of a sweep that did not end so still says that."""
+    from service.storage import jobstate, sweepstate
+    from service.storage.store import open_store
+
+    store = open_store(env["COMPOSER_STORE"])
+    for sweep_id, phase in (("sweep-c", "stopped"), ("sweep-l", "running")):
+        trial = sweepstate.trial_id(sweep_id, 1)
+        sweepstate.Sweep(sweep_id, [{"job_id": trial, "options": {"units": 16}}]).save(store)
+        sweepstate.SweepStatus(phase=phase).save(store, sweep_id)
+        jobstate.begin(store, trial, 3)
+        message = sweepstate.CANCELLED if phase == "stopped" else "training"
+        jobstate.update(store, trial, phase="train", sweep=sweep_id, message=message)
+    cancelled = json.loads(run_cli("status", "sweep-c-t01", "--json", env=env).stdout)
+    assert (cancelled["state"], cancelled["error"], cancelled["message"]) == ("STOPPED", None, sweepstate.CANCELLED)
+    lost = json.loads(run_cli("status", "sweep-l-t01", "--json", env=env).stdout)
+    assert (lost["state"], lost["error"]) == ("STOPPED", "the Ray cluster running this job is no longer reachable")
+
+
 def test_list_of_an_empty_store_says_so(env):
     proc = run_cli("list", env=env)
     assert proc.returncode == 0 and proc.stdout == "" and "no jobs in the store" in proc.stderr, proc
