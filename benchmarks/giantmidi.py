@@ -93,8 +93,9 @@ class SeaweedFS:
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret}
         (folder / "data").mkdir(parents=True)
         self.log = open(folder / "weed.log", "wb")
-        self.proc = subprocess.Popen([shutil.which("weed") or "weed", "mini", f"-dir={folder / 'data'}",
-                                      "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={self.bucket}"],
+        self.proc = subprocess.Popen([shutil.which("weed") or "weed", f"-logdir={folder}", "mini",
+                                      f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                                      f"-bucket={self.bucket}"],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         import boto3
 

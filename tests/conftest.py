@@ -104,7 +104,9 @@ class S3Server:
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         with open(self.data.parent / "weed.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [weed, "mini", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-bucket={self.bucket}"],
+                # -logdir: its own log files beside its data, not in /tmp (a few a start, never removed)
+                [weed, f"-logdir={self.data.parent}", "mini", f"-dir={self.data}", "-ip=127.0.0.1",
+                 "-ip.bind=127.0.0.1", f"-bucket={self.bucket}"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         import boto3
