@@ -209,6 +209,21 @@ def test_a_damaged_job_record_is_named_and_list_goes_on(env):
     line = assert_one_line_error(run_cli("status", "job-b", env=env), 1, "job job-b is damaged", "remove jobs/job-b/")
     assert "JSONDecodeError" not in line
     assert_one_line_error(run_cli("compare", "job-a", "job-c", env=env), 1, "jobs/job-c/job.json cannot be read")
+    # pull needs the published results alone: a damaged MANIFEST.json is named as the records are
+    from service.storage.manifest import publish_dir
+
+    results = Path(env["COMPOSER_STORE"]).parent / "results"
+    results.mkdir()
+    (results / "report.json").write_text("{}")
+    publish_dir(store, "job-b", results)
+    pulled = run_cli("pull", "job-b", "--to", str(results.parent / "pulled"), env=env)
+    assert pulled.returncode == 0 and (results.parent / "pulled" / "report.json").read_text() == "{}", pulled.stderr
+    store.put_bytes("jobs/job-b/MANIFEST.json", b'{"files": ["report.json"]}')
+    assert_one_line_error(run_cli("pull", "job-b", "--to", str(results.parent / "again"), env=env), 1,
+                          'jobs/job-b/MANIFEST.json cannot be read (no "files" object')
+    store.put_bytes("jobs/job-b/MANIFEST.json", b'{"files": {"report.json": ')
+    assert_one_line_error(run_cli("pull", "job-b", "--to", str(results.parent / "again"), env=env), 1,
+                          "jobs/job-b/MANIFEST.json cannot be read (Expecting value")
     # Ray pickles a worker's error: the copy says the same
     damaged = jobstate.DamagedJob("job-b", "status.json", "cut short")
     assert str(pickle.loads(pickle.dumps(damaged))) == str(damaged)
@@ -230,6 +245,12 @@ def test_cancel_without_a_cluster_says_what_the_store_knows(env):
     done = run_cli("cancel", "job-done", env=env)
     assert done.returncode == 0 and done.stdout.strip() == "job-done: already finished (done)", done
     assert_one_line_error(run_cli("cancel", "job-queued", env=env), 1, "no Ray cluster is running")
+    from service.storage import sweepstate
+
+    sweepstate.Sweep("sweep-x", [{"job_id": "sweep-x-t01", "options": {}}]).save(store)
+    sweepstate.SweepStatus(phase="stopped").save(store, "sweep-x")
+    ended = run_cli("cancel", "sweep-x", env=env)
+    assert ended.returncode == 0 and ended.stdout.strip() == "sweep-x: already finished (stopped)", ended
     assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
 
 
@@ -248,27 +269,77 @@ def test_a_path_too_long_or_not_ours_is_bad_input_in_one_line(env, tmp_path):
     assert _os_error_line(refused) == ("cannot write or read /mnt/store: read-only file system: choose a folder "
                                        "or store you can write to", 2)
     assert _os_error_line(OSError(errno.ENOSPC, "No space left on device"))[1] == 1
+    # a refusal of no path the user gave (a program not executable) is no bad input
+    assert _os_error_line(OSError(errno.EACCES, "Permission denied"))[1] == 1
+    moved = OSError(errno.EACCES, "Permission denied", "/out/.tmp-1", None, "/out/piece.mid")
+    assert _os_error_line(moved)[0].startswith("cannot write or read /out/piece.mid: permission denied")
     assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
 
 
 def test_a_trial_stopped_with_its_sweep_says_so_once_the_cluster_is_gone(env):
     """Its record said "stopped with its sweep (composer cancel)", and `status` said the Ray cluster running
-    it was no longer reachable; a trial of a sweep that did not end so still says that."""
+    it was no longer reachable; a trial that was not stopped so (its sweep lost, or the trial resumed on
+    its own since) still says that."""
     from service.storage import jobstate, sweepstate
     from service.storage.store import open_store
 
     store = open_store(env["COMPOSER_STORE"])
-    for sweep_id, phase in (("sweep-c", "stopped"), ("sweep-l", "running")):
+    # sweep-r's trial was resumed on its own after the sweep's cancel (its message is its own again)
+    for sweep_id, message in (("sweep-c", sweepstate.CANCELLED), ("sweep-r", "epoch 2/3")):
         trial = sweepstate.trial_id(sweep_id, 1)
         sweepstate.Sweep(sweep_id, [{"job_id": trial, "options": {"units": 16}}]).save(store)
-        sweepstate.SweepStatus(phase=phase).save(store, sweep_id)
+        sweepstate.SweepStatus(phase="stopped").save(store, sweep_id)
         jobstate.begin(store, trial, 3)
-        message = sweepstate.CANCELLED if phase == "stopped" else "training"
         jobstate.update(store, trial, phase="train", sweep=sweep_id, message=message)
     cancelled = json.loads(run_cli("status", "sweep-c-t01", "--json", env=env).stdout)
     assert (cancelled["state"], cancelled["error"], cancelled["message"]) == ("STOPPED", None, sweepstate.CANCELLED)
-    lost = json.loads(run_cli("status", "sweep-l-t01", "--json", env=env).stdout)
+    lost = json.loads(run_cli("status", "sweep-r-t01", "--json", env=env).stdout)
     assert (lost["state"], lost["error"]) == ("STOPPED", "the Ray cluster running this job is no longer reachable")
+
+
+def test_a_folder_to_write_that_is_a_dangling_link_or_cannot_hold_one_is_refused_at_once(env, tmp_path):
+    """A link to nothing passed the check (it "did not exist") and `generate` failed with FileExistsError
+    after the model had loaded, `pull` after fetching every file; /proc passed for root."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for to in (tmp_path / "dangling", tmp_path / "dangling" / "sub"):
+        assert_one_line_error(run_cli("pull", "composer-x", "--to", str(to), env=env), 2,
+                              f"{tmp_path / 'dangling'} is a link to {tmp_path / 'nowhere'}, which does not exist")
+    assert_one_line_error(run_cli("pull", "composer-x", "--to", "/proc/composer-out", env=env), 2,
+                          "/proc is not writable")
+    assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_a_sweep_with_nothing_to_pull_says_so_and_leaves_no_folder(env, tmp_path):
+    """A sweep none of whose trials trained an epoch (all failed, or cancelled early) was "pulled 0 files",
+    exit 0, into a new empty folder; a job with no results is refused."""
+    from service.storage import jobstate, sweepstate
+    from service.storage.store import open_store
+
+    store = open_store(env["COMPOSER_STORE"])
+    trials = [sweepstate.trial_id("sweep-n", i) for i in (1, 2)]
+    sweepstate.Sweep("sweep-n", [{"job_id": t, "options": {}} for t in trials]).save(store)
+    for trial in trials:
+        jobstate.begin(store, trial, 3)
+    assert_one_line_error(run_cli("pull", "sweep-n", "--to", str(tmp_path / "out"), env=env), 1,
+                          "sweep sweep-n has nothing to pull: none of its 2 trial(s)")
+    assert not (tmp_path / "out").exists()
+    store.put_bytes(jobstate.job_key(trials[1], jobstate.METRICS), b'{"epoch": 1}\n')  # one epoch's curve
+    pulled = run_cli("pull", "sweep-n", "--to", str(tmp_path / "out"), env=env)
+    assert pulled.returncode == 0 and (tmp_path / "out" / trials[1] / jobstate.METRICS).is_file(), pulled.stderr
+
+
+def test_a_damaged_provenance_record_is_called_damaged_not_missing(tmp_path):
+    """generate's first line said a model whose provenance.json was cut short was made before composer kept
+    one ("no model/provenance.json"); generating goes on either way (the record is not needed for it)."""
+    from service.model import provenance
+
+    assert provenance.line(tmp_path) == ("model: made before composer kept a record of what made it "
+                                         "(no model/provenance.json)")
+    for damaged in ('{"spec": {"job_id": "composer-x"', "[1, 2]", '{"spec": [], "dataset": {}}'):
+        (tmp_path / "provenance.json").write_text(damaged)
+        line = provenance.line(tmp_path)
+        assert line.startswith("model: its record of what made it, model/provenance.json, cannot be read ("), line
+        assert line.endswith("): pull the job again")
 
 
 def test_list_of_an_empty_store_says_so(env):

@@ -51,3 +51,11 @@ def test_seeded_draws_repeat():
 def test_bad_settings_are_user_errors(kwargs):
     with pytest.raises(UserError):
         Sampling(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 5}, {"top_p": 0.9}, {"temperature": 0.5}])
+def test_greedy_with_a_sampling_setting_is_refused(kwargs):
+    """argmax ignores them, and report.json recorded them as if used (`--greedy --top-k 5`)."""
+    with pytest.raises(UserError, match=f"--greedy always takes the likeliest token: --{next(iter(kwargs))}"
+                                        .replace("_", "-")):
+        Sampling(greedy=True, **kwargs)

@@ -701,11 +701,13 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
         from service.storage.jobstate import ENDED
 
         # The store says more: a job it never had, or one that has ended.
+        the_store = _store(store)
         known, phase = True, ""
-        with contextlib.suppress(ComposerError):  # a store that does not answer: no cluster is the news
-            known, phase = _recorded(job, _store(store))
+        # A store that does not answer, or a record it cannot read: no cluster is the news.
+        with contextlib.suppress(ComposerError, ValueError, TypeError):
+            known, phase = _recorded(job, the_store)
         if not known:
-            raise UserError(f"no job {job!r} in the store {_store(store).uri}: see `composer list`") from None
+            raise UserError(f"no job {job!r} in the store {the_store.uri}: see `composer list`") from None
         if phase in ENDED:
             out.print(f"{job}: already finished ({phase})")
             return
@@ -734,11 +736,11 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
 
 
 def _recorded(job: str, store: Store) -> tuple[bool, str]:
-    """Whether the store has the job (or sweep), and the job's phase ("" for a sweep)."""
+    """Whether the store has the job (or sweep), and its phase."""
     from service.storage import jobstate, sweepstate
 
     if sweepstate.exists(store, job):
-        return True, ""
+        return True, sweepstate.SweepStatus.load(store, job).phase
     progress = jobstate.Progress.load(store, job)
     return progress is not None, progress.phase if progress is not None else ""
 
@@ -815,7 +817,7 @@ def generate(
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
     _check_folder("--out", out_dir)
     generate_out.check(out_dir, force)
-    out.print(provenance.describe(provenance.load(model)), highlight=False, markup=False)
+    out.print(provenance.line(model), highlight=False, markup=False)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     if not _debug["on"]:  # --debug: every line TensorFlow writes, as it writes them
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as in jobs: its errors only, once it has loaded
@@ -956,11 +958,28 @@ def _check_folder(flag: str, path: Path) -> None:
     except PermissionError:  # a folder above it that this user cannot enter
         raise UserError(f"{flag} {path}: a folder above it cannot be entered: choose a folder you can write "
                         "to") from None
+    # A link to nothing "does not exist", so the folder above it looked like where the folder goes.
+    dangling = next((p for p in (path, *path.parents) if p != where and p.is_symlink()), None)
+    if dangling is not None:
+        raise UserError(f"{flag} {path}: {dangling} is a link to {os.readlink(dangling)}, which does not exist: "
+                        "remove the link or choose another folder")
     if not where.is_dir():
         raise UserError(f"{flag} {path}: {where} is a file, not a folder" if where != path
                         else f"{flag} {path} is a file, not a folder")
-    if not writable(where):
+    if not writable(where) or not _can_make_folder_in(where):
         raise UserError(f"{flag} {path}: {where} is not writable: choose a folder you can write to")
+
+
+def _can_make_folder_in(folder: Path) -> bool:
+    """Whether a folder can be made in it, tried: root passes every permission check, and /proc or a
+    read-only mount refuse only the write itself."""
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".composer-check-", dir=folder))
+    except OSError:
+        return False
+    return True
 
 
 def _empty_value(argv: list[str]) -> str | None:
@@ -980,11 +999,12 @@ def _os_error_line(e: OSError) -> tuple[str, int]:
     path given that is too long or not ours to write is bad input (2); anything else a failure (1)."""
     import errno
 
-    where = f" {e.filename}" if e.filename else ""
+    path = e.filename2 or e.filename  # a rename's: where it was going
+    where = f" {path}" if path else ""
     if e.errno == errno.ENAMETOOLONG:
         return (f"a path is too long:{where} (a name in a path may have at most 255 bytes on most file "
                 "systems): choose a shorter one"), 2
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and path:
         why = (e.strerror or "not permitted").lower()
         return f"cannot write or read{where}: {why}: choose a folder or store you can write to", 2
     if e.errno == errno.ENOSPC:

@@ -370,8 +370,8 @@ def state(store: Store, job_id: str, address: str | None) -> JobState:
         # A sweep's trial runs inside the sweep's Ray job: while that runs, so does the trial; once it has
         # ended, the trial ended with it (not a lost cluster).
         sweep_state = cluster_state(cluster, progress.sweep)[0]
-        if sweep_state is None and sweepstate.SweepStatus.load(store, progress.sweep).phase in jobstate.ENDED:
-            sweep_state = "STOPPED"  # its cluster is gone, but the sweep's record says it ended before that
+        if sweep_state is None and progress.message == sweepstate.CANCELLED:
+            sweep_state = "STOPPED"  # its cluster is gone, but its record says `cancel SWEEP` stopped it first
         ray_state = "STOPPED" if sweep_state in TERMINAL else sweep_state
     if ray_state is None:
         # The cluster is gone (or never knew the job): the store's record is all there is. A trial a

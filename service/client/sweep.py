@@ -18,7 +18,7 @@ from typing import Any
 
 from service.client import cluster as clusters
 from service.client import jobs
-from service.errors import UserError
+from service.errors import JobFailed, UserError
 from service.model import cost
 from service.spec import JobSpec, build_spec
 from service.storage import jobstate, manifest, sweepstate
@@ -187,12 +187,16 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
     published = {job_id: manifest.entries_for(store, job_id, dest) for job_id, dest in trials
                  if jobstate.published(store, job_id)}
     staged: list[manifest.Staged] = []
+    made = not to.exists()  # removed again, empty, where there is nothing to pull
     try:
         # The curves of the unpublished trials (no checksums to compare against: staged, then compared),
         # and what the published ones would replace (by their manifests, before anything is fetched).
         for job_id, dest in trials:
             if job_id not in published:
                 staged.append(_stage_curves(store, job_id, dest))
+        if not published and not any(s.files for s in staged):
+            raise JobFailed(f"sweep {sweep_id} has nothing to pull: none of its {len(trials)} trial(s) published "
+                            f"results or trained an epoch (`composer sweep-status {sweep_id}` says why)")
         wanted = [(s.dest, s.files) for s in staged] + [(dest, list(published[job_id])) for job_id, dest in trials
                                                         if job_id in published]
         manifest.refuse_blocked(to, [f"{d.name}/{rel}" for d, files in wanted for rel in manifest.blocked(d, files)])
@@ -209,6 +213,8 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
         for job_id, dest in trials:
             if job_id not in published:  # a published trial's checked files stay staged for a rerun
                 manifest.Staged(dest, manifest.staging_for(dest, job_id), []).drop()
+        if made and to.is_dir() and not any(to.iterdir()):
+            to.rmdir()
         raise
     return [f"{s.dest.name}/{rel}" for s in staged for rel in s.commit()]
 

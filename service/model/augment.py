@@ -80,9 +80,12 @@ def parse(text: str) -> Augmentation:
     if not all(a is None or re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?", a, re.ASCII) for a in found.values()):
         raise _refuse(text, "has an amount that is not a number")
     if found.get("transpose") and not re.fullmatch(r"-?\d+", found["transpose"] or "", re.ASCII):
-        raise _refuse(text, f"transposes by {found['transpose']}, not a whole number of semitones")
-    semitones = int(found.get("transpose") or DEFAULT_SEMITONES) if "transpose" in found else 0
-    stretch = float(found.get("stretch") or DEFAULT_STRETCH) if "stretch" in found else 0.0
+        raise _refuse(text, f"transposes by {found['transpose']}: give the semitones as a whole number, such as 2")
+    try:
+        semitones = int(found.get("transpose") or DEFAULT_SEMITONES) if "transpose" in found else 0
+        stretch = float(found.get("stretch") or DEFAULT_STRETCH) if "stretch" in found else 0.0
+    except ValueError:  # more digits than int() reads
+        raise _refuse(text, "has an amount that is not a number") from None
     if "transpose" in found and not 1 <= semitones <= MAX_SEMITONES:
         raise _refuse(text, f"transposes by {semitones} semitones")
     if "stretch" in found and not 0 < stretch <= MAX_STRETCH:

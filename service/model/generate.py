@@ -458,10 +458,12 @@ def choose_primers(info: ModelInfo, bank: Primers, count: int, rng: np.random.Ge
 
 
 def check_request(model_dir: Path, samples: int, primer: Path | None = None, key: str | None = None,
-                  composer: str | None = None) -> tuple[ModelInfo, int | None, int | None, Primers | None]:
+                  composer: str | None = None
+                  ) -> tuple[ModelInfo, int | None, np.ndarray | None, int | None, Primers | None]:
     """What `generate_from_model_dir` is asked, checked against composer.json before TensorFlow loads
     (and logs to stderr), so that a wrong request is one line and nothing else: the model, the key's
-    index, the composer's row (--composer's, else a --primer file's), the primer file's rows."""
+    index and the key tokens it bans (banned_for_key), the composer's row (--composer's, else a --primer
+    file's), the primer file's rows."""
     from service.model.composers import requested
     from service.music.keys import parse_key
 
@@ -469,13 +471,12 @@ def check_request(model_dir: Path, samples: int, primer: Path | None = None, key
         raise UserError(f"--primer {primer} is not a file")
     key_index = None if key is None else parse_key(key)
     info = read_model_info(model_dir)
-    if key_index is not None:
-        banned_for_key(info, key_index)  # a model without key conditioning, or a key it never saw
+    banned = None if key_index is None else banned_for_key(info, key_index)
     who = requested(info.composers, info.spec, composer, primer)
     from_file = primer_from_midi(info, primer, samples, key_index) if primer is not None else None
     if from_file is not None and who is not None:
         from_file = from_file.by_composer(who)
-    return info, key_index, who, from_file
+    return info, key_index, banned, who, from_file
 
 
 def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int, sampling: Sampling, seed: int,
@@ -491,8 +492,7 @@ def generate_from_model_dir(model_dir: Path, out: Path, samples: int, notes: int
     from service.model.report import write_report
     from service.music.beat import on_transcription_clock
 
-    info, key_index, who, from_file = check_request(model_dir, samples, primer, key, composer)
-    banned = None if key_index is None else banned_for_key(info, key_index)
+    info, key_index, banned, who, from_file = check_request(model_dir, samples, primer, key, composer)
     corpus = CorpusReference.load(model_dir)
     trained, bank = load_model_dir(model_dir)
     rng = np.random.default_rng(seed)

@@ -98,21 +98,24 @@ def collect(spec: JobSpec, store: Store) -> dict[str, Any]:
     }
 
 
-def load(model_dir: Path) -> dict[str, Any] | None:
-    """The model folder's record; None for a model from before composer kept one (or a damaged one)."""
+def line(model_dir: Path) -> str:
+    """`composer generate`'s first line: which model this is and what made it (`describe`), that it was
+    made before composer kept a record, or that its record is damaged (generation goes on: it is not
+    needed to generate)."""
     import json
 
-    try:
-        record = json.loads((model_dir / FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def describe(record: dict[str, Any] | None) -> str:
-    """One line: which model this is and what made it (what `composer generate` prints first)."""
-    if record is None:
+    path = model_dir / FILE
+    if not path.exists():
         return "model: made before composer kept a record of what made it (no model/provenance.json)"
+    try:
+        return describe(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as e:  # cut short, edited, no object
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"model: its record of what made it, model/provenance.json, cannot be read ({why}): pull the job again"
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line: which model this is and what made it."""
     spec, code, versions = record.get("spec", {}), record.get("composer", {}), record.get("versions", {})
     data, nodes = record.get("dataset", {}), record.get("cluster")
     commit = code.get("git_commit")

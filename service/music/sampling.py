@@ -28,6 +28,11 @@ class Sampling:
             raise UserError(f"--top-k must be 0 (off) or more, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:  # NaN fails it too
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        given = [flag for flag, on in (("--temperature", self.temperature != 1.0), ("--top-k", self.top_k != 0),
+                                       ("--top-p", self.top_p != 1.0)) if on]
+        if self.greedy and given:  # argmax would ignore them, and report.json record them as used
+            raise UserError(f"--greedy always takes the likeliest token: {', '.join(given)} would change nothing; "
+                            "give one or the other")
 
     def describe(self) -> dict:
         return {"method": "greedy" if self.greedy else "sample", **asdict(self)}

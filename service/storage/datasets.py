@@ -163,7 +163,8 @@ def list_datasets(store: Store) -> tuple[list[DatasetInfo], list[DamagedDataset]
 
 @dataclass
 class Entry:
-    """One MIDI file of a local folder or zip archive, read only when it is streamed."""
+    """One MIDI file to store: of a local folder or zip archive, or a built-in's export (builtin_bach),
+    read only when it is streamed."""
 
     name: str  # its relative name in the dataset, normalized
     size: int  # as the folder or the archive's directory declares it

@@ -93,7 +93,7 @@ class DamagedJob(JobFailed):
         return (DamagedJob, (self.job_id, self.name, self.why))
 
 
-def _record(store: Store, job_id: str, name: str) -> dict:
+def read_record(store: Store, job_id: str, name: str) -> dict:
     """A job's JSON record as a dict (NotFound where there is none)."""
     try:
         data = json.loads(store.get_bytes(job_key(job_id, name)))
@@ -130,7 +130,7 @@ def save_spec(store: Store, spec: JobSpec) -> None:
 
 def load_spec(store: Store, job_id: str) -> JobSpec:
     try:
-        data = _record(store, job_id, SPEC)
+        data = read_record(store, job_id, SPEC)
     except NotFound:
         raise UserError(f"no job {job_id!r} in the store {store.uri}") from None
     try:
@@ -180,7 +180,7 @@ class Progress:
     @classmethod
     def load(cls, store: Store, job_id: str) -> Progress | None:
         try:
-            data = _record(store, job_id, STATUS)
+            data = read_record(store, job_id, STATUS)
         except NotFound:
             return None
         try:

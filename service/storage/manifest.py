@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import JobFailed, UserError
-from service.storage.jobstate import MANIFEST, job_key
+from service.storage.jobstate import MANIFEST, DamagedJob, job_key, read_record
 from service.storage.store import Store
 
 
@@ -160,7 +160,9 @@ def make_staging(staging: Path) -> None:
 def entries_for(store: Store, job_id: str, dest: Path) -> dict[str, str]:
     """A published job's MANIFEST.json (relative path -> sha256), refused where it names a path outside dest
     (also through a link in dest), with --force or without."""
-    entries: dict[str, str] = json.loads(store.get_bytes(job_key(job_id, MANIFEST)))["files"]
+    entries = read_record(store, job_id, MANIFEST).get("files")
+    if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+        raise DamagedJob(job_id, MANIFEST, 'no "files" object of paths and their sha256')
     root = dest.resolve()
     for rel in entries:
         if root in (root / rel).resolve().parents:
