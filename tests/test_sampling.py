@@ -58,4 +58,6 @@ def test_greedy_with_a_sampling_setting_is_refused(kwargs):
     """argmax ignores them, and report.json recorded them as if used (`--greedy --top-k 5`)."""
     with pytest.raises(UserError, match=f"--greedy always takes the likeliest token: --{next(iter(kwargs))}"
                                         .replace("_", "-")):
-        Sampling(greedy=True, **kwargs)
+        Sampling(greedy=True, **kwargs).refuse_unused()
+    Sampling(greedy=True).refuse_unused()
+    Sampling(**kwargs).refuse_unused()

@@ -814,6 +814,7 @@ def generate(
     from service.storage.joblog import count
 
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    sampling.refuse_unused()
     check_request(model, samples, primer, key, composer)  # a wrong request: its one line, nothing before it
     _check_folder("--out", out_dir)
     generate_out.check(out_dir, force)

@@ -28,14 +28,18 @@ class Sampling:
             raise UserError(f"--top-k must be 0 (off) or more, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:  # NaN fails it too
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
-        given = [flag for flag, on in (("--temperature", self.temperature != 1.0), ("--top-k", self.top_k != 0),
-                                       ("--top-p", self.top_p != 1.0)) if on]
-        if self.greedy and given:  # argmax would ignore them, and report.json record them as used
-            raise UserError(f"--greedy always takes the likeliest token: {', '.join(given)} would change nothing; "
-                            "give one or the other")
 
     def describe(self) -> dict:
         return {"method": "greedy" if self.greedy else "sample", **asdict(self)}
+
+    def refuse_unused(self) -> None:
+        """What a user asked for: --greedy with a sampling setting, which argmax would ignore (and
+        report.json would record as if used), is refused in one line."""
+        given = [flag for flag, on in (("--temperature", self.temperature != 1.0), ("--top-k", self.top_k != 0),
+                                       ("--top-p", self.top_p != 1.0)) if on]
+        if self.greedy and given:
+            raise UserError(f"--greedy always takes the likeliest token: {', '.join(given)} would change nothing; "
+                            "give one or the other")
 
 
 def probabilities(logits: np.ndarray, sampling: Sampling) -> np.ndarray:
