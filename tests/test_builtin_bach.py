@@ -33,7 +33,7 @@ def test_music21_s_bach_corpus_gives_each_chorale_once(corpus_paths):
     names = [Path(p).name for p in chosen]
     stems = {Path(p).stem for p in chosen}
     assert len(corpus_paths) == 433  # music21 10.5.1 (pyproject.toml pins it)
-    assert len(chosen) == 389  # less its 20 analyses, 3 second encodings, a prelude and 20 twins
+    assert len(chosen) == 388  # less its 20 analyses, 3 second encodings, a prelude and 21 twins
     assert not [n for n in names if n.startswith("riemenschneider") or n.endswith(".rntxt")]
     assert len(stems) == len(chosen)
     assert {"bwv277.mxl", "bwv281.mxl", "bwv366.mxl"} <= set(names)
@@ -60,29 +60,31 @@ def _voices(path: str) -> dict[str, tuple[int, ...]]:
 
 
 def _same_setting(a: str, b: str) -> bool:
-    """Two files set the chorale alike: in each of the four voices, 90% of the shorter one's intervals
-    are the other's, in order (one may have its repeat written out, the other not)."""
+    """Two files set the chorale alike: in three of the four voices 90% of the shorter one's intervals
+    are the other's, in order (one may have its repeat written out, the other not), in the fourth 80%."""
     one, two = _voices(a), _voices(b)
+    if not all(v in one and v in two for v in VOICES):
+        return False
 
     def contained(x: tuple[int, ...], y: tuple[int, ...]) -> float:
         blocks = difflib.SequenceMatcher(None, x, y, autojunk=False).get_matching_blocks()
         return sum(block.size for block in blocks) / max(1, min(len(x), len(y)))
 
-    return all(v in one and v in two and contained(one[v], two[v]) >= 0.9 for v in VOICES)
+    least, second = sorted(contained(one[v], two[v]) for v in VOICES)[:2]
+    return least >= 0.8 and second >= 0.9
 
 
 def test_each_twin_left_out_sets_its_chorale_as_the_kept_one_does(corpus_paths):
     def path(stem: str) -> str:
         return corpus_paths.get(f"{stem}.mxl") or corpus_paths[f"{stem}.krn"]
 
-    assert len(builtin_bach.TWINS) == 20
+    assert len(builtin_bach.TWINS) == 21
     not_alike = [f"{left} / {kept}" for left, kept in builtin_bach.TWINS.items()
                  if not _same_setting(path(left), path(kept))]
     assert not not_alike
     # the check can tell settings apart: one tune harmonized otherwise, or the next most alike pairs
     assert not _same_setting(path("bwv244.15"), path("bwv244.44"))
     assert not _same_setting(path("bwv166.6"), path("bwv84.5"))
-    assert not _same_setting(path("bwv12.7"), path("bwv69.6-a"))
     assert "Soprano" not in _voices(path("bwv846"))  # the prelude has no voices to sing
 
 
@@ -101,9 +103,9 @@ def test_a_store_s_older_export_is_kept_and_the_job_is_told_how_to_renew_it(tmp_
     datasets.upload(store, "bach", "music21 corpus: bach", entries, 2 * len(midi))
     said: list[str] = []
     assert builtin_bach.ensure_builtin(store, "bach", say=said.append).files == 2
-    assert said == ["this store's bach dataset is an export from before 2026-12-07 (2 files, Roman-numeral "
-                    "analyses or chorales held twice among them): remove datasets/bach/ from the store to export "
-                    "the chorales anew"]
+    assert said == ["this store's bach dataset is an earlier export (2 files, Roman-numeral analyses or "
+                    "chorales held twice among them): remove datasets/bach/ from the store to export the "
+                    "chorales anew"]
     record = json.loads(store.get_bytes("datasets/bach/dataset.json"))
     store.put_bytes("datasets/bach/dataset.json", json.dumps({**record, "source": builtin_bach.SOURCE}).encode())
     said.clear()

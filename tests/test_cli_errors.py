@@ -251,6 +251,8 @@ def test_cancel_without_a_cluster_says_what_the_store_knows(env):
     sweepstate.SweepStatus(phase="stopped").save(store, "sweep-x")
     ended = run_cli("cancel", "sweep-x", env=env)
     assert ended.returncode == 0 and ended.stdout.strip() == "sweep-x: already finished (stopped)", ended
+    store.put_bytes(sweepstate.sweep_key("sweep-x", sweepstate.STATUS), b"[1]")  # damaged: no cluster is the news
+    assert_one_line_error(run_cli("cancel", "sweep-x", env=env), 1, "no Ray cluster is running")
     assert not (Path(env["COMPOSER_HOME"]) / "ray-head.json").exists()
 
 
@@ -306,7 +308,14 @@ def test_a_folder_to_write_that_is_a_dangling_link_or_cannot_hold_one_is_refused
                               f"{tmp_path / 'dangling'} is a link to {tmp_path / 'nowhere'}, which does not exist")
     assert_one_line_error(run_cli("pull", "composer-x", "--to", "/proc/composer-out", env=env), 2,
                           "/proc is not writable")
-    assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob(".*"))
+    assert not (tmp_path / "nowhere").exists()
+    # a link that leads somewhere, above the folder: the check passes (the job is what is missing), and
+    # its trial folder is gone again
+    (tmp_path / "real" / "a").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for to in (tmp_path / "link" / "a" / "out", tmp_path / "link" / "a", tmp_path / "link" / "out"):
+        assert_one_line_error(run_cli("pull", "composer-x", "--to", str(to), env=env), 2, "no job 'composer-x'")
+    assert sorted(p.name for p in (tmp_path / "real").rglob("*")) == ["a"]
 
 
 def test_a_sweep_with_nothing_to_pull_says_so_and_leaves_no_folder(env, tmp_path):
@@ -320,9 +329,10 @@ def test_a_sweep_with_nothing_to_pull_says_so_and_leaves_no_folder(env, tmp_path
     sweepstate.Sweep("sweep-n", [{"job_id": t, "options": {}} for t in trials]).save(store)
     for trial in trials:
         jobstate.begin(store, trial, 3)
-    assert_one_line_error(run_cli("pull", "sweep-n", "--to", str(tmp_path / "out"), env=env), 1,
-                          "sweep sweep-n has nothing to pull: none of its 2 trial(s)")
-    assert not (tmp_path / "out").exists()
+    for to in (tmp_path / "out", tmp_path / "a" / "b" / "out"):
+        assert_one_line_error(run_cli("pull", "sweep-n", "--to", str(to), env=env), 1,
+                              "sweep sweep-n has nothing to pull: none of its 2 trial(s)")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "a").exists()
     store.put_bytes(jobstate.job_key(trials[1], jobstate.METRICS), b'{"epoch": 1}\n')  # one epoch's curve
     pulled = run_cli("pull", "sweep-n", "--to", str(tmp_path / "out"), env=env)
     assert pulled.returncode == 0 and (tmp_path / "out" / trials[1] / jobstate.METRICS).is_file(), pulled.stderr

@@ -7,6 +7,7 @@ stderr; --debug (before the verb) shows the traceback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -704,7 +705,7 @@ def cancel(job: str, address: AddressOpt = None, store: StoreOpt = None,
         the_store = _store(store)
         known, phase = True, ""
         # A store that does not answer, or a record it cannot read: no cluster is the news.
-        with contextlib.suppress(ComposerError, ValueError, TypeError):
+        with contextlib.suppress(ComposerError, ValueError, TypeError, AttributeError):
             known, phase = _recorded(job, the_store)
         if not known:
             raise UserError(f"no job {job!r} in the store {the_store.uri}: see `composer list`") from None
@@ -959,8 +960,10 @@ def _check_folder(flag: str, path: Path) -> None:
     except PermissionError:  # a folder above it that this user cannot enter
         raise UserError(f"{flag} {path}: a folder above it cannot be entered: choose a folder you can write "
                         "to") from None
-    # A link to nothing "does not exist", so the folder above it looked like where the folder goes.
-    dangling = next((p for p in (path, *path.parents) if p != where and p.is_symlink()), None)
+    # A link to nothing "does not exist", so the folder above it looked like where the folder goes: any
+    # link below `where` (the nearest that exists: links above it lead somewhere) leads nowhere.
+    below = itertools.takewhile(lambda p: p != where, (path, *path.parents))
+    dangling = next((p for p in below if p.is_symlink()), None)
     if dangling is not None:
         raise UserError(f"{flag} {path}: {dangling} is a link to {os.readlink(dangling)}, which does not exist: "
                         "remove the link or choose another folder")

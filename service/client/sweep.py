@@ -8,6 +8,7 @@ Ray job whose id is the sweep's.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import random
@@ -187,7 +188,7 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
     published = {job_id: manifest.entries_for(store, job_id, dest) for job_id, dest in trials
                  if jobstate.published(store, job_id)}
     staged: list[manifest.Staged] = []
-    made = not to.exists()  # removed again, empty, where there is nothing to pull
+    existed = manifest.nearest(to)  # the folders made below it are removed again where nothing is pulled
     try:
         # The curves of the unpublished trials (no checksums to compare against: staged, then compared),
         # and what the published ones would replace (by their manifests, before anything is fetched).
@@ -213,8 +214,9 @@ def pull(store: Store, sweep_id: str, to: Path, force: bool = False) -> list[str
         for job_id, dest in trials:
             if job_id not in published:  # a published trial's checked files stay staged for a rerun
                 manifest.Staged(dest, manifest.staging_for(dest, job_id), []).drop()
-        if made and to.is_dir() and not any(to.iterdir()):
-            to.rmdir()
+        with contextlib.suppress(OSError):  # the first folder not empty (or not ours) stops it
+            for made in itertools.takewhile(lambda p: p != existed, (to, *to.parents)):
+                made.rmdir()
         raise
     return [f"{s.dest.name}/{rel}" for s in staged for rel in s.commit()]
 

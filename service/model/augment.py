@@ -84,8 +84,8 @@ def parse(text: str) -> Augmentation:
     try:
         semitones = int(found.get("transpose") or DEFAULT_SEMITONES) if "transpose" in found else 0
         stretch = float(found.get("stretch") or DEFAULT_STRETCH) if "stretch" in found else 0.0
-    except ValueError:  # more digits than int() reads
-        raise _refuse(text, "has an amount that is not a number") from None
+    except ValueError:  # more digits than int() reads: far out of range
+        raise _refuse(text, f"transposes by more than {MAX_SEMITONES} semitones") from None
     if "transpose" in found and not 1 <= semitones <= MAX_SEMITONES:
         raise _refuse(text, f"transposes by {semitones} semitones")
     if "stretch" in found and not 0 < stretch <= MAX_STRETCH:
