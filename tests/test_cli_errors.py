@@ -310,7 +310,7 @@ def test_a_folder_to_write_that_is_a_dangling_link_or_cannot_hold_one_is_refused
                           "/proc is not writable")
     assert not (tmp_path / "nowhere").exists()
     # a link that leads somewhere, above the folder: the check passes (the job is what is missing), and
-    # its trial folder is gone again
+    # its probe leaves nothing behind
     (tmp_path / "real" / "a").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "real")
     for to in (tmp_path / "link" / "a" / "out", tmp_path / "link" / "a", tmp_path / "link" / "out"):
