@@ -114,7 +114,12 @@ class JobSpec:
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> JobSpec:
+        """A stored spec's fields (job.json), with the defaults of jobs submitted before a field existed."""
+        data = dict(data)
         # A job submitted before the held-out split trained on every piece: it has none.
         data.setdefault("test_share", 0.0)
         # A job submitted before the pedal was read tokenized key-press lengths.

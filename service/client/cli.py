@@ -953,7 +953,7 @@ def _interrupted(e: SystemExit) -> bool:
 def _check_folder(flag: str, path: Path) -> None:
     """A folder to write into: refused in one line where it, or a folder it would be made in, is a file or
     may not be written (before a model loads or a job trains, not at its first file)."""
-    from service.storage.manifest import nearest, writable
+    from service.storage.manifest import nearest
 
     try:
         where = nearest(path)
@@ -970,7 +970,7 @@ def _check_folder(flag: str, path: Path) -> None:
     if not where.is_dir():
         raise UserError(f"{flag} {path}: {where} is a file, not a folder" if where != path
                         else f"{flag} {path} is a file, not a folder")
-    if not writable(where) or not _can_make_folder_in(where):
+    if not _can_make_folder_in(where):
         raise UserError(f"{flag} {path}: {where} is not writable: choose a folder you can write to")
 
 

@@ -38,9 +38,9 @@ def logs(store: Store, job_id: str, address: str | None, follow: bool, ray: bool
     store = store_for(store, job_id, address)
     if not joblog.sources(store, job_id):
         found = ray_job(clusters.resolve(address, start=False), job_id)
-        if found is None and sweepstate.exists(store, job_id):
-            raise UserError(_not_on_a_cluster(store, job_id))
-        if found is not None and sweepstate.exists(store, job_id):  # a sweep's lines are in Ray's log alone
+        if sweepstate.exists(store, job_id):  # a sweep's lines are in Ray's log alone
+            if found is None:
+                raise UserError(_not_on_a_cluster(store, job_id))
             _ray_log(found[0], job_id, follow)
             return
         if found is not None and not _first_line(store, job_id, found, follow, poll):

@@ -88,15 +88,15 @@ def ensure_builtin(store: Store, name: str, workers: int = 2,
                    say: Callable[[str], None] = lambda line: None) -> DatasetInfo:
     """Export a built-in corpus to MIDI once and cache it in the store (runs in the job driver); `say`
     hears how far the export got, every EXPORT_EVERY_S, and what it exported (a minute on 2 cores)."""
+    if name != NAME:
+        raise UserError(f"unknown built-in dataset {name!r}")
     existing = info(store, name)
     if existing is not None:
-        if name == NAME and existing.source != SOURCE:
+        if existing.source != SOURCE:
             say(f"this store's {name} dataset is an earlier export ({existing.files} files, Roman-numeral "
                 f"analyses or chorales held twice among them): remove {prefix(name)}/ from the store to export "
                 "the chorales anew")
         return existing
-    if name != NAME:
-        raise UserError(f"unknown built-in dataset {name!r}")
     from music21 import corpus
 
     paths = chorale_scores([str(p) for p in corpus.getComposer("bach")])

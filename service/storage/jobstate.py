@@ -134,7 +134,7 @@ def load_spec(store: Store, job_id: str) -> JobSpec:
     except NotFound:
         raise UserError(f"no job {job_id!r} in the store {store.uri}") from None
     try:
-        return JobSpec.from_json(json.dumps(data))
+        return JobSpec.from_dict(data)
     except (TypeError, ValueError) as e:  # a field missing or of another kind
         raise DamagedJob(job_id, SPEC, str(e).splitlines()[0]) from None
 
